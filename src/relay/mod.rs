@@ -1,0 +1,5 @@
+//! The per-call bridge between a Twilio media stream and an OpenAI Realtime session.
+
+pub mod bridge;
+pub mod goodbye;
+pub mod playback;

@@ -1,0 +1,3 @@
+//! Security layers that live in the server: single-use stream tokens.
+
+pub mod tokens;

@@ -1,0 +1,6 @@
+//! Twilio: webhook signatures, TwiML, Media Streams message types and the REST client.
+
+pub mod media;
+pub mod rest;
+pub mod signature;
+pub mod twiml;
