@@ -1,1 +1,80 @@
-fn main() {}
+//! The `callbridge` command line: `serve`, `check-config`, `simulate`. Everything else lives in the library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use callbridge::config::{Requirement, Settings};
+use callbridge::startup::Application;
+
+/// callbridge: put an OpenAI Realtime voice on your Twilio number.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: Twilio webhooks, media streams, the relay to OpenAI.
+    Serve,
+    /// Print the effective settings (secrets masked) and whether `serve` would start.
+    CheckConfig,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve => serve().await,
+        Command::CheckConfig => check_config(),
+    }
+}
+
+async fn serve() -> ExitCode {
+    let settings = match Settings::from_process(Requirement::Serve) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("callbridge cannot start:\n{e}");
+            return ExitCode::from(2);
+        }
+    };
+    callbridge::telemetry::init(settings.log_format, "info");
+    let app = match Application::build(settings) {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("callbridge cannot start: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("server failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config() -> ExitCode {
+    match Settings::from_process(Requirement::Nothing) {
+        Ok(settings) => {
+            print!("{}", settings.describe());
+            match Settings::from_process(Requirement::Serve) {
+                Ok(_) => {
+                    println!("\nOK: `callbridge serve` has everything it needs.");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("\n`callbridge serve` would not start:\n{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("invalid settings:\n{e}");
+            ExitCode::from(2)
+        }
+    }
+}

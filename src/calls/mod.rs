@@ -1,1 +1,227 @@
-//! (work in progress)
+//! The call record: who called, the transcript (caller and assistant turns, assistant turns cut to what the caller
+//! heard), start and end times, why the call ended, and the OpenAI token usage. The bridge builds it during the call
+//! and logs it as one structured line at the end. (A persistent store comes with outbound calls.)
+
+pub mod live;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::realtime::events::Usage;
+
+/// Who spoke a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Speaker {
+    /// The person on the phone (from `conversation.item.input_audio_transcription.completed`).
+    Caller,
+    /// The voice model (from `response.output_audio_transcript.done`).
+    Assistant,
+}
+
+/// One turn of the transcript.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Turn {
+    /// Who spoke.
+    pub speaker: Speaker,
+    /// What was said. An interrupted assistant turn is cut to the words the caller heard (proportionally to the
+    /// audio played: the Realtime API does not time-align transcripts).
+    pub text: String,
+    /// When the turn was complete, RFC 3339.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Milliseconds from the start of the call to the end of the turn.
+    pub offset_ms: u64,
+    /// True when the caller barged in and the assistant turn was cut.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
+}
+
+/// Why a call ended. Serialized as `caller_hung_up`, `goodbye`, `max_duration`, `hung_up_by_api`, `shutdown`, or
+/// `error:<what>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// The caller hung up (Twilio sent `stop` or closed the stream).
+    CallerHungUp,
+    /// The conversation ended with a goodbye (the `end_call` tool or a goodbye phrase), after the farewell played.
+    Goodbye,
+    /// The hard maximum call duration was reached.
+    MaxDuration,
+    /// Someone asked the server to hang up (API).
+    HungUpByApi,
+    /// The server is shutting down.
+    Shutdown,
+    /// Something failed; the text says what (`openai_closed`, `invalid_api_key`, `call_sid_mismatch`, ...).
+    Error(String),
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndReason::CallerHungUp => f.write_str("caller_hung_up"),
+            EndReason::Goodbye => f.write_str("goodbye"),
+            EndReason::MaxDuration => f.write_str("max_duration"),
+            EndReason::HungUpByApi => f.write_str("hung_up_by_api"),
+            EndReason::Shutdown => f.write_str("shutdown"),
+            EndReason::Error(what) => write!(f, "error:{what}"),
+        }
+    }
+}
+
+impl Serialize for EndReason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Direction of a call, as Twilio names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// Someone called the Twilio number.
+    Inbound,
+    /// callbridge placed the call through the REST API.
+    OutboundApi,
+}
+
+/// Everything known about one call.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallRecord {
+    /// Twilio's CallSid (`CA...`).
+    pub call_sid: String,
+    /// Twilio's StreamSid (`MZ...`), once the stream started.
+    pub stream_sid: Option<String>,
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// The caller's number as Twilio gave it (E.164, or `anonymous`).
+    pub from: String,
+    /// The number called.
+    pub to: String,
+    /// When the media stream started.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    /// When the call ended.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<OffsetDateTime>,
+    /// Call length in ms (stream start to end).
+    pub duration_ms: u64,
+    /// Why it ended.
+    pub end_reason: Option<EndReason>,
+    /// Transcript turns in the order they completed.
+    pub turns: Vec<Turn>,
+    /// What the call achieved, in the model's words (the `end_call` tool's `outcome` argument), when it said.
+    pub outcome: Option<String>,
+    /// Token usage summed over every `response.done`.
+    pub usage: Usage,
+    /// Frames from Twilio that were skipped (malformed, oversized, binary).
+    pub skipped_frames: u64,
+}
+
+impl CallRecord {
+    /// A fresh record for a call whose stream starts now.
+    pub fn new(call_sid: String, direction: Direction, from: String, to: String) -> Self {
+        CallRecord {
+            call_sid,
+            stream_sid: None,
+            direction,
+            from,
+            to,
+            started_at: OffsetDateTime::now_utc(),
+            ended_at: None,
+            duration_ms: 0,
+            end_reason: None,
+            turns: Vec::new(),
+            outcome: None,
+            usage: Usage::default(),
+            skipped_frames: 0,
+        }
+    }
+
+    /// Appends a turn that completed `offset_ms` after the start; empty text is not recorded.
+    pub fn push_turn(&mut self, speaker: Speaker, text: &str, offset_ms: u64, interrupted: bool) {
+        let text = text.trim();
+        if text.is_empty() {
+            return;
+        }
+        self.turns.push(Turn {
+            speaker,
+            text: text.to_owned(),
+            at: self.started_at + time::Duration::milliseconds(offset_ms.min(i64::MAX as u64) as i64),
+            offset_ms,
+            interrupted,
+        });
+    }
+
+    /// Marks the call ended `duration_ms` after the start, for `reason`. The first reason given is kept.
+    pub fn finish(&mut self, reason: EndReason, duration_ms: u64) {
+        if self.end_reason.is_none() {
+            self.end_reason = Some(reason);
+        }
+        self.duration_ms = duration_ms;
+        self.ended_at = Some(self.started_at + time::Duration::milliseconds(duration_ms.min(i64::MAX as u64) as i64));
+    }
+}
+
+/// Cuts `text` to the share of it the caller heard: the first `round(words * heard_ms / sent_ms)` words.
+/// With `sent_ms == 0` nothing was heard.
+pub fn cut_to_heard(text: &str, heard_ms: u64, sent_ms: u64) -> String {
+    if sent_ms == 0 || heard_ms == 0 {
+        return String::new();
+    }
+    if heard_ms >= sent_ms {
+        return text.to_owned();
+    }
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let keep = ((words.len() as u64 * heard_ms + sent_ms / 2) / sent_ms) as usize;
+    words[..keep.min(words.len())].join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_reasons_serialize_as_their_documented_names() {
+        let names: Vec<String> = [
+            EndReason::CallerHungUp,
+            EndReason::Goodbye,
+            EndReason::MaxDuration,
+            EndReason::HungUpByApi,
+            EndReason::Error("openai_closed".into()),
+        ]
+        .iter()
+        .map(|r| serde_json::to_value(r).expect("serializes").as_str().expect("a string").to_owned())
+        .collect();
+        assert_eq!(
+            names,
+            ["caller_hung_up", "goodbye", "max_duration", "hung_up_by_api", "error:openai_closed"]
+        );
+    }
+
+    #[test]
+    fn the_first_end_reason_is_kept() {
+        let mut record = CallRecord::new("CA1".into(), Direction::Inbound, "+1".into(), "+2".into());
+        record.finish(EndReason::Goodbye, 1000);
+        record.finish(EndReason::CallerHungUp, 1200);
+        assert_eq!(record.end_reason, Some(EndReason::Goodbye));
+        assert_eq!(record.duration_ms, 1200);
+    }
+
+    #[test]
+    fn an_interrupted_turn_keeps_the_share_of_words_that_was_heard() {
+        let text = "one two three four five six seven eight nine ten";
+        assert_eq!(cut_to_heard(text, 500, 1000), "one two three four five");
+        assert_eq!(cut_to_heard(text, 1000, 1000), text);
+        assert_eq!(cut_to_heard(text, 0, 1000), "");
+        assert_eq!(cut_to_heard(text, 10, 0), "");
+    }
+
+    #[test]
+    fn empty_turns_are_not_recorded() {
+        let mut record = CallRecord::new("CA1".into(), Direction::Inbound, "+1".into(), "+2".into());
+        record.push_turn(Speaker::Caller, "  ", 10, false);
+        record.push_turn(Speaker::Caller, "hello", 20, false);
+        assert_eq!(record.turns.len(), 1);
+        assert_eq!(record.turns[0].text, "hello");
+    }
+}

@@ -3,3 +3,4 @@
 pub mod bridge;
 pub mod goodbye;
 pub mod playback;
+pub mod conductor;

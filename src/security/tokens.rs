@@ -1,1 +1,311 @@
-//! (work in progress)
+//! Single-use stream tokens: the third security layer (DESIGN.md, "Security layers" 3).
+//!
+//! The voice webhook, once its `X-Twilio-Signature` has checked out, issues a token bound to the call's CallSid and
+//! puts it in the Media Stream URL (`wss://PUBLIC/media-stream/TOKEN`). The WebSocket upgrade consumes it: a token
+//! works once, for a short time (60 s by default), and only for the call it was issued to (the caller compares
+//! [`StreamGrant::call_sid`] with the `start` message). Unknown, used and expired tokens are indistinguishable.
+//!
+//! Tokens live in an in-process moka cache. Several instances behind a load balancer would need a shared store
+//! (Redis) instead.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use moka::sync::Cache;
+use rand::TryRng as _;
+use rand::rngs::SysRng;
+
+/// Bytes of OS randomness in a token: 256 bits, twice the 128-bit floor the design sets.
+const TOKEN_RANDOM_BYTES: usize = 32;
+
+/// Length of an issued token: 32 bytes in unpadded base64url.
+pub const TOKEN_LEN: usize = 43;
+
+/// The default lifetime of a stream token: Twilio opens the stream within a second or two of receiving the TwiML.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(60);
+
+/// What a consumed token grants: a Media Stream for one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamGrant {
+    /// The CallSid (`CA` + 32 hex) the token was issued for; the stream's `start.callSid` must equal it.
+    pub call_sid: String,
+    /// When the token was issued; it expires `ttl` later.
+    pub issued_at: Instant,
+}
+
+/// Why a token was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    /// The token was never issued, was already used, or has expired. The three cases are indistinguishable on
+    /// purpose: a prober learns nothing. Maps to HTTP 403 at the WebSocket upgrade.
+    #[error("unknown stream token")]
+    Unknown,
+}
+
+/// The store of outstanding stream tokens.
+///
+/// Cheap to clone: clones share one cache. `Send + Sync`; every operation is safe from any thread.
+#[derive(Clone)]
+pub struct StreamTokens {
+    /// Outstanding tokens → the grant each one carries. Entries also expire here after `ttl`, which bounds memory;
+    /// correctness does not rely on when moka evicts them (see [`StreamTokens::consume`]).
+    cache: Cache<String, StreamGrant>,
+    /// How long a token stays valid after it is issued.
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for StreamTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The cache keys are secrets: print only how many there are.
+        f.debug_struct("StreamTokens")
+            .field("outstanding", &self.cache.entry_count())
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+impl StreamTokens {
+    /// A token store whose tokens live for `ttl` (normally [`DEFAULT_TOKEN_TTL`]) and which holds at most
+    /// `max_capacity` outstanding tokens; past that, moka evicts the least useful entries (those calls then fail
+    /// to open their stream, which beats unbounded memory under a flood of webhooks).
+    pub fn new(ttl: Duration, max_capacity: u64) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(max_capacity)
+            .time_to_live(ttl)
+            .build();
+        Self { cache, ttl }
+    }
+
+    /// Issues a fresh token for the call `call_sid` and returns it.
+    ///
+    /// The token is 32 bytes from the operating system's random source, encoded as unpadded base64url:
+    /// [`TOKEN_LEN`] characters of `[A-Za-z0-9_-]`, safe in a URL path segment as is.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system cannot provide randomness (`getrandom` fails). That is a broken host, not
+    /// something a peer can cause, and issuing a guessable token instead would be worse.
+    pub fn issue(&self, call_sid: &str) -> String {
+        let mut random = [0_u8; TOKEN_RANDOM_BYTES];
+        SysRng
+            .try_fill_bytes(&mut random)
+            .expect("the operating system's random source is available");
+        let token = URL_SAFE_NO_PAD.encode(random);
+        self.cache.insert(
+            token.clone(),
+            StreamGrant {
+                call_sid: call_sid.to_owned(),
+                issued_at: Instant::now(),
+            },
+        );
+        token
+    }
+
+    /// Consumes `token`: removes it atomically (so of many concurrent callers exactly one can succeed) and returns
+    /// its grant if it has not expired.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::Unknown`] when the token was never issued, was already consumed, or is at least `ttl` old
+    /// (checked here against `issued_at`, whatever moka's eviction has or has not done yet).
+    pub fn consume(&self, token: &str) -> Result<StreamGrant, TokenError> {
+        if token.len() != TOKEN_LEN {
+            // Cannot have been issued; skip hashing an arbitrarily long attacker string.
+            return Err(TokenError::Unknown);
+        }
+        let grant = self.cache.remove(token).ok_or(TokenError::Unknown)?;
+        if grant.issued_at.elapsed() >= self.ttl {
+            return Err(TokenError::Unknown);
+        }
+        Ok(grant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+
+    const CALL_SID: &str = "CA0123456789abcdef0123456789abcdef";
+
+    fn tokens() -> StreamTokens {
+        StreamTokens::new(DEFAULT_TOKEN_TTL, 1_000)
+    }
+
+    #[test]
+    fn a_token_works_once_and_the_second_consume_fails() {
+        let tokens = tokens();
+        let token = tokens.issue(CALL_SID);
+
+        let first = tokens.consume(&token);
+        let second = tokens.consume(&token);
+
+        assert!(first.is_ok(), "{first:?}");
+        assert_eq!(second, Err(TokenError::Unknown));
+    }
+
+    #[test]
+    fn an_unknown_token_fails() {
+        let tokens = tokens();
+        let _issued = tokens.issue(CALL_SID);
+
+        let result = tokens.consume("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+
+        assert_eq!(result, Err(TokenError::Unknown));
+    }
+
+    #[test]
+    fn malformed_tokens_fail() {
+        let tokens = tokens();
+        let token = tokens.issue(CALL_SID);
+
+        let results = [
+            tokens.consume(""),
+            tokens.consume(&token[1..]),
+            tokens.consume(&format!("{token}x")),
+            tokens.consume(&"a".repeat(10_000)),
+        ];
+
+        assert!(
+            results
+                .iter()
+                .all(|result| *result == Err(TokenError::Unknown)),
+            "{results:?}"
+        );
+        assert!(
+            tokens.consume(&token).is_ok(),
+            "near misses must not burn the real token"
+        );
+    }
+
+    #[test]
+    fn an_expired_token_fails() {
+        let tokens = StreamTokens::new(Duration::from_millis(50), 1_000);
+        let token = tokens.issue(CALL_SID);
+
+        std::thread::sleep(Duration::from_millis(80));
+        let result = tokens.consume(&token);
+
+        assert_eq!(result, Err(TokenError::Unknown));
+    }
+
+    #[test]
+    fn a_token_consumed_before_its_ttl_works() {
+        let tokens = StreamTokens::new(Duration::from_secs(5), 1_000);
+        let token = tokens.issue(CALL_SID);
+
+        std::thread::sleep(Duration::from_millis(20));
+        let result = tokens.consume(&token);
+
+        assert!(result.is_ok(), "{result:?}");
+    }
+
+    #[test]
+    fn the_grant_carries_the_call_sid_the_token_was_issued_for() {
+        let tokens = tokens();
+        let other = tokens.issue("CAffffffffffffffffffffffffffffffff");
+        let token = tokens.issue(CALL_SID);
+
+        let grant = tokens.consume(&token).expect("fresh token");
+        let other_grant = tokens.consume(&other).expect("fresh token");
+
+        assert_eq!(grant.call_sid, CALL_SID);
+        assert_eq!(other_grant.call_sid, "CAffffffffffffffffffffffffffffffff");
+    }
+
+    #[test]
+    fn the_grant_records_when_the_token_was_issued() {
+        let tokens = tokens();
+        let before = Instant::now();
+        let token = tokens.issue(CALL_SID);
+        let after = Instant::now();
+
+        let grant = tokens.consume(&token).expect("fresh token");
+
+        assert!(before <= grant.issued_at && grant.issued_at <= after);
+    }
+
+    #[test]
+    fn two_tokens_differ_even_for_the_same_call() {
+        let tokens = tokens();
+
+        let issued: std::collections::HashSet<String> =
+            (0..1_000).map(|_| tokens.issue(CALL_SID)).collect();
+
+        assert_eq!(issued.len(), 1_000);
+    }
+
+    #[test]
+    fn tokens_are_43_url_path_safe_characters() {
+        let tokens = tokens();
+
+        let token = tokens.issue(CALL_SID);
+
+        assert_eq!(token.len(), TOKEN_LEN);
+        assert!(
+            token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{token}"
+        );
+        let decoded = URL_SAFE_NO_PAD.decode(&token).expect("base64url");
+        assert_eq!(decoded.len(), TOKEN_RANDOM_BYTES);
+    }
+
+    #[test]
+    fn clones_share_the_same_tokens() {
+        let tokens = tokens();
+        let clone = tokens.clone();
+        let token = tokens.issue(CALL_SID);
+
+        let via_clone = clone.consume(&token);
+        let via_original = tokens.consume(&token);
+
+        assert!(via_clone.is_ok(), "{via_clone:?}");
+        assert_eq!(via_original, Err(TokenError::Unknown));
+    }
+
+    #[test]
+    fn debug_output_does_not_contain_tokens() {
+        let tokens = tokens();
+        let token = tokens.issue(CALL_SID);
+
+        let printed = format!("{tokens:?}");
+
+        assert!(!printed.contains(&token), "{printed}");
+    }
+
+    #[test]
+    fn concurrent_consumes_of_one_token_succeed_exactly_once() {
+        const THREADS: usize = 16;
+        let tokens = tokens();
+        let token = tokens.issue(CALL_SID);
+        let start = Arc::new(Barrier::new(THREADS));
+
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let tokens = tokens.clone();
+                let token = token.clone();
+                let start = Arc::clone(&start);
+                std::thread::spawn(move || {
+                    start.wait();
+                    tokens.consume(&token).is_ok()
+                })
+            })
+            .collect();
+        let successes = handles
+            .into_iter()
+            .map(|handle| handle.join().expect("consumer thread does not panic"))
+            .filter(|ok| *ok)
+            .count();
+
+        assert_eq!(successes, 1);
+    }
+
+    /// Compile-time check: one `StreamTokens` can be cloned into every handler and thread.
+    const _: fn() = || {
+        fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+        assert_send_sync_clone::<StreamTokens>();
+    };
+}

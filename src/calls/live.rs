@@ -1,0 +1,89 @@
+//! The calls in progress on this server, each reachable through a control channel (hang up, inject an instruction).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+/// A request to a live call's bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallControl {
+    /// End the call now (end reason `hung_up_by_api`).
+    HangUp,
+    /// Add this text to the conversation as a system message.
+    Instruct(String),
+}
+
+/// The live calls by CallSid. Cheap to clone; all clones share one table.
+#[derive(Debug, Clone, Default)]
+pub struct LiveCalls {
+    /// CallSid → the bridge's control sender.
+    calls: Arc<Mutex<HashMap<String, mpsc::Sender<CallControl>>>>,
+}
+
+/// Removes its call from the table when dropped, so a bridge that ends any way at all is never left listed.
+#[derive(Debug)]
+pub struct LiveCallGuard {
+    calls: LiveCalls,
+    call_sid: String,
+}
+
+impl Drop for LiveCallGuard {
+    fn drop(&mut self) {
+        self.calls.lock().remove(&self.call_sid);
+    }
+}
+
+impl LiveCalls {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<CallControl>>> {
+        // A panic while holding this lock cannot leave the map inconsistent (single inserts/removes).
+        self.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a call; returns its control receiver and the guard that unregisters it.
+    pub fn register(&self, call_sid: &str) -> (mpsc::Receiver<CallControl>, LiveCallGuard) {
+        let (tx, rx) = mpsc::channel(16);
+        self.lock().insert(call_sid.to_owned(), tx);
+        (
+            rx,
+            LiveCallGuard {
+                calls: self.clone(),
+                call_sid: call_sid.to_owned(),
+            },
+        )
+    }
+
+    /// How many calls are live.
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Sends `control` to the call `call_sid`; false when no such call is live.
+    pub fn send(&self, call_sid: &str, control: CallControl) -> bool {
+        let sender = self.lock().get(call_sid).cloned();
+        sender.is_some_and(|tx| tx.try_send(control).is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_is_listed_until_its_guard_drops() {
+        let live = LiveCalls::default();
+        let (_rx, guard) = live.register("CA1");
+        assert_eq!(live.count(), 1);
+        drop(guard);
+        assert_eq!(live.count(), 0);
+    }
+
+    #[test]
+    fn control_reaches_the_registered_call_only() {
+        let live = LiveCalls::default();
+        let (mut rx, _guard) = live.register("CA1");
+        assert!(live.send("CA1", CallControl::HangUp));
+        assert!(!live.send("CA2", CallControl::HangUp));
+        assert_eq!(rx.try_recv().ok(), Some(CallControl::HangUp));
+    }
+}

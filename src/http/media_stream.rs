@@ -1,0 +1,107 @@
+//! `GET /media-stream/{token}`: the Media Streams WebSocket upgrade.
+//!
+//! The token is consumed at the upgrade: an unknown, used or expired token is answered 403 and no socket is opened.
+//! A good token hands the socket, the pre-connected Realtime session and a fresh [`Conductor`] to a [`Bridge`] task.
+//! Follows <https://www.twilio.com/docs/voice/media-streams/websocket-messages>.
+
+use std::time::Instant;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::calls::{CallRecord, Direction, EndReason};
+use crate::http::state::{AppState, PendingCall};
+use crate::realtime::client::{self, RealtimeLink};
+use crate::relay::bridge::{Bridge, log_record};
+use crate::relay::conductor::{Conductor, ConductorConfig};
+
+/// Handles the upgrade.
+///
+/// # Errors
+/// 400 when the request is not a WebSocket upgrade (the token is left unused then).
+pub async fn media_stream(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    token: web::Path<String>,
+    body: web::Payload,
+) -> actix_web::Result<HttpResponse> {
+    // Validate the handshake first, so a plain GET cannot burn a token.
+    let (response, session, frames) = actix_ws::handle(&req, body)?;
+    let token = token.into_inner();
+    let grant = match state.tokens.consume(&token) {
+        Ok(grant) => grant,
+        Err(_) => {
+            tracing::warn!("media-stream upgrade with an unknown, used or expired token refused");
+            return Ok(HttpResponse::Forbidden().body("invalid stream token"));
+        }
+    };
+    let pending = state
+        .pending
+        .remove(&token)
+        .and_then(|slot| slot.lock().ok().and_then(|mut p| p.take()));
+    let frames = frames.max_frame_size(state.settings.calls.max_frame_bytes);
+    let call_sid = grant.call_sid;
+
+    let state = state.into_inner();
+    actix_web::rt::spawn(async move {
+        let (direction, from, to, link) = match pending {
+            Some(PendingCall {
+                direction,
+                from,
+                to,
+                preconnect,
+            }) => (direction, from, to, preconnect.ready().await),
+            None => {
+                // The token outlived its pending entry (should not happen): connect now.
+                let session_update = state
+                    .settings
+                    .session_config(state.settings.realtime.system_message.clone())
+                    .to_json();
+                let endpoint = state.realtime_endpoint.clone();
+                let link = state
+                    .realtime_runtime
+                    .spawn(async move { client::connect(&endpoint, vec![session_update]).await })
+                    .await
+                    .unwrap_or(Err(client::RealtimeError::Lost));
+                (Direction::Inbound, String::new(), String::new(), link)
+            }
+        };
+        let record = CallRecord::new(call_sid.clone(), direction, from, to);
+        let link: RealtimeLink = match link {
+            Ok(link) => link,
+            Err(e) => {
+                tracing::error!(%call_sid, error = %e, "cannot open the OpenAI Realtime session; ending the call");
+                let _ = session.close(None).await;
+                let mut record = record;
+                record.finish(EndReason::Error("openai_unavailable".into()), 0);
+                log_record(&record);
+                return;
+            }
+        };
+        let (control, _guard) = state.live_calls.register(&call_sid);
+        let realtime = &state.settings.realtime;
+        let conductor = Conductor::new(
+            ConductorConfig {
+                call_sid: call_sid.clone(),
+                assistant_speaks_first: realtime.assistant_speaks_first,
+                greeting: realtime.greeting.clone(),
+                max_call_duration: state.settings.calls.max_call_duration,
+                farewell_grace: state.settings.calls.farewell_grace,
+                goodbye: state.goodbye.clone(),
+            },
+            record,
+            Instant::now(),
+        );
+        Bridge {
+            twilio_session: session,
+            twilio_frames: frames,
+            link,
+            conductor,
+            rest: state.rest.clone(),
+            control,
+            shutdown: state.shutdown.clone(),
+        }
+        .run()
+        .await;
+    });
+    Ok(response)
+}

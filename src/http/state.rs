@@ -1,0 +1,56 @@
+//! The state every handler shares.
+
+use std::sync::{Arc, Mutex};
+
+use url::Url;
+
+use crate::calls::Direction;
+use crate::calls::live::LiveCalls;
+use crate::config::Settings;
+use crate::realtime::client::{Preconnect, RealtimeEndpoint};
+use crate::relay::goodbye::GoodbyeMatcher;
+use crate::security::tokens::StreamTokens;
+use crate::twilio::rest::TwilioRest;
+use crate::twilio::signature::RequestValidator;
+
+/// A call between its webhook and its media stream: who called, and its Realtime session being opened.
+#[derive(Debug)]
+pub struct PendingCall {
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// Caller number as Twilio gave it.
+    pub from: String,
+    /// Called number.
+    pub to: String,
+    /// The session opening in the background.
+    pub preconnect: Preconnect,
+}
+
+/// A pending call shared with the cache; taken out once by the media-stream upgrade.
+pub type PendingSlot = Arc<Mutex<Option<PendingCall>>>;
+
+/// Shared state of the server.
+pub struct AppState {
+    /// Effective settings.
+    pub settings: Arc<Settings>,
+    /// The configured public base URL (checked at start-up).
+    pub public_url: Url,
+    /// Checks `X-Twilio-Signature` with the auth token.
+    pub validator: RequestValidator,
+    /// Single-use media-stream tokens.
+    pub tokens: StreamTokens,
+    /// Pending calls by stream token; they expire with the token, which closes an unused Realtime session.
+    pub pending: moka::sync::Cache<String, PendingSlot>,
+    /// Where the Realtime sessions connect.
+    pub realtime_endpoint: RealtimeEndpoint,
+    /// The runtime that owns the Realtime sockets (see `realtime::client`).
+    pub realtime_runtime: tokio::runtime::Handle,
+    /// Calls in progress.
+    pub live_calls: LiveCalls,
+    /// Goodbye phrases.
+    pub goodbye: GoodbyeMatcher,
+    /// REST client for hang-ups, when credentials are configured.
+    pub rest: Option<TwilioRest>,
+    /// Cancelled when the server shuts down; every bridge watches it.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}

@@ -1,0 +1,539 @@
+//! The conductor: every decision of a call, as a plain synchronous state machine.
+//!
+//! The bridge feeds it what arrives (Twilio Media Streams events, OpenAI Realtime server events, the passing of
+//! time) and performs the [`Action`]s it returns: frames to send to Twilio, client events to send to OpenAI, or the end
+//! of the call. No sockets, no clock of its own: tests drive it with hand-made events and instants.
+//!
+//! What it decides (DESIGN.md "The bridge"):
+//! - caller audio → `input_audio_buffer.append` (payload forwarded verbatim); assistant audio deltas → Twilio `media`
+//!   followed by a generation-named `mark` (the [`PlaybackLedger`] keeps what was sent and heard);
+//! - barge-in on `input_audio_buffer.speech_started`: `clear`, `response.cancel` only while a response is active,
+//!   `conversation.item.truncate` at what was heard for every item with unplayed audio, late deltas of the cancelled
+//!   response dropped;
+//! - goodbye: the `end_call` tool (or a goodbye phrase, as a fallback) → the farewell plays → a final mark → hang up
+//!   when Twilio echoes it (or after a grace period); barge-in cancels the hang-up;
+//! - DTMF → a short text item; the hard maximum call duration; the call record (transcript cut to what was heard,
+//!   token usage, end reason).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::calls::{CallRecord, EndReason, Speaker, cut_to_heard};
+use crate::realtime::events::{ClientEvent, ConversationItem, ServerEvent};
+use crate::relay::goodbye::GoodbyeMatcher;
+use crate::relay::playback::{MarkEcho, PlaybackLedger};
+use crate::twilio::media::{TwilioEvent, clear_message, mark_message, media_message};
+
+/// How many cancelled response ids are remembered to drop their late deltas.
+const CANCELLED_RESPONSES_KEPT: usize = 8;
+
+/// What the bridge must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send this text frame to Twilio.
+    Twilio(String),
+    /// Send this client event (JSON) to OpenAI.
+    OpenAi(String),
+    /// End the call for this reason. Nothing after it in the same batch needs doing.
+    HangUp(EndReason),
+}
+
+/// Settings of one call.
+#[derive(Debug, Clone)]
+pub struct ConductorConfig {
+    /// The CallSid the stream token was issued for; the `start` message must carry the same.
+    pub call_sid: String,
+    /// Whether the assistant greets first when the stream starts.
+    pub assistant_speaks_first: bool,
+    /// What it says first.
+    pub greeting: String,
+    /// Hard maximum call length, from the conductor's creation.
+    pub max_call_duration: Duration,
+    /// Extra wait for the farewell's final mark after its audio should have played.
+    pub farewell_grace: Duration,
+    /// Goodbye phrases (fallback to `end_call`).
+    pub goodbye: GoodbyeMatcher,
+}
+
+/// Where the call is on its way to a goodbye.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Farewell {
+    /// Conversation in progress.
+    None,
+    /// The call should end once `response_id` is done; if it carried no audio, ask the model for its goodbye first.
+    AfterResponse { response_id: String, ask_for_words: bool },
+    /// `response.create` was sent for the goodbye; `response_id` once `response.created` names it.
+    Speaking { response_id: Option<String> },
+    /// The final mark is queued behind the farewell audio: hang up when it is echoed, or at `deadline`.
+    MarkSent { mark: String, deadline: Instant },
+}
+
+/// The per-call decision maker. See the module docs.
+#[derive(Debug)]
+pub struct Conductor {
+    /// Per-call settings.
+    config: ConductorConfig,
+    /// When the call began (the bridge started), for offsets and the maximum duration.
+    started: Instant,
+    /// Twilio's StreamSid once `start` arrived; no media is forwarded before.
+    stream_sid: Option<String>,
+    /// What was sent to Twilio and what the caller heard.
+    ledger: PlaybackLedger,
+    /// Assistant items with audio in the ledger's current generation, in order (usually one or two).
+    items_in_generation: Vec<String>,
+    /// The response between `response.created` and `response.done`.
+    active_response: Option<String>,
+    /// Whether the active response has sent audio.
+    active_response_had_audio: bool,
+    /// Recently cancelled responses: their late deltas are dropped.
+    cancelled_responses: VecDeque<String>,
+    /// Items truncated at barge-in: (ms heard, ms sent), to cut their transcript.
+    truncated_items: HashMap<String, (u64, u64)>,
+    /// Assistant transcript deltas of items whose `.done` has not arrived yet.
+    partial_transcripts: HashMap<String, String>,
+    /// Goodbye progress.
+    farewell: Farewell,
+    /// The caller's last turn was a goodbye: end after the assistant's next reply.
+    caller_said_goodbye: bool,
+    /// Send `response.create` once the active response is done (a tool answer needs a reply).
+    response_create_pending: bool,
+    /// The call record under construction.
+    record: CallRecord,
+}
+
+impl Conductor {
+    /// A conductor for a call whose bridge starts at `now`.
+    pub fn new(config: ConductorConfig, record: CallRecord, now: Instant) -> Self {
+        Conductor {
+            config,
+            started: now,
+            stream_sid: None,
+            ledger: PlaybackLedger::new(),
+            items_in_generation: Vec::new(),
+            active_response: None,
+            active_response_had_audio: false,
+            cancelled_responses: VecDeque::new(),
+            truncated_items: HashMap::new(),
+            partial_transcripts: HashMap::new(),
+            farewell: Farewell::None,
+            caller_said_goodbye: false,
+            response_create_pending: false,
+            record,
+        }
+    }
+
+    /// The record so far.
+    pub fn record(&self) -> &CallRecord {
+        &self.record
+    }
+
+    /// Counts a frame from Twilio that was skipped (malformed, oversized, binary).
+    pub fn count_skipped_frame(&mut self) {
+        self.record.skipped_frames += 1;
+    }
+
+    /// Ends the record with `reason` at `now` and hands it over.
+    pub fn finish(mut self, reason: EndReason, now: Instant) -> CallRecord {
+        self.flush_partial_transcripts(now);
+        let duration_ms = self.offset_ms(now);
+        self.record.finish(reason, duration_ms);
+        self.record
+    }
+
+    /// Whether the stream has started (Twilio `start` accepted).
+    pub fn stream_started(&self) -> bool {
+        self.stream_sid.is_some()
+    }
+
+    /// The earliest instant at which [`Conductor::on_tick`] has something to do.
+    pub fn next_deadline(&self) -> Instant {
+        let max = self.started + self.config.max_call_duration;
+        match &self.farewell {
+            Farewell::MarkSent { deadline, .. } => max.min(*deadline),
+            _ => max,
+        }
+    }
+
+    /// Time passed: enforces the maximum duration and the farewell deadline.
+    pub fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if now >= self.started + self.config.max_call_duration {
+            tracing::info!(call_sid = %self.config.call_sid, "maximum call duration reached");
+            out.push(Action::HangUp(EndReason::MaxDuration));
+        } else if let Farewell::MarkSent { deadline, .. } = &self.farewell
+            && now >= *deadline
+        {
+            tracing::info!(call_sid = %self.config.call_sid, "farewell mark not echoed in time; hanging up");
+            out.push(Action::HangUp(EndReason::Goodbye));
+        }
+    }
+
+    /// A hang-up was requested from outside the call (API).
+    pub fn on_hang_up_request(&mut self, out: &mut Vec<Action>) {
+        out.push(Action::HangUp(EndReason::HungUpByApi));
+    }
+
+    /// Adds an instruction to the live conversation as a system message.
+    pub fn on_instruction(&mut self, text: &str, out: &mut Vec<Action>) {
+        out.push(Action::OpenAi(
+            ClientEvent::ConversationItemCreate {
+                item: ConversationItem::system_text(text),
+            }
+            .to_json(),
+        ));
+    }
+
+    /// A Media Streams event from Twilio.
+    pub fn on_twilio(&mut self, event: TwilioEvent<'_>, now: Instant, out: &mut Vec<Action>) {
+        match event {
+            TwilioEvent::Media { media, .. } => {
+                if self.stream_sid.is_some() {
+                    out.push(Action::OpenAi(
+                        ClientEvent::InputAudioBufferAppend { audio: media.payload }.to_json(),
+                    ));
+                }
+            }
+            TwilioEvent::Mark { name, .. } => match self.ledger.on_mark(&name, now) {
+                MarkEcho::Played { .. } => {
+                    if matches!(&self.farewell, Farewell::MarkSent { mark, .. } if *mark == name) {
+                        tracing::info!(call_sid = %self.config.call_sid, "farewell played; hanging up");
+                        out.push(Action::HangUp(EndReason::Goodbye));
+                    }
+                }
+                MarkEcho::Stale => tracing::debug!(mark = %name, "stale mark ignored"),
+                MarkEcho::Unknown => tracing::debug!(mark = %name, "unknown mark ignored"),
+            },
+            TwilioEvent::Start { stream_sid, start, .. } => {
+                if self.stream_sid.is_some() {
+                    tracing::warn!("second start message ignored");
+                    return;
+                }
+                if start.call_sid != self.config.call_sid {
+                    tracing::warn!(
+                        expected = %self.config.call_sid,
+                        got = %start.call_sid,
+                        "start message CallSid does not match the stream token"
+                    );
+                    out.push(Action::HangUp(EndReason::Error("call_sid_mismatch".into())));
+                    return;
+                }
+                tracing::info!(call_sid = %self.config.call_sid, stream_sid = %stream_sid, "media stream started");
+                self.record.stream_sid = Some(stream_sid.clone());
+                self.stream_sid = Some(stream_sid);
+                if self.config.assistant_speaks_first {
+                    let greeting = format!(
+                        "The call has just connected. Greet the caller by saying: \"{}\"",
+                        self.config.greeting
+                    );
+                    out.push(Action::OpenAi(
+                        ClientEvent::ConversationItemCreate {
+                            item: ConversationItem::system_text(&greeting),
+                        }
+                        .to_json(),
+                    ));
+                    self.request_response(out);
+                }
+            }
+            TwilioEvent::Dtmf { digit, .. } => {
+                if self.stream_sid.is_none() {
+                    return;
+                }
+                tracing::info!(call_sid = %self.config.call_sid, %digit, "caller pressed a key");
+                out.push(Action::OpenAi(
+                    ClientEvent::ConversationItemCreate {
+                        item: ConversationItem::user_text(&format!("The caller pressed {digit}")),
+                    }
+                    .to_json(),
+                ));
+                self.request_response(out);
+            }
+            TwilioEvent::Stop { .. } => {
+                tracing::info!(call_sid = %self.config.call_sid, "Twilio stopped the stream");
+                out.push(Action::HangUp(EndReason::CallerHungUp));
+            }
+            TwilioEvent::Connected { .. } => {}
+            TwilioEvent::Unknown { event } => tracing::debug!(%event, "unknown Twilio event ignored"),
+        }
+    }
+
+    /// A server event from OpenAI.
+    pub fn on_openai(&mut self, event: ServerEvent<'_>, now: Instant, out: &mut Vec<Action>) {
+        match event {
+            ServerEvent::OutputAudioDelta {
+                response_id,
+                item_id,
+                delta,
+            } => self.on_audio_delta(response_id, item_id, delta, now, out),
+            ServerEvent::SpeechStarted { .. } => self.on_speech_started(now, out),
+            ServerEvent::ResponseCreated { response_id } => {
+                self.active_response = Some(response_id.clone());
+                self.active_response_had_audio = false;
+                if let Farewell::Speaking { response_id: id @ None } = &mut self.farewell {
+                    *id = Some(response_id);
+                }
+            }
+            ServerEvent::ResponseDone { response } => self.on_response_done(response, now, out),
+            ServerEvent::OutputAudioTranscriptDelta { item_id, delta } => {
+                self.partial_transcripts.entry(item_id).or_default().push_str(&delta);
+            }
+            ServerEvent::OutputAudioTranscriptDone {
+                response_id,
+                item_id,
+                transcript,
+            } => {
+                self.partial_transcripts.remove(&item_id);
+                self.record_assistant_turn(&item_id, &transcript, now);
+                let cancelled = self.cancelled_responses.iter().any(|c| *c == response_id);
+                if !cancelled
+                    && self.farewell == Farewell::None
+                    && (self.caller_said_goodbye || self.config.goodbye.is_farewell(&transcript))
+                {
+                    tracing::info!(call_sid = %self.config.call_sid, "goodbye detected in the conversation");
+                    self.farewell = Farewell::AfterResponse {
+                        response_id,
+                        ask_for_words: false,
+                    };
+                }
+            }
+            ServerEvent::InputTranscriptionCompleted { transcript, .. } => {
+                let offset = self.offset_ms(now);
+                self.record.push_turn(Speaker::Caller, &transcript, offset, false);
+                self.caller_said_goodbye = self.config.goodbye.is_farewell(&transcript);
+            }
+            ServerEvent::FunctionCallArgumentsDone {
+                response_id,
+                call_id,
+                name,
+                arguments,
+                ..
+            } => self.on_function_call(response_id, &call_id, &name, &arguments, out),
+            ServerEvent::Error { error } => {
+                if error.is_fatal() {
+                    tracing::error!(code = ?error.code, message = %error.message, "OpenAI Realtime fatal error");
+                    out.push(Action::HangUp(EndReason::Error(
+                        error.code.clone().unwrap_or_else(|| "openai_error".into()),
+                    )));
+                } else if error.code.as_deref() == Some("response_cancel_not_active") {
+                    tracing::debug!("response already finished when cancelled");
+                } else {
+                    tracing::warn!(code = ?error.code, message = %error.message, "OpenAI Realtime error");
+                }
+            }
+            ServerEvent::SessionCreated | ServerEvent::SessionUpdated => {
+                tracing::debug!("realtime session ready")
+            }
+            ServerEvent::ItemTruncated { item_id, audio_end_ms } => {
+                tracing::debug!(%item_id, audio_end_ms, "item truncated")
+            }
+            _ => {}
+        }
+    }
+
+    /// Forwards an assistant audio delta unless its response was cancelled; a mark follows it.
+    fn on_audio_delta(&mut self, response_id: &str, item_id: &str, delta: &str, now: Instant, out: &mut Vec<Action>) {
+        if self.cancelled_responses.iter().any(|c| c == response_id) {
+            tracing::debug!(%response_id, "late delta of a cancelled response dropped");
+            return;
+        }
+        let Some(stream_sid) = self.stream_sid.as_deref() else {
+            tracing::debug!("assistant audio before the stream started dropped");
+            return;
+        };
+        if self.active_response.as_deref() == Some(response_id) {
+            self.active_response_had_audio = true;
+        }
+        if !self.items_in_generation.iter().any(|i| i == item_id) {
+            self.items_in_generation.push(item_id.to_owned());
+        }
+        let mark = self.ledger.record_sent(item_id, base64_decoded_len(delta), now);
+        out.push(Action::Twilio(media_message(stream_sid, delta)));
+        out.push(Action::Twilio(mark_message(stream_sid, &mark)));
+    }
+
+    /// Barge-in: the caller started speaking.
+    fn on_speech_started(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let unplayed = self.ledger.has_unplayed(now);
+        let active = self.active_response.take();
+        if !unplayed && active.is_none() {
+            return;
+        }
+        tracing::info!(call_sid = %self.config.call_sid, played_ms = self.ledger.played_ms(now), "barge-in");
+        if unplayed && let Some(stream_sid) = &self.stream_sid {
+            out.push(Action::Twilio(clear_message(stream_sid)));
+        }
+        if let Some(response_id) = active {
+            out.push(Action::OpenAi(
+                ClientEvent::ResponseCancel {
+                    response_id: Some(&response_id),
+                }
+                .to_json(),
+            ));
+            if self.cancelled_responses.len() == CANCELLED_RESPONSES_KEPT {
+                self.cancelled_responses.pop_front();
+            }
+            self.cancelled_responses.push_back(response_id);
+        }
+        let sent: Vec<(String, u64)> = self
+            .items_in_generation
+            .drain(..)
+            .map(|id| {
+                let sent = self.ledger.item_sent_ms(&id);
+                (id, sent)
+            })
+            .collect();
+        for truncation in self.ledger.barge_in(now) {
+            out.push(Action::OpenAi(
+                ClientEvent::ConversationItemTruncate {
+                    item_id: &truncation.item_id,
+                    content_index: 0,
+                    audio_end_ms: truncation.audio_end_ms,
+                }
+                .to_json(),
+            ));
+            let sent_ms = sent
+                .iter()
+                .find(|(id, _)| *id == truncation.item_id)
+                .map_or(truncation.audio_end_ms, |(_, ms)| *ms);
+            self.truncated_items
+                .insert(truncation.item_id, (truncation.audio_end_ms, sent_ms));
+        }
+        if self.farewell != Farewell::None {
+            tracing::info!(call_sid = %self.config.call_sid, "barge-in during the farewell: hang-up cancelled");
+            self.farewell = Farewell::None;
+        }
+        self.response_create_pending = false;
+    }
+
+    fn on_function_call(&mut self, response_id: String, call_id: &str, name: &str, arguments: &str, out: &mut Vec<Action>) {
+        let output = if name == "end_call" {
+            let outcome = serde_json::from_str::<serde_json::Value>(arguments)
+                .ok()
+                .and_then(|v| v.get("outcome").and_then(|o| o.as_str()).map(str::to_owned));
+            if outcome.is_some() {
+                self.record.outcome = outcome;
+            }
+            tracing::info!(call_sid = %self.config.call_sid, "the model called end_call");
+            self.farewell = Farewell::AfterResponse {
+                ask_for_words: !self.active_response_had_audio,
+                response_id,
+            };
+            r#"{"ok":true,"note":"The call ends after your goodbye has played. If you have not said goodbye yet, say it now, briefly."}"#
+        } else {
+            tracing::warn!(%name, "the model called an unknown tool");
+            self.response_create_pending = true;
+            r#"{"ok":false,"error":"unknown tool"}"#
+        };
+        out.push(Action::OpenAi(
+            ClientEvent::ConversationItemCreate {
+                item: ConversationItem::function_call_output(call_id, output),
+            }
+            .to_json(),
+        ));
+    }
+
+    fn on_response_done(&mut self, response: crate::realtime::events::ResponseSummary, now: Instant, out: &mut Vec<Action>) {
+        if let Some(usage) = &response.usage {
+            self.record.usage += usage.clone();
+        }
+        if self.active_response.as_deref() == Some(response.id.as_str()) {
+            self.active_response = None;
+        }
+        self.flush_partial_transcripts(now);
+        let completed = response.status != "cancelled";
+        match &self.farewell {
+            Farewell::AfterResponse {
+                response_id,
+                ask_for_words,
+            } if *response_id == response.id => {
+                if !completed {
+                    self.farewell = Farewell::None;
+                } else if *ask_for_words {
+                    self.farewell = Farewell::Speaking { response_id: None };
+                    out.push(Action::OpenAi(ClientEvent::ResponseCreate { response: None }.to_json()));
+                    return;
+                } else {
+                    self.send_final_mark(now, out);
+                }
+            }
+            Farewell::Speaking {
+                response_id: Some(response_id),
+            } if *response_id == response.id => {
+                if completed {
+                    self.send_final_mark(now, out);
+                } else {
+                    self.farewell = Farewell::None;
+                }
+            }
+            _ => {}
+        }
+        if self.response_create_pending && self.active_response.is_none() {
+            self.response_create_pending = false;
+            out.push(Action::OpenAi(ClientEvent::ResponseCreate { response: None }.to_json()));
+        }
+    }
+
+    /// Queues the final mark behind the farewell audio; the call ends when Twilio echoes it.
+    fn send_final_mark(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let Some(stream_sid) = self.stream_sid.as_deref() else {
+            out.push(Action::HangUp(EndReason::Goodbye));
+            return;
+        };
+        let unplayed_ms = self.ledger.sent_ms().saturating_sub(self.ledger.played_ms(now));
+        let mark = self.ledger.record_mark(now);
+        out.push(Action::Twilio(mark_message(stream_sid, &mark)));
+        let deadline = now + Duration::from_millis(unplayed_ms) + self.config.farewell_grace;
+        self.farewell = Farewell::MarkSent { mark, deadline };
+    }
+
+    /// Asks for a response now, or once the active one is done (never two at once).
+    fn request_response(&mut self, out: &mut Vec<Action>) {
+        if self.active_response.is_some() {
+            self.response_create_pending = true;
+        } else {
+            out.push(Action::OpenAi(ClientEvent::ResponseCreate { response: None }.to_json()));
+        }
+    }
+
+    fn record_assistant_turn(&mut self, item_id: &str, transcript: &str, now: Instant) {
+        let offset = self.offset_ms(now);
+        match self.truncated_items.remove(item_id) {
+            Some((heard_ms, sent_ms)) => {
+                let heard = cut_to_heard(transcript, heard_ms, sent_ms);
+                self.record.push_turn(Speaker::Assistant, &heard, offset, true);
+            }
+            None => self.record.push_turn(Speaker::Assistant, transcript, offset, false),
+        }
+    }
+
+    fn flush_partial_transcripts(&mut self, now: Instant) {
+        let partial: Vec<(String, String)> = self.partial_transcripts.drain().collect();
+        for (item_id, text) in partial {
+            self.record_assistant_turn(&item_id, &text, now);
+        }
+    }
+
+    fn offset_ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.started).as_millis() as u64
+    }
+}
+
+/// Bytes a base64 string decodes to, from its length and padding (no decoding).
+pub fn base64_decoded_len(b64: &str) -> usize {
+    let bytes = b64.as_bytes();
+    let padding = bytes.iter().rev().take(2).filter(|&&b| b == b'=').count();
+    (bytes.len() / 4 * 3 + (bytes.len() % 4).saturating_sub(1)).saturating_sub(padding)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    #[test]
+    fn base64_decoded_len_matches_real_decoding() {
+        for n in 0..50 {
+            let data = vec![7u8; n];
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&data);
+            assert_eq!(base64_decoded_len(&encoded), n, "{encoded}");
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! One whole simulated inbound call, as `callbridge simulate` runs it, and the report it prints.
+//!
+//! The run: sign and post the incoming-call webhook → parse the TwiML → connect to the stream (at the server's
+//! local address, keeping the TwiML's path) → `start` → stream the caller's audio in real time → keep the line open
+//! with silence until the server closes the stream or the maximum duration passes (then hang up with `stop`) → at
+//! the barge-in time, the caller starts speaking again → report timings and a timeline.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::SimulateError;
+use super::audio::{MULAW_BYTES_PER_MS, write_mulaw_as_wav};
+use super::media_client::{MediaClientConfig, MediaStreamClient, Observation, ObservedEvent};
+use super::webhook::{WebhookCall, local_stream_url, random_hex_id, twilio_signature};
+
+/// How long to wait for the server's close after the simulator hangs up.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Longest piece of a refused webhook's body kept in the error.
+const ERROR_BODY_CHARS: usize = 500;
+
+/// [`SimulationReport::ended_by`] when the server closed the stream.
+pub const ENDED_BY_SERVER: &str = "server closed the stream";
+
+/// [`SimulationReport::ended_by`] when the maximum duration passed and the simulator hung up.
+pub const ENDED_BY_MAX_DURATION: &str = "max duration";
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct SimulateOptions {
+    /// Where the server listens, e.g. `http://127.0.0.1:5050`: the webhook goes here and the stream URL's host is
+    /// rewritten to it.
+    pub server_url: String,
+    /// The server's configured public URL, which Twilio would sign, e.g. `https://abc.trycloudflare.com`.
+    pub public_url: String,
+    /// The Twilio auth token the server verifies signatures with.
+    pub auth_token: String,
+    /// The caller's audio, raw 8 kHz μ-law (see [`super::read_wav_as_mulaw`]), streamed from `start`.
+    pub audio: Vec<u8>,
+    /// When the caller speaks again, counted from `start`; unsent caller audio is dropped then.
+    pub barge_in_at: Option<Duration>,
+    /// What the caller says at the barge-in; `None` repeats `audio`.
+    pub barge_in_audio: Option<Vec<u8>>,
+    /// The caller, E.164.
+    pub from: String,
+    /// The called number, E.164.
+    pub to: String,
+    /// The simulator hangs up (`stop`) this long after `start` if the server has not ended the call.
+    pub max_duration: Duration,
+    /// Where to save the assistant's audio as an 8 kHz 16-bit PCM WAV.
+    pub save_audio: Option<PathBuf>,
+    /// `AccountSid` in the webhook and `start`; `None` makes one up.
+    pub account_sid: Option<String>,
+}
+
+impl SimulateOptions {
+    /// Options with no barge-in, fictional numbers (`+15550100001` calling `+15550100002`), a 60 s limit and no
+    /// saved audio.
+    pub fn new(server_url: &str, public_url: &str, auth_token: &str, audio: Vec<u8>) -> Self {
+        Self {
+            server_url: server_url.to_owned(),
+            public_url: public_url.to_owned(),
+            auth_token: auth_token.to_owned(),
+            audio,
+            barge_in_at: None,
+            barge_in_audio: None,
+            from: "+15550100001".to_owned(),
+            to: "+15550100002".to_owned(),
+            max_duration: Duration::from_secs(60),
+            save_audio: None,
+            account_sid: None,
+        }
+    }
+}
+
+/// What a simulated call observed, from Twilio's side.
+#[derive(Debug, Clone)]
+pub struct SimulationReport {
+    /// The CallSid the simulator made up.
+    pub call_sid: String,
+    /// The StreamSid sent in `start`.
+    pub stream_sid: String,
+    /// From posting the webhook to having the whole TwiML.
+    pub webhook_to_twiml: Duration,
+    /// From sending `start` to the first assistant `media`; `None` if the assistant never spoke.
+    pub start_to_first_audio: Option<Duration>,
+    /// From the barge-in to the server's `clear`; `None` without a barge-in or without a `clear` after it.
+    pub barge_in_to_clear: Option<Duration>,
+    /// Assistant audio received (played or not), in ms.
+    pub assistant_audio_ms: u64,
+    /// Assistant audio played by the end, in ms.
+    pub assistant_played_ms: u64,
+    /// Marks echoed, including those echoed at once by a `clear`.
+    pub marks_echoed: usize,
+    /// Marks echoed because of a `clear` (their audio never played).
+    pub stale_marks_echoed: usize,
+    /// Server messages the simulator could not use (should be 0).
+    pub invalid_messages: usize,
+    /// [`ENDED_BY_SERVER`], [`ENDED_BY_MAX_DURATION`], or a description of a socket failure.
+    pub ended_by: String,
+    /// Where the assistant audio was saved, if asked.
+    pub saved_audio: Option<PathBuf>,
+    /// What happened when, counted from posting the webhook, in order.
+    pub timeline: Vec<(Duration, String)>,
+}
+
+/// Simulates one inbound call against a running callbridge; see the module documentation for the steps.
+///
+/// # Errors
+///
+/// [`SimulateError::Http`] when the webhook cannot be posted; [`SimulateError::WebhookRejected`] on a non-200
+/// answer; [`SimulateError::Twiml`] when the answer has no `<Connect><Stream>`; [`SimulateError::Rejected`] /
+/// [`SimulateError::WebSocket`] when the stream cannot be opened or started; [`SimulateError::Wav`] when the audio
+/// cannot be saved. Once the stream runs, the server closing it is the normal end, not an error.
+pub async fn run(opts: SimulateOptions) -> Result<SimulationReport, SimulateError> {
+    let posted_at = Instant::now();
+    let call = WebhookCall {
+        server_url: opts.server_url.clone(),
+        public_url: opts.public_url.clone(),
+        auth_token: opts.auth_token.clone(),
+        call_sid: random_hex_id("CA"),
+        account_sid: opts.account_sid.clone().unwrap_or_else(|| random_hex_id("AC")),
+        from: opts.from.clone(),
+        to: opts.to.clone(),
+    };
+    let mut timeline = vec![(
+        Duration::ZERO,
+        format!(
+            "POST {}/incoming-call (CallSid {}, {} → {})",
+            opts.server_url.trim_end_matches('/'),
+            call.call_sid,
+            call.from,
+            call.to
+        ),
+    )];
+    let answer = call.post_incoming().await?;
+    if answer.status != 200 {
+        return Err(SimulateError::WebhookRejected {
+            status: answer.status,
+            body: answer.body.chars().take(ERROR_BODY_CHARS).collect(),
+        });
+    }
+    let stream = answer.stream.ok_or_else(|| {
+        SimulateError::Twiml(format!(
+            "the answer has no <Connect><Stream>: {}",
+            answer.body.chars().take(ERROR_BODY_CHARS).collect::<String>()
+        ))
+    })?;
+    timeline.push((
+        posted_at.elapsed(),
+        format!(
+            "TwiML: <Connect><Stream url=\"{}\"> with {} parameter(s)",
+            redact_token(&stream.url),
+            stream.parameters.len()
+        ),
+    ));
+
+    let ws_url = local_stream_url(&stream.url, &opts.server_url)?;
+    let config = MediaClientConfig {
+        fill_silence: true,
+        account_sid: call.account_sid.clone(),
+        upgrade_signature: Some(twilio_signature(&opts.auth_token, &stream.url, &[])),
+    };
+    let client = MediaStreamClient::connect_with(&ws_url, config).await?;
+    timeline.push((posted_at.elapsed(), "stream WebSocket connected".to_owned()));
+    client.start(&call.call_sid, &stream.parameters).await?;
+    let started_at = Instant::now();
+    client.send_audio(&opts.audio);
+
+    let barge_in_audio = opts.barge_in_audio.clone().unwrap_or_else(|| opts.audio.clone());
+    let max_deadline = started_at + opts.max_duration;
+    let mut barge_in_sent_at: Option<Instant> = None;
+    let closed_event = loop {
+        let barge_in_deadline = opts
+            .barge_in_at
+            .filter(|_| barge_in_sent_at.is_none())
+            .map(|after| started_at + after);
+        let remaining = max_deadline.saturating_duration_since(Instant::now());
+        tokio::select! {
+            closed = client.wait_for(|event| matches!(event.kind, Observation::Closed { .. }), remaining) => {
+                break closed;
+            }
+            () = sleep_until_or_forever(barge_in_deadline) => {
+                let dropped_bytes = client.replace_audio(&barge_in_audio);
+                let now = Instant::now();
+                barge_in_sent_at = Some(now);
+                timeline.push((
+                    now - posted_at,
+                    format!(
+                        "barge-in: the caller speaks ({} ms of audio{})",
+                        ms_of(barge_in_audio.len()),
+                        if dropped_bytes > 0 { format!(", {} ms unsent dropped", ms_of(dropped_bytes)) } else { String::new() }
+                    ),
+                ));
+            }
+        }
+    };
+    let ended_by = match closed_event {
+        Some(ObservedEvent {
+            kind: Observation::Closed { by_server: true, .. },
+            ..
+        }) => ENDED_BY_SERVER.to_owned(),
+        Some(ObservedEvent {
+            kind: Observation::Closed { reason, .. },
+            ..
+        }) => format!("the stream failed: {reason}"),
+        _ => {
+            client.stop().await;
+            client
+                .wait_for(|event| matches!(event.kind, Observation::Closed { .. }), CLOSE_GRACE)
+                .await;
+            ENDED_BY_MAX_DURATION.to_owned()
+        }
+    };
+
+    let assistant_audio = client.assistant_audio();
+    if let Some(path) = &opts.save_audio {
+        write_mulaw_as_wav(path, &assistant_audio)?;
+    }
+    let events = client.events();
+    timeline.extend(timeline_of(&events, posted_at));
+    timeline.sort_by_key(|(at, _)| *at);
+
+    let first_of = |pred: &dyn Fn(&ObservedEvent) -> bool| events.iter().find(|event| pred(event)).map(|e| e.at);
+    let start_to_first_audio = first_of(&|event| matches!(event.kind, Observation::Media { .. }))
+        .map(|at| at.saturating_duration_since(started_at));
+    let barge_in_to_clear = barge_in_sent_at.and_then(|barge_in_at| {
+        events
+            .iter()
+            .find(|event| event.at >= barge_in_at && matches!(event.kind, Observation::Clear { .. }))
+            .map(|event| event.at - barge_in_at)
+    });
+    let count = |pred: &dyn Fn(&Observation) -> bool| events.iter().filter(|event| pred(&event.kind)).count();
+    Ok(SimulationReport {
+        call_sid: call.call_sid,
+        stream_sid: client.stream_sid().unwrap_or_default(),
+        webhook_to_twiml: answer.elapsed,
+        start_to_first_audio,
+        barge_in_to_clear,
+        assistant_audio_ms: ms_of(assistant_audio.len()),
+        assistant_played_ms: client.played_ms(),
+        marks_echoed: count(&|kind| matches!(kind, Observation::MarkEchoed { .. })),
+        stale_marks_echoed: count(&|kind| matches!(kind, Observation::MarkEchoed { stale: true, .. })),
+        invalid_messages: count(&|kind| matches!(kind, Observation::Invalid { .. })),
+        ended_by,
+        saved_audio: opts.save_audio.clone(),
+        timeline,
+    })
+}
+
+async fn sleep_until_or_forever(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Milliseconds of 8 kHz μ-law in `bytes`.
+fn ms_of(bytes: usize) -> u64 {
+    u64::try_from(bytes).unwrap_or(u64::MAX) / MULAW_BYTES_PER_MS
+}
+
+/// The stream URL with its last path segment (the single-use stream token) shortened, for printing.
+fn redact_token(url: &str) -> String {
+    match url.rsplit_once('/') {
+        Some((base, token)) if token.chars().count() > 6 => {
+            format!("{base}/{}…", token.chars().take(4).collect::<String>())
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The timeline lines the media stream observations give, counted from `origin`. Per-chunk and per-mark events
+/// are summarised: assistant audio appears when it starts and when it has played out.
+pub fn timeline_of(events: &[ObservedEvent], origin: Instant) -> Vec<(Duration, String)> {
+    let mut lines = Vec::new();
+    let mut stale_since_clear = 0usize;
+    for event in events {
+        let at = event.at.saturating_duration_since(origin);
+        let line = match &event.kind {
+            Observation::Started { stream_sid } => Some(format!("start sent (StreamSid {stream_sid})")),
+            Observation::Media { queued_ms: 0, .. } => Some("assistant audio starts".to_owned()),
+            Observation::PlaybackIdle { played_ms } => {
+                Some(format!("assistant audio played out ({played_ms} ms played in all)"))
+            }
+            Observation::Clear {
+                played_ms_at_clear,
+                dropped_ms,
+            } => {
+                stale_since_clear = 0;
+                Some(format!(
+                    "clear: {dropped_ms} ms of assistant audio dropped ({played_ms_at_clear} ms played in all)"
+                ))
+            }
+            Observation::MarkEchoed { stale: true, .. } => {
+                stale_since_clear += 1;
+                None
+            }
+            Observation::CallerAudioSent { bytes } => Some(format!("caller audio sent ({} ms)", ms_of(*bytes))),
+            Observation::DtmfSent { digit } => Some(format!("DTMF {digit} sent")),
+            Observation::StopSent => Some("stop sent: the caller hangs up".to_owned()),
+            Observation::Invalid { reason } => Some(format!("unusable server message: {reason}")),
+            Observation::Closed {
+                by_server,
+                code,
+                reason,
+            } => {
+                let who = if *by_server { "server closed the stream" } else { "stream closed" };
+                let code = code.map(|code| format!(" (code {code})")).unwrap_or_default();
+                let reason = if reason.is_empty() { String::new() } else { format!(": {reason}") };
+                Some(format!("{who}{code}{reason}"))
+            }
+            Observation::Media { .. } | Observation::Mark { .. } | Observation::MarkEchoed { .. } => None,
+        };
+        if let Some(line) = line {
+            if stale_since_clear > 0 && !matches!(event.kind, Observation::Clear { .. }) {
+                lines.push((at, format!("{stale_since_clear} pending mark(s) echoed at once by the clear")));
+                stale_since_clear = 0;
+            }
+            lines.push((at, line));
+        }
+    }
+    if stale_since_clear > 0
+        && let Some(last) = events.last()
+    {
+        lines.push((
+            last.at.saturating_duration_since(origin),
+            format!("{stale_since_clear} pending mark(s) echoed at once by the clear"),
+        ));
+    }
+    lines
+}
+
+impl fmt::Display for SimulationReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |duration: Duration| duration.as_millis();
+        writeln!(f, "Simulated call {} (StreamSid {})", self.call_sid, self.stream_sid)?;
+        writeln!(f, "  webhook → TwiML:               {:>6} ms", ms(self.webhook_to_twiml))?;
+        match self.start_to_first_audio {
+            Some(duration) => writeln!(f, "  start → first assistant audio: {:>6} ms", ms(duration))?,
+            None => writeln!(f, "  start → first assistant audio:   none (the assistant never spoke)")?,
+        }
+        match self.barge_in_to_clear {
+            Some(duration) => writeln!(f, "  barge-in → clear:              {:>6} ms", ms(duration))?,
+            None => writeln!(f, "  barge-in → clear:                none")?,
+        }
+        writeln!(
+            f,
+            "  assistant audio:               {:>6} ms received, {} ms played",
+            self.assistant_audio_ms, self.assistant_played_ms
+        )?;
+        writeln!(
+            f,
+            "  marks echoed:                  {:>6} ({} at once by a clear)",
+            self.marks_echoed, self.stale_marks_echoed
+        )?;
+        if self.invalid_messages > 0 {
+            writeln!(f, "  unusable server messages:      {:>6}", self.invalid_messages)?;
+        }
+        writeln!(f, "  ended by: {}", self.ended_by)?;
+        if let Some(path) = &self.saved_audio {
+            writeln!(f, "  assistant audio saved to {}", path.display())?;
+        }
+        writeln!(f, "Timeline:")?;
+        for (at, line) in &self.timeline {
+            writeln!(f, "  {:>7.3} s  {line}", at.as_secs_f64())?;
+        }
+        write!(
+            f,
+            "The transcript stays on the server: see its end-of-call log line or the call record for {}.",
+            self.call_sid
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(origin: Instant, ms: u64, kind: Observation) -> ObservedEvent {
+        ObservedEvent {
+            at: origin + Duration::from_millis(ms),
+            kind,
+        }
+    }
+
+    #[test]
+    fn the_timeline_summarises_audio_and_the_marks_a_clear_echoes() {
+        // Arrange
+        let origin = Instant::now();
+        let events = vec![
+            at(origin, 10, Observation::Started { stream_sid: "MZ1".to_owned() }),
+            at(origin, 900, Observation::Media { bytes: 160, queued_ms: 0 }),
+            at(origin, 901, Observation::Media { bytes: 160, queued_ms: 19 }),
+            at(origin, 901, Observation::Mark { name: "g1:s1".to_owned() }),
+            at(origin, 921, Observation::MarkEchoed { name: "g1:s1".to_owned(), stale: false }),
+            at(origin, 930, Observation::Clear { played_ms_at_clear: 29, dropped_ms: 11 }),
+            at(origin, 930, Observation::MarkEchoed { name: "g1:s2".to_owned(), stale: true }),
+            at(origin, 930, Observation::MarkEchoed { name: "g1:s3".to_owned(), stale: true }),
+            at(origin, 2000, Observation::Closed { by_server: true, code: Some(1000), reason: String::new() }),
+        ];
+
+        // Act
+        let lines: Vec<String> = timeline_of(&events, origin).into_iter().map(|(_, line)| line).collect();
+
+        // Assert
+        assert_eq!(
+            lines,
+            vec![
+                "start sent (StreamSid MZ1)",
+                "assistant audio starts",
+                "clear: 11 ms of assistant audio dropped (29 ms played in all)",
+                "2 pending mark(s) echoed at once by the clear",
+                "server closed the stream (code 1000)",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_report_prints_timings_in_ms_and_timeline_lines_in_seconds() {
+        // Arrange
+        let report = SimulationReport {
+            call_sid: "CA1".to_owned(),
+            stream_sid: "MZ1".to_owned(),
+            webhook_to_twiml: Duration::from_millis(12),
+            start_to_first_audio: Some(Duration::from_millis(1234)),
+            barge_in_to_clear: None,
+            assistant_audio_ms: 5230,
+            assistant_played_ms: 4100,
+            marks_echoed: 40,
+            stale_marks_echoed: 3,
+            invalid_messages: 0,
+            ended_by: ENDED_BY_SERVER.to_owned(),
+            saved_audio: None,
+            timeline: vec![(Duration::from_millis(1234), "assistant audio starts".to_owned())],
+        };
+
+        // Act
+        let text = report.to_string();
+
+        // Assert
+        assert!(text.contains("webhook → TwiML:                   12 ms"), "{text}");
+        assert!(text.contains("start → first assistant audio:   1234 ms"), "{text}");
+        assert!(text.contains("barge-in → clear:                none"), "{text}");
+        assert!(text.contains("    1.234 s  assistant audio starts"), "{text}");
+        assert!(text.contains("ended by: server closed the stream"), "{text}");
+    }
+
+    #[test]
+    fn the_stream_token_is_shortened_when_printed() {
+        assert_eq!(
+            redact_token("wss://h.example/media-stream/abcdefghijklmnop"),
+            "wss://h.example/media-stream/abcd…"
+        );
+    }
+}

@@ -1,0 +1,335 @@
+"""Conformance: the official twilio SDK signs voice webhooks, and a running `callbridge serve` must agree with it.
+
+Two parts:
+
+* Server tests start the real binary (`CALLBRIDGE_BIN`, default `target/debug/callbridge`) with a test auth token and
+  a public URL of https://example.ngrok.test, sign realistic inbound-call webhooks with
+  `twilio.request_validator.RequestValidator`, and check that correctly signed requests get `<Connect><Stream>` TwiML
+  while every tampered one gets 403. The server must check the signature against PUBLIC_URL + path, not against the
+  local address it listens on.
+* A test that needs no server checks that tests/fixtures/twilio_signatures.json (read by the Rust unit tests in
+  src/twilio/signature.rs) still matches what the installed SDK computes.
+
+Run from the repository root:
+
+    cargo build
+    python -m pytest tests/conformance -v
+
+HTTP goes through urllib from the standard library; the only third-party packages are twilio and pytest.
+"""
+
+import json
+import os
+import pathlib
+import secrets
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from make_signature_fixture import CASES, FIXTURE, MultiParams
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
+DEFAULT_BIN = "target/debug/callbridge"
+
+PUBLIC_URL = "https://example.ngrok.test"
+INCOMING_CALL_PATH = "/incoming-call"
+SIGNED_URL = PUBLIC_URL + INCOMING_CALL_PATH
+SIGNED_URL_WITH_PORT = "https://example.ngrok.test:443" + INCOMING_CALL_PATH
+STREAM_URL_PREFIX = "wss://example.ngrok.test/media-stream/"
+
+AUTH_TOKEN = "test-auth-token-" + "0123456789abcdef" * 2
+OTHER_AUTH_TOKEN = "another-auth-token-" + "fedcba9876543210" * 2
+
+HEALTH_TIMEOUT_S = 60.0
+REQUEST_TIMEOUT_S = 10.0
+SHUTDOWN_TIMEOUT_S = 10.0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def inbound_call_form():
+    """The form fields Twilio posts to the voice webhook when a call comes in (a fresh CallSid each time)."""
+    return [
+        ("AccountSid", "AC" + secrets.token_hex(16)),
+        ("ApiVersion", "2010-04-01"),
+        ("CallSid", "CA" + secrets.token_hex(16)),
+        ("CallStatus", "ringing"),
+        ("Called", "+18005551212"),
+        ("Caller", "+14158675309"),
+        ("Direction", "inbound"),
+        ("From", "+14158675309"),
+        ("To", "+18005551212"),
+    ]
+
+
+def sign(url, form, token=AUTH_TOKEN):
+    """X-Twilio-Signature for `form` posted to `url`, computed by the official SDK."""
+    return RequestValidator(token).compute_signature(url, MultiParams(form))
+
+
+class Response:
+    """What came back from the server: status, headers, body bytes."""
+
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def __repr__(self):
+        return f"Response(status={self.status}, body={self.body[:300]!r})"
+
+
+def post_form(base_url, form, signature=None):
+    """POST `form` urlencoded to base_url + /incoming-call, with X-Twilio-Signature when `signature` is given."""
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "TwilioProxy/1.1"}
+    if signature is not None:
+        headers["X-Twilio-Signature"] = signature
+    request = urllib.request.Request(
+        base_url + INCOMING_CALL_PATH,
+        data=urllib.parse.urlencode(form).encode("utf-8"),
+        headers=headers,
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as reply:
+            return Response(reply.status, reply.headers, reply.read())
+    except urllib.error.HTTPError as error:
+        return Response(error.code, error.headers, error.read())
+
+
+def stream_url_of(response):
+    """The Stream url of a `<Response><Connect><Stream url=...>` document; fails the test on any other shape."""
+    root = ET.fromstring(response.body)
+    assert root.tag == "Response", response
+    stream = root.find("./Connect/Stream")
+    assert stream is not None, response
+    return stream.get("url")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The server under test
+
+
+class Server:
+    """A running `callbridge serve` and where to reach it."""
+
+    def __init__(self, process, base_url, log_path):
+        self.process = process
+        self.base_url = base_url
+        self.log_path = log_path
+
+    def log_tail(self, lines=40):
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "<no log>"
+
+
+def resolve_binary():
+    """The callbridge binary to test; skips when the default build is absent, fails when an explicit one is."""
+    configured = os.environ.get("CALLBRIDGE_BIN")
+    path = pathlib.Path(configured or DEFAULT_BIN)
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    if not path.is_file():
+        if configured:
+            pytest.fail(f"CALLBRIDGE_BIN={configured} does not exist")
+        pytest.skip(f"{path} not built; run `cargo build` or set CALLBRIDGE_BIN")
+    return path
+
+
+def wait_until_healthy(server):
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"callbridge exited with {server.process.returncode}:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(server.base_url + "/health", timeout=1.0) as reply:
+                if reply.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"callbridge was not healthy within {HEALTH_TIMEOUT_S} s:\n{server.log_tail()}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    binary = resolve_binary()
+    workdir = tmp_path_factory.mktemp("callbridge")  # no stray .env or callbridge.toml, and scratch for any files
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(workdir),
+        "PORT": str(port),
+        "PUBLIC_URL": PUBLIC_URL,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/v1/realtime",  # nothing listens: the pre-connect fails harmlessly
+        "RUST_LOG": "info",
+    }
+    log_path = workdir / "callbridge.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(binary), "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    running = Server(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_until_healthy(running)
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=SHUTDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Correctly signed webhooks
+
+
+def test_a_signed_inbound_call_is_answered_with_connect_stream_twiml(server):
+    form = inbound_call_form()
+
+    response = post_form(server.base_url, form, sign(SIGNED_URL, form))
+
+    assert response.status == 200, f"{response}\n{server.log_tail()}"
+    content_type = response.headers.get("Content-Type", "")
+    assert content_type.split(";")[0].strip() in ("text/xml", "application/xml"), content_type
+    url = stream_url_of(response)
+    assert url.startswith(STREAM_URL_PREFIX), url
+
+
+def test_the_stream_url_carries_a_token_in_the_path_and_no_query_string(server):
+    form = inbound_call_form()
+
+    response = post_form(server.base_url, form, sign(SIGNED_URL, form))
+
+    assert response.status == 200, response
+    url = urllib.parse.urlsplit(stream_url_of(response))
+    token = url.path.removeprefix("/media-stream/")
+    assert url.query == "" and url.fragment == "", url
+    assert len(token) >= 22 and "/" not in token, token  # >= 128 bits as base64url
+
+
+def test_two_calls_get_different_stream_tokens(server):
+    first_form, second_form = inbound_call_form(), inbound_call_form()
+
+    first = post_form(server.base_url, first_form, sign(SIGNED_URL, first_form))
+    second = post_form(server.base_url, second_form, sign(SIGNED_URL, second_form))
+
+    assert first.status == 200 and second.status == 200, (first, second)
+    assert stream_url_of(first) != stream_url_of(second)
+
+
+def test_a_signature_over_the_url_with_port_443_is_accepted(server):
+    form = inbound_call_form()
+
+    response = post_form(server.base_url, form, sign(SIGNED_URL_WITH_PORT, form))
+
+    assert response.status == 200, f"{response}\n{server.log_tail()}"
+    assert stream_url_of(response).startswith(STREAM_URL_PREFIX)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tampered or unsigned webhooks: 403, and no TwiML
+
+
+def assert_forbidden(response):
+    assert response.status == 403, response
+    assert b"<Stream" not in response.body, response
+
+
+def test_a_parameter_changed_after_signing_is_forbidden(server):
+    form = inbound_call_form()
+    signature = sign(SIGNED_URL, form)
+    tampered = [(name, "+19005550000" if name == "From" else value) for name, value in form]
+
+    response = post_form(server.base_url, tampered, signature)
+
+    assert_forbidden(response)
+
+
+def test_a_parameter_added_after_signing_is_forbidden(server):
+    form = inbound_call_form()
+    signature = sign(SIGNED_URL, form)
+
+    response = post_form(server.base_url, form + [("Digits", "1234")], signature)
+
+    assert_forbidden(response)
+
+
+def test_a_parameter_removed_after_signing_is_forbidden(server):
+    form = inbound_call_form()
+    signature = sign(SIGNED_URL, form)
+    without_caller = [(name, value) for name, value in form if name != "Caller"]
+
+    response = post_form(server.base_url, without_caller, signature)
+
+    assert_forbidden(response)
+
+
+def test_a_signature_made_with_another_auth_token_is_forbidden(server):
+    form = inbound_call_form()
+
+    response = post_form(server.base_url, form, sign(SIGNED_URL, form, token=OTHER_AUTH_TOKEN))
+
+    assert_forbidden(response)
+
+
+def test_a_request_without_a_signature_header_is_forbidden(server):
+    form = inbound_call_form()
+
+    response = post_form(server.base_url, form, signature=None)
+
+    assert_forbidden(response)
+
+
+def test_a_signature_over_the_local_address_instead_of_the_public_url_is_forbidden(server):
+    form = inbound_call_form()
+    local_url = server.base_url + INCOMING_CALL_PATH
+
+    response = post_form(server.base_url, form, sign(local_url, form))
+
+    assert_forbidden(response)
+
+
+def test_a_garbage_signature_is_forbidden(server):
+    form = inbound_call_form()
+
+    response = post_form(server.base_url, form, "not-a-signature")
+
+    assert_forbidden(response)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# No server needed
+
+
+def test_the_rust_signature_fixture_matches_the_installed_sdk():
+    stored = json.loads(FIXTURE.read_text(encoding="utf-8"))
+
+    recomputed = [
+        RequestValidator(token).compute_signature(url, MultiParams(params)) for _, token, url, params in CASES
+    ]
+
+    assert [case["signature"] for case in stored] == recomputed, "re-run make_signature_fixture.py"
+    assert [case["name"] for case in stored] == [name for name, *_ in CASES]
