@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
+use crate::calls::live::LiveCalls;
 use crate::config::{Settings, public_endpoint};
 use crate::http::{self, state::AppState};
 use crate::realtime::client::RealtimeEndpoint;
@@ -34,6 +35,8 @@ pub struct Application {
     server: Server,
     /// Cancelled to end every live call (shutdown).
     shutdown: CancellationToken,
+    /// Live calls and recent call records.
+    live_calls: LiveCalls,
 }
 
 impl Application {
@@ -63,6 +66,7 @@ impl Application {
             TwilioRest::new(settings.twilio.api_base_url.clone(), sid, settings.twilio.auth_token.clone())
         });
         let shutdown = CancellationToken::new();
+        let live_calls = LiveCalls::default();
         let ttl = settings.calls.stream_token_ttl;
         let state = web::Data::new(AppState {
             validator: RequestValidator::new(settings.twilio.auth_token.expose_secret()),
@@ -77,7 +81,7 @@ impl Application {
                 settings.openai_api_key.clone(),
             ),
             realtime_runtime: tokio::runtime::Handle::current(),
-            live_calls: Default::default(),
+            live_calls: live_calls.clone(),
             goodbye: GoodbyeMatcher::new(&settings.realtime.goodbye_phrases),
             rest,
             shutdown: shutdown.clone(),
@@ -93,12 +97,22 @@ impl Application {
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::configure))
             .listen(listener)?
             .run();
-        Ok(Application { port, server, shutdown })
+        Ok(Application {
+            port,
+            server,
+            shutdown,
+            live_calls,
+        })
     }
 
     /// The port the server listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The live calls and recent call records of this server.
+    pub fn live_calls(&self) -> LiveCalls {
+        self.live_calls.clone()
     }
 
     /// A token that ends every live call when cancelled.

@@ -74,6 +74,7 @@ pub async fn media_stream(
                 let mut record = record;
                 record.finish(EndReason::Error("openai_unavailable".into()), 0);
                 log_record(&record);
+                state.live_calls.remember(record);
                 return;
             }
         };
@@ -91,7 +92,7 @@ pub async fn media_stream(
             record,
             Instant::now(),
         );
-        Bridge {
+        let record = Bridge {
             twilio_session: session,
             twilio_frames: frames,
             link,
@@ -102,6 +103,8 @@ pub async fn media_stream(
         }
         .run()
         .await;
+        drop(_guard);
+        state.live_calls.remember(record);
     });
     Ok(response)
 }

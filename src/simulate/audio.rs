@@ -52,7 +52,8 @@ pub fn mulaw_encode(sample: i16) -> u8 {
     let highest_bit = 31 - magnitude.leading_zeros() as i32;
     let segment = (highest_bit - 7).clamp(0, 7);
     let mantissa = (magnitude >> (segment + 3)) & 0x0F;
-    let segment_bits = u8::try_from(segment << 4).expect("segment is at most 7, so segment << 4 fits in a byte");
+    let segment_bits =
+        u8::try_from(segment << 4).expect("segment is at most 7, so segment << 4 fits in a byte");
     let mantissa_bits = u8::try_from(mantissa).expect("mantissa is masked to 4 bits");
     !(sign | segment_bits | mantissa_bits)
 }
@@ -65,7 +66,11 @@ pub fn mulaw_decode(byte: u8) -> i16 {
     let segment = i32::from((bits >> 4) & 0x07);
     let mantissa = i32::from(bits & 0x0F);
     let magnitude = (((mantissa << 3) + MULAW_BIAS) << segment) - MULAW_BIAS;
-    let sample = if bits & 0x80 != 0 { -magnitude } else { magnitude };
+    let sample = if bits & 0x80 != 0 {
+        -magnitude
+    } else {
+        magnitude
+    };
     i16::try_from(sample).expect("a decoded μ-law magnitude is at most 32124")
 }
 
@@ -101,12 +106,21 @@ pub fn read_wav_as_mulaw(path: &Path) -> Result<Vec<u8>, SimulateError> {
                 return Ok(data.to_vec());
             }
             let mono = mix_to_mono(&decode_mulaw(data), layout.channels);
-            Ok(encode_pcm(&resample_linear(&mono, layout.sample_rate_hz, SAMPLE_RATE_HZ)))
+            Ok(encode_pcm(&resample_linear(
+                &mono,
+                layout.sample_rate_hz,
+                SAMPLE_RATE_HZ,
+            )))
         }
         FORMAT_PCM | FORMAT_IEEE_FLOAT => {
-            let (samples, channels, sample_rate_hz) = read_pcm_with_hound(&bytes).map_err(wav_error)?;
+            let (samples, channels, sample_rate_hz) =
+                read_pcm_with_hound(&bytes).map_err(wav_error)?;
             let mono = mix_to_mono(&samples, channels);
-            Ok(encode_pcm(&resample_linear(&mono, sample_rate_hz, SAMPLE_RATE_HZ)))
+            Ok(encode_pcm(&resample_linear(
+                &mono,
+                sample_rate_hz,
+                SAMPLE_RATE_HZ,
+            )))
         }
         other => Err(wav_error(format!(
             "format tag {other} is not supported; expected μ-law (tag 7, ideally 8 kHz mono), \
@@ -182,7 +196,9 @@ fn parse_riff(bytes: &[u8]) -> Result<RiffLayout, String> {
                     tag = read_u16_le(bytes, body_start + 24);
                 }
                 if channels == 0 || sample_rate_hz == 0 {
-                    return Err("the fmt chunk declares no channels or a zero sample rate".to_owned());
+                    return Err(
+                        "the fmt chunk declares no channels or a zero sample rate".to_owned()
+                    );
                 }
                 format = Some((tag, channels, sample_rate_hz));
             }
@@ -193,7 +209,9 @@ fn parse_riff(bytes: &[u8]) -> Result<RiffLayout, String> {
             break;
         }
         // Chunks are padded to an even size.
-        offset = body_start.saturating_add(declared_size).saturating_add(declared_size % 2);
+        offset = body_start
+            .saturating_add(declared_size)
+            .saturating_add(declared_size % 2);
     }
     let (format_tag, channels, sample_rate_hz) = format.ok_or_else(|| "no fmt chunk".to_owned())?;
     let data = data.ok_or_else(|| "no data chunk".to_owned())?;
@@ -215,12 +233,13 @@ fn read_u32_le(bytes: &[u8], at: usize) -> u32 {
 
 /// Reads PCM or float samples with hound, scaled to 16 bits; returns (interleaved samples, channels, rate).
 fn read_pcm_with_hound(bytes: &[u8]) -> Result<(Vec<i16>, u16, u32), String> {
-    let mut reader = hound::WavReader::new(Cursor::new(bytes)).map_err(|error| error.to_string())?;
+    let mut reader =
+        hound::WavReader::new(Cursor::new(bytes)).map_err(|error| error.to_string())?;
     let spec = reader.spec();
     let samples: Result<Vec<i16>, hound::Error> = match (spec.sample_format, spec.bits_per_sample) {
         (hound::SampleFormat::Float, 32) => reader
             .samples::<f32>()
-            .map(|sample| sample.map(|value| float_to_i16(value)))
+            .map(|sample| sample.map(float_to_i16))
             .collect(),
         (hound::SampleFormat::Int, 16) => reader.samples::<i16>().collect(),
         (hound::SampleFormat::Int, bits @ (8 | 24 | 32)) => {
@@ -237,7 +256,11 @@ fn read_pcm_with_hound(bytes: &[u8]) -> Result<(Vec<i16>, u16, u32), String> {
             ));
         }
     };
-    Ok((samples.map_err(|error| error.to_string())?, spec.channels, spec.sample_rate))
+    Ok((
+        samples.map_err(|error| error.to_string())?,
+        spec.channels,
+        spec.sample_rate,
+    ))
 }
 
 /// Converts a float sample in [-1, 1] to 16 bits, clamping anything outside.
@@ -249,8 +272,13 @@ fn float_to_i16(value: f32) -> i16 {
 
 /// Shifts an integer sample of another bit depth to 16 bits (`shift` = bits - 16; negative widens 8-bit samples).
 fn scale_to_i16(value: i32, shift: i32) -> i16 {
-    let scaled = if shift >= 0 { value >> shift } else { value << -shift };
-    i16::try_from(scaled.clamp(i32::from(i16::MIN), i32::from(i16::MAX))).expect("clamped to the i16 range")
+    let scaled = if shift >= 0 {
+        value >> shift
+    } else {
+        value << -shift
+    };
+    i16::try_from(scaled.clamp(i32::from(i16::MIN), i32::from(i16::MAX)))
+        .expect("clamped to the i16 range")
 }
 
 /// Averages interleaved channels into one.
@@ -285,7 +313,8 @@ fn resample_linear(samples: &[i16], from_hz: u32, to_hz: u32) -> Vec<i16> {
             let left = (position.floor() as usize).min(last);
             let right = (left + 1).min(last);
             let fraction = position - left as f64;
-            let value = f64::from(samples[left]) * (1.0 - fraction) + f64::from(samples[right]) * fraction;
+            let value =
+                f64::from(samples[left]) * (1.0 - fraction) + f64::from(samples[right]) * fraction;
             value.round() as i16
         })
         .collect()
@@ -344,7 +373,8 @@ mod tests {
     }
 
     fn temp_wav_path(name: &str) -> std::path::PathBuf {
-        let directory = std::env::temp_dir().join(format!("callbridge-simulate-{}", std::process::id()));
+        let directory =
+            std::env::temp_dir().join(format!("callbridge-simulate-{}", std::process::id()));
         std::fs::create_dir_all(&directory).expect("the temp dir is writable");
         directory.join(name)
     }
@@ -356,9 +386,12 @@ mod tests {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        let mut writer = hound::WavWriter::create(path, spec).expect("the temp file can be created");
+        let mut writer =
+            hound::WavWriter::create(path, spec).expect("the temp file can be created");
         for &sample in samples {
-            writer.write_sample(sample).expect("the temp file can be written");
+            writer
+                .write_sample(sample)
+                .expect("the temp file can be written");
         }
         writer.finalize().expect("the temp file can be finalized");
     }
@@ -396,7 +429,9 @@ mod tests {
     fn an_8_khz_pcm_wav_reads_back_as_its_mulaw_encoding() {
         // Arrange
         let path = temp_wav_path("pcm-8k.wav");
-        let samples: Vec<i16> = (0..800).map(|i| ((i * 97) % 20_000 - 10_000) as i16).collect();
+        let samples: Vec<i16> = (0..800)
+            .map(|i| ((i * 97) % 20_000 - 10_000) as i16)
+            .collect();
         write_pcm_wav(&path, 1, 8_000, &samples);
 
         // Act
@@ -410,7 +445,11 @@ mod tests {
     fn written_assistant_audio_reads_back_byte_for_byte() {
         // Arrange: decode(encode(decode(b))) == decode(b), so only negative zero (0x7F) may turn into 0xFF.
         let path = temp_wav_path("roundtrip.wav");
-        let mulaw: Vec<u8> = (0..=255u8).filter(|&byte| byte != 0x7F).cycle().take(4_000).collect();
+        let mulaw: Vec<u8> = (0..=255u8)
+            .filter(|&byte| byte != 0x7F)
+            .cycle()
+            .take(4_000)
+            .collect();
 
         // Act
         write_mulaw_as_wav(&path, &mulaw).expect("the temp dir is writable");
@@ -418,8 +457,13 @@ mod tests {
 
         // Assert
         assert_eq!(read_back, mulaw);
-        let spec = hound::WavReader::open(&path).expect("hound reads it").spec();
-        assert_eq!((spec.channels, spec.sample_rate, spec.bits_per_sample), (1, 8_000, 16));
+        let spec = hound::WavReader::open(&path)
+            .expect("hound reads it")
+            .spec();
+        assert_eq!(
+            (spec.channels, spec.sample_rate, spec.bits_per_sample),
+            (1, 8_000, 16)
+        );
     }
 
     #[test]
@@ -462,7 +506,10 @@ mod tests {
         let error = read_wav_as_mulaw(&path).expect_err("text is not a WAV");
 
         // Assert
-        assert!(matches!(&error, SimulateError::Wav { reason, .. } if reason.contains("RIFF")), "{error}");
+        assert!(
+            matches!(&error, SimulateError::Wav { reason, .. } if reason.contains("RIFF")),
+            "{error}"
+        );
     }
 
     #[test]

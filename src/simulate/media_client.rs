@@ -19,7 +19,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
-use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest as _, http::HeaderValue};
+use tokio_tungstenite::tungstenite::{
+    self, Message, client::IntoClientRequest as _, http::HeaderValue,
+};
 
 use super::SimulateError;
 use super::audio::{MULAW_BYTES_PER_MS, MULAW_SILENCE};
@@ -167,7 +169,9 @@ struct SharedState {
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, SharedState> {
         // A panic while holding this lock can only come from a bug in this module; keep going with the data.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn record(&self, kind: Observation) {
@@ -216,13 +220,17 @@ impl MediaStreamClient {
     /// [`SimulateError::Rejected`] with the HTTP status when the server refuses the upgrade (callbridge answers
     /// 403 to an unknown, used or expired stream token); [`SimulateError::BadUrl`] for a URL or header that cannot
     /// be sent; [`SimulateError::WebSocket`] when the connection fails otherwise.
-    pub async fn connect_with(ws_url: &str, config: MediaClientConfig) -> Result<Self, SimulateError> {
+    pub async fn connect_with(
+        ws_url: &str,
+        config: MediaClientConfig,
+    ) -> Result<Self, SimulateError> {
         let mut request = ws_url
             .into_client_request()
             .map_err(|error| SimulateError::BadUrl(format!("{ws_url:?}: {error}")))?;
         if let Some(signature) = &config.upgrade_signature {
-            let value = HeaderValue::from_str(signature)
-                .map_err(|error| SimulateError::BadUrl(format!("X-Twilio-Signature {signature:?}: {error}")))?;
+            let value = HeaderValue::from_str(signature).map_err(|error| {
+                SimulateError::BadUrl(format!("X-Twilio-Signature {signature:?}: {error}"))
+            })?;
             request.headers_mut().insert("X-Twilio-Signature", value);
         }
         let (socket, _response) = match tokio_tungstenite::connect_async(request).await {
@@ -230,7 +238,11 @@ impl MediaStreamClient {
             Err(tungstenite::Error::Http(response)) => {
                 return Err(SimulateError::Rejected(response.status().as_u16()));
             }
-            Err(error) => return Err(SimulateError::WebSocket(format!("connecting to {ws_url}: {error}"))),
+            Err(error) => {
+                return Err(SimulateError::WebSocket(format!(
+                    "connecting to {ws_url}: {error}"
+                )));
+            }
         };
         tracing::debug!(url = %ws_url, "media stream connected");
         let now = Instant::now();
@@ -268,7 +280,11 @@ impl MediaStreamClient {
     /// # Errors
     ///
     /// [`SimulateError::Closed`] when the socket is already closed; [`SimulateError::WebSocket`] when sending fails.
-    pub async fn start(&self, call_sid: &str, custom_parameters: &[(String, String)]) -> Result<(), SimulateError> {
+    pub async fn start(
+        &self,
+        call_sid: &str,
+        custom_parameters: &[(String, String)],
+    ) -> Result<(), SimulateError> {
         self.command(Action::Start {
             call_sid: call_sid.to_owned(),
             custom_parameters: custom_parameters.to_vec(),
@@ -325,7 +341,11 @@ impl MediaStreamClient {
 
     /// Waits until an observation matching `pred` exists (including ones recorded before this call) and returns the
     /// first such, or `None` after `timeout`.
-    pub async fn wait_for(&self, pred: impl Fn(&ObservedEvent) -> bool, timeout: Duration) -> Option<ObservedEvent> {
+    pub async fn wait_for(
+        &self,
+        pred: impl Fn(&ObservedEvent) -> bool,
+        timeout: Duration,
+    ) -> Option<ObservedEvent> {
         self.wait_for_matching(|event| pred(event), timeout).await
     }
 
@@ -336,7 +356,8 @@ impl MediaStreamClient {
         pred: impl Fn(&ObservedEvent) -> bool,
         timeout: Duration,
     ) -> Option<ObservedEvent> {
-        self.wait_for_matching(|event| event.at >= since && pred(event), timeout).await
+        self.wait_for_matching(|event| event.at >= since && pred(event), timeout)
+            .await
     }
 
     async fn wait_for_matching(
@@ -355,7 +376,13 @@ impl MediaStreamClient {
                 Ok(Ok(())) => continue,
                 // The sender lives in `inner`, which `self` keeps alive; treat the impossible like a timeout.
                 Ok(Err(_)) | Err(_) => {
-                    return self.inner.lock().events.iter().find(|event| pred(event)).cloned();
+                    return self
+                        .inner
+                        .lock()
+                        .events
+                        .iter()
+                        .find(|event| pred(event))
+                        .cloned();
                 }
             }
         }
@@ -365,7 +392,15 @@ impl MediaStreamClient {
     /// [`Self::stop`] does not count; see [`Observation::Closed`]).
     pub async fn closed(&self, timeout: Duration) -> bool {
         self.wait_for(
-            |event| matches!(event.kind, Observation::Closed { by_server: true, .. }),
+            |event| {
+                matches!(
+                    event.kind,
+                    Observation::Closed {
+                        by_server: true,
+                        ..
+                    }
+                )
+            },
             timeout,
         )
         .await
@@ -416,7 +451,9 @@ struct Pacing {
 
 /// The task that owns the socket.
 struct SocketTask {
-    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
     inner: Arc<Inner>,
     commands: mpsc::UnboundedReceiver<Command>,
     config: MediaClientConfig,
@@ -626,7 +663,8 @@ impl SocketTask {
             started_at,
             chunk: 0,
         });
-        self.inner.record_at(started_at, Observation::Started { stream_sid });
+        self.inner
+            .record_at(started_at, Observation::Started { stream_sid });
         Ok(())
     }
 
@@ -653,7 +691,9 @@ impl SocketTask {
         };
         pacing.chunk += 1;
         let chunk = pacing.chunk;
-        let timestamp_ms = scheduled.saturating_duration_since(pacing.started_at).as_millis();
+        let timestamp_ms = scheduled
+            .saturating_duration_since(pacing.started_at)
+            .as_millis();
         let sequence_number = self.next_sequence_number();
         let stream_sid = self.stream_sid();
         tracing::debug!(chunk, timestamp_ms, "sending a caller audio frame");
@@ -670,7 +710,8 @@ impl SocketTask {
         }))
         .await?;
         if drained {
-            self.inner.record(Observation::CallerAudioSent { bytes: audio_bytes });
+            self.inner
+                .record(Observation::CallerAudioSent { bytes: audio_bytes });
         }
         Ok(())
     }
@@ -679,7 +720,10 @@ impl SocketTask {
         match message {
             Message::Text(text) => self.on_server_text(text.as_str()).await,
             Message::Binary(bytes) => self.inner.record(Observation::Invalid {
-                reason: format!("a binary frame of {} bytes (Twilio expects JSON text)", bytes.len()),
+                reason: format!(
+                    "a binary frame of {} bytes (Twilio expects JSON text)",
+                    bytes.len()
+                ),
             }),
             Message::Close(frame) => {
                 let (code, reason) = match frame {
@@ -708,14 +752,18 @@ impl SocketTask {
         let expected = self.inner.lock().stream_sid.clone();
         if expected.as_deref() != Some(stream_sid.as_str()) {
             self.inner.record(Observation::Invalid {
-                reason: format!("streamSid {stream_sid:?} is not this stream's ({expected:?}): {text}"),
+                reason: format!(
+                    "streamSid {stream_sid:?} is not this stream's ({expected:?}): {text}"
+                ),
             });
             return;
         }
         let now = Instant::now();
         match parsed {
             ServerMessage::Media { media, .. } => {
-                let audio = match base64::engine::general_purpose::STANDARD.decode(media.payload.as_bytes()) {
+                let audio = match base64::engine::general_purpose::STANDARD
+                    .decode(media.payload.as_bytes())
+                {
                     Ok(audio) => audio,
                     Err(error) => {
                         self.inner.record(Observation::Invalid {
@@ -739,7 +787,8 @@ impl SocketTask {
             }
             ServerMessage::Mark { mark, .. } => {
                 self.inner.lock().playback.push_mark(now, mark.name.clone());
-                self.inner.record_at(now, Observation::Mark { name: mark.name });
+                self.inner
+                    .record_at(now, Observation::Mark { name: mark.name });
             }
             ServerMessage::Clear { .. } => {
                 let cleared = self.inner.lock().playback.clear(now);
@@ -764,7 +813,9 @@ impl SocketTask {
         for output in outputs {
             match output {
                 PlaybackOutput::MarkPlayed(name) => self.echo_mark(name, false).await,
-                PlaybackOutput::Idle { played_ms } => self.inner.record(Observation::PlaybackIdle { played_ms }),
+                PlaybackOutput::Idle { played_ms } => {
+                    self.inner.record(Observation::PlaybackIdle { played_ms })
+                }
             }
         }
     }
@@ -860,7 +911,8 @@ impl PlaybackModel {
         if now <= self.last_update {
             return;
         }
-        let elapsed_us = u64::try_from(now.duration_since(self.last_update).as_micros()).unwrap_or(u64::MAX);
+        let elapsed_us =
+            u64::try_from(now.duration_since(self.last_update).as_micros()).unwrap_or(u64::MAX);
         let step_us = elapsed_us.min(self.buffered_us);
         self.played_us += step_us;
         self.buffered_us -= step_us;
@@ -881,7 +933,8 @@ impl PlaybackModel {
     /// Places a mark after the audio queued so far (reached at once if nothing is queued).
     pub fn push_mark(&mut self, now: Instant, name: String) {
         self.advance(now);
-        self.pending_marks.push_back((self.played_us + self.buffered_us, name));
+        self.pending_marks
+            .push_back((self.played_us + self.buffered_us, name));
     }
 
     /// Advances to `now` and reports, in order, the marks reached and whether playback just ran dry.
@@ -975,7 +1028,10 @@ mod tests {
         assert_eq!(early, vec![]);
         assert_eq!(
             on_time,
-            vec![PlaybackOutput::MarkPlayed("m1".to_owned()), PlaybackOutput::Idle { played_ms: 200 }]
+            vec![
+                PlaybackOutput::MarkPlayed("m1".to_owned()),
+                PlaybackOutput::Idle { played_ms: 200 }
+            ]
         );
     }
 
@@ -1004,7 +1060,10 @@ mod tests {
         // Assert: 50 ms of the first chunk were left, so the mark is reached 150 ms later.
         assert_eq!(queued_ms, 50);
         assert_eq!(playback.poll(t0 + ms(199)), vec![]);
-        assert_eq!(playback.poll(t0 + ms(200))[0], PlaybackOutput::MarkPlayed("m1".to_owned()));
+        assert_eq!(
+            playback.poll(t0 + ms(200))[0],
+            PlaybackOutput::MarkPlayed("m1".to_owned())
+        );
     }
 
     #[test]
@@ -1013,7 +1072,10 @@ mod tests {
         let t0 = Instant::now();
         let mut playback = PlaybackModel::new(t0);
         playback.push_audio(t0, 80);
-        assert_eq!(playback.poll(t0 + ms(100)), vec![PlaybackOutput::Idle { played_ms: 10 }]);
+        assert_eq!(
+            playback.poll(t0 + ms(100)),
+            vec![PlaybackOutput::Idle { played_ms: 10 }]
+        );
 
         // Act
         let queued_ms = playback.push_audio(t0 + ms(100), 80);
@@ -1030,7 +1092,10 @@ mod tests {
 
         playback.push_mark(t0 + ms(5), "m1".to_owned());
 
-        assert_eq!(playback.poll(t0 + ms(5)), vec![PlaybackOutput::MarkPlayed("m1".to_owned())]);
+        assert_eq!(
+            playback.poll(t0 + ms(5)),
+            vec![PlaybackOutput::MarkPlayed("m1".to_owned())]
+        );
     }
 
     #[test]
@@ -1094,8 +1159,13 @@ mod tests {
 
     /// A listener on a free local port and the URL to reach it; `accept` gives the server's socket.
     async fn listen() -> (TcpListener, String) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a local port is free");
-        let url = format!("ws://{}/media-stream/test-token", listener.local_addr().expect("bound"));
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a local port is free");
+        let url = format!(
+            "ws://{}/media-stream/test-token",
+            listener.local_addr().expect("bound")
+        );
         (listener, url)
     }
 
@@ -1103,9 +1173,13 @@ mod tests {
         let (listener, url) = listen().await;
         let accept = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.expect("the client connects");
-            tokio_tungstenite::accept_async(tcp).await.expect("the upgrade succeeds")
+            tokio_tungstenite::accept_async(tcp)
+                .await
+                .expect("the upgrade succeeds")
         });
-        let client = MediaStreamClient::connect_with(&url, config).await.expect("the server accepts");
+        let client = MediaStreamClient::connect_with(&url, config)
+            .await
+            .expect("the server accepts");
         let server = accept.await.expect("the accept task ends");
         (client, server)
     }
@@ -1126,7 +1200,8 @@ mod tests {
                 .expect("the socket is open")
                 .expect("a valid frame");
             if let Message::Text(text) = message {
-                let value: Value = serde_json::from_str(text.as_str()).expect("the client sends JSON");
+                let value: Value =
+                    serde_json::from_str(text.as_str()).expect("the client sends JSON");
                 if !(skip_media && value["event"] == "media") {
                     return value;
                 }
@@ -1142,11 +1217,17 @@ mod tests {
             .expect("the socket is open");
         assert_eq!(next_json(server, true).await["event"], "connected");
         let start = next_json(server, true).await;
-        start["streamSid"].as_str().expect("start carries the streamSid").to_owned()
+        start["streamSid"]
+            .as_str()
+            .expect("start carries the streamSid")
+            .to_owned()
     }
 
     async fn send_server(server: &mut ServerSocket, value: Value) {
-        server.send(Message::text(value.to_string())).await.expect("the client is connected");
+        server
+            .send(Message::text(value.to_string()))
+            .await
+            .expect("the client is connected");
     }
 
     fn silence_payload(bytes: usize) -> String {
@@ -1167,9 +1248,15 @@ mod tests {
         let start = next_json(&mut server, true).await;
 
         // Assert
-        assert_eq!(connected, json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}));
+        assert_eq!(
+            connected,
+            json!({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+        );
         let stream_sid = start["streamSid"].as_str().expect("a streamSid");
-        assert!(stream_sid.starts_with("MZ") && stream_sid.len() == 34, "{stream_sid}");
+        assert!(
+            stream_sid.starts_with("MZ") && stream_sid.len() == 34,
+            "{stream_sid}"
+        );
         assert_eq!(start["sequenceNumber"], "1");
         assert_eq!(start["start"]["streamSid"], stream_sid);
         assert_eq!(start["start"]["callSid"], "CA0123");
@@ -1215,17 +1302,31 @@ mod tests {
         let timestamps: Vec<u64> = frames
             .iter()
             .map(|frame| {
-                let timestamp = frame["media"]["timestamp"].as_str().expect("timestamp is a string");
+                let timestamp = frame["media"]["timestamp"]
+                    .as_str()
+                    .expect("timestamp is a string");
                 timestamp.parse().expect("timestamp is a number")
             })
             .collect();
-        assert!(timestamps.windows(2).all(|pair| pair[1] - pair[0] == 20), "{timestamps:?}");
+        assert!(
+            timestamps.windows(2).all(|pair| pair[1] - pair[0] == 20),
+            "{timestamps:?}"
+        );
         let span = arrivals[4] - arrivals[0];
-        assert!(span >= ms(70), "5 frames arrived within {span:?}: not paced");
+        assert!(
+            span >= ms(70),
+            "5 frames arrived within {span:?}: not paced"
+        );
         let sent = client
-            .wait_for(|event| matches!(event.kind, Observation::CallerAudioSent { .. }), ms(500))
+            .wait_for(
+                |event| matches!(event.kind, Observation::CallerAudioSent { .. }),
+                ms(500),
+            )
             .await;
-        assert_eq!(sent.map(|event| event.kind), Some(Observation::CallerAudioSent { bytes: 800 }));
+        assert_eq!(
+            sent.map(|event| event.kind),
+            Some(Observation::CallerAudioSent { bytes: 800 })
+        );
     }
 
     #[tokio::test]
@@ -1254,7 +1355,11 @@ mod tests {
             json!({"event": "media", "streamSid": stream_sid, "media": {"payload": silence_payload(1_600)}}),
         )
         .await;
-        send_server(&mut server, json!({"event": "mark", "streamSid": stream_sid, "mark": {"name": "g1:s1"}})).await;
+        send_server(
+            &mut server,
+            json!({"event": "mark", "streamSid": stream_sid, "mark": {"name": "g1:s1"}}),
+        )
+        .await;
         let echo = next_json(&mut server, true).await;
 
         // Assert
@@ -1273,8 +1378,14 @@ mod tests {
             .expect("the echo was recorded");
         // The audio starts playing when it arrives, so its end (the mark) is reached 200 ms later.
         let delay = echoed.at - audio_arrived.at;
-        assert!(delay >= ms(199), "echoed after {delay:?}, before its 200 ms of audio played");
-        assert!(delay < ms(400), "echoed after {delay:?}, long after its audio played");
+        assert!(
+            delay >= ms(199),
+            "echoed after {delay:?}, before its 200 ms of audio played"
+        );
+        assert!(
+            delay < ms(400),
+            "echoed after {delay:?}, long after its audio played"
+        );
         assert_eq!(client.assistant_audio().len(), 1_600);
     }
 
@@ -1289,12 +1400,20 @@ mod tests {
                 json!({"event": "media", "streamSid": stream_sid, "media": {"payload": silence_payload(4_000)}}),
             )
             .await;
-            send_server(&mut server, json!({"event": "mark", "streamSid": stream_sid, "mark": {"name": name}})).await;
+            send_server(
+                &mut server,
+                json!({"event": "mark", "streamSid": stream_sid, "mark": {"name": name}}),
+            )
+            .await;
         }
         tokio::time::sleep(ms(150)).await;
 
         // Act
-        send_server(&mut server, json!({"event": "clear", "streamSid": stream_sid})).await;
+        send_server(
+            &mut server,
+            json!({"event": "clear", "streamSid": stream_sid}),
+        )
+        .await;
         let first_echo = next_json(&mut server, true).await;
         let second_echo = next_json(&mut server, true).await;
         let played_after_clear = client.played_ms();
@@ -1316,9 +1435,15 @@ mod tests {
         else {
             unreachable!("matched above")
         };
-        assert!((140..300).contains(&played_ms_at_clear), "played {played_ms_at_clear} ms");
+        assert!(
+            (140..300).contains(&played_ms_at_clear),
+            "played {played_ms_at_clear} ms"
+        );
         // Both are floored to the ms, so together they are 999 or 1000.
-        assert!((999..=1_000).contains(&(played_ms_at_clear + dropped_ms)), "{played_ms_at_clear} + {dropped_ms}");
+        assert!(
+            (999..=1_000).contains(&(played_ms_at_clear + dropped_ms)),
+            "{played_ms_at_clear} + {dropped_ms}"
+        );
         let stale: Vec<&ObservedEvent> = events
             .iter()
             .filter(|event| matches!(event.kind, Observation::MarkEchoed { stale: true, .. }))
@@ -1341,7 +1466,10 @@ mod tests {
         )
         .await;
         let invalid = client
-            .wait_for(|event| matches!(event.kind, Observation::Invalid { .. }), ms(1_000))
+            .wait_for(
+                |event| matches!(event.kind, Observation::Invalid { .. }),
+                ms(1_000),
+            )
             .await;
 
         // Assert
@@ -1365,7 +1493,10 @@ mod tests {
         // Assert
         assert_eq!(dtmf["event"], "dtmf");
         assert_eq!(dtmf["streamSid"], stream_sid.as_str());
-        assert_eq!(dtmf["dtmf"], json!({"track": "inbound_track", "digit": "7"}));
+        assert_eq!(
+            dtmf["dtmf"],
+            json!({"track": "inbound_track", "digit": "7"})
+        );
     }
 
     #[tokio::test]
@@ -1385,7 +1516,10 @@ mod tests {
         assert_eq!(stop["event"], "stop");
         assert_eq!(stop["stop"]["callSid"], "CA0123");
         assert!(matches!(after, Some(Ok(Message::Close(_)))), "{after:?}");
-        assert!(!client.closed(ms(300)).await, "a close the client started is not the server's");
+        assert!(
+            !client.closed(ms(300)).await,
+            "a close the client started is not the server's"
+        );
     }
 
     #[tokio::test]
@@ -1399,7 +1533,10 @@ mod tests {
             code: tungstenite::protocol::frame::coding::CloseCode::Normal,
             reason: "goodbye".into(),
         };
-        server.close(Some(goodbye)).await.expect("the socket is open");
+        server
+            .close(Some(goodbye))
+            .await
+            .expect("the socket is open");
         let closed = client.closed(Duration::from_secs(2)).await;
 
         // Assert
@@ -1420,6 +1557,8 @@ mod tests {
     }
 
     #[tokio::test]
+    // tungstenite's handshake callback returns its (large) HTTP response type as the error.
+    #[allow(clippy::result_large_err)]
     async fn a_refused_upgrade_is_reported_with_its_status() {
         // Arrange: a server that answers the upgrade with 403.
         let (listener, url) = listen().await;
@@ -1438,6 +1577,9 @@ mod tests {
         let result = MediaStreamClient::connect(&url).await;
 
         // Assert
-        assert!(matches!(result, Err(SimulateError::Rejected(403))), "{result:?}");
+        assert!(
+            matches!(result, Err(SimulateError::Rejected(403))),
+            "{result:?}"
+        );
     }
 }

@@ -17,9 +17,13 @@ pub mod scenario;
 pub mod webhook;
 
 pub use audio::{mulaw_decode, mulaw_encode, read_wav_as_mulaw, write_mulaw_as_wav};
-pub use media_client::{MediaClientConfig, MediaStreamClient, Observation, ObservedEvent, PlaybackModel};
+pub use media_client::{
+    MediaClientConfig, MediaStreamClient, Observation, ObservedEvent, PlaybackModel,
+};
 pub use scenario::{SimulateOptions, SimulationReport, run};
-pub use webhook::{ConnectStream, WebhookAnswer, WebhookCall, local_stream_url, parse_connect_stream};
+pub use webhook::{
+    ConnectStream, WebhookAnswer, WebhookCall, local_stream_url, parse_connect_stream,
+};
 
 /// Everything that can stop a simulation.
 #[derive(Debug, thiserror::Error)]

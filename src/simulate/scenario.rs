@@ -122,7 +122,10 @@ pub async fn run(opts: SimulateOptions) -> Result<SimulationReport, SimulateErro
         public_url: opts.public_url.clone(),
         auth_token: opts.auth_token.clone(),
         call_sid: random_hex_id("CA"),
-        account_sid: opts.account_sid.clone().unwrap_or_else(|| random_hex_id("AC")),
+        account_sid: opts
+            .account_sid
+            .clone()
+            .unwrap_or_else(|| random_hex_id("AC")),
         from: opts.from.clone(),
         to: opts.to.clone(),
     };
@@ -146,7 +149,11 @@ pub async fn run(opts: SimulateOptions) -> Result<SimulationReport, SimulateErro
     let stream = answer.stream.ok_or_else(|| {
         SimulateError::Twiml(format!(
             "the answer has no <Connect><Stream>: {}",
-            answer.body.chars().take(ERROR_BODY_CHARS).collect::<String>()
+            answer
+                .body
+                .chars()
+                .take(ERROR_BODY_CHARS)
+                .collect::<String>()
         ))
     })?;
     timeline.push((
@@ -170,7 +177,10 @@ pub async fn run(opts: SimulateOptions) -> Result<SimulationReport, SimulateErro
     let started_at = Instant::now();
     client.send_audio(&opts.audio);
 
-    let barge_in_audio = opts.barge_in_audio.clone().unwrap_or_else(|| opts.audio.clone());
+    let barge_in_audio = opts
+        .barge_in_audio
+        .clone()
+        .unwrap_or_else(|| opts.audio.clone());
     let max_deadline = started_at + opts.max_duration;
     let mut barge_in_sent_at: Option<Instant> = None;
     let closed_event = loop {
@@ -200,7 +210,9 @@ pub async fn run(opts: SimulateOptions) -> Result<SimulationReport, SimulateErro
     };
     let ended_by = match closed_event {
         Some(ObservedEvent {
-            kind: Observation::Closed { by_server: true, .. },
+            kind: Observation::Closed {
+                by_server: true, ..
+            },
             ..
         }) => ENDED_BY_SERVER.to_owned(),
         Some(ObservedEvent {
@@ -210,7 +222,10 @@ pub async fn run(opts: SimulateOptions) -> Result<SimulationReport, SimulateErro
         _ => {
             client.stop().await;
             client
-                .wait_for(|event| matches!(event.kind, Observation::Closed { .. }), CLOSE_GRACE)
+                .wait_for(
+                    |event| matches!(event.kind, Observation::Closed { .. }),
+                    CLOSE_GRACE,
+                )
                 .await;
             ENDED_BY_MAX_DURATION.to_owned()
         }
@@ -224,16 +239,22 @@ pub async fn run(opts: SimulateOptions) -> Result<SimulationReport, SimulateErro
     timeline.extend(timeline_of(&events, posted_at));
     timeline.sort_by_key(|(at, _)| *at);
 
-    let first_of = |pred: &dyn Fn(&ObservedEvent) -> bool| events.iter().find(|event| pred(event)).map(|e| e.at);
+    let first_of = |pred: &dyn Fn(&ObservedEvent) -> bool| {
+        events.iter().find(|event| pred(event)).map(|e| e.at)
+    };
     let start_to_first_audio = first_of(&|event| matches!(event.kind, Observation::Media { .. }))
         .map(|at| at.saturating_duration_since(started_at));
     let barge_in_to_clear = barge_in_sent_at.and_then(|barge_in_at| {
         events
             .iter()
-            .find(|event| event.at >= barge_in_at && matches!(event.kind, Observation::Clear { .. }))
+            .find(|event| {
+                event.at >= barge_in_at && matches!(event.kind, Observation::Clear { .. })
+            })
             .map(|event| event.at - barge_in_at)
     });
-    let count = |pred: &dyn Fn(&Observation) -> bool| events.iter().filter(|event| pred(&event.kind)).count();
+    let count = |pred: &dyn Fn(&Observation) -> bool| {
+        events.iter().filter(|event| pred(&event.kind)).count()
+    };
     Ok(SimulationReport {
         call_sid: call.call_sid,
         stream_sid: client.stream_sid().unwrap_or_default(),
@@ -243,7 +264,9 @@ pub async fn run(opts: SimulateOptions) -> Result<SimulationReport, SimulateErro
         assistant_audio_ms: ms_of(assistant_audio.len()),
         assistant_played_ms: client.played_ms(),
         marks_echoed: count(&|kind| matches!(kind, Observation::MarkEchoed { .. })),
-        stale_marks_echoed: count(&|kind| matches!(kind, Observation::MarkEchoed { stale: true, .. })),
+        stale_marks_echoed: count(&|kind| {
+            matches!(kind, Observation::MarkEchoed { stale: true, .. })
+        }),
         invalid_messages: count(&|kind| matches!(kind, Observation::Invalid { .. })),
         ended_by,
         saved_audio: opts.save_audio.clone(),
@@ -281,11 +304,13 @@ pub fn timeline_of(events: &[ObservedEvent], origin: Instant) -> Vec<(Duration, 
     for event in events {
         let at = event.at.saturating_duration_since(origin);
         let line = match &event.kind {
-            Observation::Started { stream_sid } => Some(format!("start sent (StreamSid {stream_sid})")),
-            Observation::Media { queued_ms: 0, .. } => Some("assistant audio starts".to_owned()),
-            Observation::PlaybackIdle { played_ms } => {
-                Some(format!("assistant audio played out ({played_ms} ms played in all)"))
+            Observation::Started { stream_sid } => {
+                Some(format!("start sent (StreamSid {stream_sid})"))
             }
+            Observation::Media { queued_ms: 0, .. } => Some("assistant audio starts".to_owned()),
+            Observation::PlaybackIdle { played_ms } => Some(format!(
+                "assistant audio played out ({played_ms} ms played in all)"
+            )),
             Observation::Clear {
                 played_ms_at_clear,
                 dropped_ms,
@@ -299,7 +324,9 @@ pub fn timeline_of(events: &[ObservedEvent], origin: Instant) -> Vec<(Duration, 
                 stale_since_clear += 1;
                 None
             }
-            Observation::CallerAudioSent { bytes } => Some(format!("caller audio sent ({} ms)", ms_of(*bytes))),
+            Observation::CallerAudioSent { bytes } => {
+                Some(format!("caller audio sent ({} ms)", ms_of(*bytes)))
+            }
             Observation::DtmfSent { digit } => Some(format!("DTMF {digit} sent")),
             Observation::StopSent => Some("stop sent: the caller hangs up".to_owned()),
             Observation::Invalid { reason } => Some(format!("unusable server message: {reason}")),
@@ -308,16 +335,31 @@ pub fn timeline_of(events: &[ObservedEvent], origin: Instant) -> Vec<(Duration, 
                 code,
                 reason,
             } => {
-                let who = if *by_server { "server closed the stream" } else { "stream closed" };
-                let code = code.map(|code| format!(" (code {code})")).unwrap_or_default();
-                let reason = if reason.is_empty() { String::new() } else { format!(": {reason}") };
+                let who = if *by_server {
+                    "server closed the stream"
+                } else {
+                    "stream closed"
+                };
+                let code = code
+                    .map(|code| format!(" (code {code})"))
+                    .unwrap_or_default();
+                let reason = if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {reason}")
+                };
                 Some(format!("{who}{code}{reason}"))
             }
-            Observation::Media { .. } | Observation::Mark { .. } | Observation::MarkEchoed { .. } => None,
+            Observation::Media { .. }
+            | Observation::Mark { .. }
+            | Observation::MarkEchoed { .. } => None,
         };
         if let Some(line) = line {
             if stale_since_clear > 0 && !matches!(event.kind, Observation::Clear { .. }) {
-                lines.push((at, format!("{stale_since_clear} pending mark(s) echoed at once by the clear")));
+                lines.push((
+                    at,
+                    format!("{stale_since_clear} pending mark(s) echoed at once by the clear"),
+                ));
                 stale_since_clear = 0;
             }
             lines.push((at, line));
@@ -337,14 +379,29 @@ pub fn timeline_of(events: &[ObservedEvent], origin: Instant) -> Vec<(Duration, 
 impl fmt::Display for SimulationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = |duration: Duration| duration.as_millis();
-        writeln!(f, "Simulated call {} (StreamSid {})", self.call_sid, self.stream_sid)?;
-        writeln!(f, "  webhook → TwiML:               {:>6} ms", ms(self.webhook_to_twiml))?;
+        writeln!(
+            f,
+            "Simulated call {} (StreamSid {})",
+            self.call_sid, self.stream_sid
+        )?;
+        writeln!(
+            f,
+            "  webhook → TwiML:               {:>6} ms",
+            ms(self.webhook_to_twiml)
+        )?;
         match self.start_to_first_audio {
-            Some(duration) => writeln!(f, "  start → first assistant audio: {:>6} ms", ms(duration))?,
-            None => writeln!(f, "  start → first assistant audio:   none (the assistant never spoke)")?,
+            Some(duration) => {
+                writeln!(f, "  start → first assistant audio: {:>6} ms", ms(duration))?
+            }
+            None => writeln!(
+                f,
+                "  start → first assistant audio:   none (the assistant never spoke)"
+            )?,
         }
         match self.barge_in_to_clear {
-            Some(duration) => writeln!(f, "  barge-in → clear:              {:>6} ms", ms(duration))?,
+            Some(duration) => {
+                writeln!(f, "  barge-in → clear:              {:>6} ms", ms(duration))?
+            }
             None => writeln!(f, "  barge-in → clear:                none")?,
         }
         writeln!(
@@ -358,7 +415,11 @@ impl fmt::Display for SimulationReport {
             self.marks_echoed, self.stale_marks_echoed
         )?;
         if self.invalid_messages > 0 {
-            writeln!(f, "  unusable server messages:      {:>6}", self.invalid_messages)?;
+            writeln!(
+                f,
+                "  unusable server messages:      {:>6}",
+                self.invalid_messages
+            )?;
         }
         writeln!(f, "  ended by: {}", self.ended_by)?;
         if let Some(path) = &self.saved_audio {
@@ -392,19 +453,84 @@ mod tests {
         // Arrange
         let origin = Instant::now();
         let events = vec![
-            at(origin, 10, Observation::Started { stream_sid: "MZ1".to_owned() }),
-            at(origin, 900, Observation::Media { bytes: 160, queued_ms: 0 }),
-            at(origin, 901, Observation::Media { bytes: 160, queued_ms: 19 }),
-            at(origin, 901, Observation::Mark { name: "g1:s1".to_owned() }),
-            at(origin, 921, Observation::MarkEchoed { name: "g1:s1".to_owned(), stale: false }),
-            at(origin, 930, Observation::Clear { played_ms_at_clear: 29, dropped_ms: 11 }),
-            at(origin, 930, Observation::MarkEchoed { name: "g1:s2".to_owned(), stale: true }),
-            at(origin, 930, Observation::MarkEchoed { name: "g1:s3".to_owned(), stale: true }),
-            at(origin, 2000, Observation::Closed { by_server: true, code: Some(1000), reason: String::new() }),
+            at(
+                origin,
+                10,
+                Observation::Started {
+                    stream_sid: "MZ1".to_owned(),
+                },
+            ),
+            at(
+                origin,
+                900,
+                Observation::Media {
+                    bytes: 160,
+                    queued_ms: 0,
+                },
+            ),
+            at(
+                origin,
+                901,
+                Observation::Media {
+                    bytes: 160,
+                    queued_ms: 19,
+                },
+            ),
+            at(
+                origin,
+                901,
+                Observation::Mark {
+                    name: "g1:s1".to_owned(),
+                },
+            ),
+            at(
+                origin,
+                921,
+                Observation::MarkEchoed {
+                    name: "g1:s1".to_owned(),
+                    stale: false,
+                },
+            ),
+            at(
+                origin,
+                930,
+                Observation::Clear {
+                    played_ms_at_clear: 29,
+                    dropped_ms: 11,
+                },
+            ),
+            at(
+                origin,
+                930,
+                Observation::MarkEchoed {
+                    name: "g1:s2".to_owned(),
+                    stale: true,
+                },
+            ),
+            at(
+                origin,
+                930,
+                Observation::MarkEchoed {
+                    name: "g1:s3".to_owned(),
+                    stale: true,
+                },
+            ),
+            at(
+                origin,
+                2000,
+                Observation::Closed {
+                    by_server: true,
+                    code: Some(1000),
+                    reason: String::new(),
+                },
+            ),
         ];
 
         // Act
-        let lines: Vec<String> = timeline_of(&events, origin).into_iter().map(|(_, line)| line).collect();
+        let lines: Vec<String> = timeline_of(&events, origin)
+            .into_iter()
+            .map(|(_, line)| line)
+            .collect();
 
         // Assert
         assert_eq!(
@@ -435,18 +561,283 @@ mod tests {
             invalid_messages: 0,
             ended_by: ENDED_BY_SERVER.to_owned(),
             saved_audio: None,
-            timeline: vec![(Duration::from_millis(1234), "assistant audio starts".to_owned())],
+            timeline: vec![(
+                Duration::from_millis(1234),
+                "assistant audio starts".to_owned(),
+            )],
         };
 
         // Act
         let text = report.to_string();
 
         // Assert
-        assert!(text.contains("webhook → TwiML:                   12 ms"), "{text}");
-        assert!(text.contains("start → first assistant audio:   1234 ms"), "{text}");
-        assert!(text.contains("barge-in → clear:                none"), "{text}");
-        assert!(text.contains("    1.234 s  assistant audio starts"), "{text}");
-        assert!(text.contains("ended by: server closed the stream"), "{text}");
+        assert!(
+            text.contains("webhook → TwiML:                   12 ms"),
+            "{text}"
+        );
+        assert!(
+            text.contains("start → first assistant audio:   1234 ms"),
+            "{text}"
+        );
+        assert!(
+            text.contains("barge-in → clear:                none"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    1.234 s  assistant audio starts"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ended by: server closed the stream"),
+            "{text}"
+        );
+    }
+
+    use base64::Engine as _;
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use serde_json::{Value, json};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpListener;
+    use tokio_tungstenite::tungstenite::{self, Message};
+
+    const TOKEN: &str = "test-auth-token";
+    const PUBLIC_URL: &str = "https://public.example";
+    const STREAM_URL: &str = "wss://public.example/media-stream/stream-token-123";
+
+    /// Answers one webhook POST with a `<Connect><Stream>` TwiML, then accepts the stream upgrade on the same port
+    /// and hands the socket and the upgrade's `X-Twilio-Signature` to `play`, which plays callbridge's side.
+    // tungstenite's handshake callback returns its (large) HTTP response type as the error.
+    #[allow(clippy::result_large_err)]
+    async fn fake_callbridge<F, Fut>(play: F) -> (String, tokio::task::JoinHandle<Option<String>>)
+    where
+        F: FnOnce(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> Fut
+            + Send
+            + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a local port is free");
+        let server_url = format!("http://{}", listener.local_addr().expect("bound"));
+        let handle = tokio::spawn(async move {
+            let (mut http, _) = listener.accept().await.expect("the webhook arrives");
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            while !String::from_utf8_lossy(&request).contains("ApiVersion=2010-04-01") {
+                let read = http
+                    .read(&mut buffer)
+                    .await
+                    .expect("the request is readable");
+                assert!(read > 0, "the request ended early");
+                request.extend_from_slice(&buffer[..read]);
+            }
+            let twiml = format!(
+                r#"<Response><Connect><Stream url="{STREAM_URL}"><Parameter name="callId" value="c-1"/></Stream></Connect></Response>"#
+            );
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{twiml}",
+                twiml.len()
+            );
+            http.write_all(answer.as_bytes())
+                .await
+                .expect("the answer is writable");
+            http.shutdown().await.ok();
+            let (tcp, _) = listener.accept().await.expect("the stream connects");
+            let mut signature = None;
+            let capture =
+                |request: &tungstenite::handshake::server::Request,
+                 response: tungstenite::handshake::server::Response| {
+                    assert_eq!(request.uri().path(), "/media-stream/stream-token-123");
+                    signature = request
+                        .headers()
+                        .get("X-Twilio-Signature")
+                        .and_then(|value| value.to_str().ok())
+                        .map(str::to_owned);
+                    Ok(response)
+                };
+            let socket = tokio_tungstenite::accept_hdr_async(tcp, capture)
+                .await
+                .expect("the upgrade succeeds");
+            play(socket).await;
+            signature
+        });
+        (server_url, handle)
+    }
+
+    type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+    /// Reads until an event of this name; returns it.
+    async fn read_until(socket: &mut Socket, event: &str) -> Value {
+        loop {
+            let message = socket
+                .next()
+                .await
+                .expect("the socket is open")
+                .expect("a valid frame");
+            if let Message::Text(text) = message {
+                let value: Value = serde_json::from_str(text.as_str()).expect("JSON");
+                if value["event"] == event {
+                    return value;
+                }
+            }
+        }
+    }
+
+    async fn send(socket: &mut Socket, value: Value) {
+        socket
+            .send(Message::text(value.to_string()))
+            .await
+            .expect("the client is connected");
+    }
+
+    fn audio_payload(bytes: usize) -> String {
+        base64::engine::general_purpose::STANDARD.encode(vec![0x55u8; bytes])
+    }
+
+    fn options(server_url: &str) -> SimulateOptions {
+        let mut opts = SimulateOptions::new(server_url, PUBLIC_URL, TOKEN, vec![0x10; 800]);
+        opts.max_duration = Duration::from_secs(5);
+        opts
+    }
+
+    #[tokio::test]
+    async fn a_simulated_call_reports_the_assistants_audio_and_the_servers_close() {
+        // Arrange: the server answers 400 ms of audio and a mark, waits for the echo, then hangs up.
+        let (server_url, server) = fake_callbridge(|mut socket| async move {
+            let start = read_until(&mut socket, "start").await;
+            assert_eq!(start["start"]["customParameters"], json!({"callId": "c-1"}));
+            let stream_sid = start["streamSid"].clone();
+            send(&mut socket, json!({"event": "media", "streamSid": stream_sid, "media": {"payload": audio_payload(3_200)}})).await;
+            send(&mut socket, json!({"event": "mark", "streamSid": stream_sid, "mark": {"name": "g1:s1"}})).await;
+            read_until(&mut socket, "mark").await;
+            socket.close(None).await.expect("the socket is open");
+        })
+        .await;
+        let saved = std::env::temp_dir().join(format!(
+            "callbridge-simulate-run-{}.wav",
+            std::process::id()
+        ));
+        let mut opts = options(&server_url);
+        opts.save_audio = Some(saved.clone());
+
+        // Act
+        let report = run(opts).await.expect("the simulated call runs");
+        let upgrade_signature = server.await.expect("the fake server ends");
+
+        // Assert
+        assert_eq!(report.ended_by, ENDED_BY_SERVER);
+        assert!(report.start_to_first_audio.is_some());
+        assert_eq!(report.assistant_audio_ms, 400);
+        assert_eq!(report.marks_echoed, 1);
+        assert_eq!(report.invalid_messages, 0);
+        assert_eq!(
+            upgrade_signature,
+            Some(twilio_signature(TOKEN, STREAM_URL, &[]))
+        );
+        let saved_audio =
+            super::super::read_wav_as_mulaw(&saved).expect("the saved WAV is readable");
+        assert_eq!(saved_audio, vec![0x55u8; 3_200]);
+        let lines: Vec<&str> = report
+            .timeline
+            .iter()
+            .map(|(_, line)| line.as_str())
+            .collect();
+        assert!(lines.contains(&"assistant audio starts"), "{lines:?}");
+    }
+
+    #[tokio::test]
+    async fn a_barge_in_is_timed_to_the_servers_clear() {
+        // Arrange: 2 s of assistant audio; the server clears as soon as caller audio that is not silence arrives
+        // after the first frames (the barge-in), then hangs up.
+        let (server_url, server) = fake_callbridge(|mut socket| async move {
+            let start = read_until(&mut socket, "start").await;
+            let stream_sid = start["streamSid"].clone();
+            send(&mut socket, json!({"event": "media", "streamSid": stream_sid, "media": {"payload": audio_payload(16_000)}})).await;
+            send(&mut socket, json!({"event": "mark", "streamSid": stream_sid, "mark": {"name": "g1:s1"}})).await;
+            let loud = base64::engine::general_purpose::STANDARD.encode(vec![0x00u8; 160]);
+            loop {
+                let media = read_until(&mut socket, "media").await;
+                if media["media"]["payload"] == loud.as_str() {
+                    break;
+                }
+            }
+            send(&mut socket, json!({"event": "clear", "streamSid": stream_sid})).await;
+            read_until(&mut socket, "mark").await;
+            socket.close(None).await.expect("the socket is open");
+        })
+        .await;
+        let mut opts = options(&server_url);
+        opts.audio = vec![0xFF; 160];
+        opts.barge_in_at = Some(Duration::from_millis(300));
+        opts.barge_in_audio = Some(vec![0x00; 800]);
+
+        // Act
+        let report = run(opts).await.expect("the simulated call runs");
+        server.await.expect("the fake server ends");
+
+        // Assert
+        let barge_in_to_clear = report
+            .barge_in_to_clear
+            .expect("the clear follows the barge-in");
+        assert!(
+            barge_in_to_clear < Duration::from_secs(1),
+            "{barge_in_to_clear:?}"
+        );
+        assert_eq!(report.stale_marks_echoed, 1);
+        assert!(
+            (250..1_000).contains(&report.assistant_played_ms),
+            "{}",
+            report.assistant_played_ms
+        );
+        assert_eq!(report.ended_by, ENDED_BY_SERVER);
+    }
+
+    #[tokio::test]
+    async fn the_simulator_hangs_up_at_the_maximum_duration() {
+        // Arrange: a server that never ends the call.
+        let (server_url, server) = fake_callbridge(|mut socket| async move {
+            read_until(&mut socket, "stop").await;
+        })
+        .await;
+        let mut opts = options(&server_url);
+        opts.max_duration = Duration::from_millis(300);
+
+        // Act
+        let report = run(opts).await.expect("the simulated call runs");
+        server.await.expect("the fake server saw the stop");
+
+        // Assert
+        assert_eq!(report.ended_by, ENDED_BY_MAX_DURATION);
+        assert_eq!(report.start_to_first_audio, None);
+    }
+
+    #[tokio::test]
+    async fn a_refused_webhook_is_an_error_carrying_the_status() {
+        // Arrange: a server that answers 403.
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a local port is free");
+        let server_url = format!("http://{}", listener.local_addr().expect("bound"));
+        tokio::spawn(async move {
+            let (mut http, _) = listener.accept().await.expect("the webhook arrives");
+            let mut buffer = [0u8; 4096];
+            let _ = http.read(&mut buffer).await;
+            let answer =
+                "HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\nConnection: close\r\n\r\nForbidden";
+            http.write_all(answer.as_bytes())
+                .await
+                .expect("the answer is writable");
+            http.shutdown().await.ok();
+        });
+
+        // Act
+        let result = run(options(&server_url)).await;
+
+        // Assert
+        assert!(
+            matches!(&result, Err(SimulateError::WebhookRejected { status: 403, body }) if body == "Forbidden"),
+            "{result:?}"
+        );
     }
 
     #[test]

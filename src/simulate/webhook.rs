@@ -93,17 +93,30 @@ impl WebhookCall {
     /// it is returned in the answer.
     pub async fn post_incoming(&self) -> Result<WebhookAnswer, SimulateError> {
         let params = self.form_params();
-        let signed_url = format!("{}{INCOMING_CALL_PATH}", self.public_url.trim_end_matches('/'));
-        let target_url = format!("{}{INCOMING_CALL_PATH}", self.server_url.trim_end_matches('/'));
+        let signed_url = format!(
+            "{}{INCOMING_CALL_PATH}",
+            self.public_url.trim_end_matches('/')
+        );
+        let target_url = format!(
+            "{}{INCOMING_CALL_PATH}",
+            self.server_url.trim_end_matches('/')
+        );
         let signature = twilio_signature(&self.auth_token, &signed_url, &params);
         let headers = vec![
             ("X-Twilio-Signature".to_owned(), signature),
             ("I-Twilio-Idempotency-Token".to_owned(), random_hex_id("")),
-            ("User-Agent".to_owned(), "TwilioProxy/1.1 (callbridge simulate)".to_owned()),
+            (
+                "User-Agent".to_owned(),
+                "TwilioProxy/1.1 (callbridge simulate)".to_owned(),
+            ),
         ];
         tracing::debug!(url = %target_url, call_sid = %self.call_sid, "posting the incoming-call webhook");
         let (status, body, elapsed) = post_form(target_url, headers, params).await?;
-        let stream = if status == 200 { parse_connect_stream(&body)? } else { None };
+        let stream = if status == 200 {
+            parse_connect_stream(&body)?
+        } else {
+            None
+        };
         Ok(WebhookAnswer {
             status,
             body,
@@ -120,7 +133,8 @@ impl WebhookCall {
 pub fn twilio_signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     sorted.sort();
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(auth_token.as_bytes()).expect("HMAC accepts a key of any length");
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(auth_token.as_bytes())
+        .expect("HMAC accepts a key of any length");
     mac.update(url.as_bytes());
     for (name, value) in sorted {
         mac.update(name.as_bytes());
@@ -146,7 +160,9 @@ async fn post_form(
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|error| SimulateError::Http(format!("cannot start the HTTP client runtime: {error}")))?;
+            .map_err(|error| {
+                SimulateError::Http(format!("cannot start the HTTP client runtime: {error}"))
+            })?;
         let local = tokio::task::LocalSet::new();
         local.block_on(&runtime, async move {
             let client = awc::Client::builder().timeout(WEBHOOK_TIMEOUT).finish();
@@ -159,11 +175,9 @@ async fn post_form(
                 .send_form(&params)
                 .await
                 .map_err(|error| SimulateError::Http(format!("POST {url}: {error}")))?;
-            let body = response
-                .body()
-                .limit(1024 * 1024)
-                .await
-                .map_err(|error| SimulateError::Http(format!("reading the answer of POST {url}: {error}")))?;
+            let body = response.body().limit(1024 * 1024).await.map_err(|error| {
+                SimulateError::Http(format!("reading the answer of POST {url}: {error}"))
+            })?;
             let elapsed = started.elapsed();
             Ok((
                 response.status().as_u16(),
@@ -213,7 +227,9 @@ pub fn parse_connect_stream(twiml: &str) -> Result<Option<ConnectStream>, Simula
             },
             Event::Eof => {
                 return match stream {
-                    Some(_) => Err(SimulateError::Twiml(format!("unclosed <Stream> in {twiml:?}"))),
+                    Some(_) => Err(SimulateError::Twiml(format!(
+                        "unclosed <Stream> in {twiml:?}"
+                    ))),
                     None => Ok(None),
                 };
             }
@@ -222,7 +238,10 @@ pub fn parse_connect_stream(twiml: &str) -> Result<Option<ConnectStream>, Simula
     }
 }
 
-fn stream_from_element(element: &BytesStart<'_>, twiml: &str) -> Result<ConnectStream, SimulateError> {
+fn stream_from_element(
+    element: &BytesStart<'_>,
+    twiml: &str,
+) -> Result<ConnectStream, SimulateError> {
     let url = attribute(element, "url", twiml)?
         .ok_or_else(|| SimulateError::Twiml(format!("<Stream> without a url in {twiml:?}")))?;
     Ok(ConnectStream {
@@ -246,7 +265,11 @@ fn push_parameter(
 }
 
 /// The unescaped value of one attribute, if present.
-fn attribute(element: &BytesStart<'_>, name: &str, twiml: &str) -> Result<Option<String>, SimulateError> {
+fn attribute(
+    element: &BytesStart<'_>,
+    name: &str,
+    twiml: &str,
+) -> Result<Option<String>, SimulateError> {
     let found = element
         .try_get_attribute(name)
         .map_err(|error| SimulateError::Twiml(format!("{error} in {twiml:?}")))?;
@@ -268,13 +291,23 @@ fn attribute(element: &BytesStart<'_>, name: &str, twiml: &str) -> Result<Option
 ///
 /// [`SimulateError::BadUrl`] when either URL does not parse or `server_url` is not `http(s)://`.
 pub fn local_stream_url(twiml_url: &str, server_url: &str) -> Result<String, SimulateError> {
-    let bad = |what: &str, url: &str, reason: String| SimulateError::BadUrl(format!("{what} {url:?}: {reason}"));
-    let stream = url::Url::parse(twiml_url).map_err(|error| bad("stream URL", twiml_url, error.to_string()))?;
-    let server = url::Url::parse(server_url).map_err(|error| bad("server URL", server_url, error.to_string()))?;
+    let bad = |what: &str, url: &str, reason: String| {
+        SimulateError::BadUrl(format!("{what} {url:?}: {reason}"))
+    };
+    let stream = url::Url::parse(twiml_url)
+        .map_err(|error| bad("stream URL", twiml_url, error.to_string()))?;
+    let server = url::Url::parse(server_url)
+        .map_err(|error| bad("server URL", server_url, error.to_string()))?;
     let scheme = match server.scheme() {
         "http" | "ws" => "ws",
         "https" | "wss" => "wss",
-        other => return Err(bad("server URL", server_url, format!("scheme {other} is not http or https"))),
+        other => {
+            return Err(bad(
+                "server URL",
+                server_url,
+                format!("scheme {other} is not http or https"),
+            ));
+        }
     };
     let host = server
         .host_str()
@@ -283,7 +316,10 @@ pub fn local_stream_url(twiml_url: &str, server_url: &str) -> Result<String, Sim
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
     };
-    let query = stream.query().map(|query| format!("?{query}")).unwrap_or_default();
+    let query = stream
+        .query()
+        .map(|query| format!("?{query}"))
+        .unwrap_or_default();
     Ok(format!("{scheme}://{authority}{}{query}", stream.path()))
 }
 
@@ -305,7 +341,11 @@ mod tests {
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
         .collect();
 
-        let signature = twilio_signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &params);
+        let signature = twilio_signature(
+            "12345",
+            "https://mycompany.com/myapp.php?foo=1&bar=2",
+            &params,
+        );
 
         assert_eq!(signature, "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
     }
@@ -343,11 +383,15 @@ mod tests {
 
     #[test]
     fn a_self_closing_stream_without_parameters_is_found() {
-        let twiml = r#"<Response><Connect><Stream url="wss://h/media-stream/t"/></Connect></Response>"#;
+        let twiml =
+            r#"<Response><Connect><Stream url="wss://h/media-stream/t"/></Connect></Response>"#;
 
         let stream = parse_connect_stream(twiml).expect("well-formed TwiML");
 
-        assert_eq!(stream.map(|stream| stream.url), Some("wss://h/media-stream/t".to_owned()));
+        assert_eq!(
+            stream.map(|stream| stream.url),
+            Some("wss://h/media-stream/t".to_owned())
+        );
     }
 
     #[test]
@@ -361,28 +405,39 @@ mod tests {
     fn a_stream_outside_connect_is_not_a_bidirectional_stream() {
         let twiml = r#"<Response><Start><Stream url="wss://h/x"/></Start></Response>"#;
 
-        assert_eq!(parse_connect_stream(twiml).expect("well-formed TwiML"), None);
+        assert_eq!(
+            parse_connect_stream(twiml).expect("well-formed TwiML"),
+            None
+        );
     }
 
     #[test]
     fn malformed_twiml_is_an_error() {
-        let result = parse_connect_stream(r#"<Response><Connect><Stream url="wss://h/x"></Connect></Response>"#);
+        let result = parse_connect_stream(
+            r#"<Response><Connect><Stream url="wss://h/x"></Connect></Response>"#,
+        );
 
         assert!(matches!(result, Err(SimulateError::Twiml(_))), "{result:?}");
     }
 
     #[test]
     fn the_local_stream_url_keeps_the_path_and_takes_the_servers_host() {
-        let url = local_stream_url("wss://abc.trycloudflare.com/media-stream/T0K3N", "http://127.0.0.1:5050")
-            .expect("valid URLs");
+        let url = local_stream_url(
+            "wss://abc.trycloudflare.com/media-stream/T0K3N",
+            "http://127.0.0.1:5050",
+        )
+        .expect("valid URLs");
 
         assert_eq!(url, "ws://127.0.0.1:5050/media-stream/T0K3N");
     }
 
     #[test]
     fn an_https_server_url_gives_a_wss_stream_url() {
-        let url = local_stream_url("wss://public.example/media-stream/abc", "https://other.example/")
-            .expect("valid URLs");
+        let url = local_stream_url(
+            "wss://public.example/media-stream/abc",
+            "https://other.example/",
+        )
+        .expect("valid URLs");
 
         assert_eq!(url, "wss://other.example/media-stream/abc");
     }
@@ -391,19 +446,29 @@ mod tests {
     fn a_server_url_that_is_not_http_is_refused() {
         let result = local_stream_url("wss://h/media-stream/t", "ftp://h");
 
-        assert!(matches!(result, Err(SimulateError::BadUrl(_))), "{result:?}");
+        assert!(
+            matches!(result, Err(SimulateError::BadUrl(_))),
+            "{result:?}"
+        );
     }
 
     /// Accepts one HTTP request on a local port, answers it with `answer`, and returns the raw request text.
-    async fn one_shot_http_server(answer: &'static str) -> (String, tokio::task::JoinHandle<String>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a local port is free");
+    async fn one_shot_http_server(
+        answer: &'static str,
+    ) -> (String, tokio::task::JoinHandle<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a local port is free");
         let address = listener.local_addr().expect("bound");
         let handle = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.expect("the client connects");
             let mut request = Vec::new();
             let mut buffer = [0u8; 4096];
             loop {
-                let read = socket.read(&mut buffer).await.expect("the client sends a request");
+                let read = socket
+                    .read(&mut buffer)
+                    .await
+                    .expect("the client sends a request");
                 request.extend_from_slice(&buffer[..read]);
                 let text = String::from_utf8_lossy(&request).into_owned();
                 if let Some(header_end) = text.find("\r\n\r\n") {
@@ -411,7 +476,9 @@ mod tests {
                         .lines()
                         .find_map(|line| {
                             let lower = line.to_ascii_lowercase();
-                            lower.strip_prefix("content-length:").map(|value| value.trim().parse().unwrap())
+                            lower
+                                .strip_prefix("content-length:")
+                                .map(|value| value.trim().parse().unwrap())
                         })
                         .unwrap_or(0);
                     if request.len() >= header_end + 4 + length {
@@ -426,7 +493,10 @@ mod tests {
                 "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
                 answer.len()
             );
-            socket.write_all(response.as_bytes()).await.expect("the client reads the answer");
+            socket
+                .write_all(response.as_bytes())
+                .await
+                .expect("the client reads the answer");
             socket.shutdown().await.ok();
             String::from_utf8_lossy(&request).into_owned()
         });
@@ -449,7 +519,10 @@ mod tests {
         };
 
         // Act
-        let answer = call.post_incoming().await.expect("the local server answers");
+        let answer = call
+            .post_incoming()
+            .await
+            .expect("the local server answers");
         let request = server.await.expect("the server task ends");
 
         // Assert
@@ -461,15 +534,33 @@ mod tests {
                 parameters: vec![("k".to_owned(), "v".to_owned())],
             })
         );
-        assert!(request.starts_with("POST /incoming-call HTTP/1.1\r\n"), "{request}");
-        let expected = twilio_signature("secret-token", "https://pub.example/incoming-call", &call.form_params());
+        assert!(
+            request.starts_with("POST /incoming-call HTTP/1.1\r\n"),
+            "{request}"
+        );
+        let expected = twilio_signature(
+            "secret-token",
+            "https://pub.example/incoming-call",
+            &call.form_params(),
+        );
         let signature_line = request
             .lines()
             .find(|line| line.to_ascii_lowercase().starts_with("x-twilio-signature:"))
             .expect("the request is signed");
-        assert_eq!(signature_line.split_once(':').map(|(_, value)| value.trim()), Some(expected.as_str()));
-        let body = request.split("\r\n\r\n").nth(1).expect("the request has a body");
-        assert!(body.contains("CallSid=CA00000000000000000000000000000001"), "{body}");
+        assert_eq!(
+            signature_line
+                .split_once(':')
+                .map(|(_, value)| value.trim()),
+            Some(expected.as_str())
+        );
+        let body = request
+            .split("\r\n\r\n")
+            .nth(1)
+            .expect("the request has a body");
+        assert!(
+            body.contains("CallSid=CA00000000000000000000000000000001"),
+            "{body}"
+        );
         assert!(body.contains("From=%2B15550100001"), "{body}");
         assert!(body.contains("Direction=inbound"), "{body}");
     }

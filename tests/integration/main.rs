@@ -1,4 +1,8 @@
-//! Integration tests: the app on 127.0.0.1:0, a fake OpenAI Realtime server and a Twilio media client.
+//! Integration tests: the app on 127.0.0.1:0, a fake OpenAI Realtime server and a Twilio media client
+//! (`callbridge::simulate`). Run with `TEST_LOG=1` to see the server's logs.
 #![allow(dead_code)]
 
 pub mod fake_realtime;
+mod helpers;
+
+mod inbound_call;

@@ -1,0 +1,175 @@
+//! The test harness: the app on `127.0.0.1:0` pointed at a fake Realtime server, and helpers to place a call
+//! through it the way Twilio does (signed webhook, TwiML, media stream).
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use callbridge::calls::CallRecord;
+use callbridge::calls::live::LiveCalls;
+use callbridge::config::{Requirement, Settings};
+use callbridge::simulate::webhook::random_hex_id;
+use callbridge::simulate::{MediaClientConfig, MediaStreamClient, ObservedEvent, Observation, WebhookCall, local_stream_url};
+use callbridge::startup::Application;
+use tokio_util::sync::CancellationToken;
+
+use crate::fake_realtime::{FakeRealtime, Script};
+
+/// The auth token the test app checks signatures with.
+pub const AUTH_TOKEN: &str = "test-auth-token-0123456789abcdef";
+/// The public URL the test app believes Twilio reaches it at (signatures are computed over it).
+pub const PUBLIC_URL: &str = "https://callbridge.test";
+
+/// Real recorded speech (espeak-ng), raw 8 kHz μ-law: "Hi, I'd like to book a table for four at seven tonight".
+pub static CALLER_HELLO: LazyLock<Vec<u8>> =
+    LazyLock::new(|| std::fs::read(fixture("caller-hello.ulaw")).expect("tests/fixtures/caller-hello.ulaw"));
+/// A short interruption: "Wait, sorry, stop."
+pub static CALLER_INTERRUPT: LazyLock<Vec<u8>> =
+    LazyLock::new(|| std::fs::read(fixture("caller-interrupt.ulaw")).expect("tests/fixtures/caller-interrupt.ulaw"));
+
+/// Path of a file under `tests/fixtures`.
+pub fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// Logs go to stdout when `TEST_LOG` is set; otherwise the tests are silent.
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        callbridge::telemetry::init(callbridge::config::LogFormat::Text, "info,callbridge=debug");
+    }
+});
+
+/// A running app with its fake OpenAI.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub address: String,
+    /// The port.
+    pub port: u16,
+    /// The fake Realtime server the app talks to.
+    pub fake: FakeRealtime,
+    /// Live calls and finished records.
+    pub live_calls: LiveCalls,
+    /// Ends every live call.
+    pub shutdown: CancellationToken,
+}
+
+/// Starts the app with the default test settings and a fake Realtime server playing `script`.
+pub async fn spawn_app(script: Script) -> TestApp {
+    spawn_app_with(script, &[]).await
+}
+
+/// Like [`spawn_app`], with extra environment settings (`CALLBRIDGE_...` or well-known names) on top.
+pub async fn spawn_app_with(script: Script, extra_env: &[(&str, &str)]) -> TestApp {
+    LazyLock::force(&TRACING);
+    let fake = FakeRealtime::start(script).await;
+    let mut env: HashMap<String, String> = [
+        ("TWILIO_AUTH_TOKEN", AUTH_TOKEN),
+        ("OPENAI_API_KEY", "sk-test-key"),
+        ("PUBLIC_URL", PUBLIC_URL),
+        ("CALLBRIDGE_HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        // The assistant waits for the caller unless a test wants a greeting.
+        ("CALLBRIDGE_ASSISTANT_SPEAKS_FIRST", "false"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    env.insert("OPENAI_REALTIME_URL".into(), fake.url());
+    for (k, v) in extra_env {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let settings = Settings::load(&env, None, Requirement::Serve).expect("test settings are valid");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let app = Application::build_with_listener(settings, listener).expect("build the app");
+    let port = app.port();
+    let live_calls = app.live_calls();
+    let shutdown = app.shutdown_token();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        fake,
+        live_calls,
+        shutdown,
+    }
+}
+
+/// A call in progress: the webhook Twilio sent and the media stream it opened.
+pub struct TestCall {
+    /// The webhook (CallSid, numbers).
+    pub webhook: WebhookCall,
+    /// Twilio's side of the media stream.
+    pub stream: MediaStreamClient,
+}
+
+impl TestApp {
+    /// A webhook for a fresh inbound call, signed with the right token and public URL.
+    pub fn webhook(&self) -> WebhookCall {
+        WebhookCall {
+            server_url: self.address.clone(),
+            public_url: PUBLIC_URL.to_owned(),
+            auth_token: AUTH_TOKEN.to_owned(),
+            call_sid: random_hex_id("CA"),
+            account_sid: random_hex_id("AC"),
+            from: "+15550100001".to_owned(),
+            to: "+15550100002".to_owned(),
+        }
+    }
+
+    /// Posts the webhook and returns the local `ws://` URL of the stream from the TwiML.
+    pub async fn answer(&self, webhook: &WebhookCall) -> String {
+        let answer = webhook.post_incoming().await.expect("the webhook is answered");
+        assert_eq!(answer.status, 200, "webhook refused: {}", answer.body);
+        let stream = answer.stream.expect("TwiML with <Connect><Stream>");
+        local_stream_url(&stream.url, &self.address).expect("a stream URL")
+    }
+
+    /// Places an inbound call the way Twilio does and starts its media stream. Caller audio is silence until the
+    /// test queues some.
+    pub async fn call(&self) -> TestCall {
+        self.call_with(MediaClientConfig::default()).await
+    }
+
+    /// [`TestApp::call`] with a media-client configuration.
+    pub async fn call_with(&self, config: MediaClientConfig) -> TestCall {
+        let webhook = self.webhook();
+        let url = self.answer(&webhook).await;
+        let stream = MediaStreamClient::connect_with(&url, config)
+            .await
+            .expect("the media stream upgrade succeeds");
+        stream.start(&webhook.call_sid, &[]).await.expect("start is sent");
+        TestCall { webhook, stream }
+    }
+
+    /// Waits for the call's record (the call must end within `timeout`).
+    pub async fn record(&self, call_sid: &str, timeout: Duration) -> CallRecord {
+        self.live_calls
+            .wait_finished(call_sid, timeout)
+            .await
+            .unwrap_or_else(|| panic!("call {call_sid} did not end within {timeout:?}"))
+    }
+}
+
+impl TestCall {
+    /// Waits until an observation matches, failing the test with `what` after `timeout`.
+    pub async fn expect(&self, what: &str, timeout: Duration, pred: impl Fn(&Observation) -> bool) -> ObservedEvent {
+        self.stream
+            .wait_for(|e| pred(&e.kind), timeout)
+            .await
+            .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}; saw {:#?}", self.stream.events()))
+    }
+
+    /// Assistant audio received so far, ms.
+    pub fn assistant_ms_received(&self) -> u64 {
+        self.stream
+            .events()
+            .iter()
+            .map(|e| match e.kind {
+                Observation::Media { bytes, .. } => bytes as u64,
+                _ => 0,
+            })
+            .sum::<u64>()
+            / 8
+    }
+}
