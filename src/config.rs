@@ -36,33 +36,109 @@ pub const DEFAULT_GREETING: &str = "Hello! How can I help you today?";
 pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
     ("host", None, "address to listen on"),
     ("port", Some("PORT"), "port to listen on"),
-    ("public_url", Some("PUBLIC_URL"), "public https base URL Twilio reaches (the tunnel URL)"),
+    (
+        "public_url",
+        Some("PUBLIC_URL"),
+        "public https base URL Twilio reaches (the tunnel URL)",
+    ),
     ("log_format", Some("LOG_FORMAT"), "text or json"),
-    ("openai_api_key", Some("OPENAI_API_KEY"), "OpenAI API key (secret)"),
+    (
+        "openai_api_key",
+        Some("OPENAI_API_KEY"),
+        "OpenAI API key (secret)",
+    ),
     ("openai_model", Some("OPENAI_MODEL"), "realtime model"),
-    ("openai_realtime_url", Some("OPENAI_REALTIME_URL"), "Realtime WebSocket URL"),
-    ("twilio_account_sid", Some("TWILIO_ACCOUNT_SID"), "Twilio Account SID (AC...), for REST hang-up"),
-    ("twilio_auth_token", Some("TWILIO_AUTH_TOKEN"), "Twilio auth token (secret): webhook signatures"),
-    ("twilio_phone_number", Some("TWILIO_PHONE_NUMBER"), "your Twilio number, E.164"),
-    ("twilio_api_base_url", Some("TWILIO_API_BASE_URL"), "Twilio REST API base URL"),
-    ("system_message", Some("SYSTEM_MESSAGE"), "instructions for the assistant"),
+    (
+        "openai_realtime_url",
+        Some("OPENAI_REALTIME_URL"),
+        "Realtime WebSocket URL",
+    ),
+    (
+        "twilio_account_sid",
+        Some("TWILIO_ACCOUNT_SID"),
+        "Twilio Account SID (AC...), for REST hang-up",
+    ),
+    (
+        "twilio_auth_token",
+        Some("TWILIO_AUTH_TOKEN"),
+        "Twilio auth token (secret): webhook signatures",
+    ),
+    (
+        "twilio_phone_number",
+        Some("TWILIO_PHONE_NUMBER"),
+        "your Twilio number, E.164",
+    ),
+    (
+        "twilio_api_base_url",
+        Some("TWILIO_API_BASE_URL"),
+        "Twilio REST API base URL",
+    ),
+    (
+        "system_message",
+        Some("SYSTEM_MESSAGE"),
+        "instructions for the assistant",
+    ),
     ("voice", Some("VOICE"), "assistant voice"),
     ("speed", None, "speaking speed, 0.25 to 1.5"),
-    ("assistant_speaks_first", None, "true: the assistant greets the caller"),
+    (
+        "assistant_speaks_first",
+        None,
+        "true: the assistant greets the caller",
+    ),
     ("greeting", None, "the assistant's first words"),
     ("turn_detection", None, "server_vad or semantic_vad"),
     ("vad_threshold", None, "server VAD threshold, 0.0 to 1.0"),
-    ("vad_prefix_padding_ms", None, "server VAD audio kept before speech, ms"),
-    ("vad_silence_duration_ms", None, "server VAD silence that ends a turn, ms"),
-    ("vad_idle_timeout_ms", None, "server VAD idle timeout, ms (empty: none)"),
-    ("vad_eagerness", None, "semantic VAD eagerness: low, medium, high, auto"),
+    (
+        "vad_prefix_padding_ms",
+        None,
+        "server VAD audio kept before speech, ms",
+    ),
+    (
+        "vad_silence_duration_ms",
+        None,
+        "server VAD silence that ends a turn, ms",
+    ),
+    (
+        "vad_idle_timeout_ms",
+        None,
+        "server VAD idle timeout, ms (empty: none)",
+    ),
+    (
+        "vad_eagerness",
+        None,
+        "semantic VAD eagerness: low, medium, high, auto",
+    ),
     ("noise_reduction", None, "near_field, far_field or none"),
-    ("transcription_model", None, "input transcription model, or none"),
-    ("goodbye_phrases", None, "comma-separated phrases that end the call (fallback to end_call)"),
-    ("max_call_duration_s", None, "hard maximum call duration, seconds"),
-    ("stream_token_ttl_s", None, "lifetime of a media-stream token, seconds"),
-    ("farewell_grace_ms", None, "wait after the farewell's audio before hanging up anyway, ms"),
-    ("max_frame_bytes", None, "largest media-stream frame accepted; larger ones are skipped"),
+    (
+        "transcription_model",
+        None,
+        "input transcription model, or none",
+    ),
+    (
+        "goodbye_phrases",
+        None,
+        "comma-separated phrases that end the call (fallback to end_call)",
+    ),
+    (
+        "max_call_duration_s",
+        None,
+        "hard maximum call duration, seconds",
+    ),
+    (
+        "stream_token_ttl_s",
+        None,
+        "lifetime of a media-stream token, seconds",
+    ),
+    (
+        "farewell_grace_ms",
+        None,
+        "wait after the farewell's audio before hanging up anyway, ms",
+    ),
+    (
+        "max_frame_bytes",
+        None,
+        "largest media-stream frame accepted; larger ones are skipped",
+    ),
 ];
 
 /// Everything callbridge is configured with.
@@ -309,11 +385,15 @@ impl Settings {
         };
         let openai_api_key = nonempty(raw.openai_api_key);
         if openai_api_key.is_none() && required {
-            errors.push("OPENAI_API_KEY is not set: the Realtime session cannot be opened".to_owned());
+            errors.push(
+                "OPENAI_API_KEY is not set: the Realtime session cannot be opened".to_owned(),
+            );
         }
         let auth_token = nonempty(raw.twilio_auth_token);
         if auth_token.is_none() && required {
-            errors.push("TWILIO_AUTH_TOKEN is not set: webhook signatures cannot be checked".to_owned());
+            errors.push(
+                "TWILIO_AUTH_TOKEN is not set: webhook signatures cannot be checked".to_owned(),
+            );
         }
         let account_sid = nonempty(raw.twilio_account_sid);
         if let Some(sid) = &account_sid
@@ -338,7 +418,9 @@ impl Settings {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(other) => {
-                errors.push(format!("LOG_FORMAT is invalid: {other:?} (use text or json)"));
+                errors.push(format!(
+                    "LOG_FORMAT is invalid: {other:?} (use text or json)"
+                ));
                 LogFormat::Text
             }
         };
@@ -359,11 +441,18 @@ impl Settings {
 
         let speed = parse_or(&mut errors, "CALLBRIDGE_SPEED", raw.speed, 1.0f64);
         if !(0.25..=1.5).contains(&speed) {
-            errors.push(format!("CALLBRIDGE_SPEED is invalid: {speed} (use 0.25 to 1.5)"));
+            errors.push(format!(
+                "CALLBRIDGE_SPEED is invalid: {speed} (use 0.25 to 1.5)"
+            ));
         }
         let turn_detection = match nonempty(raw.turn_detection).as_deref() {
             None | Some("server_vad") => {
-                let threshold = parse_or(&mut errors, "CALLBRIDGE_VAD_THRESHOLD", raw.vad_threshold, 0.5f64);
+                let threshold = parse_or(
+                    &mut errors,
+                    "CALLBRIDGE_VAD_THRESHOLD",
+                    raw.vad_threshold,
+                    0.5f64,
+                );
                 if !(0.0..=1.0).contains(&threshold) {
                     errors.push(format!(
                         "CALLBRIDGE_VAD_THRESHOLD is invalid: {threshold} (use 0.0 to 1.0)"
@@ -395,7 +484,12 @@ impl Settings {
                 }
             }
             Some("semantic_vad") => TurnDetection::SemanticVad {
-                eagerness: parse_or(&mut errors, "CALLBRIDGE_VAD_EAGERNESS", raw.vad_eagerness, Eagerness::Auto),
+                eagerness: parse_or(
+                    &mut errors,
+                    "CALLBRIDGE_VAD_EAGERNESS",
+                    raw.vad_eagerness,
+                    Eagerness::Auto,
+                ),
             },
             Some(other) => {
                 errors.push(format!(
@@ -434,12 +528,27 @@ impl Settings {
         if max_call_duration_s == 0 {
             errors.push("CALLBRIDGE_MAX_CALL_DURATION_S is invalid: 0 (use at least 1)".to_owned());
         }
-        let stream_token_ttl_s = parse_or(&mut errors, "CALLBRIDGE_STREAM_TOKEN_TTL_S", raw.stream_token_ttl_s, 60u64);
+        let stream_token_ttl_s = parse_or(
+            &mut errors,
+            "CALLBRIDGE_STREAM_TOKEN_TTL_S",
+            raw.stream_token_ttl_s,
+            60u64,
+        );
         if stream_token_ttl_s == 0 {
             errors.push("CALLBRIDGE_STREAM_TOKEN_TTL_S is invalid: 0 (use at least 1)".to_owned());
         }
-        let farewell_grace_ms = parse_or(&mut errors, "CALLBRIDGE_FAREWELL_GRACE_MS", raw.farewell_grace_ms, 2000u64);
-        let max_frame_bytes = parse_or(&mut errors, "CALLBRIDGE_MAX_FRAME_BYTES", raw.max_frame_bytes, 64 * 1024usize);
+        let farewell_grace_ms = parse_or(
+            &mut errors,
+            "CALLBRIDGE_FAREWELL_GRACE_MS",
+            raw.farewell_grace_ms,
+            2000u64,
+        );
+        let max_frame_bytes = parse_or(
+            &mut errors,
+            "CALLBRIDGE_MAX_FRAME_BYTES",
+            raw.max_frame_bytes,
+            64 * 1024usize,
+        );
         if max_frame_bytes < 1024 {
             errors.push(format!(
                 "CALLBRIDGE_MAX_FRAME_BYTES is invalid: {max_frame_bytes} (use at least 1024)"
@@ -457,8 +566,10 @@ impl Settings {
             openai_api_key: SecretString::from(openai_api_key.unwrap_or_default()),
             realtime: RealtimeSettings {
                 url: realtime_url,
-                model: nonempty(raw.openai_model).unwrap_or_else(|| DEFAULT_OPENAI_MODEL.to_owned()),
-                system_message: nonempty(raw.system_message).unwrap_or_else(|| DEFAULT_SYSTEM_MESSAGE.to_owned()),
+                model: nonempty(raw.openai_model)
+                    .unwrap_or_else(|| DEFAULT_OPENAI_MODEL.to_owned()),
+                system_message: nonempty(raw.system_message)
+                    .unwrap_or_else(|| DEFAULT_SYSTEM_MESSAGE.to_owned()),
                 voice: nonempty(raw.voice).unwrap_or_else(|| "marin".to_owned()),
                 speed,
                 assistant_speaks_first: parse_bool(raw.assistant_speaks_first, true),
@@ -514,40 +625,69 @@ impl Settings {
         line("port", self.port.to_string());
         line(
             "public_url",
-            self.public_url.as_ref().map_or("(not set)".to_owned(), |u| u.to_string()),
+            self.public_url
+                .as_ref()
+                .map_or("(not set)".to_owned(), |u| u.to_string()),
         );
-        line("log_format", format!("{:?}", self.log_format).to_lowercase());
+        line(
+            "log_format",
+            format!("{:?}", self.log_format).to_lowercase(),
+        );
         line("openai_api_key", mask(self.openai_api_key.expose_secret()));
         line("openai_model", rt.model.clone());
         line("openai_realtime_url", rt.url.to_string());
         line(
             "twilio_account_sid",
-            self.twilio.account_sid.clone().unwrap_or_else(|| "(not set)".to_owned()),
+            self.twilio
+                .account_sid
+                .clone()
+                .unwrap_or_else(|| "(not set)".to_owned()),
         );
-        line("twilio_auth_token", mask(self.twilio.auth_token.expose_secret()));
+        line(
+            "twilio_auth_token",
+            mask(self.twilio.auth_token.expose_secret()),
+        );
         line(
             "twilio_phone_number",
-            self.twilio.phone_number.clone().unwrap_or_else(|| "(not set)".to_owned()),
+            self.twilio
+                .phone_number
+                .clone()
+                .unwrap_or_else(|| "(not set)".to_owned()),
         );
         line("twilio_api_base_url", self.twilio.api_base_url.to_string());
         line("system_message", format!("{:?}", rt.system_message));
         line("voice", rt.voice.clone());
         line("speed", rt.speed.to_string());
-        line("assistant_speaks_first", rt.assistant_speaks_first.to_string());
+        line(
+            "assistant_speaks_first",
+            rt.assistant_speaks_first.to_string(),
+        );
         line("greeting", format!("{:?}", rt.greeting));
         line("turn_detection", format!("{:?}", rt.turn_detection));
         line(
             "noise_reduction",
-            rt.noise_reduction.map_or("none".to_owned(), |n| format!("{n:?}")),
+            rt.noise_reduction
+                .map_or("none".to_owned(), |n| format!("{n:?}")),
         );
         line(
             "transcription_model",
-            rt.transcription_model.clone().unwrap_or_else(|| "none".to_owned()),
+            rt.transcription_model
+                .clone()
+                .unwrap_or_else(|| "none".to_owned()),
         );
         line("goodbye_phrases", rt.goodbye_phrases.join(", "));
-        line("max_call_duration_s", self.calls.max_call_duration.as_secs().to_string());
-        line("stream_token_ttl_s", self.calls.stream_token_ttl.as_secs().to_string());
-        line("farewell_grace_ms", self.calls.farewell_grace.as_millis().to_string());
+        line(
+            "max_call_duration_s",
+            self.calls.max_call_duration.as_secs().to_string(),
+        );
+        line(
+            "stream_token_ttl_s",
+            self.calls.stream_token_ttl.as_secs().to_string(),
+        );
+        line(
+            "farewell_grace_ms",
+            self.calls.farewell_grace.as_millis().to_string(),
+        );
         line("max_frame_bytes", self.calls.max_frame_bytes.to_string());
         out
     }
@@ -570,7 +710,12 @@ fn nonempty(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
-fn parse_or<T: std::str::FromStr>(errors: &mut Vec<String>, name: &str, raw: Option<String>, default: T) -> T
+fn parse_or<T: std::str::FromStr>(
+    errors: &mut Vec<String>,
+    name: &str,
+    raw: Option<String>,
+    default: T,
+) -> T
 where
     T::Err: std::fmt::Display,
 {
@@ -594,7 +739,13 @@ fn parse_bool(raw: Option<String>, default: bool) -> bool {
     }
 }
 
-fn parse_url(errors: &mut Vec<String>, name: &str, raw: Option<String>, default: &str, schemes: &[&str]) -> Url {
+fn parse_url(
+    errors: &mut Vec<String>,
+    name: &str,
+    raw: Option<String>,
+    default: &str,
+    schemes: &[&str],
+) -> Url {
     let text = nonempty(raw).unwrap_or_else(|| default.to_owned());
     match Url::parse(&text) {
         Ok(url) if schemes.contains(&url.scheme()) && url.host_str().is_some() => url,
@@ -615,15 +766,20 @@ fn parse_url(errors: &mut Vec<String>, name: &str, raw: Option<String>, default:
 
 /// Parses `PUBLIC_URL`: http(s), a host, no query or fragment; a trailing slash is dropped.
 fn parse_public_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text.trim_end_matches('/'))
-        .map_err(|e| format!("PUBLIC_URL is invalid: {text:?} ({e}); expected e.g. https://abc.trycloudflare.com"))?;
+    let url = Url::parse(text.trim_end_matches('/')).map_err(|e| {
+        format!(
+            "PUBLIC_URL is invalid: {text:?} ({e}); expected e.g. https://abc.trycloudflare.com"
+        )
+    })?;
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
         return Err(format!(
             "PUBLIC_URL is invalid: {text:?} (must be an https:// URL with a host; Twilio only streams to wss://)"
         ));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("PUBLIC_URL is invalid: {text:?} (no query string or fragment)"));
+        return Err(format!(
+            "PUBLIC_URL is invalid: {text:?} (no query string or fragment)"
+        ));
     }
     Ok(url)
 }
@@ -649,7 +805,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     fn minimal() -> Vec<(&'static str, &'static str)> {
@@ -665,7 +824,10 @@ mod tests {
         let settings = Settings::load(&env(&minimal()), None, Requirement::Serve).expect("valid");
         assert_eq!(settings.port, 5050);
         assert_eq!(settings.realtime.url.as_str(), DEFAULT_OPENAI_REALTIME_URL);
-        assert_eq!(settings.twilio.api_base_url.as_str(), "https://api.twilio.com/");
+        assert_eq!(
+            settings.twilio.api_base_url.as_str(),
+            "https://api.twilio.com/"
+        );
         assert_eq!(settings.realtime.voice, "marin");
         assert_eq!(settings.calls.stream_token_ttl, Duration::from_secs(60));
         assert!(settings.realtime.assistant_speaks_first);
@@ -678,8 +840,14 @@ mod tests {
         let text = err.to_string();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
-        assert!(lines.contains(&"TWILIO_AUTH_TOKEN is not set: webhook signatures cannot be checked"));
-        assert!(lines.iter().any(|l| l.starts_with("OPENAI_API_KEY is not set")));
+        assert!(
+            lines.contains(&"TWILIO_AUTH_TOKEN is not set: webhook signatures cannot be checked")
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("OPENAI_API_KEY is not set"))
+        );
         assert!(lines.iter().any(|l| l.starts_with("PUBLIC_URL is not set")));
     }
 
@@ -711,10 +879,14 @@ mod tests {
         .expect("write toml");
         let mut pairs = minimal();
         pairs.push(("VOICE", "ash"));
-        let settings = Settings::load(&env(&pairs), Some(&path), Requirement::Serve).expect("valid");
+        let settings =
+            Settings::load(&env(&pairs), Some(&path), Requirement::Serve).expect("valid");
         assert_eq!(settings.port, 6001, "file beats default");
         assert_eq!(settings.realtime.voice, "ash", "environment beats file");
-        assert_eq!(settings.realtime.goodbye_phrases, vec!["ciao ciao", "later"]);
+        assert_eq!(
+            settings.realtime.goodbye_phrases,
+            vec!["ciao ciao", "later"]
+        );
     }
 
     #[test]
@@ -727,7 +899,10 @@ mod tests {
             .expect_err("invalid")
             .to_string();
         assert!(text.contains("PORT is invalid: \"seventy\""), "{text}");
-        assert!(text.contains("CALLBRIDGE_TURN_DETECTION is invalid: \"psychic\""), "{text}");
+        assert!(
+            text.contains("CALLBRIDGE_TURN_DETECTION is invalid: \"psychic\""),
+            "{text}"
+        );
         assert!(text.contains("TWILIO_PHONE_NUMBER is invalid"), "{text}");
     }
 
@@ -751,7 +926,10 @@ mod tests {
         pairs.push(("PUBLIC_URL", "https://x.example/voice/"));
         let settings = Settings::load(&env(&pairs), None, Requirement::Serve).expect("valid");
         let url = settings.public_url.expect("set");
-        assert_eq!(public_endpoint(&url, "/incoming-call"), "https://x.example/voice/incoming-call");
+        assert_eq!(
+            public_endpoint(&url, "/incoming-call"),
+            "https://x.example/voice/incoming-call"
+        );
     }
 
     #[test]

@@ -46,7 +46,8 @@ impl Application {
     /// When the address cannot be bound or `PUBLIC_URL` is missing.
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
         let address = format!("{}:{}", settings.host, settings.port);
-        let listener = TcpListener::bind(&address).with_context(|| format!("cannot listen on {address}"))?;
+        let listener =
+            TcpListener::bind(&address).with_context(|| format!("cannot listen on {address}"))?;
         Self::build_with_listener(settings, listener)
     }
 
@@ -62,9 +63,18 @@ impl Application {
             .public_url
             .clone()
             .context("PUBLIC_URL is not set: Twilio webhooks cannot be verified")?;
-        let rest = settings.twilio.account_sid.clone().filter(|_| settings.has_twilio_rest_credentials()).map(|sid| {
-            TwilioRest::new(settings.twilio.api_base_url.clone(), sid, settings.twilio.auth_token.clone())
-        });
+        let rest = settings
+            .twilio
+            .account_sid
+            .clone()
+            .filter(|_| settings.has_twilio_rest_credentials())
+            .map(|sid| {
+                TwilioRest::new(
+                    settings.twilio.api_base_url.clone(),
+                    sid,
+                    settings.twilio.auth_token.clone(),
+                )
+            });
         let shutdown = CancellationToken::new();
         let live_calls = LiveCalls::default();
         let ttl = settings.calls.stream_token_ttl;
@@ -94,9 +104,17 @@ impl Application {
             webhook = %public_endpoint(&public_url, "/incoming-call"),
             "callbridge listening; set the number's voice webhook (HTTP POST) to the webhook URL"
         );
-        let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::configure))
-            .listen(listener)?
-            .run();
+        // TCP_NODELAY: marks, clears and 20 ms media frames are small writes that must leave at once; with Nagle's
+        // algorithm a small write waits for the previous one's ACK (tens of ms with delayed ACKs), which would skew
+        // the playback clock and delay barge-in.
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(http::configure)
+        })
+        .tcp_nodelay(true)
+        .listen(listener)?
+        .run();
         Ok(Application {
             port,
             server,

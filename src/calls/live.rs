@@ -47,7 +47,9 @@ impl Drop for LiveCallGuard {
 impl LiveCalls {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<CallControl>>> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts/removes).
-        self.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Registers a call; returns its control receiver and the guard that unregisters it.
@@ -70,7 +72,10 @@ impl LiveCalls {
 
     /// Keeps a finished call's record (dropping the oldest beyond [`RECENT_RECORDS_KEPT`]).
     pub fn remember(&self, record: CallRecord) {
-        let mut recent = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if recent.len() == RECENT_RECORDS_KEPT {
             recent.pop_front();
         }
@@ -81,12 +86,23 @@ impl LiveCalls {
 
     /// The record of the finished call `call_sid`, if it is among the recent ones.
     pub fn finished_record(&self, call_sid: &str) -> Option<CallRecord> {
-        let recent = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        recent.iter().rev().find(|r| r.call_sid == call_sid).cloned()
+        let recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        recent
+            .iter()
+            .rev()
+            .find(|r| r.call_sid == call_sid)
+            .cloned()
     }
 
     /// Waits up to `timeout` for the call `call_sid` to finish and returns its record.
-    pub async fn wait_finished(&self, call_sid: &str, timeout: std::time::Duration) -> Option<CallRecord> {
+    pub async fn wait_finished(
+        &self,
+        call_sid: &str,
+        timeout: std::time::Duration,
+    ) -> Option<CallRecord> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.finished.notified();
@@ -125,11 +141,22 @@ mod tests {
     fn finished_records_are_kept_up_to_the_limit() {
         let live = LiveCalls::default();
         for n in 0..RECENT_RECORDS_KEPT + 1 {
-            let record = CallRecord::new(format!("CA{n}"), crate::calls::Direction::Inbound, String::new(), String::new());
+            let record = CallRecord::new(
+                format!("CA{n}"),
+                crate::calls::Direction::Inbound,
+                String::new(),
+                String::new(),
+            );
             live.remember(record);
         }
-        assert!(live.finished_record("CA0").is_none(), "the oldest is dropped");
-        assert!(live.finished_record(&format!("CA{RECENT_RECORDS_KEPT}")).is_some());
+        assert!(
+            live.finished_record("CA0").is_none(),
+            "the oldest is dropped"
+        );
+        assert!(
+            live.finished_record(&format!("CA{RECENT_RECORDS_KEPT}"))
+                .is_some()
+        );
     }
 
     #[test]

@@ -32,9 +32,12 @@ pub struct Turn {
     pub at: OffsetDateTime,
     /// Milliseconds from the start of the call to the end of the turn.
     pub offset_ms: u64,
-    /// True when the caller barged in and the assistant turn was cut.
+    /// True when the assistant turn was cut short: the caller barged in or hung up before it had played.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
+    /// The Realtime conversation item of an assistant turn.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item_id: Option<String>,
 }
 
 /// Why a call ended. Serialized as `caller_hung_up`, `goodbye`, `max_duration`, `hung_up_by_api`, `shutdown`, or
@@ -137,8 +140,16 @@ impl CallRecord {
         }
     }
 
-    /// Appends a turn that completed `offset_ms` after the start; empty text is not recorded.
-    pub fn push_turn(&mut self, speaker: Speaker, text: &str, offset_ms: u64, interrupted: bool) {
+    /// Appends a turn that completed `offset_ms` after the start; empty text is not recorded. `item_id` names the
+    /// Realtime item of an assistant turn.
+    pub fn push_turn(
+        &mut self,
+        speaker: Speaker,
+        text: &str,
+        offset_ms: u64,
+        interrupted: bool,
+        item_id: Option<&str>,
+    ) {
         let text = text.trim();
         if text.is_empty() {
             return;
@@ -146,9 +157,11 @@ impl CallRecord {
         self.turns.push(Turn {
             speaker,
             text: text.to_owned(),
-            at: self.started_at + time::Duration::milliseconds(offset_ms.min(i64::MAX as u64) as i64),
+            at: self.started_at
+                + time::Duration::milliseconds(offset_ms.min(i64::MAX as u64) as i64),
             offset_ms,
             interrupted,
+            item_id: item_id.map(str::to_owned),
         });
     }
 
@@ -158,21 +171,35 @@ impl CallRecord {
             self.end_reason = Some(reason);
         }
         self.duration_ms = duration_ms;
-        self.ended_at = Some(self.started_at + time::Duration::milliseconds(duration_ms.min(i64::MAX as u64) as i64));
+        self.ended_at = Some(
+            self.started_at + time::Duration::milliseconds(duration_ms.min(i64::MAX as u64) as i64),
+        );
     }
 }
 
+/// A brisk speaking rate, words per second: no more words than this can have been heard in a given time.
+pub const MAX_SPOKEN_WORDS_PER_S: u64 = 3;
+
 /// Cuts `text` to the share of it the caller heard: the first `round(words * heard_ms / sent_ms)` words.
 /// With `sent_ms == 0` nothing was heard.
-pub fn cut_to_heard(text: &str, heard_ms: u64, sent_ms: u64) -> String {
+///
+/// When the response was cancelled while it was still being generated, its transcript runs ahead of its audio (the
+/// model writes the words before it speaks them), so the share of audio sent overstates the words; `text_ahead` then
+/// also caps the words at [`MAX_SPOKEN_WORDS_PER_S`] × the seconds heard (rounded up).
+pub fn cut_to_heard(text: &str, heard_ms: u64, sent_ms: u64, text_ahead: bool) -> String {
     if sent_ms == 0 || heard_ms == 0 {
         return String::new();
     }
-    if heard_ms >= sent_ms {
-        return text.to_owned();
-    }
     let words: Vec<&str> = text.split_whitespace().collect();
-    let keep = ((words.len() as u64 * heard_ms + sent_ms / 2) / sent_ms) as usize;
+    let mut keep = if heard_ms >= sent_ms {
+        words.len()
+    } else {
+        ((words.len() as u64 * heard_ms + sent_ms / 2) / sent_ms) as usize
+    };
+    if text_ahead {
+        let spoken = (heard_ms * MAX_SPOKEN_WORDS_PER_S).div_ceil(1000) as usize;
+        keep = keep.min(spoken);
+    }
     words[..keep.min(words.len())].join(" ")
 }
 
@@ -190,17 +217,30 @@ mod tests {
             EndReason::Error("openai_closed".into()),
         ]
         .iter()
-        .map(|r| serde_json::to_value(r).expect("serializes").as_str().expect("a string").to_owned())
+        .map(|r| {
+            serde_json::to_value(r)
+                .expect("serializes")
+                .as_str()
+                .expect("a string")
+                .to_owned()
+        })
         .collect();
         assert_eq!(
             names,
-            ["caller_hung_up", "goodbye", "max_duration", "hung_up_by_api", "error:openai_closed"]
+            [
+                "caller_hung_up",
+                "goodbye",
+                "max_duration",
+                "hung_up_by_api",
+                "error:openai_closed"
+            ]
         );
     }
 
     #[test]
     fn the_first_end_reason_is_kept() {
-        let mut record = CallRecord::new("CA1".into(), Direction::Inbound, "+1".into(), "+2".into());
+        let mut record =
+            CallRecord::new("CA1".into(), Direction::Inbound, "+1".into(), "+2".into());
         record.finish(EndReason::Goodbye, 1000);
         record.finish(EndReason::CallerHungUp, 1200);
         assert_eq!(record.end_reason, Some(EndReason::Goodbye));
@@ -210,17 +250,32 @@ mod tests {
     #[test]
     fn an_interrupted_turn_keeps_the_share_of_words_that_was_heard() {
         let text = "one two three four five six seven eight nine ten";
-        assert_eq!(cut_to_heard(text, 500, 1000), "one two three four five");
-        assert_eq!(cut_to_heard(text, 1000, 1000), text);
-        assert_eq!(cut_to_heard(text, 0, 1000), "");
-        assert_eq!(cut_to_heard(text, 10, 0), "");
+        assert_eq!(
+            cut_to_heard(text, 500, 1000, false),
+            "one two three four five"
+        );
+        assert_eq!(cut_to_heard(text, 1000, 1000, false), text);
+        assert_eq!(cut_to_heard(text, 0, 1000, false), "");
+        assert_eq!(cut_to_heard(text, 10, 0, false), "");
+    }
+
+    #[test]
+    fn a_transcript_that_ran_ahead_of_its_audio_is_capped_at_a_speaking_rate() {
+        let text = "one two three four five six seven eight nine ten eleven twelve";
+        // Half the audio sent was heard, but only one second of it: at most three words.
+        assert_eq!(cut_to_heard(text, 1000, 2000, true), "one two three");
+        assert_eq!(
+            cut_to_heard(text, 1000, 2000, false),
+            "one two three four five six"
+        );
     }
 
     #[test]
     fn empty_turns_are_not_recorded() {
-        let mut record = CallRecord::new("CA1".into(), Direction::Inbound, "+1".into(), "+2".into());
-        record.push_turn(Speaker::Caller, "  ", 10, false);
-        record.push_turn(Speaker::Caller, "hello", 20, false);
+        let mut record =
+            CallRecord::new("CA1".into(), Direction::Inbound, "+1".into(), "+2".into());
+        record.push_turn(Speaker::Caller, "  ", 10, false, None);
+        record.push_turn(Speaker::Caller, "hello", 20, false, None);
         assert_eq!(record.turns.len(), 1);
         assert_eq!(record.turns[0].text, "hello");
     }

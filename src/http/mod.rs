@@ -13,5 +13,8 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health::health))
         .route("/incoming-call", web::post().to(voice::incoming_call))
-        .route("/media-stream/{token}", web::get().to(media_stream::media_stream));
+        .route(
+            "/media-stream/{token}",
+            web::get().to(media_stream::media_stream),
+        );
 }

@@ -76,7 +76,10 @@ pub fn verify_form(
 }
 
 fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// True for a Twilio CallSid: `CA` followed by 32 hex characters.
@@ -135,5 +138,7 @@ pub async fn incoming_call(
 
     let url = stream_url(&state, &token);
     let body = twiml::connect_stream(&url, &[("caller", from.as_str()), ("called", to.as_str())]);
-    Ok(HttpResponse::Ok().content_type("text/xml; charset=utf-8").body(body))
+    Ok(HttpResponse::Ok()
+        .content_type("text/xml; charset=utf-8")
+        .body(body))
 }

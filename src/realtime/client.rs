@@ -14,7 +14,9 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes, client::IntoClientRequest, http::HeaderValue};
+use tokio_tungstenite::tungstenite::{
+    self, Message, Utf8Bytes, client::IntoClientRequest, http::HeaderValue,
+};
 use url::Url;
 
 /// How long opening the Realtime socket (TCP, TLS, upgrade) may take.
@@ -35,7 +37,9 @@ pub struct RealtimeEndpoint {
 
 impl std::fmt::Debug for RealtimeEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RealtimeEndpoint").field("url", &self.url.as_str()).finish_non_exhaustive()
+        f.debug_struct("RealtimeEndpoint")
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
     }
 }
 
@@ -52,7 +56,9 @@ impl RealtimeEndpoint {
 
     /// True for Azure OpenAI hosts, which take the key in an `api-key` header.
     fn is_azure(&self) -> bool {
-        self.url.host_str().is_some_and(|h| h.ends_with(".openai.azure.com"))
+        self.url
+            .host_str()
+            .is_some_and(|h| h.ends_with(".openai.azure.com"))
     }
 }
 
@@ -104,7 +110,10 @@ pub enum RealtimeError {
 ///
 /// # Errors
 /// [`RealtimeError`] when the socket cannot be opened within [`CONNECT_TIMEOUT`] or the first events cannot be sent.
-pub async fn connect(endpoint: &RealtimeEndpoint, first_events: Vec<String>) -> Result<RealtimeLink, RealtimeError> {
+pub async fn connect(
+    endpoint: &RealtimeEndpoint,
+    first_events: Vec<String>,
+) -> Result<RealtimeLink, RealtimeError> {
     let mut request = endpoint
         .url
         .as_str()
@@ -113,9 +122,13 @@ pub async fn connect(endpoint: &RealtimeEndpoint, first_events: Vec<String>) -> 
     let (name, value) = if endpoint.is_azure() {
         ("api-key", endpoint.api_key.expose_secret().to_owned())
     } else {
-        ("authorization", format!("Bearer {}", endpoint.api_key.expose_secret()))
+        (
+            "authorization",
+            format!("Bearer {}", endpoint.api_key.expose_secret()),
+        )
     };
-    let mut value = HeaderValue::from_str(&value).map_err(|_| RealtimeError::Connect("the API key is not a valid header value".into()))?;
+    let mut value = HeaderValue::from_str(&value)
+        .map_err(|_| RealtimeError::Connect("the API key is not a valid header value".into()))?;
     value.set_sensitive(true);
     request.headers_mut().insert(name, value);
 
@@ -209,7 +222,11 @@ impl Preconnect {
 
 /// Starts opening a session on `runtime` now, so it is ready by the time Twilio opens the media stream. Dropping the
 /// returned [`Preconnect`] (e.g. when its stream token expires unused) closes the session.
-pub fn preconnect(runtime: &tokio::runtime::Handle, endpoint: RealtimeEndpoint, first_events: Vec<String>) -> Preconnect {
+pub fn preconnect(
+    runtime: &tokio::runtime::Handle,
+    endpoint: RealtimeEndpoint,
+    first_events: Vec<String>,
+) -> Preconnect {
     let (tx, rx) = oneshot::channel();
     runtime.spawn(async move {
         let result = connect(&endpoint, first_events).await;
@@ -231,8 +248,12 @@ mod tests {
         let key = SecretString::from("k".to_owned());
         let base = Url::parse("wss://api.openai.com/v1/realtime").expect("url");
         let endpoint = RealtimeEndpoint::new(&base, "gpt-realtime-2.1", key.clone());
-        assert_eq!(endpoint.url.as_str(), "wss://api.openai.com/v1/realtime?model=gpt-realtime-2.1");
-        let base = Url::parse("wss://x.openai.azure.com/openai/v1/realtime?model=my-deploy").expect("url");
+        assert_eq!(
+            endpoint.url.as_str(),
+            "wss://api.openai.com/v1/realtime?model=gpt-realtime-2.1"
+        );
+        let base =
+            Url::parse("wss://x.openai.azure.com/openai/v1/realtime?model=my-deploy").expect("url");
         let endpoint = RealtimeEndpoint::new(&base, "gpt-realtime-2.1", key);
         assert_eq!(endpoint.url.query(), Some("model=my-deploy"));
         assert!(endpoint.is_azure());
@@ -255,7 +276,12 @@ mod tests {
             "m",
             SecretString::from("k".to_owned()),
         );
-        let err = connect(&endpoint, vec![]).await.expect_err("nothing listens on port 9");
-        assert!(matches!(err, RealtimeError::Connect(_) | RealtimeError::Timeout), "{err}");
+        let err = connect(&endpoint, vec![])
+            .await
+            .expect_err("nothing listens on port 9");
+        assert!(
+            matches!(err, RealtimeError::Connect(_) | RealtimeError::Timeout),
+            "{err}"
+        );
     }
 }

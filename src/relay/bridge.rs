@@ -15,8 +15,8 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::calls::{CallRecord, EndReason};
 use crate::calls::live::CallControl;
+use crate::calls::{CallRecord, EndReason};
 use crate::realtime::client::{LinkEvent, RealtimeLink};
 use crate::realtime::events::parse_server_event;
 use crate::relay::conductor::{Action, Conductor};
@@ -123,10 +123,9 @@ impl Bridge {
         let record = conductor.finish(reason.clone(), Instant::now());
         if reason != EndReason::CallerHungUp
             && let Some(rest) = rest
+            && let Err(e) = rest.hang_up(&record.call_sid).await
         {
-            if let Err(e) = rest.hang_up(&record.call_sid).await {
-                tracing::warn!(error = %e, call_sid = %record.call_sid, "REST hang-up failed");
-            }
+            tracing::warn!(error = %e, call_sid = %record.call_sid, "REST hang-up failed");
         }
         log_record(&record);
         record
@@ -134,7 +133,11 @@ impl Bridge {
 }
 
 /// Performs the conductor's actions in order; returns why the call ends, if it does.
-async fn perform(actions: &mut Vec<Action>, twilio: &mut Session, link: &RealtimeLink) -> Option<EndReason> {
+async fn perform(
+    actions: &mut Vec<Action>,
+    twilio: &mut Session,
+    link: &RealtimeLink,
+) -> Option<EndReason> {
     let mut end = None;
     for action in actions.drain(..) {
         match action {

@@ -61,7 +61,10 @@ enum Farewell {
     /// Conversation in progress.
     None,
     /// The call should end once `response_id` is done; if it carried no audio, ask the model for its goodbye first.
-    AfterResponse { response_id: String, ask_for_words: bool },
+    AfterResponse {
+        response_id: String,
+        ask_for_words: bool,
+    },
     /// `response.create` was sent for the goodbye; `response_id` once `response.created` names it.
     Speaking { response_id: Option<String> },
     /// The final mark is queued behind the farewell audio: hang up when it is echoed, or at `deadline`.
@@ -87,8 +90,8 @@ pub struct Conductor {
     active_response_had_audio: bool,
     /// Recently cancelled responses: their late deltas are dropped.
     cancelled_responses: VecDeque<String>,
-    /// Items truncated at barge-in: (ms heard, ms sent), to cut their transcript.
-    truncated_items: HashMap<String, (u64, u64)>,
+    /// Items cut short whose transcript has not arrived yet: (ms heard, ms sent, transcript runs ahead of audio).
+    truncated_items: HashMap<String, (u64, u64, bool)>,
     /// Assistant transcript deltas of items whose `.done` has not arrived yet.
     partial_transcripts: HashMap<String, String>,
     /// Goodbye progress.
@@ -134,6 +137,15 @@ impl Conductor {
 
     /// Ends the record with `reason` at `now` and hands it over.
     pub fn finish(mut self, reason: EndReason, now: Instant) -> CallRecord {
+        // Audio still unplayed when the call ends was never heard: cut those turns like a barge-in would.
+        for item_id in std::mem::take(&mut self.items_in_generation) {
+            let sent_ms = self.ledger.item_sent_ms(&item_id);
+            let heard_ms = self.ledger.item_played_ms(&item_id, now);
+            if heard_ms < sent_ms {
+                let still_generating = self.active_response.is_some();
+                self.cut_turn(item_id, heard_ms, sent_ms, still_generating);
+            }
+        }
         self.flush_partial_transcripts(now);
         let duration_ms = self.offset_ms(now);
         self.record.finish(reason, duration_ms);
@@ -188,7 +200,10 @@ impl Conductor {
             TwilioEvent::Media { media, .. } => {
                 if self.stream_sid.is_some() {
                     out.push(Action::OpenAi(
-                        ClientEvent::InputAudioBufferAppend { audio: media.payload }.to_json(),
+                        ClientEvent::InputAudioBufferAppend {
+                            audio: media.payload,
+                        }
+                        .to_json(),
                     ));
                 }
             }
@@ -202,7 +217,9 @@ impl Conductor {
                 MarkEcho::Stale => tracing::debug!(mark = %name, "stale mark ignored"),
                 MarkEcho::Unknown => tracing::debug!(mark = %name, "unknown mark ignored"),
             },
-            TwilioEvent::Start { stream_sid, start, .. } => {
+            TwilioEvent::Start {
+                stream_sid, start, ..
+            } => {
                 if self.stream_sid.is_some() {
                     tracing::warn!("second start message ignored");
                     return;
@@ -226,7 +243,7 @@ impl Conductor {
                     );
                     out.push(Action::OpenAi(
                         ClientEvent::ConversationItemCreate {
-                            item: ConversationItem::system_text(&greeting),
+                            item: ConversationItem::system_text(greeting),
                         }
                         .to_json(),
                     ));
@@ -240,7 +257,7 @@ impl Conductor {
                 tracing::info!(call_sid = %self.config.call_sid, %digit, "caller pressed a key");
                 out.push(Action::OpenAi(
                     ClientEvent::ConversationItemCreate {
-                        item: ConversationItem::user_text(&format!("The caller pressed {digit}")),
+                        item: ConversationItem::user_text(format!("The caller pressed {digit}")),
                     }
                     .to_json(),
                 ));
@@ -251,7 +268,9 @@ impl Conductor {
                 out.push(Action::HangUp(EndReason::CallerHungUp));
             }
             TwilioEvent::Connected { .. } => {}
-            TwilioEvent::Unknown { event } => tracing::debug!(%event, "unknown Twilio event ignored"),
+            TwilioEvent::Unknown { event } => {
+                tracing::debug!(%event, "unknown Twilio event ignored")
+            }
         }
     }
 
@@ -267,13 +286,19 @@ impl Conductor {
             ServerEvent::ResponseCreated { response_id } => {
                 self.active_response = Some(response_id.clone());
                 self.active_response_had_audio = false;
-                if let Farewell::Speaking { response_id: id @ None } = &mut self.farewell {
+                if let Farewell::Speaking {
+                    response_id: id @ None,
+                } = &mut self.farewell
+                {
                     *id = Some(response_id);
                 }
             }
             ServerEvent::ResponseDone { response } => self.on_response_done(response, now, out),
             ServerEvent::OutputAudioTranscriptDelta { item_id, delta } => {
-                self.partial_transcripts.entry(item_id).or_default().push_str(&delta);
+                self.partial_transcripts
+                    .entry(item_id)
+                    .or_default()
+                    .push_str(&delta);
             }
             ServerEvent::OutputAudioTranscriptDone {
                 response_id,
@@ -296,7 +321,8 @@ impl Conductor {
             }
             ServerEvent::InputTranscriptionCompleted { transcript, .. } => {
                 let offset = self.offset_ms(now);
-                self.record.push_turn(Speaker::Caller, &transcript, offset, false);
+                self.record
+                    .push_turn(Speaker::Caller, &transcript, offset, false, None);
                 self.caller_said_goodbye = self.config.goodbye.is_farewell(&transcript);
             }
             ServerEvent::FunctionCallArgumentsDone {
@@ -321,7 +347,10 @@ impl Conductor {
             ServerEvent::SessionCreated | ServerEvent::SessionUpdated => {
                 tracing::debug!("realtime session ready")
             }
-            ServerEvent::ItemTruncated { item_id, audio_end_ms } => {
+            ServerEvent::ItemTruncated {
+                item_id,
+                audio_end_ms,
+            } => {
                 tracing::debug!(%item_id, audio_end_ms, "item truncated")
             }
             _ => {}
@@ -329,7 +358,14 @@ impl Conductor {
     }
 
     /// Forwards an assistant audio delta unless its response was cancelled; a mark follows it.
-    fn on_audio_delta(&mut self, response_id: &str, item_id: &str, delta: &str, now: Instant, out: &mut Vec<Action>) {
+    fn on_audio_delta(
+        &mut self,
+        response_id: &str,
+        item_id: &str,
+        delta: &str,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         if self.cancelled_responses.iter().any(|c| c == response_id) {
             tracing::debug!(%response_id, "late delta of a cancelled response dropped");
             return;
@@ -344,7 +380,9 @@ impl Conductor {
         if !self.items_in_generation.iter().any(|i| i == item_id) {
             self.items_in_generation.push(item_id.to_owned());
         }
-        let mark = self.ledger.record_sent(item_id, base64_decoded_len(delta), now);
+        let mark = self
+            .ledger
+            .record_sent(item_id, base64_decoded_len(delta), now);
         out.push(Action::Twilio(media_message(stream_sid, delta)));
         out.push(Action::Twilio(mark_message(stream_sid, &mark)));
     }
@@ -353,6 +391,7 @@ impl Conductor {
     fn on_speech_started(&mut self, now: Instant, out: &mut Vec<Action>) {
         let unplayed = self.ledger.has_unplayed(now);
         let active = self.active_response.take();
+        let cancelled_mid_generation = active.is_some();
         if !unplayed && active.is_none() {
             return;
         }
@@ -393,8 +432,12 @@ impl Conductor {
                 .iter()
                 .find(|(id, _)| *id == truncation.item_id)
                 .map_or(truncation.audio_end_ms, |(_, ms)| *ms);
-            self.truncated_items
-                .insert(truncation.item_id, (truncation.audio_end_ms, sent_ms));
+            self.cut_turn(
+                truncation.item_id,
+                truncation.audio_end_ms,
+                sent_ms,
+                cancelled_mid_generation,
+            );
         }
         if self.farewell != Farewell::None {
             tracing::info!(call_sid = %self.config.call_sid, "barge-in during the farewell: hang-up cancelled");
@@ -403,7 +446,14 @@ impl Conductor {
         self.response_create_pending = false;
     }
 
-    fn on_function_call(&mut self, response_id: String, call_id: &str, name: &str, arguments: &str, out: &mut Vec<Action>) {
+    fn on_function_call(
+        &mut self,
+        response_id: String,
+        call_id: &str,
+        name: &str,
+        arguments: &str,
+        out: &mut Vec<Action>,
+    ) {
         let output = if name == "end_call" {
             let outcome = serde_json::from_str::<serde_json::Value>(arguments)
                 .ok()
@@ -430,9 +480,14 @@ impl Conductor {
         ));
     }
 
-    fn on_response_done(&mut self, response: crate::realtime::events::ResponseSummary, now: Instant, out: &mut Vec<Action>) {
+    fn on_response_done(
+        &mut self,
+        response: crate::realtime::events::ResponseSummary,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         if let Some(usage) = &response.usage {
-            self.record.usage += usage.clone();
+            self.record.usage += *usage;
         }
         if self.active_response.as_deref() == Some(response.id.as_str()) {
             self.active_response = None;
@@ -448,7 +503,9 @@ impl Conductor {
                     self.farewell = Farewell::None;
                 } else if *ask_for_words {
                     self.farewell = Farewell::Speaking { response_id: None };
-                    out.push(Action::OpenAi(ClientEvent::ResponseCreate { response: None }.to_json()));
+                    out.push(Action::OpenAi(
+                        ClientEvent::ResponseCreate { response: None }.to_json(),
+                    ));
                     return;
                 } else {
                     self.send_final_mark(now, out);
@@ -467,7 +524,9 @@ impl Conductor {
         }
         if self.response_create_pending && self.active_response.is_none() {
             self.response_create_pending = false;
-            out.push(Action::OpenAi(ClientEvent::ResponseCreate { response: None }.to_json()));
+            out.push(Action::OpenAi(
+                ClientEvent::ResponseCreate { response: None }.to_json(),
+            ));
         }
     }
 
@@ -477,7 +536,10 @@ impl Conductor {
             out.push(Action::HangUp(EndReason::Goodbye));
             return;
         };
-        let unplayed_ms = self.ledger.sent_ms().saturating_sub(self.ledger.played_ms(now));
+        let unplayed_ms = self
+            .ledger
+            .sent_ms()
+            .saturating_sub(self.ledger.played_ms(now));
         let mark = self.ledger.record_mark(now);
         out.push(Action::Twilio(mark_message(stream_sid, &mark)));
         let deadline = now + Duration::from_millis(unplayed_ms) + self.config.farewell_grace;
@@ -489,18 +551,45 @@ impl Conductor {
         if self.active_response.is_some() {
             self.response_create_pending = true;
         } else {
-            out.push(Action::OpenAi(ClientEvent::ResponseCreate { response: None }.to_json()));
+            out.push(Action::OpenAi(
+                ClientEvent::ResponseCreate { response: None }.to_json(),
+            ));
+        }
+    }
+
+    /// The caller heard `heard_ms` of the `sent_ms` of item `item_id`: cut its turn if it is recorded already,
+    /// else remember the cut for when its transcript arrives.
+    fn cut_turn(&mut self, item_id: String, heard_ms: u64, sent_ms: u64, text_ahead: bool) {
+        let recorded = self
+            .record
+            .turns
+            .iter_mut()
+            .rev()
+            .find(|t| t.item_id.as_deref() == Some(item_id.as_str()));
+        match recorded {
+            Some(turn) => {
+                turn.text = cut_to_heard(&turn.text, heard_ms, sent_ms, text_ahead);
+                turn.interrupted = true;
+            }
+            None => {
+                self.truncated_items
+                    .insert(item_id, (heard_ms, sent_ms, text_ahead));
+            }
         }
     }
 
     fn record_assistant_turn(&mut self, item_id: &str, transcript: &str, now: Instant) {
         let offset = self.offset_ms(now);
         match self.truncated_items.remove(item_id) {
-            Some((heard_ms, sent_ms)) => {
-                let heard = cut_to_heard(transcript, heard_ms, sent_ms);
-                self.record.push_turn(Speaker::Assistant, &heard, offset, true);
+            Some((heard_ms, sent_ms, text_ahead)) => {
+                let heard = cut_to_heard(transcript, heard_ms, sent_ms, text_ahead);
+                self.record
+                    .push_turn(Speaker::Assistant, &heard, offset, true, Some(item_id));
             }
-            None => self.record.push_turn(Speaker::Assistant, transcript, offset, false),
+            None => {
+                self.record
+                    .push_turn(Speaker::Assistant, transcript, offset, false, Some(item_id))
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 //! The per-call bridge between a Twilio media stream and an OpenAI Realtime session.
 
 pub mod bridge;
+pub mod conductor;
 pub mod goodbye;
 pub mod playback;
-pub mod conductor;

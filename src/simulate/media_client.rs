@@ -133,6 +133,9 @@ pub enum Observation {
         code: Option<u16>,
         /// The close reason, or the socket error.
         reason: String,
+        /// Assistant audio still unplayed when the socket closed, in ms: it is never heard (playback stops, and
+        /// pending marks are not echoed).
+        unplayed_ms: u64,
     },
 }
 
@@ -233,17 +236,19 @@ impl MediaStreamClient {
             })?;
             request.headers_mut().insert("X-Twilio-Signature", value);
         }
-        let (socket, _response) = match tokio_tungstenite::connect_async(request).await {
-            Ok(connected) => connected,
-            Err(tungstenite::Error::Http(response)) => {
-                return Err(SimulateError::Rejected(response.status().as_u16()));
-            }
-            Err(error) => {
-                return Err(SimulateError::WebSocket(format!(
-                    "connecting to {ws_url}: {error}"
-                )));
-            }
-        };
+        // Nagle off, as Twilio's media servers would: mark echoes are small frames that must leave at once.
+        let (socket, _response) =
+            match tokio_tungstenite::connect_async_with_config(request, None, true).await {
+                Ok(connected) => connected,
+                Err(tungstenite::Error::Http(response)) => {
+                    return Err(SimulateError::Rejected(response.status().as_u16()));
+                }
+                Err(error) => {
+                    return Err(SimulateError::WebSocket(format!(
+                        "connecting to {ws_url}: {error}"
+                    )));
+                }
+            };
         tracing::debug!(url = %ws_url, "media stream connected");
         let now = Instant::now();
         let (changed, _) = watch::channel(0);
@@ -544,10 +549,12 @@ impl SocketTask {
         if !self.closed_recorded {
             self.closed_recorded = true;
             self.pacing = None;
+            let unplayed_ms = self.inner.lock().playback.clear(Instant::now()).dropped_ms;
             self.inner.record(Observation::Closed {
                 by_server,
                 code,
                 reason,
+                unplayed_ms,
             });
         }
     }
@@ -1552,7 +1559,56 @@ mod tests {
                 by_server: true,
                 code: Some(1000),
                 reason: "goodbye".to_owned(),
+                unplayed_ms: 0,
             })
+        );
+    }
+
+    #[tokio::test]
+    async fn audio_still_queued_when_the_server_closes_is_reported_unplayed() {
+        // Arrange: 1 s of audio queued.
+        let (client, mut server) = connect_pair(quiet_config()).await;
+        let stream_sid = start_stream(&client, &mut server).await;
+        send_server(
+            &mut server,
+            json!({"event": "media", "streamSid": stream_sid, "media": {"payload": silence_payload(8_000)}}),
+        )
+        .await;
+        client
+            .wait_for(
+                |event| matches!(event.kind, Observation::Media { .. }),
+                ms(1_000),
+            )
+            .await
+            .expect("the audio arrives");
+
+        // Act
+        server.close(None).await.expect("the socket is open");
+        let closed = client
+            .wait_for(
+                |event| matches!(event.kind, Observation::Closed { .. }),
+                ms(2_000),
+            )
+            .await;
+        let played_at_close = client.played_ms();
+        tokio::time::sleep(ms(50)).await;
+
+        // Assert
+        let Some(ObservedEvent {
+            kind: Observation::Closed { unplayed_ms, .. },
+            ..
+        }) = closed
+        else {
+            panic!("no close observed: {closed:?}");
+        };
+        assert!(
+            (700..=1_000).contains(&unplayed_ms),
+            "{unplayed_ms} ms unplayed"
+        );
+        assert_eq!(
+            client.played_ms(),
+            played_at_close,
+            "playback goes on after the close"
         );
     }
 

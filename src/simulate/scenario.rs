@@ -334,6 +334,7 @@ pub fn timeline_of(events: &[ObservedEvent], origin: Instant) -> Vec<(Duration, 
                 by_server,
                 code,
                 reason,
+                unplayed_ms,
             } => {
                 let who = if *by_server {
                     "server closed the stream"
@@ -348,7 +349,12 @@ pub fn timeline_of(events: &[ObservedEvent], origin: Instant) -> Vec<(Duration, 
                 } else {
                     format!(": {reason}")
                 };
-                Some(format!("{who}{code}{reason}"))
+                let unheard = if *unplayed_ms > 0 {
+                    format!(" ({unplayed_ms} ms of assistant audio never played)")
+                } else {
+                    String::new()
+                };
+                Some(format!("{who}{code}{reason}{unheard}"))
             }
             Observation::Media { .. }
             | Observation::Mark { .. }
@@ -522,6 +528,7 @@ mod tests {
                     by_server: true,
                     code: Some(1000),
                     reason: String::new(),
+                    unplayed_ms: 0,
                 },
             ),
         ];

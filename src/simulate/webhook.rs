@@ -7,11 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use hmac::{Hmac, KeyInit as _, Mac as _};
 use quick_xml::events::{BytesStart, Event};
 
 use super::SimulateError;
+use crate::twilio::signature::RequestValidator;
 
 /// How long the simulator waits for the webhook's answer; Twilio itself gives up after 15 s.
 pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -22,7 +21,8 @@ pub const INCOMING_CALL_PATH: &str = "/incoming-call";
 /// One fake inbound call, as Twilio would announce it to the voice webhook.
 #[derive(Debug, Clone)]
 pub struct WebhookCall {
-    /// Base URL the request is actually sent to, e.g. `http://127.0.0.1:5050` (no trailing path).
+    /// Base URL the request is actually sent to, e.g. `http://127.0.0.1:5050` (no trailing path). Use the server's
+    /// local `http://` address: the crate's awc build has no TLS root certificates for `https://`.
     pub server_url: String,
     /// Base URL Twilio would have used and signed, e.g. `https://abc.trycloudflare.com`: the server's configured
     /// public URL. Equal to `server_url` when there is no tunnel.
@@ -126,21 +126,11 @@ impl WebhookCall {
     }
 }
 
-/// Twilio's request signature: base64(HMAC-SHA1(auth token, url + each `name + value` in sorted order)).
-///
-/// Follows <https://www.twilio.com/docs/usage/webhooks/webhooks-security>. With no parameters this is the signature
-/// of a GET or of a Media Streams WebSocket upgrade (the URL alone).
-pub fn twilio_signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
-    let mut sorted: Vec<&(String, String)> = params.iter().collect();
-    sorted.sort();
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(auth_token.as_bytes())
-        .expect("HMAC accepts a key of any length");
-    mac.update(url.as_bytes());
-    for (name, value) in sorted {
-        mac.update(name.as_bytes());
-        mac.update(value.as_bytes());
-    }
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+/// Twilio's request signature over `url` and the form `params` (none for a Media Streams WebSocket upgrade),
+/// computed by the server's own [`RequestValidator`] so both sides agree by construction; the published test vector
+/// pins it to what Twilio sends.
+pub(crate) fn twilio_signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
+    RequestValidator::new(auth_token).sign(url, params)
 }
 
 /// A Twilio-style id: `prefix` followed by 32 lowercase hex digits from 128 random bits (e.g. `CA…`, `MZ…`).
@@ -174,7 +164,14 @@ async fn post_form(
             let mut response = request
                 .send_form(&params)
                 .await
-                .map_err(|error| SimulateError::Http(format!("POST {url}: {error}")))?;
+                .map_err(|error| {
+                    let hint = if url.starts_with("https:") {
+                        " (this build's HTTP client may lack TLS roots: post to the server's local http:// address)"
+                    } else {
+                        ""
+                    };
+                    SimulateError::Http(format!("POST {url}: {error}{hint}"))
+                })?;
             let body = response.body().limit(1024 * 1024).await.map_err(|error| {
                 SimulateError::Http(format!("reading the answer of POST {url}: {error}"))
             })?;

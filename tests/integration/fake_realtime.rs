@@ -49,6 +49,12 @@
 //!   audio), `response.output_audio.done`, `response.content_part.done`, `response.output_item.done{status:
 //!   "incomplete"}`, `conversation.item.done`, `response.done{status:"cancelled", status_details:{type:"cancelled",
 //!   reason:"client_cancelled"}}`. A response cancelled before its output started ends with `response.done` only.
+//! - **Late deltas.** The real API can have audio already in flight when it processes a cancellation. With
+//!   [`Script::late_deltas_after_cancel`] = N > 0, every cancellation of a streaming response (`response.cancel` or
+//!   the fake's own VAD interruption) first sends up to N more `response.output_audio.delta` events of the cancelled
+//!   response (same `response_id`/`item_id`, [`Script::delta_ms`] each, back to back, never past the response's
+//!   scripted audio), then the closing events above. They count in [`FakeRealtime::audio_sent_ms`] and in what a
+//!   truncate may keep, since they were produced.
 //! - **Barge-in ordering.** With `interrupt_response` on, speech that starts while a response is active makes the
 //!   fake cancel it itself, [`Script::interrupt_delay`] after `speech_started` (default zero: the cancellation events
 //!   follow `speech_started` in the same burst, reason `turn_detected`). A relay that answers `speech_started` with
@@ -56,6 +62,10 @@
 //!   exactly the race the real API produces; with a non-zero `interrupt_delay` the relay's cancel wins and succeeds.
 //! - **Mid-call close.** With [`Script::close_after`], the socket is closed (code [`Script::close_code`]) that long
 //!   after the connection's first `session.update`.
+//! - **Close tracking.** The instant each accepted connection ended is recorded, whichever side ended it: a client
+//!   close frame (on receipt), the socket's end or error, or the fake's scripted close (just before its close
+//!   frame is sent). Read it with [`FakeRealtime::connection_closed_at`] or wait for it with
+//!   [`FakeRealtime::wait_for_connection_closed`].
 //!
 //! Each connection plays the script from its start (its own copy of the responses and transcripts). Every event
 //! in both directions is recorded for the tests to assert on; [`FakeRealtime::dump_jsonl`] writes the client events
@@ -79,6 +89,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -157,11 +168,17 @@ pub struct Script {
     /// With server VAD's `interrupt_response`, how long after `speech_started` the fake cancels the active response
     /// itself (reason `turn_detected`). Zero (the default) cancels in the same burst as `speech_started`.
     pub interrupt_delay: Duration,
+    /// Audio deltas still "in flight" when a streaming response is cancelled (by `response.cancel` or by the
+    /// fake's VAD interruption): that many more `response.output_audio.delta` events of the cancelled response
+    /// (same ids, [`Script::delta_ms`] each, back to back) are sent before the cancellation's closing events,
+    /// fewer when the response's scripted audio runs out first. They count as sent audio for the item. Default 0:
+    /// the deltas stop at once.
+    pub late_deltas_after_cancel: u32,
 }
 
 impl Default for Script {
     /// No scripted responses, 200 ms to first audio, 100 ms deltas sent 10× faster than real time, no caller
-    /// transcripts, no mid-call close, immediate VAD interruption.
+    /// transcripts, no mid-call close, immediate VAD interruption, no late deltas after a cancellation.
     fn default() -> Self {
         Self {
             responses: Vec::new(),
@@ -172,6 +189,7 @@ impl Default for Script {
             close_after: None,
             close_code: 1011,
             interrupt_delay: Duration::ZERO,
+            late_deltas_after_cancel: 0,
         }
     }
 }
@@ -365,6 +383,24 @@ impl FakeRealtime {
         self.shared.record().connections
     }
 
+    /// When accepted connection number `connection` (0-based, in accept order) ended, whichever side ended it: a
+    /// client close frame (when it arrived), the socket's end or error, or the fake's scripted close (just before
+    /// its close frame was sent). `None` while it is open, or when there is no such connection.
+    pub fn connection_closed_at(&self, connection: usize) -> Option<std::time::Instant> {
+        self.shared.record().closed_at.get(&connection).copied()
+    }
+
+    /// Waits until accepted connection number `connection` (0-based, in accept order) has ended (now or earlier)
+    /// and returns when, as [`FakeRealtime::connection_closed_at`]; `None` after `timeout`.
+    pub async fn wait_for_connection_closed(
+        &self,
+        connection: usize,
+        timeout: Duration,
+    ) -> Option<std::time::Instant> {
+        self.wait_until(timeout, || self.connection_closed_at(connection))
+            .await
+    }
+
     /// The `session` object of the latest `session.update` received, as the client sent it.
     pub fn last_session(&self) -> Option<Value> {
         self.shared.record().last_session.clone()
@@ -531,6 +567,16 @@ impl Shared {
         self.changed.notify_waiters();
     }
 
+    /// Records that connection `connection` ended now, unless its end is already recorded (the first end wins).
+    fn mark_closed(&self, connection: usize) {
+        self.update(|record| {
+            record
+                .closed_at
+                .entry(connection)
+                .or_insert_with(std::time::Instant::now);
+        });
+    }
+
     fn new_id(&self, prefix: &str) -> String {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         format!("{prefix}_fake{n:016}")
@@ -552,6 +598,8 @@ struct Record {
     last_session: Option<Value>,
     /// Audio sent per assistant item, in ms.
     audio_sent_ms: HashMap<String, u64>,
+    /// When each accepted connection ended, by connection number (`std` time: what the scenario tests compare).
+    closed_at: HashMap<usize, std::time::Instant>,
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -660,8 +708,19 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
         record.connections += 1;
         record.connections - 1
     };
-    let mut session = Session::new(Arc::clone(&shared), &model);
+    play(&mut ws, &shared, connection, &model).await;
+    // Every way out of `play` ends the connection; the ends it records itself (close frames) were earlier.
+    shared.mark_closed(connection);
+}
 
+/// Plays one accepted connection's session until either side ends it.
+async fn play(
+    ws: &mut WebSocketStream<TcpStream>,
+    shared: &Arc<Shared>,
+    connection: usize,
+    model: &str,
+) {
+    let mut session = Session::new(Arc::clone(shared), model);
     loop {
         for event in session.take_outgoing() {
             let text = event.to_string();
@@ -684,16 +743,14 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
             }
         }
         if session.close_requested {
+            shared.mark_closed(connection);
             let frame = CloseFrame {
                 code: CloseCode::from(shared.script.close_code),
                 reason: Utf8Bytes::from("fake: scripted close"),
             };
             let _ = ws.close(Some(frame)).await;
             // Let the client's close reply arrive before the socket is dropped.
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                while ws.next().await.is_some() {}
-            })
-            .await;
+            drain_until_closed(ws).await;
             return;
         }
         let deadline = session.next_deadline();
@@ -719,12 +776,27 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
                     "Binary frames are not supported; send JSON text frames.",
                     None,
                 ),
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                Some(Ok(Message::Close(_))) => {
+                    shared.mark_closed(connection);
+                    // Reading on sends tungstenite's queued close reply, completing the client's handshake.
+                    drain_until_closed(ws).await;
+                    return;
+                }
+                Some(Err(_)) | None => return,
                 Some(Ok(_)) => {}
             },
             () = sleep_until_option(deadline) => session.tick(Instant::now()),
         }
     }
+}
+
+/// Reads (and drops) whatever still arrives until the socket ends, for at most a second, so that close handshakes
+/// complete before the socket is dropped.
+async fn drain_until_closed(ws: &mut WebSocketStream<TcpStream>) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
 }
 
 async fn sleep_until_option(deadline: Option<Instant>) {
@@ -1668,30 +1740,44 @@ impl Session {
         }
     }
 
-    /// Sends the next audio delta of the streaming response; finishes it after the last one.
+    /// Sends the next audio delta of the streaming response, due again `interval` later; finishes the response
+    /// after its last one.
     fn send_delta(&mut self, interval: Duration) {
+        if let Some(ActiveResponse {
+            phase: Phase::Streaming { next_at, .. },
+            ..
+        }) = &mut self.active
+        {
+            *next_at += interval;
+        }
+        if self.emit_delta() == Some(true) {
+            self.finish_speak("completed", None);
+        }
+    }
+
+    /// Emits the next audio delta of the streaming Speak response (at most [`Script::delta_ms`], the rest of its
+    /// audio at the end) and records it as the item's audio. Returns whether the response's audio is now all sent,
+    /// or `None` when no Speak response is streaming or its audio was already all sent (nothing emitted).
+    fn emit_delta(&mut self) -> Option<bool> {
         let Some(ActiveResponse {
             id,
             plan: ScriptedResponse::Speak { audio_ms, .. },
-            phase,
+            phase: Phase::Streaming {
+                item_id, sent_ms, ..
+            },
             ..
         }) = &mut self.active
         else {
-            return;
+            return None;
         };
-        let Phase::Streaming {
-            item_id,
-            next_at,
-            sent_ms,
-        } = phase
-        else {
-            return;
-        };
-        let ms = self.shared.script.delta_ms.max(1).min(*audio_ms - *sent_ms);
+        let remaining_ms = audio_ms.saturating_sub(*sent_ms);
+        if remaining_ms == 0 {
+            return None;
+        }
+        let ms = self.shared.script.delta_ms.max(1).min(remaining_ms);
         let delta = BASE64.encode(tone(*sent_ms, ms));
         *sent_ms += ms;
-        *next_at += interval;
-        let done = *sent_ms >= *audio_ms;
+        let all_sent = *sent_ms >= *audio_ms;
         let (response_id, item_id, sent) = (id.clone(), item_id.clone(), *sent_ms);
         if let Some((ItemKind::AssistantAudio { audio_ms }, _)) = self.items.get_mut(&item_id) {
             *audio_ms = sent;
@@ -1700,15 +1786,21 @@ impl Session {
             "type": "response.output_audio.delta", "response_id": response_id, "item_id": item_id,
             "output_index": 0, "content_index": 0, "delta": delta
         }));
-        if done {
-            self.finish_speak("completed", None);
-        }
+        Some(all_sent)
     }
 
-    /// Cancels the active response (server VAD or `response.cancel`).
+    /// Cancels the active response (server VAD or `response.cancel`); a streaming one first sends its
+    /// [`Script::late_deltas_after_cancel`] in-flight deltas.
     fn cancel_active(&mut self, reason: &str) {
         match self.active.as_ref().map(|a| &a.phase) {
-            Some(Phase::Streaming { .. }) => self.finish_speak("cancelled", Some(reason)),
+            Some(Phase::Streaming { .. }) => {
+                for _ in 0..self.shared.script.late_deltas_after_cancel {
+                    if self.emit_delta() != Some(false) {
+                        break;
+                    }
+                }
+                self.finish_speak("cancelled", Some(reason));
+            }
             Some(Phase::Waiting { .. }) => {
                 let Some(active) = self.active.take() else {
                     return;
@@ -2335,6 +2427,135 @@ mod tests {
         assert!(fake.errors_sent().is_empty());
     }
 
+    /// A script whose deltas are 10 s apart, so that none but the first is due while a test cancels the response.
+    fn slow_speak_script(audio_ms: u64, late_deltas_after_cancel: u32) -> Script {
+        Script {
+            response_delay: Duration::ZERO,
+            speed_up: 0.01,
+            late_deltas_after_cancel,
+            ..speak_script(audio_ms)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancel_is_followed_by_the_late_deltas_of_the_cancelled_response_then_its_cancellation()
+     {
+        // Arrange
+        let fake = FakeRealtime::start(slow_speak_script(5000, 3)).await;
+        let mut ws = connect(&fake).await;
+        session_update(&mut ws).await;
+        send(&mut ws, json!({"type": "response.create"})).await;
+        let first = events_until(&mut ws, "response.output_audio.delta")
+            .await
+            .pop()
+            .expect("the first delta");
+
+        // Act
+        send(&mut ws, json!({"type": "response.cancel"})).await;
+        let events = response_events(&mut ws).await;
+
+        // Assert
+        let kinds = types(&events);
+        assert_eq!(
+            kinds[..4],
+            [
+                "response.output_audio.delta",
+                "response.output_audio.delta",
+                "response.output_audio.delta",
+                "response.output_audio_transcript.done"
+            ],
+            "{kinds:?}"
+        );
+        assert_eq!(
+            kinds
+                .iter()
+                .filter(|k| **k == "response.output_audio.delta")
+                .count(),
+            3
+        );
+        for late in &events[..3] {
+            assert_eq!(late["response_id"], first["response_id"]);
+            assert_eq!(late["item_id"], first["item_id"]);
+        }
+        assert_eq!(delta_bytes(&events), 3 * 100 * 8, "normal-sized deltas");
+        let done = events.last().expect("response.done");
+        assert_eq!(done["response"]["status"], "cancelled");
+        let item_id = first["item_id"].as_str().expect("item_id");
+        assert_eq!(fake.audio_sent_ms(item_id), Some(400));
+    }
+
+    #[tokio::test]
+    async fn late_deltas_stop_at_the_end_of_the_scripted_audio() {
+        // Arrange
+        let fake = FakeRealtime::start(slow_speak_script(250, 5)).await;
+        let mut ws = connect(&fake).await;
+        session_update(&mut ws).await;
+        send(&mut ws, json!({"type": "response.create"})).await;
+        let _ = events_until(&mut ws, "response.output_audio.delta").await;
+
+        // Act
+        send(&mut ws, json!({"type": "response.cancel"})).await;
+        let events = response_events(&mut ws).await;
+
+        // Assert
+        assert_eq!(delta_bytes(&events), 150 * 8, "100 ms then the last 50 ms");
+        assert_eq!(
+            events.last().expect("response.done")["response"]["status"],
+            "cancelled"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_vad_interruption_also_sends_the_late_deltas_first() {
+        // Arrange
+        let fake = FakeRealtime::start(slow_speak_script(5000, 2)).await;
+        let mut ws = connect(&fake).await;
+        session_update(&mut ws).await;
+        send(&mut ws, json!({"type": "response.create"})).await;
+        let _ = events_until(&mut ws, "response.output_audio.delta").await;
+
+        // Act
+        append_audio(&mut ws, INTERRUPT).await;
+        let events = response_events(&mut ws).await;
+
+        // Assert
+        let started = events
+            .iter()
+            .position(|e| e["type"] == "input_audio_buffer.speech_started")
+            .expect("speech_started");
+        assert_eq!(
+            types(&events)[started + 1..started + 4],
+            [
+                "response.output_audio.delta",
+                "response.output_audio.delta",
+                "response.output_audio_transcript.done"
+            ]
+        );
+        let done = events.last().expect("response.done");
+        assert_eq!(
+            done["response"]["status_details"]["reason"],
+            "turn_detected"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_late_deltas_a_cancel_stops_the_audio_at_once() {
+        // Arrange
+        let fake = FakeRealtime::start(slow_speak_script(5000, 0)).await;
+        let mut ws = connect(&fake).await;
+        session_update(&mut ws).await;
+        send(&mut ws, json!({"type": "response.create"})).await;
+        let _ = events_until(&mut ws, "response.output_audio.delta").await;
+
+        // Act
+        send(&mut ws, json!({"type": "response.cancel"})).await;
+        let events = response_events(&mut ws).await;
+
+        // Assert
+        assert_eq!(types(&events)[0], "response.output_audio_transcript.done");
+        assert_eq!(delta_bytes(&events), 0);
+    }
+
     #[tokio::test]
     async fn a_tool_call_is_followed_by_the_next_response_after_its_output_and_response_create() {
         // Arrange
@@ -2527,6 +2748,113 @@ mod tests {
             Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1001),
             other => panic!("expected a close frame, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn the_scripted_close_is_recorded_as_the_connection_closing() {
+        // Arrange
+        let script = Script {
+            close_after: Some(Duration::from_millis(100)),
+            ..Script::default()
+        };
+        let fake = FakeRealtime::start(script).await;
+        let mut ws = connect(&fake).await;
+        let updated_at = std::time::Instant::now();
+        session_update(&mut ws).await;
+        let open_before = fake.connection_closed_at(0);
+
+        // Act
+        let message = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a close in time");
+        let close_seen_at = std::time::Instant::now();
+        let closed_at = fake.wait_for_connection_closed(0, WAIT).await;
+
+        // Assert
+        assert!(
+            matches!(message, Some(Ok(Message::Close(_)))),
+            "{message:?}"
+        );
+        assert_eq!(open_before, None);
+        let closed_at = closed_at.expect("the scripted close is recorded");
+        assert!(closed_at >= updated_at + Duration::from_millis(100));
+        assert!(
+            closed_at <= close_seen_at,
+            "recorded before the close frame went out"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_close_frame_is_recorded_promptly_for_that_connection_only() {
+        // Arrange
+        let fake = FakeRealtime::start(Script::default()).await;
+        let _first = connect(&fake).await;
+        let mut second = connect(&fake).await;
+        session_update(&mut second).await;
+
+        // Act
+        let closing_at = std::time::Instant::now();
+        second.close(None).await.expect("sending a close frame");
+        let closed_at = fake.wait_for_connection_closed(1, WAIT).await;
+
+        // Assert
+        let closed_at = closed_at.expect("the client's close is recorded");
+        assert!(
+            closed_at >= closing_at && closed_at - closing_at < Duration::from_millis(500),
+            "recorded {:?} after the close was sent",
+            closed_at.saturating_duration_since(closing_at)
+        );
+        assert_eq!(
+            fake.connection_closed_at(0),
+            None,
+            "the other connection is still open"
+        );
+        assert_eq!(fake.connection_closed_at(2), None, "no such connection");
+    }
+
+    #[tokio::test]
+    async fn a_client_close_frame_gets_the_close_reply() {
+        // Arrange
+        let fake = FakeRealtime::start(Script::default()).await;
+        let mut ws = connect(&fake).await;
+
+        // Act
+        ws.close(None).await.expect("sending a close frame");
+        let reply = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("the close handshake completes in time");
+
+        // Assert
+        assert!(matches!(reply, Some(Ok(Message::Close(_)))), "{reply:?}");
+    }
+
+    #[tokio::test]
+    async fn a_client_socket_dropped_without_a_close_frame_is_recorded_as_closed() {
+        // Arrange
+        let fake = FakeRealtime::start(Script::default()).await;
+        let ws = connect(&fake).await;
+
+        // Act
+        drop(ws);
+        let closed_at = fake.wait_for_connection_closed(0, WAIT).await;
+
+        // Assert
+        assert!(closed_at.is_some());
+    }
+
+    #[tokio::test]
+    async fn waiting_for_an_open_connection_to_close_times_out_with_none() {
+        // Arrange
+        let fake = FakeRealtime::start(Script::default()).await;
+        let _ws = connect(&fake).await;
+
+        // Act
+        let closed_at = fake
+            .wait_for_connection_closed(0, Duration::from_millis(50))
+            .await;
+
+        // Assert
+        assert_eq!(closed_at, None);
     }
 
     #[tokio::test]

@@ -10,7 +10,9 @@ use callbridge::calls::CallRecord;
 use callbridge::calls::live::LiveCalls;
 use callbridge::config::{Requirement, Settings};
 use callbridge::simulate::webhook::random_hex_id;
-use callbridge::simulate::{MediaClientConfig, MediaStreamClient, ObservedEvent, Observation, WebhookCall, local_stream_url};
+use callbridge::simulate::{
+    MediaClientConfig, MediaStreamClient, Observation, ObservedEvent, WebhookCall, local_stream_url,
+};
 use callbridge::startup::Application;
 use tokio_util::sync::CancellationToken;
 
@@ -22,15 +24,19 @@ pub const AUTH_TOKEN: &str = "test-auth-token-0123456789abcdef";
 pub const PUBLIC_URL: &str = "https://callbridge.test";
 
 /// Real recorded speech (espeak-ng), raw 8 kHz μ-law: "Hi, I'd like to book a table for four at seven tonight".
-pub static CALLER_HELLO: LazyLock<Vec<u8>> =
-    LazyLock::new(|| std::fs::read(fixture("caller-hello.ulaw")).expect("tests/fixtures/caller-hello.ulaw"));
+pub static CALLER_HELLO: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    std::fs::read(fixture("caller-hello.ulaw")).expect("tests/fixtures/caller-hello.ulaw")
+});
 /// A short interruption: "Wait, sorry, stop."
-pub static CALLER_INTERRUPT: LazyLock<Vec<u8>> =
-    LazyLock::new(|| std::fs::read(fixture("caller-interrupt.ulaw")).expect("tests/fixtures/caller-interrupt.ulaw"));
+pub static CALLER_INTERRUPT: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    std::fs::read(fixture("caller-interrupt.ulaw")).expect("tests/fixtures/caller-interrupt.ulaw")
+});
 
 /// Path of a file under `tests/fixtures`.
 pub fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// Logs go to stdout when `TEST_LOG` is set; otherwise the tests are silent.
@@ -119,7 +125,10 @@ impl TestApp {
 
     /// Posts the webhook and returns the local `ws://` URL of the stream from the TwiML.
     pub async fn answer(&self, webhook: &WebhookCall) -> String {
-        let answer = webhook.post_incoming().await.expect("the webhook is answered");
+        let answer = webhook
+            .post_incoming()
+            .await
+            .expect("the webhook is answered");
         assert_eq!(answer.status, 200, "webhook refused: {}", answer.body);
         let stream = answer.stream.expect("TwiML with <Connect><Stream>");
         local_stream_url(&stream.url, &self.address).expect("a stream URL")
@@ -138,7 +147,10 @@ impl TestApp {
         let stream = MediaStreamClient::connect_with(&url, config)
             .await
             .expect("the media stream upgrade succeeds");
-        stream.start(&webhook.call_sid, &[]).await.expect("start is sent");
+        stream
+            .start(&webhook.call_sid, &[])
+            .await
+            .expect("start is sent");
         TestCall { webhook, stream }
     }
 
@@ -153,11 +165,21 @@ impl TestApp {
 
 impl TestCall {
     /// Waits until an observation matches, failing the test with `what` after `timeout`.
-    pub async fn expect(&self, what: &str, timeout: Duration, pred: impl Fn(&Observation) -> bool) -> ObservedEvent {
+    pub async fn expect(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Observation) -> bool,
+    ) -> ObservedEvent {
         self.stream
             .wait_for(|e| pred(&e.kind), timeout)
             .await
-            .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}; saw {:#?}", self.stream.events()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; saw {:#?}",
+                    self.stream.events()
+                )
+            })
     }
 
     /// Assistant audio received so far, ms.

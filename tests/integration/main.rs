@@ -5,4 +5,9 @@
 pub mod fake_realtime;
 mod helpers;
 
+mod barge_in;
+mod ending;
+mod frames;
+mod goodbye;
 mod inbound_call;
+mod security;
