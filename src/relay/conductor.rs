@@ -626,3 +626,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "conductor_tests.rs"]
+mod conductor_tests;
