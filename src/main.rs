@@ -21,6 +21,8 @@ enum Command {
     Serve,
     /// Print the effective settings (secrets masked) and whether `serve` would start.
     CheckConfig,
+    /// Play Twilio against a running callbridge: signed webhook, media stream, real-time audio.
+    Simulate(callbridge::simulate::cli::SimulateArgs),
 }
 
 #[tokio::main]
@@ -29,6 +31,10 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Serve => serve().await,
         Command::CheckConfig => check_config(),
+        Command::Simulate(args) => {
+            callbridge::telemetry::init(callbridge::config::LogFormat::Text, "warn");
+            callbridge::simulate::cli::run_cli(args).await
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! record); it reports what Twilio could observe.
 
 pub mod audio;
+pub mod cli;
 pub mod media_client;
 pub mod scenario;
 pub mod webhook;

@@ -11,3 +11,4 @@ mod frames;
 mod goodbye;
 mod inbound_call;
 mod security;
+mod simulate_cli;
