@@ -19,8 +19,7 @@ test: build test-rust test-conformance ## Everything: unit, integration and conf
 
 test-rust:
 	rm -rf $(EVENTS_DIR) && mkdir -p $(EVENTS_DIR)
-	REALTIME_EVENTS_DIR=$(abspath $(EVENTS_DIR)) $(CARGO) nextest run --all-targets --no-fail-fast
-	$(CARGO) test --doc
+	REALTIME_EVENTS_DIR=$(abspath $(EVENTS_DIR)) $(CARGO) nextest run --no-fail-fast
 
 $(VENV)/.installed: tests/conformance/requirements.txt
 	$(PYTHON) -m venv $(VENV)

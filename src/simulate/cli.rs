@@ -59,7 +59,8 @@ fn read_audio(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 fn seconds(name: &str, value: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(value).map_err(|_| format!("--{name} must be a positive number of seconds"))
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("--{name} must be a positive number of seconds"))
 }
 
 /// Runs `callbridge simulate` and prints the report. Exit code 0 when the call ran, 1 when it could not, 2 for bad
@@ -108,10 +109,23 @@ fn build_options(args: SimulateArgs) -> Result<SimulateOptions, String> {
         .unwrap_or_else(|| format!("http://127.0.0.1:{}", settings.port));
     let public_url = args
         .public_url
-        .or_else(|| settings.public_url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_owned()))
+        .or_else(|| {
+            settings
+                .public_url
+                .as_ref()
+                .map(|u| u.as_str().trim_end_matches('/').to_owned())
+        })
         .unwrap_or_else(|| server_url.clone());
-    let mut options = SimulateOptions::new(&server_url, &public_url, &auth_token, read_audio(&args.audio)?);
-    options.barge_in_at = args.barge_in_at.map(|s| seconds("barge-in-at", s)).transpose()?;
+    let mut options = SimulateOptions::new(
+        &server_url,
+        &public_url,
+        &auth_token,
+        read_audio(&args.audio)?,
+    );
+    options.barge_in_at = args
+        .barge_in_at
+        .map(|s| seconds("barge-in-at", s))
+        .transpose()?;
     options.barge_in_audio = args.barge_in_audio.as_deref().map(read_audio).transpose()?;
     options.save_audio = args.save_audio;
     options.max_duration = seconds("max-duration", args.max_duration)?;

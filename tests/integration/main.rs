@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_realtime;
+mod fake_twilio;
 mod helpers;
 
 mod barge_in;
@@ -10,5 +11,6 @@ mod ending;
 mod frames;
 mod goodbye;
 mod inbound_call;
+mod rest_hangup;
 mod security;
 mod simulate_cli;

@@ -13,10 +13,19 @@ async fn simulate_places_a_signed_call_and_reports_its_timings() {
         ..Script::default()
     })
     .await;
-    let saved = std::env::temp_dir().join(format!("callbridge-simulate-{}.wav", std::process::id()));
+    let saved =
+        std::env::temp_dir().join(format!("callbridge-simulate-{}.wav", std::process::id()));
 
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_callbridge"))
-        .args(["simulate", "--server", &app.address, "--public-url", PUBLIC_URL, "--max-duration", "6"])
+        .args([
+            "simulate",
+            "--server",
+            &app.address,
+            "--public-url",
+            PUBLIC_URL,
+            "--max-duration",
+            "6",
+        ])
         .arg("--audio")
         .arg(fixture("caller-hello.ulaw"))
         .arg("--save-audio")
@@ -35,12 +44,19 @@ async fn simulate_places_a_signed_call_and_reports_its_timings() {
 
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     assert!(stdout.contains("webhook"), "{stdout}");
     assert!(stdout.contains("first assistant audio"), "{stdout}");
     let wav = hound::WavReader::open(&saved).expect("the assistant audio was saved as WAV");
     assert_eq!(wav.spec().sample_rate, 8000);
-    assert_eq!(wav.len(), 700 * 8, "700 ms of assistant audio, one sample per μ-law byte");
+    assert_eq!(
+        wav.len(),
+        700 * 8,
+        "700 ms of assistant audio, one sample per μ-law byte"
+    );
     let _ = std::fs::remove_file(&saved);
 }
 
@@ -49,7 +65,15 @@ async fn simulate_with_the_wrong_token_explains_the_403() {
     let app = spawn_app(Script::default()).await;
 
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_callbridge"))
-        .args(["simulate", "--server", &app.address, "--public-url", PUBLIC_URL, "--max-duration", "2"])
+        .args([
+            "simulate",
+            "--server",
+            &app.address,
+            "--public-url",
+            PUBLIC_URL,
+            "--max-duration",
+            "2",
+        ])
         .arg("--audio")
         .arg(fixture("caller-interrupt.ulaw"))
         .env_clear()
