@@ -81,9 +81,10 @@ impl Application {
         let state = web::Data::new(AppState {
             validator: RequestValidator::new(settings.twilio.auth_token.expose_secret()),
             tokens: StreamTokens::new(ttl, MAX_PENDING_CALLS),
+            // No time-to-live here: an expired moka entry keeps its value (the open session) until housekeeping
+            // runs. The webhook handler removes each entry itself when its token expires.
             pending: moka::sync::Cache::builder()
                 .max_capacity(MAX_PENDING_CALLS)
-                .time_to_live(ttl)
                 .build(),
             realtime_endpoint: RealtimeEndpoint::new(
                 &settings.realtime.url,

@@ -39,7 +39,8 @@ pub struct AppState {
     pub validator: RequestValidator,
     /// Single-use media-stream tokens.
     pub tokens: StreamTokens,
-    /// Pending calls by stream token; they expire with the token, which closes an unused Realtime session.
+    /// Pending calls by stream token. The webhook handler removes an entry when its token expires, which closes an
+    /// unused Realtime session; the media-stream upgrade takes it out before that.
     pub pending: moka::sync::Cache<String, PendingSlot>,
     /// Where the Realtime sessions connect.
     pub realtime_endpoint: RealtimeEndpoint,

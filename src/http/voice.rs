@@ -136,6 +136,23 @@ pub async fn incoming_call(
         }))),
     );
 
+    // If Twilio never opens the stream, close the pre-connected session when the token expires; the cache's own
+    // expiry only runs when the cache is next used, which on a quiet server may be never.
+    let pending = state.pending.clone();
+    let expired_token = token.clone();
+    let ttl = state.settings.calls.stream_token_ttl;
+    state.realtime_runtime.spawn(async move {
+        tokio::time::sleep(ttl).await;
+        // Take the call out of its slot: moka may hold the slot itself a while longer (until its maintenance runs).
+        let unused = pending
+            .remove(&expired_token)
+            .and_then(|slot| slot.lock().ok().and_then(|mut call| call.take()));
+        if unused.is_some() {
+            drop(unused);
+            tracing::info!("stream token expired unused; pre-connected OpenAI session closed");
+        }
+    });
+
     let url = stream_url(&state, &token);
     let body = twiml::connect_stream(&url, &[("caller", from.as_str()), ("called", to.as_str())]);
     Ok(HttpResponse::Ok()

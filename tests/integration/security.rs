@@ -137,3 +137,25 @@ async fn a_start_message_for_another_call_ends_the_stream() {
         Some(EndReason::Error("call_sid_mismatch".into()))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unused_preconnected_session_is_closed_when_its_token_expires() {
+    let app = spawn_app_with(Script::default(), &[("CALLBRIDGE_STREAM_TOKEN_TTL_S", "1")]).await;
+    let webhook = app.webhook();
+
+    // Twilio answers the webhook but never opens the stream.
+    let _url = app.answer(&webhook).await;
+    app.fake
+        .wait_for_event("session.update", Duration::from_secs(5))
+        .await
+        .expect("the session was pre-connected");
+
+    let closed = app
+        .fake
+        .wait_for_connection_closed(0, Duration::from_secs(3))
+        .await;
+    assert!(
+        closed.is_some(),
+        "the idle OpenAI session must be closed once its stream token expired"
+    );
+}
