@@ -14,6 +14,8 @@
 //! - [`calls`] holds the call record (transcript, end reason, token usage).
 //! - [`simulate`] plays Twilio against a running server: used by `callbridge simulate` and by the integration tests.
 
+#![warn(missing_docs)]
+
 pub mod calls;
 pub mod config;
 pub mod http;

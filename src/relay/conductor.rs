@@ -98,8 +98,12 @@ pub struct Conductor {
     farewell: Farewell,
     /// The caller's last turn was a goodbye: end after the assistant's next reply.
     caller_said_goodbye: bool,
-    /// Send `response.create` once the active response is done (a tool answer needs a reply).
+    /// Send `response.create` once the server has no response in flight (a tool answer or a keypress needs a reply).
     response_create_pending: bool,
+    /// The server has a response in flight: from our `response.create` (or its `response.created`) until its
+    /// `response.done`. A cancelled response stays in flight until its `response.done`. A second `response.create`
+    /// meanwhile would be refused (`conversation_already_has_active_response`).
+    server_response_busy: bool,
     /// The call record under construction.
     record: CallRecord,
 }
@@ -121,6 +125,7 @@ impl Conductor {
             farewell: Farewell::None,
             caller_said_goodbye: false,
             response_create_pending: false,
+            server_response_busy: false,
             record,
         }
     }
@@ -284,6 +289,7 @@ impl Conductor {
             } => self.on_audio_delta(response_id, item_id, delta, now, out),
             ServerEvent::SpeechStarted { .. } => self.on_speech_started(now, out),
             ServerEvent::ResponseCreated { response_id } => {
+                self.server_response_busy = true;
                 self.active_response = Some(response_id.clone());
                 self.active_response_had_audio = false;
                 if let Farewell::Speaking {
@@ -306,8 +312,14 @@ impl Conductor {
                 transcript,
             } => {
                 self.partial_transcripts.remove(&item_id);
-                self.record_assistant_turn(&item_id, &transcript, now);
                 let cancelled = self.cancelled_responses.iter().any(|c| *c == response_id);
+                if cancelled {
+                    // Nothing of this item was played before the cancel, or it would have a cut recorded.
+                    self.truncated_items
+                        .entry(item_id.clone())
+                        .or_insert((0, 0, true));
+                }
+                self.record_assistant_turn(&item_id, &transcript, now);
                 if !cancelled
                     && self.farewell == Farewell::None
                     && (self.caller_said_goodbye || self.config.goodbye.is_farewell(&transcript))
@@ -392,11 +404,16 @@ impl Conductor {
         let unplayed = self.ledger.has_unplayed(now);
         let active = self.active_response.take();
         let cancelled_mid_generation = active.is_some();
-        if !unplayed && active.is_none() {
+        // While the farewell is on its way the caller's voice always counts: its final mark may not be echoed yet
+        // even when the estimate says everything played.
+        let farewell_underway = self.farewell != Farewell::None;
+        if !unplayed && active.is_none() && !farewell_underway {
             return;
         }
         tracing::info!(call_sid = %self.config.call_sid, played_ms = self.ledger.played_ms(now), "barge-in");
-        if unplayed && let Some(stream_sid) = &self.stream_sid {
+        if (unplayed || farewell_underway)
+            && let Some(stream_sid) = &self.stream_sid
+        {
             out.push(Action::Twilio(clear_message(stream_sid)));
         }
         if let Some(response_id) = active {
@@ -419,7 +436,16 @@ impl Conductor {
                 (id, sent)
             })
             .collect();
-        for truncation in self.ledger.barge_in(now) {
+        let truncations = self.ledger.barge_in(now);
+        if cancelled_mid_generation {
+            // Items that played out entirely may still have a transcript that ran ahead of their audio.
+            for (item_id, sent_ms) in &sent {
+                if !truncations.iter().any(|t| t.item_id == *item_id) {
+                    self.cut_turn(item_id.clone(), *sent_ms, *sent_ms, true);
+                }
+            }
+        }
+        for truncation in truncations {
             out.push(Action::OpenAi(
                 ClientEvent::ConversationItemTruncate {
                     item_id: &truncation.item_id,
@@ -443,6 +469,7 @@ impl Conductor {
             tracing::info!(call_sid = %self.config.call_sid, "barge-in during the farewell: hang-up cancelled");
             self.farewell = Farewell::None;
         }
+        self.caller_said_goodbye = false;
         self.response_create_pending = false;
     }
 
@@ -462,10 +489,12 @@ impl Conductor {
                 self.record.outcome = outcome;
             }
             tracing::info!(call_sid = %self.config.call_sid, "the model called end_call");
-            self.farewell = Farewell::AfterResponse {
-                ask_for_words: !self.active_response_had_audio,
-                response_id,
-            };
+            if self.farewell == Farewell::None {
+                self.farewell = Farewell::AfterResponse {
+                    ask_for_words: !self.active_response_had_audio,
+                    response_id,
+                };
+            }
             r#"{"ok":true,"note":"The call ends after your goodbye has played. If you have not said goodbye yet, say it now, briefly."}"#
         } else {
             tracing::warn!(%name, "the model called an unknown tool");
@@ -492,8 +521,21 @@ impl Conductor {
         if self.active_response.as_deref() == Some(response.id.as_str()) {
             self.active_response = None;
         }
-        self.flush_partial_transcripts(now);
+        self.server_response_busy = false;
         let completed = response.status != "cancelled";
+        if !completed {
+            // Transcripts of a cancelled response that had no audio played: nothing of them was heard.
+            let unheard: Vec<String> = self
+                .partial_transcripts
+                .keys()
+                .filter(|item_id| !self.truncated_items.contains_key(*item_id))
+                .cloned()
+                .collect();
+            for item_id in unheard {
+                self.truncated_items.insert(item_id, (0, 0, true));
+            }
+        }
+        self.flush_partial_transcripts(now);
         match &self.farewell {
             Farewell::AfterResponse {
                 response_id,
@@ -502,7 +544,10 @@ impl Conductor {
                 if !completed {
                     self.farewell = Farewell::None;
                 } else if *ask_for_words {
+                    // This request also serves any deferred one: nothing else is asked for after the goodbye.
                     self.farewell = Farewell::Speaking { response_id: None };
+                    self.response_create_pending = false;
+                    self.server_response_busy = true;
                     out.push(Action::OpenAi(
                         ClientEvent::ResponseCreate { response: None }.to_json(),
                     ));
@@ -522,8 +567,12 @@ impl Conductor {
             }
             _ => {}
         }
-        if self.response_create_pending && self.active_response.is_none() {
+        if self.farewell != Farewell::None {
+            // The goodbye is under way: the model is not asked to say anything more.
             self.response_create_pending = false;
+        } else if self.response_create_pending && !self.server_response_busy {
+            self.response_create_pending = false;
+            self.server_response_busy = true;
             out.push(Action::OpenAi(
                 ClientEvent::ResponseCreate { response: None }.to_json(),
             ));
@@ -548,9 +597,10 @@ impl Conductor {
 
     /// Asks for a response now, or once the active one is done (never two at once).
     fn request_response(&mut self, out: &mut Vec<Action>) {
-        if self.active_response.is_some() {
+        if self.server_response_busy {
             self.response_create_pending = true;
         } else {
+            self.server_response_busy = true;
             out.push(Action::OpenAi(
                 ClientEvent::ResponseCreate { response: None }.to_json(),
             ));
@@ -570,6 +620,12 @@ impl Conductor {
             Some(turn) => {
                 turn.text = cut_to_heard(&turn.text, heard_ms, sent_ms, text_ahead);
                 turn.interrupted = true;
+                if turn.text.is_empty() {
+                    // Nothing of it was heard: no turn, as when the cut comes before the transcript.
+                    self.record
+                        .turns
+                        .retain(|t| t.item_id.as_deref() != Some(item_id.as_str()));
+                }
             }
             None => {
                 self.truncated_items

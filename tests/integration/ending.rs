@@ -42,6 +42,7 @@ async fn a_caller_hanging_up_mid_reply_ends_the_call_and_keeps_what_was_heard() 
     app.fake.dump_for_conformance("caller_hangs_up");
 
     assert_eq!(record.end_reason, Some(EndReason::CallerHungUp));
+    assert_eq!(app.live_calls.count(), 0, "the call is no longer live");
     let assistant = record
         .turns
         .iter()
@@ -69,17 +70,7 @@ async fn openai_closing_mid_call_ends_the_call_within_a_second_and_keeps_the_tra
     let call = app.call().await;
     call.stream.send_audio(&CALLER_HELLO);
 
-    let closed = call
-        .expect("the stream to close", Duration::from_secs(15), |o| {
-            matches!(
-                o,
-                Observation::Closed {
-                    by_server: true,
-                    ..
-                }
-            )
-        })
-        .await;
+    let closed = call.expect_hang_up(Duration::from_secs(15)).await;
     let record = app
         .record(&call.webhook.call_sid, Duration::from_secs(2))
         .await;
@@ -113,16 +104,7 @@ async fn a_call_is_ended_at_the_maximum_duration() {
     .await;
     let call = app.call().await;
 
-    call.expect("the server to hang up", Duration::from_secs(5), |o| {
-        matches!(
-            o,
-            Observation::Closed {
-                by_server: true,
-                ..
-            }
-        )
-    })
-    .await;
+    call.expect_hang_up(Duration::from_secs(5)).await;
     let record = app
         .record(&call.webhook.call_sid, Duration::from_secs(2))
         .await;

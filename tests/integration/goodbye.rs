@@ -21,17 +21,7 @@ async fn end_call_hangs_up_only_after_the_farewell_has_played() {
 
     let call = app.call().await;
     call.stream.send_audio(&CALLER_HELLO);
-    let closed = call
-        .expect("the server to hang up", Duration::from_secs(20), |o| {
-            matches!(
-                o,
-                Observation::Closed {
-                    by_server: true,
-                    ..
-                }
-            )
-        })
-        .await;
+    let closed = call.expect_hang_up(Duration::from_secs(20)).await;
     let record = app
         .record(&call.webhook.call_sid, Duration::from_secs(5))
         .await;
@@ -131,17 +121,7 @@ async fn a_goodbye_phrase_ends_the_call_after_the_reply_has_played() {
     let call = app.call().await;
     call.stream.send_audio(&CALLER_HELLO);
 
-    let closed = call
-        .expect("the server to hang up", Duration::from_secs(20), |o| {
-            matches!(
-                o,
-                Observation::Closed {
-                    by_server: true,
-                    ..
-                }
-            )
-        })
-        .await;
+    let closed = call.expect_hang_up(Duration::from_secs(20)).await;
     let record = app
         .record(&call.webhook.call_sid, Duration::from_secs(5))
         .await;

@@ -182,6 +182,20 @@ impl TestCall {
             })
     }
 
+    /// Waits for the server to close the stream (hang up), failing the test after `timeout`.
+    pub async fn expect_hang_up(&self, timeout: Duration) -> ObservedEvent {
+        self.expect("the server to hang up", timeout, |o| {
+            matches!(
+                o,
+                Observation::Closed {
+                    by_server: true,
+                    ..
+                }
+            )
+        })
+        .await
+    }
+
     /// Assistant audio received so far, ms.
     pub fn assistant_ms_received(&self) -> u64 {
         self.stream

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use callbridge::calls::EndReason;
-use callbridge::simulate::Observation;
 use callbridge::twilio::rest::{RestError, TwilioRest};
 use secrecy::SecretString;
 
@@ -28,16 +27,7 @@ async fn goodbye_call(twilio: &FakeTwilio) -> (String, callbridge::calls::CallRe
     .await;
     let call = app.call().await;
     call.stream.send_audio(&CALLER_HELLO);
-    call.expect("the server to hang up", Duration::from_secs(20), |o| {
-        matches!(
-            o,
-            Observation::Closed {
-                by_server: true,
-                ..
-            }
-        )
-    })
-    .await;
+    call.expect_hang_up(Duration::from_secs(20)).await;
     let record = app
         .record(&call.webhook.call_sid, Duration::from_secs(15))
         .await;
