@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod calls;
+pub mod cli_twilio;
 pub mod config;
 pub mod http;
 pub mod realtime;

@@ -23,6 +23,8 @@ enum Command {
     CheckConfig,
     /// Play Twilio against a running callbridge: signed webhook, media stream, real-time audio.
     Simulate(callbridge::simulate::cli::SimulateArgs),
+    /// Point your Twilio number at this server, or check where it points.
+    Twilio(callbridge::cli_twilio::TwilioArgs),
 }
 
 #[tokio::main]
@@ -31,6 +33,10 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Serve => serve().await,
         Command::CheckConfig => check_config(),
+        Command::Twilio(args) => {
+            callbridge::telemetry::init(callbridge::config::LogFormat::Text, "warn");
+            callbridge::cli_twilio::run(args).await
+        }
         Command::Simulate(args) => {
             callbridge::telemetry::init(callbridge::config::LogFormat::Text, "warn");
             callbridge::simulate::cli::run_cli(args).await

@@ -1,6 +1,7 @@
 //! Twilio: webhook signatures, TwiML, Media Streams message types and the REST client.
 
 pub mod media;
+pub mod numbers;
 pub mod rest;
 pub mod signature;
 pub mod twiml;

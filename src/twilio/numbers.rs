@@ -1,0 +1,1 @@
+//! Phone-number configuration through the REST API (in progress).
