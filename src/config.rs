@@ -41,6 +41,16 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         Some("PUBLIC_URL"),
         "public https base URL Twilio reaches (the tunnel URL)",
     ),
+    (
+        "trust_forwarded_headers",
+        None,
+        "derive the public URL from X-Forwarded-Proto/-Host when PUBLIC_URL is not set (only behind your own proxy)",
+    ),
+    (
+        "drain_timeout_s",
+        None,
+        "on shutdown, how long calls in progress may go on before they are ended, seconds",
+    ),
     ("log_format", Some("LOG_FORMAT"), "text or json"),
     (
         "openai_api_key",
@@ -151,6 +161,11 @@ pub struct Settings {
     /// Public base URL Twilio reaches (scheme, host, optional port and path prefix; no trailing slash, no query).
     /// Webhook signatures are checked against it and the TwiML stream URL is built from it.
     pub public_url: Option<Url>,
+    /// Whether `X-Forwarded-Proto` / `X-Forwarded-Host` (else `Host`) may be trusted to tell the public URL. Only
+    /// used when `public_url` is not set; only safe behind a proxy or tunnel you run (cloudflared).
+    pub trust_forwarded_headers: bool,
+    /// On shutdown, how long calls in progress may go on before the assistant is asked to say goodbye.
+    pub drain_timeout: Duration,
     /// Log output format.
     pub log_format: LogFormat,
     /// OpenAI API key; sent as `Authorization: Bearer` (or `api-key` for Azure).
@@ -253,6 +268,8 @@ struct Raw {
     host: Option<String>,
     port: Option<String>,
     public_url: Option<String>,
+    trust_forwarded_headers: Option<String>,
+    drain_timeout_s: Option<String>,
     log_format: Option<String>,
     openai_api_key: Option<String>,
     openai_model: Option<String>,
@@ -370,13 +387,15 @@ impl Settings {
         let mut errors = Vec::new();
         let required = requirement == Requirement::Serve;
 
+        let trust_forwarded_headers = parse_bool(raw.trust_forwarded_headers, false);
         let public_url = match nonempty(raw.public_url) {
             Some(text) => parse_public_url(&text).map_err(|e| errors.push(e)).ok(),
             None => {
-                if required {
+                if required && !trust_forwarded_headers {
                     errors.push(
                         "PUBLIC_URL is not set: Twilio webhooks cannot be verified and the media-stream URL cannot \
-                         be built (set it to your tunnel's https URL, e.g. https://abc.trycloudflare.com)"
+                         be built (set it to your tunnel's https URL, e.g. https://abc.trycloudflare.com, or set \
+                         CALLBRIDGE_TRUST_FORWARDED_HEADERS=true behind your own tunnel)"
                             .to_owned(),
                     );
                 }
@@ -543,6 +562,12 @@ impl Settings {
             raw.farewell_grace_ms,
             2000u64,
         );
+        let drain_timeout_s = parse_or(
+            &mut errors,
+            "CALLBRIDGE_DRAIN_TIMEOUT_S",
+            raw.drain_timeout_s,
+            30u64,
+        );
         let max_frame_bytes = parse_or(
             &mut errors,
             "CALLBRIDGE_MAX_FRAME_BYTES",
@@ -562,6 +587,8 @@ impl Settings {
             host: nonempty(raw.host).unwrap_or_else(|| "0.0.0.0".to_owned()),
             port,
             public_url,
+            trust_forwarded_headers,
+            drain_timeout: Duration::from_secs(drain_timeout_s),
             log_format,
             openai_api_key: SecretString::from(openai_api_key.unwrap_or_default()),
             realtime: RealtimeSettings {
@@ -629,6 +656,11 @@ impl Settings {
                 .as_ref()
                 .map_or("(not set)".to_owned(), |u| u.to_string()),
         );
+        line(
+            "trust_forwarded_headers",
+            self.trust_forwarded_headers.to_string(),
+        );
+        line("drain_timeout_s", self.drain_timeout.as_secs().to_string());
         line(
             "log_format",
             format!("{:?}", self.log_format).to_lowercase(),
@@ -904,6 +936,17 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("TWILIO_PHONE_NUMBER is invalid"), "{text}");
+    }
+
+    #[test]
+    fn public_url_may_be_left_out_only_when_forwarded_headers_are_trusted() {
+        let mut pairs = minimal();
+        pairs.retain(|(k, _)| *k != "PUBLIC_URL");
+        assert!(Settings::load(&env(&pairs), None, Requirement::Serve).is_err());
+        pairs.push(("CALLBRIDGE_TRUST_FORWARDED_HEADERS", "true"));
+        let settings = Settings::load(&env(&pairs), None, Requirement::Serve).expect("valid");
+        assert!(settings.public_url.is_none());
+        assert!(settings.trust_forwarded_headers);
     }
 
     #[test]

@@ -1,7 +1,21 @@
-//! Builds the actix-web application on a `TcpListener` and runs it. Tests bind `127.0.0.1:0` and read the port back.
+//! Builds the actix-web application on a `TcpListener`, runs it, and shuts it down gracefully. Tests bind
+//! `127.0.0.1:0` and read the port back.
+//!
+//! Graceful shutdown (SIGTERM or Ctrl-C, or [`Application::run_until`]'s trigger):
+//! 1. draining starts: `GET /ready` answers 503, and a new call is answered with a short apology and hung up
+//!    (TwiML `<Say>` + `<Hangup/>`; forged webhooks still get 403);
+//! 2. calls in progress may go on for up to `drain_timeout_s`;
+//! 3. calls still going are then ended: the assistant is asked to say goodbye, and each call is hung up once that has
+//!    played (at most [`GOODBYE_TIMEOUT`] later);
+//! 4. every call record is written (logged), the server stops and the process exits 0.
+//!
+//! A second signal while draining exits at once (status 130).
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
@@ -20,6 +34,10 @@ use crate::twilio::signature::RequestValidator;
 
 /// Most stream tokens (and pending pre-connected sessions) held at once.
 const MAX_PENDING_CALLS: u64 = 10_000;
+/// After the drain timeout, how long calls get to say goodbye before the server stops anyway.
+pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often draining checks whether calls are still in progress.
+const DRAIN_POLL: Duration = Duration::from_millis(100);
 
 /// Installs rustls' ring crypto provider for the process. Without a provider the first TLS handshake (to OpenAI or
 /// Twilio) panics. Calling it again is harmless.
@@ -33,17 +51,21 @@ pub struct Application {
     port: u16,
     /// The actix server future.
     server: Server,
-    /// Cancelled to end every live call (shutdown).
+    /// Cancelled to end every live call (with a goodbye).
     shutdown: CancellationToken,
+    /// Set while draining.
+    draining: Arc<AtomicBool>,
     /// Live calls and recent call records.
     live_calls: LiveCalls,
+    /// How long calls may go on once draining started.
+    drain_timeout: Duration,
 }
 
 impl Application {
     /// Binds `settings.host:settings.port` and builds the server.
     ///
     /// # Errors
-    /// When the address cannot be bound or `PUBLIC_URL` is missing.
+    /// When the address cannot be bound or the public URL cannot be known.
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
         let address = format!("{}:{}", settings.host, settings.port);
         let listener =
@@ -55,14 +77,27 @@ impl Application {
     /// OpenAI Realtime sockets.
     ///
     /// # Errors
-    /// When `PUBLIC_URL` is missing or the listener cannot be used.
+    /// When neither `PUBLIC_URL` nor trusted forwarded headers can tell the public URL, or the listener cannot be
+    /// used.
     pub fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
         install_crypto_provider();
         let port = listener.local_addr()?.port();
-        let public_url = settings
-            .public_url
-            .clone()
-            .context("PUBLIC_URL is not set: Twilio webhooks cannot be verified")?;
+        if settings.public_url.is_none() && !settings.trust_forwarded_headers {
+            anyhow::bail!("PUBLIC_URL is not set: Twilio webhooks cannot be verified");
+        }
+        match &settings.public_url {
+            Some(url) => tracing::info!(
+                port,
+                public_url = %url.as_str().trim_end_matches('/'),
+                webhook = %public_endpoint(url, "/incoming-call"),
+                "callbridge listening; set the number's voice webhook (HTTP POST) to the webhook URL"
+            ),
+            None => tracing::info!(
+                port,
+                "callbridge listening; PUBLIC_URL is not set, so the public URL is taken from each request's \
+                 X-Forwarded-Proto and X-Forwarded-Host (trusted forwarded headers); it is logged with the first call"
+            ),
+        }
         let rest = settings
             .twilio
             .account_sid
@@ -76,8 +111,10 @@ impl Application {
                 )
             });
         let shutdown = CancellationToken::new();
+        let draining = Arc::new(AtomicBool::new(false));
         let live_calls = LiveCalls::default();
         let ttl = settings.calls.stream_token_ttl;
+        let drain_timeout = settings.drain_timeout;
         let state = web::Data::new(AppState {
             validator: RequestValidator::new(settings.twilio.auth_token.expose_secret()),
             tokens: StreamTokens::new(ttl, MAX_PENDING_CALLS),
@@ -96,15 +133,11 @@ impl Application {
             goodbye: GoodbyeMatcher::new(&settings.realtime.goodbye_phrases),
             rest,
             shutdown: shutdown.clone(),
-            public_url: public_url.clone(),
+            draining: draining.clone(),
+            public_url: settings.public_url.clone(),
+            derived_public_url: Default::default(),
             settings: Arc::new(settings),
         });
-        tracing::info!(
-            port,
-            public_url = %public_url,
-            webhook = %public_endpoint(&public_url, "/incoming-call"),
-            "callbridge listening; set the number's voice webhook (HTTP POST) to the webhook URL"
-        );
         // TCP_NODELAY: marks, clears and 20 ms media frames are small writes that must leave at once; with Nagle's
         // algorithm a small write waits for the previous one's ACK (tens of ms with delayed ACKs), which would skew
         // the playback clock and delay barge-in.
@@ -114,13 +147,18 @@ impl Application {
                 .configure(http::configure)
         })
         .tcp_nodelay(true)
+        .disable_signals()
+        // Calls are ended by the drain above; what is left when the server stops is idle keep-alive connections.
+        .shutdown_timeout(5)
         .listen(listener)?
         .run();
         Ok(Application {
             port,
             server,
             shutdown,
+            draining,
             live_calls,
+            drain_timeout,
         })
     }
 
@@ -134,19 +172,105 @@ impl Application {
         self.live_calls.clone()
     }
 
-    /// A token that ends every live call when cancelled.
+    /// A token that ends every live call (with a goodbye) when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
     }
 
-    /// Runs until the server stops (Ctrl-C / SIGTERM are handled by actix: stop accepting, then stop workers).
+    /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully (see the module docs). A second signal exits the
+    /// process at once with status 130.
     ///
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let shutdown = self.shutdown.clone();
-        let result = self.server.await;
-        shutdown.cancel();
-        result
+        self.run_until(async {
+            wait_for_signal().await;
+            tokio::spawn(async {
+                wait_for_signal().await;
+                tracing::warn!("second signal: exiting now");
+                std::process::exit(130);
+            });
+        })
+        .await
+    }
+
+    /// Runs until `stop` completes, then shuts down gracefully (see the module docs).
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Application {
+            server,
+            shutdown,
+            draining,
+            live_calls,
+            drain_timeout,
+            ..
+        } = self;
+        let handle = server.handle();
+        tokio::spawn(async move {
+            stop.await;
+            draining.store(true, Ordering::SeqCst);
+            tracing::info!(
+                live_calls = live_calls.count(),
+                drain_timeout_s = drain_timeout.as_secs(),
+                "shutting down: new calls are turned away; calls in progress may finish"
+            );
+            if !wait_until_no_calls(&live_calls, drain_timeout).await {
+                tracing::info!(
+                    live_calls = live_calls.count(),
+                    "drain timeout: asking the calls still in progress to say goodbye"
+                );
+                shutdown.cancel();
+                if !wait_until_no_calls(&live_calls, GOODBYE_TIMEOUT).await {
+                    tracing::warn!(
+                        live_calls = live_calls.count(),
+                        "calls did not end in time; stopping anyway"
+                    );
+                }
+            }
+            shutdown.cancel();
+            tracing::info!("every call has ended; stopping the server");
+            handle.stop(true).await;
+        });
+        server.await
+    }
+}
+
+/// Waits up to `timeout` for the live calls to end; true when they did.
+async fn wait_until_no_calls(live_calls: &LiveCalls, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while live_calls.count() > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+    true
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -1,5 +1,8 @@
 //! Logging set-up: human-readable lines by default, JSON with `LOG_FORMAT=json`; the level comes from `RUST_LOG`
-//! (default `info`).
+//! (default `info`). Every line logged during a call carries the call's span: its CallSid and, once the stream
+//! started, its StreamSid (text: `call{call_sid=CA… stream_sid=MZ…}:` before the message; JSON: a `span` object).
+
+use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
 
@@ -11,9 +14,16 @@ pub fn init(format: LogFormat, default_filter: &str) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours only on a terminal: journald, files and pipes get plain text.
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
     };
 }

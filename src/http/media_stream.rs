@@ -7,9 +7,11 @@
 use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use tracing::Instrument as _;
 
 use crate::calls::{CallRecord, Direction, EndReason};
 use crate::http::state::{AppState, PendingCall};
+use crate::http::voice::call_span;
 use crate::realtime::client::{self, RealtimeLink};
 use crate::relay::bridge::{Bridge, log_record};
 use crate::relay::conductor::{Conductor, ConductorConfig};
@@ -42,6 +44,7 @@ pub async fn media_stream(
     let call_sid = grant.call_sid;
 
     let state = state.into_inner();
+    let span = call_span(&call_sid);
     actix_web::rt::spawn(async move {
         let (direction, from, to, link) = match pending {
             Some(PendingCall {
@@ -105,6 +108,6 @@ pub async fn media_stream(
         .await;
         drop(_guard);
         state.live_calls.remember(record);
-    });
+    }.instrument(span));
     Ok(response)
 }

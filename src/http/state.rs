@@ -1,5 +1,6 @@
 //! The state every handler shares.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use url::Url;
@@ -33,8 +34,12 @@ pub type PendingSlot = Arc<Mutex<Option<PendingCall>>>;
 pub struct AppState {
     /// Effective settings.
     pub settings: Arc<Settings>,
-    /// The configured public base URL (checked at start-up).
-    pub public_url: Url,
+    /// The configured public base URL, if any (else derived per request from trusted forwarded headers).
+    pub public_url: Option<Url>,
+    /// The last public URL derived from forwarded headers, to log when it changes.
+    pub derived_public_url: Mutex<Option<String>>,
+    /// Set when the server is shutting down: new calls are turned away.
+    pub draining: Arc<AtomicBool>,
     /// Checks `X-Twilio-Signature` with the auth token.
     pub validator: RequestValidator,
     /// Single-use media-stream tokens.

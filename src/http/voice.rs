@@ -1,21 +1,28 @@
 //! `POST /incoming-call`: Twilio's voice webhook for a call to the number.
 //!
-//! Checks `X-Twilio-Signature` against the configured public URL (403 on mismatch; there is no bypass), issues a
-//! single-use stream token bound to the CallSid, starts opening the Realtime session at once (pre-connect), and
-//! answers TwiML `<Connect><Stream url="wss://PUBLIC/media-stream/TOKEN">` with `<Parameter>`s.
+//! Checks `X-Twilio-Signature` against the public URL (403 on mismatch; there is no bypass), issues a single-use
+//! stream token bound to the CallSid, starts opening the Realtime session at once (pre-connect), and answers TwiML
+//! `<Connect><Stream url="wss://PUBLIC/media-stream/TOKEN">` with `<Parameter>`s. While the server is shutting down a
+//! (correctly signed) call hears a short apology and is hung up.
 //! Follows <https://www.twilio.com/docs/usage/webhooks/webhooks-security> and
 //! <https://www.twilio.com/docs/voice/twiml/stream>.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, http::StatusCode, web};
+use tracing::Instrument as _;
 
 use crate::calls::Direction;
-use crate::config::public_endpoint;
+use crate::http::public_url::{ForwardedHeaders, public_base};
 use crate::http::state::{AppState, PendingCall};
 use crate::realtime::client::preconnect;
 use crate::twilio::signature::{SignatureError, parse_form};
 use crate::twilio::twiml;
+
+/// What a caller hears when the server is shutting down; the call is then hung up.
+pub const SHUTTING_DOWN_APOLOGY: &str =
+    "Sorry, the assistant is restarting right now. Please call again in a minute. Goodbye.";
 
 /// Why a webhook was refused.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +30,7 @@ pub enum WebhookError {
     /// Missing or wrong `X-Twilio-Signature`: 403.
     #[error("invalid Twilio signature")]
     Forbidden(#[from] SignatureError),
-    /// A required form field is missing or malformed: 400.
+    /// A required form field is missing or malformed, or the public URL cannot be told: 400.
     #[error("bad request: {0}")]
     BadRequest(String),
 }
@@ -37,9 +44,43 @@ impl ResponseError for WebhookError {
     }
 }
 
-/// The URL Twilio signed: the configured public base URL + the request's path and query.
-pub fn signed_url(state: &AppState, req: &HttpRequest, path: &str) -> String {
-    let mut url = public_endpoint(&state.public_url, path);
+/// The public base URL this request was addressed to (see [`crate::http::public_url`]); logs it when it is derived
+/// from forwarded headers and differs from the last one.
+///
+/// # Errors
+/// [`WebhookError::BadRequest`] when `PUBLIC_URL` is not set and the trusted forwarded headers do not name a host.
+pub fn request_public_base(state: &AppState, req: &HttpRequest) -> Result<String, WebhookError> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let base = public_base(
+        state.public_url.as_ref(),
+        state.settings.trust_forwarded_headers,
+        ForwardedHeaders {
+            proto: header("x-forwarded-proto"),
+            host: header("x-forwarded-host"),
+            plain_host: header("host"),
+        },
+    )
+    .ok_or_else(|| WebhookError::BadRequest("cannot tell the public URL of this request".into()))?;
+    if state.public_url.is_none() {
+        let mut last = state
+            .derived_public_url
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.as_deref() != Some(base.as_str()) {
+            tracing::info!(
+                public_url = %base,
+                webhook = %format!("{base}/incoming-call"),
+                "public URL in effect, from forwarded headers; the number's voice webhook must be the webhook URL"
+            );
+            *last = Some(base.clone());
+        }
+    }
+    Ok(base)
+}
+
+/// The URL Twilio signed: the public base URL + the request's path and query.
+pub fn signed_url(public_base: &str, req: &HttpRequest, path: &str) -> String {
+    let mut url = format!("{public_base}{path}");
     if let Some(query) = req.uri().query() {
         url.push('?');
         url.push_str(query);
@@ -47,18 +88,19 @@ pub fn signed_url(state: &AppState, req: &HttpRequest, path: &str) -> String {
     url
 }
 
-/// Verifies a form-encoded webhook and returns its parameters.
+/// Verifies a form-encoded webhook sent to `public_base` + `path` and returns its parameters.
 ///
 /// # Errors
 /// [`WebhookError::Forbidden`] when the signature header is missing or does not match.
 pub fn verify_form(
     state: &AppState,
     req: &HttpRequest,
+    public_base: &str,
     path: &str,
     body: &[u8],
 ) -> Result<Vec<(String, String)>, WebhookError> {
     let params = parse_form(body);
-    let url = signed_url(state, req, path);
+    let url = signed_url(public_base, req, path);
     let signature = req
         .headers()
         .get("X-Twilio-Signature")
@@ -88,34 +130,48 @@ pub fn is_call_sid(text: &str) -> bool {
 }
 
 /// The `wss://` URL Twilio opens for a token (`ws://` when the public URL is plain http, for local testing).
-pub fn stream_url(state: &AppState, token: &str) -> String {
-    let base = public_endpoint(&state.public_url, &format!("/media-stream/{token}"));
-    if let Some(rest) = base.strip_prefix("https://") {
+pub fn stream_url(public_base: &str, token: &str) -> String {
+    let url = format!("{public_base}/media-stream/{token}");
+    if let Some(rest) = url.strip_prefix("https://") {
         format!("wss://{rest}")
-    } else if let Some(rest) = base.strip_prefix("http://") {
+    } else if let Some(rest) = url.strip_prefix("http://") {
         format!("ws://{rest}")
     } else {
-        base
+        url
     }
+}
+
+/// The span every log line of a call carries: its CallSid, and its StreamSid once the stream started.
+pub fn call_span(call_sid: &str) -> tracing::Span {
+    tracing::info_span!("call", call_sid = %call_sid, stream_sid = tracing::field::Empty)
 }
 
 /// Handles `POST /incoming-call`.
 ///
 /// # Errors
-/// 403 on a bad signature, 400 without a valid `CallSid`.
+/// 403 on a bad signature, 400 without a valid `CallSid` or when the public URL cannot be told.
 pub async fn incoming_call(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, WebhookError> {
-    let params = verify_form(&state, &req, "/incoming-call", &body)?;
+    let base = request_public_base(&state, &req)?;
+    let params = verify_form(&state, &req, &base, "/incoming-call", &body)?;
     let call_sid = param(&params, "CallSid")
         .filter(|sid| is_call_sid(sid))
         .ok_or_else(|| WebhookError::BadRequest("CallSid missing or malformed".into()))?
         .to_owned();
+    let span = call_span(&call_sid);
+    let _entered = span.enter();
+    if state.draining.load(Ordering::SeqCst) {
+        tracing::info!("incoming call turned away: the server is shutting down");
+        return Ok(twiml_response(twiml::say_and_hang_up(
+            SHUTTING_DOWN_APOLOGY,
+        )));
+    }
     let from = param(&params, "From").unwrap_or("").to_owned();
     let to = param(&params, "To").unwrap_or("").to_owned();
-    tracing::info!(%call_sid, %from, %to, "incoming call");
+    tracing::info!(%from, %to, "incoming call");
 
     let token = state.tokens.issue(&call_sid);
     let session = state
@@ -141,21 +197,28 @@ pub async fn incoming_call(
     let pending = state.pending.clone();
     let expired_token = token.clone();
     let ttl = state.settings.calls.stream_token_ttl;
-    state.realtime_runtime.spawn(async move {
-        tokio::time::sleep(ttl).await;
-        // Take the call out of its slot: moka may hold the slot itself a while longer (until its maintenance runs).
-        let unused = pending
-            .remove(&expired_token)
-            .and_then(|slot| slot.lock().ok().and_then(|mut call| call.take()));
-        if unused.is_some() {
-            drop(unused);
-            tracing::info!("stream token expired unused; pre-connected OpenAI session closed");
+    state.realtime_runtime.spawn(
+        async move {
+            tokio::time::sleep(ttl).await;
+            // Take the call out of its slot: moka may hold the slot itself a while longer (until its maintenance).
+            let unused = pending
+                .remove(&expired_token)
+                .and_then(|slot| slot.lock().ok().and_then(|mut call| call.take()));
+            if unused.is_some() {
+                drop(unused);
+                tracing::info!("stream token expired unused; pre-connected OpenAI session closed");
+            }
         }
-    });
+        .instrument(span.clone()),
+    );
 
-    let url = stream_url(&state, &token);
+    let url = stream_url(&base, &token);
     let body = twiml::connect_stream(&url, &[("caller", from.as_str()), ("called", to.as_str())]);
-    Ok(HttpResponse::Ok()
+    Ok(twiml_response(body))
+}
+
+fn twiml_response(body: String) -> HttpResponse {
+    HttpResponse::Ok()
         .content_type("text/xml; charset=utf-8")
-        .body(body))
+        .body(body)
 }

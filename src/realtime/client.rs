@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::{
     self, Message, Utf8Bytes, client::IntoClientRequest, http::HeaderValue,
 };
+use tracing::Instrument as _;
 use url::Url;
 
 /// How long opening the Realtime socket (TCP, TLS, upgrade) may take.
@@ -152,7 +153,7 @@ pub async fn connect(
 
     let (in_tx, in_rx) = mpsc::channel(INCOMING_CAPACITY);
     let (out_tx, out_rx) = mpsc::channel(OUTGOING_CAPACITY);
-    tokio::spawn(pump(socket, in_tx, out_rx));
+    tokio::spawn(pump(socket, in_tx, out_rx).instrument(tracing::Span::current()));
     Ok(RealtimeLink {
         outgoing: out_tx,
         incoming: in_rx,
@@ -228,14 +229,19 @@ pub fn preconnect(
     first_events: Vec<String>,
 ) -> Preconnect {
     let (tx, rx) = oneshot::channel();
-    runtime.spawn(async move {
-        let result = connect(&endpoint, first_events).await;
-        if let Err(e) = &result {
-            tracing::warn!(error = %e, "pre-connect to OpenAI Realtime failed");
+    // The link task logs inside the caller's span (the call's CallSid).
+    let span = tracing::Span::current();
+    runtime.spawn(
+        async move {
+            let result = connect(&endpoint, first_events).await;
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "pre-connect to OpenAI Realtime failed");
+            }
+            // If nobody waits any more, dropping the link closes the socket.
+            let _ = tx.send(result);
         }
-        // If nobody waits any more, dropping the link closes the socket.
-        let _ = tx.send(result);
-    });
+        .instrument(span),
+    );
     Preconnect { ready: rx }
 }
 

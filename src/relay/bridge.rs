@@ -1,7 +1,7 @@
 //! The bridge: one task per call that moves messages between the Twilio media stream and the OpenAI Realtime link.
 //!
 //! It is a single `select!` loop over the Twilio socket, the Realtime link, the conductor's next deadline, a control
-//! channel (hang up, inject an instruction) and the server's shutdown token. Every decision is the
+//! channel (hang up, inject an instruction) and the server's shutdown token (on which the assistant says goodbye). Every decision is the
 //! [`Conductor`]'s; the loop parses frames, hands them over and performs the returned [`Action`]s. When either side goes
 //! away the other is closed at once, the call is hung up through the REST API when credentials are configured, and the
 //! call record is logged as one structured line.
@@ -54,6 +54,8 @@ impl Bridge {
             shutdown,
         } = self;
         let mut actions: Vec<Action> = Vec::with_capacity(8);
+        let mut shutting_down = false;
+        let mut stream_sid_logged = false;
 
         let reason = loop {
             let deadline = tokio::time::Instant::from_std(conductor.next_deadline());
@@ -110,7 +112,15 @@ impl Bridge {
                     None => {}
                 },
                 () = tokio::time::sleep_until(deadline) => conductor.on_tick(Instant::now(), &mut actions),
-                () = shutdown.cancelled() => break EndReason::Shutdown,
+                () = shutdown.cancelled(), if !shutting_down => {
+                    shutting_down = true;
+                    conductor.on_shutdown(Instant::now(), &mut actions);
+                }
+            }
+            if !stream_sid_logged && let Some(stream_sid) = conductor.stream_sid() {
+                // From now on every log line of this call carries its StreamSid too.
+                tracing::Span::current().record("stream_sid", stream_sid);
+                stream_sid_logged = true;
             }
             if let Some(reason) = perform(&mut actions, &mut twilio_session, &link).await {
                 break reason;

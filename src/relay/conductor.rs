@@ -24,6 +24,12 @@ use crate::relay::goodbye::GoodbyeMatcher;
 use crate::relay::playback::{MarkEcho, PlaybackLedger};
 use crate::twilio::media::{TwilioEvent, clear_message, mark_message, media_message};
 
+/// While the server shuts down, how long a call gets to say goodbye before it is hung up anyway.
+pub const SHUTDOWN_GOODBYE_TIMEOUT: Duration = Duration::from_secs(10);
+/// What the model is told when the server shuts down during a call.
+pub const SHUTDOWN_INSTRUCTION: &str = "The phone service is shutting down for maintenance and this call must end now. \
+Tell the caller briefly that you have to end the call, apologise, and say goodbye.";
+
 /// How many cancelled response ids are remembered to drop their late deltas.
 const CANCELLED_RESPONSES_KEPT: usize = 8;
 
@@ -104,6 +110,8 @@ pub struct Conductor {
     /// `response.done`. A cancelled response stays in flight until its `response.done`. A second `response.create`
     /// meanwhile would be refused (`conversation_already_has_active_response`).
     server_response_busy: bool,
+    /// The server is shutting down: once set, the call ends after the assistant's goodbye, or at this instant.
+    shutdown_deadline: Option<Instant>,
     /// The call record under construction.
     record: CallRecord,
 }
@@ -126,6 +134,7 @@ impl Conductor {
             caller_said_goodbye: false,
             response_create_pending: false,
             server_response_busy: false,
+            shutdown_deadline: None,
             record,
         }
     }
@@ -162,25 +171,83 @@ impl Conductor {
         self.stream_sid.is_some()
     }
 
+    /// Twilio's StreamSid, once the stream has started.
+    pub fn stream_sid(&self) -> Option<&str> {
+        self.stream_sid.as_deref()
+    }
+
     /// The earliest instant at which [`Conductor::on_tick`] has something to do.
     pub fn next_deadline(&self) -> Instant {
-        let max = self.started + self.config.max_call_duration;
-        match &self.farewell {
-            Farewell::MarkSent { deadline, .. } => max.min(*deadline),
-            _ => max,
+        let mut next = self.started + self.config.max_call_duration;
+        if let Farewell::MarkSent { deadline, .. } = &self.farewell {
+            next = next.min(*deadline);
+        }
+        if let Some(deadline) = self.shutdown_deadline {
+            next = next.min(deadline);
+        }
+        next
+    }
+
+    /// Why the call ends when its goodbye has played: `shutdown` while the server shuts down, else `goodbye`.
+    fn goodbye_reason(&self) -> EndReason {
+        if self.shutdown_deadline.is_some() {
+            EndReason::Shutdown
+        } else {
+            EndReason::Goodbye
+        }
+    }
+
+    /// The server is shutting down: cut what the assistant is saying (as a barge-in would) and ask it to say goodbye;
+    /// the call ends when the goodbye has played, or [`SHUTDOWN_GOODBYE_TIMEOUT`] from now at the latest.
+    pub fn on_shutdown(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        self.shutdown_deadline = Some(now + SHUTDOWN_GOODBYE_TIMEOUT);
+        if self.stream_sid.is_none() {
+            out.push(Action::HangUp(EndReason::Shutdown));
+            return;
+        }
+        if self.farewell != Farewell::None {
+            return; // a goodbye is already on its way
+        }
+        tracing::info!("server shutting down: asking the assistant to say goodbye");
+        // Cut whatever the assistant is saying, exactly as a barge-in would (what was heard is kept).
+        self.on_speech_started(now, out);
+        out.push(Action::OpenAi(
+            ClientEvent::ConversationItemCreate {
+                item: ConversationItem::system_text(SHUTDOWN_INSTRUCTION),
+            }
+            .to_json(),
+        ));
+        self.farewell = Farewell::Speaking { response_id: None };
+        if self.server_response_busy {
+            // The cancelled response is still in flight: ask for the goodbye once it is done.
+            self.response_create_pending = true;
+        } else {
+            self.server_response_busy = true;
+            out.push(Action::OpenAi(
+                ClientEvent::ResponseCreate { response: None }.to_json(),
+            ));
         }
     }
 
     /// Time passed: enforces the maximum duration and the farewell deadline.
     pub fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
         if now >= self.started + self.config.max_call_duration {
-            tracing::info!(call_sid = %self.config.call_sid, "maximum call duration reached");
+            tracing::info!("maximum call duration reached");
             out.push(Action::HangUp(EndReason::MaxDuration));
         } else if let Farewell::MarkSent { deadline, .. } = &self.farewell
             && now >= *deadline
         {
-            tracing::info!(call_sid = %self.config.call_sid, "farewell mark not echoed in time; hanging up");
-            out.push(Action::HangUp(EndReason::Goodbye));
+            tracing::info!("farewell mark not echoed in time; hanging up");
+            out.push(Action::HangUp(self.goodbye_reason()));
+        } else if self
+            .shutdown_deadline
+            .is_some_and(|deadline| now >= deadline)
+        {
+            tracing::info!("no goodbye in time while shutting down; hanging up");
+            out.push(Action::HangUp(EndReason::Shutdown));
         }
     }
 
@@ -215,8 +282,8 @@ impl Conductor {
             TwilioEvent::Mark { name, .. } => match self.ledger.on_mark(&name, now) {
                 MarkEcho::Played { .. } => {
                     if matches!(&self.farewell, Farewell::MarkSent { mark, .. } if *mark == name) {
-                        tracing::info!(call_sid = %self.config.call_sid, "farewell played; hanging up");
-                        out.push(Action::HangUp(EndReason::Goodbye));
+                        tracing::info!("farewell played; hanging up");
+                        out.push(Action::HangUp(self.goodbye_reason()));
                     }
                 }
                 MarkEcho::Stale => tracing::debug!(mark = %name, "stale mark ignored"),
@@ -238,7 +305,7 @@ impl Conductor {
                     out.push(Action::HangUp(EndReason::Error("call_sid_mismatch".into())));
                     return;
                 }
-                tracing::info!(call_sid = %self.config.call_sid, stream_sid = %stream_sid, "media stream started");
+                tracing::info!(stream_sid = %stream_sid, "media stream started");
                 self.record.stream_sid = Some(stream_sid.clone());
                 self.stream_sid = Some(stream_sid);
                 if self.config.assistant_speaks_first {
@@ -259,7 +326,7 @@ impl Conductor {
                 if self.stream_sid.is_none() {
                     return;
                 }
-                tracing::info!(call_sid = %self.config.call_sid, %digit, "caller pressed a key");
+                tracing::info!(%digit, "caller pressed a key");
                 out.push(Action::OpenAi(
                     ClientEvent::ConversationItemCreate {
                         item: ConversationItem::user_text(format!("The caller pressed {digit}")),
@@ -269,7 +336,7 @@ impl Conductor {
                 self.request_response(out);
             }
             TwilioEvent::Stop { .. } => {
-                tracing::info!(call_sid = %self.config.call_sid, "Twilio stopped the stream");
+                tracing::info!("Twilio stopped the stream");
                 out.push(Action::HangUp(EndReason::CallerHungUp));
             }
             TwilioEvent::Connected { .. } => {}
@@ -292,9 +359,11 @@ impl Conductor {
                 self.server_response_busy = true;
                 self.active_response = Some(response_id.clone());
                 self.active_response_had_audio = false;
-                if let Farewell::Speaking {
-                    response_id: id @ None,
-                } = &mut self.farewell
+                // A response created while our goodbye request still waits is not the goodbye.
+                if !self.response_create_pending
+                    && let Farewell::Speaking {
+                        response_id: id @ None,
+                    } = &mut self.farewell
                 {
                     *id = Some(response_id);
                 }
@@ -324,7 +393,7 @@ impl Conductor {
                     && self.farewell == Farewell::None
                     && (self.caller_said_goodbye || self.config.goodbye.is_farewell(&transcript))
                 {
-                    tracing::info!(call_sid = %self.config.call_sid, "goodbye detected in the conversation");
+                    tracing::info!("goodbye detected in the conversation");
                     self.farewell = Farewell::AfterResponse {
                         response_id,
                         ask_for_words: false,
@@ -410,7 +479,7 @@ impl Conductor {
         if !unplayed && active.is_none() && !farewell_underway {
             return;
         }
-        tracing::info!(call_sid = %self.config.call_sid, played_ms = self.ledger.played_ms(now), "barge-in");
+        tracing::info!(played_ms = self.ledger.played_ms(now), "barge-in");
         if (unplayed || farewell_underway)
             && let Some(stream_sid) = &self.stream_sid
         {
@@ -466,7 +535,7 @@ impl Conductor {
             );
         }
         if self.farewell != Farewell::None {
-            tracing::info!(call_sid = %self.config.call_sid, "barge-in during the farewell: hang-up cancelled");
+            tracing::info!("barge-in during the farewell: hang-up cancelled");
             self.farewell = Farewell::None;
         }
         self.caller_said_goodbye = false;
@@ -488,7 +557,7 @@ impl Conductor {
             if outcome.is_some() {
                 self.record.outcome = outcome;
             }
-            tracing::info!(call_sid = %self.config.call_sid, "the model called end_call");
+            tracing::info!("the model called end_call");
             if self.farewell == Farewell::None {
                 self.farewell = Farewell::AfterResponse {
                     ask_for_words: !self.active_response_had_audio,
@@ -567,7 +636,8 @@ impl Conductor {
             }
             _ => {}
         }
-        if self.farewell != Farewell::None {
+        let awaiting_goodbye_request = self.farewell == Farewell::Speaking { response_id: None };
+        if self.farewell != Farewell::None && !awaiting_goodbye_request {
             // The goodbye is under way: the model is not asked to say anything more.
             self.response_create_pending = false;
         } else if self.response_create_pending && !self.server_response_busy {
@@ -582,7 +652,7 @@ impl Conductor {
     /// Queues the final mark behind the farewell audio; the call ends when Twilio echoes it.
     fn send_final_mark(&mut self, now: Instant, out: &mut Vec<Action>) {
         let Some(stream_sid) = self.stream_sid.as_deref() else {
-            out.push(Action::HangUp(EndReason::Goodbye));
+            out.push(Action::HangUp(self.goodbye_reason()));
             return;
         };
         let unplayed_ms = self

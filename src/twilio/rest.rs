@@ -1,18 +1,31 @@
 //! The Twilio REST API client (awc): form-encoded requests with HTTP Basic `AccountSid:AuthToken`.
 //!
-//! Follows <https://www.twilio.com/docs/voice/api/call-resource>. Today it updates a call to hang it up
-//! (`Status=completed`); a 404 with Twilio error 20404 means the call is already gone and counts as done.
-//! Twilio's JSON errors (`{code, message, more_info, status}`) become [`RestError::Twilio`] keeping code and message.
-//! No credential ever appears in an error or a log line.
+//! Follows <https://www.twilio.com/docs/usage/api> (requests, authentication, errors) and
+//! <https://www.twilio.com/docs/voice/api/call-resource>: it updates a call to hang it up (`Status=completed`); a 404
+//! with Twilio error 20404 means the call is already gone and counts as done. Phone-number configuration
+//! ([`crate::twilio::numbers`]) goes through the same private request helper: every request carries HTTP Basic
+//! `AccountSid:AuthToken` and `Accept: application/json`, must finish (body included) within [`REQUEST_TIMEOUT`], and
+//! reads at most [`MAX_RESPONSE_BYTES`]. Twilio's JSON errors (`{code, message, more_info, status}`) become
+//! [`RestError::Twilio`] keeping code and message. No credential ever appears in an error or a log line.
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use url::Url;
 
-/// How long one REST request may take.
+/// How long one REST request may take, from sending it to having read the whole answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest answer body read, bytes; a longer one is a [`RestError::InvalidResponse`] (or, for an error status,
+/// an error without Twilio's code).
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// Twilio's error code for a request whose credentials it refused ("Authenticate"), sent with HTTP 401.
+/// <https://www.twilio.com/docs/errors/20003>
+pub const AUTHENTICATE_ERROR_CODE: u32 = 20003;
 
 /// A Twilio REST client for one account.
 #[derive(Clone)]
@@ -64,6 +77,68 @@ pub enum RestError {
     /// Network failure before an answer.
     #[error("cannot reach Twilio: {0}")]
     Network(String),
+    /// Twilio answered with success but the body is not what its API documents (not JSON, a missing field, too long,
+    /// an id of the wrong shape).
+    #[error("Twilio's answer could not be understood: {0}")]
+    InvalidResponse(String),
+}
+
+impl RestError {
+    /// True when Twilio refused the credentials: HTTP 401, or Twilio error 20003 ("Authenticate").
+    pub fn is_authentication_failure(&self) -> bool {
+        matches!(self, RestError::Twilio { status: 401, .. })
+            || matches!(
+                self,
+                RestError::Twilio {
+                    code: Some(AUTHENTICATE_ERROR_CODE),
+                    ..
+                }
+            )
+    }
+
+    /// The error for an unsuccessful HTTP `status` with Twilio's JSON error `body` (or anything else: then the code is
+    /// `None` and the message is the HTTP reason).
+    pub(crate) fn from_answer(status: u16, body: &[u8]) -> RestError {
+        let error: Option<TwilioErrorBody> = serde_json::from_slice(body).ok();
+        let code = error.as_ref().and_then(|e| e.code);
+        let reason = || {
+            awc::http::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("error")
+                .to_owned()
+        };
+        RestError::Twilio {
+            status,
+            code,
+            message: error.and_then(|e| e.message).unwrap_or_else(reason),
+        }
+    }
+}
+
+/// The HTTP methods the client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    /// Read a resource or a list.
+    Get,
+    /// Create or update a resource with a form body.
+    Post,
+}
+
+/// An answer from Twilio: its HTTP status and body (at most [`MAX_RESPONSE_BYTES`]).
+#[derive(Debug)]
+pub(crate) struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// The body; empty when the answer was an error whose body could not be read.
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// True for a 2xx status.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
 }
 
 impl TwilioRest {
@@ -76,14 +151,78 @@ impl TwilioRest {
         }
     }
 
-    /// `{base}/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`
-    fn call_url(&self, call_sid: &str) -> String {
+    /// The account this client acts for (`AC...`).
+    pub fn account_sid(&self) -> &str {
+        &self.account_sid
+    }
+
+    /// `{base}/2010-04-01/Accounts/{AccountSid}/{resource}`, e.g. `resource` = `Calls/CA....json`.
+    pub(crate) fn account_url(&self, resource: &str) -> String {
         format!(
-            "{}/2010-04-01/Accounts/{}/Calls/{}.json",
+            "{}/2010-04-01/Accounts/{}/{}",
             self.base_url.as_str().trim_end_matches('/'),
             self.account_sid,
-            call_sid
+            resource
         )
+    }
+
+    /// Sends one request with Basic auth and `Accept: application/json`: a GET, or a POST with `form` as
+    /// `application/x-www-form-urlencoded`. Any status is an [`Answer`]; only the transport can fail.
+    ///
+    /// # Errors
+    /// [`RestError::Timeout`] when the whole exchange takes longer than [`REQUEST_TIMEOUT`];
+    /// [`RestError::Network`] when Twilio cannot be reached; [`RestError::InvalidResponse`] when a successful answer's
+    /// body cannot be read (too long, cut short).
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        form: &[(&str, &str)],
+    ) -> Result<Answer, RestError> {
+        let client = awc::Client::builder().timeout(REQUEST_TIMEOUT).finish();
+        let request = match method {
+            Method::Get => client.get(url),
+            Method::Post => client.post(url),
+        }
+        .insert_header(("Accept", "application/json"))
+        .basic_auth(&self.account_sid, self.auth_token.expose_secret());
+        let sent = match method {
+            Method::Get => request.send().await,
+            Method::Post => request.send_form(&form).await,
+        };
+        let mut response = sent.map_err(|e| match e {
+            awc::error::SendRequestError::Timeout => RestError::Timeout,
+            other => RestError::Network(other.to_string()),
+        })?;
+        let status = response.status().as_u16();
+        let body = match response.body().limit(MAX_RESPONSE_BYTES).await {
+            Ok(body) => body,
+            // An error status explains itself; its unreadable body only loses Twilio's code.
+            Err(_) if !response.status().is_success() => Bytes::new(),
+            Err(awc::error::PayloadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(RestError::Timeout);
+            }
+            Err(e) => return Err(RestError::InvalidResponse(format!("reading the body: {e}"))),
+        };
+        Ok(Answer { status, body })
+    }
+
+    /// Sends a request and parses a successful answer's JSON body as `T`.
+    ///
+    /// # Errors
+    /// [`RestError::Twilio`] for an error status; [`RestError::InvalidResponse`] when the body is not a `T`; the
+    /// transport errors of [`Self::send`].
+    pub(crate) async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: &str,
+        form: &[(&str, &str)],
+    ) -> Result<T, RestError> {
+        let answer = self.send(method, url, form).await?;
+        if !answer.is_success() {
+            return Err(RestError::from_answer(answer.status, &answer.body));
+        }
+        serde_json::from_slice(&answer.body).map_err(|e| RestError::InvalidResponse(e.to_string()))
     }
 
     /// Hangs up a live call: `POST .../Calls/{CallSid}.json` with `Status=completed`.
@@ -91,33 +230,93 @@ impl TwilioRest {
     /// # Errors
     /// [`RestError`] for a Twilio error other than "already gone" (404 / 20404), a timeout or a network failure.
     pub async fn hang_up(&self, call_sid: &str) -> Result<(), RestError> {
-        let client = awc::Client::builder().timeout(REQUEST_TIMEOUT).finish();
-        let request = client
-            .post(self.call_url(call_sid))
-            .basic_auth(&self.account_sid, self.auth_token.expose_secret());
-        let mut response = request
-            .send_form(&[("Status", "completed")])
-            .await
-            .map_err(|e| match e {
-                awc::error::SendRequestError::Timeout => RestError::Timeout,
-                other => RestError::Network(other.to_string()),
-            })?;
-        let status = response.status();
-        if status.is_success() {
+        let url = self.account_url(&format!("Calls/{call_sid}.json"));
+        let answer = self
+            .send(Method::Post, &url, &[("Status", "completed")])
+            .await?;
+        if answer.is_success() {
             return Ok(());
         }
-        let body = response.body().limit(64 * 1024).await.unwrap_or_default();
-        let error: Option<TwilioErrorBody> = serde_json::from_slice(&body).ok();
-        let code = error.as_ref().and_then(|e| e.code);
-        if status.as_u16() == 404 && code.is_none_or(|c| c == 20404) {
-            return Ok(());
+        match RestError::from_answer(answer.status, &answer.body) {
+            RestError::Twilio {
+                status: 404,
+                code: None | Some(20404),
+                ..
+            } => Ok(()),
+            error => Err(error),
         }
-        Err(RestError::Twilio {
-            status: status.as_u16(),
-            code,
-            message: error
-                .and_then(|e| e.message)
-                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned()),
-        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_twilio_error_body_keeps_its_code_and_message() {
+        let body = br#"{"code":21211,"message":"Invalid 'To' Phone Number","more_info":"https://www.twilio.com/docs/errors/21211","status":400}"#;
+
+        let error = RestError::from_answer(400, body);
+
+        assert!(
+            matches!(&error, RestError::Twilio { status: 400, code: Some(21211), message } if message == "Invalid 'To' Phone Number"),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn an_error_without_a_json_body_uses_the_http_reason() {
+        let error = RestError::from_answer(503, b"<html>busy</html>");
+
+        assert!(
+            matches!(&error, RestError::Twilio { status: 503, code: None, message } if message == "Service Unavailable"),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn a_401_or_error_20003_is_an_authentication_failure_and_others_are_not() {
+        let unauthorized = RestError::from_answer(401, b"");
+        let authenticate =
+            RestError::from_answer(403, br#"{"code":20003,"message":"Authenticate"}"#);
+        let not_found = RestError::from_answer(404, br#"{"code":20404,"message":"Not found"}"#);
+
+        assert!(unauthorized.is_authentication_failure());
+        assert!(authenticate.is_authentication_failure());
+        assert!(!not_found.is_authentication_failure());
+        assert!(!RestError::Timeout.is_authentication_failure());
+    }
+
+    #[test]
+    fn account_urls_join_the_base_without_a_double_slash() {
+        let rest = TwilioRest::new(
+            Url::parse("https://api.twilio.com/").expect("valid URL"),
+            "AC0123456789abcdef0123456789abcdef".to_owned(),
+            SecretString::from("token".to_owned()),
+        );
+
+        let url = rest.account_url("Calls/CA1.json");
+
+        assert_eq!(
+            url,
+            "https://api.twilio.com/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Calls/CA1.json"
+        );
+    }
+
+    #[test]
+    fn the_client_debug_output_hides_the_auth_token() {
+        let rest = TwilioRest::new(
+            Url::parse("https://api.twilio.com").expect("valid URL"),
+            "AC0123456789abcdef0123456789abcdef".to_owned(),
+            SecretString::from("very-secret-token".to_owned()),
+        );
+
+        let shown = format!("{rest:?}");
+
+        assert!(!shown.contains("very-secret-token"), "{shown}");
+        assert!(
+            shown.contains("AC0123456789abcdef0123456789abcdef"),
+            "{shown}"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! A fake Twilio REST API: records every request and answers with a configured status and JSON body.
+//! A fake Twilio REST API: records every request and answers with a configured status and JSON body, either the same
+//! answer to every request ([`FakeTwilio::start`]) or one per method and path ([`FakeTwilio::start_routes`]).
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -13,16 +14,49 @@ pub struct RecordedRequest {
     pub method: String,
     /// Path, e.g. `/2010-04-01/Accounts/AC.../Calls/CA....json`.
     pub path: String,
+    /// The raw query string (without `?`), e.g. `PhoneNumber=%2B15550100`; empty when none.
+    pub query: String,
     /// The `Authorization` header.
     pub authorization: Option<String>,
     /// The form fields, in order.
     pub form: Vec<(String, String)>,
 }
 
+/// One canned answer of [`FakeTwilio::start_routes`]: to `method` requests whose path ends with `path_suffix`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// `GET` or `POST`.
+    pub method: &'static str,
+    /// The end of the path, e.g. `/IncomingPhoneNumbers.json`.
+    pub path_suffix: String,
+    /// HTTP status of the answer.
+    pub status: u16,
+    /// JSON body of the answer.
+    pub body: String,
+}
+
+impl Route {
+    /// A route answering `method` requests to paths ending with `path_suffix` with `status` and `body`.
+    pub fn new(method: &'static str, path_suffix: &str, status: u16, body: &str) -> Self {
+        Route {
+            method,
+            path_suffix: path_suffix.to_owned(),
+            status,
+            body: body.to_owned(),
+        }
+    }
+}
+
+/// Twilio's answer to a request for a resource that does not exist; the fake's answer when no route matches.
+pub const NOT_FOUND_BODY: &str = r#"{"code":20404,"message":"The requested resource was not found","more_info":"https://www.twilio.com/docs/errors/20404","status":404}"#;
+
 #[derive(Default)]
 struct Shared {
     requests: Mutex<Vec<RecordedRequest>>,
+    /// The answer when no route matches.
     answer: Mutex<(u16, String)>,
+    /// Answers by method and path, tried in order.
+    routes: Mutex<Vec<Route>>,
 }
 
 /// The running fake; dropping it leaves the server running until the test process ends (it holds nothing else).
@@ -35,8 +69,19 @@ pub struct FakeTwilio {
 impl FakeTwilio {
     /// Starts the fake answering `status` with `body` to every request.
     pub fn start(status: u16, body: &str) -> Self {
+        Self::serve(status, body, Vec::new())
+    }
+
+    /// Starts the fake answering each request with the first route matching its method and path, and 404 with
+    /// Twilio's 20404 error when none does.
+    pub fn start_routes(routes: Vec<Route>) -> Self {
+        Self::serve(404, NOT_FOUND_BODY, routes)
+    }
+
+    fn serve(status: u16, body: &str, routes: Vec<Route>) -> Self {
         let shared = Arc::new(Shared::default());
         *shared.answer.lock().expect("fresh lock") = (status, body.to_owned());
+        *shared.routes.lock().expect("fresh lock") = routes;
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let data = web::Data::from(shared.clone());
@@ -76,6 +121,7 @@ async fn record(shared: web::Data<Shared>, req: HttpRequest, body: web::Bytes) -
     shared.requests.lock().expect("lock").push(RecordedRequest {
         method: req.method().to_string(),
         path: req.path().to_owned(),
+        query: req.query_string().to_owned(),
         authorization: req
             .headers()
             .get("authorization")
@@ -83,7 +129,16 @@ async fn record(shared: web::Data<Shared>, req: HttpRequest, body: web::Bytes) -
             .map(str::to_owned),
         form,
     });
-    let (status, body) = shared.answer.lock().expect("lock").clone();
+    let routed = shared
+        .routes
+        .lock()
+        .expect("lock")
+        .iter()
+        .find(|route| {
+            route.method == req.method().as_str() && req.path().ends_with(&route.path_suffix)
+        })
+        .map(|route| (route.status, route.body.clone()));
+    let (status, body) = routed.unwrap_or_else(|| shared.answer.lock().expect("lock").clone());
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("valid status"))
         .content_type("application/json")
         .body(body)

@@ -101,6 +101,48 @@ pub async fn spawn_app_with(script: Script, extra_env: &[(&str, &str)]) -> TestA
     }
 }
 
+/// A server running in another process: only its address.
+pub struct ExternalApp {
+    /// `http://127.0.0.1:PORT`
+    pub address: String,
+    /// The port.
+    pub port: u16,
+}
+
+impl ExternalApp {
+    /// A webhook for a fresh inbound call, signed with the test token and public URL.
+    pub fn webhook(&self) -> WebhookCall {
+        webhook_for(&self.address)
+    }
+
+    /// Posts the webhook and returns the local `ws://` URL of the stream from the TwiML.
+    pub async fn answer(&self, webhook: &WebhookCall) -> String {
+        answer_at(&self.address, webhook).await
+    }
+}
+
+fn webhook_for(address: &str) -> WebhookCall {
+    WebhookCall {
+        server_url: address.to_owned(),
+        public_url: PUBLIC_URL.to_owned(),
+        auth_token: AUTH_TOKEN.to_owned(),
+        call_sid: random_hex_id("CA"),
+        account_sid: random_hex_id("AC"),
+        from: "+15550100001".to_owned(),
+        to: "+15550100002".to_owned(),
+    }
+}
+
+async fn answer_at(address: &str, webhook: &WebhookCall) -> String {
+    let answer = webhook
+        .post_incoming()
+        .await
+        .expect("the webhook is answered");
+    assert_eq!(answer.status, 200, "webhook refused: {}", answer.body);
+    let stream = answer.stream.expect("TwiML with <Connect><Stream>");
+    local_stream_url(&stream.url, address).expect("a stream URL")
+}
+
 /// A call in progress: the webhook Twilio sent and the media stream it opened.
 pub struct TestCall {
     /// The webhook (CallSid, numbers).
@@ -110,28 +152,22 @@ pub struct TestCall {
 }
 
 impl TestApp {
+    /// A handle on a server started some other way (the real binary) at `address`; it has no fake and no records.
+    pub fn for_address(address: &str, port: u16) -> ExternalApp {
+        ExternalApp {
+            address: address.to_owned(),
+            port,
+        }
+    }
+
     /// A webhook for a fresh inbound call, signed with the right token and public URL.
     pub fn webhook(&self) -> WebhookCall {
-        WebhookCall {
-            server_url: self.address.clone(),
-            public_url: PUBLIC_URL.to_owned(),
-            auth_token: AUTH_TOKEN.to_owned(),
-            call_sid: random_hex_id("CA"),
-            account_sid: random_hex_id("AC"),
-            from: "+15550100001".to_owned(),
-            to: "+15550100002".to_owned(),
-        }
+        webhook_for(&self.address)
     }
 
     /// Posts the webhook and returns the local `ws://` URL of the stream from the TwiML.
     pub async fn answer(&self, webhook: &WebhookCall) -> String {
-        let answer = webhook
-            .post_incoming()
-            .await
-            .expect("the webhook is answered");
-        assert_eq!(answer.status, 200, "webhook refused: {}", answer.body);
-        let stream = answer.stream.expect("TwiML with <Connect><Stream>");
-        local_stream_url(&stream.url, &self.address).expect("a stream URL")
+        answer_at(&self.address, webhook).await
     }
 
     /// Places an inbound call the way Twilio does and starts its media stream. Caller audio is silence until the
@@ -208,4 +244,66 @@ impl TestCall {
             .sum::<u64>()
             / 8
     }
+}
+
+/// The real `callbridge serve` binary running on a free loopback port, talking to `realtime_url`.
+pub struct RunningBinary {
+    /// The process (stderr piped: the logs).
+    pub child: tokio::process::Child,
+    /// `http://127.0.0.1:PORT`
+    pub address: String,
+    /// The port.
+    pub port: u16,
+}
+
+/// Starts `callbridge serve` with the test settings plus `extra_env`, and waits until `/ready` answers 200.
+pub async fn spawn_binary(realtime_url: &str, extra_env: &[(&str, &str)]) -> RunningBinary {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_callbridge"));
+    command
+        .arg("serve")
+        .env_clear()
+        .env("PORT", port.to_string())
+        .env("CALLBRIDGE_HOST", "127.0.0.1")
+        .env("PUBLIC_URL", PUBLIC_URL)
+        .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+        .env("OPENAI_API_KEY", "sk-test-key")
+        .env("OPENAI_REALTIME_URL", realtime_url)
+        .env("CALLBRIDGE_ASSISTANT_SPEAKS_FIRST", "false")
+        .env("CALLBRIDGE_CONFIG", "/nonexistent/callbridge.toml")
+        .env("RUST_LOG", "info")
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in extra_env {
+        command.env(k, v);
+    }
+    let child = command.spawn().expect("the server starts");
+    let address = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if get_status(&address, "/ready").await == Some(200) {
+            return RunningBinary {
+                child,
+                address,
+                port,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server did not come up on {address}");
+}
+
+/// The HTTP status of `GET {address}{path}`, or `None` when the server does not answer (awc: needs an actix runtime,
+/// e.g. `#[actix_web::test]`).
+pub async fn get_status(address: &str, path: &str) -> Option<u16> {
+    awc::Client::default()
+        .get(format!("{address}{path}"))
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
 }

@@ -1,0 +1,146 @@
+//! Which public URL a webhook was addressed to.
+//!
+//! Twilio signs the exact URL it requested, and the TwiML stream URL must point back at the same host. Behind a
+//! TLS-terminating tunnel the server only sees its local address, so the public URL is either configured
+//! (`PUBLIC_URL`, which always wins) or — only when `CALLBRIDGE_TRUST_FORWARDED_HEADERS` is set — taken from the
+//! request's `X-Forwarded-Proto` and `X-Forwarded-Host` (else `Host`), which a tunnel such as cloudflared fills in.
+//! Untrusted forwarded headers are never read: anyone could send them.
+
+use url::Url;
+
+/// The request headers that can tell the public URL.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ForwardedHeaders<'a> {
+    /// `X-Forwarded-Proto` (`https`), first value if a list.
+    pub proto: Option<&'a str>,
+    /// `X-Forwarded-Host`, first value if a list.
+    pub host: Option<&'a str>,
+    /// `Host`.
+    pub plain_host: Option<&'a str>,
+}
+
+/// The public base URL (scheme, host, optional port and path prefix; no trailing slash) for a request.
+///
+/// `configured` wins; otherwise, with `trust_forwarded`, `proto://host` from the headers (`https` when no proto is
+/// given, since Twilio only calls https webhooks). `None` when there is no way to tell, or when the forwarded values
+/// are not a plain scheme and host (a header carrying a path, spaces or credentials is refused).
+pub fn public_base(
+    configured: Option<&Url>,
+    trust_forwarded: bool,
+    headers: ForwardedHeaders<'_>,
+) -> Option<String> {
+    if let Some(url) = configured {
+        return Some(url.as_str().trim_end_matches('/').to_owned());
+    }
+    if !trust_forwarded {
+        return None;
+    }
+    let first = |v: &str| v.split(',').next().unwrap_or("").trim().to_owned();
+    let proto = headers
+        .proto
+        .map(first)
+        .unwrap_or_else(|| "https".to_owned())
+        .to_ascii_lowercase();
+    if proto != "https" && proto != "http" {
+        return None;
+    }
+    let host = headers.host.or(headers.plain_host).map(first)?;
+    let parsed = Url::parse(&format!("{proto}://{host}")).ok()?;
+    // Only scheme://host[:port] may come from a header.
+    let plain = parsed.path() == "/"
+        && parsed.query().is_none()
+        && parsed.fragment().is_none()
+        && parsed.username().is_empty()
+        && parsed.password().is_none()
+        && parsed.host_str().is_some();
+    plain.then(|| parsed.as_str().trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers<'a>(
+        proto: Option<&'a str>,
+        host: Option<&'a str>,
+        plain_host: Option<&'a str>,
+    ) -> ForwardedHeaders<'a> {
+        ForwardedHeaders {
+            proto,
+            host,
+            plain_host,
+        }
+    }
+
+    #[test]
+    fn the_configured_url_wins_over_trusted_forwarded_headers() {
+        let configured = Url::parse("https://configured.example/voice").expect("url");
+        let base = public_base(
+            Some(&configured),
+            true,
+            headers(Some("https"), Some("evil.example"), None),
+        );
+        assert_eq!(base.as_deref(), Some("https://configured.example/voice"));
+    }
+
+    #[test]
+    fn forwarded_headers_are_ignored_unless_trusted() {
+        assert_eq!(
+            public_base(
+                None,
+                false,
+                headers(Some("https"), Some("tunnel.example"), None)
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn trusted_forwarded_headers_give_the_public_url() {
+        let base = public_base(
+            None,
+            true,
+            headers(
+                Some("https"),
+                Some("abc.trycloudflare.com"),
+                Some("127.0.0.1:5050"),
+            ),
+        );
+        assert_eq!(base.as_deref(), Some("https://abc.trycloudflare.com"));
+    }
+
+    #[test]
+    fn the_host_header_is_used_when_no_forwarded_host_is_given_and_https_is_assumed() {
+        let base = public_base(
+            None,
+            true,
+            headers(None, None, Some("abc.trycloudflare.com")),
+        );
+        assert_eq!(base.as_deref(), Some("https://abc.trycloudflare.com"));
+    }
+
+    #[test]
+    fn the_first_of_a_list_of_forwarded_values_counts() {
+        let base = public_base(
+            None,
+            true,
+            headers(Some("https, http"), Some("a.example, b.example"), None),
+        );
+        assert_eq!(base.as_deref(), Some("https://a.example"));
+    }
+
+    #[test]
+    fn forwarded_values_that_are_not_a_plain_host_are_refused() {
+        for host in ["a.example/path", "user@a.example", "a example", ""] {
+            assert_eq!(
+                public_base(None, true, headers(None, Some(host), None)),
+                None,
+                "{host:?}"
+            );
+        }
+        assert_eq!(
+            public_base(None, true, headers(Some("ftp"), Some("a.example"), None)),
+            None
+        );
+    }
+}
