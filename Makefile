@@ -1,4 +1,5 @@
 # callbridge developer commands. `make dev` runs the server with your .env; `make test` runs everything CI runs.
+# `make help` lists the targets.
 
 CARGO  ?= cargo
 PYTHON ?= python3
@@ -7,24 +8,47 @@ PY     := $(VENV)/bin/python
 # Where the integration tests write every client event the relay sent to the fake Realtime server (JSON lines).
 EVENTS_DIR := target/conformance/realtime-events
 
-.PHONY: dev test test-rust test-conformance lint simulate venv build clean-venv
+# The port the server listens on, as `callbridge serve` picks it: CALLBRIDGE_PORT, else PORT, each from the environment
+# first and then from .env; 5050 if none. `make tunnel-quick PORT=6000` overrides it.
+ENV_FILE ?= .env
+dotenv = $(shell sed -n -E "s/^[[:space:]]*(export[[:space:]]+)?$(1)[[:space:]]*=[[:space:]]*[\"']?([0-9]+).*/\2/p" $(ENV_FILE) 2>/dev/null | tail -n 1)
+PORT := $(or $(CALLBRIDGE_PORT),$(call dotenv,CALLBRIDGE_PORT),$(PORT),$(call dotenv,PORT),5050)
+# The named tunnel's cloudflared configuration (`make tunnel`).
+TUNNEL_CONFIG ?= deploy/cloudflared/config.yml
+RELEASE_BIN := target/release/callbridge
+
+# Plain `make` runs the server, as it always has.
+.DEFAULT_GOAL := dev
+
+.PHONY: help dev test test-rust test-conformance test-deploy lint simulate venv build release tunnel-quick tunnel \
+	clean-venv
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## /\1\t/' | \
+		awk -F '\t' '{ printf "  %-18s %s\n", $$1, $$2 }'
 
 dev: ## Run the server with the settings in .env
 	$(CARGO) run --release -- serve
 
-build:
+build: ## Debug build of every target (the tests run this binary)
 	$(CARGO) build --all-targets
 
-test: build test-rust test-conformance ## Everything: unit, integration and conformance tests
+release: ## Optimised binary for deployment: target/release/callbridge
+	$(CARGO) build --release --locked
+	@bytes=$$(wc -c < $(RELEASE_BIN)); \
+		printf 'Built %s: %s bytes (%s MiB)\n' "$(abspath $(RELEASE_BIN))" "$$bytes" \
+			"$$(awk -v b="$$bytes" 'BEGIN { printf "%.1f", b / 1048576 }')"
+
+test: build test-rust test-conformance test-deploy ## Everything: unit, integration, conformance and deployment tests
 
 test-rust:
 	rm -rf $(EVENTS_DIR) && mkdir -p $(EVENTS_DIR)
 	REALTIME_EVENTS_DIR=$(abspath $(EVENTS_DIR)) $(CARGO) nextest run --no-fail-fast
 
-$(VENV)/.installed: tests/conformance/requirements.txt
+$(VENV)/.installed: tests/conformance/requirements.txt tests/deploy/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r tests/conformance/requirements.txt
+	$(VENV)/bin/pip install --quiet -r tests/conformance/requirements.txt -r tests/deploy/requirements.txt
 	touch $@
 
 venv: $(VENV)/.installed
@@ -33,14 +57,24 @@ test-conformance: venv
 	CALLBRIDGE_BIN=$(abspath target/debug/callbridge) REALTIME_EVENTS_DIR=$(abspath $(EVENTS_DIR)) \
 		$(PY) -m pytest -q tests/conformance
 
+# Needs systemd-analyze (Debian: apt-get install systemd; .ci/run installs it).
+test-deploy: venv ## systemd unit, Dockerfile, compose and cloudflared files, tunnel scripts, these make targets
+	CALLBRIDGE_BIN=$(abspath target/debug/callbridge) $(PY) -m pytest -q tests/deploy
+
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
 # Play Twilio against a running server: make simulate WAV=tests/fixtures/caller-hello.wav [ARGS="--barge-in-at 4"]
 WAV ?= tests/fixtures/caller-hello.wav
-simulate:
+simulate: ## Play Twilio against the running server: make simulate WAV=file.wav ARGS="--barge-in-at 4"
 	$(CARGO) run --release -- simulate --audio $(WAV) $(ARGS)
+
+tunnel-quick: ## Cloudflare quick tunnel to localhost:PORT; prints the webhook URL and the PUBLIC_URL line
+	bash deploy/scripts/tunnel-quick.sh $(PORT)
+
+tunnel: ## Named Cloudflare tunnel from deploy/cloudflared/config.yml (TUNNEL_CONFIG=...)
+	bash deploy/scripts/tunnel-named.sh $(TUNNEL_CONFIG)
 
 clean-venv:
 	rm -rf $(VENV)

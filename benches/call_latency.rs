@@ -124,6 +124,11 @@ struct CallTimings {
     session_update_before_start: bool,
     /// When `start` was sent, the fake had answered `session.updated` for every call answered so far.
     session_updated_before_start: bool,
+    /// TwiML read → `start` sent (on loopback the simulator is far quicker than Twilio's media servers).
+    twiml_to_start: Duration,
+    /// When the pre-connect was not ready: how long after `start` was sent the fake received the `session.update`
+    /// (of every call answered so far).
+    session_update_after_start: Option<Duration>,
 }
 
 /// Places one call the way Twilio does; with `caller_audio`, the caller says it right after `start`.
@@ -142,6 +147,7 @@ async fn place_call(app: &BenchApp, caller_audio: Option<&[u8]>) -> CallTimings 
         .await
         .expect("the webhook is answered");
     assert_eq!(answer.status, 200, "webhook refused: {}", answer.body);
+    let twiml_at = Instant::now();
     let stream = answer.stream.expect("TwiML with <Connect><Stream>");
     let answered = app.answered.fetch_add(1, Ordering::SeqCst) + 1;
     let ws_url = local_stream_url(&stream.url, &app.address).expect("a stream URL");
@@ -171,6 +177,14 @@ async fn place_call(app: &BenchApp, caller_audio: Option<&[u8]>) -> CallTimings 
         .await
         .expect("start is recorded")
         .at;
+    let session_update_after_start = if session_update_before_start {
+        None
+    } else {
+        app.fake
+            .wait_for_events("session.update", answered, OBSERVATION_TIMEOUT)
+            .await
+            .map(|_| started.elapsed())
+    };
     let first_audio = client
         .wait_for(
             |e| matches!(e.kind, Observation::Media { .. }),
@@ -184,6 +198,8 @@ async fn place_call(app: &BenchApp, caller_audio: Option<&[u8]>) -> CallTimings 
         upgrade,
         session_update_before_start,
         session_updated_before_start,
+        twiml_to_start: started.saturating_duration_since(twiml_at),
+        session_update_after_start,
         ..CallTimings::default()
     };
     match caller_audio {
@@ -281,11 +297,30 @@ fn print_calls(title: &str, calls: &[CallTimings]) {
         .iter()
         .filter(|c| c.session_updated_before_start)
         .count();
+    let twiml_to_start = collect(&|c| Some(c.twiml_to_start));
+    println!(
+        "  TwiML read → start sent:         {}",
+        summary(&twiml_to_start)
+    );
     println!(
         "  pre-connect ready before `start`: session.update received by the fake in {update}/{n} calls, \
          session.updated sent back in {updated}/{n}",
         n = calls.len()
     );
+    let late: Vec<String> = calls
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            c.session_update_after_start
+                .map(|lag| format!("#{} +{:.1} ms", i + 1, lag.as_secs_f64() * 1000.0))
+        })
+        .collect();
+    if !late.is_empty() {
+        println!(
+            "    not ready: session.update reached the fake after start by: {}",
+            late.join(", ")
+        );
+    }
 }
 
 fn print_header() {
@@ -414,7 +449,7 @@ async fn main() {
         .collect();
     if !speech_samples.is_empty() {
         println!(
-            "    relay/loopback overhead over the floor: median {:.1} ms (includes the fake's 20 ms VAD frame granularity)",
+            "    relay/loopback overhead over the floor: median {:.1} ms (VAD frames are 20 ms)",
             median_ms(&speech_samples) - floor_ms as f64
         );
     }

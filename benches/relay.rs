@@ -27,7 +27,7 @@ use callbridge::calls::{CallRecord, Direction};
 use callbridge::realtime::events::{ClientEvent, parse_server_event};
 use callbridge::relay::conductor::{Action, Conductor, ConductorConfig};
 use callbridge::relay::goodbye::GoodbyeMatcher;
-use callbridge::relay::playback::{MarkEcho, PlaybackLedger};
+use callbridge::relay::playback::{MarkEcho, MarkName, PlaybackLedger};
 use callbridge::simulate::mulaw_encode;
 use callbridge::twilio::media::{TwilioEvent, mark_message, media_message, parse_twilio_event};
 
@@ -360,7 +360,22 @@ fn measure(case: &mut Case<'_>) -> Figures {
     }
 }
 
-/// Runs `iterations` of every case under a counting `tracing` subscriber; returns events per operation by level.
+/// Checks that the counting subscriber sees events at every level this build keeps (a release build could compile
+/// some levels out with tracing's `max_level_*` features): one probe event per level. Returns what it counted.
+fn logging_probe() -> [u64; 5] {
+    let counter = LevelCounter::default();
+    tracing::subscriber::with_default(counter.clone(), || {
+        tracing::trace!("probe");
+        tracing::debug!("probe");
+        tracing::info!("probe");
+        tracing::warn!("probe");
+        tracing::error!("probe");
+    });
+    counter.snapshot()
+}
+
+/// Runs [`LOGGING_PASS_ITERATIONS`] of every case under a counting `tracing` subscriber; returns events per operation
+/// by level.
 fn logging_pass(cases: &mut [Case<'_>]) -> Vec<(&'static str, [f64; 5])> {
     cases
         .iter_mut()
@@ -484,9 +499,11 @@ fn main() {
     let mut out_b2: Vec<Action> = Vec::with_capacity(8);
     let mut echo = String::with_capacity(256);
     let mut echo_sequence: u64 = 3;
-    // (c) the ledger alone.
+    // (c) the ledger alone; the echoed name is written into a reused buffer, as Twilio's echo text would hold it.
     let mut ledger = PlaybackLedger::new();
     let delta_bytes = DELTA_AUDIO_BYTES;
+    let mut echoed_name = String::with_capacity(64);
+    let mark_name_g0_s41 = MarkName::parse("g0:s41").expect("g0:s41 is a mark name");
 
     let mut cases: Vec<Case<'_>> = vec![
         Case {
@@ -572,7 +589,9 @@ fn main() {
             operation: Box::new(|| {
                 let now = Instant::now();
                 let mark = ledger.record_sent(black_box(item_id), delta_bytes, now);
-                let echo = ledger.on_mark(&mark, now);
+                echoed_name.clear();
+                write!(echoed_name, "{mark}").expect("writing to a String cannot fail");
+                let echo = ledger.on_mark(black_box(&echoed_name), now);
                 debug_assert!(matches!(echo, MarkEcho::Played { .. }));
                 black_box(echo);
                 (0, 0)
@@ -599,7 +618,7 @@ fn main() {
                     black_box(stream_sid),
                     black_box(messages.openai_delta_b64.as_str()),
                 );
-                let mark = mark_message(black_box(stream_sid), black_box("g0:s41"));
+                let mark = mark_message(black_box(stream_sid), black_box(mark_name_g0_s41));
                 let bytes = media.len() + mark.len();
                 black_box((media, mark));
                 (2, bytes)
@@ -660,6 +679,21 @@ fn main() {
     println!(
         "{:<52} {:>7} {:>7} {:>7} {:>7} {:>7}",
         "case", "TRACE", "DEBUG", "INFO", "WARN", "ERROR"
+    );
+    let probe = logging_probe();
+    println!(
+        "{:<52} {:>7} {:>7} {:>7} {:>7} {:>7}{}",
+        "probe: one event per level (checks the counter)",
+        probe[0],
+        probe[1],
+        probe[2],
+        probe[3],
+        probe[4],
+        if probe == [1; 5] {
+            "  ok"
+        } else {
+            "  <- some levels are compiled out or not counted"
+        }
     );
     for (name, per_op) in logging_pass(&mut cases) {
         println!(

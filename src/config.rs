@@ -47,6 +47,21 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "derive the public URL from X-Forwarded-Proto/-Host when PUBLIC_URL is not set (only behind your own proxy)",
     ),
     (
+        "data_dir",
+        None,
+        "where the call records database (callbridge.db) lives",
+    ),
+    (
+        "api_key",
+        None,
+        "bearer key for /api and /mcp (secret); unset disables them",
+    ),
+    (
+        "ring_timeout_s",
+        None,
+        "how long an outbound call rings before no-answer, seconds",
+    ),
+    (
         "drain_timeout_s",
         None,
         "on shutdown, how long calls in progress may go on before they are ended, seconds",
@@ -166,6 +181,12 @@ pub struct Settings {
     pub trust_forwarded_headers: bool,
     /// On shutdown, how long calls in progress may go on before the assistant is asked to say goodbye.
     pub drain_timeout: Duration,
+    /// Directory of the call records database (`callbridge.db`); created on first run.
+    pub data_dir: std::path::PathBuf,
+    /// Bearer key for `/api` and `/mcp`; empty disables them.
+    pub api_key: SecretString,
+    /// How long an outbound call rings before Twilio gives up (no-answer), seconds.
+    pub ring_timeout_s: u32,
     /// Log output format.
     pub log_format: LogFormat,
     /// OpenAI API key; sent as `Authorization: Bearer` (or `api-key` for Azure).
@@ -270,6 +291,9 @@ struct Raw {
     public_url: Option<String>,
     trust_forwarded_headers: Option<String>,
     drain_timeout_s: Option<String>,
+    data_dir: Option<String>,
+    api_key: Option<String>,
+    ring_timeout_s: Option<String>,
     log_format: Option<String>,
     openai_api_key: Option<String>,
     openai_model: Option<String>,
@@ -562,6 +586,17 @@ impl Settings {
             raw.farewell_grace_ms,
             2000u64,
         );
+        let ring_timeout_s = parse_or(
+            &mut errors,
+            "CALLBRIDGE_RING_TIMEOUT_S",
+            raw.ring_timeout_s,
+            30u32,
+        );
+        if !(5..=600).contains(&ring_timeout_s) {
+            errors.push(format!(
+                "CALLBRIDGE_RING_TIMEOUT_S is invalid: {ring_timeout_s} (Twilio takes 5 to 600)"
+            ));
+        }
         let drain_timeout_s = parse_or(
             &mut errors,
             "CALLBRIDGE_DRAIN_TIMEOUT_S",
@@ -589,6 +624,11 @@ impl Settings {
             public_url,
             trust_forwarded_headers,
             drain_timeout: Duration::from_secs(drain_timeout_s),
+            data_dir: nonempty(raw.data_dir)
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| std::path::PathBuf::from("data")),
+            api_key: SecretString::from(nonempty(raw.api_key).unwrap_or_default()),
+            ring_timeout_s,
             log_format,
             openai_api_key: SecretString::from(openai_api_key.unwrap_or_default()),
             realtime: RealtimeSettings {
@@ -636,6 +676,11 @@ impl Settings {
         }
     }
 
+    /// The call records database file: `data_dir/callbridge.db`.
+    pub fn database_path(&self) -> std::path::PathBuf {
+        self.data_dir.join("callbridge.db")
+    }
+
     /// Whether Twilio REST credentials are configured (account SID and auth token), enabling REST hang-up.
     pub fn has_twilio_rest_credentials(&self) -> bool {
         self.twilio.account_sid.is_some() && !self.twilio.auth_token.expose_secret().is_empty()
@@ -661,6 +706,9 @@ impl Settings {
             self.trust_forwarded_headers.to_string(),
         );
         line("drain_timeout_s", self.drain_timeout.as_secs().to_string());
+        line("data_dir", self.data_dir.display().to_string());
+        line("api_key", mask(self.api_key.expose_secret()));
+        line("ring_timeout_s", self.ring_timeout_s.to_string());
         line(
             "log_format",
             format!("{:?}", self.log_format).to_lowercase(),

@@ -16,10 +16,15 @@
 
 #![warn(missing_docs)]
 
+pub mod api_client;
 pub mod calls;
+pub mod cli_call;
+pub mod cli_calls;
+pub mod cli_mcp;
 pub mod cli_twilio;
 pub mod config;
 pub mod http;
+pub mod mcp;
 pub mod realtime;
 pub mod relay;
 pub mod security;

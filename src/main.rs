@@ -25,6 +25,12 @@ enum Command {
     Simulate(callbridge::simulate::cli::SimulateArgs),
     /// Point your Twilio number at this server, or check where it points.
     Twilio(callbridge::cli_twilio::TwilioArgs),
+    /// List and show stored calls.
+    Calls(callbridge::cli_calls::CallsArgs),
+    /// Place a call from the terminal and follow it to the end.
+    Call(callbridge::cli_call::CallArgs),
+    /// Serve the MCP tools over stdio, forwarding to a running callbridge.
+    Mcp(callbridge::cli_mcp::McpArgs),
 }
 
 #[tokio::main]
@@ -36,6 +42,15 @@ async fn main() -> ExitCode {
         Command::Twilio(args) => {
             callbridge::telemetry::init(callbridge::config::LogFormat::Text, "warn");
             callbridge::cli_twilio::run(args).await
+        }
+        Command::Calls(args) => callbridge::cli_calls::run(args),
+        Command::Call(args) => {
+            callbridge::telemetry::init(callbridge::config::LogFormat::Text, "warn");
+            callbridge::cli_call::run(args).await
+        }
+        Command::Mcp(args) => {
+            callbridge::telemetry::init(callbridge::config::LogFormat::Text, "warn");
+            callbridge::cli_mcp::run(args).await
         }
         Command::Simulate(args) => {
             callbridge::telemetry::init(callbridge::config::LogFormat::Text, "warn");

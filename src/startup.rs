@@ -24,12 +24,14 @@ use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use crate::calls::live::LiveCalls;
+use crate::calls::service::{CallService, OutboundSettings};
+use crate::calls::store::CallStore;
 use crate::config::{Settings, public_endpoint};
 use crate::http::{self, state::AppState};
 use crate::realtime::client::RealtimeEndpoint;
 use crate::relay::goodbye::GoodbyeMatcher;
 use crate::security::tokens::StreamTokens;
-use crate::twilio::rest::TwilioRest;
+use crate::twilio::rest::{RestHandle, TwilioRest};
 use crate::twilio::signature::RequestValidator;
 
 /// Most stream tokens (and pending pre-connected sessions) held at once.
@@ -59,6 +61,8 @@ pub struct Application {
     live_calls: LiveCalls,
     /// How long calls may go on once draining started.
     drain_timeout: Duration,
+    /// The call service (store, outbound calls).
+    calls: CallService,
 }
 
 impl Application {
@@ -110,9 +114,32 @@ impl Application {
                     settings.twilio.auth_token.clone(),
                 )
             });
+        let database = settings.database_path();
+        let store = CallStore::open(&database).with_context(|| {
+            format!(
+                "cannot open the call records database {}",
+                database.display()
+            )
+        })?;
+        tracing::info!(database = %database.display(), "call records database open");
+        let rest_handle = rest.clone().map(RestHandle::spawn).transpose()?;
+        if settings.api_key.expose_secret().is_empty() {
+            tracing::info!("CALLBRIDGE_API_KEY is not set: /api and /mcp refuse every request");
+        }
         let shutdown = CancellationToken::new();
         let draining = Arc::new(AtomicBool::new(false));
         let live_calls = LiveCalls::default();
+        let calls = CallService::new(
+            store,
+            rest_handle,
+            live_calls.clone(),
+            OutboundSettings {
+                public_url: settings.public_url.clone(),
+                from_number: settings.twilio.phone_number.clone(),
+                max_call_duration_s: settings.calls.max_call_duration.as_secs(),
+                ring_timeout_s: settings.ring_timeout_s,
+            },
+        );
         let ttl = settings.calls.stream_token_ttl;
         let drain_timeout = settings.drain_timeout;
         let state = web::Data::new(AppState {
@@ -133,6 +160,8 @@ impl Application {
             goodbye: GoodbyeMatcher::new(&settings.realtime.goodbye_phrases),
             rest,
             shutdown: shutdown.clone(),
+            calls: calls.clone(),
+            api_key: settings.api_key.clone(),
             draining: draining.clone(),
             public_url: settings.public_url.clone(),
             derived_public_url: Default::default(),
@@ -159,6 +188,7 @@ impl Application {
             draining,
             live_calls,
             drain_timeout,
+            calls,
         })
     }
 
@@ -170,6 +200,11 @@ impl Application {
     /// The live calls and recent call records of this server.
     pub fn live_calls(&self) -> LiveCalls {
         self.live_calls.clone()
+    }
+
+    /// The call service: the call records and outbound calls.
+    pub fn calls(&self) -> CallService {
+        self.calls.clone()
     }
 
     /// A token that ends every live call (with a goodbye) when cancelled.

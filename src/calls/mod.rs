@@ -2,15 +2,19 @@
 //! heard), start and end times, why the call ended, and the OpenAI token usage. The bridge builds it during the call
 //! and logs it as one structured line at the end. (A persistent store comes with outbound calls.)
 
+pub mod backend;
 pub mod live;
+pub mod model;
+pub mod service;
+pub mod store;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::realtime::events::Usage;
 
 /// Who spoke a turn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Speaker {
     /// The person on the phone (from `conversation.item.input_audio_transcription.completed`).
@@ -20,7 +24,7 @@ pub enum Speaker {
 }
 
 /// One turn of the transcript.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Turn {
     /// Who spoke.
     pub speaker: Speaker,
@@ -33,10 +37,10 @@ pub struct Turn {
     /// Milliseconds from the start of the call to the end of the turn.
     pub offset_ms: u64,
     /// True when the assistant turn was cut short: the caller barged in or hung up before it had played.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
     /// The Realtime conversation item of an assistant turn.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item_id: Option<String>,
 }
 
@@ -78,7 +82,7 @@ impl Serialize for EndReason {
 }
 
 /// Direction of a call, as Twilio names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Direction {
     /// Someone called the Twilio number.

@@ -11,9 +11,9 @@ use tracing::Instrument as _;
 
 use crate::calls::{CallRecord, Direction, EndReason};
 use crate::http::state::{AppState, PendingCall};
-use crate::http::voice::call_span;
+use crate::http::voice::{StreamPlan, call_span};
 use crate::realtime::client::{self, RealtimeLink};
-use crate::relay::bridge::{Bridge, log_record};
+use crate::relay::bridge::{Bridge, Persistence, log_record};
 use crate::relay::conductor::{Conductor, ConductorConfig};
 
 /// Handles the upgrade.
@@ -45,69 +45,85 @@ pub async fn media_stream(
 
     let state = state.into_inner();
     let span = call_span(&call_sid);
-    actix_web::rt::spawn(async move {
-        let (direction, from, to, link) = match pending {
-            Some(PendingCall {
-                direction,
-                from,
-                to,
-                preconnect,
-            }) => (direction, from, to, preconnect.ready().await),
-            None => {
-                // The token outlived its pending entry (should not happen): connect now.
-                let session_update = state
-                    .settings
-                    .session_config(state.settings.realtime.system_message.clone())
-                    .to_json();
-                let endpoint = state.realtime_endpoint.clone();
-                let link = state
-                    .realtime_runtime
-                    .spawn(async move { client::connect(&endpoint, vec![session_update]).await })
-                    .await
-                    .unwrap_or(Err(client::RealtimeError::Lost));
-                (Direction::Inbound, String::new(), String::new(), link)
+    actix_web::rt::spawn(
+        async move {
+            let (plan, link) = match pending {
+                Some(PendingCall { plan, preconnect }) => {
+                    let link = preconnect.ready().await;
+                    (plan, link)
+                }
+                None => {
+                    // The token outlived its pending entry (should not happen): connect now with the defaults.
+                    let realtime = &state.settings.realtime;
+                    let plan = StreamPlan {
+                        call_id: None,
+                        direction: Direction::Inbound,
+                        from: String::new(),
+                        to: String::new(),
+                        assistant_speaks_first: realtime.assistant_speaks_first,
+                        greeting: realtime.greeting.clone(),
+                        max_call_duration: state.settings.calls.max_call_duration,
+                        session_update: state.settings.session_config(realtime.system_message.clone()).to_json(),
+                    };
+                    let endpoint = state.realtime_endpoint.clone();
+                    let first = plan.session_update.clone();
+                    let link = state
+                        .realtime_runtime
+                        .spawn(async move { client::connect(&endpoint, vec![first]).await })
+                        .await
+                        .unwrap_or(Err(client::RealtimeError::Lost));
+                    (plan, link)
+                }
+            };
+            let persistence = plan.call_id.clone().map(|call_id| Persistence {
+                calls: state.calls.clone(),
+                call_id,
+            });
+            let record = CallRecord::new(call_sid.clone(), plan.direction, plan.from.clone(), plan.to.clone());
+            let link: RealtimeLink = match link {
+                Ok(link) => link,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot open the OpenAI Realtime session; ending the call");
+                    let _ = session.close(None).await;
+                    let mut record = record;
+                    record.finish(EndReason::Error("openai_unavailable".into()), 0);
+                    log_record(&record);
+                    if let Some(persistence) = &persistence {
+                        persistence.finish(&record);
+                    }
+                    state.live_calls.remember(record);
+                    return;
+                }
+            };
+            let (control, guard) = state.live_calls.register(&call_sid);
+            let conductor = Conductor::new(
+                ConductorConfig {
+                    call_sid: call_sid.clone(),
+                    assistant_speaks_first: plan.assistant_speaks_first,
+                    greeting: plan.greeting.clone(),
+                    max_call_duration: plan.max_call_duration,
+                    farewell_grace: state.settings.calls.farewell_grace,
+                    goodbye: state.goodbye.clone(),
+                },
+                record,
+                Instant::now(),
+            );
+            let record = Bridge {
+                twilio_session: session,
+                twilio_frames: frames,
+                link,
+                conductor,
+                rest: state.rest.clone(),
+                control,
+                shutdown: state.shutdown.clone(),
+                persistence,
             }
-        };
-        let record = CallRecord::new(call_sid.clone(), direction, from, to);
-        let link: RealtimeLink = match link {
-            Ok(link) => link,
-            Err(e) => {
-                tracing::error!(%call_sid, error = %e, "cannot open the OpenAI Realtime session; ending the call");
-                let _ = session.close(None).await;
-                let mut record = record;
-                record.finish(EndReason::Error("openai_unavailable".into()), 0);
-                log_record(&record);
-                state.live_calls.remember(record);
-                return;
-            }
-        };
-        let (control, _guard) = state.live_calls.register(&call_sid);
-        let realtime = &state.settings.realtime;
-        let conductor = Conductor::new(
-            ConductorConfig {
-                call_sid: call_sid.clone(),
-                assistant_speaks_first: realtime.assistant_speaks_first,
-                greeting: realtime.greeting.clone(),
-                max_call_duration: state.settings.calls.max_call_duration,
-                farewell_grace: state.settings.calls.farewell_grace,
-                goodbye: state.goodbye.clone(),
-            },
-            record,
-            Instant::now(),
-        );
-        let record = Bridge {
-            twilio_session: session,
-            twilio_frames: frames,
-            link,
-            conductor,
-            rest: state.rest.clone(),
-            control,
-            shutdown: state.shutdown.clone(),
+            .run()
+            .await;
+            drop(guard);
+            state.live_calls.remember(record);
         }
-        .run()
-        .await;
-        drop(_guard);
-        state.live_calls.remember(record);
-    }.instrument(span));
+        .instrument(span),
+    );
     Ok(response)
 }

@@ -1,9 +1,13 @@
-//! HTTP route handlers: `/health`, `/ready`, the `/incoming-call` voice webhook and the `/media-stream/{token}` upgrade.
+//! HTTP route handlers: `/health`, `/ready`, the `/incoming-call`, `/outbound-call/{id}` and `/call-status`
+//! webhooks, and the `/media-stream/{token}` upgrade.
 //!
 //! [`configure`] registers every route on an actix `ServiceConfig`; [`crate::startup`] and the tests share it.
 
+pub mod api;
+pub mod auth;
 pub mod health;
 pub mod media_stream;
+pub mod outbound;
 pub mod public_url;
 pub mod state;
 pub mod voice;
@@ -16,7 +20,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/ready", web::get().to(health::ready))
         .route("/incoming-call", web::post().to(voice::incoming_call))
         .route(
+            "/outbound-call/{call_id}",
+            web::post().to(outbound::outbound_call),
+        )
+        .route("/call-status", web::post().to(outbound::call_status))
+        .route(
             "/media-stream/{token}",
             web::get().to(media_stream::media_stream),
-        );
+        )
+        .configure(api::configure);
+    cfg.service(crate::mcp::http::service());
 }

@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 
 use url::Url;
 
-use crate::calls::Direction;
 use crate::calls::live::LiveCalls;
 use crate::config::Settings;
 use crate::realtime::client::{Preconnect, RealtimeEndpoint};
@@ -14,15 +13,11 @@ use crate::security::tokens::StreamTokens;
 use crate::twilio::rest::TwilioRest;
 use crate::twilio::signature::RequestValidator;
 
-/// A call between its webhook and its media stream: who called, and its Realtime session being opened.
+/// A call between its webhook and its media stream: what its stream needs, and its Realtime session being opened.
 #[derive(Debug)]
 pub struct PendingCall {
-    /// Inbound or outbound.
-    pub direction: Direction,
-    /// Caller number as Twilio gave it.
-    pub from: String,
-    /// Called number.
-    pub to: String,
+    /// Decided when the webhook was answered.
+    pub plan: crate::http::voice::StreamPlan,
     /// The session opening in the background.
     pub preconnect: Preconnect,
 }
@@ -57,6 +52,10 @@ pub struct AppState {
     pub goodbye: GoodbyeMatcher,
     /// REST client for hang-ups, when credentials are configured.
     pub rest: Option<TwilioRest>,
+    /// Calls: the store, outbound calls, waiting, hang-up.
+    pub calls: crate::calls::service::CallService,
+    /// Bearer key for `/api` and `/mcp` (empty: those endpoints refuse everything).
+    pub api_key: secrecy::SecretString,
     /// Cancelled when the server shuts down; every bridge watches it.
     pub shutdown: tokio_util::sync::CancellationToken,
 }

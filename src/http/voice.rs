@@ -13,7 +13,10 @@ use std::sync::{Arc, Mutex};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, http::StatusCode, web};
 use tracing::Instrument as _;
 
+use time::OffsetDateTime;
+
 use crate::calls::Direction;
+use crate::calls::model::{CallStatus, NewCall};
 use crate::http::public_url::{ForwardedHeaders, public_base};
 use crate::http::state::{AppState, PendingCall};
 use crate::realtime::client::preconnect;
@@ -117,7 +120,8 @@ pub fn verify_form(
     Ok(params)
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+/// The value of form field `name`, if present.
+pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == name)
@@ -173,23 +177,97 @@ pub async fn incoming_call(
     let to = param(&params, "To").unwrap_or("").to_owned();
     tracing::info!(%from, %to, "incoming call");
 
-    let token = state.tokens.issue(&call_sid);
+    let call_id = match state.calls.store().create(&NewCall {
+        direction: Direction::Inbound,
+        from: from.clone(),
+        to: to.clone(),
+        call_sid: Some(call_sid.clone()),
+        instructions: None,
+        greeting: None,
+        voice: None,
+        language: None,
+        max_duration_s: None,
+        metadata: None,
+    }) {
+        Ok(call) => {
+            let _ = state.calls.store().update_status(
+                &call.id,
+                CallStatus::InProgress,
+                OffsetDateTime::now_utc(),
+            );
+            Some(call.id)
+        }
+        Err(e) => {
+            // The call still goes ahead; its record is then only logged.
+            tracing::error!(error = %e, "cannot store the inbound call");
+            None
+        }
+    };
+    let realtime = &state.settings.realtime;
     let session = state
         .settings
-        .session_config(state.settings.realtime.system_message.clone());
-    let preconnect = preconnect(
-        &state.realtime_runtime,
-        state.realtime_endpoint.clone(),
-        vec![session.to_json()],
+        .session_config(realtime.system_message.clone());
+    let twiml = begin_stream(
+        &state,
+        &base,
+        &call_sid,
+        span.clone(),
+        StreamPlan {
+            call_id,
+            direction: Direction::Inbound,
+            from,
+            to,
+            assistant_speaks_first: realtime.assistant_speaks_first,
+            greeting: realtime.greeting.clone(),
+            max_call_duration: state.settings.calls.max_call_duration,
+            session_update: session.to_json(),
+        },
     );
+    Ok(twiml_response(twiml))
+}
+
+/// Everything a call's media stream needs, decided when its webhook is answered.
+#[derive(Debug, Clone)]
+pub struct StreamPlan {
+    /// The call's id in the store, when stored.
+    pub call_id: Option<String>,
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// Caller number.
+    pub from: String,
+    /// Called number.
+    pub to: String,
+    /// Whether the assistant speaks first.
+    pub assistant_speaks_first: bool,
+    /// Its first words.
+    pub greeting: String,
+    /// The call's maximum duration.
+    pub max_call_duration: std::time::Duration,
+    /// The `session.update` JSON for this call.
+    pub session_update: String,
+}
+
+/// Issues the stream token, starts pre-connecting the Realtime session, arranges for an unused session to be closed
+/// when its token expires, and returns the `<Connect><Stream>` TwiML.
+pub fn begin_stream(
+    state: &AppState,
+    public_base: &str,
+    call_sid: &str,
+    span: tracing::Span,
+    plan: StreamPlan,
+) -> String {
+    let token = state.tokens.issue(call_sid);
+    let preconnect = span.in_scope(|| {
+        preconnect(
+            &state.realtime_runtime,
+            state.realtime_endpoint.clone(),
+            vec![plan.session_update.clone()],
+        )
+    });
+    let parameters = [("caller", plan.from.clone()), ("called", plan.to.clone())];
     state.pending.insert(
         token.clone(),
-        Arc::new(Mutex::new(Some(PendingCall {
-            direction: Direction::Inbound,
-            from: from.clone(),
-            to: to.clone(),
-            preconnect,
-        }))),
+        Arc::new(Mutex::new(Some(PendingCall { plan, preconnect }))),
     );
 
     // If Twilio never opens the stream, close the pre-connected session when the token expires; the cache's own
@@ -209,15 +287,16 @@ pub async fn incoming_call(
                 tracing::info!("stream token expired unused; pre-connected OpenAI session closed");
             }
         }
-        .instrument(span.clone()),
+        .instrument(span),
     );
 
-    let url = stream_url(&base, &token);
-    let body = twiml::connect_stream(&url, &[("caller", from.as_str()), ("called", to.as_str())]);
-    Ok(twiml_response(body))
+    let url = stream_url(public_base, &token);
+    let parameters: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    twiml::connect_stream(&url, &parameters)
 }
 
-fn twiml_response(body: String) -> HttpResponse {
+/// Answers TwiML (`text/xml`).
+pub fn twiml_response(body: String) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/xml; charset=utf-8")
         .body(body)

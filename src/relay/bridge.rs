@@ -16,7 +16,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::calls::live::CallControl;
-use crate::calls::{CallRecord, EndReason};
+use crate::calls::model::CallStatus;
+use crate::calls::service::CallService;
+use crate::calls::{CallRecord, Direction, EndReason, Turn};
 use crate::realtime::client::{LinkEvent, RealtimeLink};
 use crate::realtime::events::parse_server_event;
 use crate::relay::conductor::{Action, Conductor};
@@ -39,6 +41,45 @@ pub struct Bridge {
     pub control: mpsc::Receiver<CallControl>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
+    /// Where the call's record is stored as it grows, when it is stored.
+    pub persistence: Option<Persistence>,
+}
+
+/// The call's stored record: turns are appended as they complete (a crash loses at most the turn in progress), and
+/// the whole record is written at the end.
+pub struct Persistence {
+    /// The call service (its store, and the notifier for waiting readers).
+    pub calls: CallService,
+    /// The call's id in the store.
+    pub call_id: String,
+}
+
+impl Persistence {
+    /// Appends `turns` (the ones not stored yet).
+    fn append(&self, turns: &[Turn]) {
+        for turn in turns {
+            if let Err(e) = self.calls.store().append_turn(&self.call_id, turn) {
+                tracing::error!(error = %e, "cannot store a transcript turn");
+            }
+        }
+    }
+
+    /// Writes the finished record (transcript as cut, outcome, end reason, usage); an inbound call is then
+    /// `completed` (no status callbacks follow it).
+    pub fn finish(&self, record: &CallRecord) {
+        let store = self.calls.store();
+        if let Err(e) = store.finish(&self.call_id, record) {
+            tracing::error!(error = %e, "cannot store the call record");
+        }
+        if record.direction == Direction::Inbound {
+            let _ = store.update_status(
+                &self.call_id,
+                CallStatus::Completed,
+                time::OffsetDateTime::now_utc(),
+            );
+        }
+        self.calls.notify_changed();
+    }
 }
 
 impl Bridge {
@@ -52,7 +93,9 @@ impl Bridge {
             rest,
             mut control,
             shutdown,
+            persistence,
         } = self;
+        let mut stored_turns = 0;
         let mut actions: Vec<Action> = Vec::with_capacity(8);
         let mut shutting_down = false;
         let mut stream_sid_logged = false;
@@ -122,6 +165,13 @@ impl Bridge {
                 tracing::Span::current().record("stream_sid", stream_sid);
                 stream_sid_logged = true;
             }
+            if let Some(persistence) = &persistence {
+                let turns = &conductor.record().turns;
+                if turns.len() > stored_turns {
+                    persistence.append(&turns[stored_turns..]);
+                    stored_turns = turns.len();
+                }
+            }
             if let Some(reason) = perform(&mut actions, &mut twilio_session, &link).await {
                 break reason;
             }
@@ -131,13 +181,17 @@ impl Bridge {
         let _ = twilio_session.close(None).await;
         drop(link);
         let record = conductor.finish(reason.clone(), Instant::now());
+        // Store the record first: readers waiting for the outcome should not wait on Twilio's REST API.
+        log_record(&record);
+        if let Some(persistence) = &persistence {
+            persistence.finish(&record);
+        }
         if reason != EndReason::CallerHungUp
             && let Some(rest) = rest
             && let Err(e) = rest.hang_up(&record.call_sid).await
         {
             tracing::warn!(error = %e, call_sid = %record.call_sid, "REST hang-up failed");
         }
-        log_record(&record);
         record
     }
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::calls::{CallRecord, EndReason, Speaker, cut_to_heard};
 use crate::realtime::events::{ClientEvent, ConversationItem, ServerEvent};
 use crate::relay::goodbye::GoodbyeMatcher;
-use crate::relay::playback::{MarkEcho, PlaybackLedger};
+use crate::relay::playback::{MarkEcho, MarkName, PlaybackLedger};
 use crate::twilio::media::{TwilioEvent, clear_message, mark_message, media_message};
 
 /// While the server shuts down, how long a call gets to say goodbye before it is hung up anyway.
@@ -74,7 +74,7 @@ enum Farewell {
     /// `response.create` was sent for the goodbye; `response_id` once `response.created` names it.
     Speaking { response_id: Option<String> },
     /// The final mark is queued behind the farewell audio: hang up when it is echoed, or at `deadline`.
-    MarkSent { mark: String, deadline: Instant },
+    MarkSent { mark: MarkName, deadline: Instant },
 }
 
 /// The per-call decision maker. See the module docs.
@@ -280,8 +280,8 @@ impl Conductor {
                 }
             }
             TwilioEvent::Mark { name, .. } => match self.ledger.on_mark(&name, now) {
-                MarkEcho::Played { .. } => {
-                    if matches!(&self.farewell, Farewell::MarkSent { mark, .. } if *mark == name) {
+                MarkEcho::Played { mark: echo, .. } => {
+                    if matches!(&self.farewell, Farewell::MarkSent { mark, .. } if *mark == echo) {
                         tracing::info!("farewell played; hanging up");
                         out.push(Action::HangUp(self.goodbye_reason()));
                     }
@@ -465,7 +465,7 @@ impl Conductor {
             .ledger
             .record_sent(item_id, base64_decoded_len(delta), now);
         out.push(Action::Twilio(media_message(stream_sid, delta)));
-        out.push(Action::Twilio(mark_message(stream_sid, &mark)));
+        out.push(Action::Twilio(mark_message(stream_sid, mark)));
     }
 
     /// Barge-in: the caller started speaking.
@@ -660,7 +660,7 @@ impl Conductor {
             .sent_ms()
             .saturating_sub(self.ledger.played_ms(now));
         let mark = self.ledger.record_mark(now);
-        out.push(Action::Twilio(mark_message(stream_sid, &mark)));
+        out.push(Action::Twilio(mark_message(stream_sid, mark)));
         let deadline = now + Duration::from_millis(unplayed_ms) + self.config.farewell_grace;
         self.farewell = Farewell::MarkSent { mark, deadline };
     }

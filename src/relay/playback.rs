@@ -8,7 +8,8 @@
 //!
 //! The ledger owns the timeline of one *generation* (the audio sent since the last barge-in): which assistant `item_id`
 //! each span of bytes belongs to, the marks still pending, and an estimate of the playback position. Marks are named
-//! `g{generation}:s{sequence}` so that echoes caused by a `clear` (older generation) can be told apart and ignored.
+//! `g{generation}:s{sequence}` ([`MarkName`], a `Copy` value written straight into the outgoing JSON, so a mark costs
+//! no allocation of its own) so that echoes caused by a `clear` (older generation) can be told apart and ignored.
 //! On barge-in it produces the `conversation.item.truncate` arguments the OpenAI Realtime API expects
 //! (<https://platform.openai.com/docs/api-reference/realtime-client-events/conversation/item/truncate>): `audio_end_ms`
 //! never exceeds the audio the item produced, or the API rejects the truncate.
@@ -16,6 +17,7 @@
 //! Pure synchronous logic: no I/O, time is passed in as [`Instant`] arguments that must not go backwards.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,14 +32,61 @@ const MAX_PENDING_MARKS: usize = 16_384;
 /// first (they can never be truncated any more).
 const MAX_TRACKED_ITEMS: usize = 32;
 
+/// The name of a mark the ledger issued: generation `g` and sequence number `s`, written `g{g}:s{s}` (e.g. `g3:s41`,
+/// at most 33 bytes) by its [`Display`](fmt::Display) and read back by [`MarkName::parse`].
+///
+/// `Copy` and allocation-free: pass it to [`crate::twilio::media::mark_message`], which writes it straight into the
+/// outgoing JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MarkName {
+    /// The ledger generation the mark was issued in (the `g` part).
+    generation: u32,
+    /// The mark's sequence number, unique across generations (the `s` part).
+    sequence: u64,
+}
+
+impl MarkName {
+    /// Parses `g{generation}:s{sequence}` exactly as [`Display`](fmt::Display) writes it: decimal, no sign, no leading
+    /// zero, nothing before or after.
+    ///
+    /// Returns `None` for any other text, including numbers that overflow (`u32` generation, `u64` sequence). Never
+    /// panics and never allocates; `MarkName::parse(&name.to_string()) == Some(name)` for every name.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (generation, sequence) = text.strip_prefix('g')?.split_once(":s")?;
+        Some(Self {
+            generation: parse_decimal(generation)?,
+            sequence: parse_decimal(sequence)?,
+        })
+    }
+
+    /// The ledger generation the mark was issued in (the `g` part).
+    pub fn generation(self) -> u32 {
+        self.generation
+    }
+
+    /// The mark's sequence number (the `s` part): increasing in issue order, unique across generations.
+    pub fn sequence(self) -> u64 {
+        self.sequence
+    }
+}
+
+impl fmt::Display for MarkName {
+    /// Writes `g{generation}:s{sequence}`, e.g. `g3:s41`.
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "g{}:s{}", self.generation, self.sequence)
+    }
+}
+
 /// What an echoed Twilio `mark` meant, as told by [`PlaybackLedger::on_mark`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MarkEcho {
     /// A pending mark of the current generation: playback reached it.
     Played {
-        /// The assistant item whose audio the mark followed; `None` for a bare mark from
-        /// [`PlaybackLedger::record_mark`] (e.g. the end of the farewell).
-        item_id: Option<String>,
+        /// The echoed mark, as [`PlaybackLedger::record_sent`] or [`PlaybackLedger::record_mark`] returned it.
+        mark: MarkName,
+        /// The assistant item whose audio the mark followed (shared with the ledger, no copy); `None` for a bare mark
+        /// from [`PlaybackLedger::record_mark`] (e.g. the end of the farewell).
+        item_id: Option<Arc<str>>,
     },
     /// A mark of an older generation, echoed because of a `clear`: its audio did not play. Nothing changed.
     Stale,
@@ -161,8 +210,8 @@ impl PlaybackLedger {
     ///
     /// Returns the name of the mark to send right after it (`g{generation}:s{sequence}`, e.g. `g3:s41`). The delta
     /// occupies the next `audio_bytes` of the generation's timeline. Allocates only for an item not seen before in
-    /// this generation (and for the returned name).
-    pub fn record_sent(&mut self, item_id: &str, audio_bytes: usize, now: Instant) -> String {
+    /// this generation.
+    pub fn record_sent(&mut self, item_id: &str, audio_bytes: usize, now: Instant) -> MarkName {
         if self.played_bytes(now) >= self.sent_bytes {
             // Drained queue (or first send): the new audio starts playing no earlier than now.
             self.anchor_at(self.sent_bytes, now);
@@ -201,7 +250,7 @@ impl PlaybackLedger {
 
     /// A bare mark (no audio) queued at `now` behind everything sent so far, used to learn when the farewell has
     /// finished playing. Returns its name; its echo is [`MarkEcho::Played`] with `item_id: None`.
-    pub fn record_mark(&mut self, _now: Instant) -> String {
+    pub fn record_mark(&mut self, _now: Instant) -> MarkName {
         self.issue_mark(None)
     }
 
@@ -210,11 +259,15 @@ impl PlaybackLedger {
     /// A pending mark of the current generation re-anchors the playback estimate at the mark's position (and the
     /// marks queued before it are taken as played too). Marks of an older generation (echoed because of a `clear`)
     /// are [`MarkEcho::Stale`] and change nothing; anything else, including malformed names, is
-    /// [`MarkEcho::Unknown`] and changes nothing. Never panics, whatever the peer sends.
+    /// [`MarkEcho::Unknown`] and changes nothing. Never panics and never allocates, whatever the peer sends.
     pub fn on_mark(&mut self, name: &str, now: Instant) -> MarkEcho {
-        let Some((generation, sequence)) = parse_mark_name(name) else {
+        let Some(mark_name) = MarkName::parse(name) else {
             return MarkEcho::Unknown;
         };
+        let MarkName {
+            generation,
+            sequence,
+        } = mark_name;
         if generation != self.generation {
             return if self.was_issued_in_older_generation(generation, sequence) {
                 MarkEcho::Stale
@@ -235,7 +288,8 @@ impl PlaybackLedger {
         self.anchor_at(mark.position_bytes, now);
         self.forget_played_items(now);
         MarkEcho::Played {
-            item_id: mark.item_id.map(|item_id| item_id.to_string()),
+            mark: mark_name,
+            item_id: mark.item_id,
         }
     }
 
@@ -334,7 +388,7 @@ impl PlaybackLedger {
     }
 
     /// Queues a mark at the end of the timeline and returns its name.
-    fn issue_mark(&mut self, item_id: Option<Arc<str>>) -> String {
+    fn issue_mark(&mut self, item_id: Option<Arc<str>>) -> MarkName {
         let sequence = self.next_sequence;
         self.next_sequence = self.next_sequence.saturating_add(1);
         if self.pending_marks.len() >= MAX_PENDING_MARKS {
@@ -345,7 +399,10 @@ impl PlaybackLedger {
             position_bytes: self.sent_bytes,
             item_id,
         });
-        format!("g{}:s{sequence}", self.generation)
+        MarkName {
+            generation: self.generation,
+            sequence,
+        }
     }
 
     /// True when `g{generation}:s{sequence}` was issued in a generation before the current one.
@@ -401,12 +458,6 @@ fn duration_to_bytes(duration: Duration) -> u64 {
     u64::try_from(bytes).unwrap_or(u64::MAX)
 }
 
-/// Parses `g{generation}:s{sequence}` exactly as [`PlaybackLedger`] writes it (decimal, no sign, no leading zero).
-fn parse_mark_name(name: &str) -> Option<(u32, u64)> {
-    let (generation, sequence) = name.strip_prefix('g')?.split_once(":s")?;
-    Some((parse_decimal(generation)?, parse_decimal(sequence)?))
-}
-
 /// Parses a canonical decimal number: ASCII digits only, no leading zero except for "0"; `None` on overflow.
 fn parse_decimal<T: std::str::FromStr>(text: &str) -> Option<T> {
     let canonical = !text.is_empty()
@@ -439,9 +490,10 @@ mod tests {
         ledger.barge_in(base);
         let third = ledger.record_sent("item_b", ms(20), base);
 
-        assert_eq!(first, "g0:s0");
-        assert_eq!(second, "g0:s1");
-        assert_eq!(third, "g1:s2");
+        assert_eq!(first.to_string(), "g0:s0");
+        assert_eq!(second.to_string(), "g0:s1");
+        assert_eq!(third.to_string(), "g1:s2");
+        assert_eq!((third.generation(), third.sequence()), (1, 2));
         assert_eq!(ledger.generation(), 1);
     }
 
@@ -465,12 +517,13 @@ mod tests {
         let second_mark = ledger.record_sent("item_a", ms(100), base);
         ledger.record_sent("item_a", ms(100), base);
 
-        let echo = ledger.on_mark(&second_mark, at(base, 50));
+        let echo = ledger.on_mark(&second_mark.to_string(), at(base, 50));
 
         assert_eq!(
             echo,
             MarkEcho::Played {
-                item_id: Some("item_a".to_owned())
+                mark: second_mark,
+                item_id: Some(Arc::from("item_a"))
             }
         );
         assert_eq!(ledger.played_ms(at(base, 50)), 200);
@@ -485,7 +538,7 @@ mod tests {
         ledger.record_sent("item_a", ms(900), base);
 
         // Playback started 200 ms after the send: the 100 ms mark is echoed at 300 ms.
-        ledger.on_mark(&first_mark, at(base, 300));
+        ledger.on_mark(&first_mark.to_string(), at(base, 300));
 
         assert_eq!(ledger.played_ms(at(base, 300)), 300);
         assert_eq!(ledger.played_ms(at(base, 400)), 300);
@@ -542,9 +595,15 @@ mod tests {
         ledger.record_sent("item_a", ms(100), base);
         let farewell_end = ledger.record_mark(base);
 
-        let echo = ledger.on_mark(&farewell_end, at(base, 150));
+        let echo = ledger.on_mark(&farewell_end.to_string(), at(base, 150));
 
-        assert_eq!(echo, MarkEcho::Played { item_id: None });
+        assert_eq!(
+            echo,
+            MarkEcho::Played {
+                mark: farewell_end,
+                item_id: None
+            }
+        );
         assert_eq!(ledger.played_ms(at(base, 150)), 100);
     }
 
@@ -555,8 +614,8 @@ mod tests {
         let first = ledger.record_sent("item_a", ms(100), base);
         let second = ledger.record_sent("item_a", ms(100), base);
 
-        ledger.on_mark(&second, at(base, 200));
-        let late_first = ledger.on_mark(&first, at(base, 200));
+        ledger.on_mark(&second.to_string(), at(base, 200));
+        let late_first = ledger.on_mark(&first.to_string(), at(base, 200));
 
         assert_eq!(late_first, MarkEcho::Unknown);
     }
@@ -567,10 +626,10 @@ mod tests {
         let base = Instant::now();
         let first = ledger.record_sent("item_a", ms(100), base);
         ledger.record_sent("item_a", ms(900), base);
-        ledger.on_mark(&first, at(base, 100));
+        ledger.on_mark(&first.to_string(), at(base, 100));
         let before = ledger.played_ms(at(base, 400));
 
-        let echo = ledger.on_mark(&first, at(base, 400));
+        let echo = ledger.on_mark(&first.to_string(), at(base, 400));
 
         assert_eq!(echo, MarkEcho::Unknown);
         assert_eq!(ledger.played_ms(at(base, 400)), before);
@@ -587,8 +646,8 @@ mod tests {
         let before = ledger.played_ms(at(base, 450));
 
         let echoes = [
-            ledger.on_mark(&old_first, at(base, 450)),
-            ledger.on_mark(&old_second, at(base, 450)),
+            ledger.on_mark(&old_first.to_string(), at(base, 450)),
+            ledger.on_mark(&old_second.to_string(), at(base, 450)),
         ];
 
         assert_eq!(echoes, [MarkEcho::Stale, MarkEcho::Stale]);
@@ -765,13 +824,13 @@ mod tests {
     fn fully_played_items_are_forgotten_once_many_are_tracked() {
         let mut ledger = PlaybackLedger::new();
         let base = Instant::now();
-        let mut last_mark = String::new();
-        for index in 0..100 {
+        let mut last_mark = ledger.record_sent("item_0", ms(10), base);
+        for index in 1..100 {
             last_mark = ledger.record_sent(&format!("item_{index}"), ms(10), base);
         }
         ledger.record_sent("item_last", ms(10), base);
 
-        ledger.on_mark(&last_mark, at(base, 1_000));
+        ledger.on_mark(&last_mark.to_string(), at(base, 1_000));
 
         assert_eq!(ledger.items.len(), MAX_TRACKED_ITEMS);
         assert_eq!(ledger.item_sent_ms("item_last"), 10);
@@ -788,16 +847,31 @@ mod tests {
         }
         let capped = ledger.pending_marks.len();
 
-        let echo = ledger.on_mark(&names[100], at(base, 1));
+        let echo = ledger.on_mark(&names[100].to_string(), at(base, 1));
 
         assert_eq!(capped, MAX_PENDING_MARKS);
         assert_eq!(
             echo,
             MarkEcho::Played {
-                item_id: Some("item_a".to_owned())
+                mark: names[100],
+                item_id: Some(Arc::from("item_a"))
             }
         );
         assert_eq!(ledger.pending_marks.len(), MAX_PENDING_MARKS + 10 - 101);
+    }
+
+    #[test]
+    fn mark_names_of_the_largest_generation_and_sequence_fit_in_33_bytes_and_parse_back() {
+        let largest = MarkName {
+            generation: u32::MAX,
+            sequence: u64::MAX,
+        };
+
+        let text = largest.to_string();
+
+        assert_eq!(text, "g4294967295:s18446744073709551615");
+        assert_eq!(text.len(), 33);
+        assert_eq!(MarkName::parse(&text), Some(largest));
     }
 
     #[derive(Debug, Clone)]
@@ -829,11 +903,31 @@ mod tests {
 
     proptest! {
         #[test]
+        fn a_mark_name_parses_back_from_its_display(generation in any::<u32>(), sequence in any::<u64>()) {
+            let name = MarkName { generation, sequence };
+
+            let parsed = MarkName::parse(&name.to_string());
+
+            prop_assert_eq!(parsed, Some(name));
+        }
+
+        #[test]
+        fn text_parses_as_a_mark_name_only_when_it_is_exactly_what_display_writes(
+            text in "(g[0-9+-]{0,12}(:s[0-9+-]{0,22})?|.{0,40})"
+        ) {
+            let parsed = MarkName::parse(&text);
+
+            if let Some(name) = parsed {
+                prop_assert_eq!(name.to_string(), text);
+            }
+        }
+
+        #[test]
         fn ledger_invariants_hold_for_any_sequence_of_events(steps in prop::collection::vec(step(), 0..80)) {
             let mut ledger = PlaybackLedger::new();
             let base = Instant::now();
             let mut now = base;
-            let mut issued: Vec<(u32, String)> = Vec::new();
+            let mut issued: Vec<(u32, MarkName)> = Vec::new();
             let mut last_played = (ledger.generation(), 0u64);
 
             for step in steps {
@@ -847,21 +941,24 @@ mod tests {
                         issued.push((ledger.generation(), name));
                     }
                     Step::Echo(pick) if !issued.is_empty() => {
-                        let (generation, name) = issued[pick % issued.len()].clone();
+                        let (generation, name) = issued[pick % issued.len()];
                         let before = (ledger.played_ms(now), ledger.sent_ms());
-                        let echo = ledger.on_mark(&name, now);
+                        let echo = ledger.on_mark(&name.to_string(), now);
                         if generation < ledger.generation() {
                             prop_assert_eq!(echo, MarkEcho::Stale);
                             prop_assert_eq!((ledger.played_ms(now), ledger.sent_ms()), before);
                         } else {
-                            prop_assert_ne!(echo, MarkEcho::Stale);
+                            prop_assert_ne!(&echo, &MarkEcho::Stale);
+                            if let MarkEcho::Played { mark, .. } = echo {
+                                prop_assert_eq!(mark, name);
+                            }
                         }
                     }
                     Step::Echo(_) => {}
                     Step::EchoGarbage(name) => {
                         let before = (ledger.played_ms(now), ledger.sent_ms());
                         let echo = ledger.on_mark(&name, now);
-                        if !issued.iter().any(|(_, issued_name)| *issued_name == name) {
+                        if !issued.iter().any(|(_, issued_name)| issued_name.to_string() == name) {
                             prop_assert_eq!(echo, MarkEcho::Unknown);
                             prop_assert_eq!((ledger.played_ms(now), ledger.sent_ms()), before);
                         }

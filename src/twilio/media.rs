@@ -8,7 +8,10 @@
 //! is read first with a tiny borrowed struct (serde's internally tagged enums would buffer the whole message), then
 //! the message is deserialized into borrowed structs whose `streamSid`, `track` and base64 `payload` point into the
 //! input text. This works because those strings never contain JSON escapes; a frame where one does is reported as a
-//! parse error. Outgoing messages are serialized once into a buffer sized up front (one allocation).
+//! parse error. The strings of `mark`, `dtmf` and `stop` (a mark echo arrives for every assistant audio delta) are
+//! `Cow`s: borrowed from the input text too, and owned only when the JSON string holds escapes, so any legal mark name
+//! parses. Outgoing messages are serialized once into a buffer sized up front (one allocation); [`mark_message`]
+//! writes the mark name straight from its [`Display`](fmt::Display) into that buffer.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -48,37 +51,38 @@ pub enum TwilioEvent<'a> {
         /// The audio chunk.
         media: MediaChunk<'a>,
     },
-    /// `dtmf`: the caller pressed a key.
+    /// `dtmf`: the caller pressed a key. Strings are borrowed from the input text unless they hold JSON escapes.
     Dtmf {
         /// Position of this message in the stream.
         sequence_number: u64,
         /// The stream's SID (`MZ...`).
-        stream_sid: String,
+        stream_sid: Cow<'a, str>,
         /// The key: `0`-`9`, `*` or `#`.
-        digit: String,
+        digit: Cow<'a, str>,
         /// The track the tone was detected on (Twilio sends `"inbound_track"`).
-        track: String,
+        track: Cow<'a, str>,
     },
     /// `mark`: Twilio echoes a mark the server sent, once the audio queued before it has played, or at once when a
-    /// `clear` dropped that audio.
+    /// `clear` dropped that audio. Strings are borrowed from the input text unless they hold JSON escapes.
     Mark {
         /// Position of this message in the stream.
         sequence_number: u64,
         /// The stream's SID (`MZ...`).
-        stream_sid: String,
+        stream_sid: Cow<'a, str>,
         /// The name the server gave the mark.
-        name: String,
+        name: Cow<'a, str>,
     },
-    /// `stop`: the stream ended (the caller hung up, or the call was redirected or completed).
+    /// `stop`: the stream ended (the caller hung up, or the call was redirected or completed). Strings are borrowed
+    /// from the input text unless they hold JSON escapes.
     Stop {
         /// Position of this message in the stream.
         sequence_number: u64,
         /// The stream's SID (`MZ...`).
-        stream_sid: String,
+        stream_sid: Cow<'a, str>,
         /// The Twilio account (`AC...`).
-        account_sid: String,
+        account_sid: Cow<'a, str>,
         /// The call (`CA...`).
-        call_sid: String,
+        call_sid: Cow<'a, str>,
     },
     /// Any other `event` value: the relay logs it at debug level and ignores it.
     Unknown {
@@ -157,7 +161,8 @@ pub enum MediaParseError {
 
 /// Parses one text frame from Twilio.
 ///
-/// A `media` frame is parsed without heap allocation; the result borrows from `text`. Any `event` value other than
+/// A `media` frame is parsed without heap allocation, and so is a `mark`, `dtmf` or `stop` frame whose strings hold no
+/// JSON escapes; the result borrows from `text`. Any `event` value other than
 /// the six documented ones yields [`TwilioEvent::Unknown`], whatever the rest of the message holds.
 ///
 /// # Errors
@@ -178,7 +183,7 @@ pub fn parse_twilio_event(text: &str) -> Result<TwilioEvent<'_>, MediaParseError
             })
         }
         "mark" => {
-            let message: MarkMessage = parse_as(&tag.event, text)?;
+            let message: MarkMessage<'_> = parse_as(&tag.event, text)?;
             Ok(TwilioEvent::Mark {
                 sequence_number: message.sequence_number,
                 stream_sid: message.stream_sid,
@@ -201,7 +206,7 @@ pub fn parse_twilio_event(text: &str) -> Result<TwilioEvent<'_>, MediaParseError
             })
         }
         "dtmf" => {
-            let message: DtmfMessage = parse_as(&tag.event, text)?;
+            let message: DtmfMessage<'_> = parse_as(&tag.event, text)?;
             Ok(TwilioEvent::Dtmf {
                 sequence_number: message.sequence_number,
                 stream_sid: message.stream_sid,
@@ -210,7 +215,7 @@ pub fn parse_twilio_event(text: &str) -> Result<TwilioEvent<'_>, MediaParseError
             })
         }
         "stop" => {
-            let message: StopMessage = parse_as(&tag.event, text)?;
+            let message: StopMessage<'_> = parse_as(&tag.event, text)?;
             Ok(TwilioEvent::Stop {
                 sequence_number: message.sequence_number,
                 stream_sid: message.stream_sid,
@@ -278,14 +283,23 @@ impl TwilioCommand<'_> {
             TwilioCommand::Mark { stream_sid, mark } => (stream_sid, mark.name.len()),
             TwilioCommand::Clear { stream_sid } => (stream_sid, 0),
         };
-        // `{"event":"media","streamSid":"","media":{"payload":""}}` is the longest frame: 55 bytes.
-        const FRAME_OVERHEAD_BYTES: usize = 64;
-        let mut buffer = Vec::with_capacity(FRAME_OVERHEAD_BYTES + stream_sid.len() + body_bytes);
-        serde_json::to_writer(&mut buffer, self)
-            .expect("a TwilioCommand holds only strings, and writing to a Vec cannot fail");
-        String::from_utf8(buffer).expect("serde_json writes UTF-8")
+        write_frame(self, stream_sid.len() + body_bytes)
     }
 }
+
+/// Serializes an outgoing frame into one buffer of [`FRAME_OVERHEAD_BYTES`] + `strings_bytes`: the buffer does not
+/// grow unless the strings need JSON escapes.
+fn write_frame(frame: &impl Serialize, strings_bytes: usize) -> String {
+    let mut buffer = Vec::with_capacity(FRAME_OVERHEAD_BYTES + strings_bytes);
+    serde_json::to_writer(&mut buffer, frame).expect(
+        "an outgoing frame holds only strings and Display values, and writing to a Vec cannot fail",
+    );
+    String::from_utf8(buffer).expect("serde_json writes UTF-8")
+}
+
+/// Room for the fixed text of an outgoing frame: `{"event":"media","streamSid":"","media":{"payload":""}}`, the
+/// longest, is 55 bytes.
+const FRAME_OVERHEAD_BYTES: usize = 64;
 
 /// Builds `{"event":"media","streamSid":..,"media":{"payload":..}}`: audio for Twilio to play to the caller.
 ///
@@ -301,17 +315,70 @@ pub fn media_message(stream_sid: &str, payload_b64: &str) -> String {
 }
 
 /// Builds `{"event":"mark","streamSid":..,"mark":{"name":..}}`: a mark Twilio echoes when playback reaches it.
-pub fn mark_message(stream_sid: &str, name: &str) -> String {
-    TwilioCommand::Mark {
+///
+/// `name` is anything that displays as the mark's name: a `&str`, or a
+/// [`MarkName`](crate::relay::playback::MarkName), which is written straight into the message's buffer (JSON-escaped
+/// as needed) without a `String` of its own. One allocation, sized up front (`name` is displayed twice: once to
+/// measure it).
+///
+/// # Panics
+///
+/// If `name`'s `Display` returns an error of its own, as [`ToString::to_string`] would; `str` and `MarkName` never
+/// do.
+pub fn mark_message(stream_sid: &str, name: impl fmt::Display) -> String {
+    let mut name_bytes = ByteCounter(0);
+    // Only a capacity hint: an error can come from `name` alone (the counter never fails), and `write_frame` then
+    // panics as documented.
+    let _ = fmt::write(&mut name_bytes, format_args!("{name}"));
+    let frame = MarkFrame {
+        event: "mark",
         stream_sid,
-        mark: OutgoingMark { name },
-    }
-    .to_json()
+        mark: MarkFrameBody {
+            name: Displayed(&name),
+        },
+    };
+    write_frame(&frame, stream_sid.len() + name_bytes.0)
 }
 
 /// Builds `{"event":"clear","streamSid":..}`: drop all queued outbound audio (pending marks are echoed at once).
 pub fn clear_message(stream_sid: &str) -> String {
     TwilioCommand::Clear { stream_sid }.to_json()
+}
+
+/// `{"event":"mark","streamSid":..,"mark":{"name":..}}` with a name of any `Display` type (see [`mark_message`]).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase", bound = "")]
+struct MarkFrame<'a, N: fmt::Display> {
+    event: &'static str,
+    stream_sid: &'a str,
+    mark: MarkFrameBody<'a, N>,
+}
+
+/// The `mark` object of [`MarkFrame`].
+#[derive(Serialize)]
+#[serde(bound = "")]
+struct MarkFrameBody<'a, N: fmt::Display> {
+    name: Displayed<'a, N>,
+}
+
+/// Serializes a `Display` value as a JSON string, formatted straight into the output (serde_json's `collect_str`
+/// writes without an intermediate `String`).
+struct Displayed<'a, N>(&'a N);
+
+impl<N: fmt::Display> Serialize for Displayed<'_, N> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self.0)
+    }
+}
+
+/// A `fmt::Write` that only counts the bytes written to it.
+struct ByteCounter(usize);
+
+impl fmt::Write for ByteCounter {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.0 = self.0.saturating_add(text.len());
+        Ok(())
+    }
 }
 
 /// Deserializes `text` as the message shape of a known `event`, naming the event in the error.
@@ -377,47 +444,58 @@ struct MediaMessage<'a> {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct DtmfMessage {
+struct DtmfMessage<'a> {
     #[serde(deserialize_with = "u64_from_string")]
     sequence_number: u64,
-    stream_sid: String,
-    dtmf: DtmfBody,
+    #[serde(borrow)]
+    stream_sid: Cow<'a, str>,
+    #[serde(borrow)]
+    dtmf: DtmfBody<'a>,
 }
 
 #[derive(Deserialize)]
-struct DtmfBody {
-    track: String,
-    digit: String,
+struct DtmfBody<'a> {
+    #[serde(borrow)]
+    track: Cow<'a, str>,
+    #[serde(borrow)]
+    digit: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct MarkMessage {
+struct MarkMessage<'a> {
     #[serde(deserialize_with = "u64_from_string")]
     sequence_number: u64,
-    stream_sid: String,
-    mark: MarkBody,
+    #[serde(borrow)]
+    stream_sid: Cow<'a, str>,
+    #[serde(borrow)]
+    mark: MarkBody<'a>,
 }
 
 #[derive(Deserialize)]
-struct MarkBody {
-    name: String,
+struct MarkBody<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct StopMessage {
+struct StopMessage<'a> {
     #[serde(deserialize_with = "u64_from_string")]
     sequence_number: u64,
-    stream_sid: String,
-    stop: StopBody,
+    #[serde(borrow)]
+    stream_sid: Cow<'a, str>,
+    #[serde(borrow)]
+    stop: StopBody<'a>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct StopBody {
-    account_sid: String,
-    call_sid: String,
+struct StopBody<'a> {
+    #[serde(borrow)]
+    account_sid: Cow<'a, str>,
+    #[serde(borrow)]
+    call_sid: Cow<'a, str>,
 }
 
 #[cfg(test)]
@@ -542,6 +620,66 @@ mod tests {
                 stream_sid: STREAM_SID.into(),
                 name: "g3:s41".into(),
             }
+        );
+    }
+
+    #[test]
+    fn mark_strings_without_escapes_are_borrowed_from_the_input() {
+        let text = include_str!("../../tests/fixtures/twilio/mark.json");
+
+        let event = parse_ok(text);
+
+        let TwilioEvent::Mark {
+            stream_sid, name, ..
+        } = event
+        else {
+            panic!("expected Mark, got {event:?}");
+        };
+        assert!(matches!(stream_sid, Cow::Borrowed(_)), "{stream_sid:?}");
+        assert!(matches!(name, Cow::Borrowed(_)), "{name:?}");
+        let text_range = text.as_ptr() as usize..text.as_ptr() as usize + text.len();
+        assert!(text_range.contains(&(name.as_ptr() as usize)));
+    }
+
+    #[test]
+    fn a_mark_name_with_escapes_parses_to_the_unescaped_name() {
+        let text = r#"{"event":"mark","sequenceNumber":"4","streamSid":"MZ1","mark":{"name":"say \"bye\"\n\u00e9"}}"#;
+
+        let event = parse_ok(text);
+
+        assert_eq!(
+            event,
+            TwilioEvent::Mark {
+                sequence_number: 4,
+                stream_sid: "MZ1".into(),
+                name: Cow::Owned("say \"bye\"\né".to_owned()),
+            }
+        );
+    }
+
+    #[test]
+    fn dtmf_and_stop_with_escaped_strings_parse_to_the_unescaped_strings() {
+        let dtmf = r#"{"event":"dtmf","sequenceNumber":"5","streamSid":"MZ\u0031","dtmf":{"track":"inbound\u005ftrack","digit":"\u0023"}}"#;
+        let stop = r#"{"event":"stop","sequenceNumber":"6","streamSid":"MZ1","stop":{"accountSid":"AC\/1","callSid":"CA\/1"}}"#;
+
+        let events = [parse_ok(dtmf), parse_ok(stop)];
+
+        assert_eq!(
+            events,
+            [
+                TwilioEvent::Dtmf {
+                    sequence_number: 5,
+                    stream_sid: "MZ1".into(),
+                    digit: "#".into(),
+                    track: "inbound_track".into(),
+                },
+                TwilioEvent::Stop {
+                    sequence_number: 6,
+                    stream_sid: "MZ1".into(),
+                    account_sid: "AC/1".into(),
+                    call_sid: "CA/1".into(),
+                },
+            ]
         );
     }
 
@@ -797,6 +935,47 @@ mod tests {
         assert_eq!(value["mark"]["name"], "say \"bye\"\n");
     }
 
+    /// Displays `g3:s41` in three pieces, as a formatted mark name does.
+    struct PiecewiseName;
+
+    impl fmt::Display for PiecewiseName {
+        fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(formatter, "g{}:s{}", 3, 41)
+        }
+    }
+
+    #[test]
+    fn mark_message_writes_a_display_name_as_a_json_string() {
+        let text = mark_message(STREAM_SID, PiecewiseName);
+
+        let value: Value = serde_json::from_str(&text).expect("mark_message writes JSON");
+
+        assert_eq!(
+            value,
+            json!({"event": "mark", "streamSid": STREAM_SID, "mark": {"name": "g3:s41"}})
+        );
+    }
+
+    /// Displays `ab` repeated `.0` times, one piece at a time.
+    struct RepeatedName(usize);
+
+    impl fmt::Display for RepeatedName {
+        fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            (0..self.0).try_for_each(|_| formatter.write_str("ab"))
+        }
+    }
+
+    #[test]
+    fn mark_message_with_a_long_display_name_fits_the_buffer_allocated_up_front() {
+        let text = mark_message(STREAM_SID, RepeatedName(200));
+
+        assert_eq!(text.len(), 50 + STREAM_SID.len() + 400);
+        assert!(
+            text.capacity() <= FRAME_OVERHEAD_BYTES + STREAM_SID.len() + 400,
+            "the buffer must not have grown past its initial size"
+        );
+    }
+
     #[test]
     fn media_message_fits_the_buffer_allocated_up_front() {
         let payload = "A".repeat(216);
@@ -842,6 +1021,21 @@ mod tests {
                 sequence_number,
                 stream_sid: STREAM_SID,
                 media: MediaChunk { track: "inbound", chunk, timestamp_ms, payload: &payload },
+            });
+        }
+
+        #[test]
+        fn a_mark_echo_with_any_name_parses_to_that_name(name in any::<String>()) {
+            let text = json!({
+                "event": "mark", "sequenceNumber": "4", "streamSid": STREAM_SID, "mark": {"name": name},
+            }).to_string();
+
+            let event = parse_twilio_event(&text).expect("a mark with any legal JSON string as its name parses");
+
+            prop_assert_eq!(event, TwilioEvent::Mark {
+                sequence_number: 4,
+                stream_sid: STREAM_SID.into(),
+                name: name.as_str().into(),
             });
         }
 

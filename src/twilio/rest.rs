@@ -248,6 +248,175 @@ impl TwilioRest {
     }
 }
 
+/// A call to create: `POST .../Calls.json` (<https://www.twilio.com/docs/voice/api/call-resource#create-a-call-resource>).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateCall {
+    /// Who to call, E.164.
+    pub to: String,
+    /// The caller ID: your Twilio number, E.164.
+    pub from: String,
+    /// Where Twilio fetches the call's TwiML when it is answered (`PUBLIC_URL/outbound-call/{call_id}`).
+    pub url: String,
+    /// Where Twilio posts status changes (`PUBLIC_URL/call-status`), for all four events.
+    pub status_callback: String,
+    /// How long to let it ring, seconds (Twilio's `Timeout`, 5 to 600).
+    pub ring_timeout_s: u32,
+    /// The call's maximum duration, seconds (Twilio's `TimeLimit`).
+    pub time_limit_s: u64,
+}
+
+/// The part of Twilio's call resource callbridge reads after creating a call.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct CreatedCall {
+    /// The new call's CallSid.
+    pub sid: String,
+    /// Its status (`queued`).
+    pub status: String,
+}
+
+impl TwilioRest {
+    /// Creates an outbound call. The form carries `To`, `From`, `Url` (POST), `StatusCallback` (POST) with the
+    /// `StatusCallbackEvent`s `initiated`, `ringing`, `answered` and `completed`, `Timeout` and `TimeLimit`.
+    ///
+    /// # Errors
+    /// [`RestError::Twilio`] with Twilio's code and message (21211 invalid `To`, 21219 unverified number on a trial
+    /// account, ...); transport errors as for every request.
+    pub async fn create_call(&self, call: &CreateCall) -> Result<CreatedCall, RestError> {
+        let url = self.account_url("Calls.json");
+        let ring_timeout = call.ring_timeout_s.to_string();
+        let time_limit = call.time_limit_s.to_string();
+        let form: [(&str, &str); 12] = [
+            ("To", &call.to),
+            ("From", &call.from),
+            ("Url", &call.url),
+            ("Method", "POST"),
+            ("StatusCallback", &call.status_callback),
+            ("StatusCallbackMethod", "POST"),
+            ("StatusCallbackEvent", "initiated"),
+            ("StatusCallbackEvent", "ringing"),
+            ("StatusCallbackEvent", "answered"),
+            ("StatusCallbackEvent", "completed"),
+            ("Timeout", &ring_timeout),
+            ("TimeLimit", &time_limit),
+        ];
+        self.send_json(Method::Post, &url, &form).await
+    }
+
+    /// Ends a call that has not been answered yet: `Status=canceled` (queued or ringing calls).
+    ///
+    /// # Errors
+    /// As for [`TwilioRest::hang_up`].
+    pub async fn cancel(&self, call_sid: &str) -> Result<(), RestError> {
+        let url = self.account_url(&format!("Calls/{call_sid}.json"));
+        let answer = self
+            .send(Method::Post, &url, &[("Status", "canceled")])
+            .await?;
+        if answer.is_success() {
+            return Ok(());
+        }
+        Err(RestError::from_answer(answer.status, &answer.body))
+    }
+}
+
+type RestJob =
+    Box<dyn FnOnce(TwilioRest) -> futures_util::future::LocalBoxFuture<'static, ()> + Send>;
+
+/// A `Send + Clone` handle on a [`TwilioRest`] client that lives on a thread of its own.
+///
+/// awc's client is not `Send` (it belongs to the thread that made it), while the call service, the REST API and the
+/// MCP tools need `Send` futures. The handle sends each request to that thread and awaits the answer. The thread ends
+/// when the last handle is dropped.
+#[derive(Clone)]
+pub struct RestHandle {
+    /// The account (for messages; no secret).
+    account_sid: String,
+    /// Jobs for the REST thread.
+    jobs: tokio::sync::mpsc::UnboundedSender<RestJob>,
+}
+
+impl std::fmt::Debug for RestHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestHandle")
+            .field("account_sid", &self.account_sid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RestHandle {
+    /// Starts the REST thread for `rest`.
+    ///
+    /// # Errors
+    /// When the thread or its runtime cannot be created.
+    pub fn spawn(rest: TwilioRest) -> std::io::Result<Self> {
+        let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<RestJob>();
+        let account_sid = rest.account_sid().to_owned();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("twilio-rest".into())
+            .spawn(move || {
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&runtime, async move {
+                    while let Some(job) = queue.recv().await {
+                        tokio::task::spawn_local(job(rest.clone()));
+                    }
+                });
+            })?;
+        Ok(RestHandle { account_sid, jobs })
+    }
+
+    /// Runs `request` on the REST thread and returns its result.
+    async fn run<T, F, Fut>(&self, request: F) -> Result<T, RestError>
+    where
+        T: Send + 'static,
+        F: FnOnce(TwilioRest) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, RestError>> + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: RestJob = Box::new(move |rest| {
+            Box::pin(async move {
+                let _ = tx.send(request(rest).await);
+            })
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| RestError::Network("the Twilio REST worker has stopped".into()))?;
+        rx.await.unwrap_or_else(|_| {
+            Err(RestError::Network(
+                "the Twilio REST worker has stopped".into(),
+            ))
+        })
+    }
+
+    /// [`TwilioRest::create_call`] on the REST thread.
+    ///
+    /// # Errors
+    /// As [`TwilioRest::create_call`].
+    pub async fn create_call(&self, call: CreateCall) -> Result<CreatedCall, RestError> {
+        self.run(move |rest| async move { rest.create_call(&call).await })
+            .await
+    }
+
+    /// [`TwilioRest::hang_up`] on the REST thread.
+    ///
+    /// # Errors
+    /// As [`TwilioRest::hang_up`].
+    pub async fn hang_up(&self, call_sid: String) -> Result<(), RestError> {
+        self.run(move |rest| async move { rest.hang_up(&call_sid).await })
+            .await
+    }
+
+    /// [`TwilioRest::cancel`] on the REST thread.
+    ///
+    /// # Errors
+    /// As [`TwilioRest::cancel`].
+    pub async fn cancel(&self, call_sid: String) -> Result<(), RestError> {
+        self.run(move |rest| async move { rest.cancel(&call_sid).await })
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

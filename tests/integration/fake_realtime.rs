@@ -608,6 +608,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         tokio::select! {
             accepted = listener.accept() => {
                 if let Ok((stream, _peer)) = accepted {
+                    // Small events written back to back must not wait for the client's delayed ACK (Nagle).
+                    if let Err(error) = stream.set_nodelay(true) {
+                        eprintln!("fake realtime: TCP_NODELAY not set on an accepted socket: {error}");
+                    }
                     connections.spawn(serve_connection(stream, Arc::clone(&shared)));
                 }
             }

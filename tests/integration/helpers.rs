@@ -46,6 +46,15 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
     }
 });
 
+/// A fresh, empty data directory for one app.
+pub fn temp_data_dir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("callbridge-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
 /// A running app with its fake OpenAI.
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
@@ -58,6 +67,8 @@ pub struct TestApp {
     pub live_calls: LiveCalls,
     /// Ends every live call.
     pub shutdown: CancellationToken,
+    /// The call service (records, outbound calls).
+    pub calls: callbridge::calls::service::CallService,
 }
 
 /// Starts the app with the default test settings and a fake Realtime server playing `script`.
@@ -82,6 +93,10 @@ pub async fn spawn_app_with(script: Script, extra_env: &[(&str, &str)]) -> TestA
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     env.insert("OPENAI_REALTIME_URL".into(), fake.url());
+    env.insert(
+        "CALLBRIDGE_DATA_DIR".into(),
+        temp_data_dir().display().to_string(),
+    );
     for (k, v) in extra_env {
         env.insert((*k).to_owned(), (*v).to_owned());
     }
@@ -91,13 +106,15 @@ pub async fn spawn_app_with(script: Script, extra_env: &[(&str, &str)]) -> TestA
     let port = app.port();
     let live_calls = app.live_calls();
     let shutdown = app.shutdown_token();
-    tokio::spawn(app.run_until_stopped());
+    let calls = app.calls();
+    tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
         fake,
         live_calls,
         shutdown,
+        calls,
     }
 }
 
@@ -274,6 +291,7 @@ pub async fn spawn_binary(realtime_url: &str, extra_env: &[(&str, &str)]) -> Run
         .env("OPENAI_REALTIME_URL", realtime_url)
         .env("CALLBRIDGE_ASSISTANT_SPEAKS_FIRST", "false")
         .env("CALLBRIDGE_CONFIG", "/nonexistent/callbridge.toml")
+        .env("CALLBRIDGE_DATA_DIR", temp_data_dir())
         .env("RUST_LOG", "info")
         .current_dir(std::env::temp_dir())
         .stdout(std::process::Stdio::null())
@@ -306,4 +324,38 @@ pub async fn get_status(address: &str, path: &str) -> Option<u16> {
         .await
         .ok()
         .map(|r| r.status().as_u16())
+}
+
+/// POSTs `params` form-encoded to `{address}{path}`, signed as Twilio signs it for `PUBLIC_URL{path}` with `token`
+/// (the test auth token unless given), with an `I-Twilio-Idempotency-Token` when `idempotency_token` is given.
+/// Returns the status and body (awc: needs an actix runtime, e.g. `#[actix_web::test]`).
+pub async fn post_signed(
+    address: &str,
+    path: &str,
+    params: &[(&str, &str)],
+    token: Option<&str>,
+    idempotency_token: Option<&str>,
+) -> (u16, String) {
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let signature =
+        callbridge::twilio::signature::RequestValidator::new(token.unwrap_or(AUTH_TOKEN))
+            .sign(&format!("{PUBLIC_URL}{path}"), &params);
+    let mut request = awc::Client::default()
+        .post(format!("{address}{path}"))
+        .insert_header(("X-Twilio-Signature", signature));
+    if let Some(idempotency_token) = idempotency_token {
+        request = request.insert_header(("I-Twilio-Idempotency-Token", idempotency_token));
+    }
+    let mut response = request
+        .send_form(&params)
+        .await
+        .expect("the webhook is answered");
+    let body = response.body().await.expect("a body");
+    (
+        response.status().as_u16(),
+        String::from_utf8_lossy(&body).into_owned(),
+    )
 }

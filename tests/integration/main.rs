@@ -6,15 +6,18 @@ pub mod fake_realtime;
 mod fake_twilio;
 mod helpers;
 
+mod api;
 mod barge_in;
 mod ending;
 mod frames;
 mod goodbye;
 mod inbound_call;
 mod logs;
+mod outbound;
 mod public_url;
 mod rest_hangup;
 mod security;
 mod shutdown;
 mod simulate_cli;
+mod store;
 mod twilio_cli;

@@ -1,0 +1,434 @@
+//! The call model shared by the call service, the REST API (`/api/calls`), the MCP tools and the CLI: a call's
+//! status and its timeline, the call as the API returns it ([`CallView`]), its one-line summary ([`CallSummary`]),
+//! and what it takes to create one ([`NewCall`]). The serde shapes here *are* the API's JSON.
+//!
+//! Statuses follow Twilio's call resource and status callbacks:
+//! <https://www.twilio.com/docs/voice/api/call-resource#call-status-values> and
+//! <https://www.twilio.com/docs/voice/api/call-resource#statuscallbackevent>.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::calls::{Direction, Turn};
+use crate::realtime::events::Usage;
+
+/// A call's status as Twilio reports it, in the order a call moves through them.
+///
+/// Serialized, displayed and parsed as Twilio spells them: `queued`, `initiated`, `ringing`, `in-progress`,
+/// `completed`, `busy`, `no-answer`, `failed`, `canceled`
+/// (<https://www.twilio.com/docs/voice/api/call-resource#call-status-values>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallStatus {
+    /// Stored and waiting to be dialed (callbridge's own first status, and Twilio's before it dials).
+    Queued,
+    /// Twilio started dialing.
+    Initiated,
+    /// The callee's phone is ringing.
+    Ringing,
+    /// The callee answered; the call is live.
+    InProgress,
+    /// The call was answered and has ended normally.
+    Completed,
+    /// The callee's line was busy.
+    Busy,
+    /// Nobody answered before the ring timeout.
+    NoAnswer,
+    /// Twilio could not place the call (for example an invalid number).
+    Failed,
+    /// The call was canceled (hung up) before it was answered.
+    Canceled,
+}
+
+impl CallStatus {
+    /// Every status, in rank order (the terminal ones last, in Twilio's documentation order).
+    pub const ALL: [CallStatus; 9] = [
+        CallStatus::Queued,
+        CallStatus::Initiated,
+        CallStatus::Ringing,
+        CallStatus::InProgress,
+        CallStatus::Completed,
+        CallStatus::Busy,
+        CallStatus::NoAnswer,
+        CallStatus::Failed,
+        CallStatus::Canceled,
+    ];
+
+    /// Whether the call is over: `completed`, `busy`, `no-answer`, `failed` or `canceled`. A terminal status is final.
+    pub fn is_terminal(self) -> bool {
+        self.rank() == 4
+    }
+
+    /// Where the status sits in a call's life: `queued` 0 < `initiated` 1 < `ringing` 2 < `in-progress` 3 < every
+    /// terminal status 4. Status callbacks can arrive out of order; a call only ever moves to a higher rank.
+    pub fn rank(self) -> u8 {
+        match self {
+            CallStatus::Queued => 0,
+            CallStatus::Initiated => 1,
+            CallStatus::Ringing => 2,
+            CallStatus::InProgress => 3,
+            CallStatus::Completed
+            | CallStatus::Busy
+            | CallStatus::NoAnswer
+            | CallStatus::Failed
+            | CallStatus::Canceled => 4,
+        }
+    }
+
+    /// The status as Twilio spells it (`in-progress`, `no-answer`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallStatus::Queued => "queued",
+            CallStatus::Initiated => "initiated",
+            CallStatus::Ringing => "ringing",
+            CallStatus::InProgress => "in-progress",
+            CallStatus::Completed => "completed",
+            CallStatus::Busy => "busy",
+            CallStatus::NoAnswer => "no-answer",
+            CallStatus::Failed => "failed",
+            CallStatus::Canceled => "canceled",
+        }
+    }
+}
+
+impl fmt::Display for CallStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that is not one of Twilio's call statuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown call status {0:?}; expected one of queued, initiated, ringing, in-progress, completed, busy, \
+     no-answer, failed, canceled"
+)]
+pub struct UnknownCallStatus(pub String);
+
+impl FromStr for CallStatus {
+    type Err = UnknownCallStatus;
+
+    /// Parses Twilio's spelling (`CallStatus` form field of a status callback), exactly.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownCallStatus`] naming the string and listing the valid ones.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CallStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownCallStatus(s.to_owned()))
+    }
+}
+
+/// One accepted status change: `{ "status": "ringing", "at": "2025-01-01T12:00:00Z" }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusChange {
+    /// The status the call moved to.
+    pub status: CallStatus,
+    /// When it moved (when callbridge learned of it), RFC 3339.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// Why placing or running the call failed at Twilio: `{ "code": 21211, "message": "..." }`.
+///
+/// `code` is Twilio's error code when Twilio gave one (<https://www.twilio.com/docs/api/errors>), e.g. 21211 for
+/// an invalid `To` number or 21219 for an unverified number on a trial account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallError {
+    /// Twilio's error code, when there is one.
+    pub code: Option<u32>,
+    /// What went wrong, in Twilio's words or ours. Never holds a credential.
+    pub message: String,
+}
+
+/// A call as the REST API, the MCP tools and `callbridge calls show --json` return it.
+///
+/// Timestamps are RFC 3339 strings (`null` when not reached yet); `status_timeline` lists every accepted status
+/// change, oldest first, starting with `queued`; `transcript` lists the turns in the order they completed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallView {
+    /// callbridge's id for the call: `call_` followed by 26 random URL-safe characters.
+    pub id: String,
+    /// `inbound` or `outbound-api`, as Twilio names it.
+    pub direction: Direction,
+    /// The calling number (E.164, or `anonymous` for an inbound call that hid it).
+    pub from: String,
+    /// The called number (E.164).
+    pub to: String,
+    /// Twilio's CallSid (`CA...`), once Twilio created the call.
+    pub call_sid: Option<String>,
+    /// The current status; it only ever moves forward (see [`CallStatus::rank`]).
+    pub status: CallStatus,
+    /// Instructions for this one call, given to the voice model on top of the system message.
+    pub instructions: Option<String>,
+    /// What the model says first, when it speaks first.
+    pub greeting: Option<String>,
+    /// The Realtime voice for this call, when not the default.
+    pub voice: Option<String>,
+    /// The language the model should speak (e.g. `en`, `fr-FR`), when given.
+    pub language: Option<String>,
+    /// The longest the call may last, in seconds, when given.
+    pub max_duration_s: Option<u64>,
+    /// The caller's own data, stored and returned untouched.
+    pub metadata: Option<Value>,
+    /// What the call achieved, in the model's words (`end_call`'s `outcome`).
+    pub outcome: Option<String>,
+    /// Why the call ended (`goodbye`, `caller_hung_up`, `max_duration`, `hung_up_by_api`, `shutdown`,
+    /// `error:<what>`), once the media stream ended.
+    pub end_reason: Option<String>,
+    /// Why Twilio could not place or run the call, when it could not.
+    pub error: Option<CallError>,
+    /// When callbridge stored the call, RFC 3339.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When the callee answered (status `in-progress`), RFC 3339.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub answered_at: Option<OffsetDateTime>,
+    /// When the call ended, RFC 3339.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<OffsetDateTime>,
+    /// How long the media stream lasted, in milliseconds, once it ended.
+    pub duration_ms: Option<u64>,
+    /// Every accepted status change, oldest first.
+    pub status_timeline: Vec<StatusChange>,
+    /// The transcript so far, turns in the order they completed.
+    pub transcript: Vec<Turn>,
+    /// OpenAI token usage summed over the call's responses.
+    #[serde(default)]
+    pub usage: Usage,
+}
+
+impl CallView {
+    /// The call's one-line summary, as [`crate::calls::store::CallStore::list`] returns it.
+    pub fn summary(&self) -> CallSummary {
+        CallSummary {
+            id: self.id.clone(),
+            direction: self.direction,
+            from: self.from.clone(),
+            to: self.to.clone(),
+            status: self.status,
+            created_at: self.created_at,
+            outcome: self.outcome.clone(),
+            end_reason: self.end_reason.clone(),
+            duration_ms: self.duration_ms,
+        }
+    }
+}
+
+/// One call in a list (`GET /api/calls`, `list_calls`, `callbridge calls list`): the fields of [`CallView`] that
+/// fit on a line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallSummary {
+    /// callbridge's id for the call (`call_...`).
+    pub id: String,
+    /// `inbound` or `outbound-api`.
+    pub direction: Direction,
+    /// The calling number.
+    pub from: String,
+    /// The called number.
+    pub to: String,
+    /// The current status.
+    pub status: CallStatus,
+    /// When callbridge stored the call, RFC 3339.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// What the call achieved, when the model said.
+    pub outcome: Option<String>,
+    /// Why the call ended, once it did.
+    pub end_reason: Option<String>,
+    /// How long the media stream lasted, in milliseconds, once it ended.
+    pub duration_ms: Option<u64>,
+}
+
+/// What it takes to store a new call ([`crate::calls::store::CallStore::create`]); the store adds the id, the
+/// `queued` status and the creation time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewCall {
+    /// `inbound` or `outbound-api`.
+    pub direction: Direction,
+    /// The calling number (for outbound calls, the Twilio number).
+    pub from: String,
+    /// The called number (E.164; the caller validates it).
+    pub to: String,
+    /// Twilio's CallSid when already known (inbound calls); outbound calls get it later via
+    /// [`crate::calls::store::CallStore::set_call_sid`].
+    #[serde(default)]
+    pub call_sid: Option<String>,
+    /// Instructions for this one call.
+    #[serde(default)]
+    pub instructions: Option<String>,
+    /// What the model says first, when it speaks first.
+    #[serde(default)]
+    pub greeting: Option<String>,
+    /// The Realtime voice for this call.
+    #[serde(default)]
+    pub voice: Option<String>,
+    /// The language the model should speak.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// The longest the call may last, in seconds.
+    #[serde(default)]
+    pub max_duration_s: Option<u64>,
+    /// The caller's own data, stored and returned untouched.
+    #[serde(default)]
+    pub metadata: Option<Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::Speaker;
+    use time::macros::datetime;
+
+    #[test]
+    fn statuses_serialize_display_and_parse_as_twilio_spells_them() {
+        let spelled = [
+            "queued",
+            "initiated",
+            "ringing",
+            "in-progress",
+            "completed",
+            "busy",
+            "no-answer",
+            "failed",
+            "canceled",
+        ];
+        for (status, name) in CallStatus::ALL.into_iter().zip(spelled) {
+            assert_eq!(serde_json::to_value(status).expect("serializes"), name);
+            assert_eq!(status.to_string(), name);
+            assert_eq!(name.parse::<CallStatus>(), Ok(status));
+            assert_eq!(
+                serde_json::from_value::<CallStatus>(Value::from(name)).expect("deserializes"),
+                status
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_status_is_refused_with_the_valid_ones_listed() {
+        let error = "in_progress"
+            .parse::<CallStatus>()
+            .expect_err("not Twilio's spelling");
+        let message = error.to_string();
+        assert!(message.contains("\"in_progress\""), "{message}");
+        assert!(message.contains("in-progress, completed"), "{message}");
+    }
+
+    #[test]
+    fn ranks_rise_through_the_call_and_every_terminal_status_ranks_highest() {
+        let ranks: Vec<u8> = CallStatus::ALL.into_iter().map(CallStatus::rank).collect();
+        assert_eq!(ranks, [0, 1, 2, 3, 4, 4, 4, 4, 4]);
+        let terminal: Vec<CallStatus> = CallStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .collect();
+        assert_eq!(
+            terminal,
+            [
+                CallStatus::Completed,
+                CallStatus::Busy,
+                CallStatus::NoAnswer,
+                CallStatus::Failed,
+                CallStatus::Canceled
+            ]
+        );
+    }
+
+    fn sample_view() -> CallView {
+        CallView {
+            id: "call_0123456789abcdefghjkmnpqrs".into(),
+            direction: Direction::OutboundApi,
+            from: "+15550100".into(),
+            to: "+15550199".into(),
+            call_sid: Some("CA0123".into()),
+            status: CallStatus::Completed,
+            instructions: Some("Book a table for 4".into()),
+            greeting: None,
+            voice: Some("marin".into()),
+            language: None,
+            max_duration_s: Some(300),
+            metadata: Some(serde_json::json!({"ticket": 7})),
+            outcome: Some("Booked".into()),
+            end_reason: Some("goodbye".into()),
+            error: Some(CallError {
+                code: Some(21211),
+                message: "Invalid 'To' Phone Number".into(),
+            }),
+            created_at: datetime!(2025-01-02 03:04:05.678 UTC),
+            answered_at: Some(datetime!(2025-01-02 03:04:15 UTC)),
+            ended_at: None,
+            duration_ms: Some(61_000),
+            status_timeline: vec![StatusChange {
+                status: CallStatus::Queued,
+                at: datetime!(2025-01-02 03:04:05.678 UTC),
+            }],
+            transcript: vec![Turn {
+                speaker: Speaker::Caller,
+                text: "hello".into(),
+                at: datetime!(2025-01-02 03:04:16 UTC),
+                offset_ms: 1000,
+                interrupted: false,
+                item_id: None,
+            }],
+            usage: Usage {
+                total_tokens: 12,
+                ..Usage::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_call_view_has_the_documented_json_shape_and_round_trips() {
+        let view = sample_view();
+
+        let json = serde_json::to_value(&view).expect("serializes");
+        let back: CallView = serde_json::from_value(json.clone()).expect("deserializes");
+
+        assert_eq!(json["direction"], "outbound-api");
+        assert_eq!(json["status"], "completed");
+        assert_eq!(json["created_at"], "2025-01-02T03:04:05.678Z");
+        assert_eq!(json["ended_at"], Value::Null);
+        assert_eq!(
+            json["error"],
+            serde_json::json!({"code": 21211, "message": "Invalid 'To' Phone Number"})
+        );
+        assert_eq!(
+            json["status_timeline"],
+            serde_json::json!([{"status": "queued", "at": "2025-01-02T03:04:05.678Z"}])
+        );
+        assert_eq!(json["transcript"][0]["speaker"], "caller");
+        assert_eq!(json["usage"]["total_tokens"], 12);
+        assert_eq!(back, view);
+    }
+
+    #[test]
+    fn a_summary_carries_the_views_list_fields() {
+        let view = sample_view();
+
+        let summary = view.summary();
+
+        assert_eq!(summary.id, view.id);
+        assert_eq!(summary.status, CallStatus::Completed);
+        assert_eq!(summary.created_at, view.created_at);
+        assert_eq!(summary.outcome.as_deref(), Some("Booked"));
+        assert_eq!(summary.end_reason.as_deref(), Some("goodbye"));
+        assert_eq!(summary.duration_ms, Some(61_000));
+    }
+
+    #[test]
+    fn a_new_call_needs_only_direction_and_numbers() {
+        let json = serde_json::json!({"direction": "outbound-api", "from": "+15550100", "to": "+15550199"});
+
+        let call: NewCall = serde_json::from_value(json).expect("the optional fields default");
+
+        assert_eq!(call.direction, Direction::OutboundApi);
+        assert_eq!(call.instructions, None);
+        assert_eq!(call.max_duration_s, None);
+    }
+}

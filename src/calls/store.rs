@@ -1,0 +1,1329 @@
+//! The call store: every call's record in SQLite, in one local file under the data directory (or in memory for
+//! tests). It owns the schema and its migrations, call ids, the status rules (a call only moves forward, a terminal
+//! status is final), the transcript as it is written turn by turn, and the idempotency tokens of Twilio's status
+//! callbacks. Records survive a restart; a crash mid-call loses at most the turn in progress.
+//!
+//! [`CallStore`] is a cheap clone around one connection behind a `std::sync::Mutex`: every method is synchronous
+//! and quick (one small transaction), so async callers may call it directly.
+//!
+//! Timestamps are stored as integer nanoseconds since the Unix epoch, in UTC: they round-trip exactly.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
+use time::OffsetDateTime;
+
+use crate::calls::model::{CallError, CallStatus, CallSummary, CallView, NewCall, StatusChange};
+use crate::calls::{CallRecord, Direction, Speaker, Turn};
+use crate::realtime::events::Usage;
+
+/// How long a reader or writer waits for another connection's lock (the CLI reading while the server writes).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a status callback's idempotency token is remembered. Twilio retries within minutes.
+const IDEMPOTENCY_TOKEN_TTL: time::Duration = time::Duration::days(1);
+
+/// Length of the random part of a call id.
+const CALL_ID_RANDOM_CHARS: usize = 26;
+
+/// The characters of a call id's random part: lowercase, URL-safe, no look-alikes (`i`, `l`, `o`, `u`). 32 of
+/// them, so a random byte maps to one without bias.
+const CALL_ID_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+
+/// The schema, one migration per version: `MIGRATIONS[n]` takes `PRAGMA user_version` from `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &[
+    // Version 1.
+    "
+    CREATE TABLE calls (
+        id             TEXT PRIMARY KEY NOT NULL,
+        direction      TEXT NOT NULL,
+        from_number    TEXT NOT NULL,
+        to_number      TEXT NOT NULL,
+        call_sid       TEXT,
+        stream_sid     TEXT,
+        status         TEXT NOT NULL,
+        instructions   TEXT,
+        greeting       TEXT,
+        voice          TEXT,
+        language       TEXT,
+        max_duration_s INTEGER,
+        metadata       TEXT,
+        outcome        TEXT,
+        end_reason     TEXT,
+        error_code     INTEGER,
+        error_message  TEXT,
+        created_at_ns  INTEGER NOT NULL,
+        answered_at_ns INTEGER,
+        ended_at_ns    INTEGER,
+        duration_ms    INTEGER,
+        usage          TEXT NOT NULL
+    );
+    CREATE INDEX calls_by_call_sid ON calls (call_sid);
+    CREATE INDEX calls_by_created_at ON calls (created_at_ns);
+    CREATE TABLE status_changes (
+        call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+        seq     INTEGER NOT NULL,
+        status  TEXT NOT NULL,
+        at_ns   INTEGER NOT NULL,
+        PRIMARY KEY (call_id, seq)
+    );
+    CREATE TABLE turns (
+        call_id     TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+        seq         INTEGER NOT NULL,
+        speaker     TEXT NOT NULL,
+        text        TEXT NOT NULL,
+        at_ns       INTEGER NOT NULL,
+        offset_ms   INTEGER NOT NULL,
+        interrupted INTEGER NOT NULL,
+        item_id     TEXT,
+        PRIMARY KEY (call_id, seq)
+    );
+    CREATE TABLE idempotency_tokens (
+        token      TEXT PRIMARY KEY NOT NULL,
+        seen_at_ns INTEGER NOT NULL
+    );
+    CREATE INDEX idempotency_tokens_by_age ON idempotency_tokens (seen_at_ns);
+    ",
+];
+
+/// The columns of `calls` that make a [`CallView`] (without timeline and transcript), in [`view_from_row`]'s order.
+const VIEW_COLUMNS: &str = "id, direction, from_number, to_number, call_sid, status, instructions, greeting, voice, \
+     language, max_duration_s, metadata, outcome, end_reason, error_code, error_message, created_at_ns, \
+     answered_at_ns, ended_at_ns, duration_ms, usage";
+
+/// The columns of `calls` that make a [`CallSummary`], in [`summary_from_row`]'s order.
+const SUMMARY_COLUMNS: &str = "id, direction, from_number, to_number, status, created_at_ns, outcome, end_reason, duration_ms";
+
+/// What went wrong in the call store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database file could not be opened or set up.
+    #[error("cannot open the call database {path}: {source}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer callbridge whose schema this one does not know.
+    #[error(
+        "the call database has schema version {found}, newer than this callbridge understands ({supported}); \
+         upgrade callbridge"
+    )]
+    SchemaTooNew {
+        /// `PRAGMA user_version` of the file.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// A query failed.
+    #[error("call store: cannot {context}: {source}")]
+    Sqlite {
+        /// What the store was doing (`"store a new call"`, `"append a turn"`, ...).
+        context: &'static str,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// No call has this id.
+    #[error("no call with id {0}")]
+    NotFound(String),
+    /// A value cannot be stored: a timestamp outside 1677–2262, a number above `i64::MAX`.
+    #[error("call store: {what} is out of the storable range")]
+    OutOfRange {
+        /// Which value.
+        what: &'static str,
+    },
+}
+
+/// Wraps a rusqlite error with what the store was doing.
+fn ctx(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sqlite { context, source }
+}
+
+/// The call records, in one SQLite database. Cloning shares the connection.
+#[derive(Debug, Clone)]
+pub struct CallStore {
+    /// The one connection; every method holds the lock for one short transaction and never across an `.await`.
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl CallStore {
+    /// Opens the database file at `path`, creating its parent directories and the file on first run, in WAL mode
+    /// (readers such as `callbridge calls` do not block the server), and migrates the schema to this build's
+    /// version (`PRAGMA user_version`).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::CreateDir`] when the directory cannot be created, [`StoreError::Open`] when the file cannot be
+    /// opened or is not a database, [`StoreError::SchemaTooNew`] when a newer callbridge wrote it.
+    pub fn open(path: &Path) -> Result<CallStore, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        let open_error = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+        let _mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(open_error)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_error)?;
+        CallStore::set_up(conn, Some(path))
+    }
+
+    /// Opens a fresh, empty database in memory (tests, or a server run without a data directory).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Open`] if SQLite cannot allocate it.
+    pub fn open_in_memory() -> Result<CallStore, StoreError> {
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
+            path: PathBuf::from(":memory:"),
+            source,
+        })?;
+        CallStore::set_up(conn, None)
+    }
+
+    /// Turns foreign keys on and migrates the schema.
+    fn set_up(mut conn: Connection, path: Option<&Path>) -> Result<CallStore, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: path.map_or_else(|| PathBuf::from(":memory:"), Path::to_owned),
+            source,
+        };
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(open_error)?;
+        migrate(&mut conn).map_err(|e| match e {
+            StoreError::Sqlite { source, .. } => open_error(source),
+            other => other,
+        })?;
+        Ok(CallStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// The connection. A panic while it was held cannot leave it half-written (an open transaction rolls back when
+    /// dropped), so a poisoned lock is taken over.
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stores a new call: a fresh id (`call_` + 26 random characters), status `queued`, the timeline `[queued]`,
+    /// created now. Returns the call as [`CallStore::get`] would.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sqlite`] when the write fails, [`StoreError::OutOfRange`] for a `max_duration_s` above
+    /// `i64::MAX`.
+    pub fn create(&self, call: &NewCall) -> Result<CallView, StoreError> {
+        let id = new_call_id();
+        let created_at = OffsetDateTime::now_utc();
+        let created_at_ns = to_ns(created_at, "created_at")?;
+        let max_duration_s = call
+            .max_duration_s
+            .map(|s| {
+                i64::try_from(s).map_err(|_| StoreError::OutOfRange {
+                    what: "max_duration_s",
+                })
+            })
+            .transpose()?;
+        let metadata = call.metadata.as_ref().map(serde_json::Value::to_string);
+        let usage = usage_json(&Usage::default());
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(ctx("store a new call"))?;
+        tx.execute(
+            "INSERT INTO calls (id, direction, from_number, to_number, call_sid, status, instructions, greeting, \
+             voice, language, max_duration_s, metadata, created_at_ns, usage) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                id,
+                call.direction,
+                call.from,
+                call.to,
+                call.call_sid,
+                CallStatus::Queued,
+                call.instructions,
+                call.greeting,
+                call.voice,
+                call.language,
+                max_duration_s,
+                metadata,
+                created_at_ns,
+                usage,
+            ],
+        )
+        .map_err(ctx("store a new call"))?;
+        tx.execute(
+            "INSERT INTO status_changes (call_id, seq, status, at_ns) VALUES (?1, 0, ?2, ?3)",
+            params![id, CallStatus::Queued, created_at_ns],
+        )
+        .map_err(ctx("store a new call"))?;
+        let view = read_view(&tx, &id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+        tx.commit().map_err(ctx("store a new call"))?;
+        Ok(view)
+    }
+
+    /// Records Twilio's CallSid for the call (once Twilio created it).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown id, [`StoreError::Sqlite`] when the write fails.
+    pub fn set_call_sid(&self, id: &str, call_sid: &str) -> Result<(), StoreError> {
+        let conn = self.lock();
+        let changed = conn
+            .execute(
+                "UPDATE calls SET call_sid = ?2 WHERE id = ?1",
+                params![id, call_sid],
+            )
+            .map_err(ctx("record a CallSid"))?;
+        found(changed, id)
+    }
+
+    /// Moves the call to `status`, observed at `at`, if that is a step forward: only when `status.rank()` is above
+    /// the current status's rank (out-of-order callbacks never move a call back, and a terminal status is final).
+    /// An accepted change is appended to the timeline; `in-progress` sets `answered_at`, a terminal status sets
+    /// `ended_at` unless the end of the stream already did.
+    ///
+    /// Returns whether anything changed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown id, [`StoreError::Sqlite`] when the write fails,
+    /// [`StoreError::OutOfRange`] for a timestamp outside 1677–2262.
+    pub fn update_status(
+        &self,
+        id: &str,
+        status: CallStatus,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        const CONTEXT: &str = "update a call's status";
+        let at_ns = to_ns(at, "status time")?;
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(ctx(CONTEXT))?;
+        let current: CallStatus = tx
+            .query_row("SELECT status FROM calls WHERE id = ?1", [id], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(ctx(CONTEXT))?
+            .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+        if status.rank() <= current.rank() {
+            return Ok(false);
+        }
+        let answered_at_ns = (status == CallStatus::InProgress).then_some(at_ns);
+        let ended_at_ns = status.is_terminal().then_some(at_ns);
+        tx.execute(
+            "UPDATE calls SET status = ?2, answered_at_ns = COALESCE(answered_at_ns, ?3), \
+             ended_at_ns = COALESCE(ended_at_ns, ?4) WHERE id = ?1",
+            params![id, status, answered_at_ns, ended_at_ns],
+        )
+        .map_err(ctx(CONTEXT))?;
+        tx.execute(
+            "INSERT INTO status_changes (call_id, seq, status, at_ns) \
+             SELECT ?1, COALESCE(MAX(seq) + 1, 0), ?2, ?3 FROM status_changes WHERE call_id = ?1",
+            params![id, status, at_ns],
+        )
+        .map_err(ctx(CONTEXT))?;
+        tx.commit().map_err(ctx(CONTEXT))?;
+        Ok(true)
+    }
+
+    /// Records why Twilio could not place or run the call (replacing an earlier error).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown id, [`StoreError::Sqlite`] when the write fails.
+    pub fn set_error(&self, id: &str, error: &CallError) -> Result<(), StoreError> {
+        let conn = self.lock();
+        let changed = conn
+            .execute(
+                "UPDATE calls SET error_code = ?2, error_message = ?3 WHERE id = ?1",
+                params![id, error.code, error.message],
+            )
+            .map_err(ctx("record a call's error"))?;
+        found(changed, id)
+    }
+
+    /// Appends a completed turn to the call's transcript. Called as each turn completes, so a crash mid-call loses
+    /// at most the turn in progress.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown id, [`StoreError::Sqlite`] when the write fails,
+    /// [`StoreError::OutOfRange`] for a timestamp outside 1677–2262 or an offset above `i64::MAX` ms.
+    pub fn append_turn(&self, id: &str, turn: &Turn) -> Result<(), StoreError> {
+        const CONTEXT: &str = "append a turn";
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(ctx(CONTEXT))?;
+        ensure_exists(&tx, id)?;
+        let seq: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(seq) + 1, 0) FROM turns WHERE call_id = ?1",
+                [id],
+                |row| row.get(0),
+            )
+            .map_err(ctx(CONTEXT))?;
+        insert_turn(&tx, id, seq, turn)?;
+        tx.commit().map_err(ctx(CONTEXT))
+    }
+
+    /// Stores what the bridge knows at the end of the media stream: the transcript is replaced by the record's
+    /// (an assistant turn may have been cut after it was written), and the outcome, end reason, duration, token
+    /// usage, StreamSid and end time are set. An outcome or end reason the record lacks keeps the stored one; the
+    /// CallSid is filled in if the call had none. The status is left alone: status callbacks own it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown id, [`StoreError::Sqlite`] when the write fails,
+    /// [`StoreError::OutOfRange`] for a timestamp outside 1677–2262 or a number above `i64::MAX`.
+    pub fn finish(&self, id: &str, record: &CallRecord) -> Result<(), StoreError> {
+        const CONTEXT: &str = "store the end of a call";
+        let ended_at_ns = record
+            .ended_at
+            .map(|at| to_ns(at, "ended_at"))
+            .transpose()?;
+        let duration_ms =
+            i64::try_from(record.duration_ms).map_err(|_| StoreError::OutOfRange {
+                what: "duration_ms",
+            })?;
+        let call_sid = Some(record.call_sid.as_str()).filter(|sid| !sid.is_empty());
+        let end_reason = record.end_reason.as_ref().map(ToString::to_string);
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(ctx(CONTEXT))?;
+        let changed = tx
+            .execute(
+                "UPDATE calls SET outcome = COALESCE(?2, outcome), end_reason = COALESCE(?3, end_reason), \
+                 duration_ms = ?4, usage = ?5, stream_sid = COALESCE(?6, stream_sid), \
+                 ended_at_ns = COALESCE(?7, ended_at_ns), call_sid = COALESCE(call_sid, ?8) WHERE id = ?1",
+                params![
+                    id,
+                    record.outcome,
+                    end_reason,
+                    duration_ms,
+                    usage_json(&record.usage),
+                    record.stream_sid,
+                    ended_at_ns,
+                    call_sid,
+                ],
+            )
+            .map_err(ctx(CONTEXT))?;
+        found(changed, id)?;
+        tx.execute("DELETE FROM turns WHERE call_id = ?1", [id])
+            .map_err(ctx(CONTEXT))?;
+        for (seq, turn) in (0_i64..).zip(&record.turns) {
+            insert_turn(&tx, id, seq, turn)?;
+        }
+        tx.commit().map_err(ctx(CONTEXT))
+    }
+
+    /// The call with this id, with its timeline and transcript; `None` when there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sqlite`] when the read fails or a stored value is invalid.
+    pub fn get(&self, id: &str) -> Result<Option<CallView>, StoreError> {
+        let conn = self.lock();
+        read_view(&conn, id)
+    }
+
+    /// The newest call with this Twilio CallSid; `None` when there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sqlite`] when the read fails or a stored value is invalid.
+    pub fn get_by_call_sid(&self, call_sid: &str) -> Result<Option<CallView>, StoreError> {
+        let conn = self.lock();
+        let id: Option<String> = conn
+            .query_row(
+                "SELECT id FROM calls WHERE call_sid = ?1 ORDER BY created_at_ns DESC, rowid DESC LIMIT 1",
+                [call_sid],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(ctx("find a call by CallSid"))?;
+        match id {
+            Some(id) => read_view(&conn, &id),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` calls, newest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sqlite`] when the read fails or a stored value is invalid.
+    pub fn list(&self, limit: usize) -> Result<Vec<CallSummary>, StoreError> {
+        const CONTEXT: &str = "list calls";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {SUMMARY_COLUMNS} FROM calls ORDER BY created_at_ns DESC, rowid DESC LIMIT ?1"
+            ))
+            .map_err(ctx(CONTEXT))?;
+        let rows = stmt
+            .query_map([limit], summary_from_row)
+            .map_err(ctx(CONTEXT))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(ctx(CONTEXT))
+    }
+
+    /// Remembers a status callback's `I-Twilio-Idempotency-Token`; returns `true` the first time the token is seen
+    /// and `false` for a retried delivery, which must then change nothing. Tokens older than a day are forgotten.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sqlite`] when the write fails.
+    pub fn remember_idempotency_token(&self, token: &str) -> Result<bool, StoreError> {
+        self.remember_idempotency_token_at(token, OffsetDateTime::now_utc())
+    }
+
+    /// [`CallStore::remember_idempotency_token`] as if it were `now`.
+    fn remember_idempotency_token_at(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        const CONTEXT: &str = "remember an idempotency token";
+        let now_ns = to_ns(now, "now")?;
+        let cutoff_ns = to_ns(now - IDEMPOTENCY_TOKEN_TTL, "now")?;
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(ctx(CONTEXT))?;
+        tx.execute(
+            "DELETE FROM idempotency_tokens WHERE seen_at_ns < ?1",
+            [cutoff_ns],
+        )
+        .map_err(ctx(CONTEXT))?;
+        let inserted = tx
+            .execute(
+                "INSERT OR IGNORE INTO idempotency_tokens (token, seen_at_ns) VALUES (?1, ?2)",
+                params![token, now_ns],
+            )
+            .map_err(ctx(CONTEXT))?;
+        tx.commit().map_err(ctx(CONTEXT))?;
+        Ok(inserted == 1)
+    }
+}
+
+/// Brings the schema up to the newest version, one migration at a time, each in its own transaction.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    const CONTEXT: &str = "migrate the schema";
+    let supported = i64::try_from(MIGRATIONS.len()).expect("a handful of migrations");
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(ctx(CONTEXT))?;
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
+    }
+    for (version, migration) in (1_i64..)
+        .zip(MIGRATIONS)
+        .skip(usize::try_from(found).unwrap_or(0))
+    {
+        let tx = conn.transaction().map_err(ctx(CONTEXT))?;
+        tx.execute_batch(migration).map_err(ctx(CONTEXT))?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(ctx(CONTEXT))?;
+        tx.commit().map_err(ctx(CONTEXT))?;
+    }
+    Ok(())
+}
+
+/// A fresh call id: `call_` and 26 characters of [`CALL_ID_ALPHABET`] (130 random bits).
+fn new_call_id() -> String {
+    let bytes: [u8; CALL_ID_RANDOM_CHARS] = rand::random();
+    let mut id = String::with_capacity(5 + CALL_ID_RANDOM_CHARS);
+    id.push_str("call_");
+    id.extend(
+        bytes
+            .iter()
+            .map(|b| char::from(CALL_ID_ALPHABET[usize::from(b % 32)])),
+    );
+    id
+}
+
+/// `Ok` when an UPDATE touched a row, [`StoreError::NotFound`] otherwise.
+fn found(changed_rows: usize, id: &str) -> Result<(), StoreError> {
+    if changed_rows == 0 {
+        Err(StoreError::NotFound(id.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
+/// [`StoreError::NotFound`] unless the call exists.
+fn ensure_exists(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    let exists: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM calls WHERE id = ?1)",
+            [id],
+            |row| row.get(0),
+        )
+        .map_err(ctx("look a call up"))?;
+    if exists {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(id.to_owned()))
+    }
+}
+
+/// Writes one transcript turn at position `seq`.
+fn insert_turn(conn: &Connection, id: &str, seq: i64, turn: &Turn) -> Result<(), StoreError> {
+    let at_ns = to_ns(turn.at, "turn time")?;
+    let offset_ms =
+        i64::try_from(turn.offset_ms).map_err(|_| StoreError::OutOfRange { what: "offset_ms" })?;
+    conn.execute(
+        "INSERT INTO turns (call_id, seq, speaker, text, at_ns, offset_ms, interrupted, item_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            id,
+            seq,
+            turn.speaker,
+            turn.text,
+            at_ns,
+            offset_ms,
+            turn.interrupted,
+            turn.item_id
+        ],
+    )
+    .map_err(ctx("write a turn"))?;
+    Ok(())
+}
+
+/// Reads a whole call: its row, its timeline and its transcript.
+fn read_view(conn: &Connection, id: &str) -> Result<Option<CallView>, StoreError> {
+    const CONTEXT: &str = "read a call";
+    let view = conn
+        .prepare_cached(&format!("SELECT {VIEW_COLUMNS} FROM calls WHERE id = ?1"))
+        .and_then(|mut stmt| stmt.query_row([id], view_from_row).optional())
+        .map_err(ctx(CONTEXT))?;
+    let Some(mut view) = view else {
+        return Ok(None);
+    };
+    view.status_timeline = conn
+        .prepare_cached("SELECT status, at_ns FROM status_changes WHERE call_id = ?1 ORDER BY seq")
+        .and_then(|mut stmt| {
+            stmt.query_map([id], |row| {
+                Ok(StatusChange {
+                    status: row.get(0)?,
+                    at: row.get::<_, Ns>(1)?.0,
+                })
+            })?
+            .collect()
+        })
+        .map_err(ctx(CONTEXT))?;
+    view.transcript = conn
+        .prepare_cached(
+            "SELECT speaker, text, at_ns, offset_ms, interrupted, item_id FROM turns WHERE call_id = ?1 \
+             ORDER BY seq",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map([id], |row| {
+                Ok(Turn {
+                    speaker: row.get(0)?,
+                    text: row.get(1)?,
+                    at: row.get::<_, Ns>(2)?.0,
+                    offset_ms: row.get::<_, Unsigned>(3)?.0,
+                    interrupted: row.get(4)?,
+                    item_id: row.get(5)?,
+                })
+            })?
+            .collect()
+        })
+        .map_err(ctx(CONTEXT))?;
+    Ok(Some(view))
+}
+
+/// A [`CallView`] from a row of [`VIEW_COLUMNS`], with an empty timeline and transcript.
+fn view_from_row(row: &Row<'_>) -> rusqlite::Result<CallView> {
+    let error_code: Option<u32> = row.get(14)?;
+    let error_message: Option<String> = row.get(15)?;
+    let error = match (error_code, error_message) {
+        (None, None) => None,
+        (code, message) => Some(CallError {
+            code,
+            message: message.unwrap_or_default(),
+        }),
+    };
+    Ok(CallView {
+        id: row.get(0)?,
+        direction: row.get(1)?,
+        from: row.get(2)?,
+        to: row.get(3)?,
+        call_sid: row.get(4)?,
+        status: row.get(5)?,
+        instructions: row.get(6)?,
+        greeting: row.get(7)?,
+        voice: row.get(8)?,
+        language: row.get(9)?,
+        max_duration_s: row.get::<_, Option<Unsigned>>(10)?.map(|n| n.0),
+        metadata: row
+            .get::<_, Option<Json<serde_json::Value>>>(11)?
+            .map(|j| j.0),
+        outcome: row.get(12)?,
+        end_reason: row.get(13)?,
+        error,
+        created_at: row.get::<_, Ns>(16)?.0,
+        answered_at: row.get::<_, Option<Ns>>(17)?.map(|ns| ns.0),
+        ended_at: row.get::<_, Option<Ns>>(18)?.map(|ns| ns.0),
+        duration_ms: row.get::<_, Option<Unsigned>>(19)?.map(|n| n.0),
+        status_timeline: Vec::new(),
+        transcript: Vec::new(),
+        usage: row.get::<_, Json<Usage>>(20)?.0,
+    })
+}
+
+/// A [`CallSummary`] from a row of [`SUMMARY_COLUMNS`].
+fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<CallSummary> {
+    Ok(CallSummary {
+        id: row.get(0)?,
+        direction: row.get(1)?,
+        from: row.get(2)?,
+        to: row.get(3)?,
+        status: row.get(4)?,
+        created_at: row.get::<_, Ns>(5)?.0,
+        outcome: row.get(6)?,
+        end_reason: row.get(7)?,
+        duration_ms: row.get::<_, Option<Unsigned>>(8)?.map(|n| n.0),
+    })
+}
+
+/// `at` as integer nanoseconds since the Unix epoch.
+fn to_ns(at: OffsetDateTime, what: &'static str) -> Result<i64, StoreError> {
+    i64::try_from(at.unix_timestamp_nanos()).map_err(|_| StoreError::OutOfRange { what })
+}
+
+/// The JSON text of a token usage (serializing plain integers cannot fail).
+fn usage_json(usage: &Usage) -> String {
+    serde_json::to_string(usage).expect("Usage holds only integers")
+}
+
+/// A timestamp column: nanoseconds since the Unix epoch, read back as UTC.
+struct Ns(OffsetDateTime);
+
+impl FromSql for Ns {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let ns = i64::column_result(value)?;
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
+            .map(Ns)
+            .map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
+/// A non-negative integer column read as `u64` (stored as SQLite's signed 64-bit integer).
+struct Unsigned(u64);
+
+impl FromSql for Unsigned {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let n = i64::column_result(value)?;
+        u64::try_from(n)
+            .map(Unsigned)
+            .map_err(|_| FromSqlError::OutOfRange(n))
+    }
+}
+
+/// A JSON text column.
+struct Json<T>(T);
+
+impl<T: serde::de::DeserializeOwned> FromSql for Json<T> {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let text = value.as_str()?;
+        serde_json::from_str(text)
+            .map(Json)
+            .map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
+/// Reads a text column naming an enum value, via `parse`.
+fn text_column<T>(value: ValueRef<'_>, parse: impl FnOnce(&str) -> Option<T>) -> FromSqlResult<T> {
+    let text = value.as_str()?;
+    parse(text).ok_or_else(|| FromSqlError::Other(format!("unexpected value {text:?}").into()))
+}
+
+impl ToSql for CallStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for CallStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        text_column(value, |s| s.parse().ok())
+    }
+}
+
+impl ToSql for Direction {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(match self {
+            Direction::Inbound => "inbound",
+            Direction::OutboundApi => "outbound-api",
+        }))
+    }
+}
+
+impl FromSql for Direction {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        text_column(value, |s| match s {
+            "inbound" => Some(Direction::Inbound),
+            "outbound-api" => Some(Direction::OutboundApi),
+            _ => None,
+        })
+    }
+}
+
+impl ToSql for Speaker {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(match self {
+            Speaker::Caller => "caller",
+            Speaker::Assistant => "assistant",
+        }))
+    }
+}
+
+impl FromSql for Speaker {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        text_column(value, |s| match s {
+            "caller" => Some(Speaker::Caller),
+            "assistant" => Some(Speaker::Assistant),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::model::CallError;
+    use crate::calls::{EndReason, Speaker};
+    use proptest::prelude::*;
+    use time::macros::datetime;
+
+    /// A directory under the system temp dir, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let path = std::env::temp_dir().join(format!(
+                "callbridge-store-{}-{name}-{}",
+                std::process::id(),
+                new_call_id()
+            ));
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn outbound(to: &str) -> NewCall {
+        NewCall {
+            direction: Direction::OutboundApi,
+            from: "+15550100".into(),
+            to: to.into(),
+            call_sid: None,
+            instructions: Some("Book a table for 4 tonight at 7:30 under Rivera".into()),
+            greeting: Some("Hello, I'd like to book a table.".into()),
+            voice: Some("marin".into()),
+            language: Some("en".into()),
+            max_duration_s: Some(300),
+            metadata: Some(serde_json::json!({"ticket": 42, "tags": ["dinner"]})),
+        }
+    }
+
+    fn turn(speaker: Speaker, text: &str, offset_ms: u64) -> Turn {
+        Turn {
+            speaker,
+            text: text.into(),
+            at: datetime!(2025-03-04 05:06:07.123456789 UTC)
+                + time::Duration::milliseconds(offset_ms as i64),
+            offset_ms,
+            interrupted: false,
+            item_id: (speaker == Speaker::Assistant).then(|| format!("item_{offset_ms}")),
+        }
+    }
+
+    fn store() -> CallStore {
+        CallStore::open_in_memory().expect("an in-memory database opens")
+    }
+
+    #[test]
+    fn a_created_call_is_queued_and_reads_back_exactly() {
+        let store = store();
+
+        let created = store.create(&outbound("+15550199")).expect("stored");
+        let read = store.get(&created.id).expect("read").expect("present");
+
+        assert_eq!(read, created);
+        assert!(created.id.starts_with("call_"), "{}", created.id);
+        assert_eq!(created.id.len(), 5 + 26);
+        assert!(
+            created.id[5..]
+                .bytes()
+                .all(|b| CALL_ID_ALPHABET.contains(&b))
+        );
+        assert_eq!(created.status, CallStatus::Queued);
+        assert_eq!(
+            created.status_timeline,
+            [StatusChange {
+                status: CallStatus::Queued,
+                at: created.created_at
+            }]
+        );
+        assert_eq!(
+            created.instructions.as_deref(),
+            Some("Book a table for 4 tonight at 7:30 under Rivera")
+        );
+        assert_eq!(
+            created.metadata,
+            Some(serde_json::json!({"ticket": 42, "tags": ["dinner"]}))
+        );
+        assert_eq!(created.max_duration_s, Some(300));
+        assert_eq!(created.direction, Direction::OutboundApi);
+        assert!(created.transcript.is_empty());
+        assert_eq!(created.usage, Usage::default());
+    }
+
+    #[test]
+    fn two_calls_get_different_ids() {
+        let store = store();
+
+        let a = store.create(&outbound("+15550199")).expect("stored");
+        let b = store.create(&outbound("+15550199")).expect("stored");
+
+        assert_ne!(a.id, b.id);
+    }
+
+    #[test]
+    fn an_unknown_id_reads_as_none_and_cannot_be_updated() {
+        let store = store();
+        let record = CallRecord::new("CA1".into(), Direction::Inbound, "+1".into(), "+2".into());
+        let at = OffsetDateTime::now_utc();
+
+        assert!(store.get("call_nope").expect("read").is_none());
+        assert!(
+            matches!(store.set_call_sid("call_nope", "CA1"), Err(StoreError::NotFound(id)) if id == "call_nope")
+        );
+        assert!(matches!(
+            store.update_status("call_nope", CallStatus::Ringing, at),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.set_error(
+                "call_nope",
+                &CallError {
+                    code: None,
+                    message: "x".into()
+                }
+            ),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.append_turn("call_nope", &turn(Speaker::Caller, "hi", 1)),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.finish("call_nope", &record),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn a_late_ringing_after_in_progress_is_ignored_and_a_terminal_status_is_final() {
+        let store = store();
+        let call = store.create(&outbound("+15550199")).expect("stored");
+        let t0 = datetime!(2025-03-04 05:06:00 UTC);
+        let at = |s: i64| t0 + time::Duration::seconds(s);
+
+        let initiated = store
+            .update_status(&call.id, CallStatus::Initiated, at(1))
+            .expect("updated");
+        let in_progress = store
+            .update_status(&call.id, CallStatus::InProgress, at(3))
+            .expect("updated");
+        let late_ringing = store
+            .update_status(&call.id, CallStatus::Ringing, at(2))
+            .expect("updated");
+        let completed = store
+            .update_status(&call.id, CallStatus::Completed, at(60))
+            .expect("updated");
+        let busy_after_end = store
+            .update_status(&call.id, CallStatus::Busy, at(61))
+            .expect("updated");
+        let view = store.get(&call.id).expect("read").expect("present");
+
+        assert_eq!(
+            [
+                initiated,
+                in_progress,
+                late_ringing,
+                completed,
+                busy_after_end
+            ],
+            [true, true, false, true, false]
+        );
+        assert_eq!(view.status, CallStatus::Completed);
+        assert_eq!(
+            view.status_timeline,
+            [
+                StatusChange {
+                    status: CallStatus::Queued,
+                    at: call.created_at
+                },
+                StatusChange {
+                    status: CallStatus::Initiated,
+                    at: at(1)
+                },
+                StatusChange {
+                    status: CallStatus::InProgress,
+                    at: at(3)
+                },
+                StatusChange {
+                    status: CallStatus::Completed,
+                    at: at(60)
+                },
+            ]
+        );
+        assert_eq!(view.answered_at, Some(at(3)));
+        assert_eq!(view.ended_at, Some(at(60)));
+    }
+
+    #[test]
+    fn a_busy_call_ends_without_being_answered() {
+        let store = store();
+        let call = store.create(&outbound("+15550199")).expect("stored");
+        let at = datetime!(2025-03-04 05:06:00 UTC);
+
+        store
+            .update_status(&call.id, CallStatus::Busy, at)
+            .expect("updated");
+        let view = store.get(&call.id).expect("read").expect("present");
+
+        assert_eq!(view.status, CallStatus::Busy);
+        assert_eq!(view.answered_at, None);
+        assert_eq!(view.ended_at, Some(at));
+    }
+
+    #[test]
+    fn turns_appended_during_the_call_are_replaced_by_the_finished_record() {
+        let store = store();
+        let call = store.create(&outbound("+15550199")).expect("stored");
+        store.set_call_sid(&call.id, "CA0123").expect("stored");
+        store
+            .update_status(&call.id, CallStatus::InProgress, OffsetDateTime::now_utc())
+            .expect("updated");
+        let caller = turn(Speaker::Caller, "Hello, Trattoria Rivera.", 1_000);
+        let assistant = turn(
+            Speaker::Assistant,
+            "Hi! I'd like to book a table for four tonight.",
+            3_000,
+        );
+        store.append_turn(&call.id, &caller).expect("appended");
+        store.append_turn(&call.id, &assistant).expect("appended");
+        let during = store.get(&call.id).expect("read").expect("present");
+        let mut record = CallRecord::new(
+            "CA0123".into(),
+            Direction::OutboundApi,
+            call.from.clone(),
+            call.to.clone(),
+        );
+        record.stream_sid = Some("MZ0123".into());
+        let mut cut = assistant.clone();
+        cut.text = "Hi! I'd like".into();
+        cut.interrupted = true;
+        record.turns = vec![caller.clone(), cut.clone()];
+        record.outcome = Some("Booked 4 people at 19:30 under Rivera".into());
+        record.usage = Usage {
+            total_tokens: 900,
+            input_tokens: 600,
+            output_tokens: 300,
+            ..Usage::default()
+        };
+        record.finish(EndReason::Goodbye, 42_000);
+
+        store.finish(&call.id, &record).expect("finished");
+        let after = store.get(&call.id).expect("read").expect("present");
+
+        assert_eq!(during.transcript, [caller.clone(), assistant]);
+        assert_eq!(after.transcript, [caller, cut]);
+        assert_eq!(
+            after.outcome.as_deref(),
+            Some("Booked 4 people at 19:30 under Rivera")
+        );
+        assert_eq!(after.end_reason.as_deref(), Some("goodbye"));
+        assert_eq!(after.duration_ms, Some(42_000));
+        assert_eq!(after.usage, record.usage);
+        assert_eq!(after.ended_at, record.ended_at);
+        assert_eq!(
+            after.status,
+            CallStatus::InProgress,
+            "status callbacks own the status"
+        );
+    }
+
+    #[test]
+    fn a_finished_record_without_an_outcome_keeps_the_stored_one_and_fills_a_missing_call_sid() {
+        let store = store();
+        let call = store.create(&outbound("+15550199")).expect("stored");
+        let mut first = CallRecord::new(
+            "CA9".into(),
+            Direction::OutboundApi,
+            call.from.clone(),
+            call.to.clone(),
+        );
+        first.outcome = Some("Booked".into());
+        first.finish(EndReason::Goodbye, 10);
+        store.finish(&call.id, &first).expect("finished");
+        let second = CallRecord::new(
+            "CA9".into(),
+            Direction::OutboundApi,
+            call.from.clone(),
+            call.to.clone(),
+        );
+
+        store.finish(&call.id, &second).expect("finished");
+        let view = store.get(&call.id).expect("read").expect("present");
+
+        assert_eq!(view.outcome.as_deref(), Some("Booked"));
+        assert_eq!(view.end_reason.as_deref(), Some("goodbye"));
+        assert_eq!(view.call_sid.as_deref(), Some("CA9"));
+    }
+
+    #[test]
+    fn an_error_is_stored_with_twilios_code() {
+        let store = store();
+        let call = store.create(&outbound("+1555")).expect("stored");
+        let error = CallError {
+            code: Some(21211),
+            message: "Invalid 'To' Phone Number".into(),
+        };
+
+        store.set_error(&call.id, &error).expect("stored");
+        let view = store.get(&call.id).expect("read").expect("present");
+
+        assert_eq!(view.error, Some(error));
+    }
+
+    #[test]
+    fn records_survive_closing_and_reopening_the_file() {
+        let dir = TempDir::new("restart");
+        let path = dir.0.join("nested").join("callbridge.db");
+        let (before, id) = {
+            let store = CallStore::open(&path).expect("created on first run");
+            let call = store.create(&outbound("+15550199")).expect("stored");
+            store.set_call_sid(&call.id, "CA0123").expect("stored");
+            store
+                .update_status(
+                    &call.id,
+                    CallStatus::InProgress,
+                    datetime!(2025-03-04 05:06:00.5 UTC),
+                )
+                .expect("updated");
+            store
+                .append_turn(&call.id, &turn(Speaker::Caller, "Hello?", 500))
+                .expect("appended");
+            store
+                .append_turn(&call.id, &turn(Speaker::Assistant, "Hi there.", 1_500))
+                .expect("appended");
+            (
+                store.get(&call.id).expect("read").expect("present"),
+                call.id,
+            )
+        };
+
+        let reopened = CallStore::open(&path).expect("reopens");
+        let after = reopened.get(&id).expect("read").expect("still there");
+
+        assert!(path.is_file());
+        assert_eq!(after, before);
+        assert_eq!(after.transcript.len(), 2);
+    }
+
+    #[test]
+    fn a_database_from_a_newer_callbridge_is_refused() {
+        let dir = TempDir::new("newer");
+        let path = dir.0.join("callbridge.db");
+        drop(CallStore::open(&path).expect("created"));
+        Connection::open(&path)
+            .expect("opens")
+            .pragma_update(None, "user_version", 99)
+            .expect("set");
+
+        let result = CallStore::open(&path);
+
+        assert!(
+            matches!(
+                result,
+                Err(StoreError::SchemaTooNew {
+                    found: 99,
+                    supported: 1
+                })
+            ),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn a_list_is_newest_first_and_limited() {
+        let store = store();
+        let ids: Vec<String> = (0..5)
+            .map(|i| {
+                store
+                    .create(&outbound(&format!("+1555010{i}")))
+                    .expect("stored")
+                    .id
+            })
+            .collect();
+
+        let listed = store.list(3).expect("listed");
+
+        let listed_ids: Vec<&str> = listed.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            listed_ids,
+            [ids[4].as_str(), ids[3].as_str(), ids[2].as_str()]
+        );
+        assert_eq!(listed[0].to, "+15550104");
+        assert_eq!(
+            listed[0],
+            store
+                .get(&ids[4])
+                .expect("read")
+                .expect("present")
+                .summary()
+        );
+    }
+
+    #[test]
+    fn a_call_is_found_by_its_call_sid() {
+        let store = store();
+        let call = store.create(&outbound("+15550199")).expect("stored");
+        store.create(&outbound("+15550198")).expect("stored");
+        store.set_call_sid(&call.id, "CAabc").expect("stored");
+
+        let found = store.get_by_call_sid("CAabc").expect("read");
+        let missing = store.get_by_call_sid("CAzzz").expect("read");
+
+        assert_eq!(found.map(|v| v.id), Some(call.id));
+        assert!(missing.is_none());
+    }
+
+    #[test]
+    fn an_idempotency_token_is_new_once_and_forgotten_after_a_day() {
+        let store = store();
+        let now = datetime!(2025-03-04 05:06:00 UTC);
+
+        let first = store
+            .remember_idempotency_token_at("tok-1", now)
+            .expect("stored");
+        let retry = store
+            .remember_idempotency_token_at("tok-1", now)
+            .expect("stored");
+        let other = store
+            .remember_idempotency_token_at("tok-2", now)
+            .expect("stored");
+        let much_later = store
+            .remember_idempotency_token_at("tok-1", now + time::Duration::hours(25))
+            .expect("stored");
+
+        assert_eq!([first, retry, other, much_later], [true, false, true, true]);
+        assert!(
+            store
+                .remember_idempotency_token("tok-live")
+                .expect("stored")
+        );
+        assert!(
+            !store
+                .remember_idempotency_token("tok-live")
+                .expect("stored")
+        );
+    }
+
+    #[test]
+    fn threads_appending_turns_to_different_calls_keep_every_turn_in_order() {
+        let dir = TempDir::new("threads");
+        let store = CallStore::open(&dir.0.join("callbridge.db")).expect("opens");
+        let ids: Vec<String> = (0..4)
+            .map(|i| {
+                store
+                    .create(&outbound(&format!("+1555020{i}")))
+                    .expect("stored")
+                    .id
+            })
+            .collect();
+
+        let handles: Vec<_> = ids
+            .iter()
+            .cloned()
+            .map(|id| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for n in 0..25_u64 {
+                        store
+                            .append_turn(&id, &turn(Speaker::Caller, &format!("{id} turn {n}"), n))
+                            .expect("appended");
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().expect("no thread panicked");
+        }
+
+        for id in &ids {
+            let texts: Vec<String> = store
+                .get(id)
+                .expect("read")
+                .expect("present")
+                .transcript
+                .into_iter()
+                .map(|t| t.text)
+                .collect();
+            let expected: Vec<String> = (0..25).map(|n| format!("{id} turn {n}")).collect();
+            assert_eq!(texts, expected);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn random_status_sequences_never_move_a_call_back(
+            steps in proptest::collection::vec(proptest::sample::select(CallStatus::ALL.to_vec()), 0..12)
+        ) {
+            let store = store();
+            let call = store.create(&outbound("+15550199")).expect("stored");
+            let t0 = datetime!(2025-03-04 05:06:00 UTC);
+            let mut highest = CallStatus::Queued;
+
+            for (i, status) in steps.iter().enumerate() {
+                let changed = store
+                    .update_status(&call.id, *status, t0 + time::Duration::seconds(i as i64))
+                    .expect("updated");
+                prop_assert_eq!(changed, status.rank() > highest.rank());
+                if changed {
+                    highest = *status;
+                }
+            }
+            let view = store.get(&call.id).expect("read").expect("present");
+
+            prop_assert_eq!(view.status, highest);
+            let ranks: Vec<u8> = view.status_timeline.iter().map(|c| c.status.rank()).collect();
+            prop_assert!(ranks.windows(2).all(|w| w[0] < w[1]), "timeline ranks {:?}", ranks);
+            prop_assert_eq!(view.status_timeline.last().map(|c| c.status), Some(highest));
+        }
+    }
+}

@@ -1,0 +1,563 @@
+//! `callbridge call +14155550100 --instructions "..."`: places an outbound call through a running server's REST API
+//! ([`ApiClient`]) and follows it to the end from the terminal.
+//!
+//! The server is `CALLBRIDGE_URL` (default `http://127.0.0.1:{PORT}`), the key `CALLBRIDGE_API_KEY` (the usual
+//! settings: environment, `.env`, `callbridge.toml`). Following polls `GET /api/calls/{id}?wait_s=30` and prints each
+//! status change (`12:00:03  ringing`, times in UTC), each transcript turn as it completes (`  caller: ...`,
+//! `  assistant: ...`), and at the end the outcome, the end reason and the duration. Text that came from a peer
+//! (transcripts, outcomes, error messages) is printed with control characters replaced, so it cannot drive the
+//! terminal.
+//!
+//! Exit codes: 0 the call completed (or, with `--no-follow`, was placed); 1 it ended busy, no-answer, failed or
+//! canceled; 2 it could not be placed (bad number, wrong key, server unreachable, settings); 3 the call was placed but
+//! following it failed; 130 interrupted (Ctrl-C; the call goes on).
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use secrecy::ExposeSecret as _;
+use time::OffsetDateTime;
+use url::Url;
+
+use crate::api_client::ApiClient;
+use crate::calls::Speaker;
+use crate::calls::backend::BackendError;
+use crate::calls::model::{CallStatus, CallView};
+use crate::calls::service::PlaceCall;
+use crate::config::{Requirement, Settings};
+
+/// Exit code: the call ended without completing (busy, no-answer, failed, canceled).
+const EXIT_NOT_COMPLETED: u8 = 1;
+/// Exit code: the call could not be placed.
+const EXIT_NOT_PLACED: u8 = 2;
+/// Exit code: the call was placed but could not be followed to its end.
+const EXIT_LOST_TRACK: u8 = 3;
+/// Exit code: interrupted with Ctrl-C.
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// How long each poll asks the server to wait for a change, seconds.
+pub const FOLLOW_WAIT_S: u64 = 30;
+/// How many polls in a row may fail (server restarting, network blip) before following gives up.
+const MAX_FOLLOW_FAILURES: u32 = 5;
+/// Pause after a failed poll.
+const RETRY_PAUSE: Duration = Duration::from_secs(2);
+/// After an answered call reached its final status, how long to wait for the relay to store its end (end reason,
+/// outcome, last transcript turns): Twilio's `completed` callback can overtake it.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between reads while settling.
+const SETTLE_PAUSE: Duration = Duration::from_millis(500);
+
+/// Arguments of `callbridge call`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CallArgs {
+    /// Who to call, in E.164 form: a plus sign, the country code and the number, no spaces (+14155550100).
+    pub to: String,
+    /// What the voice model should do on this call, in plain words.
+    #[arg(long)]
+    pub instructions: String,
+    /// What the model says as soon as the callee answers (default: it waits for the callee's "hello").
+    #[arg(long)]
+    pub greeting: Option<String>,
+    /// The Realtime voice for this call (default: the server's voice).
+    #[arg(long)]
+    pub voice: Option<String>,
+    /// The language to speak (en, fr-FR, ...).
+    #[arg(long)]
+    pub language: Option<String>,
+    /// The longest the call may last, seconds (the server's maximum also caps it).
+    #[arg(long = "max-duration", value_name = "S")]
+    pub max_duration_s: Option<u64>,
+    /// Place the call, print its id and exit without following it.
+    #[arg(long)]
+    pub no_follow: bool,
+}
+
+/// Runs `callbridge call`: output on stdout, problems on stderr; see the module docs for the exit codes.
+pub async fn run(args: CallArgs) -> ExitCode {
+    let settings = match Settings::from_process(Requirement::Nothing) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("invalid settings:\n{e}");
+            return ExitCode::from(EXIT_NOT_PLACED);
+        }
+    };
+    let base_url = match server_url(
+        std::env::var("CALLBRIDGE_URL").ok().as_deref(),
+        settings.port,
+    ) {
+        Ok(url) => url,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(EXIT_NOT_PLACED);
+        }
+    };
+    if settings.api_key.expose_secret().is_empty() {
+        eprintln!(
+            "CALLBRIDGE_API_KEY is not set: set it to the API key of the callbridge server at {}",
+            base_url.as_str().trim_end_matches('/')
+        );
+        return ExitCode::from(EXIT_NOT_PLACED);
+    }
+    let client = ApiClient::new(base_url, settings.api_key.clone());
+    let request = PlaceCall {
+        to: args.to.clone(),
+        instructions: args.instructions.clone(),
+        greeting: args.greeting.clone(),
+        voice: args.voice.clone(),
+        language: args.language.clone(),
+        max_duration_s: args.max_duration_s,
+        metadata: None,
+    };
+    let placed = match client.place_call(request).await {
+        Ok(call) => call,
+        Err(error) => {
+            eprintln!("could not place the call: {}", printable(&error.message));
+            return ExitCode::from(EXIT_NOT_PLACED);
+        }
+    };
+    emit(&[placed_line(&placed)]);
+    if args.no_follow {
+        return ExitCode::SUCCESS;
+    }
+    let id = placed.id.clone();
+    tokio::select! {
+        code = follow(&client, placed) => code,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("\nstopped following; the call goes on (hang it up with POST /api/calls/{id}/hangup)");
+            ExitCode::from(EXIT_INTERRUPTED)
+        }
+    }
+}
+
+/// The server's base URL: `CALLBRIDGE_URL` when set and not blank, else `http://127.0.0.1:{port}`.
+///
+/// # Errors
+/// A message naming `CALLBRIDGE_URL` when it is not an `http` or `https` URL.
+pub fn server_url(callbridge_url: Option<&str>, port: u16) -> Result<Url, String> {
+    let Some(text) = callbridge_url.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Url::parse(&format!("http://127.0.0.1:{port}"))
+            .map_err(|e| format!("PORT {port} gives no URL: {e}"));
+    };
+    match Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(url),
+        Ok(_) | Err(_) => Err(format!(
+            "CALLBRIDGE_URL {text:?} is not the http(s) address of a callbridge server, e.g. http://127.0.0.1:5050"
+        )),
+    }
+}
+
+/// Follows the call until it ends, printing as it goes; returns the exit code.
+async fn follow(client: &ApiClient, placed: CallView) -> ExitCode {
+    let mut follower = Follower::default();
+    emit(&follower.update(&placed));
+    let mut call = placed;
+    let mut failures = 0;
+    while !call.status.is_terminal() {
+        match client.get_call(&call.id, Some(FOLLOW_WAIT_S)).await {
+            Ok(now) => {
+                failures = 0;
+                emit(&follower.update(&now));
+                call = now;
+            }
+            Err(error) => {
+                failures += 1;
+                if !retryable(&error) || failures >= MAX_FOLLOW_FAILURES {
+                    eprintln!(
+                        "lost track of call {}: {} (the call may go on)",
+                        call.id,
+                        printable(&error.message)
+                    );
+                    return ExitCode::from(EXIT_LOST_TRACK);
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+    // Twilio's `completed` callback may arrive before the relay stored the call's end: give it a moment.
+    let settle_deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+    while needs_settling(&call) && tokio::time::Instant::now() < settle_deadline {
+        tokio::time::sleep(SETTLE_PAUSE).await;
+        if let Ok(now) = client.get_call(&call.id, None).await {
+            emit(&follower.update(&now));
+            call = now;
+        }
+    }
+    emit(&summary_lines(&call));
+    ExitCode::from(exit_code(call.status))
+}
+
+/// Whether another poll is worth it after `error`: only when the server could not be reached for a moment.
+fn retryable(error: &BackendError) -> bool {
+    error.code == "unavailable"
+}
+
+/// True for a call that was answered and ended, but whose end the relay has not stored yet.
+fn needs_settling(call: &CallView) -> bool {
+    call.status.is_terminal() && call.answered_at.is_some() && call.end_reason.is_none()
+}
+
+/// The exit code for a call that ended with `status`: 0 for `completed`, 1 for any other end.
+pub fn exit_code(status: CallStatus) -> u8 {
+    if status == CallStatus::Completed {
+        0
+    } else {
+        EXIT_NOT_COMPLETED
+    }
+}
+
+/// What the terminal has been shown of a call so far; [`Follower::update`] gives the lines for what is new.
+#[derive(Debug, Default)]
+pub struct Follower {
+    /// How many status changes of the timeline were printed.
+    statuses_shown: usize,
+    /// How many transcript turns were printed.
+    turns_shown: usize,
+}
+
+impl Follower {
+    /// The lines for whatever `call` shows that was not shown yet: new status changes (`12:00:03  ringing`, UTC) and
+    /// new transcript turns (`  caller: ...`), in the order they happened.
+    pub fn update(&mut self, call: &CallView) -> Vec<String> {
+        let mut events: Vec<(OffsetDateTime, u8, String)> = Vec::new();
+        for change in call.status_timeline.iter().skip(self.statuses_shown) {
+            // At equal times a status change comes before a turn, except the final one, which comes after.
+            let order = if change.status.is_terminal() { 2 } else { 0 };
+            events.push((
+                change.at,
+                order,
+                format!("{}  {}", clock(change.at), change.status),
+            ));
+        }
+        for turn in call.transcript.iter().skip(self.turns_shown) {
+            let speaker = match turn.speaker {
+                Speaker::Caller => "caller",
+                Speaker::Assistant => "assistant",
+            };
+            let cut = if turn.interrupted {
+                " [interrupted]"
+            } else {
+                ""
+            };
+            events.push((
+                turn.at,
+                1,
+                format!("  {speaker}: {}{cut}", printable(&turn.text)),
+            ));
+        }
+        self.statuses_shown = self.statuses_shown.max(call.status_timeline.len());
+        self.turns_shown = self.turns_shown.max(call.transcript.len());
+        events.sort_by_key(|(at, order, _)| (*at, *order));
+        events.into_iter().map(|(_, _, line)| line).collect()
+    }
+}
+
+/// The first line: who is being called, and the call's ids.
+fn placed_line(call: &CallView) -> String {
+    let sid = call
+        .call_sid
+        .as_deref()
+        .map(|sid| format!(", CallSid {}", printable(sid)))
+        .unwrap_or_default();
+    format!(
+        "Calling {} from {} (call {}{sid}); times are UTC",
+        printable(&call.to),
+        printable(&call.from),
+        call.id
+    )
+}
+
+/// The closing lines: final status, outcome, end reason, Twilio's error if any, and the duration.
+pub fn summary_lines(call: &CallView) -> Vec<String> {
+    let mut lines = vec![String::new(), format!("Status:     {}", call.status)];
+    if let Some(outcome) = &call.outcome {
+        lines.push(format!("Outcome:    {}", printable(outcome)));
+    }
+    if let Some(reason) = &call.end_reason {
+        lines.push(format!("End reason: {}", printable(reason)));
+    }
+    if let Some(error) = &call.error {
+        let code = error
+            .code
+            .map(|c| format!(" (Twilio error {c})"))
+            .unwrap_or_default();
+        lines.push(format!("Error:      {}{code}", printable(&error.message)));
+    }
+    let duration_ms = call.duration_ms.or_else(|| {
+        let answered = call.answered_at?;
+        let ended = call.ended_at?;
+        u64::try_from((ended - answered).whole_milliseconds()).ok()
+    });
+    let duration = duration_ms.map_or_else(|| "not answered".to_owned(), format_duration);
+    lines.push(format!("Duration:   {duration}"));
+    lines
+}
+
+/// `HH:MM:SS` of `at`, in UTC.
+fn clock(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!("{:02}:{:02}:{:02}", at.hour(), at.minute(), at.second())
+}
+
+/// `42 s`, `3 min 05 s`, `1 h 02 min 03 s`.
+fn format_duration(duration_ms: u64) -> String {
+    let total_s = duration_ms.div_ceil(1000);
+    let (h, m, s) = (total_s / 3600, (total_s / 60) % 60, total_s % 60);
+    match (h, m) {
+        (0, 0) => format!("{s} s"),
+        (0, _) => format!("{m} min {s:02} s"),
+        _ => format!("{h} h {m:02} min {s:02} s"),
+    }
+}
+
+/// `text` with every control character replaced by a space: it came from a peer and must not drive the terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Prints `lines` on stdout; a closed stdout (a pipe whose reader left) is not worth a panic.
+fn emit(lines: &[String]) {
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::model::StatusChange;
+    use crate::calls::{Direction, Turn};
+    use time::macros::datetime;
+
+    fn call(status: CallStatus) -> CallView {
+        CallView {
+            id: "call_0123456789abcdefghjkmnpqrs".into(),
+            direction: Direction::OutboundApi,
+            from: "+15550100000".into(),
+            to: "+14155550100".into(),
+            call_sid: Some("CA0123".into()),
+            status,
+            instructions: Some("Book a table".into()),
+            greeting: None,
+            voice: None,
+            language: None,
+            max_duration_s: Some(300),
+            metadata: None,
+            outcome: None,
+            end_reason: None,
+            error: None,
+            created_at: datetime!(2025-01-02 12:00:00 UTC),
+            answered_at: None,
+            ended_at: None,
+            duration_ms: None,
+            status_timeline: vec![StatusChange {
+                status: CallStatus::Queued,
+                at: datetime!(2025-01-02 12:00:00 UTC),
+            }],
+            transcript: Vec::new(),
+            usage: Default::default(),
+        }
+    }
+
+    fn turn(speaker: Speaker, text: &str, at: OffsetDateTime) -> Turn {
+        Turn {
+            speaker,
+            text: text.into(),
+            at,
+            offset_ms: 0,
+            interrupted: false,
+            item_id: None,
+        }
+    }
+
+    #[test]
+    fn the_server_url_defaults_to_the_local_port() {
+        let url = server_url(None, 5050).expect("a URL");
+
+        assert_eq!(url.as_str(), "http://127.0.0.1:5050/");
+    }
+
+    #[test]
+    fn a_blank_callbridge_url_counts_as_unset() {
+        let url = server_url(Some("  "), 6000).expect("a URL");
+
+        assert_eq!(url.as_str(), "http://127.0.0.1:6000/");
+    }
+
+    #[test]
+    fn callbridge_url_is_used_when_set() {
+        let url = server_url(Some("https://calls.example.com/cb"), 5050).expect("a URL");
+
+        assert_eq!(url.as_str(), "https://calls.example.com/cb");
+    }
+
+    #[test]
+    fn a_callbridge_url_that_is_not_http_is_refused_by_name() {
+        for text in [
+            "calls.example.com",
+            "ftp://calls.example.com",
+            "mailto:a@b.c",
+        ] {
+            let error = server_url(Some(text), 5050).expect_err("not an http URL");
+
+            assert!(error.contains("CALLBRIDGE_URL"), "{error}");
+        }
+    }
+
+    #[test]
+    fn each_status_change_is_printed_once_with_its_utc_time() {
+        let mut follower = Follower::default();
+        let mut view = call(CallStatus::Queued);
+        let first = follower.update(&view);
+        view.status = CallStatus::Ringing;
+        view.status_timeline.push(StatusChange {
+            status: CallStatus::Ringing,
+            at: datetime!(2025-01-02 12:00:03 UTC),
+        });
+
+        let second = follower.update(&view);
+        let third = follower.update(&view);
+
+        assert_eq!(first, ["12:00:00  queued"]);
+        assert_eq!(second, ["12:00:03  ringing"]);
+        assert!(third.is_empty(), "{third:?}");
+    }
+
+    #[test]
+    fn new_turns_and_statuses_are_printed_in_the_order_they_happened() {
+        let mut follower = Follower::default();
+        let mut view = call(CallStatus::Completed);
+        let answered = datetime!(2025-01-02 12:00:05 UTC);
+        let ended = datetime!(2025-01-02 12:00:20 UTC);
+        view.status_timeline.push(StatusChange {
+            status: CallStatus::InProgress,
+            at: answered,
+        });
+        view.status_timeline.push(StatusChange {
+            status: CallStatus::Completed,
+            at: ended,
+        });
+        view.transcript = vec![
+            turn(
+                Speaker::Caller,
+                "Hello?",
+                datetime!(2025-01-02 12:00:07 UTC),
+            ),
+            turn(Speaker::Assistant, "Hi,\x1b[2J I'd like a table.", ended),
+        ];
+
+        let lines = follower.update(&view);
+
+        assert_eq!(
+            lines,
+            [
+                "12:00:00  queued",
+                "12:00:05  in-progress",
+                "  caller: Hello?",
+                "  assistant: Hi, [2J I'd like a table.",
+                "12:00:20  completed",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_interrupted_turn_is_marked() {
+        let mut follower = Follower::default();
+        let mut view = call(CallStatus::InProgress);
+        view.status_timeline.clear();
+        let mut cut = turn(
+            Speaker::Assistant,
+            "We have a",
+            datetime!(2025-01-02 12:00:09 UTC),
+        );
+        cut.interrupted = true;
+        view.transcript.push(cut);
+
+        let lines = follower.update(&view);
+
+        assert_eq!(lines, ["  assistant: We have a [interrupted]"]);
+    }
+
+    #[test]
+    fn the_summary_shows_outcome_end_reason_and_duration() {
+        let mut view = call(CallStatus::Completed);
+        view.outcome = Some("Booked 4 at 19:30\nunder Rivera".into());
+        view.end_reason = Some("goodbye".into());
+        view.duration_ms = Some(65_000);
+
+        let lines = summary_lines(&view);
+
+        assert!(
+            lines.contains(&"Status:     completed".to_owned()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"Outcome:    Booked 4 at 19:30 under Rivera".to_owned()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"End reason: goodbye".to_owned()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"Duration:   1 min 05 s".to_owned()),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn the_summary_of_an_unanswered_call_shows_twilios_error_and_no_duration() {
+        let mut view = call(CallStatus::Failed);
+        view.error = Some(crate::calls::model::CallError {
+            code: Some(21211),
+            message: "Invalid 'To' Phone Number".into(),
+        });
+
+        let lines = summary_lines(&view);
+
+        assert!(
+            lines
+                .contains(&"Error:      Invalid 'To' Phone Number (Twilio error 21211)".to_owned()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"Duration:   not answered".to_owned()),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn only_a_completed_call_exits_zero() {
+        let codes: Vec<u8> = CallStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .map(exit_code)
+            .collect();
+
+        assert_eq!(codes, [0, 1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn an_answered_call_without_its_end_reason_waits_to_settle() {
+        let mut view = call(CallStatus::Completed);
+        view.answered_at = Some(datetime!(2025-01-02 12:00:05 UTC));
+        let unsettled = needs_settling(&view);
+        view.end_reason = Some("goodbye".into());
+        let settled = !needs_settling(&view);
+        let unanswered = !needs_settling(&call(CallStatus::Busy));
+
+        assert!(unsettled && settled && unanswered);
+    }
+
+    #[test]
+    fn durations_read_in_seconds_minutes_or_hours() {
+        assert_eq!(format_duration(42_000), "42 s");
+        assert_eq!(format_duration(41_001), "42 s");
+        assert_eq!(format_duration(185_000), "3 min 05 s");
+        assert_eq!(format_duration(3_723_000), "1 h 02 min 03 s");
+    }
+}

@@ -1,0 +1,526 @@
+//! `callbridge calls list` and `callbridge calls show ID`: print the stored call records, read straight from the
+//! database file (`data_dir/callbridge.db`; `data_dir` comes from the usual settings: `CALLBRIDGE_DATA_DIR`,
+//! `callbridge.toml`, default `./data`). A running server may keep writing meanwhile: the database is in WAL mode.
+//!
+//! Human output is a table (`list`) or a report (`show`: header fields, status timeline, transcript, outcome, end
+//! reason, tokens); `--json` prints the API's JSON ([`CallSummary`] list, [`CallView`]). Text that came from a peer
+//! (transcripts, outcomes, numbers) is printed with control characters replaced, so it cannot drive the terminal.
+//!
+//! Exit codes: 0 printed; 1 no database yet, no such call, or the database could not be read; 2 invalid settings.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use time::OffsetDateTime;
+
+use crate::calls::model::{CallSummary, CallView};
+use crate::calls::store::CallStore;
+use crate::calls::{Direction, Speaker};
+use crate::config::{Requirement, Settings};
+
+/// Exit code: no database yet, no such call, or the database could not be read.
+const EXIT_NOT_FOUND: u8 = 1;
+/// Exit code: the settings are invalid.
+const EXIT_CONFIGURATION: u8 = 2;
+
+/// The longest outcome shown in a `list` row, in characters.
+const LIST_OUTCOME_CHARS: usize = 60;
+
+/// The database file's name inside the data directory.
+const DB_FILE_NAME: &str = "callbridge.db";
+
+/// Arguments of `callbridge calls`.
+#[derive(Debug, clap::Args)]
+pub struct CallsArgs {
+    /// What to print.
+    #[command(subcommand)]
+    pub command: CallsCommand,
+}
+
+/// The `callbridge calls` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum CallsCommand {
+    /// List stored calls, newest first. Exit 1 when there is no database yet.
+    List(ListArgs),
+    /// Show one call: status timeline, transcript, outcome, token usage. Exit 1 when there is no such call.
+    Show(ShowArgs),
+}
+
+/// Arguments of `callbridge calls list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// How many calls to list (the newest ones).
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Print the calls as JSON (the REST API's list items) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `callbridge calls show`.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// The call's id (`call_...`) or its Twilio CallSid (`CA...`).
+    pub id: String,
+    /// Print the call as JSON (the REST API's call object) instead of a report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The call records database inside `data_dir`: `data_dir/callbridge.db`.
+pub fn default_db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(DB_FILE_NAME)
+}
+
+/// Runs `callbridge calls ...`: output on stdout, problems on stderr; see the module docs for the exit codes.
+pub fn run(args: CallsArgs) -> ExitCode {
+    let settings = match Settings::from_process(Requirement::Nothing) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("invalid settings:\n{e}");
+            return ExitCode::from(EXIT_CONFIGURATION);
+        }
+    };
+    let path = default_db_path(&settings.data_dir);
+    if !path.is_file() {
+        eprintln!(
+            "No call records yet: {} does not exist. `callbridge serve` creates it when it starts; set \
+             CALLBRIDGE_DATA_DIR (or data_dir in callbridge.toml) if the server keeps its data elsewhere.",
+            path.display()
+        );
+        return ExitCode::from(EXIT_NOT_FOUND);
+    }
+    let store = match CallStore::open(&path) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_NOT_FOUND);
+        }
+    };
+    let printed = match args.command {
+        CallsCommand::List(args) => list(&store, &args),
+        CallsCommand::Show(args) => show(&store, &args),
+    };
+    match printed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::from(EXIT_NOT_FOUND)
+        }
+    }
+}
+
+/// `callbridge calls list`.
+fn list(store: &CallStore, args: &ListArgs) -> Result<(), String> {
+    let calls = store.list(args.limit).map_err(|e| e.to_string())?;
+    if args.json {
+        emit(&format!("{}\n", to_json(&calls)))
+    } else if calls.is_empty() {
+        emit("No calls stored yet.\n")
+    } else {
+        emit(&render_list(&calls))
+    }
+}
+
+/// `callbridge calls show`: by call id, else by CallSid.
+fn show(store: &CallStore, args: &ShowArgs) -> Result<(), String> {
+    let by_id = store.get(&args.id).map_err(|e| e.to_string())?;
+    let call = match by_id {
+        Some(call) => Some(call),
+        None => store.get_by_call_sid(&args.id).map_err(|e| e.to_string())?,
+    };
+    let Some(call) = call else {
+        return Err(format!(
+            "No call with id or CallSid {:?}. `callbridge calls list` shows the stored calls.",
+            printable(&args.id)
+        ));
+    };
+    if args.json {
+        emit(&format!("{}\n", to_json(&call)))
+    } else {
+        emit(&render_call(&call))
+    }
+}
+
+/// Writes `text` to stdout. A reader that went away (`| head`) is not an error.
+fn emit(text: &str) -> Result<(), String> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write the output: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Pretty JSON of a model type (plain data: serializing cannot fail).
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("the call model serializes to JSON")
+}
+
+/// The `list` table: a header row, then one row per call (id, created, direction, the other party, status,
+/// duration, outcome cut to 60 characters), columns padded to their widest cell.
+pub fn render_list(calls: &[CallSummary]) -> String {
+    let header = [
+        "ID",
+        "CREATED (UTC)",
+        "DIRECTION",
+        "NUMBER",
+        "STATUS",
+        "DURATION",
+        "OUTCOME",
+    ]
+    .map(str::to_owned);
+    let rows: Vec<[String; 7]> = calls
+        .iter()
+        .map(|call| {
+            [
+                printable(&call.id),
+                format_time(call.created_at),
+                direction_name(call.direction).to_owned(),
+                other_party(call.direction, &call.from, &call.to),
+                call.status.to_string(),
+                call.duration_ms
+                    .map_or_else(|| "-".to_owned(), format_duration),
+                call.outcome.as_deref().map_or_else(
+                    || "-".to_owned(),
+                    |o| cut_chars(&printable(o), LIST_OUTCOME_CHARS),
+                ),
+            ]
+        })
+        .collect();
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let _ = write!(line, "{cell:<width$}");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The `show` report: header fields, the status timeline, the transcript (`[+12.3s] caller: text`, an interrupted
+/// assistant turn marked `(interrupted)`), outcome, end reason and token usage.
+pub fn render_call(call: &CallView) -> String {
+    let mut out = String::new();
+    let mut field = |label: &str, value: Option<String>| {
+        if let Some(value) = value {
+            let _ = writeln!(out, "{:<14}{value}", format!("{label}:"));
+        }
+    };
+    field("Call", Some(printable(&call.id)));
+    field("Direction", Some(direction_name(call.direction).to_owned()));
+    field("From", Some(printable(&call.from)));
+    field("To", Some(printable(&call.to)));
+    field("CallSid", call.call_sid.as_deref().map(printable));
+    field("Status", Some(call.status.to_string()));
+    field("Created", Some(format_time(call.created_at)));
+    field("Answered", call.answered_at.map(format_time));
+    field("Ended", call.ended_at.map(format_time));
+    field("Duration", call.duration_ms.map(format_duration));
+    field("Instructions", call.instructions.as_deref().map(printable));
+    field("Greeting", call.greeting.as_deref().map(printable));
+    field("Voice", call.voice.as_deref().map(printable));
+    field("Language", call.language.as_deref().map(printable));
+    field(
+        "Max duration",
+        call.max_duration_s.map(|s| format!("{s} s")),
+    );
+    field(
+        "Metadata",
+        call.metadata.as_ref().map(|m| printable(&m.to_string())),
+    );
+    field(
+        "Error",
+        call.error.as_ref().map(|e| match e.code {
+            Some(code) => format!("{code}: {}", printable(&e.message)),
+            None => printable(&e.message),
+        }),
+    );
+
+    out.push_str("\nStatus timeline:\n");
+    for change in &call.status_timeline {
+        let _ = writeln!(out, "  {}  {}", format_time(change.at), change.status);
+    }
+
+    out.push_str("\nTranscript:\n");
+    if call.transcript.is_empty() {
+        out.push_str("  (no turns)\n");
+    }
+    for turn in &call.transcript {
+        let speaker = match turn.speaker {
+            Speaker::Caller => "caller",
+            Speaker::Assistant => "assistant",
+        };
+        let interrupted = if turn.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  [+{}.{}s] {speaker}: {}{interrupted}",
+            turn.offset_ms / 1000,
+            turn.offset_ms % 1000 / 100,
+            printable(&turn.text)
+        );
+    }
+
+    out.push('\n');
+    let none = || "-".to_owned();
+    let _ = writeln!(
+        out,
+        "{:<14}{}",
+        "Outcome:",
+        call.outcome.as_deref().map_or_else(none, printable)
+    );
+    let _ = writeln!(
+        out,
+        "{:<14}{}",
+        "End reason:",
+        call.end_reason.as_deref().map_or_else(none, printable)
+    );
+    let usage = &call.usage;
+    let _ = writeln!(
+        out,
+        "{:<14}{} total ({} input, {} cached; {} output)",
+        "Tokens:",
+        usage.total_tokens,
+        usage.input_tokens,
+        usage.input_token_details.cached_tokens,
+        usage.output_tokens
+    );
+    out
+}
+
+/// `inbound` or `outbound-api`.
+fn direction_name(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Inbound => "inbound",
+        Direction::OutboundApi => "outbound-api",
+    }
+}
+
+/// The number at the other end: `from +1555...` for an inbound call, `to +1555...` for an outbound one.
+fn other_party(direction: Direction, from: &str, to: &str) -> String {
+    match direction {
+        Direction::Inbound => format!("from {}", printable(from)),
+        Direction::OutboundApi => format!("to {}", printable(to)),
+    }
+}
+
+/// `2025-03-04 05:06:07` in UTC.
+fn format_time(at: OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_else(|_| at.to_string())
+}
+
+/// `m:ss`, or `h:mm:ss` from an hour on.
+fn format_duration(duration_ms: u64) -> String {
+    let total_s = duration_ms / 1000;
+    let (h, m, s) = (total_s / 3600, total_s % 3600 / 60, total_s % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
+}
+
+/// At most `max` characters of `text`, ending in `…` when cut.
+fn cut_chars(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// `text` with every control character (newlines, escapes) replaced by a space: it came from a peer and must
+/// neither break the layout nor drive the terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::Turn;
+    use crate::calls::model::{CallError, CallStatus, StatusChange};
+    use crate::realtime::events::Usage;
+    use time::macros::datetime;
+
+    fn summary(id: &str, outcome: Option<&str>) -> CallSummary {
+        CallSummary {
+            id: id.into(),
+            direction: Direction::OutboundApi,
+            from: "+15550100".into(),
+            to: "+15550199".into(),
+            status: CallStatus::Completed,
+            created_at: datetime!(2025-03-04 05:06:07.5 UTC),
+            outcome: outcome.map(str::to_owned),
+            end_reason: Some("goodbye".into()),
+            duration_ms: Some(83_400),
+        }
+    }
+
+    #[test]
+    fn the_db_file_lives_in_the_data_directory() {
+        assert_eq!(
+            default_db_path(Path::new("/var/lib/callbridge")),
+            PathBuf::from("/var/lib/callbridge/callbridge.db")
+        );
+    }
+
+    #[test]
+    fn a_list_row_shows_the_call_with_its_outcome_cut_to_sixty_characters() {
+        let long = "Booked 4 people at 19:30 under Rivera; the window seat is not available tonight, sorry";
+
+        let table = render_list(&[summary("call_a", Some(long))]);
+
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("ID"), "{table}");
+        let row = lines[1];
+        assert!(
+            row.starts_with("call_a  2025-03-04 05:06:07  outbound-api  to +15550199  completed"),
+            "{row}"
+        );
+        assert!(row.contains("1:23"), "{row}");
+        let outcome = &row[row.find("Booked").expect("outcome shown")..];
+        assert_eq!(outcome.chars().count(), 60);
+        assert!(outcome.ends_with('…'));
+    }
+
+    #[test]
+    fn list_columns_line_up_across_rows() {
+        let table = render_list(&[
+            summary("call_short", None),
+            summary("call_much_longer_id", Some("ok")),
+        ]);
+
+        let starts: Vec<usize> = table
+            .lines()
+            .skip(1)
+            .map(|line| line.find("20").expect("a date in every row"))
+            .collect();
+        assert_eq!(starts[0], starts[1], "{table}");
+    }
+
+    #[test]
+    fn a_report_shows_the_timeline_the_transcript_and_the_tokens() {
+        let call = CallView {
+            id: "call_x".into(),
+            direction: Direction::Inbound,
+            from: "+15550100".into(),
+            to: "+15550199".into(),
+            call_sid: Some("CA1".into()),
+            status: CallStatus::Completed,
+            instructions: None,
+            greeting: None,
+            voice: None,
+            language: None,
+            max_duration_s: None,
+            metadata: None,
+            outcome: Some("Booked".into()),
+            end_reason: Some("goodbye".into()),
+            error: Some(CallError {
+                code: Some(21211),
+                message: "Invalid 'To'".into(),
+            }),
+            created_at: datetime!(2025-03-04 05:06:07 UTC),
+            answered_at: None,
+            ended_at: None,
+            duration_ms: Some(12_345),
+            status_timeline: vec![
+                StatusChange {
+                    status: CallStatus::Queued,
+                    at: datetime!(2025-03-04 05:06:07 UTC),
+                },
+                StatusChange {
+                    status: CallStatus::Completed,
+                    at: datetime!(2025-03-04 05:06:20 UTC),
+                },
+            ],
+            transcript: vec![
+                Turn {
+                    speaker: Speaker::Caller,
+                    text: "Hello?\n\u{1b}[2J".into(),
+                    at: datetime!(2025-03-04 05:06:08 UTC),
+                    offset_ms: 1_250,
+                    interrupted: false,
+                    item_id: None,
+                },
+                Turn {
+                    speaker: Speaker::Assistant,
+                    text: "Hi, I'd like".into(),
+                    at: datetime!(2025-03-04 05:06:19 UTC),
+                    offset_ms: 12_300,
+                    interrupted: true,
+                    item_id: Some("item_1".into()),
+                },
+            ],
+            usage: Usage {
+                total_tokens: 900,
+                input_tokens: 600,
+                output_tokens: 300,
+                ..Usage::default()
+            },
+        };
+
+        let report = render_call(&call);
+
+        assert!(report.contains("CallSid:      CA1\n"), "{report}");
+        assert!(
+            report.contains("Error:        21211: Invalid 'To'\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("  2025-03-04 05:06:07  queued\n  2025-03-04 05:06:20  completed\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("  [+1.2s] caller: Hello?  [2J\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("  [+12.3s] assistant: Hi, I'd like (interrupted)\n"),
+            "{report}"
+        );
+        assert!(report.contains("Outcome:      Booked\n"), "{report}");
+        assert!(report.contains("End reason:   goodbye\n"), "{report}");
+        assert!(
+            report.contains("Tokens:       900 total (600 input, 0 cached; 300 output)\n"),
+            "{report}"
+        );
+        assert!(!report.contains('\u{1b}'), "no escape reaches the terminal");
+        assert!(!report.contains("Answered:"), "unset fields are left out");
+    }
+
+    #[test]
+    fn durations_read_as_minutes_and_seconds_or_hours() {
+        assert_eq!(format_duration(0), "0:00");
+        assert_eq!(format_duration(83_999), "1:23");
+        assert_eq!(format_duration(3_723_000), "1:02:03");
+    }
+}

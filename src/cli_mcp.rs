@@ -1,0 +1,130 @@
+//! `callbridge mcp`: the MCP tools over stdio, forwarding to a running callbridge server's REST API, so an MCP
+//! client that starts its servers as processes (Claude Desktop, `claude mcp add ... -- callbridge mcp`) reaches the
+//! one long-running server that takes the calls.
+//!
+//! The server is `CALLBRIDGE_URL` (or `--url`; default `http://127.0.0.1:{PORT}`), the key `CALLBRIDGE_API_KEY`
+//! from the usual settings (`.env`, `callbridge.toml`, environment). stdout carries the MCP protocol and nothing
+//! else; logs go to stderr. A missing key does not stop the server: every tool then answers with an error naming
+//! `CALLBRIDGE_API_KEY`, which the client shows.
+//!
+//! Exit codes: 0 when the client closed the connection; 1 when the MCP session failed; 2 for invalid settings or
+//! an invalid URL.
+
+use std::process::ExitCode;
+
+use secrecy::ExposeSecret as _;
+use url::Url;
+
+use crate::api_client::ApiClient;
+use crate::config::{Requirement, Settings};
+use crate::mcp::server::McpServer;
+
+/// Exit code: the MCP session failed (the client did not complete the handshake, stdio broke).
+const EXIT_SESSION_FAILED: u8 = 1;
+/// Exit code: invalid settings or `CALLBRIDGE_URL`.
+const EXIT_CONFIGURATION: u8 = 2;
+
+/// Arguments of `callbridge mcp`.
+#[derive(Debug, clap::Args)]
+pub struct McpArgs {
+    /// The running callbridge server to forward the tools to [default: http://127.0.0.1:{PORT}].
+    #[arg(long, env = "CALLBRIDGE_URL", value_name = "URL")]
+    pub url: Option<String>,
+}
+
+/// The server's base URL: `url` when given, else `http://127.0.0.1:{port}`.
+///
+/// # Errors
+/// A message naming `CALLBRIDGE_URL` when `url` is not an `http` or `https` URL.
+pub fn server_url(url: Option<&str>, port: u16) -> Result<Url, String> {
+    let text = url
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
+    let parsed =
+        Url::parse(&text).map_err(|e| format!("CALLBRIDGE_URL {text:?} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!(
+            "CALLBRIDGE_URL {text:?} must be an http(s) URL of the callbridge server, e.g. http://127.0.0.1:8080"
+        ));
+    }
+    Ok(parsed)
+}
+
+/// Runs the MCP server on stdin/stdout until the client closes it; see the module docs for the exit codes.
+pub async fn run(args: McpArgs) -> ExitCode {
+    let settings = match Settings::from_process(Requirement::Nothing) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("callbridge mcp: invalid settings:\n{e}");
+            return ExitCode::from(EXIT_CONFIGURATION);
+        }
+    };
+    let url = match server_url(args.url.as_deref(), settings.port) {
+        Ok(url) => url,
+        Err(message) => {
+            eprintln!("callbridge mcp: {message}");
+            return ExitCode::from(EXIT_CONFIGURATION);
+        }
+    };
+    if settings.api_key.expose_secret().is_empty() {
+        tracing::warn!(
+            "CALLBRIDGE_API_KEY is not set: the server will refuse every tool call until it is"
+        );
+    }
+    tracing::info!(server = %url, "serving the callbridge MCP tools over stdio");
+    let server = McpServer::new(ApiClient::new(url, settings.api_key.clone()));
+    let running = match rmcp::ServiceExt::serve(server, rmcp::transport::stdio()).await {
+        Ok(running) => running,
+        Err(e) => {
+            tracing::error!(error = %e, "the MCP session did not start");
+            return ExitCode::from(EXIT_SESSION_FAILED);
+        }
+    };
+    match running.waiting().await {
+        Ok(reason) => {
+            tracing::info!(?reason, "the MCP client closed the session");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the MCP session failed");
+            ExitCode::from(EXIT_SESSION_FAILED)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_url_the_local_server_on_the_configured_port_is_used() {
+        let url = server_url(None, 8080).expect("a default");
+
+        assert_eq!(url.as_str(), "http://127.0.0.1:8080/");
+    }
+
+    #[test]
+    fn a_given_url_wins_and_keeps_its_path_prefix() {
+        let url = server_url(Some(" https://calls.example.com/cb "), 8080).expect("valid");
+
+        assert_eq!(url.as_str(), "https://calls.example.com/cb");
+    }
+
+    #[test]
+    fn an_empty_url_counts_as_none() {
+        let url = server_url(Some(""), 5050).expect("a default");
+
+        assert_eq!(url.as_str(), "http://127.0.0.1:5050/");
+    }
+
+    #[test]
+    fn a_url_that_is_not_http_is_refused_naming_the_variable() {
+        for bad in ["ftp://example.com", "127.0.0.1:8080", "not a url"] {
+            let error = server_url(Some(bad), 8080).expect_err(bad);
+
+            assert!(error.contains("CALLBRIDGE_URL"), "{error}");
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Twilio's webhooks for outbound calls: `POST /outbound-call/{call_id}` (the callee answered: TwiML with a fresh
+//! stream token, the Realtime session pre-connected with this call's instructions) and `POST /call-status` (status
+//! callbacks: `initiated`, `ringing`, `in-progress`, `completed`, `busy`, `no-answer`, `failed`, `canceled`).
+//! Both are signed like every Twilio webhook (403 otherwise).
+//! Follows <https://www.twilio.com/docs/voice/api/call-resource#statuscallback>.
+
+use std::str::FromStr as _;
+use std::sync::atomic::Ordering;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use time::OffsetDateTime;
+
+use crate::calls::model::{CallStatus, CallView};
+use crate::http::state::AppState;
+use crate::http::voice::{
+    SHUTTING_DOWN_APOLOGY, StreamPlan, WebhookError, begin_stream, call_span, param,
+    request_public_base, twiml_response, verify_form,
+};
+use crate::realtime::session::end_call_tool;
+use crate::twilio::twiml;
+
+/// The instructions of an outbound call's session: the system message, then this call's task, told that the model is
+/// the one calling and how to end the call.
+pub fn outbound_instructions(system_message: &str, call: &CallView) -> String {
+    let mut text = format!(
+        "{system_message}\n\n# This call\nYou placed this phone call to {to}. The person who answers did not call \
+         you: introduce yourself briefly and say why you are calling. Your task on this call:\n{task}\n",
+        to = call.to,
+        task = call
+            .instructions
+            .as_deref()
+            .unwrap_or("(no instructions were given)"),
+    );
+    if let Some(language) = &call.language {
+        text.push_str(&format!("\nSpeak {language}.\n"));
+    }
+    text.push_str(
+        "\nWhen the task is done, or clearly cannot be done, say goodbye and call the end_call tool with an outcome: \
+         one or two sentences of what was achieved.",
+    );
+    text
+}
+
+/// Handles `POST /outbound-call/{call_id}`.
+///
+/// # Errors
+/// 403 on a bad signature; 404 for an unknown call id; 400 for a missing CallSid.
+pub async fn outbound_call(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    call_id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, WebhookError> {
+    let call_id = call_id.into_inner();
+    let base = request_public_base(&state, &req)?;
+    let params = verify_form(
+        &state,
+        &req,
+        &base,
+        &format!("/outbound-call/{call_id}"),
+        &body,
+    )?;
+    let Some(call) = state.calls.store().get(&call_id).ok().flatten() else {
+        tracing::warn!(%call_id, "outbound-call webhook for an unknown call");
+        return Ok(HttpResponse::NotFound().body("unknown call"));
+    };
+    let call_sid = param(&params, "CallSid")
+        .filter(|sid| crate::http::voice::is_call_sid(sid))
+        .ok_or_else(|| WebhookError::BadRequest("CallSid missing or malformed".into()))?
+        .to_owned();
+    let span = call_span(&call_sid);
+    let _entered = span.enter();
+    if call
+        .call_sid
+        .as_deref()
+        .is_some_and(|known| known != call_sid)
+    {
+        tracing::warn!(%call_id, "outbound-call webhook with another call's CallSid refused");
+        return Ok(HttpResponse::NotFound().body("unknown call"));
+    }
+    let store = state.calls.store();
+    if call.call_sid.is_none() {
+        let _ = store.set_call_sid(&call_id, &call_sid);
+    }
+    if state.draining.load(Ordering::SeqCst) {
+        tracing::info!("answered outbound call turned away: the server is shutting down");
+        return Ok(twiml_response(twiml::say_and_hang_up(
+            SHUTTING_DOWN_APOLOGY,
+        )));
+    }
+    if call.status.is_terminal() {
+        return Ok(twiml_response(twiml::say_and_hang_up("")));
+    }
+    let _ = store.update_status(&call_id, CallStatus::InProgress, OffsetDateTime::now_utc());
+    state.calls.notify_changed();
+    tracing::info!(%call_id, to = %call.to, "outbound call answered");
+
+    let realtime = &state.settings.realtime;
+    let mut session = state
+        .settings
+        .session_config(outbound_instructions(&realtime.system_message, &call));
+    session.tools = vec![end_call_tool(true)];
+    if let Some(voice) = &call.voice {
+        session.voice = voice.clone();
+    }
+    let max_call_duration = call
+        .max_duration_s
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(state.settings.calls.max_call_duration)
+        .min(state.settings.calls.max_call_duration);
+    let twiml = begin_stream(
+        &state,
+        &base,
+        &call_sid,
+        span.clone(),
+        StreamPlan {
+            call_id: Some(call_id),
+            direction: call.direction,
+            from: call.from.clone(),
+            to: call.to.clone(),
+            // With a greeting the model speaks first; without one it waits for the callee's "hello".
+            assistant_speaks_first: call.greeting.is_some(),
+            greeting: call.greeting.clone().unwrap_or_default(),
+            max_call_duration,
+            session_update: session.to_json(),
+        },
+    );
+    Ok(twiml_response(twiml))
+}
+
+/// Handles `POST /call-status`: moves the call through its statuses. A retried delivery (same
+/// `I-Twilio-Idempotency-Token`) changes nothing; an unknown CallSid is acknowledged and ignored.
+///
+/// # Errors
+/// 403 on a bad signature; 400 for a missing CallSid or an unknown CallStatus.
+pub async fn call_status(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, WebhookError> {
+    let base = request_public_base(&state, &req)?;
+    let params = verify_form(&state, &req, &base, "/call-status", &body)?;
+    let call_sid = param(&params, "CallSid")
+        .ok_or_else(|| WebhookError::BadRequest("CallSid missing".into()))?
+        .to_owned();
+    let status = param(&params, "CallStatus")
+        .ok_or_else(|| WebhookError::BadRequest("CallStatus missing".into()))
+        .and_then(|s| {
+            CallStatus::from_str(s).map_err(|e| WebhookError::BadRequest(e.to_string()))
+        })?;
+    let span = call_span(&call_sid);
+    let _entered = span.enter();
+    let store = state.calls.store();
+    if let Some(token) = req
+        .headers()
+        .get("I-Twilio-Idempotency-Token")
+        .and_then(|v| v.to_str().ok())
+        && !store.remember_idempotency_token(token).unwrap_or(true)
+    {
+        tracing::debug!("status callback delivered again; ignored");
+        return Ok(HttpResponse::NoContent().finish());
+    }
+    let Some(call) = store.get_by_call_sid(&call_sid).ok().flatten() else {
+        tracing::info!(%status, "status callback for a call this server does not know; ignored");
+        return Ok(HttpResponse::NoContent().finish());
+    };
+    match store.update_status(&call.id, status, OffsetDateTime::now_utc()) {
+        Ok(true) => {
+            tracing::info!(call_id = %call.id, %status, "call status");
+            state.calls.notify_changed();
+        }
+        Ok(false) => tracing::debug!(%status, "status callback out of order; ignored"),
+        Err(e) => tracing::error!(error = %e, "cannot store the call status"),
+    }
+    Ok(HttpResponse::NoContent().finish())
+}

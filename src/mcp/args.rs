@@ -1,0 +1,245 @@
+//! The arguments of the MCP tools and of the `make-restaurant-reservation` prompt.
+//!
+//! Each struct is `Deserialize + JsonSchema`: rmcp turns it into the tool's `inputSchema` (or the prompt's argument
+//! list), and the `///` comments on the fields become the schema's `description`s, which is what the model reads
+//! when it fills the arguments in. Unknown fields are ignored, so a model that adds one is not refused.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::calls::service::{MAX_LIST, MAX_WAIT_S, PlaceCall};
+
+/// How many calls `list_calls` returns when no `limit` is given.
+pub const DEFAULT_LIST_LIMIT: usize = 20;
+
+/// Arguments of `place_call`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+pub struct PlaceCallArgs {
+    /// The phone number to call, in E.164 form: a plus sign, the country code, then the number, digits only, no
+    /// spaces or punctuation (e.g. +14155550100 for a US number, +442071838750 for a London one).
+    pub to: String,
+    /// What the voice model should do on this call, written to the model that will speak: who it is calling and
+    /// why, the goal, every fact it may need (names, dates, times, numbers), what to accept or refuse, what to do
+    /// if the goal cannot be met, and when to end the call. The callee never hears these words as such.
+    pub instructions: String,
+    /// The first sentence the voice model says as soon as the callee answers (e.g. "Hello, I'm calling to book a
+    /// table."). Without it the model waits for the callee to speak first.
+    #[serde(default)]
+    pub greeting: Option<String>,
+    /// The OpenAI Realtime voice to speak with (alloy, ash, ballad, coral, echo, sage, shimmer, verse, marin,
+    /// cedar). Default: the server's configured voice.
+    #[serde(default)]
+    pub voice: Option<String>,
+    /// The language to speak, as a language tag (en, fr-FR, es-MX, ...), when it is not the instructions' own.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// The longest the call may last, in seconds. Default and upper bound: the server's maximum call duration.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_duration_s: Option<u64>,
+    /// Any JSON object to store with the call and return untouched (e.g. your own reference for the task).
+    #[serde(default)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl From<PlaceCallArgs> for PlaceCall {
+    fn from(args: PlaceCallArgs) -> Self {
+        PlaceCall {
+            to: args.to,
+            instructions: args.instructions,
+            greeting: args.greeting,
+            voice: args.voice,
+            language: args.language,
+            max_duration_s: args.max_duration_s,
+            metadata: args.metadata.map(serde_json::Value::Object),
+        }
+    }
+}
+
+/// Arguments of `get_call`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+pub struct GetCallArgs {
+    /// The call's id, as `place_call` or `list_calls` returned it (`call_...`).
+    pub call_id: String,
+    /// Wait up to this many seconds (at most 120) for the call's status to change or for it to end, then return.
+    /// Omit or 0 to return at once. Call get_call again with wait_s until the status is completed, busy,
+    /// no-answer, failed or canceled.
+    #[serde(default)]
+    #[schemars(range(max = 120))]
+    pub wait_s: Option<u64>,
+}
+
+impl GetCallArgs {
+    /// `wait_s`, capped at [`MAX_WAIT_S`]: a longer wait is served as the longest one rather than refused.
+    pub fn capped_wait_s(&self) -> Option<u64> {
+        self.wait_s.map(|wait_s| wait_s.min(MAX_WAIT_S))
+    }
+}
+
+/// Arguments of `list_calls`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+pub struct ListCallsArgs {
+    /// How many calls to return, newest first (1 to 200; default 20).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 200))]
+    pub limit: Option<usize>,
+}
+
+impl ListCallsArgs {
+    /// The number of calls to ask for: `limit` within 1..=[`MAX_LIST`], [`DEFAULT_LIST_LIMIT`] when not given.
+    pub fn effective_limit(&self) -> usize {
+        self.limit.unwrap_or(DEFAULT_LIST_LIMIT).clamp(1, MAX_LIST)
+    }
+}
+
+/// Arguments of `hang_up`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+pub struct HangUpArgs {
+    /// The call's id (`call_...`).
+    pub call_id: String,
+}
+
+/// Arguments of `instruct_call`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+pub struct InstructCallArgs {
+    /// The call's id (`call_...`); the call must be in progress.
+    pub call_id: String,
+    /// The instruction to add to the live conversation, written to the voice model (e.g. "Also ask whether they
+    /// have a window table.").
+    pub text: String,
+}
+
+/// Arguments of the `make-restaurant-reservation` prompt. MCP prompt arguments are strings.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+pub struct ReservationArgs {
+    /// The restaurant's phone number, ideally in E.164 form (+14155550100).
+    pub restaurant_number: String,
+    /// How many people the table is for (e.g. 4).
+    pub party_size: String,
+    /// The day of the reservation (e.g. 2025-06-14, or "this Saturday").
+    pub date: String,
+    /// The time of the reservation (e.g. 19:30).
+    pub time: String,
+    /// The name to book the table under.
+    pub name: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn schema_of<T: JsonSchema>() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(T)).expect("a schema serializes")
+    }
+
+    #[test]
+    fn place_call_requires_to_and_instructions_only() {
+        let schema = schema_of::<PlaceCallArgs>();
+
+        let mut required: Vec<&str> = schema["required"]
+            .as_array()
+            .expect("a required list")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        required.sort_unstable();
+
+        assert_eq!(required, ["instructions", "to"]);
+    }
+
+    #[test]
+    fn the_to_field_is_described_as_e164_with_an_example() {
+        let schema = schema_of::<PlaceCallArgs>();
+
+        let description = schema["properties"]["to"]["description"]
+            .as_str()
+            .expect("to has a description");
+
+        assert!(description.contains("E.164"), "{description}");
+        assert!(description.contains("+14155550100"), "{description}");
+    }
+
+    #[test]
+    fn place_call_arguments_become_the_services_request() {
+        let args: PlaceCallArgs = serde_json::from_value(json!({
+            "to": "+14155550100",
+            "instructions": "Book a table",
+            "greeting": "Hello!",
+            "max_duration_s": 300,
+            "metadata": {"ticket": 7},
+            "something_else": true
+        }))
+        .expect("unknown fields are ignored");
+
+        let request = PlaceCall::from(args);
+
+        assert_eq!(request.to, "+14155550100");
+        assert_eq!(request.instructions, "Book a table");
+        assert_eq!(request.greeting.as_deref(), Some("Hello!"));
+        assert_eq!(request.voice, None);
+        assert_eq!(request.max_duration_s, Some(300));
+        assert_eq!(request.metadata, Some(json!({"ticket": 7})));
+    }
+
+    #[test]
+    fn metadata_must_be_an_object() {
+        let parsed = serde_json::from_value::<PlaceCallArgs>(json!({
+            "to": "+14155550100",
+            "instructions": "Book a table",
+            "metadata": [1, 2]
+        }));
+
+        assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn a_wait_over_the_maximum_is_capped_and_no_wait_stays_none() {
+        let long = GetCallArgs {
+            call_id: "call_1".into(),
+            wait_s: Some(600),
+        };
+        let none = GetCallArgs {
+            call_id: "call_1".into(),
+            wait_s: None,
+        };
+
+        assert_eq!(long.capped_wait_s(), Some(MAX_WAIT_S));
+        assert_eq!(none.capped_wait_s(), None);
+    }
+
+    #[test]
+    fn the_wait_schema_says_at_most_120_seconds() {
+        let schema = schema_of::<GetCallArgs>();
+
+        assert_eq!(schema["properties"]["wait_s"]["maximum"], json!(120));
+        assert_eq!(schema["required"], json!(["call_id"]));
+    }
+
+    #[test]
+    fn the_list_limit_defaults_to_20_and_stays_within_1_to_200() {
+        let limit = |limit| ListCallsArgs { limit }.effective_limit();
+
+        assert_eq!(limit(None), DEFAULT_LIST_LIMIT);
+        assert_eq!(limit(Some(0)), 1);
+        assert_eq!(limit(Some(5)), 5);
+        assert_eq!(limit(Some(10_000)), MAX_LIST);
+    }
+
+    #[test]
+    fn every_reservation_argument_is_a_required_string() {
+        let schema = schema_of::<ReservationArgs>();
+
+        for name in ["restaurant_number", "party_size", "date", "time", "name"] {
+            assert_eq!(schema["properties"][name]["type"], "string", "{name}");
+            assert!(
+                schema["required"]
+                    .as_array()
+                    .expect("a required list")
+                    .contains(&json!(name)),
+                "{name} is required"
+            );
+        }
+    }
+}

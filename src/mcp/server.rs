@@ -1,0 +1,412 @@
+//! [`McpServer`]: the MCP server over a [`CallBackend`] — five tools, the transcript resources and the
+//! `make-restaurant-reservation` prompt.
+//!
+//! Tools (arguments in [`crate::mcp::args`]):
+//! - `place_call {to, instructions, greeting?, voice?, language?, max_duration_s?, metadata?}` → the call, `queued`;
+//! - `get_call {call_id, wait_s?}` → the call (status, timeline, transcript, outcome), after waiting up to `wait_s`
+//!   (≤ 120) seconds for its status to change or for it to end;
+//! - `list_calls {limit?}` → `{"calls": [summary...]}`, newest first;
+//! - `hang_up {call_id}` → the call;
+//! - `instruct_call {call_id, text}` → `{"ok": true, "call_id": ...}`.
+//!
+//! A result is the JSON (the REST API's shapes, [`crate::calls::model`]) as text content and as structured content.
+//! A failure of the backend (an invalid number, Twilio's refusal with its code, an unknown call, ...) is a tool
+//! result with `isError: true`, whose text says what went wrong and whose structured content is
+//! `{"error": {"code", "message"}}`, so the model can read it and correct itself; only malformed arguments are
+//! protocol errors. Tools: <https://modelcontextprotocol.io/specification/2025-11-25/server/tools>.
+//!
+//! The backend is either fixed ([`McpServer::new`]: `callbridge mcp` over stdio with the REST API client) or comes
+//! with each request ([`McpServer::per_request`]: the `/mcp` endpoint, whose transport puts the server's
+//! [`crate::calls::service::CallService`] in every request's extensions, see [`crate::mcp::http`]).
+
+use rmcp::handler::server::router::prompt::PromptRouter;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{
+    CallToolResult, ContentBlock, Implementation, ListResourceTemplatesResult, ListResourcesResult,
+    PaginatedRequestParams, PromptMessage, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, Resource, ResourceContents, ResourceTemplate, Role, ServerCapabilities,
+    ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{
+    ErrorData as McpError, RoleServer, ServerHandler, prompt, prompt_handler, prompt_router, tool,
+    tool_handler, tool_router,
+};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::calls::Direction;
+use crate::calls::backend::{BackendError, CallBackend};
+use crate::calls::model::CallSummary;
+use crate::mcp::args::{
+    GetCallArgs, HangUpArgs, InstructCallArgs, ListCallsArgs, PlaceCallArgs, ReservationArgs,
+};
+use crate::mcp::prompt::{RESERVATION_PROMPT_DESCRIPTION, reservation_message};
+use crate::mcp::transcript::{
+    TRANSCRIPT_MIME_TYPE, TRANSCRIPT_URI_TEMPLATE, call_id_from_uri, render_transcript,
+    transcript_uri,
+};
+
+/// How many recent calls `resources/list` offers transcripts of.
+pub const RESOURCE_LIST_LIMIT: usize = 50;
+
+/// What the server tells the client about itself (`initialize` → `instructions`).
+pub const SERVER_INSTRUCTIONS: &str = "callbridge places real phone calls through Twilio; an OpenAI voice model \
+     holds the conversation on your behalf and records what was achieved. Start a call with place_call (E.164 \
+     numbers; calls cost money and reach real people), then follow it with get_call and wait_s until it ends, and \
+     read its outcome and transcript. Transcripts are also resources at \
+     callbridge://calls/{call_id}/transcript.";
+
+/// `place_call`'s description.
+pub const PLACE_CALL_DESCRIPTION: &str = "Phone someone on the user's behalf: callbridge dials `to` from its \
+     Twilio number and an OpenAI voice model holds the whole conversation, following `instructions` (and saying \
+     `greeting` first, if given); it hangs up when the task is done and records the outcome. `to` must be in \
+     E.164 form: a plus sign, the country code and the number, digits only, no spaces (e.g. +14155550100). Calls \
+     cost money and reach real people: place one only when the user asked for it, to a number the user gave. \
+     Returns at once with the call's id and status `queued`; then follow the call with get_call(call_id, \
+     wait_s=60), again and again, until its status is completed, busy, no-answer, failed or canceled, and read \
+     its outcome and transcript.";
+
+/// `get_call`'s description.
+pub const GET_CALL_DESCRIPTION: &str = "Read a call: its status (queued, initiated, ringing, in-progress, then \
+     completed, busy, no-answer, failed or canceled), the status timeline, the transcript so far and, once it \
+     ended, its outcome and end reason (or Twilio's error). With wait_s (at most 120 seconds) it first waits for \
+     the call's status to change or for the call to end, so you can follow a call without your client timing \
+     out: call get_call again with wait_s until the status is final.";
+
+/// `list_calls`'s description.
+pub const LIST_CALLS_DESCRIPTION: &str = "List recent calls, newest first: id, direction, numbers, status, \
+     creation time, outcome, end reason and duration. Use get_call for a call's transcript.";
+
+/// `hang_up`'s description.
+pub const HANG_UP_DESCRIPTION: &str = "Hang up a call now: a call in progress ends at once, a call still \
+     ringing is canceled. Returns the call; a call that has already ended is returned unchanged.";
+
+/// `instruct_call`'s description.
+pub const INSTRUCT_CALL_DESCRIPTION: &str = "Give the voice model a new instruction during a call in progress \
+     (e.g. something more to ask, or a changed request); it follows it from then on. The callee does not hear \
+     the instruction itself. Fails with not_live when the call is not in progress.";
+
+/// The MCP server. Cheap to clone; generic over where the calls are: [`crate::calls::service::CallService`] in
+/// the server process, or the REST API client in `callbridge mcp`.
+pub struct McpServer<B: CallBackend> {
+    /// The backend, when fixed; `None` reads it from each request's extensions (see [`McpServer::per_request`]).
+    backend: Option<B>,
+    /// The five tools.
+    tool_router: ToolRouter<Self>,
+    /// The one prompt.
+    prompt_router: PromptRouter<Self>,
+}
+
+impl<B: CallBackend> Clone for McpServer<B> {
+    fn clone(&self) -> Self {
+        McpServer {
+            backend: self.backend.clone(),
+            tool_router: self.tool_router.clone(),
+            prompt_router: self.prompt_router.clone(),
+        }
+    }
+}
+
+impl<B: CallBackend> std::fmt::Debug for McpServer<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpServer")
+            .field("fixed_backend", &self.backend.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: CallBackend> McpServer<B> {
+    /// A server whose every request goes to `backend` (stdio: one client, one backend).
+    pub fn new(backend: B) -> Self {
+        McpServer {
+            backend: Some(backend),
+            tool_router: Self::tool_router(),
+            prompt_router: Self::prompt_router(),
+        }
+    }
+
+    /// A server that takes the backend from each request: the `B` that the HTTP transport's `on_request` hook put in
+    /// the request's extensions (`rmcp_actix_web::transport::on_request_extensions`). A request without one fails
+    /// with an internal error.
+    pub fn per_request() -> Self {
+        McpServer {
+            backend: None,
+            tool_router: Self::tool_router(),
+            prompt_router: Self::prompt_router(),
+        }
+    }
+
+    /// The backend for the request in `context`.
+    ///
+    /// # Errors
+    /// An internal protocol error when the server takes its backend from the request and the request has none (a
+    /// wiring mistake, not something a client can cause).
+    fn backend(&self, context: &RequestContext<RoleServer>) -> Result<B, McpError> {
+        if let Some(backend) = &self.backend {
+            return Ok(backend.clone());
+        }
+        rmcp_actix_web::transport::on_request_extensions(&context.extensions)
+            .and_then(|extensions| extensions.get::<B>())
+            .cloned()
+            .ok_or_else(|| {
+                tracing::error!("an MCP request reached the server without a call backend");
+                McpError::internal_error("the call backend is not available", None)
+            })
+    }
+}
+
+/// A tool result for `outcome`: its JSON as text and structured content, or the error as a tool error.
+fn tool_result<T: Serialize>(tool: &str, outcome: Result<T, BackendError>) -> CallToolResult {
+    let error = match outcome {
+        Ok(value) => match serde_json::to_value(value) {
+            Ok(json) => return CallToolResult::structured(json),
+            Err(e) => {
+                tracing::error!(tool, error = %e, "a tool result did not serialize");
+                BackendError {
+                    code: "internal".into(),
+                    message: "internal error while encoding the result".into(),
+                }
+            }
+        },
+        Err(error) => error,
+    };
+    tracing::info!(tool, code = %error.code, message = %error.message, "MCP tool failed");
+    let mut result = CallToolResult::error(vec![ContentBlock::text(format!(
+        "{tool} failed: {} [{}]",
+        error.message, error.code
+    ))]);
+    result.structured_content = Some(json!({
+        "error": {"code": error.code, "message": error.message}
+    }));
+    result
+}
+
+/// The transcript resource of a listed call.
+fn transcript_resource(call: &CallSummary) -> Resource {
+    let (direction, title) = match call.direction {
+        Direction::Inbound => ("inbound", format!("Call from {}", call.from)),
+        Direction::OutboundApi => ("outbound", format!("Call to {}", call.to)),
+    };
+    Resource::new(transcript_uri(&call.id), format!("{}-transcript", call.id))
+        .with_title(format!("{title} ({})", call.status))
+        .with_description(format!(
+            "Transcript of the {direction} call {} from {} to {}, status {}{}",
+            call.id,
+            call.from,
+            call.to,
+            call.status,
+            call.outcome
+                .as_deref()
+                .map(|outcome| format!("; outcome: {outcome}"))
+                .unwrap_or_default()
+        ))
+        .with_mime_type(TRANSCRIPT_MIME_TYPE)
+}
+
+#[tool_router]
+impl<B: CallBackend> McpServer<B> {
+    #[tool(
+        name = "place_call",
+        description = PLACE_CALL_DESCRIPTION,
+        annotations(
+            title = "Place a phone call",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn place_call(
+        &self,
+        Parameters(args): Parameters<PlaceCallArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let backend = self.backend(&context)?;
+        Ok(tool_result(
+            "place_call",
+            backend.place_call(args.into()).await,
+        ))
+    }
+
+    #[tool(
+        name = "get_call",
+        description = GET_CALL_DESCRIPTION,
+        annotations(title = "Read a call", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_call(
+        &self,
+        Parameters(args): Parameters<GetCallArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let backend = self.backend(&context)?;
+        let wait_s = args.capped_wait_s();
+        Ok(tool_result(
+            "get_call",
+            backend.get_call(args.call_id, wait_s).await,
+        ))
+    }
+
+    #[tool(
+        name = "list_calls",
+        description = LIST_CALLS_DESCRIPTION,
+        annotations(title = "List calls", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_calls(
+        &self,
+        Parameters(args): Parameters<ListCallsArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let backend = self.backend(&context)?;
+        let listed = backend
+            .list_calls(args.effective_limit())
+            .await
+            .map(|calls| json!({ "calls": calls }));
+        Ok(tool_result("list_calls", listed))
+    }
+
+    #[tool(
+        name = "hang_up",
+        description = HANG_UP_DESCRIPTION,
+        annotations(
+            title = "Hang up a call",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
+    )]
+    async fn hang_up(
+        &self,
+        Parameters(args): Parameters<HangUpArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let backend = self.backend(&context)?;
+        Ok(tool_result("hang_up", backend.hang_up(args.call_id).await))
+    }
+
+    #[tool(
+        name = "instruct_call",
+        description = INSTRUCT_CALL_DESCRIPTION,
+        annotations(
+            title = "Instruct a live call",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn instruct_call(
+        &self,
+        Parameters(args): Parameters<InstructCallArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let backend = self.backend(&context)?;
+        let call_id = args.call_id;
+        let instructed = backend
+            .instruct_call(call_id.clone(), args.text)
+            .await
+            .map(|()| json!({ "ok": true, "call_id": call_id }));
+        Ok(tool_result("instruct_call", instructed))
+    }
+}
+
+// `#[prompt]` adds an undocumented `pub fn make_restaurant_reservation_prompt_attr()`.
+#[allow(missing_docs)]
+#[prompt_router]
+impl<B: CallBackend> McpServer<B> {
+    /// The `make-restaurant-reservation` prompt: one user message asking the agent to book the table by phone.
+    #[prompt(
+        name = "make-restaurant-reservation",
+        description = RESERVATION_PROMPT_DESCRIPTION
+    )]
+    async fn make_restaurant_reservation(
+        &self,
+        Parameters(args): Parameters<ReservationArgs>,
+    ) -> Vec<PromptMessage> {
+        vec![PromptMessage::new_text(
+            Role::User,
+            reservation_message(&args),
+        )]
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+#[prompt_handler(router = self.prompt_router)]
+impl<B: CallBackend> ServerHandler for McpServer<B> {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_prompts()
+                .build(),
+        )
+        .with_server_info(
+            Implementation::new("callbridge", env!("CARGO_PKG_VERSION")).with_title("callbridge"),
+        )
+        .with_instructions(SERVER_INSTRUCTIONS)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let backend = self.backend(&context)?;
+        let calls = backend
+            .list_calls(RESOURCE_LIST_LIMIT)
+            .await
+            .map_err(|e| McpError::internal_error(e.to_string(), None))?;
+        Ok(ListResourcesResult::with_all_items(
+            calls.iter().map(transcript_resource).collect(),
+        ))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        Ok(ListResourceTemplatesResult::with_all_items(vec![
+            ResourceTemplate::new(TRANSCRIPT_URI_TEMPLATE, "call-transcript")
+                .with_title("Call transcript")
+                .with_description(
+                    "The transcript of a call (header with status, outcome and end reason, then one line per \
+                     turn), by the call's id.",
+                )
+                .with_mime_type(TRANSCRIPT_MIME_TYPE),
+        ]))
+    }
+
+    async fn read_resource(
+        &self,
+        ReadResourceRequestParams { uri, .. }: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let not_found = |message: String, uri: &str| {
+            McpError::resource_not_found(message, Some(json!({ "uri": uri })))
+        };
+        let Some(call_id) = call_id_from_uri(&uri) else {
+            return Err(not_found(
+                format!("no resource {uri:?}: transcripts are at {TRANSCRIPT_URI_TEMPLATE}"),
+                &uri,
+            ));
+        };
+        let backend = self.backend(&context)?;
+        match backend.get_call(call_id.to_owned(), None).await {
+            Ok(call) => Ok(ReadResourceResult::new(vec![ResourceContents::text(
+                render_transcript(&call),
+                uri,
+            )])
+            .into()),
+            Err(error) if error.code == "not_found" => Err(not_found(error.message, &uri)),
+            Err(error) => Err(McpError::internal_error(error.to_string(), None)),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

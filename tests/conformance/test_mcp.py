@@ -1,0 +1,531 @@
+"""Conformance: the official Python MCP client (`mcp` on PyPI) drives callbridge's MCP server on both transports.
+
+* stdio: `stdio_client` runs `callbridge mcp`, which forwards every tool to a running `callbridge serve` through its
+  REST API (CALLBRIDGE_URL, CALLBRIDGE_API_KEY);
+* Streamable HTTP: `streamable_http_client` talks to `/mcp` on that same server, with `Authorization: Bearer <key>`.
+
+The server places calls through a fake Twilio REST API started here (`POST .../Calls.json` answers 201 with a fresh
+CallSid, or Twilio's 400 error 21211 for one rejected number). Status callbacks are then posted to `/call-status` as
+Twilio would, signed with the official `twilio` SDK's RequestValidator over PUBLIC_URL, so `get_call(wait_s)` can be
+watched returning as the call goes initiated → ringing → in-progress → completed. No real call, no audio: the full
+call with a media stream is the Rust end-to-end test's job.
+
+Run from the repository root:
+
+    cargo build
+    python -m pytest tests/conformance/test_mcp.py -v
+"""
+
+import contextlib
+import http.server
+import json
+import os
+import pathlib
+import secrets
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import anyio
+import httpx2
+import pytest
+from mcp import ClientSession, MCPError, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from twilio.request_validator import RequestValidator
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
+DEFAULT_BIN = "target/debug/callbridge"
+
+PUBLIC_URL = "https://example.ngrok.test"
+AUTH_TOKEN = "test-auth-token-" + "0123456789abcdef" * 2
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+TWILIO_NUMBER = "+15005550006"
+API_KEY = "test-api-key-" + secrets.token_hex(16)
+
+GOOD_NUMBER = "+14155552671"
+REJECTED_NUMBER = "+14155552672"  # valid E.164; the fake Twilio refuses it with error 21211
+BAD_NUMBER = "+1555"  # not a valid phone number
+
+TOOLS = {"place_call", "get_call", "list_calls", "hang_up", "instruct_call"}
+STATUS_STEPS = ["initiated", "ringing", "in-progress", "completed"]
+
+HEALTH_TIMEOUT_S = 60.0
+REQUEST_TIMEOUT_S = 10.0
+SHUTDOWN_TIMEOUT_S = 10.0
+SESSION_TIMEOUT_S = 60.0
+WAIT_S = 10
+SETTLE_S = 0.5  # lets a get_call reach the server and start waiting before the status changes
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def resolve_binary():
+    """The callbridge binary to test; skips when the default build is absent, fails when an explicit one is."""
+    configured = os.environ.get("CALLBRIDGE_BIN")
+    path = pathlib.Path(configured or DEFAULT_BIN)
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    if not path.is_file():
+        if configured:
+            pytest.fail(f"CALLBRIDGE_BIN={configured} does not exist")
+        pytest.skip(f"{path} not built; run `cargo build` or set CALLBRIDGE_BIN")
+    return path
+
+
+def http_post(url, body, headers):
+    """POST `body` (bytes) to `url`; returns (status, headers, body) whatever the status."""
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as reply:
+            return reply.status, reply.headers, reply.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def initialize_body():
+    return json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "raw-http", "version": "1.0"},
+            },
+        }
+    ).encode()
+
+
+MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A fake Twilio REST API
+
+
+class FakeTwilio:
+    """Answers `POST /2010-04-01/Accounts/{sid}/Calls.json` like Twilio and records every request."""
+
+    def __init__(self):
+        self.requests = []  # (path, form as a list of pairs)
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length", "0"))
+                form = urllib.parse.parse_qsl(self.rfile.read(length).decode())
+                with fake.lock:
+                    fake.requests.append((self.path, form))
+                fields = dict(form)
+                if self.path.endswith("/Calls.json"):
+                    if fields.get("To") == REJECTED_NUMBER:
+                        self.reply(
+                            400,
+                            {
+                                "code": 21211,
+                                "message": f"The 'To' number {REJECTED_NUMBER} is not a valid phone number.",
+                                "more_info": "https://www.twilio.com/docs/errors/21211",
+                                "status": 400,
+                            },
+                        )
+                    else:
+                        sid = "CA" + secrets.token_hex(16)
+                        self.reply(201, {"sid": sid, "status": "queued", "to": fields.get("To")})
+                elif "/Calls/CA" in self.path:
+                    self.reply(200, {"sid": self.path.rsplit("/", 1)[-1].removesuffix(".json"), "status": "completed"})
+                else:
+                    self.reply(404, {"code": 20404, "message": "The requested resource was not found", "status": 404})
+
+            def reply(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def creates_to(self, number):
+        """The form of every create-call request to `number`."""
+        with self.lock:
+            return [dict(form) for path, form in self.requests if path.endswith("/Calls.json") and dict(form).get("To") == number]
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The server under test
+
+
+class Server:
+    """A running `callbridge serve`, where to reach it, and how to run `callbridge mcp` against it."""
+
+    def __init__(self, process, base_url, workdir, binary):
+        self.process = process
+        self.base_url = base_url
+        self.workdir = workdir
+        self.binary = binary
+
+    def log_tail(self, lines=40):
+        text = ""
+        for name in ("callbridge.log", "callbridge-mcp.log"):
+            try:
+                text += f"--- {name}\n" + "\n".join((self.workdir / name).read_text(errors="replace").splitlines()[-lines:])
+            except OSError:
+                pass
+        return text or "<no log>"
+
+
+def wait_until_healthy(server):
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"callbridge exited with {server.process.returncode}:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(server.base_url + "/health", timeout=1.0) as reply:
+                if reply.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"callbridge was not healthy within {HEALTH_TIMEOUT_S} s:\n{server.log_tail()}")
+
+
+@pytest.fixture(scope="module")
+def twilio():
+    fake = FakeTwilio()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, twilio):
+    binary = resolve_binary()
+    workdir = tmp_path_factory.mktemp("callbridge-mcp")  # no stray .env or callbridge.toml; the database goes here
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(workdir),
+        "PORT": str(port),
+        "PUBLIC_URL": PUBLIC_URL,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_PHONE_NUMBER": TWILIO_NUMBER,
+        "TWILIO_API_BASE_URL": twilio.base_url,
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/v1/realtime",  # nothing listens, and no media stream starts here
+        "CALLBRIDGE_API_KEY": API_KEY,
+        "CALLBRIDGE_DATA_DIR": str(workdir / "data"),
+        "RUST_LOG": "info",
+    }
+    with open(workdir / "callbridge.log", "wb") as log:
+        process = subprocess.Popen([str(binary), "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    running = Server(process, f"http://127.0.0.1:{port}", workdir, binary)
+    try:
+        wait_until_healthy(running)
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=SHUTDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.asynccontextmanager
+async def stdio_session(server, api_key=API_KEY):
+    """An initialized MCP session with `callbridge mcp` forwarding to `server`."""
+    params = StdioServerParameters(
+        command=str(server.binary),
+        args=["mcp"],
+        env={"CALLBRIDGE_URL": server.base_url, "CALLBRIDGE_API_KEY": api_key, "HOME": str(server.workdir)},
+        cwd=str(server.workdir),
+    )
+    with open(server.workdir / "callbridge-mcp.log", "a") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                yield session
+
+
+@contextlib.asynccontextmanager
+async def http_session(server, api_key=API_KEY):
+    """An initialized MCP session with `server`'s `/mcp`, sending `api_key` as the bearer key."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0)) as client:
+        async with streamable_http_client(server.base_url + "/mcp", http_client=client) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                yield session
+
+
+SESSIONS = {"stdio": stdio_session, "http": http_session}
+
+
+def run_with_session(server, transport, body):
+    """Runs `await body(session)` in a fresh MCP session over `transport`, with a deadline."""
+
+    async def main():
+        with anyio.fail_after(SESSION_TIMEOUT_S):
+            async with SESSIONS[transport](server) as session:
+                return await body(session)
+
+    try:
+        return anyio.run(main)
+    except BaseException:
+        print(server.log_tail())
+        raise
+
+
+def text_of(result):
+    return "\n".join(block.text for block in result.content if getattr(block, "type", None) == "text")
+
+
+def post_status_callback(server, call_sid, status):
+    """Posts a status callback for `call_sid` as Twilio would: signed over PUBLIC_URL/call-status, with a fresh
+    I-Twilio-Idempotency-Token."""
+    form = {
+        "AccountSid": ACCOUNT_SID,
+        "ApiVersion": "2010-04-01",
+        "CallSid": call_sid,
+        "CallStatus": status,
+        "CallbackSource": "call-progress-events",
+        "Direction": "outbound-api",
+        "From": TWILIO_NUMBER,
+        "To": GOOD_NUMBER,
+        "SequenceNumber": str(STATUS_STEPS.index(status)),
+        "Timestamp": time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime()),
+    }
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(PUBLIC_URL + "/call-status", form)
+    status_code, _, body = http_post(
+        server.base_url + "/call-status",
+        urllib.parse.urlencode(form).encode(),
+        {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+            "I-Twilio-Idempotency-Token": secrets.token_hex(16),
+        },
+    )
+    assert status_code in (200, 204), (status_code, body)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Both transports
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_the_five_tools_are_listed_with_their_input_schemas(server, transport):
+    async def body(session):
+        return (await session.list_tools()).tools
+
+    tools = {tool.name: tool for tool in run_with_session(server, transport, body)}
+
+    assert set(tools) == TOOLS
+    place_call = tools["place_call"]
+    assert set(place_call.input_schema["required"]) == {"to", "instructions"}
+    assert {"to", "instructions", "greeting", "voice", "language", "max_duration_s", "metadata"} <= set(
+        place_call.input_schema["properties"]
+    )
+    assert "E.164" in place_call.description
+    assert "E.164" in place_call.input_schema["properties"]["to"]["description"]
+    assert "cost money" in place_call.description
+    assert tools["get_call"].input_schema["required"] == ["call_id"]
+    assert tools["get_call"].input_schema["properties"]["wait_s"]["maximum"] == 120
+    assert set(tools["instruct_call"].input_schema["required"]) == {"call_id", "text"}
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_a_bad_number_is_a_tool_error_saying_e164_and_nothing_is_dialed(server, twilio, transport):
+    async def body(session):
+        return await session.call_tool("place_call", {"to": BAD_NUMBER, "instructions": "Say hello."})
+
+    result = run_with_session(server, transport, body)
+
+    assert result.is_error is True
+    assert "E.164" in text_of(result), text_of(result)
+    assert result.structured_content["error"]["code"] == "invalid_number"
+    assert twilio.creates_to(BAD_NUMBER) == []
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_a_twilio_refusal_is_a_tool_error_keeping_twilios_code_and_message(server, transport):
+    async def body(session):
+        return await session.call_tool("place_call", {"to": REJECTED_NUMBER, "instructions": "Say hello."})
+
+    result = run_with_session(server, transport, body)
+
+    assert result.is_error is True
+    text = text_of(result)
+    assert "21211" in text and "is not a valid phone number" in text, text
+    assert result.structured_content["error"]["code"] == "twilio_error"
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_a_placed_call_is_followed_with_get_call_waits_until_completed(server, twilio, transport):
+    async def body(session):
+        placed = await session.call_tool(
+            "place_call",
+            {
+                "to": GOOD_NUMBER,
+                "instructions": "Book a table for 4 at 19:30 under Rivera.",
+                "greeting": "Hello, I'd like to book a table.",
+                "metadata": {"transport": transport},
+            },
+        )
+        assert placed.is_error is not True, text_of(placed)
+        call = placed.structured_content
+        seen = []
+        for status in STATUS_STEPS:
+            waited = {}
+
+            async def wait_for_change():
+                waited["result"] = await session.call_tool("get_call", {"call_id": call["id"], "wait_s": WAIT_S})
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(wait_for_change)
+                await anyio.sleep(SETTLE_S)
+                await anyio.to_thread.run_sync(post_status_callback, server, call["call_sid"], status)
+            result = waited["result"]
+            assert result.is_error is not True, text_of(result)
+            seen.append(result.structured_content["status"])
+        resources = await session.list_resources()
+        transcript = await session.read_resource(f"callbridge://calls/{call['id']}/transcript")
+        return call, seen, resources, transcript
+
+    call, seen, resources, transcript = run_with_session(server, transport, body)
+
+    assert call["status"] == "queued"
+    assert call["id"].startswith("call_")
+    assert call["call_sid"].startswith("CA")
+    assert call["metadata"] == {"transport": transport}
+    created = [form for form in twilio.creates_to(GOOD_NUMBER) if form["Url"].endswith(call["id"])]
+    assert len(created) == 1, twilio.creates_to(GOOD_NUMBER)
+    assert created[0]["From"] == TWILIO_NUMBER
+    assert seen == STATUS_STEPS
+    uris = [str(resource.uri) for resource in resources.resources]
+    assert f"callbridge://calls/{call['id']}/transcript" in uris
+    assert "Status: completed" in transcript.contents[0].text, transcript.contents[0].text
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_the_reservation_prompt_asks_for_place_call_with_the_booking(server, transport):
+    async def body(session):
+        prompts = await session.list_prompts()
+        prompt = await session.get_prompt(
+            "make-restaurant-reservation",
+            {"restaurant_number": GOOD_NUMBER, "party_size": "4", "date": "Saturday", "time": "19:30", "name": "Rivera"},
+        )
+        return prompts, prompt
+
+    prompts, prompt = run_with_session(server, transport, body)
+
+    listed = {p.name: p for p in prompts.prompts}
+    assert {a.name for a in listed["make-restaurant-reservation"].arguments} == {
+        "restaurant_number",
+        "party_size",
+        "date",
+        "time",
+        "name",
+    }
+    message = prompt.messages[0]
+    assert message.role == "user"
+    assert "place_call" in message.content.text
+    assert "for 4 people on Saturday at 19:30, under the name Rivera" in message.content.text
+    assert "get_call" in message.content.text
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The bearer key and the Host allowlist
+
+
+def test_http_without_a_key_is_refused_with_401(server):
+    status, headers, body = http_post(server.base_url + "/mcp", initialize_body(), MCP_HEADERS)
+
+    assert status == 401, body
+    assert headers.get("WWW-Authenticate", "").lower().startswith("bearer")
+    assert json.loads(body)["error"]["code"] == "unauthorized"
+
+
+def test_http_with_a_wrong_key_is_refused_with_401(server):
+    headers = dict(MCP_HEADERS, Authorization="Bearer wrong-" + API_KEY)
+
+    status, _, body = http_post(server.base_url + "/mcp", initialize_body(), headers)
+
+    assert status == 401, body
+
+
+def test_the_official_client_cannot_open_a_session_with_a_wrong_key(server):
+    async def main():
+        with anyio.fail_after(SESSION_TIMEOUT_S):
+            async with http_session(server, api_key="wrong-key"):
+                pass
+
+    # The client reports the 401 as an MCPError ("Server returned an error response"), inside its task groups.
+    with pytest.raises(BaseExceptionGroup) as refused:
+        anyio.run(main)
+
+    assert refused.group_contains(MCPError, depth=3), repr(refused.value)
+    assert not refused.group_contains(TimeoutError, depth=3), repr(refused.value)
+
+
+def test_http_with_the_right_key_answers_initialize(server):
+    headers = dict(MCP_HEADERS, Authorization=f"Bearer {API_KEY}")
+
+    status, _, body = http_post(server.base_url + "/mcp", initialize_body(), headers)
+
+    assert status == 200, body
+    assert b'"serverInfo"' in body and b"callbridge" in body
+
+
+def test_http_for_another_host_is_refused_with_403(server):
+    headers = dict(MCP_HEADERS, Authorization=f"Bearer {API_KEY}", Host="attacker.example")
+
+    status, _, body = http_post(server.base_url + "/mcp", initialize_body(), headers)
+
+    assert status == 403, body
+
+
+def test_http_for_the_public_url_host_is_served(server):
+    headers = dict(MCP_HEADERS, Authorization=f"Bearer {API_KEY}", Host=urllib.parse.urlsplit(PUBLIC_URL).hostname)
+
+    status, _, body = http_post(server.base_url + "/mcp", initialize_body(), headers)
+
+    assert status == 200, body
+
+
+def test_stdio_with_a_wrong_key_answers_tool_errors_naming_the_key(server):
+    async def main():
+        with anyio.fail_after(SESSION_TIMEOUT_S):
+            async with stdio_session(server, api_key="wrong-key") as session:
+                return await session.call_tool("list_calls", {})
+
+    result = anyio.run(main)
+
+    assert result.is_error is True
+    assert "CALLBRIDGE_API_KEY" in text_of(result), text_of(result)
