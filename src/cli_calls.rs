@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+
 use std::process::ExitCode;
 
 use time::OffsetDateTime;
@@ -27,9 +27,6 @@ const EXIT_CONFIGURATION: u8 = 2;
 
 /// The longest outcome shown in a `list` row, in characters.
 const LIST_OUTCOME_CHARS: usize = 60;
-
-/// The database file's name inside the data directory.
-const DB_FILE_NAME: &str = "callbridge.db";
 
 /// Arguments of `callbridge calls`.
 #[derive(Debug, clap::Args)]
@@ -69,11 +66,6 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
-/// The call records database inside `data_dir`: `data_dir/callbridge.db`.
-pub fn default_db_path(data_dir: &Path) -> PathBuf {
-    data_dir.join(DB_FILE_NAME)
-}
-
 /// Runs `callbridge calls ...`: output on stdout, problems on stderr; see the module docs for the exit codes.
 pub fn run(args: CallsArgs) -> ExitCode {
     let settings = match Settings::from_process(Requirement::Nothing) {
@@ -83,7 +75,7 @@ pub fn run(args: CallsArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIGURATION);
         }
     };
-    let path = default_db_path(&settings.data_dir);
+    let path = settings.database_path();
     if !path.is_file() {
         eprintln!(
             "No call records yet: {} does not exist. `callbridge serve` creates it when it starts; set \
@@ -382,14 +374,6 @@ mod tests {
             end_reason: Some("goodbye".into()),
             duration_ms: Some(83_400),
         }
-    }
-
-    #[test]
-    fn the_db_file_lives_in_the_data_directory() {
-        assert_eq!(
-            default_db_path(Path::new("/var/lib/callbridge")),
-            PathBuf::from("/var/lib/callbridge/callbridge.db")
-        );
     }
 
     #[test]

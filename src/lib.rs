@@ -3,16 +3,21 @@
 //! Architecture overview (see `DESIGN.md` in the shared docs for the full call flow):
 //!
 //! - [`config`] loads [`config::Settings`]: built-in defaults < `callbridge.toml` < environment (`.env` supported).
-//! - [`startup`] builds the actix-web application on a given `TcpListener` (tests bind port 0).
-//! - [`http`] holds the route handlers: `/health`, the `/incoming-call` voice webhook, the `/media-stream/{token}`
-//!   WebSocket upgrade.
-//! - [`twilio`] speaks Twilio: webhook signatures, TwiML, Media Streams messages, the REST client.
+//! - [`startup`] builds the actix-web application on a given `TcpListener` (tests bind port 0) and shuts it down
+//!   gracefully (drain, goodbye, exit 0).
+//! - [`http`] holds the route handlers: `/health`, `/ready`, the Twilio webhooks (`/incoming-call`,
+//!   `/outbound-call/{id}`, `/call-status`), the `/media-stream/{token}` upgrade, the `/api` REST API and `/mcp`.
+//! - [`twilio`] speaks Twilio: webhook signatures, TwiML, Media Streams messages, the REST client, number set-up.
 //! - [`realtime`] speaks the OpenAI Realtime API (GA): event types, the `session.update` builder, the connector.
 //! - [`relay`] is the per-call bridge: an I/O loop that moves messages, and the plain types that decide what to send
-//!   (the playback ledger, barge-in, goodbye detection).
+//!   (the conductor, the playback ledger, goodbye detection).
 //! - [`security`] holds the single-use stream tokens.
-//! - [`calls`] holds the call record (transcript, end reason, token usage).
+//! - [`calls`] holds the call model: the record of a call, its SQLite store, the live calls, and the call service
+//!   (place, follow, hang up, instruct) behind the REST API and the MCP tools.
+//! - [`mcp`] serves the call tools over MCP (Streamable HTTP at `/mcp`, stdio through `callbridge mcp`).
+//! - [`api_client`] talks to a running server's `/api` (used by `callbridge call` and `callbridge mcp`).
 //! - [`simulate`] plays Twilio against a running server: used by `callbridge simulate` and by the integration tests.
+//! - `cli_*` are the subcommands that are more than a line: `call`, `calls`, `mcp`, `twilio`.
 
 #![warn(missing_docs)]
 

@@ -1,4 +1,5 @@
-//! The `callbridge` command line: `serve`, `check-config`, `simulate`. Everything else lives in the library.
+//! The `callbridge` command line: `serve`, `check-config`, `simulate`, `twilio`, `call`, `calls`, `mcp`. Everything
+//! else lives in the library.
 
 use std::process::ExitCode;
 

@@ -1,5 +1,5 @@
 //! HTTP route handlers: `/health`, `/ready`, the `/incoming-call`, `/outbound-call/{id}` and `/call-status`
-//! webhooks, and the `/media-stream/{token}` upgrade.
+//! webhooks, the `/media-stream/{token}` upgrade, the bearer-protected `/api` REST API and `/mcp`.
 //!
 //! [`configure`] registers every route on an actix `ServiceConfig`; [`crate::startup`] and the tests share it.
 

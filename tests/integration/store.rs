@@ -7,7 +7,6 @@ use std::process::Output;
 use callbridge::calls::model::{CallStatus, CallSummary, CallView, NewCall};
 use callbridge::calls::store::CallStore;
 use callbridge::calls::{CallRecord, Direction, EndReason, Speaker};
-use callbridge::cli_calls::default_db_path;
 
 /// A data directory of its own under the system temp dir, removed when dropped.
 struct DataDir(PathBuf);
@@ -23,7 +22,7 @@ impl DataDir {
     }
 
     fn store(&self) -> CallStore {
-        CallStore::open(&default_db_path(&self.0)).expect("the test database opens")
+        CallStore::open(&self.0.join("callbridge.db")).expect("the test database opens")
     }
 }
 
@@ -239,7 +238,7 @@ fn calls_list_without_a_database_says_so_and_creates_nothing() {
     let err = stderr(&output);
     assert!(err.contains("No call records yet"), "{err}");
     assert!(
-        err.contains(&default_db_path(&dir.0).display().to_string()),
+        err.contains(&dir.0.join("callbridge.db").display().to_string()),
         "{err}"
     );
     assert!(!dir.0.exists(), "the CLI only reads");
