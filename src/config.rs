@@ -62,6 +62,47 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "how long an outbound call rings before no-answer, seconds",
     ),
     (
+        "allowed_callers",
+        None,
+        "comma-separated E.164 numbers allowed to call in; empty allows everyone",
+    ),
+    (
+        "outbound_allowed_prefixes",
+        None,
+        "comma-separated E.164 prefixes outbound calls may go to (e.g. +1,+44); empty allows none",
+    ),
+    (
+        "outbound_allowed_numbers",
+        None,
+        "comma-separated exact E.164 numbers outbound calls may go to (also premium-rate ones)",
+    ),
+    (
+        "daily_outbound_budget",
+        None,
+        "most outbound calls placed per UTC day",
+    ),
+    ("max_concurrent_calls", None, "most calls in progress at once"),
+    (
+        "webhook_rate_limit_per_min",
+        None,
+        "requests per minute per client IP on the Twilio webhooks and media-stream upgrades",
+    ),
+    (
+        "api_rate_limit_per_min",
+        None,
+        "requests per minute per key on /api and /mcp",
+    ),
+    (
+        "stream_idle_timeout_s",
+        None,
+        "close a media stream that sends nothing for this long, seconds",
+    ),
+    (
+        "max_body_bytes",
+        None,
+        "largest HTTP request body accepted, bytes",
+    ),
+    (
         "drain_timeout_s",
         None,
         "on shutdown, how long calls in progress may go on before they are ended, seconds",
@@ -187,6 +228,8 @@ pub struct Settings {
     pub api_key: SecretString,
     /// How long an outbound call rings before Twilio gives up (no-answer), seconds.
     pub ring_timeout_s: u32,
+    /// Security limits and policies (issue: security layers).
+    pub security: SecuritySettings,
     /// Log output format.
     pub log_format: LogFormat,
     /// OpenAI API key; sent as `Authorization: Bearer` (or `api-key` for Azure).
@@ -250,6 +293,29 @@ impl std::fmt::Debug for TwilioSettings {
     }
 }
 
+/// Abuse limits and policies.
+#[derive(Debug, Clone)]
+pub struct SecuritySettings {
+    /// Callers (E.164) allowed to call in; empty allows everyone. Others get `<Reject/>` and no stream token.
+    pub allowed_callers: Vec<String>,
+    /// E.164 prefixes outbound calls may go to; empty allows none (toll-fraud protection).
+    pub outbound_allowed_prefixes: Vec<String>,
+    /// Exact E.164 numbers outbound calls may go to, even premium-rate or satellite ones.
+    pub outbound_allowed_numbers: Vec<String>,
+    /// Most outbound calls placed per UTC day.
+    pub daily_outbound_budget: u32,
+    /// Most calls in progress at once (inbound over the cap hear busy; outbound get an error).
+    pub max_concurrent_calls: u32,
+    /// Requests per minute per client IP on the Twilio webhooks and media-stream upgrades.
+    pub webhook_rate_limit_per_min: u32,
+    /// Requests per minute per key on `/api` and `/mcp`.
+    pub api_rate_limit_per_min: u32,
+    /// A media stream that sends nothing for this long is closed.
+    pub stream_idle_timeout: Duration,
+    /// Largest HTTP request body accepted, bytes.
+    pub max_body_bytes: usize,
+}
+
 /// Limits and timings of a call.
 #[derive(Debug, Clone)]
 pub struct CallSettings {
@@ -294,6 +360,15 @@ struct Raw {
     data_dir: Option<String>,
     api_key: Option<String>,
     ring_timeout_s: Option<String>,
+    allowed_callers: Option<ListOrCsv>,
+    outbound_allowed_prefixes: Option<ListOrCsv>,
+    outbound_allowed_numbers: Option<ListOrCsv>,
+    daily_outbound_budget: Option<String>,
+    max_concurrent_calls: Option<String>,
+    webhook_rate_limit_per_min: Option<String>,
+    api_rate_limit_per_min: Option<String>,
+    stream_idle_timeout_s: Option<String>,
+    max_body_bytes: Option<String>,
     log_format: Option<String>,
     openai_api_key: Option<String>,
     openai_model: Option<String>,
@@ -562,6 +637,88 @@ impl Settings {
             .filter(|list| !list.is_empty())
             .unwrap_or_else(GoodbyeMatcher::default_phrases);
 
+        let e164_list = |errors: &mut Vec<String>, name: &str, raw: Option<ListOrCsv>, prefix: bool| {
+            let list = raw.map(ListOrCsv::into_vec).unwrap_or_default();
+            for item in &list {
+                let digits = item.strip_prefix('+').unwrap_or("");
+                let ok = if prefix {
+                    !digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|b| b.is_ascii_digit())
+                } else {
+                    is_e164(item)
+                };
+                if !ok {
+                    errors.push(format!(
+                        "{name} is invalid: {item:?} (use E.164{}, e.g. +14155550100)",
+                        if prefix { " prefixes" } else { " numbers" }
+                    ));
+                }
+            }
+            list
+        };
+        let security = SecuritySettings {
+            allowed_callers: e164_list(&mut errors, "CALLBRIDGE_ALLOWED_CALLERS", raw.allowed_callers, false),
+            outbound_allowed_prefixes: e164_list(
+                &mut errors,
+                "CALLBRIDGE_OUTBOUND_ALLOWED_PREFIXES",
+                raw.outbound_allowed_prefixes,
+                true,
+            ),
+            outbound_allowed_numbers: e164_list(
+                &mut errors,
+                "CALLBRIDGE_OUTBOUND_ALLOWED_NUMBERS",
+                raw.outbound_allowed_numbers,
+                false,
+            ),
+            daily_outbound_budget: parse_or(
+                &mut errors,
+                "CALLBRIDGE_DAILY_OUTBOUND_BUDGET",
+                raw.daily_outbound_budget,
+                50u32,
+            ),
+            max_concurrent_calls: parse_or(
+                &mut errors,
+                "CALLBRIDGE_MAX_CONCURRENT_CALLS",
+                raw.max_concurrent_calls,
+                10u32,
+            ),
+            webhook_rate_limit_per_min: parse_or(
+                &mut errors,
+                "CALLBRIDGE_WEBHOOK_RATE_LIMIT_PER_MIN",
+                raw.webhook_rate_limit_per_min,
+                120u32,
+            ),
+            api_rate_limit_per_min: parse_or(
+                &mut errors,
+                "CALLBRIDGE_API_RATE_LIMIT_PER_MIN",
+                raw.api_rate_limit_per_min,
+                120u32,
+            ),
+            stream_idle_timeout: Duration::from_secs(parse_or(
+                &mut errors,
+                "CALLBRIDGE_STREAM_IDLE_TIMEOUT_S",
+                raw.stream_idle_timeout_s,
+                10u64,
+            )),
+            max_body_bytes: parse_or(
+                &mut errors,
+                "CALLBRIDGE_MAX_BODY_BYTES",
+                raw.max_body_bytes,
+                64 * 1024usize,
+            ),
+        };
+        for (name, value) in [
+            ("CALLBRIDGE_MAX_CONCURRENT_CALLS", security.max_concurrent_calls),
+            ("CALLBRIDGE_WEBHOOK_RATE_LIMIT_PER_MIN", security.webhook_rate_limit_per_min),
+            ("CALLBRIDGE_API_RATE_LIMIT_PER_MIN", security.api_rate_limit_per_min),
+        ] {
+            if value == 0 {
+                errors.push(format!("{name} is invalid: 0 (use at least 1)"));
+            }
+        }
+        if security.stream_idle_timeout.is_zero() {
+            errors.push("CALLBRIDGE_STREAM_IDLE_TIMEOUT_S is invalid: 0 (use at least 1)".to_owned());
+        }
+
         let max_call_duration_s = parse_or(
             &mut errors,
             "CALLBRIDGE_MAX_CALL_DURATION_S",
@@ -629,6 +786,7 @@ impl Settings {
                 .unwrap_or_else(|| std::path::PathBuf::from("data")),
             api_key: SecretString::from(nonempty(raw.api_key).unwrap_or_default()),
             ring_timeout_s,
+            security,
             log_format,
             openai_api_key: SecretString::from(openai_api_key.unwrap_or_default()),
             realtime: RealtimeSettings {
@@ -709,6 +867,19 @@ impl Settings {
         line("data_dir", self.data_dir.display().to_string());
         line("api_key", mask(self.api_key.expose_secret()));
         line("ring_timeout_s", self.ring_timeout_s.to_string());
+        let sec = &self.security;
+        line("allowed_callers", list_or(&sec.allowed_callers, "(everyone)"));
+        line(
+            "outbound_allowed_prefixes",
+            list_or(&sec.outbound_allowed_prefixes, "(none: outbound calls are refused)"),
+        );
+        line("outbound_allowed_numbers", list_or(&sec.outbound_allowed_numbers, "(none)"));
+        line("daily_outbound_budget", sec.daily_outbound_budget.to_string());
+        line("max_concurrent_calls", sec.max_concurrent_calls.to_string());
+        line("webhook_rate_limit_per_min", sec.webhook_rate_limit_per_min.to_string());
+        line("api_rate_limit_per_min", sec.api_rate_limit_per_min.to_string());
+        line("stream_idle_timeout_s", sec.stream_idle_timeout.as_secs().to_string());
+        line("max_body_bytes", sec.max_body_bytes.to_string());
         line(
             "log_format",
             format!("{:?}", self.log_format).to_lowercase(),
@@ -770,6 +941,14 @@ impl Settings {
         );
         line("max_frame_bytes", self.calls.max_frame_bytes.to_string());
         out
+    }
+}
+
+fn list_or(list: &[String], empty: &str) -> String {
+    if list.is_empty() {
+        empty.to_owned()
+    } else {
+        list.join(", ")
     }
 }
 
