@@ -20,7 +20,7 @@ RELEASE_BIN := target/release/callbridge
 # Plain `make` runs the server, as it always has.
 .DEFAULT_GOAL := dev
 
-.PHONY: help dev test test-rust test-conformance test-deploy lint simulate venv build release tunnel-quick tunnel \
+.PHONY: help bench dev test test-rust test-conformance test-deploy lint simulate venv build release tunnel-quick tunnel \
 	clean-venv
 
 help: ## List the targets
@@ -78,3 +78,7 @@ tunnel: ## Named Cloudflare tunnel from deploy/cloudflared/config.yml (TUNNEL_CO
 
 clean-venv:
 	rm -rf $(VENV)
+
+bench: ## Relay hot-path and call-latency benchmarks (release build; prints figures)
+	$(CARGO) bench --bench relay
+	$(CARGO) bench --bench call_latency
