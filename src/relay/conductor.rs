@@ -12,8 +12,9 @@
 //!   response dropped;
 //! - goodbye: the `end_call` tool (or a goodbye phrase, as a fallback) → the farewell plays → a final mark → hang up
 //!   when Twilio echoes it (or after a grace period); barge-in cancels the hang-up;
-//! - DTMF → a short text item; the hard maximum call duration; the call record (transcript cut to what was heard,
-//!   token usage, end reason).
+//! - DTMF → a short text item; the hard maximum call duration; the idle stream (no frame of any kind from Twilio for
+//!   [`ConductorConfig::stream_idle_timeout`] ends the call as `error:stream_idle`); the call record (transcript cut to
+//!   what was heard, token usage, end reason).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -59,6 +60,10 @@ pub struct ConductorConfig {
     pub farewell_grace: Duration,
     /// Goodbye phrases (fallback to `end_call`).
     pub goodbye: GoodbyeMatcher,
+    /// A media stream that sends no frame of any kind (media, mark, ping, even a malformed one) for this long is
+    /// hung up with `error:stream_idle`. Twilio sends a media frame every 20 ms while a call is up, so seconds of
+    /// silence on the socket mean a dead or hostile peer (`CALLBRIDGE_STREAM_IDLE_TIMEOUT_S`).
+    pub stream_idle_timeout: Duration,
 }
 
 /// Where the call is on its way to a goodbye.
@@ -86,6 +91,8 @@ pub struct Conductor {
     started: Instant,
     /// Twilio's StreamSid once `start` arrived; no media is forwarded before.
     stream_sid: Option<String>,
+    /// When the last frame of any kind came from Twilio (the conductor's creation until one does): the idle timer.
+    last_frame: Instant,
     /// What was sent to Twilio and what the caller heard.
     ledger: PlaybackLedger,
     /// Assistant items with audio in the ledger's current generation, in order (usually one or two).
@@ -123,6 +130,7 @@ impl Conductor {
             config,
             started: now,
             stream_sid: None,
+            last_frame: now,
             ledger: PlaybackLedger::new(),
             items_in_generation: Vec::new(),
             active_response: None,
@@ -142,6 +150,13 @@ impl Conductor {
     /// The record so far.
     pub fn record(&self) -> &CallRecord {
         &self.record
+    }
+
+    /// A frame of any kind arrived from Twilio at `now` (parsed or skipped, a ping included): the stream is not
+    /// idle. [`Conductor::on_twilio`] notes this itself; the bridge calls it for the frames it does not hand over.
+    /// Costs one `Instant` copy.
+    pub fn on_frame(&mut self, now: Instant) {
+        self.last_frame = now;
     }
 
     /// Counts a frame from Twilio that was skipped (malformed, oversized, binary).
@@ -178,7 +193,8 @@ impl Conductor {
 
     /// The earliest instant at which [`Conductor::on_tick`] has something to do.
     pub fn next_deadline(&self) -> Instant {
-        let mut next = self.started + self.config.max_call_duration;
+        let mut next = (self.started + self.config.max_call_duration)
+            .min(self.last_frame + self.config.stream_idle_timeout);
         if let Farewell::MarkSent { deadline, .. } = &self.farewell {
             next = next.min(*deadline);
         }
@@ -221,22 +237,22 @@ impl Conductor {
             .to_json(),
         ));
         self.farewell = Farewell::Speaking { response_id: None };
-        if self.server_response_busy {
-            // The cancelled response is still in flight: ask for the goodbye once it is done.
-            self.response_create_pending = true;
-        } else {
-            self.server_response_busy = true;
-            out.push(Action::OpenAi(
-                ClientEvent::ResponseCreate { response: None }.to_json(),
-            ));
-        }
+        // If the cancelled response is still in flight, the goodbye is asked for once it is done.
+        self.request_response(out);
     }
 
-    /// Time passed: enforces the maximum duration and the farewell deadline.
+    /// Time passed: enforces the maximum duration, the idle-stream timeout, the farewell deadline and the shutdown
+    /// deadline (in that order of precedence).
     pub fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
         if now >= self.started + self.config.max_call_duration {
             tracing::info!("maximum call duration reached");
             out.push(Action::HangUp(EndReason::MaxDuration));
+        } else if now >= self.last_frame + self.config.stream_idle_timeout {
+            tracing::warn!(
+                idle_ms = now.saturating_duration_since(self.last_frame).as_millis() as u64,
+                "no frame from Twilio for the stream idle timeout; hanging up"
+            );
+            out.push(Action::HangUp(EndReason::Error("stream_idle".into())));
         } else if let Farewell::MarkSent { deadline, .. } = &self.farewell
             && now >= *deadline
         {
@@ -268,6 +284,7 @@ impl Conductor {
 
     /// A Media Streams event from Twilio.
     pub fn on_twilio(&mut self, event: TwilioEvent<'_>, now: Instant, out: &mut Vec<Action>) {
+        self.last_frame = now;
         match event {
             TwilioEvent::Media { media, .. } => {
                 if self.stream_sid.is_some() {
