@@ -20,7 +20,7 @@ RELEASE_BIN := target/release/callbridge
 # Plain `make` runs the server, as it always has.
 .DEFAULT_GOAL := dev
 
-.PHONY: help bench dev test test-rust test-conformance test-deploy lint simulate venv build release tunnel-quick tunnel \
+.PHONY: help bench dev test test-rust test-conformance test-deploy test-functions lint simulate venv build release tunnel-quick tunnel \
 	clean-venv
 
 help: ## List the targets
@@ -39,7 +39,7 @@ release: ## Optimised binary for deployment: target/release/callbridge
 		printf 'Built %s: %s bytes (%s MiB)\n' "$(abspath $(RELEASE_BIN))" "$$bytes" \
 			"$$(awk -v b="$$bytes" 'BEGIN { printf "%.1f", b / 1048576 }')"
 
-test: build test-rust test-conformance test-deploy ## Everything: unit, integration, conformance and deployment tests
+test: build test-rust test-conformance test-deploy test-functions ## Everything: unit, integration, conformance, deployment and Function tests
 
 test-rust:
 	rm -rf $(EVENTS_DIR) && mkdir -p $(EVENTS_DIR)
@@ -60,6 +60,16 @@ test-conformance: venv
 # Needs systemd-analyze (Debian: apt-get install systemd; .ci/run installs it).
 test-deploy: venv ## systemd unit, Dockerfile, compose and cloudflared files, tunnel scripts, these make targets
 	CALLBRIDGE_BIN=$(abspath target/debug/callbridge) $(PY) -m pytest -q tests/deploy
+
+# The allowlist Twilio Function (twilio-functions/): Node's test runner, with the official twilio npm package that
+# `npm ci` installs from the lock file (`npm install` if there is none). Needs Node.js 20+ and npm.
+FUNCTIONS_DIR := twilio-functions
+$(FUNCTIONS_DIR)/node_modules/.installed: $(FUNCTIONS_DIR)/package.json $(wildcard $(FUNCTIONS_DIR)/package-lock.json)
+	cd $(FUNCTIONS_DIR) && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+	touch $@
+
+test-functions: $(FUNCTIONS_DIR)/node_modules/.installed ## The allowlist Twilio Function's tests (Node.js 20+)
+	cd $(FUNCTIONS_DIR) && node --test
 
 lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use secrecy::ExposeSecret;
@@ -30,6 +31,7 @@ use crate::config::{Settings, public_endpoint};
 use crate::http::{self, state::AppState};
 use crate::realtime::client::RealtimeEndpoint;
 use crate::relay::goodbye::GoodbyeMatcher;
+use crate::security::rate_limit::{self, Limits};
 use crate::security::tokens::StreamTokens;
 use crate::twilio::rest::{RestHandle, TwilioRest};
 use crate::twilio::signature::RequestValidator;
@@ -40,6 +42,10 @@ const MAX_PENDING_CALLS: u64 = 10_000;
 pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often draining checks whether calls are still in progress.
 const DRAIN_POLL: Duration = Duration::from_millis(100);
+/// How long a client has to send a request's head (line and headers) before it is answered 408 and cut off.
+pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection being closed may take to go before it is dropped.
+pub const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Installs rustls' ring crypto provider for the process. Without a provider the first TLS handshake (to OpenAI or
 /// Twilio) panics. Calling it again is harmless.
@@ -165,17 +171,32 @@ impl Application {
             draining: draining.clone(),
             public_url: settings.public_url.clone(),
             derived_public_url: Default::default(),
+            limits: Limits::new(&settings),
             settings: Arc::new(settings),
         });
         // TCP_NODELAY: marks, clears and 20 ms media frames are small writes that must leave at once; with Nagle's
         // algorithm a small write waits for the previous one's ACK (tens of ms with delayed ACKs), which would skew
         // the playback clock and delay barge-in.
+        let max_body_bytes = state.settings.security.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                // Every body extractor is capped at CALLBRIDGE_MAX_BODY_BYTES; a larger body is refused with 413
+                // before it is buffered. Scopes with their own config (`/api` JSON, `/mcp`) keep theirs.
+                .app_data(web::PayloadConfig::new(max_body_bytes))
+                .app_data(web::FormConfig::default().limit(max_body_bytes))
+                .app_data(web::JsonConfig::default().limit(max_body_bytes))
+                // Rate limits run before routing: a refused request reaches no handler.
+                .wrap(from_fn(rate_limit::limit_requests))
                 .configure(http::configure)
         })
         .tcp_nodelay(true)
+        // Slow clients: a connection must deliver its request head within 5 s (else 408 and closed), and a closing
+        // connection gets 1 s to go. Connections are tasks, not threads, but a client that never completes its
+        // request must not hold its slot (and its memory) for ever. These are actix's defaults, set here so they
+        // cannot change under us.
+        .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
         .disable_signals()
         // Calls are ended by the drain above; what is left when the server stops is idle keep-alive connections.
         .shutdown_timeout(5)

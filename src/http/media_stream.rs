@@ -1,8 +1,13 @@
 //! `GET /media-stream/{token}`: the Media Streams WebSocket upgrade.
 //!
 //! The token is consumed at the upgrade: an unknown, used or expired token is answered 403 and no socket is opened.
+//! When the upgrade carries `X-Twilio-Signature` (Twilio signs the stream URL alone, `wss://PUBLIC/media-stream/TOKEN`),
+//! it must match, else 403; it is checked *before* the token is consumed, so a forged upgrade cannot burn the token of
+//! the real call (whoever knows the token could connect without a signature anyway: the token alone decides when the
+//! header is absent).
 //! A good token hands the socket, the pre-connected Realtime session and a fresh [`Conductor`] to a [`Bridge`] task.
-//! Follows <https://www.twilio.com/docs/voice/media-streams/websocket-messages>.
+//! Follows <https://www.twilio.com/docs/voice/media-streams/websocket-messages> and
+//! <https://www.twilio.com/docs/usage/webhooks/webhooks-security>.
 
 use std::time::Instant;
 
@@ -11,15 +16,44 @@ use tracing::Instrument as _;
 
 use crate::calls::{CallRecord, Direction, EndReason};
 use crate::http::state::{AppState, PendingCall};
-use crate::http::voice::{StreamPlan, call_span};
+use crate::http::voice::{StreamPlan, call_span, request_public_base, stream_url};
 use crate::realtime::client::{self, RealtimeLink};
 use crate::relay::bridge::{Bridge, Persistence, log_record};
 use crate::relay::conductor::{Conductor, ConductorConfig};
 
+/// Checks the upgrade's `X-Twilio-Signature`, when it has one, against the stream URL Twilio was given
+/// (`wss://PUBLIC/media-stream/TOKEN`: the public base with `https` → `wss`, no query, no parameters).
+///
+/// `Ok` when the header is absent (the token alone decides) or matches (with or without the default port).
+///
+/// # Errors
+/// A description for the log when the header is present but empty, not text, does not match, or cannot be checked
+/// because the public URL of the request cannot be told.
+pub fn verify_upgrade_signature(
+    state: &AppState,
+    req: &HttpRequest,
+    token: &str,
+) -> Result<(), &'static str> {
+    let Some(header) = req.headers().get("X-Twilio-Signature") else {
+        return Ok(());
+    };
+    let signature = header
+        .to_str()
+        .map_err(|_| "X-Twilio-Signature is not text")?;
+    let base = request_public_base(state, req).map_err(
+        |_| "the public URL of the upgrade cannot be told, so its signature cannot be checked",
+    )?;
+    state
+        .validator
+        .validate(&stream_url(&base, token), &[], signature)
+        .map_err(|_| "X-Twilio-Signature does not match the stream URL")
+}
+
 /// Handles the upgrade.
 ///
 /// # Errors
-/// 400 when the request is not a WebSocket upgrade (the token is left unused then).
+/// 400 when the request is not a WebSocket upgrade (the token is left unused then). A present but wrong
+/// `X-Twilio-Signature` or a bad token is answered 403 (an `Ok` response); the former leaves the token unused.
 pub async fn media_stream(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -29,6 +63,10 @@ pub async fn media_stream(
     // Validate the handshake first, so a plain GET cannot burn a token.
     let (response, session, frames) = actix_ws::handle(&req, body)?;
     let token = token.into_inner();
+    if let Err(why) = verify_upgrade_signature(&state, &req, &token) {
+        tracing::warn!(%why, "media-stream upgrade with a bad X-Twilio-Signature refused; its token stays unused");
+        return Ok(HttpResponse::Forbidden().body("invalid Twilio signature"));
+    }
     let grant = match state.tokens.consume(&token) {
         Ok(grant) => grant,
         Err(_) => {
@@ -104,6 +142,7 @@ pub async fn media_stream(
                     max_call_duration: plan.max_call_duration,
                     farewell_grace: state.settings.calls.farewell_grace,
                     goodbye: state.goodbye.clone(),
+                    stream_idle_timeout: state.settings.security.stream_idle_timeout,
                 },
                 record,
                 Instant::now(),

@@ -58,4 +58,6 @@ pub struct AppState {
     pub api_key: secrecy::SecretString,
     /// Cancelled when the server shuts down; every bridge watches it.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Request rate limits per client IP and per API key (checked before routing).
+    pub limits: crate::security::rate_limit::Limits,
 }

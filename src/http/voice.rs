@@ -91,10 +91,18 @@ pub fn signed_url(public_base: &str, req: &HttpRequest, path: &str) -> String {
     url
 }
 
-/// Verifies a form-encoded webhook sent to `public_base` + `path` and returns its parameters.
+/// Verifies a webhook sent to `public_base` + `path` and returns its form parameters.
+///
+/// A form-encoded body (`application/x-www-form-urlencoded`, Twilio's default) is checked with the URL followed by
+/// its sorted parameters. A JSON body (`Content-Type: application/json`) is checked as Twilio signs it: the URL
+/// carries `?bodySHA256=<hex sha256(body)>`, the signature covers the URL alone, and the body's hash must equal
+/// that value ([`crate::twilio::signature::RequestValidator::validate_json`]). Our webhooks are form-encoded, so for
+/// a JSON body no parameters are returned (empty list): the handler then finds its required fields missing.
+/// Follows <https://www.twilio.com/docs/usage/webhooks/webhooks-security>.
 ///
 /// # Errors
-/// [`WebhookError::Forbidden`] when the signature header is missing or does not match.
+/// [`WebhookError::Forbidden`] when the signature header is missing or does not match, or (JSON) the body does not
+/// match its `bodySHA256`.
 pub fn verify_form(
     state: &AppState,
     req: &HttpRequest,
@@ -102,7 +110,6 @@ pub fn verify_form(
     path: &str,
     body: &[u8],
 ) -> Result<Vec<(String, String)>, WebhookError> {
-    let params = parse_form(body);
     let url = signed_url(public_base, req, path);
     let signature = req
         .headers()
@@ -110,9 +117,25 @@ pub fn verify_form(
         .and_then(|v| v.to_str().ok())
         .ok_or(SignatureError::Missing)
         .inspect_err(|_| tracing::warn!(%url, "webhook without X-Twilio-Signature refused"))?;
-    state.validator.validate(&url, &params, signature).inspect_err(|_| {
+    let json_body = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    let (checked, params) = if json_body {
+        (
+            state.validator.validate_json(&url, body, signature),
+            Vec::new(),
+        )
+    } else {
+        let params = parse_form(body);
+        (state.validator.validate(&url, &params, signature), params)
+    };
+    checked.inspect_err(|e| {
         tracing::warn!(
             %url,
+            error = %e,
             "webhook signature mismatch: refused with 403. If this is Twilio, PUBLIC_URL does not match the URL \
              configured on the number (tunnel hostname changed?) or TWILIO_AUTH_TOKEN is wrong"
         )

@@ -1,7 +1,8 @@
 //! The bridge: one task per call that moves messages between the Twilio media stream and the OpenAI Realtime link.
 //!
 //! It is a single `select!` loop over the Twilio socket, the Realtime link, the conductor's next deadline, a control
-//! channel (hang up, inject an instruction) and the server's shutdown token (on which the assistant says goodbye). Every decision is the
+//! channel (hang up, inject an instruction) and the server's shutdown token (on which the assistant says goodbye). Every
+//! Twilio frame, skipped ones included, is reported to the conductor for its idle-stream timer. Every decision is the
 //! [`Conductor`]'s; the loop parses frames, hands them over and performs the returned [`Action`]s. When either side goes
 //! away the other is closed at once, the call is hung up through the REST API when credentials are configured, and the
 //! call record is logged as one structured line.
@@ -103,39 +104,46 @@ impl Bridge {
         let reason = loop {
             let deadline = tokio::time::Instant::from_std(conductor.next_deadline());
             tokio::select! {
-                frame = twilio_frames.next() => match frame {
-                    Some(Ok(Message::Text(text))) => match parse_twilio_event(&text) {
-                        Ok(event) => conductor.on_twilio(event, Instant::now(), &mut actions),
-                        Err(e) => {
-                            tracing::warn!(error = %e, frame_bytes = text.len(), "malformed Twilio frame skipped");
+                frame = twilio_frames.next() => {
+                    let now = Instant::now();
+                    if frame.is_some() {
+                        // Any frame, even one skipped below, shows the stream is alive (the idle timeout).
+                        conductor.on_frame(now);
+                    }
+                    match frame {
+                        Some(Ok(Message::Text(text))) => match parse_twilio_event(&text) {
+                            Ok(event) => conductor.on_twilio(event, now, &mut actions),
+                            Err(e) => {
+                                tracing::warn!(error = %e, frame_bytes = text.len(), "malformed Twilio frame skipped");
+                                conductor.count_skipped_frame();
+                            }
+                        },
+                        Some(Ok(Message::Binary(bytes))) => {
+                            tracing::warn!(frame_bytes = bytes.len(), "binary Twilio frame skipped");
                             conductor.count_skipped_frame();
                         }
-                    },
-                    Some(Ok(Message::Binary(bytes))) => {
-                        tracing::warn!(frame_bytes = bytes.len(), "binary Twilio frame skipped");
-                        conductor.count_skipped_frame();
-                    }
-                    Some(Ok(Message::Ping(bytes))) => {
-                        if twilio_session.pong(&bytes).await.is_err() {
+                        Some(Ok(Message::Ping(bytes))) => {
+                            if twilio_session.pong(&bytes).await.is_err() {
+                                break EndReason::CallerHungUp;
+                            }
+                        }
+                        Some(Ok(Message::Close(reason))) => {
+                            tracing::info!(?reason, "Twilio closed the media stream");
                             break EndReason::CallerHungUp;
                         }
-                    }
-                    Some(Ok(Message::Close(reason))) => {
-                        tracing::info!(?reason, "Twilio closed the media stream");
-                        break EndReason::CallerHungUp;
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(ProtocolError::Overflow)) => {
-                        tracing::warn!("oversized Twilio frame skipped");
-                        conductor.count_skipped_frame();
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "Twilio media stream failed");
-                        break EndReason::CallerHungUp;
-                    }
-                    None => {
-                        tracing::info!("Twilio media stream ended");
-                        break EndReason::CallerHungUp;
+                        Some(Ok(_)) => {}
+                        Some(Err(ProtocolError::Overflow)) => {
+                            tracing::warn!("oversized Twilio frame skipped");
+                            conductor.count_skipped_frame();
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "Twilio media stream failed");
+                            break EndReason::CallerHungUp;
+                        }
+                        None => {
+                            tracing::info!("Twilio media stream ended");
+                            break EndReason::CallerHungUp;
+                        }
                     }
                 },
                 event = link.incoming.recv() => match event {

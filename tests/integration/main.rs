@@ -12,6 +12,7 @@ mod ending;
 mod frames;
 mod goodbye;
 mod inbound_call;
+mod limits;
 mod logs;
 mod outbound;
 mod public_url;
