@@ -258,6 +258,7 @@ fn started_conductor(messages: &Messages, response_active: bool) -> Conductor {
         max_call_duration: Duration::from_secs(4 * 3600),
         farewell_grace: Duration::from_secs(2),
         goodbye: GoodbyeMatcher::default(),
+        stream_idle_timeout: Duration::from_secs(4 * 3600),
     };
     let record = CallRecord::new(
         call_sid,

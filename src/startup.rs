@@ -31,6 +31,7 @@ use crate::config::{Settings, public_endpoint};
 use crate::http::{self, state::AppState};
 use crate::realtime::client::RealtimeEndpoint;
 use crate::relay::goodbye::GoodbyeMatcher;
+use crate::security::policy::DestinationPolicy;
 use crate::security::rate_limit::{self, Limits};
 use crate::security::tokens::StreamTokens;
 use crate::twilio::rest::{RestHandle, TwilioRest};
@@ -135,6 +136,18 @@ impl Application {
         let shutdown = CancellationToken::new();
         let draining = Arc::new(AtomicBool::new(false));
         let live_calls = LiveCalls::default();
+        // No time-to-live here: an expired moka entry keeps its value (the open session) until housekeeping
+        // runs. The webhook handler removes each entry itself when its token expires.
+        let pending: moka::sync::Cache<String, crate::http::state::PendingSlot> =
+            moka::sync::Cache::builder()
+                .max_capacity(MAX_PENDING_CALLS)
+                .build();
+        // Calls answered whose stream has not opened yet count against the concurrency cap. `iter` sees inserts and
+        // removals at once (`entry_count` lags until housekeeping).
+        let pending_streams = {
+            let pending = pending.clone();
+            Arc::new(move || pending.iter().count())
+        };
         let calls = CallService::new(
             store,
             rest_handle,
@@ -144,18 +157,18 @@ impl Application {
                 from_number: settings.twilio.phone_number.clone(),
                 max_call_duration_s: settings.calls.max_call_duration.as_secs(),
                 ring_timeout_s: settings.ring_timeout_s,
+                destinations: DestinationPolicy::from_settings(&settings.security),
+                daily_outbound_budget: settings.security.daily_outbound_budget,
+                max_concurrent_calls: settings.security.max_concurrent_calls,
             },
+            pending_streams,
         );
         let ttl = settings.calls.stream_token_ttl;
         let drain_timeout = settings.drain_timeout;
         let state = web::Data::new(AppState {
             validator: RequestValidator::new(settings.twilio.auth_token.expose_secret()),
             tokens: StreamTokens::new(ttl, MAX_PENDING_CALLS),
-            // No time-to-live here: an expired moka entry keeps its value (the open session) until housekeeping
-            // runs. The webhook handler removes each entry itself when its token expires.
-            pending: moka::sync::Cache::builder()
-                .max_capacity(MAX_PENDING_CALLS)
-                .build(),
+            pending,
             realtime_endpoint: RealtimeEndpoint::new(
                 &settings.realtime.url,
                 &settings.realtime.model,
@@ -174,10 +187,10 @@ impl Application {
             limits: Limits::new(&settings),
             settings: Arc::new(settings),
         });
+        let max_body_bytes = state.settings.security.max_body_bytes;
         // TCP_NODELAY: marks, clears and 20 ms media frames are small writes that must leave at once; with Nagle's
         // algorithm a small write waits for the previous one's ACK (tens of ms with delayed ACKs), which would skew
         // the playback clock and delay barge-in.
-        let max_body_bytes = state.settings.security.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

@@ -12,8 +12,8 @@ use crate::calls::service::{CallService, PlaceCall, ServiceError};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("{message} ({code})")]
 pub struct BackendError {
-    /// `invalid_number`, `invalid_request`, `not_found`, `not_live`, `not_configured`, `twilio_error`,
-    /// `unauthorized`, `unavailable`, `internal`.
+    /// `invalid_number`, `invalid_request`, `destination_not_allowed`, `daily_budget_exhausted`, `too_many_calls`,
+    /// `not_found`, `not_live`, `not_configured`, `twilio_error`, `unauthorized`, `unavailable`, `internal`.
     pub code: String,
     /// What went wrong, in words an agent can act on.
     pub message: String,

@@ -1,11 +1,12 @@
 //! The call service: what the REST API, the MCP tools and the CLI do with calls.
 //!
-//! It places outbound calls (E.164 check, stored `queued` with their instructions, then Twilio's `Calls.json`),
+//! It places outbound calls (E.164 check, the destination policy, the daily budget and the concurrency cap, stored
+//! `queued` with their instructions, then Twilio's `Calls.json`), admits inbound calls under the concurrency cap,
 //! reads calls back (optionally waiting for the next status change), lists them, hangs them up and injects
 //! instructions into live ones. Every method returns a `Send` future (Twilio's REST client runs on its own thread, see
 //! [`RestHandle`]), so MCP tool handlers and actix handlers can await them alike.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -16,12 +17,20 @@ use crate::calls::Direction;
 use crate::calls::live::{CallControl, LiveCalls};
 use crate::calls::model::{CallError, CallStatus, CallSummary, CallView, NewCall};
 use crate::calls::store::{CallStore, StoreError};
+use crate::security::policy::{DestinationPolicy, PolicyError};
 use crate::twilio::rest::{CreateCall, RestError, RestHandle};
 
 /// The longest `wait_s` a caller may ask for.
 pub const MAX_WAIT_S: u64 = 120;
 /// The most calls one list returns.
 pub const MAX_LIST: usize = 200;
+/// How long after its ring timeout an unanswered outbound call still counts against the concurrency cap (Twilio may
+/// hold a call `queued` a while before dialing; a call whose status callbacks never arrive stops counting then).
+pub const RINGING_GRACE: Duration = Duration::from_secs(60);
+
+/// Counts the calls answered whose media stream has not opened yet (their stream tokens are pending). The server
+/// counts its pending stream tokens; tests may count anything.
+pub type PendingStreams = Arc<dyn Fn() -> usize + Send + Sync>;
 
 /// A request to place a call (the REST API's body and the MCP tool's arguments).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -73,6 +82,27 @@ pub enum ServiceError {
         /// Twilio's message.
         message: String,
     },
+    /// The destination policy refuses `to`; the message says which setting would allow it.
+    #[error("{0}")]
+    DestinationNotAllowed(String),
+    /// The daily outbound-call budget is used up.
+    #[error(
+        "the daily budget of {budget} outbound calls (CALLBRIDGE_DAILY_OUTBOUND_BUDGET) is used up; it renews at \
+         00:00 UTC"
+    )]
+    DailyBudgetExhausted {
+        /// The budget: most outbound calls placed per UTC day.
+        budget: u32,
+    },
+    /// The server already has as many calls in progress (or ringing) as it takes at once.
+    #[error(
+        "{max} calls are already in progress or ringing, the most this server takes at once \
+         (CALLBRIDGE_MAX_CONCURRENT_CALLS); try again when one has ended"
+    )]
+    TooManyCalls {
+        /// The cap.
+        max: u32,
+    },
     /// The call records database failed.
     #[error("the call store failed: {0}")]
     Store(#[from] StoreError),
@@ -80,9 +110,13 @@ pub enum ServiceError {
 
 impl ServiceError {
     /// A stable machine-readable code: `invalid_number`, `invalid_request`, `not_found`, `not_live`,
-    /// `not_configured`, `twilio_error`, `internal`.
+    /// `not_configured`, `twilio_error`, `destination_not_allowed`, `daily_budget_exhausted`, `too_many_calls`,
+    /// `internal`.
     pub fn code(&self) -> &'static str {
         match self {
+            ServiceError::DestinationNotAllowed(_) => "destination_not_allowed",
+            ServiceError::DailyBudgetExhausted { .. } => "daily_budget_exhausted",
+            ServiceError::TooManyCalls { .. } => "too_many_calls",
             ServiceError::InvalidNumber(_) => "invalid_number",
             ServiceError::InvalidRequest(_) => "invalid_request",
             ServiceError::NotFound(_) => "not_found",
@@ -90,6 +124,15 @@ impl ServiceError {
             ServiceError::NotConfigured(_) => "not_configured",
             ServiceError::Twilio { .. } => "twilio_error",
             ServiceError::Store(_) => "internal",
+        }
+    }
+}
+
+impl From<PolicyError> for ServiceError {
+    fn from(error: PolicyError) -> Self {
+        match error {
+            PolicyError::NotE164 { .. } => ServiceError::InvalidNumber(error.to_string()),
+            other => ServiceError::DestinationNotAllowed(other.to_string()),
         }
     }
 }
@@ -117,6 +160,12 @@ pub struct OutboundSettings {
     pub max_call_duration_s: u64,
     /// How long to ring.
     pub ring_timeout_s: u32,
+    /// Where outbound calls may go (`CALLBRIDGE_OUTBOUND_ALLOWED_PREFIXES` / `_NUMBERS`).
+    pub destinations: DestinationPolicy,
+    /// Most outbound calls placed per UTC day (attempts count, including those Twilio refused).
+    pub daily_outbound_budget: u32,
+    /// Most calls at once (see [`CallService::concurrent_calls`]).
+    pub max_concurrent_calls: u32,
 }
 
 /// True when nothing more will happen to the call: its status is final and, if it was answered, its record (outcome,
@@ -142,6 +191,24 @@ struct Inner {
     outbound: OutboundSettings,
     /// Woken whenever a call's status or record changes (for `wait_s`).
     changed: Notify,
+    /// Calls answered whose stream has not opened yet.
+    pending_streams: PendingStreams,
+    /// Held from counting the calls to storing a new one, so two requests cannot both take the last slot (or the
+    /// last call of the budget). Never held across an `.await`.
+    admission: Mutex<()>,
+}
+
+/// Room for one more call under the concurrency cap: hold it until the new call counts (its stream token is pending,
+/// or its record is stored), so that no other call takes the same slot meanwhile. Never hold it across an `.await`.
+#[must_use = "the slot is only reserved while the admission is held"]
+pub struct Admission<'a> {
+    _guard: MutexGuard<'a, ()>,
+}
+
+impl std::fmt::Debug for Admission<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission").finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for CallService {
@@ -160,12 +227,14 @@ pub fn is_valid_e164(number: &str) -> bool {
 }
 
 impl CallService {
-    /// A service over `store`, placing calls through `rest` when given.
+    /// A service over `store`, placing calls through `rest` when given; `pending_streams` counts the calls answered
+    /// whose media stream has not opened yet (for the concurrency cap).
     pub fn new(
         store: CallStore,
         rest: Option<RestHandle>,
         live: LiveCalls,
         outbound: OutboundSettings,
+        pending_streams: PendingStreams,
     ) -> Self {
         CallService {
             inner: Arc::new(Inner {
@@ -174,8 +243,89 @@ impl CallService {
                 live,
                 outbound,
                 changed: Notify::new(),
+                pending_streams,
+                admission: Mutex::new(()),
             }),
         }
+    }
+
+    /// The calls this server counts against `CALLBRIDGE_MAX_CONCURRENT_CALLS`, inbound and outbound alike:
+    /// - calls bridged now ([`LiveCalls::count`]);
+    /// - calls answered whose media stream has not opened yet (pending stream tokens, from `pending_streams`);
+    /// - outbound calls placed but not answered yet (`queued`, `initiated`, `ringing` in the store), created within
+    ///   the ring timeout + [`RINGING_GRACE`]: they become calls if answered.
+    ///
+    /// Between a stream's upgrade and its Realtime session being ready (usually nothing: it was pre-connected), a
+    /// call is in none of these. If the store cannot be read, the ringing calls are not counted (logged).
+    pub fn concurrent_calls(&self) -> u64 {
+        let outbound = &self.inner.outbound;
+        let window = Duration::from_secs(u64::from(outbound.ring_timeout_s)) + RINGING_GRACE;
+        let since = time::OffsetDateTime::now_utc() - window;
+        let ringing = self
+            .inner
+            .store
+            .count_outbound_ringing_since(since)
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "cannot count the ringing outbound calls");
+                0
+            });
+        let live = u64::try_from(self.inner.live.count()).unwrap_or(u64::MAX);
+        let pending = u64::try_from((self.inner.pending_streams)()).unwrap_or(u64::MAX);
+        live.saturating_add(pending).saturating_add(ringing)
+    }
+
+    /// Room for one more call under `CALLBRIDGE_MAX_CONCURRENT_CALLS` (counted by
+    /// [`CallService::concurrent_calls`]). Hold the [`Admission`] until the new call counts.
+    ///
+    /// # Errors
+    /// [`ServiceError::TooManyCalls`] when the server is at its cap.
+    pub fn admit_call(&self) -> Result<Admission<'_>, ServiceError> {
+        let admission = self.lock_admission();
+        self.check_capacity()?;
+        Ok(admission)
+    }
+
+    /// The admission lock (a panic while it was held left nothing half-done: it guards no data).
+    fn lock_admission(&self) -> Admission<'_> {
+        Admission {
+            _guard: self
+                .inner
+                .admission
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        }
+    }
+
+    /// # Errors
+    /// [`ServiceError::TooManyCalls`] when [`CallService::concurrent_calls`] is at the cap.
+    fn check_capacity(&self) -> Result<(), ServiceError> {
+        let max = self.inner.outbound.max_concurrent_calls;
+        let calls = self.concurrent_calls();
+        if calls >= u64::from(max) {
+            tracing::warn!(calls, max, "call refused: the concurrency cap is reached");
+            return Err(ServiceError::TooManyCalls { max });
+        }
+        Ok(())
+    }
+
+    /// Whether today's outbound budget allows one more call: outbound calls created since 00:00 UTC are fewer than
+    /// `CALLBRIDGE_DAILY_OUTBOUND_BUDGET`.
+    ///
+    /// # Errors
+    /// [`ServiceError::DailyBudgetExhausted`]; [`ServiceError::Store`] when the calls cannot be counted.
+    fn check_daily_budget(&self) -> Result<(), ServiceError> {
+        let budget = self.inner.outbound.daily_outbound_budget;
+        let midnight = time::OffsetDateTime::now_utc().replace_time(time::Time::MIDNIGHT);
+        let placed = self.inner.store.count_outbound_created_since(midnight)?;
+        if placed >= u64::from(budget) {
+            tracing::warn!(
+                placed,
+                budget,
+                "outbound call refused: the daily budget is used up"
+            );
+            return Err(ServiceError::DailyBudgetExhausted { budget });
+        }
+        Ok(())
     }
 
     /// The call store.
@@ -188,14 +338,17 @@ impl CallService {
         self.inner.changed.notify_waiters();
     }
 
-    /// Places an outbound call: checks `to`, stores the call `queued` with its instructions, and asks Twilio to dial.
-    /// Twilio then fetches `/outbound-call/{id}` when the callee answers.
+    /// Places an outbound call: checks `to` (E.164, then the destination policy), checks the daily budget and the
+    /// concurrency cap, stores the call `queued` with its instructions, and asks Twilio to dial. Twilio then fetches
+    /// `/outbound-call/{id}` when the callee answers. A call refused before it is stored does not use the budget;
+    /// one Twilio refuses does.
     ///
     /// # Errors
     /// [`ServiceError::InvalidNumber`] for a `to` that is not E.164; [`ServiceError::InvalidRequest`] for empty
-    /// instructions or a zero duration; [`ServiceError::NotConfigured`] when Twilio credentials, the Twilio number
-    /// or the public URL are missing; [`ServiceError::Twilio`] when Twilio refuses (the call is then stored as
-    /// `failed` with Twilio's error).
+    /// instructions or a zero duration; [`ServiceError::DestinationNotAllowed`] when the destination policy refuses
+    /// `to`; [`ServiceError::NotConfigured`] when Twilio credentials, the Twilio number or the public URL are
+    /// missing; [`ServiceError::DailyBudgetExhausted`]; [`ServiceError::TooManyCalls`]; [`ServiceError::Twilio`]
+    /// when Twilio refuses (the call is then stored as `failed` with Twilio's error).
     pub async fn place_call(&self, request: PlaceCall) -> Result<CallView, ServiceError> {
         let to = request.to.trim().to_owned();
         if !is_valid_e164(&to) {
@@ -216,6 +369,10 @@ impl CallService {
             ));
         }
         let outbound = &self.inner.outbound;
+        if let Err(refused) = outbound.destinations.check(&to) {
+            tracing::warn!(%to, reason = %refused, "outbound call refused by the destination policy");
+            return Err(refused.into());
+        }
         let mut missing = Vec::new();
         if self.inner.rest.is_none() {
             missing.push("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN");
@@ -240,18 +397,24 @@ impl CallService {
             .max_duration_s
             .unwrap_or(outbound.max_call_duration_s)
             .min(outbound.max_call_duration_s);
-        let call = self.inner.store.create(&NewCall {
-            direction: Direction::OutboundApi,
-            from: from.clone(),
-            to: to.clone(),
-            call_sid: None,
-            instructions: Some(instructions),
-            greeting: request.greeting.filter(|g| !g.trim().is_empty()),
-            voice: request.voice.filter(|v| !v.trim().is_empty()),
-            language: request.language.filter(|l| !l.trim().is_empty()),
-            max_duration_s: Some(max_duration_s),
-            metadata: request.metadata,
-        })?;
+        let call = {
+            // Counting and storing under one admission: the stored `queued` call counts from then on.
+            let _admission = self.lock_admission();
+            self.check_daily_budget()?;
+            self.check_capacity()?;
+            self.inner.store.create(&NewCall {
+                direction: Direction::OutboundApi,
+                from: from.clone(),
+                to: to.clone(),
+                call_sid: None,
+                instructions: Some(instructions),
+                greeting: request.greeting.filter(|g| !g.trim().is_empty()),
+                voice: request.voice.filter(|v| !v.trim().is_empty()),
+                language: request.language.filter(|l| !l.trim().is_empty()),
+                max_duration_s: Some(max_duration_s),
+                metadata: request.metadata,
+            })?
+        };
         let base = public_url.as_str().trim_end_matches('/');
         let created = rest
             .create_call(CreateCall {
@@ -403,6 +566,98 @@ impl CallService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn service(max_concurrent_calls: u32, pending_streams: usize) -> CallService {
+        let store = CallStore::open_in_memory().expect("an in-memory database opens");
+        CallService::new(
+            store,
+            None,
+            LiveCalls::default(),
+            OutboundSettings {
+                public_url: None,
+                from_number: None,
+                max_call_duration_s: 60,
+                ring_timeout_s: 30,
+                destinations: DestinationPolicy::new(vec!["+1".into()], Vec::new()),
+                daily_outbound_budget: 10,
+                max_concurrent_calls,
+            },
+            Arc::new(move || pending_streams),
+        )
+    }
+
+    fn new_outbound() -> NewCall {
+        NewCall {
+            direction: Direction::OutboundApi,
+            from: "+14155550100".into(),
+            to: "+14155552671".into(),
+            call_sid: None,
+            instructions: Some("Say hello.".into()),
+            greeting: None,
+            voice: None,
+            language: None,
+            max_duration_s: None,
+            metadata: None,
+        }
+    }
+
+    #[test]
+    fn live_pending_and_ringing_calls_all_count_against_the_cap() {
+        let service = service(10, 2);
+        let (_control, _guard) = service.inner.live.register("CA1");
+        service.store().create(&new_outbound()).expect("stored");
+        let answered = service.store().create(&new_outbound()).expect("stored");
+        service
+            .store()
+            .update_status(
+                &answered.id,
+                CallStatus::InProgress,
+                time::OffsetDateTime::now_utc(),
+            )
+            .expect("updated");
+
+        let calls = service.concurrent_calls();
+
+        assert_eq!(calls, 1 + 2 + 1, "live + pending streams + one ringing");
+    }
+
+    #[test]
+    fn a_call_is_admitted_below_the_cap_and_refused_at_it() {
+        let below = service(3, 2);
+        let at = service(2, 2);
+
+        let admitted = below.admit_call().map(drop);
+        let refused = at.admit_call().map(drop);
+
+        assert!(admitted.is_ok(), "{admitted:?}");
+        assert!(
+            matches!(refused, Err(ServiceError::TooManyCalls { max: 2 })),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_destination_is_neither_stored_nor_placed() {
+        let service = service(10, 0);
+
+        let refused = service
+            .place_call(PlaceCall {
+                to: "+442071838750".into(),
+                instructions: "Say hello.".into(),
+                ..PlaceCall::default()
+            })
+            .await;
+
+        let error = refused.expect_err("+44 is not allowed");
+        assert_eq!(error.code(), "destination_not_allowed");
+        assert!(
+            error
+                .to_string()
+                .contains("CALLBRIDGE_OUTBOUND_ALLOWED_PREFIXES"),
+            "{error}"
+        );
+        assert!(service.list_calls(10).expect("listed").is_empty());
+    }
 
     #[test]
     fn e164_validation_uses_real_numbering_plans() {

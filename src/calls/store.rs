@@ -483,6 +483,52 @@ impl CallStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(ctx(CONTEXT))
     }
 
+    /// How many outbound calls were created (placed or attempted: a call Twilio refused counts too) at or after
+    /// `since`. The daily outbound budget counts these since UTC midnight.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sqlite`] when the read fails, [`StoreError::OutOfRange`] for a time outside 1677–2262.
+    pub fn count_outbound_created_since(&self, since: OffsetDateTime) -> Result<u64, StoreError> {
+        const CONTEXT: &str = "count outbound calls";
+        let since_ns = to_ns(since, "since")?;
+        let conn = self.lock();
+        conn.query_row(
+            "SELECT COUNT(*) FROM calls WHERE direction = ?1 AND created_at_ns >= ?2",
+            params![Direction::OutboundApi, since_ns],
+            |row| row.get::<_, Unsigned>(0),
+        )
+        .map(|n| n.0)
+        .map_err(ctx(CONTEXT))
+    }
+
+    /// How many outbound calls created at or after `since` are not answered yet and not over: `queued`,
+    /// `initiated` or `ringing`. The concurrency cap counts these (they become calls if answered); `since` keeps a
+    /// call whose status callbacks never arrived from counting forever.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sqlite`] when the read fails, [`StoreError::OutOfRange`] for a time outside 1677–2262.
+    pub fn count_outbound_ringing_since(&self, since: OffsetDateTime) -> Result<u64, StoreError> {
+        const CONTEXT: &str = "count ringing outbound calls";
+        let since_ns = to_ns(since, "since")?;
+        let conn = self.lock();
+        conn.query_row(
+            "SELECT COUNT(*) FROM calls WHERE direction = ?1 AND created_at_ns >= ?2 \
+             AND status IN (?3, ?4, ?5)",
+            params![
+                Direction::OutboundApi,
+                since_ns,
+                CallStatus::Queued,
+                CallStatus::Initiated,
+                CallStatus::Ringing
+            ],
+            |row| row.get::<_, Unsigned>(0),
+        )
+        .map(|n| n.0)
+        .map_err(ctx(CONTEXT))
+    }
+
     /// Remembers a status callback's `I-Twilio-Idempotency-Token`; returns `true` the first time the token is seen
     /// and `false` for a retried delivery, which must then change nothing. Tokens older than a day are forgotten.
     ///
@@ -1207,6 +1253,60 @@ mod tests {
                 .expect("present")
                 .summary()
         );
+    }
+
+    #[test]
+    fn outbound_calls_created_since_a_time_are_counted_whatever_their_status() {
+        let store = store();
+        let before = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+        let placed = store.create(&outbound("+15550199")).expect("stored");
+        let refused = store.create(&outbound("+15550198")).expect("stored");
+        store
+            .update_status(&refused.id, CallStatus::Failed, OffsetDateTime::now_utc())
+            .expect("updated");
+        let mut inbound = outbound("+15550100");
+        inbound.direction = Direction::Inbound;
+        store.create(&inbound).expect("stored");
+        let after = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+
+        let since_before = store.count_outbound_created_since(before).expect("counted");
+        let since_after = store.count_outbound_created_since(after).expect("counted");
+
+        assert_eq!(
+            since_before, 2,
+            "both outbound calls, not the inbound one ({placed:?})"
+        );
+        assert_eq!(since_after, 0);
+    }
+
+    #[test]
+    fn only_unanswered_outbound_calls_count_as_ringing() {
+        let store = store();
+        let before = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+        let now = OffsetDateTime::now_utc();
+        let _queued = store.create(&outbound("+15550101")).expect("stored");
+        let ringing = store.create(&outbound("+15550102")).expect("stored");
+        store
+            .update_status(&ringing.id, CallStatus::Ringing, now)
+            .expect("updated");
+        let answered = store.create(&outbound("+15550103")).expect("stored");
+        store
+            .update_status(&answered.id, CallStatus::InProgress, now)
+            .expect("updated");
+        let busy = store.create(&outbound("+15550104")).expect("stored");
+        store
+            .update_status(&busy.id, CallStatus::Busy, now)
+            .expect("updated");
+        let mut inbound = outbound("+15550100");
+        inbound.direction = Direction::Inbound;
+        store.create(&inbound).expect("stored");
+        let after = OffsetDateTime::now_utc() + time::Duration::seconds(1);
+
+        let since_before = store.count_outbound_ringing_since(before).expect("counted");
+        let since_after = store.count_outbound_ringing_since(after).expect("counted");
+
+        assert_eq!(since_before, 2, "the queued and the ringing call");
+        assert_eq!(since_after, 0, "calls created before `since` do not count");
     }
 
     #[test]

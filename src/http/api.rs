@@ -9,8 +9,9 @@
 //! | `POST /api/calls/{id}/instruct` | `{"text":"..."}` | `202 {"ok":true}` |
 //!
 //! Errors are `{"error":{"code":"...","message":"..."}}` (see [`ServiceError::code`]): `invalid_number` and
-//! `invalid_request` 400, `unauthorized` 401, `not_found` 404, `not_live` 409, `payload_too_large` 413, `twilio_error`
-//! 502, `not_configured` 503, `internal` 500 with an opaque message. A body that is not valid JSON for the route is a
+//! `invalid_request` 400, `unauthorized` 401, `destination_not_allowed` 403, `not_found` 404, `not_live` 409,
+//! `payload_too_large` 413, `daily_budget_exhausted` 429, `twilio_error` 502, `not_configured` and `too_many_calls`
+//! 503, `internal` 500 with an opaque message. A body that is not valid JSON for the route is a
 //! 400 `invalid_request` carrying serde's message; bodies are limited to [`MAX_BODY_BYTES`].
 
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
@@ -89,6 +90,12 @@ impl ResponseError for ApiError {
                 ServiceError::NotLive(_) => StatusCode::CONFLICT,
                 ServiceError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
                 ServiceError::Twilio { .. } => StatusCode::BAD_GATEWAY,
+                // The operator's policy refuses this destination: not a malformed request, not retryable.
+                ServiceError::DestinationNotAllowed(_) => StatusCode::FORBIDDEN,
+                // A quota of the caller's: retry tomorrow.
+                ServiceError::DailyBudgetExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
+                // The server is at capacity for now, whoever asks: retry when a call has ended.
+                ServiceError::TooManyCalls { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 ServiceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
@@ -290,6 +297,18 @@ mod tests {
                     message: "x".into(),
                 },
                 StatusCode::BAD_GATEWAY,
+            ),
+            (
+                ServiceError::DestinationNotAllowed("x".into()),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                ServiceError::DailyBudgetExhausted { budget: 2 },
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            (
+                ServiceError::TooManyCalls { max: 1 },
+                StatusCode::SERVICE_UNAVAILABLE,
             ),
         ];
         for (error, status) in cases {

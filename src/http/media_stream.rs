@@ -21,32 +21,44 @@ use crate::realtime::client::{self, RealtimeLink};
 use crate::relay::bridge::{Bridge, Persistence, log_record};
 use crate::relay::conductor::{Conductor, ConductorConfig};
 
+/// Why a media-stream upgrade's `X-Twilio-Signature` was refused (answered 403; the stream token stays unused).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UpgradeSignatureError {
+    /// The header is not visible ASCII text.
+    #[error("X-Twilio-Signature is not text")]
+    NotText,
+    /// The public URL of the request cannot be told, so the signed URL cannot be rebuilt.
+    #[error("the public URL of the upgrade cannot be told, so its signature cannot be checked")]
+    NoPublicUrl,
+    /// The header is empty or does not match the stream URL.
+    #[error("X-Twilio-Signature does not match the stream URL: {0}")]
+    Invalid(#[from] crate::twilio::signature::SignatureError),
+}
+
 /// Checks the upgrade's `X-Twilio-Signature`, when it has one, against the stream URL Twilio was given
 /// (`wss://PUBLIC/media-stream/TOKEN`: the public base with `https` → `wss`, no query, no parameters).
 ///
 /// `Ok` when the header is absent (the token alone decides) or matches (with or without the default port).
 ///
 /// # Errors
-/// A description for the log when the header is present but empty, not text, does not match, or cannot be checked
-/// because the public URL of the request cannot be told.
+/// [`UpgradeSignatureError`] when the header is present but not text, empty, or not matching, or cannot be
+/// checked because the public URL of the request cannot be told.
 pub fn verify_upgrade_signature(
     state: &AppState,
     req: &HttpRequest,
     token: &str,
-) -> Result<(), &'static str> {
+) -> Result<(), UpgradeSignatureError> {
     let Some(header) = req.headers().get("X-Twilio-Signature") else {
         return Ok(());
     };
     let signature = header
         .to_str()
-        .map_err(|_| "X-Twilio-Signature is not text")?;
-    let base = request_public_base(state, req).map_err(
-        |_| "the public URL of the upgrade cannot be told, so its signature cannot be checked",
-    )?;
+        .map_err(|_| UpgradeSignatureError::NotText)?;
+    let base = request_public_base(state, req).map_err(|_| UpgradeSignatureError::NoPublicUrl)?;
     state
         .validator
-        .validate(&stream_url(&base, token), &[], signature)
-        .map_err(|_| "X-Twilio-Signature does not match the stream URL")
+        .validate(&stream_url(&base, token), &[], signature)?;
+    Ok(())
 }
 
 /// Handles the upgrade.
@@ -63,8 +75,8 @@ pub async fn media_stream(
     // Validate the handshake first, so a plain GET cannot burn a token.
     let (response, session, frames) = actix_ws::handle(&req, body)?;
     let token = token.into_inner();
-    if let Err(why) = verify_upgrade_signature(&state, &req, &token) {
-        tracing::warn!(%why, "media-stream upgrade with a bad X-Twilio-Signature refused; its token stays unused");
+    if let Err(e) = verify_upgrade_signature(&state, &req, &token) {
+        tracing::warn!(error = %e, "media-stream upgrade with a bad X-Twilio-Signature refused; its token stays unused");
         return Ok(HttpResponse::Forbidden().body("invalid Twilio signature"));
     }
     let grant = match state.tokens.consume(&token) {

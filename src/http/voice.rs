@@ -4,6 +4,10 @@
 //! stream token bound to the CallSid, starts opening the Realtime session at once (pre-connect), and answers TwiML
 //! `<Connect><Stream url="wss://PUBLIC/media-stream/TOKEN">` with `<Parameter>`s. While the server is shutting down a
 //! (correctly signed) call hears a short apology and is hung up.
+//!
+//! After the signature check, a caller not on `CALLBRIDGE_ALLOWED_CALLERS` (when it is set) is refused with
+//! `<Reject reason="rejected"/>`, and a call over `CALLBRIDGE_MAX_CONCURRENT_CALLS` with `<Reject reason="busy"/>`
+//! (see <https://www.twilio.com/docs/voice/twiml/reject>): neither gets a stream token, a Realtime session or a record.
 //! Follows <https://www.twilio.com/docs/usage/webhooks/webhooks-security> and
 //! <https://www.twilio.com/docs/voice/twiml/stream>.
 
@@ -20,6 +24,7 @@ use crate::calls::model::{CallStatus, NewCall};
 use crate::http::public_url::{ForwardedHeaders, public_base};
 use crate::http::state::{AppState, PendingCall};
 use crate::realtime::client::preconnect;
+use crate::security::policy::CallerAllowlist;
 use crate::twilio::signature::{SignatureError, parse_form};
 use crate::twilio::twiml;
 
@@ -173,7 +178,8 @@ pub fn call_span(call_sid: &str) -> tracing::Span {
     tracing::info_span!("call", call_sid = %call_sid, stream_sid = tracing::field::Empty)
 }
 
-/// Handles `POST /incoming-call`.
+/// Handles `POST /incoming-call`: TwiML `<Connect><Stream>`, or `<Reject reason="rejected"/>` for a caller not on the
+/// allowlist, `<Reject reason="busy"/>` over the concurrency cap, `<Say>` + `<Hangup/>` while shutting down.
 ///
 /// # Errors
 /// 403 on a bad signature, 400 without a valid `CallSid` or when the public URL cannot be told.
@@ -190,14 +196,23 @@ pub async fn incoming_call(
         .to_owned();
     let span = call_span(&call_sid);
     let _entered = span.enter();
+    let from = param(&params, "From").unwrap_or("").to_owned();
+    let to = param(&params, "To").unwrap_or("").to_owned();
+    if !CallerAllowlist::from_settings(&state.settings.security).allows(&from) {
+        tracing::info!(%from, %to, "incoming call rejected: the caller is not on CALLBRIDGE_ALLOWED_CALLERS");
+        return Ok(twiml_response(twiml::reject(twiml::RejectReason::Rejected)));
+    }
     if state.draining.load(Ordering::SeqCst) {
         tracing::info!("incoming call turned away: the server is shutting down");
         return Ok(twiml_response(twiml::say_and_hang_up(
             SHUTTING_DOWN_APOLOGY,
         )));
     }
-    let from = param(&params, "From").unwrap_or("").to_owned();
-    let to = param(&params, "To").unwrap_or("").to_owned();
+    // Held until the call's stream token is pending, so it counts before another call is admitted.
+    let Ok(admission) = state.calls.admit_call() else {
+        tracing::info!(%from, %to, "incoming call rejected busy: the concurrency cap is reached");
+        return Ok(twiml_response(twiml::reject(twiml::RejectReason::Busy)));
+    };
     tracing::info!(%from, %to, "incoming call");
 
     let call_id = match state.calls.store().create(&NewCall {
@@ -246,6 +261,7 @@ pub async fn incoming_call(
             session_update: session.to_json(),
         },
     );
+    drop(admission);
     Ok(twiml_response(twiml))
 }
 

@@ -1602,4 +1602,86 @@ mod tests {
             prop_assert_eq!(&value["item"]["content"][0]["text"], &Value::from(text));
         }
     }
+
+    /// Arbitrary JSON documents: every scalar kind (huge, negative and fractional numbers, any string) nested in
+    /// arrays and objects a few levels deep.
+    fn arbitrary_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                proptest::collection::btree_map(any::<String>(), inner, 0..6)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let text = String::from_utf8_lossy(&bytes);
+
+            let _ = parse_server_event(&text);
+        }
+
+        #[test]
+        fn arbitrary_json_documents_never_panic(document in arbitrary_json()) {
+            let text = document.to_string();
+
+            let parsed = parse_server_event(&text);
+
+            if document.is_object() && !document.get("type").is_some_and(Value::is_string) {
+                prop_assert!(parsed.is_err(), "an object without a string type parsed: {:?}", parsed);
+            }
+        }
+
+        #[test]
+        fn every_handled_type_with_arbitrary_json_fields_never_panics(
+            event_type in prop::sample::select(vec![
+                "response.output_audio.delta", "session.created", "session.updated",
+                "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
+                "input_audio_buffer.timeout_triggered", "response.created", "response.output_item.added",
+                "response.output_item.done", "response.output_audio.done", "response.output_audio_transcript.delta",
+                "response.output_audio_transcript.done", "conversation.item.input_audio_transcription.completed",
+                "conversation.item.truncated", "response.function_call_arguments.done", "response.done",
+                "rate_limits.updated", "error",
+            ]),
+            fields in proptest::collection::vec(
+                (
+                    prop::sample::select(vec![
+                        "response", "response_id", "item_id", "item", "delta", "transcript", "audio_end_ms",
+                        "audio_start_ms", "call_id", "name", "arguments", "error", "usage", "output_index",
+                    ]),
+                    arbitrary_json(),
+                ),
+                0..6,
+            ),
+        ) {
+            let mut document = json!({"type": event_type});
+            for (name, value) in fields {
+                document[name] = value;
+            }
+
+            let _ = parse_server_event(&document.to_string());
+        }
+
+        #[test]
+        fn an_unhandled_type_is_unknown_whatever_else_the_event_holds(
+            event_type in "x-[a-z.]{0,12}",
+            extra in arbitrary_json(),
+        ) {
+            let text = json!({"type": event_type, "response": extra}).to_string();
+
+            let parsed = parse_server_event(&text);
+
+            prop_assert!(matches!(parsed, Ok(ServerEvent::Unknown { .. })), "{:?}", parsed);
+        }
+    }
 }

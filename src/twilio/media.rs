@@ -1048,4 +1048,78 @@ mod tests {
             prop_assert_eq!(value, json!({"event": "mark", "streamSid": STREAM_SID, "mark": {"name": name}}));
         }
     }
+
+    /// Arbitrary JSON documents: every scalar kind (huge, negative and fractional numbers, any string) nested in
+    /// arrays and objects a few levels deep.
+    fn arbitrary_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                proptest::collection::btree_map(any::<String>(), inner, 0..6)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let text = String::from_utf8_lossy(&bytes);
+
+            let _ = parse_twilio_event(&text);
+        }
+
+        #[test]
+        fn arbitrary_json_documents_never_panic(document in arbitrary_json()) {
+            let text = document.to_string();
+
+            let parsed = parse_twilio_event(&text);
+
+            if document.is_object() && !document.get("event").is_some_and(Value::is_string) {
+                prop_assert!(parsed.is_err(), "an object without a string event parsed: {:?}", parsed);
+            }
+        }
+
+        #[test]
+        fn every_documented_event_with_arbitrary_json_fields_never_panics(
+            event in prop::sample::select(vec!["connected", "start", "media", "dtmf", "mark", "stop"]),
+            fields in proptest::collection::vec(
+                (
+                    prop::sample::select(vec![
+                        "sequenceNumber", "streamSid", "media", "start", "mark", "dtmf", "stop", "protocol",
+                        "version",
+                    ]),
+                    arbitrary_json(),
+                ),
+                0..6,
+            ),
+        ) {
+            let mut document = json!({"event": event});
+            for (name, value) in fields {
+                document[name] = value;
+            }
+
+            let _ = parse_twilio_event(&document.to_string());
+        }
+
+        #[test]
+        fn an_undocumented_event_is_unknown_whatever_else_the_message_holds(
+            event in "x-[a-z.]{0,12}",
+            extra in arbitrary_json(),
+        ) {
+            let text = json!({"event": event, "media": extra}).to_string();
+
+            let parsed = parse_twilio_event(&text);
+
+            prop_assert_eq!(parsed.ok(), Some(TwilioEvent::Unknown { event }));
+        }
+    }
 }

@@ -783,4 +783,37 @@ mod tests {
             prop_assert_eq!(result, Ok(()));
         }
     }
+
+    proptest! {
+        #[test]
+        fn arbitrary_form_bodies_never_panic_and_never_validate_with_a_wrong_signature(
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+            url in any::<String>(),
+        ) {
+            let validator = RequestValidator::new(TOKEN);
+            let params = parse_form(&body);
+            let wrong = RequestValidator::new("another-token").sign(&url, &params);
+
+            let result = validator.validate(&url, &params, &wrong);
+
+            prop_assert_eq!(result, Err(SignatureError::Mismatch));
+        }
+
+        #[test]
+        fn arbitrary_json_bodies_never_panic_and_validate_only_against_their_own_hash(
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+            other in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            prop_assume!(body != other);
+            let validator = RequestValidator::new(TOKEN);
+            let url = json_url(&body);
+            let signature = validator.sign(&url, &[]);
+
+            let own = validator.validate_json(&url, &body, &signature);
+            let swapped = validator.validate_json(&url, &other, &signature);
+
+            prop_assert_eq!(own, Ok(()));
+            prop_assert_eq!(swapped, Err(SignatureError::BodyHashMismatch));
+        }
+    }
 }

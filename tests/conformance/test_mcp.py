@@ -242,6 +242,8 @@ def server(tmp_path_factory, twilio):
         "OPENAI_API_KEY": "sk-test",
         "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/v1/realtime",  # nothing listens, and no media stream starts here
         "CALLBRIDGE_API_KEY": API_KEY,
+        "CALLBRIDGE_OUTBOUND_ALLOWED_PREFIXES": "+1",  # outbound calls go nowhere until allowed
+        "CALLBRIDGE_MAX_CONCURRENT_CALLS": "100",  # the fake Twilio never completes most of these calls
         "CALLBRIDGE_DATA_DIR": str(workdir / "data"),
         "RUST_LOG": "info",
     }

@@ -88,6 +88,8 @@ pub async fn spawn_app_with(script: Script, extra_env: &[(&str, &str)]) -> TestA
         ("PORT", "0"),
         // The assistant waits for the caller unless a test wants a greeting.
         ("CALLBRIDGE_ASSISTANT_SPEAKS_FIRST", "false"),
+        // Outbound calls go nowhere by default; the tests call US and UK numbers.
+        ("CALLBRIDGE_OUTBOUND_ALLOWED_PREFIXES", "+1,+44"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
