@@ -81,7 +81,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         None,
         "most outbound calls placed per UTC day",
     ),
-    ("max_concurrent_calls", None, "most calls in progress at once"),
+    (
+        "max_concurrent_calls",
+        None,
+        "most calls in progress at once",
+    ),
     (
         "webhook_rate_limit_per_min",
         None,
@@ -637,26 +641,34 @@ impl Settings {
             .filter(|list| !list.is_empty())
             .unwrap_or_else(GoodbyeMatcher::default_phrases);
 
-        let e164_list = |errors: &mut Vec<String>, name: &str, raw: Option<ListOrCsv>, prefix: bool| {
-            let list = raw.map(ListOrCsv::into_vec).unwrap_or_default();
-            for item in &list {
-                let digits = item.strip_prefix('+').unwrap_or("");
-                let ok = if prefix {
-                    !digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|b| b.is_ascii_digit())
-                } else {
-                    is_e164(item)
-                };
-                if !ok {
-                    errors.push(format!(
-                        "{name} is invalid: {item:?} (use E.164{}, e.g. +14155550100)",
-                        if prefix { " prefixes" } else { " numbers" }
-                    ));
+        let e164_list =
+            |errors: &mut Vec<String>, name: &str, raw: Option<ListOrCsv>, prefix: bool| {
+                let list = raw.map(ListOrCsv::into_vec).unwrap_or_default();
+                for item in &list {
+                    let digits = item.strip_prefix('+').unwrap_or("");
+                    let ok = if prefix {
+                        !digits.is_empty()
+                            && digits.len() <= 15
+                            && digits.bytes().all(|b| b.is_ascii_digit())
+                    } else {
+                        is_e164(item)
+                    };
+                    if !ok {
+                        errors.push(format!(
+                            "{name} is invalid: {item:?} (use E.164{}, e.g. +14155550100)",
+                            if prefix { " prefixes" } else { " numbers" }
+                        ));
+                    }
                 }
-            }
-            list
-        };
+                list
+            };
         let security = SecuritySettings {
-            allowed_callers: e164_list(&mut errors, "CALLBRIDGE_ALLOWED_CALLERS", raw.allowed_callers, false),
+            allowed_callers: e164_list(
+                &mut errors,
+                "CALLBRIDGE_ALLOWED_CALLERS",
+                raw.allowed_callers,
+                false,
+            ),
             outbound_allowed_prefixes: e164_list(
                 &mut errors,
                 "CALLBRIDGE_OUTBOUND_ALLOWED_PREFIXES",
@@ -707,16 +719,26 @@ impl Settings {
             ),
         };
         for (name, value) in [
-            ("CALLBRIDGE_MAX_CONCURRENT_CALLS", security.max_concurrent_calls),
-            ("CALLBRIDGE_WEBHOOK_RATE_LIMIT_PER_MIN", security.webhook_rate_limit_per_min),
-            ("CALLBRIDGE_API_RATE_LIMIT_PER_MIN", security.api_rate_limit_per_min),
+            (
+                "CALLBRIDGE_MAX_CONCURRENT_CALLS",
+                security.max_concurrent_calls,
+            ),
+            (
+                "CALLBRIDGE_WEBHOOK_RATE_LIMIT_PER_MIN",
+                security.webhook_rate_limit_per_min,
+            ),
+            (
+                "CALLBRIDGE_API_RATE_LIMIT_PER_MIN",
+                security.api_rate_limit_per_min,
+            ),
         ] {
             if value == 0 {
                 errors.push(format!("{name} is invalid: 0 (use at least 1)"));
             }
         }
         if security.stream_idle_timeout.is_zero() {
-            errors.push("CALLBRIDGE_STREAM_IDLE_TIMEOUT_S is invalid: 0 (use at least 1)".to_owned());
+            errors
+                .push("CALLBRIDGE_STREAM_IDLE_TIMEOUT_S is invalid: 0 (use at least 1)".to_owned());
         }
 
         let max_call_duration_s = parse_or(
@@ -868,17 +890,38 @@ impl Settings {
         line("api_key", mask(self.api_key.expose_secret()));
         line("ring_timeout_s", self.ring_timeout_s.to_string());
         let sec = &self.security;
-        line("allowed_callers", list_or(&sec.allowed_callers, "(everyone)"));
+        line(
+            "allowed_callers",
+            list_or(&sec.allowed_callers, "(everyone)"),
+        );
         line(
             "outbound_allowed_prefixes",
-            list_or(&sec.outbound_allowed_prefixes, "(none: outbound calls are refused)"),
+            list_or(
+                &sec.outbound_allowed_prefixes,
+                "(none: outbound calls are refused)",
+            ),
         );
-        line("outbound_allowed_numbers", list_or(&sec.outbound_allowed_numbers, "(none)"));
-        line("daily_outbound_budget", sec.daily_outbound_budget.to_string());
+        line(
+            "outbound_allowed_numbers",
+            list_or(&sec.outbound_allowed_numbers, "(none)"),
+        );
+        line(
+            "daily_outbound_budget",
+            sec.daily_outbound_budget.to_string(),
+        );
         line("max_concurrent_calls", sec.max_concurrent_calls.to_string());
-        line("webhook_rate_limit_per_min", sec.webhook_rate_limit_per_min.to_string());
-        line("api_rate_limit_per_min", sec.api_rate_limit_per_min.to_string());
-        line("stream_idle_timeout_s", sec.stream_idle_timeout.as_secs().to_string());
+        line(
+            "webhook_rate_limit_per_min",
+            sec.webhook_rate_limit_per_min.to_string(),
+        );
+        line(
+            "api_rate_limit_per_min",
+            sec.api_rate_limit_per_min.to_string(),
+        );
+        line(
+            "stream_idle_timeout_s",
+            sec.stream_idle_timeout.as_secs().to_string(),
+        );
         line("max_body_bytes", sec.max_body_bytes.to_string());
         line(
             "log_format",

@@ -114,13 +114,17 @@ impl Bridge {
                         Some(Ok(Message::Text(text))) => match parse_twilio_event(&text) {
                             Ok(event) => conductor.on_twilio(event, now, &mut actions),
                             Err(e) => {
-                                tracing::warn!(error = %e, frame_bytes = text.len(), "malformed Twilio frame skipped");
-                                conductor.count_skipped_frame();
+                                if conductor.count_skipped_frame() {
+                                    tracing::warn!(error = %e, frame_bytes = text.len(), "malformed Twilio frame skipped");
+                                } else {
+                                    tracing::debug!(error = %e, frame_bytes = text.len(), "malformed Twilio frame skipped");
+                                }
                             }
                         },
                         Some(Ok(Message::Binary(bytes))) => {
-                            tracing::warn!(frame_bytes = bytes.len(), "binary Twilio frame skipped");
-                            conductor.count_skipped_frame();
+                            if conductor.count_skipped_frame() {
+                                tracing::warn!(frame_bytes = bytes.len(), "binary Twilio frame skipped");
+                            }
                         }
                         Some(Ok(Message::Ping(bytes))) => {
                             if twilio_session.pong(&bytes).await.is_err() {
@@ -133,8 +137,9 @@ impl Bridge {
                         }
                         Some(Ok(_)) => {}
                         Some(Err(ProtocolError::Overflow)) => {
-                            tracing::warn!("oversized Twilio frame skipped");
-                            conductor.count_skipped_frame();
+                            if conductor.count_skipped_frame() {
+                                tracing::warn!("oversized Twilio frame skipped");
+                            }
                         }
                         Some(Err(e)) => {
                             tracing::warn!(error = %e, "Twilio media stream failed");

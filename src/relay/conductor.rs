@@ -160,8 +160,13 @@ impl Conductor {
     }
 
     /// Counts a frame from Twilio that was skipped (malformed, oversized, binary).
-    pub fn count_skipped_frame(&mut self) {
+    ///
+    /// Returns whether this one is worth a warning: the first three and then every power of two (a peer flooding bad
+    /// frames must not flood the logs; the record keeps the full count).
+    pub fn count_skipped_frame(&mut self) -> bool {
         self.record.skipped_frames += 1;
+        let count = self.record.skipped_frames;
+        count <= 3 || count.is_power_of_two()
     }
 
     /// Ends the record with `reason` at `now` and hands it over.

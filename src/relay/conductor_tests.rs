@@ -1329,8 +1329,8 @@ fn events_the_conductor_has_no_use_for_do_nothing() {
 fn skipped_frames_are_counted_on_the_record() {
     let mut call = Call::started();
 
-    call.conductor.count_skipped_frame();
-    call.conductor.count_skipped_frame();
+    let _ = call.conductor.count_skipped_frame();
+    let _ = call.conductor.count_skipped_frame();
 
     assert_eq!(call.conductor.record().skipped_frames, 2);
 }
@@ -1715,7 +1715,7 @@ fn a_skipped_frame_restarts_the_idle_timer_too() {
     let mut call = started_with_idle_timeout();
 
     call.conductor.on_frame(call.at(3_000));
-    call.conductor.count_skipped_frame();
+    let _ = call.conductor.count_skipped_frame();
     let at_first_timeout = call.tick(IDLE_MS);
 
     assert!(at_first_timeout.is_empty(), "{at_first_timeout:?}");
