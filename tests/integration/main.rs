@@ -19,6 +19,7 @@ mod outbound;
 mod policy;
 mod public_url;
 mod rest_hangup;
+mod restart;
 mod security;
 mod shutdown;
 mod simulate_cli;

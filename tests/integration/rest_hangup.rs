@@ -104,3 +104,55 @@ async fn a_twilio_error_keeps_its_code_and_message_and_no_credential() {
     let shown = format!("{error} {error:?} {:?}", client(&twilio));
     assert!(!shown.contains(AUTH_TOKEN), "{shown}");
 }
+
+/// A server that accepts connections and never answers.
+async fn silent_server() -> (url::Url, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url =
+        url::Url::parse(&format!("http://{}", listener.local_addr().expect("addr"))).expect("url");
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (url, task)
+}
+
+#[actix_web::test]
+async fn a_twilio_that_does_not_answer_times_out_with_a_clear_error() {
+    let (url, server) = silent_server().await;
+    let rest = TwilioRest::new(
+        url,
+        ACCOUNT_SID.to_owned(),
+        SecretString::from(AUTH_TOKEN.to_owned()),
+    )
+    .with_timeout(std::time::Duration::from_millis(300));
+
+    let started = std::time::Instant::now();
+    let hang_up = rest.hang_up("CA0123456789abcdef0123456789abcdef").await;
+    let create = rest
+        .create_call(&callbridge::twilio::rest::CreateCall {
+            to: "+14155552671".into(),
+            from: "+14155550100".into(),
+            url: "https://callbridge.test/outbound-call/call_x".into(),
+            status_callback: "https://callbridge.test/call-status".into(),
+            ring_timeout_s: 30,
+            time_limit_s: 600,
+        })
+        .await;
+
+    assert!(matches!(hang_up, Err(RestError::Timeout)), "{hang_up:?}");
+    assert!(matches!(create, Err(RestError::Timeout)), "{create:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "both gave up after their timeout"
+    );
+    assert_eq!(
+        RestError::Timeout.to_string(),
+        "Twilio did not answer in time"
+    );
+    server.abort();
+}
