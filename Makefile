@@ -75,8 +75,8 @@ lint: ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-# Play Twilio against a running server: make simulate WAV=tests/fixtures/caller-hello.wav [ARGS="--barge-in-at 4"]
-WAV ?= tests/fixtures/caller-hello.wav
+# Play Twilio against a running server: make simulate [WAV=my-question.wav] [ARGS="--barge-in-at 4"] (WAV or raw .ulaw)
+WAV ?= tests/fixtures/caller-hello.ulaw
 simulate: ## Play Twilio against the running server: make simulate WAV=file.wav ARGS="--barge-in-at 4"
 	$(CARGO) run --release -- simulate --audio $(WAV) $(ARGS)
 
