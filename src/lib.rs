@@ -36,4 +36,6 @@ pub mod security;
 pub mod simulate;
 pub mod startup;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 pub mod twilio;

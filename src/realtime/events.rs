@@ -1603,26 +1603,6 @@ mod tests {
         }
     }
 
-    /// Arbitrary JSON documents: every scalar kind (huge, negative and fractional numbers, any string) nested in
-    /// arrays and objects a few levels deep.
-    fn arbitrary_json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            any::<u64>().prop_map(Value::from),
-            any::<f64>().prop_map(Value::from),
-            any::<String>().prop_map(Value::from),
-        ];
-        leaf.prop_recursive(4, 48, 6, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
-                proptest::collection::btree_map(any::<String>(), inner, 0..6)
-                    .prop_map(|map| Value::Object(map.into_iter().collect())),
-            ]
-        })
-    }
-
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -1632,7 +1612,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_json_documents_never_panic(document in arbitrary_json()) {
+        fn arbitrary_json_documents_never_panic(document in crate::test_support::arbitrary_json()) {
             let text = document.to_string();
 
             let parsed = parse_server_event(&text);
@@ -1659,7 +1639,7 @@ mod tests {
                         "response", "response_id", "item_id", "item", "delta", "transcript", "audio_end_ms",
                         "audio_start_ms", "call_id", "name", "arguments", "error", "usage", "output_index",
                     ]),
-                    arbitrary_json(),
+                    crate::test_support::arbitrary_json(),
                 ),
                 0..6,
             ),
@@ -1675,7 +1655,7 @@ mod tests {
         #[test]
         fn an_unhandled_type_is_unknown_whatever_else_the_event_holds(
             event_type in "x-[a-z.]{0,12}",
-            extra in arbitrary_json(),
+            extra in crate::test_support::arbitrary_json(),
         ) {
             let text = json!({"type": event_type, "response": extra}).to_string();
 

@@ -1049,26 +1049,6 @@ mod tests {
         }
     }
 
-    /// Arbitrary JSON documents: every scalar kind (huge, negative and fractional numbers, any string) nested in
-    /// arrays and objects a few levels deep.
-    fn arbitrary_json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            any::<u64>().prop_map(Value::from),
-            any::<f64>().prop_map(Value::from),
-            any::<String>().prop_map(Value::from),
-        ];
-        leaf.prop_recursive(4, 48, 6, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
-                proptest::collection::btree_map(any::<String>(), inner, 0..6)
-                    .prop_map(|map| Value::Object(map.into_iter().collect())),
-            ]
-        })
-    }
-
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -1078,7 +1058,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_json_documents_never_panic(document in arbitrary_json()) {
+        fn arbitrary_json_documents_never_panic(document in crate::test_support::arbitrary_json()) {
             let text = document.to_string();
 
             let parsed = parse_twilio_event(&text);
@@ -1097,7 +1077,7 @@ mod tests {
                         "sequenceNumber", "streamSid", "media", "start", "mark", "dtmf", "stop", "protocol",
                         "version",
                     ]),
-                    arbitrary_json(),
+                    crate::test_support::arbitrary_json(),
                 ),
                 0..6,
             ),
@@ -1113,7 +1093,7 @@ mod tests {
         #[test]
         fn an_undocumented_event_is_unknown_whatever_else_the_message_holds(
             event in "x-[a-z.]{0,12}",
-            extra in arbitrary_json(),
+            extra in crate::test_support::arbitrary_json(),
         ) {
             let text = json!({"event": event, "media": extra}).to_string();
 
