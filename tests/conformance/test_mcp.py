@@ -20,9 +20,7 @@ import contextlib
 import http.server
 import json
 import os
-import pathlib
 import secrets
-import socket
 import subprocess
 import threading
 import time
@@ -33,13 +31,12 @@ import urllib.request
 import anyio
 import httpx2
 import pytest
+from callbridge_process import free_port, resolve_binary, wait_until_healthy
 from mcp import ClientSession, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from twilio.request_validator import RequestValidator
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
-DEFAULT_BIN = "target/debug/callbridge"
 
 PUBLIC_URL = "https://example.ngrok.test"
 AUTH_TOKEN = "test-auth-token-" + "0123456789abcdef" * 2
@@ -54,7 +51,6 @@ BAD_NUMBER = "+1555"  # not a valid phone number
 TOOLS = {"place_call", "get_call", "list_calls", "hang_up", "instruct_call"}
 STATUS_STEPS = ["initiated", "ringing", "in-progress", "completed"]
 
-HEALTH_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 10.0
 SHUTDOWN_TIMEOUT_S = 10.0
 SESSION_TIMEOUT_S = 60.0
@@ -64,26 +60,6 @@ SETTLE_S = 0.5  # lets a get_call reach the server and start waiting before the 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Helpers
-
-
-def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def resolve_binary():
-    """The callbridge binary to test; skips when the default build is absent, fails when an explicit one is."""
-    configured = os.environ.get("CALLBRIDGE_BIN")
-    path = pathlib.Path(configured or DEFAULT_BIN)
-    if not path.is_absolute():
-        path = REPO_ROOT / path
-    if not path.is_file():
-        if configured:
-            pytest.fail(f"CALLBRIDGE_BIN={configured} does not exist")
-        pytest.skip(f"{path} not built; run `cargo build` or set CALLBRIDGE_BIN")
-    return path
 
 
 def http_post(url, body, headers):
@@ -201,21 +177,6 @@ class Server:
             except OSError:
                 pass
         return text or "<no log>"
-
-
-def wait_until_healthy(server):
-    deadline = time.monotonic() + HEALTH_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"callbridge exited with {server.process.returncode}:\n{server.log_tail()}")
-        try:
-            with urllib.request.urlopen(server.base_url + "/health", timeout=1.0) as reply:
-                if reply.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, OSError):
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"callbridge was not healthy within {HEALTH_TIMEOUT_S} s:\n{server.log_tail()}")
 
 
 @pytest.fixture(scope="module")

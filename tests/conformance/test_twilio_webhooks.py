@@ -20,23 +20,19 @@ HTTP goes through urllib from the standard library; the only third-party package
 
 import json
 import os
-import pathlib
 import secrets
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 
 import pytest
+from callbridge_process import free_port, resolve_binary, wait_until_healthy
 from twilio.request_validator import RequestValidator
 
 from make_signature_fixture import CASES, FIXTURE, MultiParams
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
-DEFAULT_BIN = "target/debug/callbridge"
 
 PUBLIC_URL = "https://example.ngrok.test"
 INCOMING_CALL_PATH = "/incoming-call"
@@ -47,20 +43,12 @@ STREAM_URL_PREFIX = "wss://example.ngrok.test/media-stream/"
 AUTH_TOKEN = "test-auth-token-" + "0123456789abcdef" * 2
 OTHER_AUTH_TOKEN = "another-auth-token-" + "fedcba9876543210" * 2
 
-HEALTH_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 10.0
 SHUTDOWN_TIMEOUT_S = 10.0
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Helpers
-
-
-def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def inbound_call_form():
@@ -139,34 +127,6 @@ class Server:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "<no log>"
-
-
-def resolve_binary():
-    """The callbridge binary to test; skips when the default build is absent, fails when an explicit one is."""
-    configured = os.environ.get("CALLBRIDGE_BIN")
-    path = pathlib.Path(configured or DEFAULT_BIN)
-    if not path.is_absolute():
-        path = REPO_ROOT / path
-    if not path.is_file():
-        if configured:
-            pytest.fail(f"CALLBRIDGE_BIN={configured} does not exist")
-        pytest.skip(f"{path} not built; run `cargo build` or set CALLBRIDGE_BIN")
-    return path
-
-
-def wait_until_healthy(server):
-    deadline = time.monotonic() + HEALTH_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"callbridge exited with {server.process.returncode}:\n{server.log_tail()}")
-        try:
-            with urllib.request.urlopen(server.base_url + "/health", timeout=1.0) as reply:
-                if reply.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, OSError):
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"callbridge was not healthy within {HEALTH_TIMEOUT_S} s:\n{server.log_tail()}")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,50 @@
+"""Helpers shared by the conformance tests that start the real `callbridge serve` binary."""
+
+import os
+import pathlib
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
+DEFAULT_BIN = "target/debug/callbridge"
+HEALTH_TIMEOUT_S = 60.0
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def resolve_binary():
+    """The callbridge binary to test; skips when the default build is absent, fails when an explicit one is."""
+    configured = os.environ.get("CALLBRIDGE_BIN")
+    path = pathlib.Path(configured or DEFAULT_BIN)
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    if not path.is_file():
+        if configured:
+            pytest.fail(f"CALLBRIDGE_BIN={configured} does not exist")
+        pytest.skip(f"{path} not built; run `cargo build` or set CALLBRIDGE_BIN")
+    return path
+
+
+def wait_until_healthy(server):
+    """Waits for `GET /health` on `server.base_url`; fails with `server.log_tail()` if the process exits or times out."""
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"callbridge exited with {server.process.returncode}:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(server.base_url + "/health", timeout=1.0) as reply:
+                if reply.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"callbridge was not healthy within {HEALTH_TIMEOUT_S} s:\n{server.log_tail()}")
