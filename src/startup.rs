@@ -201,7 +201,7 @@ impl Application {
                 .app_data(web::JsonConfig::default().limit(max_body_bytes))
                 // Rate limits run before routing: a refused request reaches no handler.
                 .wrap(from_fn(rate_limit::limit_requests))
-                .configure(http::configure)
+                .configure(|cfg| http::configure(cfg, max_body_bytes))
         })
         .tcp_nodelay(true)
         // Slow clients: a connection must deliver its request head within 5 s (else 408 and closed), and a closing

@@ -12,7 +12,7 @@
 //! `invalid_request` 400, `unauthorized` 401, `destination_not_allowed` 403, `not_found` 404, `not_live` 409,
 //! `payload_too_large` 413, `daily_budget_exhausted` 429, `twilio_error` 502, `not_configured` and `too_many_calls`
 //! 503, `internal` 500 with an opaque message. A body that is not valid JSON for the route is a
-//! 400 `invalid_request` carrying serde's message; bodies are limited to [`MAX_BODY_BYTES`].
+//! 400 `invalid_request` carrying serde's message; bodies are limited to the server's `max_body_bytes` setting.
 
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
 use actix_web::http::StatusCode;
@@ -25,19 +25,18 @@ use crate::calls::service::{PlaceCall, ServiceError};
 use crate::http::auth::{json_error, require_bearer};
 use crate::http::state::AppState;
 
-/// The largest request body accepted, bytes.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// How many calls `GET /api/calls` lists without `limit`.
 pub const DEFAULT_LIST_LIMIT: usize = 50;
 
-/// Registers the `/api` scope, wrapped in the bearer-key check, on `cfg`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Registers the `/api` scope, wrapped in the bearer-key check, on `cfg`; JSON bodies over `max_body_bytes` are a
+/// 413.
+pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     cfg.service(
         web::scope("/api")
             .wrap(from_fn(require_bearer))
             .app_data(
                 web::JsonConfig::default()
-                    .limit(MAX_BODY_BYTES)
+                    .limit(max_body_bytes)
                     .error_handler(json_error_handler),
             )
             .app_data(web::QueryConfig::default().error_handler(query_error_handler))
@@ -59,9 +58,9 @@ pub enum ApiError {
     /// The request itself is malformed (a body that is not the route's JSON, a bad query string): 400.
     #[error("{0}")]
     InvalidRequest(String),
-    /// The body is larger than [`MAX_BODY_BYTES`]: 413.
-    #[error("the request body is larger than {MAX_BODY_BYTES} bytes")]
-    PayloadTooLarge,
+    /// The body is larger than the limit (bytes): 413.
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
     /// No such route under `/api`: 404.
     #[error("no such API route: {0}")]
     UnknownRoute(String),
@@ -73,7 +72,7 @@ impl ApiError {
         match self {
             ApiError::Service(error) => error.code(),
             ApiError::InvalidRequest(_) => "invalid_request",
-            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnknownRoute(_) => "not_found",
         }
     }
@@ -99,7 +98,7 @@ impl ResponseError for ApiError {
                 ServiceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnknownRoute(_) => StatusCode::NOT_FOUND,
         }
     }
@@ -122,9 +121,8 @@ impl ResponseError for ApiError {
 /// Turns a JSON body error into a 400 `invalid_request` carrying serde's message (413 when the body is too large).
 fn json_error_handler(error: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     let api_error = match &error {
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-            ApiError::PayloadTooLarge
-        }
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::PayloadTooLarge(*limit),
         JsonPayloadError::ContentType => ApiError::InvalidRequest(
             "the request body must be JSON with `Content-Type: application/json`".into(),
         ),
@@ -375,8 +373,8 @@ mod tests {
 
         let error = json_error_handler(
             JsonPayloadError::OverflowKnownLength {
-                length: MAX_BODY_BYTES + 1,
-                limit: MAX_BODY_BYTES,
+                length: 64 * 1024 + 1,
+                limit: 64 * 1024,
             },
             &req,
         );

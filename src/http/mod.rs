@@ -14,8 +14,9 @@ pub mod voice;
 
 use actix_web::web;
 
-/// Registers every route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Registers every route; `/api` and `/mcp` refuse bodies over `max_body_bytes` (the app-wide extractors get the
+/// same limit in [`crate::startup`]).
+pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     cfg.route("/health", web::get().to(health::health))
         .route("/ready", web::get().to(health::ready))
         .route("/incoming-call", web::post().to(voice::incoming_call))
@@ -28,6 +29,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/media-stream/{token}",
             web::get().to(media_stream::media_stream),
         )
-        .configure(api::configure);
-    cfg.service(crate::mcp::http::service());
+        .configure(|cfg| api::configure(cfg, max_body_bytes));
+    cfg.service(crate::mcp::http::service(max_body_bytes));
 }

@@ -42,8 +42,6 @@ pub const MCP_PATH: &str = "/mcp";
 pub const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 /// How often an open SSE response gets a keep-alive comment.
 const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// The largest JSON-RPC `POST` body accepted (instructions are text; 256 KiB is far more than a call needs).
-const MAX_REQUEST_BODY_BYTES: usize = 256 * 1024;
 
 /// Why a request's `Host` was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -193,15 +191,15 @@ pub async fn require_allowed_host(
 }
 
 /// The `/mcp` service: the Host check, the bearer key, then rmcp's Streamable HTTP transport serving
-/// [`McpServer`] over the request's [`CallService`]. Register it with `cfg.service(mcp::http::service())`; the app
-/// must carry `web::Data<AppState>`.
-pub fn service() -> impl HttpServiceFactory {
+/// [`McpServer`] over the request's [`CallService`]. JSON-RPC bodies over `max_body_bytes` are refused. Register it
+/// with `cfg.service(mcp::http::service(max_body_bytes))`; the app must carry `web::Data<AppState>`.
+pub fn service(max_body_bytes: usize) -> impl HttpServiceFactory {
     StreamableHttpService::builder()
         .service_factory(Arc::new(|| Ok(McpServer::<CallService>::per_request())))
         .session_manager(Arc::new(LocalSessionManager::default()))
         .stateful_mode(false)
         .sse_keep_alive(SSE_KEEP_ALIVE)
-        .max_request_body_bytes(MAX_REQUEST_BODY_BYTES)
+        .max_request_body_bytes(max_body_bytes)
         // Checked by `require_allowed_host`, which knows PUBLIC_URL (an empty list switches rmcp's check off).
         .allowed_hosts(Vec::new())
         .on_request_fn(|req, extensions| {

@@ -315,6 +315,38 @@ async fn an_oversized_webhook_body_is_refused_with_413() {
 }
 
 #[actix_web::test]
+async fn the_body_limit_setting_applies_to_the_api_too() {
+    let app = spawn_app_with(
+        Script::default(),
+        &[
+            ("CALLBRIDGE_MAX_BODY_BYTES", "2048"),
+            ("CALLBRIDGE_API_KEY", API_KEY),
+        ],
+    )
+    .await;
+    let body = serde_json::json!({"to": "+14155552671", "instructions": "x".repeat(4096)});
+
+    let mut response = awc::Client::default()
+        .post(format!("{}/api/calls", app.address))
+        .bearer_auth(API_KEY)
+        .send_json(&body)
+        .await
+        .expect("the API answers");
+    let answer: serde_json::Value =
+        serde_json::from_slice(&response.body().await.expect("a body")).expect("JSON");
+
+    assert_eq!(response.status().as_u16(), 413, "{answer}");
+    assert_eq!(answer["error"]["code"], "payload_too_large");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("2048"),
+        "{answer}"
+    );
+}
+
+#[actix_web::test]
 async fn a_client_that_never_finishes_its_request_is_cut_off_while_others_are_served() {
     let app = spawn_app_with(Script::default(), &[]).await;
     let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
