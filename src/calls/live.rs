@@ -36,11 +36,20 @@ pub struct LiveCalls {
 pub struct LiveCallGuard {
     calls: LiveCalls,
     call_sid: String,
+    /// The sender this registration put in the table, to remove only its own entry.
+    sender: mpsc::Sender<CallControl>,
 }
 
 impl Drop for LiveCallGuard {
     fn drop(&mut self) {
-        self.calls.lock().remove(&self.call_sid);
+        let mut calls = self.calls.lock();
+        // A later stream of the same CallSid may have replaced this one's entry: leave that one alone.
+        if calls
+            .get(&self.call_sid)
+            .is_some_and(|sender| sender.same_channel(&self.sender))
+        {
+            calls.remove(&self.call_sid);
+        }
     }
 }
 
@@ -55,12 +64,13 @@ impl LiveCalls {
     /// Registers a call; returns its control receiver and the guard that unregisters it.
     pub fn register(&self, call_sid: &str) -> (mpsc::Receiver<CallControl>, LiveCallGuard) {
         let (tx, rx) = mpsc::channel(16);
-        self.lock().insert(call_sid.to_owned(), tx);
+        self.lock().insert(call_sid.to_owned(), tx.clone());
         (
             rx,
             LiveCallGuard {
                 calls: self.clone(),
                 call_sid: call_sid.to_owned(),
+                sender: tx,
             },
         )
     }
@@ -135,6 +145,19 @@ mod tests {
         assert_eq!(live.count(), 1);
         drop(guard);
         assert_eq!(live.count(), 0);
+    }
+
+    #[test]
+    fn a_second_stream_of_the_same_call_sid_is_not_unregistered_by_the_first_ending() {
+        let live = LiveCalls::default();
+        let (_first_rx, first) = live.register("CA1");
+        let (mut second_rx, _second) = live.register("CA1");
+
+        drop(first);
+
+        assert_eq!(live.count(), 1, "the second registration stays");
+        assert!(live.send("CA1", CallControl::HangUp));
+        assert_eq!(second_rx.try_recv().ok(), Some(CallControl::HangUp));
     }
 
     #[test]

@@ -99,6 +99,7 @@ impl Bridge {
         let mut stored_turns = 0;
         let mut actions: Vec<Action> = Vec::with_capacity(8);
         let mut shutting_down = false;
+        let mut control_open = true;
         let mut stream_sid_logged = false;
 
         let reason = loop {
@@ -162,10 +163,11 @@ impl Bridge {
                     }
                     None => break EndReason::Error("openai_closed".into()),
                 },
-                request = control.recv() => match request {
+                request = control.recv(), if control_open => match request {
                     Some(CallControl::HangUp) => conductor.on_hang_up_request(&mut actions),
                     Some(CallControl::Instruct(text)) => conductor.on_instruction(&text, &mut actions),
-                    None => {}
+                    // Nobody can reach this call any more: stop polling a channel that would answer at once forever.
+                    None => control_open = false,
                 },
                 () = tokio::time::sleep_until(deadline) => conductor.on_tick(Instant::now(), &mut actions),
                 () = shutdown.cancelled(), if !shutting_down => {
