@@ -14,7 +14,7 @@ use crate::calls::model::{CallStatus, CallView};
 use crate::http::state::AppState;
 use crate::http::voice::{
     SHUTTING_DOWN_APOLOGY, StreamPlan, WebhookError, begin_stream, call_span, param,
-    request_public_base, twiml_response, verify_form,
+    request_public_base, required_call_sid, twiml_response, verify_form,
 };
 use crate::realtime::session::end_call_tool;
 use crate::twilio::twiml;
@@ -64,10 +64,7 @@ pub async fn outbound_call(
         tracing::warn!(%call_id, "outbound-call webhook for an unknown call");
         return Ok(HttpResponse::NotFound().body("unknown call"));
     };
-    let call_sid = param(&params, "CallSid")
-        .filter(|sid| crate::http::voice::is_call_sid(sid))
-        .ok_or_else(|| WebhookError::BadRequest("CallSid missing or malformed".into()))?
-        .to_owned();
+    let call_sid = required_call_sid(&params)?;
     let span = call_span(&call_sid);
     let _entered = span.enter();
     if call

@@ -156,6 +156,17 @@ pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> 
         .map(|(_, v)| v.as_str())
 }
 
+/// The webhook's `CallSid` form field.
+///
+/// # Errors
+/// [`WebhookError::BadRequest`] when it is missing or is not `CA` followed by 32 hex characters.
+pub fn required_call_sid(params: &[(String, String)]) -> Result<String, WebhookError> {
+    param(params, "CallSid")
+        .filter(|sid| is_call_sid(sid))
+        .map(str::to_owned)
+        .ok_or_else(|| WebhookError::BadRequest("CallSid missing or malformed".into()))
+}
+
 /// True for a Twilio CallSid: `CA` followed by 32 hex characters.
 pub fn is_call_sid(text: &str) -> bool {
     text.len() == 34 && text.starts_with("CA") && text[2..].bytes().all(|b| b.is_ascii_hexdigit())
@@ -190,10 +201,7 @@ pub async fn incoming_call(
 ) -> Result<HttpResponse, WebhookError> {
     let base = request_public_base(&state, &req)?;
     let params = verify_form(&state, &req, &base, "/incoming-call", &body)?;
-    let call_sid = param(&params, "CallSid")
-        .filter(|sid| is_call_sid(sid))
-        .ok_or_else(|| WebhookError::BadRequest("CallSid missing or malformed".into()))?
-        .to_owned();
+    let call_sid = required_call_sid(&params)?;
     let span = call_span(&call_sid);
     let _entered = span.enter();
     let from = param(&params, "From").unwrap_or("").to_owned();

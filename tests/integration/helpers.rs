@@ -275,6 +275,42 @@ pub struct RunningBinary {
     pub port: u16,
 }
 
+impl RunningBinary {
+    /// Sends SIGTERM: the server starts its graceful shutdown.
+    pub async fn sigterm(&self) {
+        let pid = self.child.id().expect("the server is running").to_string();
+        let killed = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("kill runs");
+        assert!(killed.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits (at most 10 s) for the server to exit; returns its exit status and everything it logged.
+    pub async fn wait_with_logs(&mut self) -> (std::process::ExitStatus, String) {
+        use tokio::io::AsyncReadExt as _;
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("the server exits within 10 s")
+            .expect("an exit status");
+        let mut logs = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            stderr
+                .read_to_string(&mut logs)
+                .await
+                .expect("read the logs");
+        }
+        (status, logs)
+    }
+
+    /// SIGTERM, then [`RunningBinary::wait_with_logs`].
+    pub async fn stop(&mut self) -> (std::process::ExitStatus, String) {
+        self.sigterm().await;
+        self.wait_with_logs().await
+    }
+}
+
 /// Starts `callbridge serve` with the test settings plus `extra_env`, and waits until `/ready` answers 200.
 pub async fn spawn_binary(realtime_url: &str, extra_env: &[(&str, &str)]) -> RunningBinary {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -12,7 +12,6 @@ use callbridge::simulate::{
 use callbridge::twilio::signature::RequestValidator;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncReadExt as _;
 
 use crate::fake_realtime::{FakeRealtime, Script, ScriptedResponse};
 use crate::fake_twilio::FakeTwilio;
@@ -377,25 +376,7 @@ async fn a_full_call_logged_at_debug_level_shows_neither_the_auth_token_the_open
         .wait_for_request(Duration::from_secs(10))
         .await
         .expect("the REST hang-up");
-    let pid = server.child.id().expect("pid").to_string();
-    tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill");
-    tokio::time::timeout(Duration::from_secs(10), server.child.wait())
-        .await
-        .expect("exits")
-        .expect("status");
-    let mut logs = String::new();
-    server
-        .child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut logs)
-        .await
-        .expect("read logs");
+    let (_, logs) = server.stop().await;
 
     // The secrets were really in use (so their absence from the logs means something) ...
     let basic = base64::engine::general_purpose::STANDARD

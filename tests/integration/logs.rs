@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use callbridge::simulate::{MediaStreamClient, Observation};
 use serde_json::Value;
-use tokio::io::AsyncReadExt as _;
 
 use crate::fake_realtime::{FakeRealtime, Script, ScriptedResponse};
 use crate::helpers::{CALLER_HELLO, TestApp, spawn_binary};
@@ -37,25 +36,7 @@ async fn json_logs_carry_the_call_sid_and_stream_sid_on_every_line_of_a_call() {
         .expect("the reply played");
     stream.stop().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pid = server.child.id().expect("pid").to_string();
-    tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill");
-    tokio::time::timeout(Duration::from_secs(10), server.child.wait())
-        .await
-        .expect("exits")
-        .expect("status");
-    let mut logs = String::new();
-    server
-        .child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut logs)
-        .await
-        .expect("read logs");
+    let (_, logs) = server.stop().await;
 
     let lines: Vec<Value> = logs
         .lines()

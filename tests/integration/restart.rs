@@ -1,7 +1,5 @@
 //! Call records survive a restart of the server.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
 use crate::fake_realtime::{FakeRealtime, Script};
@@ -63,17 +61,8 @@ async fn call_records_survive_a_server_restart() {
     .await;
     assert_eq!(status, 201, "{call}");
     let id = call["id"].as_str().expect("an id").to_owned();
-    let pid = first.child.id().expect("pid").to_string();
-    tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill");
-    let exited = tokio::time::timeout(Duration::from_secs(10), first.child.wait())
-        .await
-        .expect("exits")
-        .expect("status");
-    assert!(exited.success());
+    let (exited, logs) = first.stop().await;
+    assert!(exited.success(), "{logs}");
 
     // Second run on the same data directory: the call is still there, instructions and all.
     let second = spawn_binary(&fake.url(), &env).await;

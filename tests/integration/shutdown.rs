@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use callbridge::simulate::{MediaStreamClient, Observation};
-use tokio::io::AsyncReadExt as _;
 
 use crate::fake_realtime::{FakeRealtime, Script, ScriptedResponse};
 use crate::helpers::{CALLER_HELLO, TestApp, get_status, spawn_binary};
@@ -40,13 +39,7 @@ async fn sigterm_turns_new_calls_away_ends_the_live_call_with_a_goodbye_and_exit
         .expect("the long reply is playing");
 
     // Act: SIGTERM.
-    let pid = server.child.id().expect("a pid").to_string();
-    let killed = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill runs");
-    assert!(killed.success());
+    server.sigterm().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // Assert: not ready; a new call hears the apology and is hung up.
@@ -97,14 +90,7 @@ async fn sigterm_turns_new_calls_away_ends_the_live_call_with_a_goodbye_and_exit
         "the model was asked to say goodbye"
     );
     // The process exits 0, after logging the call's record.
-    let status = tokio::time::timeout(Duration::from_secs(10), server.child.wait())
-        .await
-        .expect("the server exits after the call ended")
-        .expect("exit status");
-    let mut logs = String::new();
-    if let Some(mut stderr) = server.child.stderr.take() {
-        let _ = stderr.read_to_string(&mut logs).await;
-    }
+    let (status, logs) = server.wait_with_logs().await;
     assert!(status.success(), "exit status {status:?}\n{logs}");
     assert!(logs.contains("call ended"), "{logs}");
     assert!(logs.contains("end_reason=shutdown"), "{logs}");
