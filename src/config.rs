@@ -209,6 +209,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         None,
         "largest media-stream frame accepted; larger ones are skipped",
     ),
+    (
+        "peer_stall_timeout_ms",
+        None,
+        "end a call whose Twilio or OpenAI socket takes nothing for this long, ms",
+    ),
 ];
 
 /// Everything callbridge is configured with.
@@ -331,6 +336,9 @@ pub struct CallSettings {
     pub farewell_grace: Duration,
     /// Largest media-stream frame accepted, bytes; larger frames are skipped.
     pub max_frame_bytes: usize,
+    /// How long frames queued for Twilio or OpenAI may wait for the peer to take them before the call ends
+    /// (`error:twilio_stalled` / `error:openai_stalled`).
+    pub peer_stall_timeout: Duration,
 }
 
 /// Log output format.
@@ -399,6 +407,7 @@ struct Raw {
     stream_token_ttl_s: Option<String>,
     farewell_grace_ms: Option<String>,
     max_frame_bytes: Option<String>,
+    peer_stall_timeout_ms: Option<String>,
 }
 
 /// A list setting: a TOML array, or a comma-separated string (environment).
@@ -788,6 +797,17 @@ impl Settings {
             raw.max_frame_bytes,
             64 * 1024usize,
         );
+        let peer_stall_timeout_ms = parse_or(
+            &mut errors,
+            "CALLBRIDGE_PEER_STALL_TIMEOUT_MS",
+            raw.peer_stall_timeout_ms,
+            5000u64,
+        );
+        if peer_stall_timeout_ms < 100 {
+            errors.push(format!(
+                "CALLBRIDGE_PEER_STALL_TIMEOUT_MS is invalid: {peer_stall_timeout_ms} (use at least 100)"
+            ));
+        }
         if max_frame_bytes < 1024 {
             errors.push(format!(
                 "CALLBRIDGE_MAX_FRAME_BYTES is invalid: {max_frame_bytes} (use at least 1024)"
@@ -837,6 +857,7 @@ impl Settings {
                 stream_token_ttl: Duration::from_secs(stream_token_ttl_s),
                 farewell_grace: Duration::from_millis(farewell_grace_ms),
                 max_frame_bytes,
+                peer_stall_timeout: Duration::from_millis(peer_stall_timeout_ms),
             },
         })
     }
@@ -983,6 +1004,10 @@ impl Settings {
             self.calls.farewell_grace.as_millis().to_string(),
         );
         line("max_frame_bytes", self.calls.max_frame_bytes.to_string());
+        line(
+            "peer_stall_timeout_ms",
+            self.calls.peer_stall_timeout.as_millis().to_string(),
+        );
         out
     }
 }

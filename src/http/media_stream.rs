@@ -18,8 +18,9 @@ use crate::calls::{CallRecord, Direction, EndReason};
 use crate::http::state::{AppState, PendingCall};
 use crate::http::voice::{StreamPlan, call_span, request_public_base, stream_url};
 use crate::realtime::client::{self, RealtimeLink};
-use crate::relay::bridge::{Bridge, Persistence, log_record};
+use crate::relay::bridge::{Bridge, Persistence, close_twilio, log_record};
 use crate::relay::conductor::{Conductor, ConductorConfig};
+use crate::relay::twilio_socket;
 
 /// Why a media-stream upgrade's `X-Twilio-Signature` was refused (answered 403; the stream token stays unused).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -73,7 +74,8 @@ pub async fn media_stream(
     body: web::Payload,
 ) -> actix_web::Result<HttpResponse> {
     // Validate the handshake first, so a plain GET cannot burn a token.
-    let (response, session, frames) = actix_ws::handle(&req, body)?;
+    let (response, twilio, frames) =
+        twilio_socket::accept(&req, body, state.settings.calls.max_frame_bytes)?;
     let token = token.into_inner();
     if let Err(e) = verify_upgrade_signature(&state, &req, &token) {
         tracing::warn!(error = %e, "media-stream upgrade with a bad X-Twilio-Signature refused; its token stays unused");
@@ -90,7 +92,6 @@ pub async fn media_stream(
         .pending
         .remove(&token)
         .and_then(|slot| slot.lock().ok().and_then(|mut p| p.take()));
-    let frames = frames.max_frame_size(state.settings.calls.max_frame_bytes);
     let call_sid = grant.call_sid;
 
     let state = state.into_inner();
@@ -134,9 +135,10 @@ pub async fn media_stream(
                 Ok(link) => link,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot open the OpenAI Realtime session; ending the call");
-                    let _ = session.close(None).await;
+                    let reason = EndReason::Error("openai_unavailable".into());
+                    close_twilio(twilio, &reason);
                     let mut record = record;
-                    record.finish(EndReason::Error("openai_unavailable".into()), 0);
+                    record.finish(reason, 0);
                     log_record(&record);
                     if let Some(persistence) = &persistence {
                         persistence.finish(&record);
@@ -160,7 +162,7 @@ pub async fn media_stream(
                 Instant::now(),
             );
             let record = Bridge {
-                twilio_session: session,
+                twilio,
                 twilio_frames: frames,
                 link,
                 conductor,
@@ -168,6 +170,7 @@ pub async fn media_stream(
                 control,
                 shutdown: state.shutdown.clone(),
                 persistence,
+                stall_timeout: state.settings.calls.peer_stall_timeout,
             }
             .run()
             .await;

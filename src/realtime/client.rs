@@ -1,31 +1,62 @@
-//! The connector to the OpenAI Realtime WebSocket API, and the "link" task that owns the socket.
+//! The connector to the OpenAI Realtime WebSocket API, and [`RealtimeLink`], the open socket as the bridge uses it.
 //!
-//! The socket lives in a task of its own on the runtime that created it (I/O resources belong to the runtime that
-//! registered them); the bridge talks to it through two channels: [`RealtimeLink::outgoing`] (event JSON to send)
-//! and [`RealtimeLink::incoming`] (text frames received, then one [`LinkEvent::Closed`]). This lets the server open
-//! the session while Twilio is still setting up the stream (pre-connect, see [`preconnect`]) and hand it to whichever
-//! worker accepts the media-stream socket.
+//! The socket is opened on the server's main runtime (so the server can open the session while Twilio is still
+//! setting up the stream: pre-connect, see [`preconnect`]) and then polled directly by the call's bridge task,
+//! whichever actix worker runs it: no pump task and no channel hop per message. I/O resources stay registered with
+//! the runtime that opened them, which runs for the life of the server.
+//!
+//! Sends never block the bridge: [`RealtimeLink::send`] queues the event, and every poll of
+//! [`RealtimeLink::next_event`] (and [`RealtimeLink::write_ready`]) feeds what the socket can take and flushes once,
+//! so events queued together leave in one write. When queued events make no progress for a while,
+//! [`RealtimeLink::stalled_since`] says since when; past [`MAX_QUEUED_BYTES`] a send fails at once. Frames over
+//! [`MAX_FRAME_BYTES`] are refused from their header by tungstenite.
 //!
 //! Follows <https://platform.openai.com/docs/guides/realtime-websocket>: `wss://api.openai.com/v1/realtime?model=M`
 //! with `Authorization: Bearer KEY` and no `OpenAI-Beta` header (GA); Azure OpenAI uses an `api-key` header.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, Stream};
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::{
     self, Message, Utf8Bytes, client::IntoClientRequest, http::HeaderValue,
+    protocol::WebSocketConfig,
 };
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument as _;
 use url::Url;
 
-/// How long opening the Realtime socket (TCP, TLS, upgrade) may take.
+/// How long opening the Realtime socket (TCP, TLS, upgrade, the first events) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Frames buffered from OpenAI to the bridge before the link waits for the bridge.
-const INCOMING_CAPACITY: usize = 1024;
-/// Events buffered from the bridge to OpenAI.
-const OUTGOING_CAPACITY: usize = 256;
+/// Largest frame (and message) accepted from OpenAI; a larger one is refused from its header. Server events are a
+/// few KiB (an audio delta of 100 ms is about 1.1 KiB of base64); a `session.updated` echoes the instructions.
+pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+/// Most bytes of client events queued and not yet taken by the socket before a send fails at once.
+pub const MAX_QUEUED_BYTES: usize = 1024 * 1024;
+/// Bytes read from the socket per read. tungstenite zero-fills its read chunk before each read, so a large chunk
+/// costs CPU and memory on every call; 8 KiB holds several audio deltas.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Events are gathered up to this size before tungstenite writes them; the link flushes after each batch anyway.
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+/// tungstenite's own write buffer may not grow past this (the link only feeds it when it is ready).
+const MAX_WRITE_BUFFER_BYTES: usize = 256 * 1024;
+/// How long closing the socket at the end of a call may take.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The WebSocket settings of a Realtime link: small read and write buffers, frame limits.
+fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+        .max_frame_size(Some(MAX_FRAME_BYTES))
+        .max_message_size(Some(MAX_FRAME_BYTES))
+}
 
 /// Where and how to connect.
 #[derive(Clone)]
@@ -63,7 +94,7 @@ impl RealtimeEndpoint {
     }
 }
 
-/// What the link task delivers to the bridge.
+/// What the link delivers to the bridge.
 #[derive(Debug)]
 pub enum LinkEvent {
     /// A text frame from OpenAI (one server event, JSON).
@@ -77,13 +108,199 @@ pub enum LinkEvent {
     },
 }
 
-/// The bridge's side of an open Realtime session.
-#[derive(Debug)]
+/// Why a client event could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The socket has closed.
+    #[error("the OpenAI Realtime socket has closed")]
+    Closed,
+    /// [`MAX_QUEUED_BYTES`] are queued that the socket has not taken: OpenAI is not reading.
+    #[error("OpenAI Realtime is not reading (send queue full)")]
+    Full,
+}
+
+/// An open Realtime session, polled by the call's bridge (see the module docs).
 pub struct RealtimeLink {
-    /// Send a client event (JSON text). Dropping every sender closes the socket.
-    pub outgoing: mpsc::Sender<String>,
-    /// Server events as they arrive, then one [`LinkEvent::Closed`].
-    pub incoming: mpsc::Receiver<LinkEvent>,
+    /// The socket.
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Client events not yet handed to the socket, oldest first.
+    queue: VecDeque<Message>,
+    /// Bytes in `queue`.
+    queued_bytes: usize,
+    /// Events were handed to the socket since its last completed flush.
+    unflushed: bool,
+    /// Since when queued or unflushed events have made no progress; `None` when everything is written.
+    waiting_since: Option<Instant>,
+    /// The socket has closed or failed: nothing more is read or written.
+    closed: bool,
+    /// A write failure not reported yet: the next poll of [`Self::next_event`] returns it.
+    failure: Option<LinkEvent>,
+}
+
+impl std::fmt::Debug for RealtimeLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealtimeLink")
+            .field("queued", &self.queue.len())
+            .field("queued_bytes", &self.queued_bytes)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RealtimeLink {
+    fn new(socket: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
+        RealtimeLink {
+            socket,
+            queue: VecDeque::with_capacity(8),
+            queued_bytes: 0,
+            unflushed: false,
+            waiting_since: None,
+            closed: false,
+            failure: None,
+        }
+    }
+
+    /// Queues a client event (JSON text); it leaves with the next poll of the link.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] once the socket has closed; [`SendError::Full`] when OpenAI has left
+    /// [`MAX_QUEUED_BYTES`] unread.
+    pub fn send(&mut self, event: String) -> Result<(), SendError> {
+        if self.closed {
+            return Err(SendError::Closed);
+        }
+        if self.queued_bytes + event.len() > MAX_QUEUED_BYTES {
+            return Err(SendError::Full);
+        }
+        if self.waiting_since.is_none() {
+            self.waiting_since = Some(Instant::now());
+        }
+        self.queued_bytes += event.len();
+        self.queue.push_back(Message::text(event));
+        Ok(())
+    }
+
+    /// Since when queued events have waited without progress; `None` when everything queued is written.
+    pub fn stalled_since(&self) -> Option<Instant> {
+        self.waiting_since
+    }
+
+    /// Feeds the socket what it can take and flushes, without waiting. A failure closes the link and is kept in
+    /// `failure`.
+    fn poll_write(&mut self, cx: &mut Context<'_>) {
+        let mut socket = Pin::new(&mut self.socket);
+        let mut progressed = false;
+        while !self.queue.is_empty() {
+            match socket.as_mut().poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    let Some(message) = self.queue.pop_front() else {
+                        break;
+                    };
+                    self.queued_bytes -= message.len();
+                    if let Err(e) = socket.as_mut().start_send(message) {
+                        return self.failed(e);
+                    }
+                    self.unflushed = true;
+                    progressed = true;
+                }
+                Poll::Ready(Err(e)) => return self.failed(e),
+                Poll::Pending => break,
+            }
+        }
+        if self.unflushed {
+            match socket.as_mut().poll_flush(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.unflushed = false;
+                    progressed = true;
+                }
+                Poll::Ready(Err(e)) => return self.failed(e),
+                Poll::Pending => {}
+            }
+        }
+        if self.queue.is_empty() && !self.unflushed {
+            self.waiting_since = None;
+        } else if progressed {
+            self.waiting_since = Some(Instant::now());
+        }
+    }
+
+    /// Closes the link after a socket error; the next poll of [`Self::next_event`] reports it.
+    fn failed(&mut self, e: tungstenite::Error) {
+        self.closed = true;
+        self.queue.clear();
+        self.queued_bytes = 0;
+        self.waiting_since = None;
+        self.failure = Some(LinkEvent::Closed {
+            code: None,
+            reason: e.to_string(),
+        });
+    }
+
+    /// Writes what is queued as far as the socket takes it now, without waiting (call after queuing a batch, so it
+    /// leaves before the bridge next waits). A failure is reported by the next [`Self::next_event`].
+    pub fn write_ready(&mut self) {
+        if self.closed || (self.queue.is_empty() && !self.unflushed) {
+            return;
+        }
+        self.poll_write(&mut Context::from_waker(std::task::Waker::noop()));
+    }
+
+    /// Writes what is queued, then waits for the next server event. Cancel-safe: nothing is lost when the future is
+    /// dropped. After [`LinkEvent::Closed`] it stays pending.
+    pub async fn next_event(&mut self) -> LinkEvent {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<LinkEvent> {
+        if !self.closed {
+            self.poll_write(cx);
+        }
+        if let Some(failure) = self.failure.take() {
+            return Poll::Ready(failure);
+        }
+        if self.closed {
+            return Poll::Pending;
+        }
+        loop {
+            return match Pin::new(&mut self.socket).poll_next(cx) {
+                Poll::Ready(Some(Ok(Message::Text(text)))) => Poll::Ready(LinkEvent::Text(text)),
+                Poll::Ready(Some(Ok(Message::Close(frame)))) => {
+                    self.closed = true;
+                    Poll::Ready(LinkEvent::Closed {
+                        code: frame.as_ref().map(|f| u16::from(f.code)),
+                        reason: frame
+                            .map(|f| f.reason.to_string())
+                            .unwrap_or_else(|| "closed by OpenAI".into()),
+                    })
+                }
+                // Pings are answered by tungstenite (with the next write or flush); binary frames are not part of
+                // the API.
+                Poll::Ready(Some(Ok(_))) => continue,
+                Poll::Ready(Some(Err(e))) => {
+                    self.failed(e);
+                    Poll::Ready(self.failure.take().unwrap_or(LinkEvent::Closed {
+                        code: None,
+                        reason: "connection failed".into(),
+                    }))
+                }
+                Poll::Ready(None) => {
+                    self.closed = true;
+                    Poll::Ready(LinkEvent::Closed {
+                        code: None,
+                        reason: "connection closed".into(),
+                    })
+                }
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+
+    /// Sends a close frame and waits up to [`CLOSE_TIMEOUT`] for it to leave; the socket is dropped either way.
+    pub async fn close(mut self) {
+        if !self.closed {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.socket.close(None)).await;
+        }
+    }
 }
 
 /// Why the Realtime session could not be opened.
@@ -106,12 +323,22 @@ pub enum RealtimeError {
     Lost,
 }
 
-/// Opens the socket, sends `first_events` (normally the `session.update`), and starts the link task on the current
-/// runtime.
+/// Opens the socket and sends `first_events` (normally the `session.update`), all within [`CONNECT_TIMEOUT`]. The
+/// socket belongs to the current runtime's I/O driver.
 ///
 /// # Errors
 /// [`RealtimeError`] when the socket cannot be opened within [`CONNECT_TIMEOUT`] or the first events cannot be sent.
 pub async fn connect(
+    endpoint: &RealtimeEndpoint,
+    first_events: Vec<String>,
+) -> Result<RealtimeLink, RealtimeError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, open(endpoint, first_events)).await {
+        Ok(result) => result,
+        Err(_) => Err(RealtimeError::Timeout),
+    }
+}
+
+async fn open(
     endpoint: &RealtimeEndpoint,
     first_events: Vec<String>,
 ) -> Result<RealtimeLink, RealtimeError> {
@@ -133,81 +360,35 @@ pub async fn connect(
     value.set_sensitive(true);
     request.headers_mut().insert(name, value);
 
-    let connecting = tokio_tungstenite::connect_async_with_config(request, None, true);
-    let (mut socket, _response) = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-        Err(_) => return Err(RealtimeError::Timeout),
-        Ok(Err(tungstenite::Error::Http(response))) => {
-            return Err(RealtimeError::Rejected {
-                status: response.status().as_u16(),
-            });
-        }
-        Ok(Err(e)) => return Err(RealtimeError::Connect(e.to_string())),
-        Ok(Ok(pair)) => pair,
-    };
+    let (mut socket, _response) =
+        match tokio_tungstenite::connect_async_with_config(request, Some(websocket_config()), true)
+            .await
+        {
+            Err(tungstenite::Error::Http(response)) => {
+                return Err(RealtimeError::Rejected {
+                    status: response.status().as_u16(),
+                });
+            }
+            Err(e) => return Err(RealtimeError::Connect(e.to_string())),
+            Ok(pair) => pair,
+        };
     for event in first_events {
         socket
-            .send(Message::text(event))
+            .feed(Message::text(event))
             .await
             .map_err(|e| RealtimeError::Connect(e.to_string()))?;
     }
-
-    let (in_tx, in_rx) = mpsc::channel(INCOMING_CAPACITY);
-    let (out_tx, out_rx) = mpsc::channel(OUTGOING_CAPACITY);
-    tokio::spawn(pump(socket, in_tx, out_rx).instrument(tracing::Span::current()));
-    Ok(RealtimeLink {
-        outgoing: out_tx,
-        incoming: in_rx,
-    })
-}
-
-/// Moves frames between the socket and the bridge until either side ends.
-async fn pump<S>(
-    mut socket: tokio_tungstenite::WebSocketStream<S>,
-    incoming: mpsc::Sender<LinkEvent>,
-    mut outgoing: mpsc::Receiver<String>,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let closed = loop {
-        tokio::select! {
-            frame = socket.next() => match frame {
-                Some(Ok(Message::Text(text))) => {
-                    if incoming.send(LinkEvent::Text(text)).await.is_err() {
-                        // The bridge is gone: close our side too.
-                        let _ = socket.close(None).await;
-                        return;
-                    }
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    break LinkEvent::Closed {
-                        code: frame.as_ref().map(|f| u16::from(f.code)),
-                        reason: frame.map(|f| f.reason.to_string()).unwrap_or_else(|| "closed by OpenAI".into()),
-                    };
-                }
-                Some(Ok(_)) => {} // ping/pong are answered by tungstenite; binary frames are not part of the API
-                Some(Err(e)) => break LinkEvent::Closed { code: None, reason: e.to_string() },
-                None => break LinkEvent::Closed { code: None, reason: "connection closed".into() },
-            },
-            event = outgoing.recv() => match event {
-                Some(text) => {
-                    if let Err(e) = socket.send(Message::text(text)).await {
-                        break LinkEvent::Closed { code: None, reason: e.to_string() };
-                    }
-                }
-                None => {
-                    let _ = socket.close(None).await;
-                    return;
-                }
-            },
-        }
-    };
-    tracing::debug!(?closed, "realtime link ended");
-    let _ = incoming.send(closed).await;
+    socket
+        .flush()
+        .await
+        .map_err(|e| RealtimeError::Connect(e.to_string()))?;
+    Ok(RealtimeLink::new(socket))
 }
 
 /// A Realtime session being opened in the background.
 #[derive(Debug)]
 pub struct Preconnect {
+    /// Receives the opened link (or why it could not be opened).
     ready: oneshot::Receiver<Result<RealtimeLink, RealtimeError>>,
 }
 

@@ -1,18 +1,27 @@
 //! The bridge: one task per call that moves messages between the Twilio media stream and the OpenAI Realtime link.
 //!
-//! It is a single `select!` loop over the Twilio socket, the Realtime link, the conductor's next deadline, a control
-//! channel (hang up, inject an instruction) and the server's shutdown token (on which the assistant says goodbye). Every
-//! Twilio frame, skipped ones included, is reported to the conductor for its idle-stream timer. Every decision is the
-//! [`Conductor`]'s; the loop parses frames, hands them over and performs the returned [`Action`]s. When either side goes
-//! away the other is closed at once, the call is hung up through the REST API when credentials are configured, and the
-//! call record is logged as one structured line.
+//! It is a single `select!` loop over the Twilio socket, the Realtime link, one reusable timer, a control channel (hang
+//! up, inject an instruction) and the server's shutdown token (on which the assistant says goodbye). Every Twilio frame,
+//! skipped ones included, is reported to the conductor for its idle-stream timer. Every decision is the
+//! [`Conductor`]'s; the loop parses frames, hands them over and performs the returned [`Action`]s.
+//!
+//! **Nothing in the loop waits on a peer.** Sends are queued ([`TwilioWriter`], [`RealtimeLink::send`]) and written as
+//! the sockets take them, several frames per write when several are ready; the loop never awaits a send. A side whose
+//! queued frames make no progress for the call's stall timeout is gone: the call ends with `error:twilio_stalled` or
+//! `error:openai_stalled`, and the stalled Twilio connection is dropped without a close frame. So the idle timeout,
+//! the maximum duration, `hang_up`, the caller's `stop` and the shutdown token are always heard.
+//!
+//! The timer is one `Sleep`, reset only when the next deadline (the conductor's, or a stall deadline) moves.
+//!
+//! When the call ends, the Twilio stream gets a close frame whose code says why (1000 for a normal end, 1009 for a
+//! frame too large, 1002 for a protocol error, 1008 for a policy violation, 1011 when OpenAI failed) and whose reason
+//! is the end reason; the record is stored and logged as one structured line; the Realtime socket is closed; and the
+//! call is hung up through the REST API when credentials are configured.
 //!
 //! Per frame the loop does no base64 decoding, parses with borrowed strings, and logs nothing above debug level.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use actix_ws::{Message, MessageStream, ProtocolError, Session};
-use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -20,18 +29,21 @@ use crate::calls::live::CallControl;
 use crate::calls::model::CallStatus;
 use crate::calls::service::CallService;
 use crate::calls::{CallRecord, Direction, EndReason, Turn};
-use crate::realtime::client::{LinkEvent, RealtimeLink};
+use crate::realtime::client::{LinkEvent, RealtimeLink, SendError};
 use crate::realtime::events::parse_server_event;
 use crate::relay::conductor::{Action, Conductor};
+use crate::relay::twilio_socket::{
+    CloseCode, CloseReason, Message, ReadError, TwilioReader, TwilioWriter, WriteError,
+};
 use crate::twilio::media::parse_twilio_event;
 use crate::twilio::rest::TwilioRest;
 
 /// Everything one call's bridge owns.
 pub struct Bridge {
-    /// Sends frames to Twilio.
-    pub twilio_session: Session,
-    /// Frames from Twilio (already limited to the maximum frame size: larger frames arrive as `Overflow` errors).
-    pub twilio_frames: MessageStream,
+    /// Queues frames for Twilio.
+    pub twilio: TwilioWriter,
+    /// Frames from Twilio (limited to the maximum frame size: larger frames arrive as errors, from their header).
+    pub twilio_frames: TwilioReader,
     /// The OpenAI Realtime session.
     pub link: RealtimeLink,
     /// The call's decisions.
@@ -44,7 +56,12 @@ pub struct Bridge {
     pub shutdown: CancellationToken,
     /// Where the call's record is stored as it grows, when it is stored.
     pub persistence: Option<Persistence>,
+    /// How long queued frames may wait for a peer to take them before the peer counts as gone.
+    pub stall_timeout: Duration,
 }
+
+/// How long the Twilio connection gets to take the close frame before it is dropped.
+const TWILIO_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The call's stored record: turns are appended as they complete (a crash loses at most the turn in progress), and
 /// the whole record is written at the end.
@@ -87,7 +104,7 @@ impl Bridge {
     /// Runs the call to its end and returns the finished record (also logged).
     pub async fn run(self) -> CallRecord {
         let Bridge {
-            mut twilio_session,
+            mut twilio,
             mut twilio_frames,
             mut link,
             mut conductor,
@@ -95,17 +112,20 @@ impl Bridge {
             mut control,
             shutdown,
             persistence,
+            stall_timeout,
         } = self;
         let mut stored_turns = 0;
         let mut actions: Vec<Action> = Vec::with_capacity(8);
         let mut shutting_down = false;
         let mut control_open = true;
         let mut stream_sid_logged = false;
+        let mut deadline = next_deadline(&conductor, &twilio, &link, stall_timeout);
+        let timer = tokio::time::sleep_until(deadline.into());
+        tokio::pin!(timer);
 
         let reason = loop {
-            let deadline = tokio::time::Instant::from_std(conductor.next_deadline());
             tokio::select! {
-                frame = twilio_frames.next() => {
+                frame = twilio_frames.recv() => {
                     let now = Instant::now();
                     if frame.is_some() {
                         // Any frame, even one skipped below, shows the stream is alive (the idle timeout).
@@ -128,8 +148,8 @@ impl Bridge {
                             }
                         }
                         Some(Ok(Message::Ping(bytes))) => {
-                            if twilio_session.pong(&bytes).await.is_err() {
-                                break EndReason::CallerHungUp;
+                            if let Err(e) = twilio.pong(&bytes) {
+                                break write_failed(e);
                             }
                         }
                         Some(Ok(Message::Close(reason))) => {
@@ -137,13 +157,21 @@ impl Bridge {
                             break EndReason::CallerHungUp;
                         }
                         Some(Ok(_)) => {}
-                        Some(Err(ProtocolError::Overflow)) => {
+                        Some(Err(e @ ReadError::Oversized { .. })) => {
                             if conductor.count_skipped_frame() {
-                                tracing::warn!("oversized Twilio frame skipped");
+                                tracing::warn!(error = %e, "oversized Twilio frame skipped");
                             }
                         }
-                        Some(Err(e)) => {
-                            tracing::warn!(error = %e, "Twilio media stream failed");
+                        Some(Err(e @ ReadError::TooLarge { .. })) => {
+                            tracing::warn!(error = %e, "Twilio frame refused; closing the media stream (1009)");
+                            break EndReason::Error("frame_too_large".into());
+                        }
+                        Some(Err(e @ ReadError::Protocol(_))) => {
+                            tracing::warn!(error = %e, "the media stream broke the WebSocket protocol; closing it (1002)");
+                            break EndReason::Error("twilio_protocol_error".into());
+                        }
+                        Some(Err(e @ ReadError::Connection(_))) => {
+                            tracing::info!(error = %e, "Twilio media stream connection failed");
                             break EndReason::CallerHungUp;
                         }
                         None => {
@@ -152,16 +180,15 @@ impl Bridge {
                         }
                     }
                 },
-                event = link.incoming.recv() => match event {
-                    Some(LinkEvent::Text(text)) => match parse_server_event(&text) {
+                event = link.next_event() => match event {
+                    LinkEvent::Text(text) => match parse_server_event(&text) {
                         Ok(event) => conductor.on_openai(event, Instant::now(), &mut actions),
                         Err(e) => tracing::warn!(error = %e, "malformed OpenAI event skipped"),
                     },
-                    Some(LinkEvent::Closed { code, reason }) => {
+                    LinkEvent::Closed { code, reason } => {
                         tracing::warn!(?code, %reason, "OpenAI Realtime closed the session");
                         break EndReason::Error("openai_closed".into());
                     }
-                    None => break EndReason::Error("openai_closed".into()),
                 },
                 request = control.recv(), if control_open => match request {
                     Some(CallControl::HangUp) => conductor.on_hang_up_request(&mut actions),
@@ -169,7 +196,22 @@ impl Bridge {
                     // Nobody can reach this call any more: stop polling a channel that would answer at once forever.
                     None => control_open = false,
                 },
-                () = tokio::time::sleep_until(deadline) => conductor.on_tick(Instant::now(), &mut actions),
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if is_stalled(twilio.stalled_since(), stall_timeout, now) {
+                        tracing::warn!(stall_timeout_ms = stall_timeout.as_millis() as u64,
+                            "Twilio is not taking the media stream's frames; ending the call");
+                        break EndReason::Error("twilio_stalled".into());
+                    }
+                    if is_stalled(link.stalled_since(), stall_timeout, now) {
+                        tracing::warn!(stall_timeout_ms = stall_timeout.as_millis() as u64,
+                            "OpenAI Realtime is not taking client events; ending the call");
+                        break EndReason::Error("openai_stalled".into());
+                    }
+                    if now >= conductor.next_deadline() {
+                        conductor.on_tick(now, &mut actions);
+                    }
+                }
                 () = shutdown.cancelled(), if !shutting_down => {
                     shutting_down = true;
                     conductor.on_shutdown(Instant::now(), &mut actions);
@@ -187,19 +229,31 @@ impl Bridge {
                     stored_turns = turns.len();
                 }
             }
-            if let Some(reason) = perform(&mut actions, &mut twilio_session, &link).await {
+            let end = perform(&mut actions, &mut twilio, &mut link);
+            // What was queued leaves now, before the loop waits again.
+            link.write_ready();
+            if let Some(reason) = end {
                 break reason;
+            }
+            let next = next_deadline(&conductor, &twilio, &link, stall_timeout);
+            if next != deadline {
+                deadline = next;
+                timer.as_mut().reset(deadline.into());
             }
         };
 
-        // Either side is gone or the call is over: close both at once.
-        let _ = twilio_session.close(None).await;
-        drop(link);
+        // Either side is gone or the call is over: close the media stream with a code that says why.
+        close_twilio(twilio, &reason);
         let record = conductor.finish(reason.clone(), Instant::now());
-        // Store the record first: readers waiting for the outcome should not wait on Twilio's REST API.
+        // Store the record first: readers waiting for the outcome should not wait on either socket or Twilio's API.
         log_record(&record);
         if let Some(persistence) = &persistence {
             persistence.finish(&record);
+        }
+        if reason == EndReason::Error("openai_stalled".into()) {
+            drop(link);
+        } else {
+            link.close().await;
         }
         if reason != EndReason::CallerHungUp
             && let Some(rest) = rest
@@ -211,27 +265,60 @@ impl Bridge {
     }
 }
 
-/// Performs the conductor's actions in order; returns why the call ends, if it does.
-async fn perform(
-    actions: &mut Vec<Action>,
-    twilio: &mut Session,
+/// The earliest of the conductor's next deadline and the stall deadlines of both sides.
+fn next_deadline(
+    conductor: &Conductor,
+    twilio: &TwilioWriter,
     link: &RealtimeLink,
+    stall_timeout: Duration,
+) -> Instant {
+    [twilio.stalled_since(), link.stalled_since()]
+        .into_iter()
+        .flatten()
+        .map(|since| since + stall_timeout)
+        .fold(conductor.next_deadline(), Instant::min)
+}
+
+/// True when frames have waited since `since` for at least `stall_timeout`.
+fn is_stalled(since: Option<Instant>, stall_timeout: Duration, now: Instant) -> bool {
+    since.is_some_and(|since| now.duration_since(since) >= stall_timeout)
+}
+
+/// Why the call ends when a frame cannot be queued for Twilio.
+fn write_failed(e: WriteError) -> EndReason {
+    match e {
+        WriteError::Gone => EndReason::CallerHungUp,
+        WriteError::Full => EndReason::Error("twilio_stalled".into()),
+    }
+}
+
+/// Performs the conductor's actions in order, queuing the frames (nothing here waits); returns why the call ends, if
+/// it does.
+fn perform(
+    actions: &mut Vec<Action>,
+    twilio: &mut TwilioWriter,
+    link: &mut RealtimeLink,
 ) -> Option<EndReason> {
     let mut end = None;
     for action in actions.drain(..) {
         match action {
             Action::Twilio(text) => {
-                if twilio.text(text).await.is_err() {
-                    end = Some(EndReason::CallerHungUp);
+                if let Err(e) = twilio.send_text(&text) {
+                    end = Some(write_failed(e));
                     break;
                 }
             }
-            Action::OpenAi(text) => {
-                if link.outgoing.send(text).await.is_err() {
+            Action::OpenAi(text) => match link.send(text) {
+                Ok(()) => {}
+                Err(SendError::Closed) => {
                     end = Some(EndReason::Error("openai_closed".into()));
                     break;
                 }
-            }
+                Err(SendError::Full) => {
+                    end = Some(EndReason::Error("openai_stalled".into()));
+                    break;
+                }
+            },
             Action::HangUp(reason) => {
                 end = Some(reason);
                 break;
@@ -240,6 +327,49 @@ async fn perform(
     }
     actions.clear();
     end
+}
+
+/// The close frame that tells Twilio (or whoever holds the stream) why the call ended: its code follows RFC 6455
+/// §7.4.1 and its reason is the end reason (`goodbye`, `error:openai_closed`, ...). `None` for a peer that is not
+/// reading, whose connection is dropped instead.
+pub fn close_reason(reason: &EndReason) -> Option<CloseReason> {
+    let code = match reason {
+        EndReason::CallerHungUp
+        | EndReason::Goodbye
+        | EndReason::MaxDuration
+        | EndReason::HungUpByApi
+        | EndReason::Shutdown => CloseCode::Normal,
+        EndReason::Error(what) => match what.as_str() {
+            "twilio_stalled" => return None,
+            "frame_too_large" => CloseCode::Size,
+            "twilio_protocol_error" => CloseCode::Protocol,
+            "call_sid_mismatch" => CloseCode::Policy,
+            "stream_idle" => CloseCode::Normal,
+            _ => CloseCode::Error,
+        },
+    };
+    Some(CloseReason {
+        code,
+        description: Some(reason.to_string()),
+    })
+}
+
+/// Closes the media stream for `reason`: a close frame after what is queued, and the connection dropped if it has not
+/// taken it within [`TWILIO_CLOSE_TIMEOUT`]; a stalled peer's connection is dropped at once.
+pub fn close_twilio(twilio: TwilioWriter, reason: &EndReason) {
+    match close_reason(reason) {
+        None => twilio.abort(),
+        Some(close) => {
+            let handle = twilio.abort_handle();
+            twilio.close(Some(close));
+            if !handle.is_gone() {
+                actix_web::rt::spawn(async move {
+                    tokio::time::sleep(TWILIO_CLOSE_TIMEOUT).await;
+                    handle.abort();
+                });
+            }
+        }
+    }
 }
 
 /// Logs the finished call as one structured line (target `callbridge::call`).

@@ -4,3 +4,4 @@ pub mod bridge;
 pub mod conductor;
 pub mod goodbye;
 pub mod playback;
+pub mod twilio_socket;
