@@ -174,6 +174,9 @@ pub struct Script {
     /// fewer when the response's scripted audio runs out first. They count as sent audio for the item. Default 0:
     /// the deltas stop at once.
     pub late_deltas_after_cancel: u32,
+    /// After answering the first `session.update`, the fake stops reading the socket (a peer that is up but takes
+    /// nothing: a half-open connection) and shrinks its receive buffer, so whatever the client sends backs up.
+    pub stop_reading_after_session_update: bool,
 }
 
 impl Default for Script {
@@ -190,6 +193,7 @@ impl Default for Script {
             close_code: 1011,
             interrupt_delay: Duration::ZERO,
             late_deltas_after_cancel: 0,
+            stop_reading_after_session_update: false,
         }
     }
 }
@@ -765,6 +769,8 @@ async fn play(
                         Ok(value @ Value::Object(_)) => value,
                         _ => Value::String(text.to_string()),
                     };
+                    let is_session_update =
+                        recorded.get("type").and_then(Value::as_str) == Some("session.update");
                     shared.update(|record| {
                         if recorded.get("type").and_then(Value::as_str) == Some("session.update") {
                             record.last_session = recorded.get("session").cloned();
@@ -772,6 +778,10 @@ async fn play(
                         record.client_events.push((connection, recorded));
                     });
                     session.handle_text(&text, Instant::now());
+                    if is_session_update && shared.script.stop_reading_after_session_update {
+                        stop_reading(ws, &mut session).await;
+                        return;
+                    }
                 }
                 Some(Ok(Message::Binary(_))) => session.error(
                     None,
@@ -792,6 +802,20 @@ async fn play(
             () = sleep_until_option(deadline) => session.tick(Instant::now()),
         }
     }
+}
+
+/// Answers what is pending (`session.updated`), then holds the socket open without ever reading it again, for at most
+/// a minute: the client's sends fill the (shrunk) receive buffer and stop.
+async fn stop_reading(ws: &mut WebSocketStream<TcpStream>, session: &mut Session) {
+    for event in session.take_outgoing() {
+        if ws.send(Message::text(event.to_string())).await.is_err() {
+            return;
+        }
+    }
+    if let Err(error) = socket2::SockRef::from(ws.get_ref()).set_recv_buffer_size(4096) {
+        eprintln!("fake realtime: receive buffer not shrunk: {error}");
+    }
+    tokio::time::sleep(Duration::from_secs(60)).await;
 }
 
 /// Reads (and drops) whatever still arrives until the socket ends, for at most a second, so that close handshakes
