@@ -16,7 +16,6 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::realtime::session::{Eagerness, NoiseReduction, SessionConfig, TurnDetection};
-use crate::relay::goodbye::GoodbyeMatcher;
 
 /// The default OpenAI Realtime WebSocket endpoint (GA).
 pub const DEFAULT_OPENAI_REALTIME_URL: &str = "wss://api.openai.com/v1/realtime";
@@ -214,6 +213,69 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         None,
         "end a call whose Twilio or OpenAI socket takes nothing for this long, ms",
     ),
+];
+
+/// The default `goodbye_phrases`: farewell phrases in English, Spanish, French, German, Italian, Portuguese and Dutch. Chosen for precision: words that
+/// are greetings as well as farewells in common use ("salut", Dutch "dag") or everyday phrases ("take care") are left
+/// out. "ciao", "chao" and "chau" are in, but also greet: see `relay::goodbye`'s greeting farewells.
+pub const DEFAULT_GOODBYE_PHRASES: &[&str] = &[
+    // English
+    "goodbye",
+    "good bye",
+    "bye",
+    "bye bye",
+    "byebye",
+    "farewell",
+    "have a nice day",
+    "have a good day",
+    "see you later",
+    "talk to you later",
+    // Spanish
+    "adiós",
+    "hasta luego",
+    "hasta pronto",
+    "hasta la vista",
+    "nos vemos",
+    "chao",
+    "chau",
+    "que tenga un buen día",
+    "que tengas un buen día",
+    // French
+    "au revoir",
+    "à bientôt",
+    "à plus tard",
+    "bonne journée",
+    "bonne soirée",
+    "adieu",
+    // German
+    "auf wiedersehen",
+    "auf wiederhören",
+    "tschüss",
+    "tschüs",
+    "tschau",
+    "bis bald",
+    "bis später",
+    "schönen tag noch",
+    // Italian
+    "arrivederci",
+    "arrivederla",
+    "ciao",
+    "a presto",
+    "buona giornata",
+    "buona serata",
+    // Portuguese
+    "tchau",
+    "adeus",
+    "até logo",
+    "até mais",
+    "até breve",
+    "tenha um bom dia",
+    // Dutch
+    "tot ziens",
+    "tot straks",
+    "tot later",
+    "doei",
+    "fijne dag",
 ];
 
 /// Everything callbridge is configured with.
@@ -648,7 +710,12 @@ impl Settings {
             .goodbye_phrases
             .map(ListOrCsv::into_vec)
             .filter(|list| !list.is_empty())
-            .unwrap_or_else(GoodbyeMatcher::default_phrases);
+            .unwrap_or_else(|| {
+                DEFAULT_GOODBYE_PHRASES
+                    .iter()
+                    .map(|&p| p.to_owned())
+                    .collect()
+            });
 
         let e164_list =
             |errors: &mut Vec<String>, name: &str, raw: Option<ListOrCsv>, prefix: bool| {

@@ -10,68 +10,7 @@
 //! long queues. How can I help?" is not a farewell. Words that greet as well as part ("ciao") count only when they end
 //! the sentence: "Va bene, ciao!" is a farewell, "Ciao, vorrei prenotare un tavolo." is not.
 
-/// Farewell phrases in English, Spanish, French, German, Italian, Portuguese and Dutch. Chosen for precision: words that
-/// are greetings as well as farewells in common use ("salut", Dutch "dag") or everyday phrases ("take care") are left
-/// out. "ciao", "chao" and "chau" are in, but also greet: see [`GREETING_FAREWELLS`].
-const DEFAULT_PHRASES: &[&str] = &[
-    // English
-    "goodbye",
-    "good bye",
-    "bye",
-    "bye bye",
-    "byebye",
-    "farewell",
-    "have a nice day",
-    "have a good day",
-    "see you later",
-    "talk to you later",
-    // Spanish
-    "adiós",
-    "hasta luego",
-    "hasta pronto",
-    "hasta la vista",
-    "nos vemos",
-    "chao",
-    "chau",
-    "que tenga un buen día",
-    "que tengas un buen día",
-    // French
-    "au revoir",
-    "à bientôt",
-    "à plus tard",
-    "bonne journée",
-    "bonne soirée",
-    "adieu",
-    // German
-    "auf wiedersehen",
-    "auf wiederhören",
-    "tschüss",
-    "tschüs",
-    "tschau",
-    "bis bald",
-    "bis später",
-    "schönen tag noch",
-    // Italian
-    "arrivederci",
-    "arrivederla",
-    "ciao",
-    "a presto",
-    "buona giornata",
-    "buona serata",
-    // Portuguese
-    "tchau",
-    "adeus",
-    "até logo",
-    "até mais",
-    "até breve",
-    "tenha um bom dia",
-    // Dutch
-    "tot ziens",
-    "tot straks",
-    "tot later",
-    "doei",
-    "fijne dag",
-];
+use crate::config::DEFAULT_GOODBYE_PHRASES;
 
 /// One-word phrases that greet as well as part: as a whole phrase they count only at the end of the last sentence.
 const GREETING_FAREWELLS: &[&str] = &[
@@ -110,7 +49,7 @@ impl Phrase {
 
 /// Decides whether a transcript ends with a farewell.
 ///
-/// Built from a list of phrases ([`GoodbyeMatcher::default_phrases`] or a configured list); each phrase matches as a
+/// Built from a list of phrases ([`DEFAULT_GOODBYE_PHRASES`] or a configured list); each phrase matches as a
 /// run of whole words.
 #[derive(Debug, Clone)]
 pub struct GoodbyeMatcher {
@@ -119,9 +58,9 @@ pub struct GoodbyeMatcher {
 }
 
 impl Default for GoodbyeMatcher {
-    /// A matcher over [`GoodbyeMatcher::default_phrases`].
+    /// A matcher over [`DEFAULT_GOODBYE_PHRASES`].
     fn default() -> Self {
-        Self::new(DEFAULT_PHRASES)
+        Self::new(DEFAULT_GOODBYE_PHRASES)
     }
 }
 
@@ -144,14 +83,6 @@ impl GoodbyeMatcher {
             })
             .collect();
         Self { phrases }
-    }
-
-    /// The built-in farewell phrases (English, Spanish, French, German, Italian, Portuguese, Dutch).
-    pub fn default_phrases() -> Vec<String> {
-        DEFAULT_PHRASES
-            .iter()
-            .map(|&phrase| phrase.to_owned())
-            .collect()
     }
 
     /// True when the last sentence of `transcript` contains a configured phrase as whole words and is not a question.
@@ -447,7 +378,7 @@ mod tests {
 
     #[test]
     fn default_phrases_cover_the_seven_languages() {
-        let phrases = GoodbyeMatcher::default_phrases();
+        let phrases = DEFAULT_GOODBYE_PHRASES;
 
         for phrase in [
             "goodbye",
@@ -458,7 +389,7 @@ mod tests {
             "tchau",
             "tot ziens",
         ] {
-            assert!(phrases.iter().any(|listed| listed == phrase), "{phrase}");
+            assert!(phrases.iter().any(|listed| *listed == phrase), "{phrase}");
         }
     }
 
