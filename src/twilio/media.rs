@@ -726,8 +726,15 @@ mod tests {
         let error = parse_twilio_event(&text).expect_err("a digit of 60,000 characters");
 
         let message = error.to_string();
-        assert!(message.contains("invalid DTMF digit of 60000 bytes"), "{message}");
-        assert!(message.len() < 200, "{} bytes: {message:.300}", message.len());
+        assert!(
+            message.contains("invalid DTMF digit of 60000 bytes"),
+            "{message}"
+        );
+        assert!(
+            message.len() < 200,
+            "{} bytes: {message:.300}",
+            message.len()
+        );
     }
 
     #[test]
