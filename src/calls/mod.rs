@@ -120,8 +120,26 @@ pub struct CallRecord {
     pub outcome: Option<String>,
     /// Token usage summed over every `response.done`.
     pub usage: Usage,
-    /// Frames from Twilio that were skipped (malformed, oversized, binary).
+    /// Frames from Twilio that were skipped (malformed, oversized, binary, a DTMF digit outside `0-9*#`).
     pub skipped_frames: u64,
+    /// What the call's peers sent that was dropped or ignored rather than acted on.
+    pub dropped: DroppedInput,
+}
+
+/// Input from a call's peers that was dropped or ignored rather than acted on, by kind. Each kind is also logged,
+/// within a per-call budget of lines (`relay::budget`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DroppedInput {
+    /// DTMF keys over the per-call rate limit (not passed to the model).
+    pub dtmf_digits: u64,
+    /// `start` messages after the first.
+    pub repeated_starts: u64,
+    /// `stop` messages naming another CallSid or StreamSid.
+    pub foreign_stops: u64,
+    /// Non-fatal `error` events from OpenAI (the call goes on).
+    pub openai_errors: u64,
+    /// OpenAI events that could not be parsed.
+    pub malformed_openai_events: u64,
 }
 
 impl CallRecord {
@@ -141,6 +159,7 @@ impl CallRecord {
             outcome: None,
             usage: Usage::default(),
             skipped_frames: 0,
+            dropped: DroppedInput::default(),
         }
     }
 

@@ -31,6 +31,7 @@ use crate::calls::service::CallService;
 use crate::calls::{CallRecord, Direction, EndReason, Turn};
 use crate::realtime::client::{LinkEvent, RealtimeLink, SendError};
 use crate::realtime::events::parse_server_event;
+use crate::relay::budget::clip;
 use crate::relay::conductor::{Action, Conductor};
 use crate::relay::twilio_socket::{
     CloseCode, CloseReason, Message, ReadError, TwilioReader, TwilioWriter, WriteError,
@@ -135,16 +136,15 @@ impl Bridge {
                         Some(Ok(Message::Text(text))) => match parse_twilio_event(&text) {
                             Ok(event) => conductor.on_twilio(event, now, &mut actions),
                             Err(e) => {
-                                if conductor.count_skipped_frame() {
-                                    tracing::warn!(error = %e, frame_bytes = text.len(), "malformed Twilio frame skipped");
-                                } else {
-                                    tracing::debug!(error = %e, frame_bytes = text.len(), "malformed Twilio frame skipped");
+                                if let Some(suppressed) = conductor.on_skipped_frame(now) {
+                                    tracing::warn!(error = clip(&e.to_string()), frame_bytes = text.len(), suppressed,
+                                        "malformed Twilio frame skipped");
                                 }
                             }
                         },
                         Some(Ok(Message::Binary(bytes))) => {
-                            if conductor.count_skipped_frame() {
-                                tracing::warn!(frame_bytes = bytes.len(), "binary Twilio frame skipped");
+                            if let Some(suppressed) = conductor.on_skipped_frame(now) {
+                                tracing::warn!(frame_bytes = bytes.len(), suppressed, "binary Twilio frame skipped");
                             }
                         }
                         Some(Ok(Message::Ping(bytes))) => {
@@ -153,13 +153,14 @@ impl Bridge {
                             }
                         }
                         Some(Ok(Message::Close(reason))) => {
-                            tracing::info!(?reason, "Twilio closed the media stream");
+                            tracing::info!(code = reason.as_ref().map(|r| u16::from(r.code)),
+                                "Twilio closed the media stream");
                             break EndReason::CallerHungUp;
                         }
                         Some(Ok(_)) => {}
                         Some(Err(e @ ReadError::Oversized { .. })) => {
-                            if conductor.count_skipped_frame() {
-                                tracing::warn!(error = %e, "oversized Twilio frame skipped");
+                            if let Some(suppressed) = conductor.on_skipped_frame(now) {
+                                tracing::warn!(error = %e, suppressed, "oversized Twilio frame skipped");
                             }
                         }
                         Some(Err(e @ ReadError::TooLarge { .. })) => {
@@ -181,12 +182,20 @@ impl Bridge {
                     }
                 },
                 event = link.next_event() => match event {
-                    LinkEvent::Text(text) => match parse_server_event(&text) {
-                        Ok(event) => conductor.on_openai(event, Instant::now(), &mut actions),
-                        Err(e) => tracing::warn!(error = %e, "malformed OpenAI event skipped"),
-                    },
+                    LinkEvent::Text(text) => {
+                        let now = Instant::now();
+                        match parse_server_event(&text) {
+                            Ok(event) => conductor.on_openai(event, now, &mut actions),
+                            Err(e) => {
+                                if let Some(suppressed) = conductor.on_malformed_openai_event(now) {
+                                    tracing::warn!(error = clip(&e.to_string()), event_bytes = text.len(), suppressed,
+                                        "malformed OpenAI event skipped");
+                                }
+                            }
+                        }
+                    }
                     LinkEvent::Closed { code, reason } => {
-                        tracing::warn!(?code, %reason, "OpenAI Realtime closed the session");
+                        tracing::warn!(?code, reason = clip(&reason), "OpenAI Realtime closed the session");
                         break EndReason::Error("openai_closed".into());
                     }
                 },

@@ -12,15 +12,23 @@
 //!   response dropped;
 //! - goodbye: the `end_call` tool (or a goodbye phrase, as a fallback) → the farewell plays → a final mark → hang up
 //!   when Twilio echoes it (or after a grace period); barge-in cancels the hang-up;
-//! - DTMF → a short text item; the hard maximum call duration; the idle stream (no frame of any kind from Twilio for
+//! - DTMF → a short text item, at most [`DTMF_BURST`] keys at once then one per [`DTMF_REFILL`] (the rest dropped and
+//!   counted); the hard maximum call duration; the idle stream (no frame of any kind from Twilio for
 //!   [`ConductorConfig::stream_idle_timeout`] ends the call as `error:stream_idle`); the call record (transcript cut to
-//!   what was heard, token usage, end reason).
+//!   what was heard, token usage, end reason, and what the peers sent that was dropped).
+//!
+//! Peers cannot flood the logs through it: every log line a peer can provoke (a skipped frame, a repeated `start`, a
+//! foreign `stop`, a keypress, an OpenAI `error` event, a malformed event) passes a per-call, per-kind
+//! [`LogBudget`](crate::relay::budget::LogBudgets) first, and peer-sent text in a line is clipped to
+//! [`LOGGED_TEXT_MAX_BYTES`](crate::relay::budget::LOGGED_TEXT_MAX_BYTES). Methods the bridge calls for what it skips itself return whether to log.
 
+use crate::relay::budget::clip;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::calls::{CallRecord, EndReason, Speaker, cut_to_heard};
 use crate::realtime::events::{ClientEvent, ConversationItem, ServerEvent};
+use crate::relay::budget::{Budget, LogBudgets};
 use crate::relay::goodbye::GoodbyeMatcher;
 use crate::relay::playback::{MarkEcho, MarkName, PlaybackLedger};
 use crate::twilio::media::{TwilioEvent, clear_message, mark_message, media_message};
@@ -33,6 +41,12 @@ Tell the caller briefly that you have to end the call, apologise, and say goodby
 
 /// How many cancelled response ids are remembered to drop their late deltas.
 const CANCELLED_RESPONSES_KEPT: usize = 8;
+
+/// DTMF keys passed to the model at once before the rate limit applies: a phone or card number typed quickly.
+pub const DTMF_BURST: u32 = 20;
+/// Once the burst is spent, one more DTMF key is passed to the model per this interval (5 keys a second; a person
+/// presses a few keys a second at most). Keys over the limit are dropped and counted in the record.
+pub const DTMF_REFILL: Duration = Duration::from_millis(200);
 
 /// What the bridge must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +135,10 @@ pub struct Conductor {
     shutdown_deadline: Option<Instant>,
     /// The call record under construction.
     record: CallRecord,
+    /// DTMF keys the caller may still pass to the model ([`DTMF_BURST`], one more per [`DTMF_REFILL`]).
+    dtmf_budget: Budget,
+    /// Log lines each kind of peer-driven event may still write.
+    logs: LogBudgets,
 }
 
 impl Conductor {
@@ -144,6 +162,8 @@ impl Conductor {
             server_response_busy: false,
             shutdown_deadline: None,
             record,
+            dtmf_budget: Budget::new(DTMF_BURST, DTMF_REFILL),
+            logs: LogBudgets::default(),
         }
     }
 
@@ -159,14 +179,23 @@ impl Conductor {
         self.last_frame = now;
     }
 
-    /// Counts a frame from Twilio that was skipped (malformed, oversized, binary).
+    /// Counts a frame from Twilio that was skipped at `now` (malformed, oversized, binary, or a `dtmf` whose digit
+    /// is not one of `0-9*#`).
     ///
-    /// Returns whether this one is worth a warning: the first three and then every power of two (a peer flooding bad
-    /// frames must not flood the logs; the record keeps the full count).
-    pub fn count_skipped_frame(&mut self) -> bool {
+    /// Returns `Some(suppressed)` when a warning may be logged, `suppressed` being how many were not logged since
+    /// the last one (log it with the line); `None` to log nothing above debug. The record keeps the full count.
+    pub fn on_skipped_frame(&mut self, now: Instant) -> Option<u64> {
         self.record.skipped_frames += 1;
-        let count = self.record.skipped_frames;
-        count <= 3 || count.is_power_of_two()
+        self.logs.skipped_frame.take(now)
+    }
+
+    /// Counts an OpenAI event that could not be parsed, at `now`.
+    ///
+    /// Returns `Some(suppressed)` when a warning may be logged (as [`Conductor::on_skipped_frame`]); the record keeps
+    /// the full count.
+    pub fn on_malformed_openai_event(&mut self, now: Instant) -> Option<u64> {
+        self.record.dropped.malformed_openai_events += 1;
+        self.logs.malformed_openai_event.take(now)
     }
 
     /// Ends the record with `reason` at `now` and hands it over.
@@ -315,13 +344,16 @@ impl Conductor {
                 stream_sid, start, ..
             } => {
                 if self.stream_sid.is_some() {
-                    tracing::warn!("second start message ignored");
+                    self.record.dropped.repeated_starts += 1;
+                    if let Some(suppressed) = self.logs.repeated_start.take(now) {
+                        tracing::warn!(suppressed, "second start message ignored");
+                    }
                     return;
                 }
                 if start.call_sid != self.config.call_sid {
                     tracing::warn!(
                         expected = %self.config.call_sid,
-                        got = %start.call_sid,
+                        got = %clip(&start.call_sid),
                         "start message CallSid does not match the stream token"
                     );
                     out.push(Action::HangUp(EndReason::Error("call_sid_mismatch".into())));
@@ -348,7 +380,20 @@ impl Conductor {
                 if self.stream_sid.is_none() {
                     return;
                 }
-                tracing::info!(%digit, "caller pressed a key");
+                if self.dtmf_budget.take(now).is_none() {
+                    self.record.dropped.dtmf_digits += 1;
+                    if let Some(suppressed) = self.logs.dtmf_dropped.take(now) {
+                        tracing::warn!(
+                            suppressed,
+                            dropped_total = self.record.dropped.dtmf_digits,
+                            "DTMF key over the rate limit dropped"
+                        );
+                    }
+                    return;
+                }
+                if let Some(suppressed) = self.logs.dtmf.take(now) {
+                    tracing::info!(%digit, suppressed, "caller pressed a key");
+                }
                 out.push(Action::OpenAi(
                     ClientEvent::ConversationItemCreate {
                         item: ConversationItem::user_text(format!("The caller pressed {digit}")),
@@ -357,13 +402,36 @@ impl Conductor {
                 ));
                 self.request_response(out);
             }
-            TwilioEvent::Stop { .. } => {
+            TwilioEvent::Stop {
+                stream_sid,
+                call_sid,
+                ..
+            } => {
+                let ours = call_sid == self.config.call_sid.as_str()
+                    && self
+                        .stream_sid
+                        .as_deref()
+                        .is_none_or(|ours| ours == stream_sid);
+                if !ours {
+                    self.record.dropped.foreign_stops += 1;
+                    if let Some(suppressed) = self.logs.foreign_stop.take(now) {
+                        tracing::warn!(
+                            call_sid = %clip(&call_sid),
+                            stream_sid = %clip(&stream_sid),
+                            suppressed,
+                            "stop message for another CallSid or StreamSid ignored"
+                        );
+                    }
+                    return;
+                }
                 tracing::info!("Twilio stopped the stream");
                 out.push(Action::HangUp(EndReason::CallerHungUp));
             }
             TwilioEvent::Connected { .. } => {}
             TwilioEvent::Unknown { event } => {
-                tracing::debug!(%event, "unknown Twilio event ignored")
+                if let Some(suppressed) = self.logs.unknown_event.take(now) {
+                    tracing::debug!(event = %clip(&event), suppressed, "unknown Twilio event ignored")
+                }
             }
         }
     }
@@ -436,15 +504,22 @@ impl Conductor {
                 ..
             } => self.on_function_call(response_id, &call_id, &name, &arguments, out),
             ServerEvent::Error { error } => {
+                let code = error.code.as_deref().map(clip);
                 if error.is_fatal() {
-                    tracing::error!(code = ?error.code, message = %error.message, "OpenAI Realtime fatal error");
+                    tracing::error!(?code, message = %clip(&error.message), "OpenAI Realtime fatal error");
                     out.push(Action::HangUp(EndReason::Error(
-                        error.code.clone().unwrap_or_else(|| "openai_error".into()),
+                        code.unwrap_or("openai_error").to_owned(),
                     )));
-                } else if error.code.as_deref() == Some("response_cancel_not_active") {
-                    tracing::debug!("response already finished when cancelled");
+                    return;
+                }
+                self.record.dropped.openai_errors += 1;
+                let Some(suppressed) = self.logs.openai_error.take(now) else {
+                    return;
+                };
+                if code == Some("response_cancel_not_active") {
+                    tracing::debug!(suppressed, "response already finished when cancelled");
                 } else {
-                    tracing::warn!(code = ?error.code, message = %error.message, "OpenAI Realtime error");
+                    tracing::warn!(?code, message = %clip(&error.message), suppressed, "OpenAI Realtime error");
                 }
             }
             ServerEvent::SessionCreated | ServerEvent::SessionUpdated => {

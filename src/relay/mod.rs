@@ -1,6 +1,7 @@
 //! The per-call bridge between a Twilio media stream and an OpenAI Realtime session.
 
 pub mod bridge;
+pub mod budget;
 pub mod conductor;
 pub mod goodbye;
 pub mod playback;

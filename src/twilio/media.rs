@@ -57,8 +57,8 @@ pub enum TwilioEvent<'a> {
         sequence_number: u64,
         /// The stream's SID (`MZ...`).
         stream_sid: Cow<'a, str>,
-        /// The key: `0`-`9`, `*` or `#`.
-        digit: Cow<'a, str>,
+        /// The key: `0`-`9`, `*` or `#` (anything else makes the message invalid).
+        digit: DtmfDigit,
         /// The track the tone was detected on (Twilio sends `"inbound_track"`).
         track: Cow<'a, str>,
     },
@@ -89,6 +89,74 @@ pub enum TwilioEvent<'a> {
         /// The `event` value as received.
         event: String,
     },
+}
+
+/// One key of a telephone keypad as a `dtmf` message names it: `0`-`9`, `*` or `#`.
+///
+/// Twilio sends one key per `dtmf` message
+/// (<https://www.twilio.com/docs/voice/media-streams/websocket-messages#dtmf-message>). A `digit` holding anything
+/// else (another character, several, none) makes the message an [`MediaParseError::InvalidEvent`] whose message
+/// never repeats a long value: what a peer puts there reaches neither a log line nor the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DtmfDigit(u8);
+
+impl DtmfDigit {
+    /// The key `key`, when it is one of `0`-`9`, `*`, `#`.
+    pub fn new(key: char) -> Option<Self> {
+        (key.is_ascii_digit() || key == '*' || key == '#').then_some(DtmfDigit(key as u8))
+    }
+
+    /// The key as a character.
+    pub fn as_char(self) -> char {
+        char::from(self.0)
+    }
+
+    /// Reads `value` as one key: exactly one of `0`-`9`, `*`, `#`.
+    fn parse(value: &str) -> Option<Self> {
+        let mut chars = value.chars();
+        match (chars.next(), chars.next()) {
+            (Some(key), None) => DtmfDigit::new(key),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for DtmfDigit {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Write::write_char(formatter, self.as_char())
+    }
+}
+
+impl<'de> Deserialize<'de> for DtmfDigit {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Key;
+
+        impl Visitor<'_> for Key {
+            type Value = DtmfDigit;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("one DTMF key: 0-9, * or #")
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<DtmfDigit, E> {
+                DtmfDigit::parse(value).ok_or_else(|| {
+                    // Short values are named; a long one only by its size (it must not flood a log line).
+                    if value.len() <= 8 {
+                        E::custom(format_args!(
+                            "invalid DTMF digit {value:?}, expected one of 0-9, * or #"
+                        ))
+                    } else {
+                        E::custom(format_args!(
+                            "invalid DTMF digit of {} bytes, expected one of 0-9, * or #",
+                            value.len()
+                        ))
+                    }
+                })
+            }
+        }
+
+        deserializer.deserialize_str(Key)
+    }
 }
 
 /// The `start` object of a `start` message.
@@ -169,8 +237,9 @@ pub enum MediaParseError {
 ///
 /// [`MediaParseError::Malformed`] when `text` is not a JSON object with a string `event`;
 /// [`MediaParseError::InvalidEvent`] when a known event lacks a field, has a field of the wrong type, has a
-/// `sequenceNumber`/`chunk`/`timestamp` that is not a decimal `u64` in a string, or (for `media`) escapes inside the
-/// `streamSid`, `track` or `payload` strings. Never panics.
+/// `sequenceNumber`/`chunk`/`timestamp` that is not a decimal `u64` in a string, a `dtmf` whose `digit` is not one
+/// key of `0-9*#` ([`DtmfDigit`]), or (for `media`) escapes inside the `streamSid`, `track` or `payload` strings.
+/// Never panics.
 pub fn parse_twilio_event(text: &str) -> Result<TwilioEvent<'_>, MediaParseError> {
     let tag: EventTag<'_> = serde_json::from_str(text).map_err(MediaParseError::Malformed)?;
     match tag.event.as_ref() {
@@ -401,9 +470,18 @@ fn u64_from_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D:
         }
 
         fn visit_str<E: de::Error>(self, value: &str) -> Result<u64, E> {
-            value
-                .parse()
-                .map_err(|_| E::invalid_value(de::Unexpected::Str(value), &self))
+            value.parse().map_err(|_| {
+                // A long value is named only by its size: it must not flood a log line.
+                if value.len() <= 24 {
+                    E::invalid_value(de::Unexpected::Str(value), &self)
+                } else {
+                    E::custom(format_args!(
+                        "invalid value: a string of {} bytes, expected {}",
+                        value.len(),
+                        "a string holding a decimal u64"
+                    ))
+                }
+            })
         }
     }
 
@@ -457,8 +535,7 @@ struct DtmfMessage<'a> {
 struct DtmfBody<'a> {
     #[serde(borrow)]
     track: Cow<'a, str>,
-    #[serde(borrow)]
-    digit: Cow<'a, str>,
+    digit: DtmfDigit,
 }
 
 #[derive(Deserialize)]
@@ -509,6 +586,20 @@ mod tests {
     const CALL_SID: &str = "CA9e8d7c6b5a49382716f5e4d3c2b1a0f9";
     /// 20 ms of a 440 Hz tone: 160 bytes of μ-law, 216 base64 characters.
     const FIXTURE_PAYLOAD: &str = "/7mrpKCgpKq36DssJSAgIyo2XL2tpaGgo6m01D8tJiEgIigyTsKupqGgoqiwykYvJyIgIicvRsqwqKKgoaauwk4yKCIgISYtP9S0qaOgoaWtvVw2KiMgICUsO+i3qqSgoKSruf85KyQgICQqN2i7rKWgoKOqttw9LSUhICMpNFS/raahoKKoss5CLiYhICIoMErGr6eioKKnr8ZKMCgiIA==";
+
+    fn key(key: char) -> DtmfDigit {
+        DtmfDigit::new(key).expect("a keypad key")
+    }
+
+    fn dtmf_with_digit(digit: &str) -> String {
+        json!({
+            "event": "dtmf",
+            "sequenceNumber": "5",
+            "streamSid": STREAM_SID,
+            "dtmf": {"track": "inbound_track", "digit": digit}
+        })
+        .to_string()
+    }
 
     fn parse_ok(text: &str) -> TwilioEvent<'_> {
         match parse_twilio_event(text) {
@@ -601,9 +692,48 @@ mod tests {
             TwilioEvent::Dtmf {
                 sequence_number: 5,
                 stream_sid: STREAM_SID.into(),
-                digit: "3".into(),
+                digit: key('3'),
                 track: "inbound_track".into(),
             }
+        );
+    }
+
+    #[test]
+    fn every_keypad_key_parses_as_a_dtmf_digit() {
+        for key in "0123456789*#".chars() {
+            let text = dtmf_with_digit(&key.to_string());
+
+            let event = parse_ok(&text);
+
+            assert!(
+                matches!(event, TwilioEvent::Dtmf { digit, .. } if digit.as_char() == key),
+                "{key}: {event:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_dtmf_digit_outside_the_keypad_or_of_several_keys_is_an_invalid_event() {
+        for digit in ["", "A", "12", "3 ", "٣", "\u{0}", "**"] {
+            assert_invalid(&dtmf_with_digit(digit), "dtmf");
+        }
+    }
+
+    #[test]
+    fn the_error_for_a_60000_character_digit_names_its_size_not_its_text() {
+        let text = dtmf_with_digit(&"7".repeat(60_000));
+
+        let error = parse_twilio_event(&text).expect_err("a digit of 60,000 characters");
+
+        let message = error.to_string();
+        assert!(
+            message.contains("invalid DTMF digit of 60000 bytes"),
+            "{message}"
+        );
+        assert!(
+            message.len() < 200,
+            "{} bytes: {message:.300}",
+            message.len()
         );
     }
 
@@ -670,7 +800,7 @@ mod tests {
                 TwilioEvent::Dtmf {
                     sequence_number: 5,
                     stream_sid: "MZ1".into(),
-                    digit: "#".into(),
+                    digit: key('#'),
                     track: "inbound_track".into(),
                 },
                 TwilioEvent::Stop {

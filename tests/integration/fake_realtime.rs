@@ -60,6 +60,8 @@
 //!   follow `speech_started` in the same burst, reason `turn_detected`). A relay that answers `speech_started` with
 //!   `response.cancel` because it has not yet read the `response.done` therefore gets `response_cancel_not_active`,
 //!   exactly the race the real API produces; with a non-zero `interrupt_delay` the relay's cancel wins and succeeds.
+//! - **Error flood.** With [`Script::error_flood`] = N > 0, N non-fatal `error` events follow the connection's first
+//!   `session.updated`, back to back.
 //! - **Mid-call close.** With [`Script::close_after`], the socket is closed (code [`Script::close_code`]) that long
 //!   after the connection's first `session.update`.
 //! - **Close tracking.** The instant each accepted connection ended is recorded, whichever side ended it: a client
@@ -177,11 +179,16 @@ pub struct Script {
     /// After answering the first `session.update`, the fake stops reading the socket (a peer that is up but takes
     /// nothing: a half-open connection) and shrinks its receive buffer, so whatever the client sends backs up.
     pub stop_reading_after_session_update: bool,
+    /// A flood: right after answering a connection's first `session.update`, the fake sends this many non-fatal
+    /// `error` events back to back (`invalid_request_error` / `conversation_already_has_active_response`, the
+    /// real API's text), then plays the session as usual. Default 0.
+    pub error_flood: u32,
 }
 
 impl Default for Script {
     /// No scripted responses, 200 ms to first audio, 100 ms deltas sent 10× faster than real time, no caller
-    /// transcripts, no mid-call close, immediate VAD interruption, no late deltas after a cancellation.
+    /// transcripts, no mid-call close, immediate VAD interruption, no late deltas after a cancellation, no error
+    /// flood.
     fn default() -> Self {
         Self {
             responses: Vec::new(),
@@ -194,6 +201,7 @@ impl Default for Script {
             interrupt_delay: Duration::ZERO,
             late_deltas_after_cancel: 0,
             stop_reading_after_session_update: false,
+            error_flood: 0,
         }
     }
 }
@@ -1068,6 +1076,8 @@ struct Session {
     conversation_id: String,
     close_at: Option<Instant>,
     close_requested: bool,
+    /// Whether a `session.update` was applied on this connection (the error flood follows the first).
+    updated_once: bool,
     outgoing: Vec<Value>,
 }
 
@@ -1127,6 +1137,7 @@ impl Session {
             last_item_id: None,
             close_at: None,
             close_requested: false,
+            updated_once: false,
             outgoing: Vec::new(),
         };
         let created = json!({"type": "session.created", "session": this.session.clone()});
@@ -1381,6 +1392,8 @@ impl Session {
         }
         merge(&mut self.session, &Value::Object(update.clone()));
         self.turn = TurnDetection::from_session(&self.session);
+        let first_update = !self.updated_once;
+        self.updated_once = true;
         if self.close_at.is_none()
             && let Some(after) = self.shared.script.close_after
         {
@@ -1388,6 +1401,19 @@ impl Session {
         }
         let updated = json!({"type": "session.updated", "session": self.session.clone()});
         self.emit(updated);
+        if first_update {
+            for _ in 0..self.shared.script.error_flood {
+                let message = "Conversation already has an active response in progress. Wait until the response \
+                               is finished before creating a new one.";
+                self.error(
+                    None,
+                    "invalid_request_error",
+                    "conversation_already_has_active_response",
+                    message,
+                    None,
+                );
+            }
+        }
     }
 
     fn append(&mut self, event: &Value, id: Option<&str>, now: Instant) {

@@ -9,6 +9,7 @@ mod helpers;
 mod api;
 mod barge_in;
 mod ending;
+mod floods;
 mod frames;
 mod goodbye;
 mod hostile;
