@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use callbridge::calls::{CallRecord, Direction};
-use callbridge::realtime::events::{ClientEvent, parse_server_event};
+use callbridge::realtime::client_events::ClientEvent;
+use callbridge::realtime::server_events::parse_server_event;
 use callbridge::relay::conductor::{Action, Conductor, ConductorConfig};
 use callbridge::relay::goodbye::GoodbyeMatcher;
 use callbridge::relay::playback::{MarkEcho, MarkName, PlaybackLedger};

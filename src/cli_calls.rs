@@ -359,7 +359,7 @@ mod tests {
     use super::*;
     use crate::calls::Turn;
     use crate::calls::model::{CallError, CallStatus, StatusChange};
-    use crate::realtime::events::Usage;
+    use crate::realtime::usage::Usage;
     use time::macros::datetime;
 
     fn summary(id: &str, outcome: Option<&str>) -> CallSummary {

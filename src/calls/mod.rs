@@ -11,7 +11,7 @@ pub mod store;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::realtime::events::Usage;
+use crate::realtime::usage::Usage;
 
 /// Who spoke a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::calls::{Direction, Turn};
-use crate::realtime::events::Usage;
+use crate::realtime::usage::Usage;
 
 /// A call's status as Twilio reports it, in the order a call moves through them.
 ///

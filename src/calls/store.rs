@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 
 use crate::calls::model::{CallError, CallStatus, CallSummary, CallView, NewCall, StatusChange};
 use crate::calls::{CallRecord, Direction, Speaker, Turn};
-use crate::realtime::events::Usage;
+use crate::realtime::usage::Usage;
 
 /// How long a reader or writer waits for another connection's lock (the CLI reading while the server writes).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -14,7 +14,7 @@ use super::*;
 use crate::calls::Turn;
 use crate::calls::model::{CallStatus, CallView};
 use crate::calls::service::PlaceCall;
-use crate::realtime::events::Usage;
+use crate::realtime::usage::Usage;
 
 /// How long a test waits for any one answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);

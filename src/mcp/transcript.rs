@@ -144,7 +144,7 @@ mod tests {
     use super::*;
     use crate::calls::Turn;
     use crate::calls::model::{CallError, CallStatus};
-    use crate::realtime::events::Usage;
+    use crate::realtime::usage::Usage;
 
     fn call(transcript: Vec<Turn>) -> CallView {
         CallView {

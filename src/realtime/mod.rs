@@ -1,5 +1,8 @@
-//! The OpenAI Realtime API (GA shape): event types, the `session.update` builder and the WebSocket connector.
+//! The OpenAI Realtime API (GA shape): server events, client events, token usage, the `session.update` builder and
+//! the WebSocket connector.
 
 pub mod client;
-pub mod events;
+pub mod client_events;
+pub mod server_events;
 pub mod session;
+pub mod usage;

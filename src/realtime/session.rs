@@ -13,9 +13,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize, Serializer};
-
-use crate::realtime::events::ClientEvent;
+use serde::{Deserialize, Serialize};
 
 /// The name of the tool the model calls to hang up.
 pub const END_CALL_TOOL_NAME: &str = "end_call";
@@ -41,12 +39,18 @@ pub struct SessionConfig {
     pub tools: Vec<FunctionTool>,
 }
 
-impl SessionConfig {
-    /// The `session.update` client event for this configuration, borrowing it.
-    pub fn session_update(&self) -> ClientEvent<'_> {
-        ClientEvent::SessionUpdate { session: self }
-    }
+/// Room for the fixed keys of a `session.update` (audio formats, turn detection, ...), tools excluded.
+const SESSION_UPDATE_OVERHEAD_BYTES: usize = 1024;
 
+/// `{"type":"session.update","session":{...}}` as it goes on the wire.
+#[derive(Serialize)]
+struct WireSessionUpdate<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    session: WireSession<'a>,
+}
+
+impl SessionConfig {
     /// The full `{"type":"session.update","session":{...}}` text to send.
     ///
     /// Shape: `session` = `{type:"realtime", model, output_modalities:["audio"], instructions,
@@ -55,7 +59,15 @@ impl SessionConfig {
     /// `noise_reduction` and `transcription` are sent as `null` when off, so that the update is authoritative (an
     /// omitted key would leave the server's current setting unchanged).
     pub fn to_json(&self) -> String {
-        self.session_update().to_json()
+        let update = WireSessionUpdate {
+            kind: "session.update",
+            session: WireSession::from_config(self),
+        };
+        let mut buffer =
+            Vec::with_capacity(SESSION_UPDATE_OVERHEAD_BYTES + self.instructions.len());
+        serde_json::to_writer(&mut buffer, &update)
+            .expect("a session holds only strings, numbers and JSON values, and writing to a Vec cannot fail");
+        String::from_utf8(buffer).expect("serde_json writes UTF-8")
     }
 }
 
@@ -303,14 +315,6 @@ pub fn end_call_tool(with_outcome: bool) -> FunctionTool {
         description,
         parameters,
     }
-}
-
-/// Serializes a [`SessionConfig`] as the GA `session` object of a `session.update` (used by [`ClientEvent`]).
-pub(crate) fn serialize_session_body<S: Serializer>(
-    config: &&SessionConfig,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    WireSession::from_config(config).serialize(serializer)
 }
 
 /// The μ-law format Twilio streams, in both directions.
@@ -597,12 +601,14 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn session_update_event_serializes_like_to_json() {
+    fn session_update_serializes_with_the_session_update_type_and_a_session_object() {
         let config = server_vad_config();
 
-        let from_event = config.session_update().to_json();
+        let value: serde_json::Value = serde_json::from_str(&config.to_json()).expect("JSON");
 
-        assert_eq!(from_event, config.to_json());
+        assert_eq!(value["type"], "session.update");
+        assert_eq!(value["session"]["type"], "realtime");
+        assert_eq!(value.as_object().map(|object| object.len()), Some(2));
     }
 
     #[test]

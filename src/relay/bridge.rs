@@ -30,7 +30,7 @@ use crate::calls::model::CallStatus;
 use crate::calls::service::CallService;
 use crate::calls::{CallRecord, Direction, EndReason, Turn};
 use crate::realtime::client::{LinkEvent, RealtimeLink, SendError};
-use crate::realtime::events::parse_server_event;
+use crate::realtime::server_events::parse_server_event;
 use crate::relay::budget::clip;
 use crate::relay::conductor::{Action, Conductor};
 use crate::relay::twilio_socket::{

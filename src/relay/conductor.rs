@@ -27,7 +27,8 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::calls::{CallRecord, EndReason, Speaker, cut_to_heard};
-use crate::realtime::events::{ClientEvent, ConversationItem, ServerEvent};
+use crate::realtime::client_events::{ClientEvent, ConversationItem};
+use crate::realtime::server_events::ServerEvent;
 use crate::relay::budget::{Budget, LogBudgets};
 use crate::relay::goodbye::GoodbyeMatcher;
 use crate::relay::playback::{MarkEcho, MarkName, PlaybackLedger};
@@ -677,7 +678,7 @@ impl Conductor {
 
     fn on_response_done(
         &mut self,
-        response: crate::realtime::events::ResponseSummary,
+        response: crate::realtime::server_events::ResponseSummary,
         now: Instant,
         out: &mut Vec<Action>,
     ) {

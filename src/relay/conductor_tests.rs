@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::calls::{CallRecord, Direction, EndReason, Speaker};
-use crate::realtime::events::parse_server_event;
+use crate::realtime::server_events::parse_server_event;
 use crate::relay::budget::{LOG_BURST, LOG_REFILL, LOGGED_TEXT_MAX_BYTES};
 use crate::twilio::media::parse_twilio_event;
 
