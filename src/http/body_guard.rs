@@ -6,14 +6,15 @@
 //! likes, on any route, without a secret. The guard:
 //! 1. answers `413 Payload Too Large` when the declared `Content-Length` is over `CALLBRIDGE_MAX_BODY_BYTES`,
 //!    before a byte of the body is read;
-//! 2. otherwise wraps the request's payload so it knows when the body has fully arrived and how many bytes came
-//!    (a chunked body over the limit is cut with `413` too), and answers `408 Request Timeout` when the body has
-//!    not fully arrived `CALLBRIDGE_BODY_TIMEOUT_S` after the head, whatever the route's handler is doing: the
-//!    handler is dropped, the connection closed.
+//! 2. otherwise wraps the request's payload in a [`GuardedPayload`]: when the body has not fully arrived
+//!    `CALLBRIDGE_BODY_TIMEOUT_S` after the head, the route's body extractor gets an error and the answer is
+//!    `408 Request Timeout`, whatever the route would have said about the error; a chunked body that grows over
+//!    the limit is cut the same way with `413`.
 //!
 //! Requests without a body (no `Content-Length`, or 0, and no `Transfer-Encoding`) and WebSocket upgrades (whose
-//! "payload" is the WebSocket itself) are not timed. A handler that does not read a body its client sent and runs
-//! longer than the deadline is answered 408 too: the guard cannot tell an unread body from a missing one.
+//! "payload" is the WebSocket itself) are not timed. A route that does not read its body answers when it is done
+//! and actix then closes the connection (it does not keep a connection whose body was left unread): the deadline
+//! only matters to routes that wait for their body, which every route taking one does first.
 //!
 //! Refusals close the connection (`Connection: close`; actix closes it anyway when a body is left unread). The
 //! answer is the `/api` JSON error for `/api` and `/mcp` (`payload_too_large`, `request_timeout`), plain text
@@ -95,6 +96,8 @@ pub enum BodyProgress {
     Complete,
     /// More bytes came than the limit allows (a chunked body): cut with 413.
     Overflow,
+    /// The body was still incomplete at its deadline: cut with 408.
+    TimedOut,
 }
 
 impl BodyProgress {
@@ -114,22 +117,28 @@ impl BodyProgress {
     }
 }
 
-/// A request payload that reports its progress and stops with [`PayloadError::Overflow`] past the limit.
-struct GuardedPayload {
+/// A request payload that reports its progress, stops with [`PayloadError::Overflow`] past the limit and with a
+/// timed-out I/O error when the body is still incomplete at its deadline.
+pub struct GuardedPayload {
     /// The request's own payload.
     inner: Payload,
     /// Shared with [`guard_body`].
     progress: Rc<Cell<BodyProgress>>,
     /// The body limit, bytes.
     max_body_bytes: usize,
+    /// When the whole body must have arrived.
+    deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Stream for GuardedPayload {
     type Item = Result<Bytes, PayloadError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.progress.get() == BodyProgress::Overflow {
-            return Poll::Ready(Some(Err(PayloadError::Overflow)));
+        match self.progress.get() {
+            BodyProgress::Overflow => return Poll::Ready(Some(Err(PayloadError::Overflow))),
+            BodyProgress::TimedOut => return Poll::Ready(Some(Err(timed_out()))),
+            BodyProgress::Complete => return Poll::Ready(None),
+            BodyProgress::Arriving { .. } => {}
         }
         let polled = Pin::new(&mut self.inner).poll_next(cx);
         match &polled {
@@ -144,10 +153,26 @@ impl Stream for GuardedPayload {
                 }
             }
             Poll::Ready(None) => self.progress.set(BodyProgress::Complete),
-            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+            Poll::Ready(Some(Err(_))) => {}
+            // Nothing to read now: the body is late if its deadline has passed (polling the timer also wakes this
+            // task at the deadline).
+            Poll::Pending => {
+                if self.deadline.as_mut().poll(cx).is_ready() {
+                    self.progress.set(BodyProgress::TimedOut);
+                    return Poll::Ready(Some(Err(timed_out())));
+                }
+            }
         }
         polled
     }
+}
+
+/// The error a late body ends with.
+fn timed_out() -> PayloadError {
+    PayloadError::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the request body did not arrive in time",
+    ))
 }
 
 /// Why the guard answered instead of the route.
@@ -190,9 +215,9 @@ fn refusal_response(class: RouteClass, refusal: Refusal) -> HttpResponse {
 }
 
 /// Middleware on the whole app (`App::new().wrap(middleware::from_fn(guard_body))`): refuses a declared body over
-/// `max_body_bytes` with 413 before reading it, and answers 408 (dropping the route's handler) when the body has
-/// not fully arrived `body_timeout_s` after the head. See the module docs. Reads the limits from the
-/// `web::Data<AppState>` app data.
+/// `max_body_bytes` with 413 before reading it, and answers 408 when the body has not fully arrived `body_timeout_s`
+/// after the head (413 when a chunked body grows over the limit), whatever the route made of the body's error. See
+/// the module docs. Reads the limits from the `web::Data<AppState>` app data.
 ///
 /// # Errors
 /// Only the wrapped service's own errors; refusals are answered as responses.
@@ -211,17 +236,12 @@ pub async fn guard_body(
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     let class = route_class(req.match_info().as_str());
-    let refuse = |req: actix_web::HttpRequest, refusal: Refusal| {
-        tracing::debug!(path = %req.path(), ?refusal, "request refused by the body guard");
-        ServiceResponse::new(req, refusal_response(class, refusal)).map_into_boxed_body()
-    };
     match declared_body(req.headers(), req.head().upgrade(), max_body_bytes) {
         DeclaredBody::None => return Ok(next.call(req).await?.map_into_boxed_body()),
-        DeclaredBody::TooLarge { .. } => {
-            return Ok(refuse(
-                req.request().clone(),
-                Refusal::TooLarge { max_body_bytes },
-            ));
+        DeclaredBody::TooLarge { declared_bytes } => {
+            tracing::debug!(path = %req.path(), declared_bytes, max_body_bytes, "request refused: body too large");
+            let refusal = refusal_response(class, Refusal::TooLarge { max_body_bytes });
+            return Ok(req.into_response(refusal).map_into_boxed_body());
         }
         DeclaredBody::Length(_) | DeclaredBody::Unknown => {}
     }
@@ -231,29 +251,21 @@ pub async fn guard_body(
             inner: req.take_payload(),
             progress: progress.clone(),
             max_body_bytes,
+            deadline: Box::pin(tokio::time::sleep(body_timeout)),
         });
     req.set_payload(Payload::from(guarded));
-    let request = req.request().clone();
-    let deadline = tokio::time::Instant::now() + body_timeout;
-    let body_late = {
-        let progress = progress.clone();
-        async move {
-            tokio::time::sleep_until(deadline).await;
-            if progress.get() == BodyProgress::Complete {
-                std::future::pending::<()>().await;
-            }
+    let response = next.call(req).await?;
+    let refusal = match progress.get() {
+        BodyProgress::Overflow => Refusal::TooLarge { max_body_bytes },
+        BodyProgress::TimedOut => Refusal::TooSlow { body_timeout },
+        BodyProgress::Arriving { .. } | BodyProgress::Complete => {
+            return Ok(response.map_into_boxed_body());
         }
     };
-    tokio::select! {
-        response = next.call(req) => {
-            let response = response?;
-            Ok(match progress.get() {
-                BodyProgress::Overflow => refuse(request, Refusal::TooLarge { max_body_bytes }),
-                _ => response.map_into_boxed_body(),
-            })
-        }
-        () = body_late => Ok(refuse(request, Refusal::TooSlow { body_timeout })),
-    }
+    tracing::debug!(path = %response.request().path(), ?refusal, "request refused by the body guard");
+    Ok(response
+        .into_response(refusal_response(class, refusal))
+        .map_into_boxed_body())
 }
 
 /// Route middleware for Twilio's webhooks (`web::resource(..).wrap(middleware::from_fn(require_twilio_signature))`):
