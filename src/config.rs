@@ -106,6 +106,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "largest HTTP request body accepted, bytes",
     ),
     (
+        "body_timeout_s",
+        None,
+        "a request body must arrive within this long of its head (else 408), seconds",
+    ),
+    (
         "drain_timeout_s",
         None,
         "on shutdown, how long calls in progress may go on before they are ended, seconds",
@@ -385,6 +390,8 @@ pub struct SecuritySettings {
     pub stream_idle_timeout: Duration,
     /// Largest HTTP request body accepted, bytes.
     pub max_body_bytes: usize,
+    /// A request body must have fully arrived this long after its head, else 408 and the connection is closed.
+    pub body_timeout: Duration,
 }
 
 /// Limits and timings of a call.
@@ -443,6 +450,7 @@ struct Raw {
     api_rate_limit_per_min: Option<String>,
     stream_idle_timeout_s: Option<String>,
     max_body_bytes: Option<String>,
+    body_timeout_s: Option<String>,
     log_format: Option<String>,
     openai_api_key: Option<String>,
     openai_model: Option<String>,
@@ -793,6 +801,12 @@ impl Settings {
                 raw.max_body_bytes,
                 64 * 1024usize,
             ),
+            body_timeout: Duration::from_secs(parse_or(
+                &mut errors,
+                "CALLBRIDGE_BODY_TIMEOUT_S",
+                raw.body_timeout_s,
+                10u64,
+            )),
         };
         for (name, value) in [
             (
@@ -811,6 +825,9 @@ impl Settings {
             if value == 0 {
                 errors.push(format!("{name} is invalid: 0 (use at least 1)"));
             }
+        }
+        if security.body_timeout.is_zero() {
+            errors.push("CALLBRIDGE_BODY_TIMEOUT_S is invalid: 0 (use at least 1)".to_owned());
         }
         if security.stream_idle_timeout.is_zero() {
             errors
@@ -1011,6 +1028,7 @@ impl Settings {
             sec.stream_idle_timeout.as_secs().to_string(),
         );
         line("max_body_bytes", sec.max_body_bytes.to_string());
+        line("body_timeout_s", sec.body_timeout.as_secs().to_string());
         line(
             "log_format",
             format!("{:?}", self.log_format).to_lowercase(),

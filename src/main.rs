@@ -69,6 +69,10 @@ async fn serve() -> ExitCode {
         }
     };
     callbridge::telemetry::init(settings.log_format, "info");
+    match callbridge::startup::raise_fd_limit() {
+        Ok(fds) => tracing::info!(fds, "open file descriptor limit (RLIMIT_NOFILE)"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file descriptor limit"),
+    }
     let app = match Application::build(settings) {
         Ok(app) => app,
         Err(e) => {

@@ -54,6 +54,17 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Raises the process's soft `RLIMIT_NOFILE` (open file descriptors: every connection is one) to its hard limit, and
+/// returns the new soft limit. The usual soft default of 1,024 lets about a thousand slow clients lock everyone out;
+/// the hard limit is what the administrator allows (systemd's `LimitNOFILE=`, `ulimit -Hn`). Where the platform has
+/// no such limit, does nothing and returns `u64::MAX`.
+///
+/// # Errors
+/// When the limit cannot be read or set.
+pub fn raise_fd_limit() -> std::io::Result<u64> {
+    rlimit::increase_nofile_limit(u64::MAX)
+}
+
 /// A built, not yet running, server.
 pub struct Application {
     /// The port it listens on (the real one when 0 was asked for).
@@ -199,7 +210,11 @@ impl Application {
                 .app_data(web::PayloadConfig::new(max_body_bytes))
                 .app_data(web::FormConfig::default().limit(max_body_bytes))
                 .app_data(web::JsonConfig::default().limit(max_body_bytes))
-                // Rate limits run before routing: a refused request reaches no handler.
+                // Request bodies: a declared length over the limit is a 413 before a byte is read, and a body
+                // that has not fully arrived `body_timeout_s` after its head is a 408 (connection closed).
+                .wrap(from_fn(http::body_guard::guard_body))
+                // Rate limits run before routing (and before the body guard): a refused request reaches no
+                // handler.
                 .wrap(from_fn(rate_limit::limit_requests))
                 .configure(|cfg| http::configure(cfg, max_body_bytes))
         })

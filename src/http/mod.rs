@@ -2,9 +2,13 @@
 //! webhooks, the `/media-stream/{token}` upgrade, the bearer-protected `/api` REST API and `/mcp`.
 //!
 //! [`configure`] registers every route on an actix `ServiceConfig`; [`crate::startup`] and the tests share it.
+//! Request bodies are limited in size and time on every route by [`body_guard::guard_body`] (wrapped around the
+//! whole app in [`crate::startup`]); the Twilio webhooks also refuse a request without `X-Twilio-Signature` before
+//! reading its body ([`body_guard::require_twilio_signature`]).
 
 pub mod api;
 pub mod auth;
+pub mod body_guard;
 pub mod health;
 pub mod media_stream;
 pub mod outbound;
@@ -12,6 +16,7 @@ pub mod public_url;
 pub mod state;
 pub mod voice;
 
+use actix_web::middleware::from_fn;
 use actix_web::web;
 
 /// Registers every route; `/api` and `/mcp` refuse bodies over `max_body_bytes` (the app-wide extractors get the
@@ -19,12 +24,21 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     cfg.route("/health", web::get().to(health::health))
         .route("/ready", web::get().to(health::ready))
-        .route("/incoming-call", web::post().to(voice::incoming_call))
-        .route(
-            "/outbound-call/{call_id}",
-            web::post().to(outbound::outbound_call),
+        .service(
+            web::resource("/incoming-call")
+                .wrap(from_fn(body_guard::require_twilio_signature))
+                .route(web::post().to(voice::incoming_call)),
         )
-        .route("/call-status", web::post().to(outbound::call_status))
+        .service(
+            web::resource("/outbound-call/{call_id}")
+                .wrap(from_fn(body_guard::require_twilio_signature))
+                .route(web::post().to(outbound::outbound_call)),
+        )
+        .service(
+            web::resource("/call-status")
+                .wrap(from_fn(body_guard::require_twilio_signature))
+                .route(web::post().to(outbound::call_status)),
+        )
         .route(
             "/media-stream/{token}",
             web::get().to(media_stream::media_stream),

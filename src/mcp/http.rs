@@ -1,6 +1,6 @@
 //! `/mcp`: the MCP server as Streamable HTTP on the running server, through `rmcp-actix-web`.
 //!
-//! Every request passes two checks before rmcp sees it:
+//! Every request passes these checks before rmcp sees it:
 //! 1. the `Host` header must name this server: the host of `PUBLIC_URL`, or a loopback name (`localhost`,
 //!    `127.0.0.1`, `::1`), any port — a defence against DNS rebinding (without `PUBLIC_URL`, and with trusted
 //!    forwarded headers, the host the proxy forwarded for). A request without `Host` gets 400, another host 403;
@@ -10,6 +10,11 @@
 //! rmcp's own `Host` allowlist is switched off: it is fixed when the service is built, and [`service`] is built by
 //! [`crate::http::configure`], which does not know `PUBLIC_URL`; the first check above reads it from the
 //! [`AppState`] of each request instead.
+//!
+//! 3. a `POST` whose `Content-Type` is `application/json` but whose body is not JSON gets `400` with a JSON-RPC
+//!    parse error (`-32700`, `id: null`), and one that is JSON but not a JSON-RPC message `400` with an invalid
+//!    request error (`-32600`), as JSON-RPC 2.0 (section 5.1) and the Streamable HTTP transport ask; rmcp itself
+//!    would answer `415` ([`refuse_malformed_json_rpc`]).
 //!
 //! The transport is stateless (no `Mcp-Session-Id`; `GET` and `DELETE` answer 405): every `POST` is served on its
 //! own by a fresh [`McpServer`], whose backend is the server's [`CallService`], put in the request's extensions by
@@ -21,10 +26,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{HttpServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{HttpServiceFactory, Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{Error, HttpResponse, ResponseError, web};
 use rmcp_actix_web::transport::{LocalSessionManager, StreamableHttpService};
@@ -40,6 +45,10 @@ use crate::mcp::server::McpServer;
 pub const MCP_PATH: &str = "/mcp";
 /// The `Host` names always accepted (any port): the server itself, reached over loopback.
 pub const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+/// JSON-RPC 2.0 error code: the body is not JSON (<https://www.jsonrpc.org/specification#error_object>).
+pub const JSONRPC_PARSE_ERROR: i64 = -32700;
+/// JSON-RPC 2.0 error code: the JSON is not a valid Request object.
+pub const JSONRPC_INVALID_REQUEST: i64 = -32600;
 /// How often an open SSE response gets a keep-alive comment.
 const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -190,7 +199,62 @@ pub async fn require_allowed_host(
     }
 }
 
-/// The `/mcp` service: the Host check, the bearer key, then rmcp's Streamable HTTP transport serving
+/// A `400 Bad Request` carrying a JSON-RPC 2.0 error response with `id: null` (the id of a request that could not
+/// be read): `{"jsonrpc":"2.0","id":null,"error":{"code":code,"message":message}}`.
+pub fn json_rpc_error(code: i64, message: &str) -> HttpResponse {
+    HttpResponse::BadRequest().json(serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": { "code": code, "message": message },
+    }))
+}
+
+/// Whether a request says its body is JSON (`Content-Type: application/json`, parameters ignored).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Middleware: reads a JSON `POST` body (within the app's body limit) and answers `400` with a JSON-RPC parse error
+/// when it is not JSON; otherwise hands the same bytes on to rmcp, and turns rmcp's `415` for JSON that is not a
+/// JSON-RPC message into `400` with an invalid request error. Requests of another method or content type go to rmcp
+/// untouched (`405`, `415` there are right).
+///
+/// # Errors
+/// Only the wrapped service's own errors; refusals are answered as responses.
+pub async fn refuse_malformed_json_rpc(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    if req.method() != Method::POST || !is_json(req.headers()) {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
+    let body = match req.extract::<web::Bytes>().await {
+        Ok(body) => body,
+        Err(e) => return Ok(req.error_response(e).map_into_boxed_body()),
+    };
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+        tracing::debug!(error = %e, "MCP request refused: the body is not JSON");
+        let refusal = json_rpc_error(JSONRPC_PARSE_ERROR, &format!("Parse error: {e}"));
+        return Ok(req.into_response(refusal).map_into_boxed_body());
+    }
+    req.set_payload(Payload::from(body));
+    let response = next.call(req).await?;
+    if response.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        // The content type was JSON and the body parsed: rmcp's 415 means it is not a JSON-RPC message.
+        let refusal = json_rpc_error(
+            JSONRPC_INVALID_REQUEST,
+            "Invalid Request: the body is not a JSON-RPC 2.0 message",
+        );
+        return Ok(response.into_response(refusal).map_into_boxed_body());
+    }
+    Ok(response.map_into_boxed_body())
+}
+
+/// The `/mcp` service: the Host check, the bearer key, the JSON check, then rmcp's Streamable HTTP transport serving
 /// [`McpServer`] over the request's [`CallService`]. JSON-RPC bodies over `max_body_bytes` are refused. Register it
 /// with `cfg.service(mcp::http::service(max_body_bytes))`; the app must carry `web::Data<AppState>`.
 pub fn service(max_body_bytes: usize) -> impl HttpServiceFactory {
@@ -209,6 +273,7 @@ pub fn service(max_body_bytes: usize) -> impl HttpServiceFactory {
         })
         .build()
         .scope_with_path(MCP_PATH)
+        .wrap(from_fn(refuse_malformed_json_rpc))
         .wrap(from_fn(require_bearer))
         .wrap(from_fn(require_allowed_host))
 }

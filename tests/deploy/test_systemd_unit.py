@@ -190,3 +190,13 @@ def test_systemd_waits_longer_than_the_drain_timeout_before_killing(callbridge_b
 
     assert values(text, "Service", "KillSignal") == ["SIGTERM"]
     assert stop and int(stop.group(1)) >= int(drain.group(1)) + 10
+
+
+def test_the_unit_allows_enough_open_files_for_thousands_of_connections():
+    # 1,024 (systemd's soft default) is about a thousand connections: a slow-client flood would lock everyone out.
+    limits = values(UNIT.read_text(), "Service", "LimitNOFILE")
+
+    assert len(limits) == 1, limits
+    soft, _, hard = limits[0].partition(":")
+    assert int(soft) >= 16384, limits
+    assert not hard or int(hard) >= int(soft), limits

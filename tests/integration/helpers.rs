@@ -269,6 +269,8 @@ impl TestCall {
 pub struct RunningBinary {
     /// The process (stderr piped: the logs).
     pub child: tokio::process::Child,
+    /// Reads the logs (stderr) as they come, so a verbose server never blocks on a full pipe.
+    logs: Option<tokio::task::JoinHandle<String>>,
     /// `http://127.0.0.1:PORT`
     pub address: String,
     /// The port.
@@ -289,18 +291,14 @@ impl RunningBinary {
 
     /// Waits (at most 10 s) for the server to exit; returns its exit status and everything it logged.
     pub async fn wait_with_logs(&mut self) -> (std::process::ExitStatus, String) {
-        use tokio::io::AsyncReadExt as _;
         let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
             .await
             .expect("the server exits within 10 s")
             .expect("an exit status");
-        let mut logs = String::new();
-        if let Some(mut stderr) = self.child.stderr.take() {
-            stderr
-                .read_to_string(&mut logs)
-                .await
-                .expect("read the logs");
-        }
+        let logs = match self.logs.take() {
+            Some(reader) => reader.await.expect("the log reader ends with the process"),
+            None => String::new(),
+        };
         (status, logs)
     }
 
@@ -313,6 +311,15 @@ impl RunningBinary {
 
 /// Starts `callbridge serve` with the test settings plus `extra_env`, and waits until `/ready` answers 200.
 pub async fn spawn_binary(realtime_url: &str, extra_env: &[(&str, &str)]) -> RunningBinary {
+    spawn_binary_with_fd_limit(realtime_url, extra_env, None).await
+}
+
+/// [`spawn_binary`], the process started with `RLIMIT_NOFILE` set to `(soft, hard)` when given.
+pub async fn spawn_binary_with_fd_limit(
+    realtime_url: &str,
+    extra_env: &[(&str, &str)],
+    nofile: Option<(u64, u64)>,
+) -> RunningBinary {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -338,12 +345,28 @@ pub async fn spawn_binary(realtime_url: &str, extra_env: &[(&str, &str)]) -> Run
     for (k, v) in extra_env {
         command.env(k, v);
     }
-    let child = command.spawn().expect("the server starts");
+    if let Some((soft, hard)) = nofile {
+        // SAFETY: the closure runs in the forked child before exec and only calls setrlimit(2), which is
+        // async-signal-safe; it allocates nothing and takes no lock.
+        unsafe {
+            command.pre_exec(move || rlimit::setrlimit(rlimit::Resource::NOFILE, soft, hard));
+        }
+    }
+    let mut child = command.spawn().expect("the server starts");
+    let logs = child.stderr.take().map(|mut stderr| {
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt as _;
+            let mut bytes = Vec::new();
+            let _ = stderr.read_to_end(&mut bytes).await;
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    });
     let address = format!("http://127.0.0.1:{port}");
     for _ in 0..200 {
         if get_status(&address, "/ready").await == Some(200) {
             return RunningBinary {
                 child,
+                logs,
                 address,
                 port,
             };

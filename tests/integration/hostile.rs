@@ -304,6 +304,19 @@ async fn api(address: &str, method: &str, path: &str) -> (u16, Value) {
 #[actix_web::test]
 async fn a_full_call_logged_at_debug_level_shows_neither_the_auth_token_the_openai_key_nor_the_api_key()
  {
+    full_call_logs_show_no_secret("debug", "DEBUG").await;
+}
+
+#[actix_web::test]
+async fn a_full_call_logged_at_trace_level_shows_neither_the_auth_token_the_openai_key_nor_the_api_key()
+ {
+    full_call_logs_show_no_secret("trace", "TRACE").await;
+}
+
+/// Runs a whole call through the real binary with `RUST_LOG=rust_log` (signed webhook, stream, reply, `/api` list
+/// and hang-up, REST hang-up with Basic auth) and asserts that lines of `level` were logged and that no line holds
+/// the auth token, the OpenAI key, the API key or the Basic credential.
+async fn full_call_logs_show_no_secret(rust_log: &str, level: &str) {
     let fake = FakeRealtime::start(Script {
         responses: vec![ScriptedResponse::speak(600, "Table for four, done.")],
         ..Script::default()
@@ -313,7 +326,7 @@ async fn a_full_call_logged_at_debug_level_shows_neither_the_auth_token_the_open
     let mut server = spawn_binary(
         &fake.url(),
         &[
-            ("RUST_LOG", "debug"),
+            ("RUST_LOG", rust_log),
             ("LOG_FORMAT", "json"),
             ("CALLBRIDGE_DRAIN_TIMEOUT_S", "0"),
             ("TWILIO_AUTH_TOKEN", SECRET_AUTH_TOKEN),
@@ -393,15 +406,16 @@ async fn a_full_call_logged_at_debug_level_shows_neither_the_auth_token_the_open
             .any(|(name, value)| name == "authorization" && *value == bearer),
         "the Realtime session was opened with the OpenAI key"
     );
-    // ... the logs are the debug-level logs of this call ...
+    // ... the logs are the `level` logs of this call ...
     assert!(
         logs.lines()
             .any(|l| l.contains("call ended") && l.contains("hung_up_by_api")),
         "{logs}"
     );
     assert!(
-        logs.lines().any(|l| l.contains("\"level\":\"DEBUG\"")),
-        "debug lines are logged"
+        logs.lines()
+            .any(|l| l.contains(&format!("\"level\":\"{level}\""))),
+        "{level} lines are logged"
     );
     // ... and none of them shows a secret, as such or in an Authorization header.
     let leaks: Vec<&str> = logs

@@ -25,5 +25,6 @@ mod restart;
 mod security;
 mod shutdown;
 mod simulate_cli;
+mod slow_bodies;
 mod store;
 mod twilio_cli;
