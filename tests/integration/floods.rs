@@ -2,52 +2,30 @@
 //! (valid keys and 60,000-character "digits") or the Realtime server floods `error` events. The logs stay bounded,
 //! no invalid digit reaches the model, the keys passed on are rate-limited, and the call goes on.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use callbridge::relay::conductor::{DTMF_BURST, DTMF_REFILL};
 use callbridge::simulate::{MediaStreamClient, Observation};
 use serde_json::{Value, json};
-use tokio::io::AsyncBufReadExt as _;
 
 use crate::fake_realtime::{FakeRealtime, Script, ScriptedResponse};
 use crate::helpers::{CALLER_HELLO, RunningBinary, TestApp, spawn_binary};
 
-/// Every line the server writes to stderr, collected as it arrives (the pipe never fills up).
-struct ServerLog {
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: tokio::task::JoinHandle<()>,
+/// The server's log lines, watched while it runs.
+struct ServerLog<'a> {
+    server: &'a RunningBinary,
 }
 
-impl ServerLog {
-    /// Takes `server`'s stderr and reads it line by line from now on.
-    fn follow(server: &mut RunningBinary) -> Self {
-        let stderr = server.child.stderr.take().expect("stderr is piped");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let collected = Arc::clone(&lines);
-        let reader = tokio::spawn(async move {
-            let mut reader = tokio::io::BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                collected
-                    .lock()
-                    .expect("the reader alone writes")
-                    .push(line);
-            }
-        });
-        ServerLog { lines, reader }
-    }
-
+impl ServerLog<'_> {
     /// Waits (at most `timeout`) for a line containing `text` and returns it parsed as JSON (`LOG_FORMAT=json`).
     async fn wait_for_line(&self, text: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let found = self
-                .lines
-                .lock()
-                .expect("no reader panic")
-                .iter()
-                .find(|l| l.contains(text))
-                .cloned();
+                .server
+                .log_lines()
+                .into_iter()
+                .find(|l| l.contains(text));
             if let Some(line) = found {
                 return serde_json::from_str(&line).expect("a JSON log line");
             }
@@ -57,15 +35,6 @@ impl ServerLog {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    /// Every line, once the server has exited.
-    async fn all_lines(self) -> Vec<String> {
-        self.reader.await.expect("the reader ends at EOF");
-        Arc::try_unwrap(self.lines)
-            .expect("the reader is done")
-            .into_inner()
-            .expect("no reader panic")
     }
 }
 
@@ -80,15 +49,12 @@ fn record_of(call_ended: &Value) -> Value {
 }
 
 /// Starts the binary (JSON logs) against `fake` and places one call on it; returns the server, its log and the call.
-async fn binary_with_a_call(
-    fake: &FakeRealtime,
-) -> (RunningBinary, ServerLog, MediaStreamClient, String) {
-    let mut server = spawn_binary(
+async fn binary_with_a_call(fake: &FakeRealtime) -> (RunningBinary, MediaStreamClient, String) {
+    let server = spawn_binary(
         &fake.url(),
         &[("LOG_FORMAT", "json"), ("CALLBRIDGE_DRAIN_TIMEOUT_S", "0")],
     )
     .await;
-    let log = ServerLog::follow(&mut server);
     let app = TestApp::for_address(&server.address, server.port);
     let webhook = app.webhook();
     let url = app.answer(&webhook).await;
@@ -96,7 +62,7 @@ async fn binary_with_a_call(
         .await
         .expect("the stream opens");
     stream.start(&webhook.call_sid, &[]).await.expect("start");
-    (server, log, stream, webhook.call_sid)
+    (server, stream, webhook.call_sid)
 }
 
 fn dtmf_frame(stream_sid: &str, sequence_number: u64, digit: &str) -> String {
@@ -113,7 +79,8 @@ fn dtmf_frame(stream_sid: &str, sequence_number: u64, digit: &str) -> String {
 async fn a_dtmf_flood_with_60000_character_digits_keeps_the_logs_bounded_and_the_model_sees_only_rate_limited_keys()
  {
     let fake = FakeRealtime::start(Script::default()).await;
-    let (mut server, log, stream, _) = binary_with_a_call(&fake).await;
+    let (mut server, stream, _) = binary_with_a_call(&fake).await;
+    let log = ServerLog { server: &server };
     let stream_sid = stream.stream_sid().expect("started");
     let huge_digit = "7".repeat(60_000);
     const FRAMES: u64 = 3_000;
@@ -136,7 +103,7 @@ async fn a_dtmf_flood_with_60000_character_digits_keeps_the_logs_bounded_and_the
         .await;
     let flood_ms = flood_started.elapsed().as_millis() as u64;
     let (status, _) = server.stop().await;
-    let lines = log.all_lines().await;
+    let lines = server.log_lines();
 
     assert!(status.success(), "{status:?}");
     // Start-up, the call and shutdown take about 15 lines; the flood may add a handful per kind and per 10 s.
@@ -186,7 +153,8 @@ async fn a_flood_of_20000_error_events_keeps_the_logs_bounded_and_the_call_goes_
         ..Script::default()
     })
     .await;
-    let (mut server, log, stream, _) = binary_with_a_call(&fake).await;
+    let (mut server, stream, _) = binary_with_a_call(&fake).await;
+    let log = ServerLog { server: &server };
 
     fake.wait_for_events("session.update", 1, Duration::from_secs(5))
         .await
@@ -203,7 +171,7 @@ async fn a_flood_of_20000_error_events_keeps_the_logs_bounded_and_the_call_goes_
         .wait_for_line("call ended", Duration::from_secs(30))
         .await;
     let (status, _) = server.stop().await;
-    let lines = log.all_lines().await;
+    let lines = server.log_lines();
 
     assert!(replied.is_some(), "{:#?}", stream.events());
     assert!(status.success(), "{status:?}");

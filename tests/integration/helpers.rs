@@ -269,8 +269,11 @@ impl TestCall {
 pub struct RunningBinary {
     /// The process (stderr piped: the logs).
     pub child: tokio::process::Child,
-    /// Reads the logs (stderr) as they come, so a verbose server never blocks on a full pipe.
-    logs: Option<tokio::task::JoinHandle<String>>,
+    /// The log lines (stderr) read so far: a reader collects them as they come, so a verbose server never blocks on a
+    /// full pipe, and a test can watch them while the server runs.
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The reader; it ends with the process.
+    reader: Option<tokio::task::JoinHandle<()>>,
     /// `http://127.0.0.1:PORT`
     pub address: String,
     /// The port.
@@ -295,11 +298,18 @@ impl RunningBinary {
             .await
             .expect("the server exits within 10 s")
             .expect("an exit status");
-        let logs = match self.logs.take() {
-            Some(reader) => reader.await.expect("the log reader ends with the process"),
-            None => String::new(),
-        };
-        (status, logs)
+        if let Some(reader) = self.reader.take() {
+            reader.await.expect("the log reader ends with the process");
+        }
+        (status, self.log_lines().join("\n"))
+    }
+
+    /// The log lines written so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// SIGTERM, then [`RunningBinary::wait_with_logs`].
@@ -353,12 +363,27 @@ pub async fn spawn_binary_with_fd_limit(
         }
     }
     let mut child = command.spawn().expect("the server starts");
-    let logs = child.stderr.take().map(|mut stderr| {
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let collected = std::sync::Arc::clone(&lines);
+    let reader = child.stderr.take().map(|stderr| {
         tokio::spawn(async move {
-            use tokio::io::AsyncReadExt as _;
-            let mut bytes = Vec::new();
-            let _ = stderr.read_to_end(&mut bytes).await;
-            String::from_utf8_lossy(&bytes).into_owned()
+            use tokio::io::AsyncBufReadExt as _;
+            let mut reader = tokio::io::BufReader::new(stderr);
+            let mut line = Vec::new();
+            // Lines are read as bytes: a log line is not always valid UTF-8 at this level.
+            while let Ok(n) = reader.read_until(b'\n', &mut line).await {
+                if n == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&line)
+                    .trim_end_matches('\n')
+                    .to_owned();
+                collected
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(text);
+                line.clear();
+            }
         })
     });
     let address = format!("http://127.0.0.1:{port}");
@@ -366,7 +391,8 @@ pub async fn spawn_binary_with_fd_limit(
         if get_status(&address, "/ready").await == Some(200) {
             return RunningBinary {
                 child,
-                logs,
+                lines,
+                reader,
                 address,
                 port,
             };
