@@ -14,11 +14,12 @@ use std::time::Instant;
 use actix_web::{HttpRequest, HttpResponse, web};
 use tracing::Instrument as _;
 
+use crate::calls::recorder::Persistence;
 use crate::calls::{CallRecord, Direction, EndReason};
 use crate::http::state::{AppState, PendingCall};
 use crate::http::voice::{StreamPlan, call_span, request_public_base, stream_url};
 use crate::realtime::client::{self, RealtimeLink};
-use crate::relay::bridge::{Bridge, Persistence, log_record};
+use crate::relay::bridge::{Bridge, log_record};
 use crate::relay::conductor::{Conductor, ConductorConfig};
 
 /// Why a media-stream upgrade's `X-Twilio-Signature` was refused (answered 403; the stream token stays unused).

@@ -17,9 +17,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::calls::live::CallControl;
-use crate::calls::model::CallStatus;
-use crate::calls::service::CallService;
-use crate::calls::{CallRecord, Direction, EndReason, Turn};
+use crate::calls::recorder::Persistence;
+use crate::calls::{CallRecord, EndReason};
 use crate::realtime::client::{LinkEvent, RealtimeLink};
 use crate::realtime::events::parse_server_event;
 use crate::relay::conductor::{Action, Conductor};
@@ -44,43 +43,6 @@ pub struct Bridge {
     pub shutdown: CancellationToken,
     /// Where the call's record is stored as it grows, when it is stored.
     pub persistence: Option<Persistence>,
-}
-
-/// The call's stored record: turns are appended as they complete (a crash loses at most the turn in progress), and
-/// the whole record is written at the end.
-pub struct Persistence {
-    /// The call service (its store, and the notifier for waiting readers).
-    pub calls: CallService,
-    /// The call's id in the store.
-    pub call_id: String,
-}
-
-impl Persistence {
-    /// Appends `turns` (the ones not stored yet).
-    fn append(&self, turns: &[Turn]) {
-        for turn in turns {
-            if let Err(e) = self.calls.store().append_turn(&self.call_id, turn) {
-                tracing::error!(error = %e, "cannot store a transcript turn");
-            }
-        }
-    }
-
-    /// Writes the finished record (transcript as cut, outcome, end reason, usage); an inbound call is then
-    /// `completed` (no status callbacks follow it).
-    pub fn finish(&self, record: &CallRecord) {
-        let store = self.calls.store();
-        if let Err(e) = store.finish(&self.call_id, record) {
-            tracing::error!(error = %e, "cannot store the call record");
-        }
-        if record.direction == Direction::Inbound {
-            let _ = store.update_status(
-                &self.call_id,
-                CallStatus::Completed,
-                time::OffsetDateTime::now_utc(),
-            );
-        }
-        self.calls.notify_changed();
-    }
 }
 
 impl Bridge {
