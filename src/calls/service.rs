@@ -221,6 +221,9 @@ struct Inner {
     changed: Arc<Notify>,
     /// Calls answered whose stream has not opened yet.
     pending_streams: PendingStreams,
+    /// CallSid → the stream token of its answered call whose media stream has not opened yet: one pending stream
+    /// per CallSid, so a replayed webhook is answered with the same stream instead of a new one.
+    awaited: Mutex<std::collections::HashMap<String, String>>,
     /// Held from counting the calls to storing a new one, so two requests cannot both take the last slot (or the
     /// last call of the budget). Never held across an `.await`.
     admission: Mutex<()>,
@@ -276,6 +279,7 @@ impl CallService {
                 outbound,
                 changed,
                 pending_streams,
+                awaited: Mutex::new(std::collections::HashMap::new()),
                 admission: Mutex::new(()),
             }),
         }
@@ -320,8 +324,10 @@ impl CallService {
         Ok(admission)
     }
 
-    /// The admission lock (a panic while it was held left nothing half-done: it guards no data).
-    fn lock_admission(&self) -> Admission<'_> {
+    /// The admission lock alone (a panic while it was held left nothing half-done: it guards no data): a webhook
+    /// takes it to tell a replay of a call it already answered (no new slot needed) from a new call, then calls
+    /// [`CallService::check_capacity`] for a new one.
+    pub fn lock_admission(&self) -> Admission<'_> {
         Admission {
             _guard: self
                 .inner
@@ -333,7 +339,7 @@ impl CallService {
 
     /// # Errors
     /// [`ServiceError::TooManyCalls`] when [`CallService::concurrent_calls`] is at the cap.
-    fn check_capacity(&self) -> Result<(), ServiceError> {
+    pub fn check_capacity(&self) -> Result<(), ServiceError> {
         let max = self.inner.outbound.max_concurrent_calls;
         let calls = self.concurrent_calls();
         if calls >= u64::from(max) {
@@ -389,6 +395,56 @@ impl CallService {
             .write(write, STORE_DEADLINE)
             .await
             .map_err(|e| e.map_or(ServiceError::StoreBusy, ServiceError::Store))
+    }
+
+    /// Remembers that the call `call_sid` waits for its media stream on `token` (replacing an earlier token).
+    pub fn await_stream(&self, call_sid: &str, token: &str) {
+        self.lock_awaited()
+            .insert(call_sid.to_owned(), token.to_owned());
+    }
+
+    /// The stream token the call `call_sid` waits on, if any (it may have been used since: check it is pending).
+    pub fn awaited_stream(&self, call_sid: &str) -> Option<String> {
+        self.lock_awaited().get(call_sid).cloned()
+    }
+
+    /// Forgets the call's awaited stream if it is still `token` (its token expired or was used).
+    pub fn forget_stream(&self, call_sid: &str, token: &str) {
+        let mut awaited = self.lock_awaited();
+        if awaited.get(call_sid).is_some_and(|t| t == token) {
+            awaited.remove(call_sid);
+        }
+    }
+
+    /// The awaited streams (single inserts and removes: a poisoned lock is taken over).
+    fn lock_awaited(&self) -> MutexGuard<'_, std::collections::HashMap<String, String>> {
+        self.inner
+            .awaited
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Ends the call `call_sid` at Twilio (`Status=completed`; a call Twilio no longer knows counts as done), when
+    /// REST credentials are configured; does nothing otherwise.
+    ///
+    /// # Errors
+    /// [`ServiceError::Twilio`] when Twilio refuses or cannot be reached.
+    pub async fn end_at_twilio(&self, call_sid: &str) -> Result<(), ServiceError> {
+        if let Some(rest) = &self.inner.rest {
+            rest.hang_up(call_sid.to_owned()).await?;
+        }
+        Ok(())
+    }
+
+    /// Cancels the unanswered call `call_sid` at Twilio, when REST credentials are configured.
+    ///
+    /// # Errors
+    /// [`ServiceError::Twilio`] when Twilio refuses or cannot be reached.
+    pub async fn cancel_at_twilio(&self, call_sid: &str) -> Result<(), ServiceError> {
+        if let Some(rest) = &self.inner.rest {
+            rest.cancel(call_sid.to_owned()).await?;
+        }
+        Ok(())
     }
 
     /// Tells waiters (`get_call` with `wait_s`) that a call changed.

@@ -1641,6 +1641,153 @@ mod tests {
         }
     }
 
+    #[test]
+    fn reconciliation_closes_every_open_record_and_keeps_its_turns() {
+        let store = store();
+        let now = datetime!(2025-03-04 06:00:00 UTC);
+        let earlier = datetime!(2025-03-04 05:00:00 UTC);
+        let mut inbound = outbound("+15550100");
+        inbound.direction = Direction::Inbound;
+        inbound.call_sid = Some("CAin".into());
+        let live_inbound = store.create(&inbound).expect("stored");
+        store
+            .update_status(&live_inbound.id, CallStatus::InProgress, earlier)
+            .expect("updated");
+        store
+            .append_turn(&live_inbound.id, &turn(Speaker::Caller, "Hello?", 500))
+            .expect("appended");
+        let answered = store.create(&outbound("+15550101")).expect("stored");
+        store
+            .update_status(&answered.id, CallStatus::InProgress, earlier)
+            .expect("updated");
+        let ringing = store.create(&outbound("+15550102")).expect("stored");
+        store.set_call_sid(&ringing.id, "CAring").expect("stored");
+        store
+            .update_status(&ringing.id, CallStatus::Ringing, earlier)
+            .expect("updated");
+        let done = store.create(&outbound("+15550103")).expect("stored");
+        store
+            .update_status(&done.id, CallStatus::Busy, earlier)
+            .expect("updated");
+
+        let closed = store.reconcile(now).expect("reconciled");
+        let again = store.reconcile(now).expect("reconciled twice");
+
+        let summary: Vec<(&str, CallStatus, CallStatus)> = closed
+            .iter()
+            .map(|c| (c.id.as_str(), c.was, c.now))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    live_inbound.id.as_str(),
+                    CallStatus::InProgress,
+                    CallStatus::Completed
+                ),
+                (
+                    answered.id.as_str(),
+                    CallStatus::InProgress,
+                    CallStatus::Completed
+                ),
+                (
+                    ringing.id.as_str(),
+                    CallStatus::Ringing,
+                    CallStatus::Canceled
+                ),
+            ]
+        );
+        assert_eq!(closed[2].call_sid.as_deref(), Some("CAring"));
+        assert!(again.is_empty(), "nothing is left open");
+        let inbound_after = store.get(&live_inbound.id).expect("read").expect("present");
+        assert_eq!(inbound_after.status, CallStatus::Completed);
+        assert_eq!(
+            inbound_after.end_reason.as_deref(),
+            Some(END_REASON_SERVER_STOPPED)
+        );
+        assert_eq!(inbound_after.ended_at, Some(now));
+        assert_eq!(inbound_after.transcript.len(), 1, "its turns are kept");
+        let done_after = store.get(&done.id).expect("read").expect("present");
+        assert_eq!(done_after.status, CallStatus::Busy);
+        assert_eq!(done_after.end_reason, None, "a finished call is left alone");
+    }
+
+    #[test]
+    fn reconciliation_keeps_an_end_reason_already_written() {
+        let store = store();
+        let mut inbound = outbound("+15550100");
+        inbound.direction = Direction::Inbound;
+        let call = store.create(&inbound).expect("stored");
+        let mut record = CallRecord::new(
+            "CA1".into(),
+            Direction::Inbound,
+            call.from.clone(),
+            call.to.clone(),
+        );
+        record.finish(EndReason::Goodbye, 1_000);
+        store.finish(&call.id, &record).expect("finished");
+
+        store
+            .reconcile(OffsetDateTime::now_utc())
+            .expect("reconciled");
+        let view = store.get(&call.id).expect("read").expect("present");
+
+        assert_eq!(view.status, CallStatus::Completed);
+        assert_eq!(view.end_reason.as_deref(), Some("goodbye"));
+    }
+
+    #[test]
+    fn a_call_whose_stream_never_opened_is_closed_with_its_reason() {
+        let store = store();
+        let call = store.create(&outbound("+15550199")).expect("stored");
+        store
+            .update_status(&call.id, CallStatus::InProgress, OffsetDateTime::now_utc())
+            .expect("updated");
+
+        let changed = store
+            .close_unopened(
+                &call.id,
+                "error:stream_never_opened",
+                OffsetDateTime::now_utc(),
+            )
+            .expect("closed");
+        let view = store.get(&call.id).expect("read").expect("present");
+
+        assert!(changed);
+        assert_eq!(view.status, CallStatus::Completed);
+        assert_eq!(
+            view.end_reason.as_deref(),
+            Some("error:stream_never_opened")
+        );
+        assert!(crate::calls::service::is_done(&view));
+    }
+
+    #[test]
+    fn a_status_callback_is_applied_once_per_idempotency_token() {
+        let store = store();
+        let call = store.create(&outbound("+15550199")).expect("stored");
+        store.set_call_sid(&call.id, "CAcb").expect("stored");
+        let now = OffsetDateTime::now_utc();
+
+        let first = store
+            .apply_status_callback("CAcb", CallStatus::Ringing, Some("tok"), now)
+            .expect("applied");
+        let retried = store
+            .apply_status_callback("CAcb", CallStatus::InProgress, Some("tok"), now)
+            .expect("applied");
+        let unknown = store
+            .apply_status_callback("CAzz", CallStatus::Ringing, None, now)
+            .expect("applied");
+
+        assert_eq!(first, Some((call.id.clone(), true)));
+        assert_eq!(retried, None);
+        assert_eq!(unknown, None);
+        assert_eq!(
+            store.get(&call.id).expect("read").expect("present").status,
+            CallStatus::Ringing
+        );
+    }
+
     proptest! {
         #[test]
         fn random_status_sequences_never_move_a_call_back(
