@@ -18,6 +18,7 @@ mod logs;
 mod outbound;
 mod policy;
 mod public_url;
+mod records;
 mod rest_hangup;
 mod restart;
 mod security;
