@@ -11,6 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use time::OffsetDateTime;
 
 use crate::calls::model::{CallStatus, CallView};
+use crate::calls::service::STORE_DEADLINE;
 use crate::calls::writer::Write;
 use crate::http::state::AppState;
 use crate::http::voice::{
@@ -92,11 +93,19 @@ pub async fn outbound_call(
     if call.status.is_terminal() {
         return Ok(twiml_response(twiml::say_and_hang_up("")));
     }
-    writer.submit(Write::Status {
-        id: call_id.clone(),
-        status: CallStatus::InProgress,
-        at: OffsetDateTime::now_utc(),
-    });
+    // Waited for below (without holding a thread) so that readers see the call answered; answered anyway after
+    // the deadline: the write stays queued.
+    let (done, answered) = tokio::sync::oneshot::channel();
+    writer.submit_then(
+        Write::Status {
+            id: call_id.clone(),
+            status: CallStatus::InProgress,
+            at: OffsetDateTime::now_utc(),
+        },
+        Box::new(move |result| {
+            let _ = done.send(result.is_ok());
+        }),
+    );
     tracing::info!(%call_id, to = %call.to, "outbound call answered");
 
     let realtime = &state.settings.realtime;
@@ -129,11 +138,20 @@ pub async fn outbound_call(
             session_update: session.to_json(),
         },
     );
+    drop(_entered);
+    if tokio::time::timeout(STORE_DEADLINE, answered)
+        .await
+        .is_err()
+    {
+        span.in_scope(|| {
+            tracing::warn!("answered status queued: the call records database is locked")
+        });
+    }
     Ok(twiml_response(twiml))
 }
 
-/// Handles `POST /call-status`: moves the call through its statuses (through the store writer: the answer does not
-/// wait for the database). A retried delivery (same `I-Twilio-Idempotency-Token`) changes nothing; an unknown
+/// Handles `POST /call-status`: moves the call through its statuses, through the store writer (the answer waits for
+/// the write at most [`STORE_DEADLINE`], without holding a thread; the write stays queued after that). A retried delivery (same `I-Twilio-Idempotency-Token`) changes nothing; an unknown
 /// CallSid is acknowledged and ignored.
 ///
 /// # Errors
@@ -162,11 +180,25 @@ pub async fn call_status(
         .get("I-Twilio-Idempotency-Token")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    state.calls.writer().submit(Write::StatusCallback {
-        call_sid,
-        status,
-        idempotency_token,
-        at: OffsetDateTime::now_utc(),
-    });
+    drop(_entered);
+    let written = state
+        .calls
+        .writer()
+        .write(
+            Write::StatusCallback {
+                call_sid,
+                status,
+                idempotency_token,
+                at: OffsetDateTime::now_utc(),
+            },
+            STORE_DEADLINE,
+        )
+        .await;
+    if let Err(None) = written {
+        // Answered anyway: the write stays queued and lands once the lock goes.
+        span.in_scope(|| {
+            tracing::warn!(%status, "status callback queued: the call records database is locked");
+        });
+    }
     Ok(HttpResponse::NoContent().finish())
 }

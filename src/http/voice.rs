@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 use crate::calls::Direction;
 use crate::calls::model::NewCall;
 use crate::calls::recorder::END_REASON_STREAM_NEVER_OPENED;
+use crate::calls::service::STORE_DEADLINE;
 use crate::calls::store::new_call_id;
 use crate::calls::writer::Write;
 use crate::http::public_url::{ForwardedHeaders, public_base};
@@ -247,6 +248,7 @@ pub async fn incoming_call(
         tracing::info!(%from, %to, "incoming call rejected busy: the concurrency cap is reached");
         return Ok(twiml_response(twiml::reject(twiml::RejectReason::Busy)));
     }
+    let mut stored = None;
     let call_id = match known {
         // The same call again after its stream opened or its token expired: one record per CallSid.
         Some(call) => {
@@ -256,22 +258,29 @@ pub async fn incoming_call(
         None => {
             tracing::info!(%from, %to, "incoming call");
             let id = new_call_id();
-            state.calls.writer().submit(Write::Create {
-                id: id.clone(),
-                call: Box::new(NewCall {
-                    direction: Direction::Inbound,
-                    from: from.clone(),
-                    to: to.clone(),
-                    call_sid: Some(call_sid.clone()),
-                    instructions: None,
-                    greeting: None,
-                    voice: None,
-                    language: None,
-                    max_duration_s: None,
-                    metadata: None,
+            let (done, written) = tokio::sync::oneshot::channel();
+            stored = Some(written);
+            state.calls.writer().submit_then(
+                Write::Create {
+                    id: id.clone(),
+                    call: Box::new(NewCall {
+                        direction: Direction::Inbound,
+                        from: from.clone(),
+                        to: to.clone(),
+                        call_sid: Some(call_sid.clone()),
+                        instructions: None,
+                        greeting: None,
+                        voice: None,
+                        language: None,
+                        max_duration_s: None,
+                        metadata: None,
+                    }),
+                    answered: true,
+                },
+                Box::new(move |result| {
+                    let _ = done.send(result.is_ok());
                 }),
-                answered: true,
-            });
+            );
             id
         }
     };
@@ -296,6 +305,15 @@ pub async fn incoming_call(
         },
     );
     drop(admission);
+    drop(_entered);
+    if let Some(written) = stored
+        && tokio::time::timeout(STORE_DEADLINE, written).await.is_err()
+    {
+        // Answered anyway: the record stays queued and lands once the lock goes.
+        span.in_scope(|| {
+            tracing::warn!("inbound call record queued: the call records database is locked")
+        });
+    }
     Ok(twiml_response(twiml))
 }
 
