@@ -7,9 +7,11 @@
 //! 2. calls in progress may go on for up to `drain_timeout_s`;
 //! 3. calls still going are then ended: the assistant is asked to say goodbye, and each call is hung up once that has
 //!    played (at most [`GOODBYE_TIMEOUT`] later);
-//! 4. every call record is written (logged), the server stops and the process exits 0.
+//! 4. every call record is written (logged, and the store writer's queue flushed to the database, for at most
+//!    [`STORE_FLUSH_TIMEOUT`]), the server stops and the process exits 0.
 //!
-//! A second signal while draining exits at once (status 130).
+//! A second signal while draining exits at once (status 130). Records that a crash, a kill or a second signal left
+//! open are closed at the next start ([`CallStore::reconcile`], end reason `error:server_stopped`).
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -25,6 +27,7 @@ use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use crate::calls::live::LiveCalls;
+use crate::calls::model::CallStatus;
 use crate::calls::service::{CallService, OutboundSettings};
 use crate::calls::store::CallStore;
 use crate::config::{Settings, public_endpoint};
@@ -45,6 +48,9 @@ pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(15);
 const DRAIN_POLL: Duration = Duration::from_millis(100);
 /// How long a client has to send a request's head (line and headers) before it is answered 408 and cut off.
 pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// At shutdown, how long the store writer gets to write what is queued (a database locked by another process may
+/// hold it up; what is not written by then is closed at the next start).
+pub const STORE_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection being closed may take to go before it is dropped.
 pub const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -140,6 +146,23 @@ impl Application {
             )
         })?;
         tracing::info!(database = %database.display(), "call records database open");
+        // Records an earlier process left open (it crashed, was killed or got a second signal mid-call).
+        let reconciled = store
+            .reconcile(time::OffsetDateTime::now_utc())
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "cannot close the call records an earlier run left open; they stay open");
+                Vec::new()
+            });
+        for call in &reconciled {
+            tracing::warn!(
+                call_id = %call.id,
+                call_sid = call.call_sid.as_deref().unwrap_or(""),
+                was = %call.was,
+                now = %call.now,
+                end_reason = crate::calls::store::END_REASON_SERVER_STOPPED,
+                "call record left open by an earlier run closed"
+            );
+        }
         let rest_handle = rest.clone().map(RestHandle::spawn).transpose()?;
         if settings.api_key.expose_secret().is_empty() {
             tracing::info!("CALLBRIDGE_API_KEY is not set: /api and /mcp refuse every request");
@@ -174,6 +197,18 @@ impl Application {
             },
             pending_streams,
         );
+        // Outbound calls the earlier run left ringing: cancel them at Twilio, so a callee who answers now is not
+        // connected to nothing (their webhook would hang up anyway: the record is terminal).
+        for call in reconciled {
+            if let (CallStatus::Canceled, Some(call_sid)) = (call.now, call.call_sid) {
+                let calls = calls.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = calls.cancel_at_twilio(&call_sid).await {
+                        tracing::warn!(%call_sid, %error, "cannot cancel at Twilio an outbound call left ringing");
+                    }
+                });
+            }
+        }
         let ttl = settings.calls.stream_token_ttl;
         let drain_timeout = settings.drain_timeout;
         let state = web::Data::new(AppState {
@@ -292,6 +327,7 @@ impl Application {
             draining,
             live_calls,
             drain_timeout,
+            calls,
             ..
         } = self;
         let handle = server.handle();
@@ -317,6 +353,14 @@ impl Application {
                 }
             }
             shutdown.cancel();
+            if calls.writer().flush(STORE_FLUSH_TIMEOUT).await {
+                tracing::info!("call records written");
+            } else {
+                tracing::error!(
+                    timeout_s = STORE_FLUSH_TIMEOUT.as_secs(),
+                    "call records not all written in time (database locked?); the next start closes them"
+                );
+            }
             tracing::info!("every call has ended; stopping the server");
             handle.stop(true).await;
         });

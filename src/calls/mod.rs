@@ -5,8 +5,10 @@
 pub mod backend;
 pub mod live;
 pub mod model;
+pub mod recorder;
 pub mod service;
 pub mod store;
+pub mod writer;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;

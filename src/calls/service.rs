@@ -6,6 +6,7 @@
 //! instructions into live ones. Every method returns a `Send` future (Twilio's REST client runs on its own thread, see
 //! [`RestHandle`]), so MCP tool handlers and actix handlers can await them alike.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -16,7 +17,8 @@ use url::Url;
 use crate::calls::Direction;
 use crate::calls::live::{CallControl, LiveCalls};
 use crate::calls::model::{CallError, CallStatus, CallSummary, CallView, NewCall};
-use crate::calls::store::{CallStore, StoreError};
+use crate::calls::store::{CallStore, StoreError, new_call_id};
+use crate::calls::writer::{RetryPolicy, StoreWriter, Write};
 use crate::security::policy::{DestinationPolicy, PolicyError};
 use crate::twilio::rest::{CreateCall, RestError, RestHandle};
 
@@ -27,6 +29,9 @@ pub const MAX_LIST: usize = 200;
 /// How long after its ring timeout an unanswered outbound call still counts against the concurrency cap (Twilio may
 /// hold a call `queued` a while before dialing; a call whose status callbacks never arrive stops counting then).
 pub const RINGING_GRACE: Duration = Duration::from_secs(60);
+/// How long an API or MCP request waits for a write it needs before answering `store_busy` (the database is held
+/// locked by another process; the write stays queued and still happens).
+pub const STORE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Counts the calls answered whose media stream has not opened yet (their stream tokens are pending). The server
 /// counts its pending stream tokens; tests may count anything.
@@ -106,12 +111,28 @@ pub enum ServiceError {
     /// The call records database failed.
     #[error("the call store failed: {0}")]
     Store(#[from] StoreError),
+    /// A write the request needs did not get through within [`STORE_DEADLINE`]: another process holds the database
+    /// locked. Retryable.
+    #[error(
+        "the call records database is busy (another process holds a lock on it); try again in a few seconds"
+    )]
+    StoreBusy,
+    /// The call has already ended (for `hang_up`): nothing to hang up.
+    #[error("call {id} has already ended ({status}{}); there is nothing to hang up", end_reason.as_deref().map(|r| format!(", end reason {r}")).unwrap_or_default())]
+    AlreadyEnded {
+        /// The call's id.
+        id: String,
+        /// Its terminal status.
+        status: CallStatus,
+        /// Why it ended, when known.
+        end_reason: Option<String>,
+    },
 }
 
 impl ServiceError {
     /// A stable machine-readable code: `invalid_number`, `invalid_request`, `not_found`, `not_live`,
     /// `not_configured`, `twilio_error`, `destination_not_allowed`, `daily_budget_exhausted`, `too_many_calls`,
-    /// `internal`.
+    /// `call_ended`, `store_busy`, `internal`.
     pub fn code(&self) -> &'static str {
         match self {
             ServiceError::DestinationNotAllowed(_) => "destination_not_allowed",
@@ -124,6 +145,8 @@ impl ServiceError {
             ServiceError::NotConfigured(_) => "not_configured",
             ServiceError::Twilio { .. } => "twilio_error",
             ServiceError::Store(_) => "internal",
+            ServiceError::StoreBusy => "store_busy",
+            ServiceError::AlreadyEnded { .. } => "call_ended",
         }
     }
 }
@@ -181,8 +204,13 @@ pub struct CallService {
 }
 
 struct Inner {
-    /// Call records.
+    /// Call records (reads; writes go through `writer`).
     store: CallStore,
+    /// The store writer: every write, off the callers' threads.
+    writer: StoreWriter,
+    /// Outbound calls counted (under `admission`) whose record is still queued for the writer: they count against
+    /// the cap and the budget until written.
+    reserved: Arc<AtomicU64>,
     /// Twilio REST, when credentials are configured.
     rest: Option<RestHandle>,
     /// Calls in progress (by CallSid).
@@ -190,9 +218,12 @@ struct Inner {
     /// Outbound settings.
     outbound: OutboundSettings,
     /// Woken whenever a call's status or record changes (for `wait_s`).
-    changed: Notify,
+    changed: Arc<Notify>,
     /// Calls answered whose stream has not opened yet.
     pending_streams: PendingStreams,
+    /// CallSid → the stream token of its answered call whose media stream has not opened yet: one pending stream
+    /// per CallSid, so a replayed webhook is answered with the same stream instead of a new one.
+    awaited: Mutex<std::collections::HashMap<String, String>>,
     /// Held from counting the calls to storing a new one, so two requests cannot both take the last slot (or the
     /// last call of the budget). Never held across an `.await`.
     admission: Mutex<()>,
@@ -236,14 +267,19 @@ impl CallService {
         outbound: OutboundSettings,
         pending_streams: PendingStreams,
     ) -> Self {
+        let changed = Arc::new(Notify::new());
+        let writer = StoreWriter::spawn(store.clone(), changed.clone(), RetryPolicy::default());
         CallService {
             inner: Arc::new(Inner {
                 store,
+                writer,
+                reserved: Arc::new(AtomicU64::new(0)),
                 rest,
                 live,
                 outbound,
-                changed: Notify::new(),
+                changed,
                 pending_streams,
+                awaited: Mutex::new(std::collections::HashMap::new()),
                 admission: Mutex::new(()),
             }),
         }
@@ -271,7 +307,10 @@ impl CallService {
             });
         let live = u64::try_from(self.inner.live.count()).unwrap_or(u64::MAX);
         let pending = u64::try_from((self.inner.pending_streams)()).unwrap_or(u64::MAX);
-        live.saturating_add(pending).saturating_add(ringing)
+        let reserved = self.inner.reserved.load(Ordering::SeqCst);
+        live.saturating_add(pending)
+            .saturating_add(ringing)
+            .saturating_add(reserved)
     }
 
     /// Room for one more call under `CALLBRIDGE_MAX_CONCURRENT_CALLS` (counted by
@@ -285,8 +324,10 @@ impl CallService {
         Ok(admission)
     }
 
-    /// The admission lock (a panic while it was held left nothing half-done: it guards no data).
-    fn lock_admission(&self) -> Admission<'_> {
+    /// The admission lock alone (a panic while it was held left nothing half-done: it guards no data): a webhook
+    /// takes it to tell a replay of a call it already answered (no new slot needed) from a new call, then calls
+    /// [`CallService::check_capacity`] for a new one.
+    pub fn lock_admission(&self) -> Admission<'_> {
         Admission {
             _guard: self
                 .inner
@@ -298,7 +339,7 @@ impl CallService {
 
     /// # Errors
     /// [`ServiceError::TooManyCalls`] when [`CallService::concurrent_calls`] is at the cap.
-    fn check_capacity(&self) -> Result<(), ServiceError> {
+    pub fn check_capacity(&self) -> Result<(), ServiceError> {
         let max = self.inner.outbound.max_concurrent_calls;
         let calls = self.concurrent_calls();
         if calls >= u64::from(max) {
@@ -316,7 +357,11 @@ impl CallService {
     fn check_daily_budget(&self) -> Result<(), ServiceError> {
         let budget = self.inner.outbound.daily_outbound_budget;
         let midnight = time::OffsetDateTime::now_utc().replace_time(time::Time::MIDNIGHT);
-        let placed = self.inner.store.count_outbound_created_since(midnight)?;
+        let placed = self
+            .inner
+            .store
+            .count_outbound_created_since(midnight)?
+            .saturating_add(self.inner.reserved.load(Ordering::SeqCst));
         if placed >= u64::from(budget) {
             tracing::warn!(
                 placed,
@@ -328,9 +373,78 @@ impl CallService {
         Ok(())
     }
 
-    /// The call store.
+    /// The call store. The server reads it directly (reads never wait for a lock in WAL mode) and writes only
+    /// through [`CallService::writer`].
     pub fn store(&self) -> &CallStore {
         &self.inner.store
+    }
+
+    /// The store writer: queue every write here.
+    pub fn writer(&self) -> &StoreWriter {
+        &self.inner.writer
+    }
+
+    /// Queues `write` and waits up to [`STORE_DEADLINE`] for it.
+    ///
+    /// # Errors
+    /// [`ServiceError::StoreBusy`] when the deadline passed (the write stays queued); [`ServiceError::Store`] when
+    /// it failed for good.
+    async fn write(&self, write: Write) -> Result<(), ServiceError> {
+        self.inner
+            .writer
+            .write(write, STORE_DEADLINE)
+            .await
+            .map_err(|e| e.map_or(ServiceError::StoreBusy, ServiceError::Store))
+    }
+
+    /// Remembers that the call `call_sid` waits for its media stream on `token` (replacing an earlier token).
+    pub fn await_stream(&self, call_sid: &str, token: &str) {
+        self.lock_awaited()
+            .insert(call_sid.to_owned(), token.to_owned());
+    }
+
+    /// The stream token the call `call_sid` waits on, if any (it may have been used since: check it is pending).
+    pub fn awaited_stream(&self, call_sid: &str) -> Option<String> {
+        self.lock_awaited().get(call_sid).cloned()
+    }
+
+    /// Forgets the call's awaited stream if it is still `token` (its token expired or was used).
+    pub fn forget_stream(&self, call_sid: &str, token: &str) {
+        let mut awaited = self.lock_awaited();
+        if awaited.get(call_sid).is_some_and(|t| t == token) {
+            awaited.remove(call_sid);
+        }
+    }
+
+    /// The awaited streams (single inserts and removes: a poisoned lock is taken over).
+    fn lock_awaited(&self) -> MutexGuard<'_, std::collections::HashMap<String, String>> {
+        self.inner
+            .awaited
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Ends the call `call_sid` at Twilio (`Status=completed`; a call Twilio no longer knows counts as done), when
+    /// REST credentials are configured; does nothing otherwise.
+    ///
+    /// # Errors
+    /// [`ServiceError::Twilio`] when Twilio refuses or cannot be reached.
+    pub async fn end_at_twilio(&self, call_sid: &str) -> Result<(), ServiceError> {
+        if let Some(rest) = &self.inner.rest {
+            rest.hang_up(call_sid.to_owned()).await?;
+        }
+        Ok(())
+    }
+
+    /// Cancels the unanswered call `call_sid` at Twilio, when REST credentials are configured.
+    ///
+    /// # Errors
+    /// [`ServiceError::Twilio`] when Twilio refuses or cannot be reached.
+    pub async fn cancel_at_twilio(&self, call_sid: &str) -> Result<(), ServiceError> {
+        if let Some(rest) = &self.inner.rest {
+            rest.cancel(call_sid.to_owned()).await?;
+        }
+        Ok(())
     }
 
     /// Tells waiters (`get_call` with `wait_s`) that a call changed.
@@ -397,24 +511,63 @@ impl CallService {
             .max_duration_s
             .unwrap_or(outbound.max_call_duration_s)
             .min(outbound.max_call_duration_s);
-        let call = {
-            // Counting and storing under one admission: the stored `queued` call counts from then on.
+        let id = new_call_id();
+        let new_call = NewCall {
+            direction: Direction::OutboundApi,
+            from: from.clone(),
+            to: to.clone(),
+            call_sid: None,
+            instructions: Some(instructions),
+            greeting: request.greeting.filter(|g| !g.trim().is_empty()),
+            voice: request.voice.filter(|v| !v.trim().is_empty()),
+            language: request.language.filter(|l| !l.trim().is_empty()),
+            max_duration_s: Some(max_duration_s),
+            metadata: request.metadata,
+        };
+        let (stored, written) = tokio::sync::oneshot::channel();
+        {
+            // Counting and queueing under one admission: the reserved call counts until its record is written,
+            // and from then on as a stored `queued` call.
             let _admission = self.lock_admission();
             self.check_daily_budget()?;
             self.check_capacity()?;
-            self.inner.store.create(&NewCall {
-                direction: Direction::OutboundApi,
-                from: from.clone(),
-                to: to.clone(),
-                call_sid: None,
-                instructions: Some(instructions),
-                greeting: request.greeting.filter(|g| !g.trim().is_empty()),
-                voice: request.voice.filter(|v| !v.trim().is_empty()),
-                language: request.language.filter(|l| !l.trim().is_empty()),
-                max_duration_s: Some(max_duration_s),
-                metadata: request.metadata,
-            })?
-        };
+            self.inner.reserved.fetch_add(1, Ordering::SeqCst);
+            let reserved = self.inner.reserved.clone();
+            self.inner.writer.submit_then(
+                Write::Create {
+                    id: id.clone(),
+                    call: Box::new(new_call),
+                    answered: false,
+                },
+                Box::new(move |result| {
+                    reserved.fetch_sub(1, Ordering::SeqCst);
+                    let _ = stored.send(result);
+                }),
+            );
+        }
+        match tokio::time::timeout(STORE_DEADLINE, written).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => return Err(error.into()),
+            Ok(Err(_)) | Err(_) => {
+                // The record is still queued: once written it is failed at once, and Twilio is never asked.
+                let writer = &self.inner.writer;
+                writer.submit(Write::SetError {
+                    id: id.clone(),
+                    error: CallError {
+                        code: None,
+                        message: "not placed: the call records database was busy".into(),
+                    },
+                });
+                writer.submit(Write::Status {
+                    id: id.clone(),
+                    status: CallStatus::Failed,
+                    at: time::OffsetDateTime::now_utc(),
+                });
+                tracing::warn!(call_id = %id, %to, "outbound call not placed: the call store is busy");
+                return Err(ServiceError::StoreBusy);
+            }
+        }
+        let call = self.get(&id)?;
         let base = public_url.as_str().trim_end_matches('/');
         let created = rest
             .create_call(CreateCall {
@@ -428,31 +581,46 @@ impl CallService {
             .await;
         match created {
             Ok(created) => {
-                self.inner.store.set_call_sid(&call.id, &created.sid)?;
                 tracing::info!(call_id = %call.id, call_sid = %created.sid, %to, "outbound call placed");
+                let recorded = self
+                    .write(Write::SetCallSid {
+                        id: call.id.clone(),
+                        call_sid: created.sid.clone(),
+                    })
+                    .await;
+                if let Err(error) = recorded {
+                    // The call is placed whatever the store does; the CallSid lands once the lock goes.
+                    tracing::warn!(call_id = %call.id, %error, "the CallSid is not stored yet");
+                    let mut call = call;
+                    call.call_sid = Some(created.sid);
+                    return Ok(call);
+                }
             }
             Err(error) => {
                 let error = ServiceError::from(error);
                 if let ServiceError::Twilio { code, message } = &error {
-                    self.inner.store.set_error(
-                        &call.id,
-                        &CallError {
+                    self.inner.writer.submit(Write::SetError {
+                        id: call.id.clone(),
+                        error: CallError {
                             code: *code,
                             message: message.clone(),
                         },
-                    )?;
+                    });
                 }
-                self.inner.store.update_status(
-                    &call.id,
-                    CallStatus::Failed,
-                    time::OffsetDateTime::now_utc(),
-                )?;
-                self.notify_changed();
+                let failed = self
+                    .write(Write::Status {
+                        id: call.id.clone(),
+                        status: CallStatus::Failed,
+                        at: time::OffsetDateTime::now_utc(),
+                    })
+                    .await;
+                if let Err(store_error) = failed {
+                    tracing::warn!(call_id = %call.id, error = %store_error, "the failed status is not stored yet");
+                }
                 tracing::warn!(call_id = %call.id, %to, error = %error, "Twilio refused the outbound call");
                 return Err(error);
             }
         }
-        self.notify_changed();
         self.get(&call.id)
     }
 
@@ -491,7 +659,8 @@ impl CallService {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let now = self.get(id)?;
-            if now.status != first.status
+            if is_done(&now)
+                || now.status != first.status
                 || now.end_reason != first.end_reason
                 || now.error != first.error
             {
@@ -512,20 +681,28 @@ impl CallService {
     }
 
     /// Hangs up the call `id`: a live call ends at once (end reason `hung_up_by_api`); a call still ringing is
-    /// canceled at Twilio. A call that already ended is returned as it is.
+    /// canceled at Twilio (a call stored but not placed yet is returned as it is).
     ///
     /// # Errors
-    /// [`ServiceError::NotFound`]; [`ServiceError::Twilio`] when Twilio refuses the cancel.
+    /// [`ServiceError::NotFound`]; [`ServiceError::AlreadyEnded`] (409 `call_ended`) when the call has ended;
+    /// [`ServiceError::NotLive`] when it is not bridged here and there are no Twilio credentials to end it with;
+    /// [`ServiceError::Twilio`] when Twilio refuses the cancel.
     pub async fn hang_up(&self, id: &str) -> Result<CallView, ServiceError> {
         let call = self.get(id)?;
         if call.status.is_terminal() {
-            return Ok(call);
+            return Err(ServiceError::AlreadyEnded {
+                id: call.id,
+                status: call.status,
+                end_reason: call.end_reason,
+            });
         }
         let Some(call_sid) = call.call_sid.clone() else {
             return Ok(call);
         };
         if self.inner.live.send(&call_sid, CallControl::HangUp) {
             tracing::info!(call_id = %id, "hang-up requested through the API");
+        } else if self.inner.rest.is_none() {
+            return Err(ServiceError::NotLive(id.to_owned()));
         } else if let Some(rest) = &self.inner.rest {
             // Not bridged here (ringing, or answered but not streaming yet): end it at Twilio.
             if call.status == CallStatus::InProgress {

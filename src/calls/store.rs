@@ -3,8 +3,11 @@
 //! status is final), the transcript as it is written turn by turn, and the idempotency tokens of Twilio's status
 //! callbacks. Records survive a restart; a crash mid-call loses at most the turn in progress.
 //!
-//! [`CallStore`] is a cheap clone around one connection behind a `std::sync::Mutex`: every method is synchronous
-//! and quick (one small transaction), so async callers may call it directly.
+//! [`CallStore`] is a cheap clone around two connections to one file, each behind a `std::sync::Mutex`: one writes
+//! (every write is one `BEGIN IMMEDIATE` transaction), one reads. In WAL mode a reader never waits for a writer, ours
+//! or another process's, so reads stay quick while a write waits out a lock. The server writes only through its
+//! store writer ([`crate::calls::writer`]), off the relay's threads. At start-up, [`CallStore::reconcile`] closes
+//! every record an earlier process left open.
 //!
 //! Timestamps are stored as integer nanoseconds since the Unix epoch, in UTC: they round-trip exactly.
 
@@ -13,15 +16,23 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, ToSql, TransactionBehavior, params};
 use time::OffsetDateTime;
 
 use crate::calls::model::{CallError, CallStatus, CallSummary, CallView, NewCall, StatusChange};
 use crate::calls::{CallRecord, Direction, Speaker, Turn};
 use crate::realtime::usage::Usage;
 
-/// How long a reader or writer waits for another connection's lock (the CLI reading while the server writes).
+/// How long a write waits for another connection's lock before it fails with `SQLITE_BUSY` (the server's writer
+/// then retries it, see [`crate::calls::writer`]).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the read connection waits on a lock: in WAL mode readers do not wait for writers, so only a rare
+/// recovery (another process opening a crashed database) makes it wait at all.
+const READ_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The end reason of a call an earlier process left open (crash, SIGKILL, OOM, a second SIGTERM), closed by
+/// [`CallStore::reconcile`] at the next start.
+pub const END_REASON_SERVER_STOPPED: &str = "error:server_stopped";
 
 /// How long a status callback's idempotency token is remembered. Twilio retries within minutes.
 const IDEMPOTENCY_TOKEN_TTL: time::Duration = time::Duration::days(1);
@@ -151,11 +162,44 @@ fn ctx(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Sqlite { context, source }
 }
 
-/// The call records, in one SQLite database. Cloning shares the connection.
+/// The call records, in one SQLite database. Cloning shares the connections.
 #[derive(Debug, Clone)]
 pub struct CallStore {
-    /// The one connection; every method holds the lock for one short transaction and never across an `.await`.
+    /// The connection that writes; every method holds the lock for one transaction and never across an `.await`.
     conn: Arc<Mutex<Connection>>,
+    /// The connection that reads, so reads never queue behind a write waiting for a lock (the same connection as
+    /// `conn` for a database in memory).
+    reader: Arc<Mutex<Connection>>,
+}
+
+/// A record [`CallStore::reconcile`] closed at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    /// The call's id.
+    pub id: String,
+    /// Twilio's CallSid, when known.
+    pub call_sid: Option<String>,
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// The status it was left in.
+    pub was: CallStatus,
+    /// The terminal status it has now: `completed` when it was answered, `canceled` when not.
+    pub now: CallStatus,
+}
+
+impl StoreError {
+    /// Whether the error is another connection's lock (`SQLITE_BUSY`, `SQLITE_LOCKED`): the same write may succeed
+    /// later, so the writer retries it.
+    pub fn is_busy(&self) -> bool {
+        let source = match self {
+            StoreError::Sqlite { source, .. } | StoreError::Open { source, .. } => source,
+            _ => return false,
+        };
+        matches!(
+            source.sqlite_error_code(),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        )
+    }
 }
 
 impl CallStore {
@@ -185,7 +229,13 @@ impl CallStore {
             .map_err(open_error)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_error)?;
-        CallStore::set_up(conn, Some(path))
+        let store = CallStore::set_up(conn, Some(path))?;
+        let reader = Connection::open(path).map_err(open_error)?;
+        reader.busy_timeout(READ_BUSY_TIMEOUT).map_err(open_error)?;
+        Ok(CallStore {
+            reader: Arc::new(Mutex::new(reader)),
+            ..store
+        })
     }
 
     /// Opens a fresh, empty database in memory (tests, or a server run without a data directory).
@@ -213,8 +263,10 @@ impl CallStore {
             StoreError::Sqlite { source, .. } => open_error(source),
             other => other,
         })?;
+        let conn = Arc::new(Mutex::new(conn));
         Ok(CallStore {
-            conn: Arc::new(Mutex::new(conn)),
+            reader: conn.clone(),
+            conn,
         })
     }
 
@@ -222,6 +274,11 @@ impl CallStore {
     /// dropped), so a poisoned lock is taken over.
     fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The read connection (poisoning taken over as for [`CallStore::lock`]).
+    fn read(&self) -> MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Stores a new call: a fresh id (`call_` + 26 random characters), status `queued`, the timeline `[queued]`,
@@ -232,7 +289,17 @@ impl CallStore {
     /// [`StoreError::Sqlite`] when the write fails, [`StoreError::OutOfRange`] for a `max_duration_s` above
     /// `i64::MAX`.
     pub fn create(&self, call: &NewCall) -> Result<CallView, StoreError> {
-        let id = new_call_id();
+        self.create_with_id(&new_call_id(), call)
+    }
+
+    /// [`CallStore::create`] with an id chosen beforehand ([`new_call_id`]): the server picks the id when it
+    /// queues the write, so later writes for the call can be queued behind it at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`CallStore::create`]; [`StoreError::Sqlite`] also when the id is taken.
+    pub fn create_with_id(&self, id: &str, call: &NewCall) -> Result<CallView, StoreError> {
+        let id = id.to_owned();
         let created_at = OffsetDateTime::now_utc();
         let created_at_ns = to_ns(created_at, "created_at")?;
         let max_duration_s = call
@@ -246,7 +313,9 @@ impl CallStore {
         let metadata = call.metadata.as_ref().map(serde_json::Value::to_string);
         let usage = usage_json(&Usage::default());
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(ctx("store a new call"))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx("store a new call"))?;
         tx.execute(
             "INSERT INTO calls (id, direction, from_number, to_number, call_sid, status, instructions, greeting, \
              voice, language, max_duration_s, metadata, created_at_ns, usage) \
@@ -315,33 +384,150 @@ impl CallStore {
         const CONTEXT: &str = "update a call's status";
         let at_ns = to_ns(at, "status time")?;
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(ctx(CONTEXT))?;
-        let current: CallStatus = tx
-            .query_row("SELECT status FROM calls WHERE id = ?1", [id], |row| {
-                row.get(0)
-            })
-            .optional()
-            .map_err(ctx(CONTEXT))?
-            .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
-        if status.rank() <= current.rank() {
-            return Ok(false);
-        }
-        let answered_at_ns = (status == CallStatus::InProgress).then_some(at_ns);
-        let ended_at_ns = status.is_terminal().then_some(at_ns);
-        tx.execute(
-            "UPDATE calls SET status = ?2, answered_at_ns = COALESCE(answered_at_ns, ?3), \
-             ended_at_ns = COALESCE(ended_at_ns, ?4) WHERE id = ?1",
-            params![id, status, answered_at_ns, ended_at_ns],
-        )
-        .map_err(ctx(CONTEXT))?;
-        tx.execute(
-            "INSERT INTO status_changes (call_id, seq, status, at_ns) \
-             SELECT ?1, COALESCE(MAX(seq) + 1, 0), ?2, ?3 FROM status_changes WHERE call_id = ?1",
-            params![id, status, at_ns],
-        )
-        .map_err(ctx(CONTEXT))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx(CONTEXT))?;
+        let changed = advance_status(&tx, id, status, at_ns)?;
         tx.commit().map_err(ctx(CONTEXT))?;
-        Ok(true)
+        Ok(changed)
+    }
+
+    /// A status callback, in one transaction: remembers its `I-Twilio-Idempotency-Token` (when given; a token seen
+    /// before changes nothing), finds the call by CallSid, and moves it to `status` as [`CallStore::update_status`]
+    /// does. Returns the call's id and whether its status changed; `None` for an unknown CallSid or a retried
+    /// delivery.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sqlite`] when a read or write fails, [`StoreError::OutOfRange`] for a time outside 1677–2262.
+    pub fn apply_status_callback(
+        &self,
+        call_sid: &str,
+        status: CallStatus,
+        idempotency_token: Option<&str>,
+        at: OffsetDateTime,
+    ) -> Result<Option<(String, bool)>, StoreError> {
+        const CONTEXT: &str = "apply a status callback";
+        let at_ns = to_ns(at, "status time")?;
+        let cutoff_ns = to_ns(at - IDEMPOTENCY_TOKEN_TTL, "status time")?;
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx(CONTEXT))?;
+        if let Some(token) = idempotency_token
+            && !remember_token(&tx, token, at_ns, cutoff_ns)?
+        {
+            return Ok(None);
+        }
+        let id: Option<String> = tx
+            .query_row(
+                "SELECT id FROM calls WHERE call_sid = ?1 ORDER BY created_at_ns DESC, rowid DESC LIMIT 1",
+                [call_sid],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(ctx(CONTEXT))?;
+        let Some(id) = id else {
+            tx.commit().map_err(ctx(CONTEXT))?;
+            return Ok(None);
+        };
+        let changed = advance_status(&tx, &id, status, at_ns)?;
+        tx.commit().map_err(ctx(CONTEXT))?;
+        Ok(Some((id, changed)))
+    }
+
+    /// Closes a call that was answered but whose media stream never opened (its stream token expired unused): the
+    /// end reason is set (unless one is stored) and the call moves to `completed`. Returns whether it changed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown id, [`StoreError::Sqlite`] when the write fails.
+    pub fn close_unopened(
+        &self,
+        id: &str,
+        end_reason: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        const CONTEXT: &str = "close a call whose stream never opened";
+        let at_ns = to_ns(at, "end time")?;
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx(CONTEXT))?;
+        let changed = tx
+            .execute(
+                "UPDATE calls SET end_reason = COALESCE(end_reason, ?2), duration_ms = COALESCE(duration_ms, 0) \
+                 WHERE id = ?1",
+                params![id, end_reason],
+            )
+            .map_err(ctx(CONTEXT))?;
+        found(changed, id)?;
+        let advanced = advance_status(&tx, id, CallStatus::Completed, at_ns)?;
+        tx.commit().map_err(ctx(CONTEXT))?;
+        Ok(advanced)
+    }
+
+    /// Closes every record an earlier process left non-terminal (it crashed, was killed or got a second signal
+    /// mid-call), so that no record stays open for ever; call it at start-up, before any call of this process.
+    ///
+    /// - A call that was answered (inbound, or `in-progress`) becomes `completed`.
+    /// - An outbound call not answered yet (`queued`, `initiated`, `ringing`) becomes `canceled`: nothing of this
+    ///   process would bridge it; the caller of this function cancels it at Twilio when it can.
+    ///
+    /// Each gets the end reason [`END_REASON_SERVER_STOPPED`] unless it has one, and keeps its stored turns; its
+    /// `ended_at` is `now` (when it was closed) unless set. Returns the closed calls.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sqlite`] when the read or a write fails (nothing is changed then).
+    pub fn reconcile(&self, now: OffsetDateTime) -> Result<Vec<Reconciled>, StoreError> {
+        const CONTEXT: &str = "close the calls an earlier process left open";
+        let now_ns = to_ns(now, "now")?;
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx(CONTEXT))?;
+        let open: Vec<(String, Option<String>, Direction, CallStatus)> = tx
+            .prepare(
+                "SELECT id, call_sid, direction, status FROM calls WHERE status IN (?1, ?2, ?3, ?4) \
+                 ORDER BY created_at_ns",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map(
+                    params![
+                        CallStatus::Queued,
+                        CallStatus::Initiated,
+                        CallStatus::Ringing,
+                        CallStatus::InProgress
+                    ],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                )?
+                .collect()
+            })
+            .map_err(ctx(CONTEXT))?;
+        let mut closed = Vec::with_capacity(open.len());
+        for (id, call_sid, direction, was) in open {
+            let now_status = if direction == Direction::Inbound || was == CallStatus::InProgress {
+                CallStatus::Completed
+            } else {
+                CallStatus::Canceled
+            };
+            tx.execute(
+                "UPDATE calls SET end_reason = COALESCE(end_reason, ?2) WHERE id = ?1",
+                params![id, END_REASON_SERVER_STOPPED],
+            )
+            .map_err(ctx(CONTEXT))?;
+            advance_status(&tx, &id, now_status, now_ns)?;
+            closed.push(Reconciled {
+                id,
+                call_sid,
+                direction,
+                was,
+                now: now_status,
+            });
+        }
+        tx.commit().map_err(ctx(CONTEXT))?;
+        Ok(closed)
     }
 
     /// Records why Twilio could not place or run the call (replacing an earlier error).
@@ -370,7 +556,9 @@ impl CallStore {
     pub fn append_turn(&self, id: &str, turn: &Turn) -> Result<(), StoreError> {
         const CONTEXT: &str = "append a turn";
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(ctx(CONTEXT))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx(CONTEXT))?;
         ensure_exists(&tx, id)?;
         let seq: i64 = tx
             .query_row(
@@ -405,7 +593,9 @@ impl CallStore {
         let call_sid = Some(record.call_sid.as_str()).filter(|sid| !sid.is_empty());
         let end_reason = record.end_reason.as_ref().map(ToString::to_string);
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(ctx(CONTEXT))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx(CONTEXT))?;
         let changed = tx
             .execute(
                 "UPDATE calls SET outcome = COALESCE(?2, outcome), end_reason = COALESCE(?3, end_reason), \
@@ -438,7 +628,7 @@ impl CallStore {
     ///
     /// [`StoreError::Sqlite`] when the read fails or a stored value is invalid.
     pub fn get(&self, id: &str) -> Result<Option<CallView>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         read_view(&conn, id)
     }
 
@@ -448,7 +638,7 @@ impl CallStore {
     ///
     /// [`StoreError::Sqlite`] when the read fails or a stored value is invalid.
     pub fn get_by_call_sid(&self, call_sid: &str) -> Result<Option<CallView>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         let id: Option<String> = conn
             .query_row(
                 "SELECT id FROM calls WHERE call_sid = ?1 ORDER BY created_at_ns DESC, rowid DESC LIMIT 1",
@@ -471,7 +661,7 @@ impl CallStore {
     pub fn list(&self, limit: usize) -> Result<Vec<CallSummary>, StoreError> {
         const CONTEXT: &str = "list calls";
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let conn = self.lock();
+        let conn = self.read();
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT {SUMMARY_COLUMNS} FROM calls ORDER BY created_at_ns DESC, rowid DESC LIMIT ?1"
@@ -492,7 +682,7 @@ impl CallStore {
     pub fn count_outbound_created_since(&self, since: OffsetDateTime) -> Result<u64, StoreError> {
         const CONTEXT: &str = "count outbound calls";
         let since_ns = to_ns(since, "since")?;
-        let conn = self.lock();
+        let conn = self.read();
         conn.query_row(
             "SELECT COUNT(*) FROM calls WHERE direction = ?1 AND created_at_ns >= ?2",
             params![Direction::OutboundApi, since_ns],
@@ -512,7 +702,7 @@ impl CallStore {
     pub fn count_outbound_ringing_since(&self, since: OffsetDateTime) -> Result<u64, StoreError> {
         const CONTEXT: &str = "count ringing outbound calls";
         let since_ns = to_ns(since, "since")?;
-        let conn = self.lock();
+        let conn = self.read();
         conn.query_row(
             "SELECT COUNT(*) FROM calls WHERE direction = ?1 AND created_at_ns >= ?2 \
              AND status IN (?3, ?4, ?5)",
@@ -549,21 +739,71 @@ impl CallStore {
         let now_ns = to_ns(now, "now")?;
         let cutoff_ns = to_ns(now - IDEMPOTENCY_TOKEN_TTL, "now")?;
         let mut conn = self.lock();
-        let tx = conn.transaction().map_err(ctx(CONTEXT))?;
-        tx.execute(
-            "DELETE FROM idempotency_tokens WHERE seen_at_ns < ?1",
-            [cutoff_ns],
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx(CONTEXT))?;
+        let new = remember_token(&tx, token, now_ns, cutoff_ns)?;
+        tx.commit().map_err(ctx(CONTEXT))?;
+        Ok(new)
+    }
+}
+
+/// Remembers an idempotency token seen at `now_ns` (forgetting those seen before `cutoff_ns`); true when new.
+fn remember_token(
+    conn: &Connection,
+    token: &str,
+    now_ns: i64,
+    cutoff_ns: i64,
+) -> Result<bool, StoreError> {
+    const CONTEXT: &str = "remember an idempotency token";
+    conn.execute(
+        "DELETE FROM idempotency_tokens WHERE seen_at_ns < ?1",
+        [cutoff_ns],
+    )
+    .map_err(ctx(CONTEXT))?;
+    let inserted = conn
+        .execute(
+            "INSERT OR IGNORE INTO idempotency_tokens (token, seen_at_ns) VALUES (?1, ?2)",
+            params![token, now_ns],
         )
         .map_err(ctx(CONTEXT))?;
-        let inserted = tx
-            .execute(
-                "INSERT OR IGNORE INTO idempotency_tokens (token, seen_at_ns) VALUES (?1, ?2)",
-                params![token, now_ns],
-            )
-            .map_err(ctx(CONTEXT))?;
-        tx.commit().map_err(ctx(CONTEXT))?;
-        Ok(inserted == 1)
+    Ok(inserted == 1)
+}
+
+/// Moves the call to `status` at `at_ns` if that is a step forward (see [`CallStore::update_status`]), inside the
+/// caller's transaction. Returns whether anything changed.
+fn advance_status(
+    conn: &Connection,
+    id: &str,
+    status: CallStatus,
+    at_ns: i64,
+) -> Result<bool, StoreError> {
+    const CONTEXT: &str = "update a call's status";
+    let current: CallStatus = conn
+        .query_row("SELECT status FROM calls WHERE id = ?1", [id], |row| {
+            row.get(0)
+        })
+        .optional()
+        .map_err(ctx(CONTEXT))?
+        .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+    if status.rank() <= current.rank() {
+        return Ok(false);
     }
+    let answered_at_ns = (status == CallStatus::InProgress).then_some(at_ns);
+    let ended_at_ns = status.is_terminal().then_some(at_ns);
+    conn.execute(
+        "UPDATE calls SET status = ?2, answered_at_ns = COALESCE(answered_at_ns, ?3), \
+         ended_at_ns = COALESCE(ended_at_ns, ?4) WHERE id = ?1",
+        params![id, status, answered_at_ns, ended_at_ns],
+    )
+    .map_err(ctx(CONTEXT))?;
+    conn.execute(
+        "INSERT INTO status_changes (call_id, seq, status, at_ns) \
+         SELECT ?1, COALESCE(MAX(seq) + 1, 0), ?2, ?3 FROM status_changes WHERE call_id = ?1",
+        params![id, status, at_ns],
+    )
+    .map_err(ctx(CONTEXT))?;
+    Ok(true)
 }
 
 /// Brings the schema up to the newest version, one migration at a time, each in its own transaction.
@@ -580,7 +820,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .zip(MIGRATIONS)
         .skip(usize::try_from(found).unwrap_or(0))
     {
-        let tx = conn.transaction().map_err(ctx(CONTEXT))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx(CONTEXT))?;
         tx.execute_batch(migration).map_err(ctx(CONTEXT))?;
         tx.pragma_update(None, "user_version", version)
             .map_err(ctx(CONTEXT))?;
@@ -590,7 +832,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 /// A fresh call id: `call_` and 26 characters of [`CALL_ID_ALPHABET`] (130 random bits).
-fn new_call_id() -> String {
+pub fn new_call_id() -> String {
     let bytes: [u8; CALL_ID_RANDOM_CHARS] = rand::random();
     let mut id = String::with_capacity(5 + CALL_ID_RANDOM_CHARS);
     id.push_str("call_");
@@ -1397,6 +1639,153 @@ mod tests {
             let expected: Vec<String> = (0..25).map(|n| format!("{id} turn {n}")).collect();
             assert_eq!(texts, expected);
         }
+    }
+
+    #[test]
+    fn reconciliation_closes_every_open_record_and_keeps_its_turns() {
+        let store = store();
+        let now = datetime!(2025-03-04 06:00:00 UTC);
+        let earlier = datetime!(2025-03-04 05:00:00 UTC);
+        let mut inbound = outbound("+15550100");
+        inbound.direction = Direction::Inbound;
+        inbound.call_sid = Some("CAin".into());
+        let live_inbound = store.create(&inbound).expect("stored");
+        store
+            .update_status(&live_inbound.id, CallStatus::InProgress, earlier)
+            .expect("updated");
+        store
+            .append_turn(&live_inbound.id, &turn(Speaker::Caller, "Hello?", 500))
+            .expect("appended");
+        let answered = store.create(&outbound("+15550101")).expect("stored");
+        store
+            .update_status(&answered.id, CallStatus::InProgress, earlier)
+            .expect("updated");
+        let ringing = store.create(&outbound("+15550102")).expect("stored");
+        store.set_call_sid(&ringing.id, "CAring").expect("stored");
+        store
+            .update_status(&ringing.id, CallStatus::Ringing, earlier)
+            .expect("updated");
+        let done = store.create(&outbound("+15550103")).expect("stored");
+        store
+            .update_status(&done.id, CallStatus::Busy, earlier)
+            .expect("updated");
+
+        let closed = store.reconcile(now).expect("reconciled");
+        let again = store.reconcile(now).expect("reconciled twice");
+
+        let summary: Vec<(&str, CallStatus, CallStatus)> = closed
+            .iter()
+            .map(|c| (c.id.as_str(), c.was, c.now))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    live_inbound.id.as_str(),
+                    CallStatus::InProgress,
+                    CallStatus::Completed
+                ),
+                (
+                    answered.id.as_str(),
+                    CallStatus::InProgress,
+                    CallStatus::Completed
+                ),
+                (
+                    ringing.id.as_str(),
+                    CallStatus::Ringing,
+                    CallStatus::Canceled
+                ),
+            ]
+        );
+        assert_eq!(closed[2].call_sid.as_deref(), Some("CAring"));
+        assert!(again.is_empty(), "nothing is left open");
+        let inbound_after = store.get(&live_inbound.id).expect("read").expect("present");
+        assert_eq!(inbound_after.status, CallStatus::Completed);
+        assert_eq!(
+            inbound_after.end_reason.as_deref(),
+            Some(END_REASON_SERVER_STOPPED)
+        );
+        assert_eq!(inbound_after.ended_at, Some(now));
+        assert_eq!(inbound_after.transcript.len(), 1, "its turns are kept");
+        let done_after = store.get(&done.id).expect("read").expect("present");
+        assert_eq!(done_after.status, CallStatus::Busy);
+        assert_eq!(done_after.end_reason, None, "a finished call is left alone");
+    }
+
+    #[test]
+    fn reconciliation_keeps_an_end_reason_already_written() {
+        let store = store();
+        let mut inbound = outbound("+15550100");
+        inbound.direction = Direction::Inbound;
+        let call = store.create(&inbound).expect("stored");
+        let mut record = CallRecord::new(
+            "CA1".into(),
+            Direction::Inbound,
+            call.from.clone(),
+            call.to.clone(),
+        );
+        record.finish(EndReason::Goodbye, 1_000);
+        store.finish(&call.id, &record).expect("finished");
+
+        store
+            .reconcile(OffsetDateTime::now_utc())
+            .expect("reconciled");
+        let view = store.get(&call.id).expect("read").expect("present");
+
+        assert_eq!(view.status, CallStatus::Completed);
+        assert_eq!(view.end_reason.as_deref(), Some("goodbye"));
+    }
+
+    #[test]
+    fn a_call_whose_stream_never_opened_is_closed_with_its_reason() {
+        let store = store();
+        let call = store.create(&outbound("+15550199")).expect("stored");
+        store
+            .update_status(&call.id, CallStatus::InProgress, OffsetDateTime::now_utc())
+            .expect("updated");
+
+        let changed = store
+            .close_unopened(
+                &call.id,
+                "error:stream_never_opened",
+                OffsetDateTime::now_utc(),
+            )
+            .expect("closed");
+        let view = store.get(&call.id).expect("read").expect("present");
+
+        assert!(changed);
+        assert_eq!(view.status, CallStatus::Completed);
+        assert_eq!(
+            view.end_reason.as_deref(),
+            Some("error:stream_never_opened")
+        );
+        assert!(crate::calls::service::is_done(&view));
+    }
+
+    #[test]
+    fn a_status_callback_is_applied_once_per_idempotency_token() {
+        let store = store();
+        let call = store.create(&outbound("+15550199")).expect("stored");
+        store.set_call_sid(&call.id, "CAcb").expect("stored");
+        let now = OffsetDateTime::now_utc();
+
+        let first = store
+            .apply_status_callback("CAcb", CallStatus::Ringing, Some("tok"), now)
+            .expect("applied");
+        let retried = store
+            .apply_status_callback("CAcb", CallStatus::InProgress, Some("tok"), now)
+            .expect("applied");
+        let unknown = store
+            .apply_status_callback("CAzz", CallStatus::Ringing, None, now)
+            .expect("applied");
+
+        assert_eq!(first, Some((call.id.clone(), true)));
+        assert_eq!(retried, None);
+        assert_eq!(unknown, None);
+        assert_eq!(
+            store.get(&call.id).expect("read").expect("present").status,
+            CallStatus::Ringing
+        );
     }
 
     proptest! {

@@ -96,6 +96,9 @@ impl ResponseError for ApiError {
                 // The server is at capacity for now, whoever asks: retry when a call has ended.
                 ServiceError::TooManyCalls { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 ServiceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                // Another process holds the database locked: retry shortly.
+                ServiceError::StoreBusy => StatusCode::SERVICE_UNAVAILABLE,
+                ServiceError::AlreadyEnded { .. } => StatusCode::CONFLICT,
             },
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

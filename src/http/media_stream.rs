@@ -14,11 +14,12 @@ use std::time::Instant;
 use actix_web::{HttpRequest, HttpResponse, web};
 use tracing::Instrument as _;
 
+use crate::calls::recorder::Persistence;
 use crate::calls::{CallRecord, Direction, EndReason};
 use crate::http::state::{AppState, PendingCall};
 use crate::http::voice::{StreamPlan, call_span, request_public_base, stream_url};
 use crate::realtime::client::{self, RealtimeLink};
-use crate::relay::bridge::{Bridge, Persistence, close_twilio, log_record};
+use crate::relay::bridge::{Bridge, close_twilio, log_record};
 use crate::relay::conductor::{Conductor, ConductorConfig};
 use crate::relay::twilio_socket;
 

@@ -11,6 +11,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use time::OffsetDateTime;
 
 use crate::calls::model::{CallStatus, CallView};
+use crate::calls::service::STORE_DEADLINE;
+use crate::calls::writer::Write;
 use crate::http::state::AppState;
 use crate::http::voice::{
     SHUTTING_DOWN_APOLOGY, StreamPlan, WebhookError, begin_stream, call_span, param,
@@ -75,9 +77,12 @@ pub async fn outbound_call(
         tracing::warn!(%call_id, "outbound-call webhook with another call's CallSid refused");
         return Ok(HttpResponse::NotFound().body("unknown call"));
     }
-    let store = state.calls.store();
+    let writer = state.calls.writer();
     if call.call_sid.is_none() {
-        let _ = store.set_call_sid(&call_id, &call_sid);
+        writer.submit(Write::SetCallSid {
+            id: call_id.clone(),
+            call_sid: call_sid.clone(),
+        });
     }
     if state.draining.load(Ordering::SeqCst) {
         tracing::info!("answered outbound call turned away: the server is shutting down");
@@ -88,8 +93,19 @@ pub async fn outbound_call(
     if call.status.is_terminal() {
         return Ok(twiml_response(twiml::say_and_hang_up("")));
     }
-    let _ = store.update_status(&call_id, CallStatus::InProgress, OffsetDateTime::now_utc());
-    state.calls.notify_changed();
+    // Waited for below (without holding a thread) so that readers see the call answered; answered anyway after
+    // the deadline: the write stays queued.
+    let (done, answered) = tokio::sync::oneshot::channel();
+    writer.submit_then(
+        Write::Status {
+            id: call_id.clone(),
+            status: CallStatus::InProgress,
+            at: OffsetDateTime::now_utc(),
+        },
+        Box::new(move |result| {
+            let _ = done.send(result.is_ok());
+        }),
+    );
     tracing::info!(%call_id, to = %call.to, "outbound call answered");
 
     let realtime = &state.settings.realtime;
@@ -122,11 +138,21 @@ pub async fn outbound_call(
             session_update: session.to_json(),
         },
     );
+    drop(_entered);
+    if tokio::time::timeout(STORE_DEADLINE, answered)
+        .await
+        .is_err()
+    {
+        span.in_scope(|| {
+            tracing::warn!("answered status queued: the call records database is locked")
+        });
+    }
     Ok(twiml_response(twiml))
 }
 
-/// Handles `POST /call-status`: moves the call through its statuses. A retried delivery (same
-/// `I-Twilio-Idempotency-Token`) changes nothing; an unknown CallSid is acknowledged and ignored.
+/// Handles `POST /call-status`: moves the call through its statuses, through the store writer (the answer waits for
+/// the write at most [`STORE_DEADLINE`], without holding a thread; the write stays queued after that). A retried delivery (same `I-Twilio-Idempotency-Token`) changes nothing; an unknown
+/// CallSid is acknowledged and ignored.
 ///
 /// # Errors
 /// 403 on a bad signature; 400 for a missing CallSid or an unknown CallStatus.
@@ -147,27 +173,32 @@ pub async fn call_status(
         })?;
     let span = call_span(&call_sid);
     let _entered = span.enter();
-    let store = state.calls.store();
-    if let Some(token) = req
+    // Queued for the store writer, which also drops a retried delivery (same idempotency token) and a CallSid it
+    // does not know: answering never waits on the database.
+    let idempotency_token = req
         .headers()
         .get("I-Twilio-Idempotency-Token")
         .and_then(|v| v.to_str().ok())
-        && !store.remember_idempotency_token(token).unwrap_or(true)
-    {
-        tracing::debug!("status callback delivered again; ignored");
-        return Ok(HttpResponse::NoContent().finish());
-    }
-    let Some(call) = store.get_by_call_sid(&call_sid).ok().flatten() else {
-        tracing::info!(%status, "status callback for a call this server does not know; ignored");
-        return Ok(HttpResponse::NoContent().finish());
-    };
-    match store.update_status(&call.id, status, OffsetDateTime::now_utc()) {
-        Ok(true) => {
-            tracing::info!(call_id = %call.id, %status, "call status");
-            state.calls.notify_changed();
-        }
-        Ok(false) => tracing::debug!(%status, "status callback out of order; ignored"),
-        Err(e) => tracing::error!(error = %e, "cannot store the call status"),
+        .map(str::to_owned);
+    drop(_entered);
+    let written = state
+        .calls
+        .writer()
+        .write(
+            Write::StatusCallback {
+                call_sid,
+                status,
+                idempotency_token,
+                at: OffsetDateTime::now_utc(),
+            },
+            STORE_DEADLINE,
+        )
+        .await;
+    if let Err(None) = written {
+        // Answered anyway: the write stays queued and lands once the lock goes.
+        span.in_scope(|| {
+            tracing::warn!(%status, "status callback queued: the call records database is locked");
+        });
     }
     Ok(HttpResponse::NoContent().finish())
 }

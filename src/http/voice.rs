@@ -20,7 +20,11 @@ use tracing::Instrument as _;
 use time::OffsetDateTime;
 
 use crate::calls::Direction;
-use crate::calls::model::{CallStatus, NewCall};
+use crate::calls::model::NewCall;
+use crate::calls::recorder::END_REASON_STREAM_NEVER_OPENED;
+use crate::calls::service::STORE_DEADLINE;
+use crate::calls::store::new_call_id;
+use crate::calls::writer::Write;
 use crate::http::public_url::{ForwardedHeaders, public_base};
 use crate::http::state::{AppState, PendingCall};
 use crate::realtime::client::preconnect;
@@ -216,37 +220,68 @@ pub async fn incoming_call(
             SHUTTING_DOWN_APOLOGY,
         )));
     }
-    // Held until the call's stream token is pending, so it counts before another call is admitted.
-    let Ok(admission) = state.calls.admit_call() else {
+    // Held until the call's stream token is pending, so it counts before another call is admitted, and so that
+    // two deliveries of one webhook cannot both start a stream.
+    let admission = state.calls.lock_admission();
+    if let Some(token) = state.calls.awaited_stream(&call_sid)
+        && state.pending.contains_key(&token)
+    {
+        // Twilio retries a webhook it got no answer to: the same stream again, no second record or session.
+        tracing::info!(
+            "incoming-call webhook delivered again; answered with the stream already pending"
+        );
+        drop(admission);
+        return Ok(twiml_response(connect_twiml(&base, &token, &from, &to)));
+    }
+    let known = match state.calls.store().get_by_call_sid(&call_sid) {
+        Ok(known) => known,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot look the call up by CallSid");
+            None
+        }
+    };
+    if let Some(call) = known.as_ref().filter(|c| c.status.is_terminal()) {
+        tracing::warn!(call_id = %call.id, status = %call.status, "incoming-call webhook for a call that has ended; hung up");
+        return Ok(twiml_response(twiml::say_and_hang_up("")));
+    }
+    if known.is_none() && state.calls.check_capacity().is_err() {
         tracing::info!(%from, %to, "incoming call rejected busy: the concurrency cap is reached");
         return Ok(twiml_response(twiml::reject(twiml::RejectReason::Busy)));
-    };
-    tracing::info!(%from, %to, "incoming call");
-
-    let call_id = match state.calls.store().create(&NewCall {
-        direction: Direction::Inbound,
-        from: from.clone(),
-        to: to.clone(),
-        call_sid: Some(call_sid.clone()),
-        instructions: None,
-        greeting: None,
-        voice: None,
-        language: None,
-        max_duration_s: None,
-        metadata: None,
-    }) {
-        Ok(call) => {
-            let _ = state.calls.store().update_status(
-                &call.id,
-                CallStatus::InProgress,
-                OffsetDateTime::now_utc(),
-            );
-            Some(call.id)
+    }
+    let mut stored = None;
+    let call_id = match known {
+        // The same call again after its stream opened or its token expired: one record per CallSid.
+        Some(call) => {
+            tracing::info!(call_id = %call.id, "incoming-call webhook for a call already stored; same record");
+            call.id
         }
-        Err(e) => {
-            // The call still goes ahead; its record is then only logged.
-            tracing::error!(error = %e, "cannot store the inbound call");
-            None
+        None => {
+            tracing::info!(%from, %to, "incoming call");
+            let id = new_call_id();
+            let (done, written) = tokio::sync::oneshot::channel();
+            stored = Some(written);
+            state.calls.writer().submit_then(
+                Write::Create {
+                    id: id.clone(),
+                    call: Box::new(NewCall {
+                        direction: Direction::Inbound,
+                        from: from.clone(),
+                        to: to.clone(),
+                        call_sid: Some(call_sid.clone()),
+                        instructions: None,
+                        greeting: None,
+                        voice: None,
+                        language: None,
+                        max_duration_s: None,
+                        metadata: None,
+                    }),
+                    answered: true,
+                },
+                Box::new(move |result| {
+                    let _ = done.send(result.is_ok());
+                }),
+            );
+            id
         }
     };
     let realtime = &state.settings.realtime;
@@ -259,7 +294,7 @@ pub async fn incoming_call(
         &call_sid,
         span.clone(),
         StreamPlan {
-            call_id,
+            call_id: Some(call_id),
             direction: Direction::Inbound,
             from,
             to,
@@ -270,6 +305,15 @@ pub async fn incoming_call(
         },
     );
     drop(admission);
+    drop(_entered);
+    if let Some(written) = stored
+        && tokio::time::timeout(STORE_DEADLINE, written).await.is_err()
+    {
+        // Answered anyway: the record stays queued and lands once the lock goes.
+        span.in_scope(|| {
+            tracing::warn!("inbound call record queued: the call records database is locked")
+        });
+    }
     Ok(twiml_response(twiml))
 }
 
@@ -294,8 +338,9 @@ pub struct StreamPlan {
     pub session_update: String,
 }
 
-/// Issues the stream token, starts pre-connecting the Realtime session, arranges for an unused session to be closed
-/// when its token expires, and returns the `<Connect><Stream>` TwiML.
+/// Issues the stream token, starts pre-connecting the Realtime session, remembers the token as the call's one
+/// awaited stream, arranges for an unused session to be closed (and the call's record finished, end reason
+/// [`END_REASON_STREAM_NEVER_OPENED`]) when its token expires, and returns the `<Connect><Stream>` TwiML.
 pub fn begin_stream(
     state: &AppState,
     public_base: &str,
@@ -311,7 +356,8 @@ pub fn begin_stream(
             vec![plan.session_update.clone()],
         )
     });
-    let parameters = [("caller", plan.from.clone()), ("called", plan.to.clone())];
+    let twiml = connect_twiml(public_base, &token, &plan.from, &plan.to);
+    state.calls.await_stream(call_sid, &token);
     state.pending.insert(
         token.clone(),
         Arc::new(Mutex::new(Some(PendingCall { plan, preconnect }))),
@@ -320,26 +366,46 @@ pub fn begin_stream(
     // If Twilio never opens the stream, close the pre-connected session when the token expires; the cache's own
     // expiry only runs when the cache is next used, which on a quiet server may be never.
     let pending = state.pending.clone();
-    let expired_token = token.clone();
+    let calls = state.calls.clone();
+    let call_sid = call_sid.to_owned();
+    let expired_token = token;
     let ttl = state.settings.calls.stream_token_ttl;
     state.realtime_runtime.spawn(
         async move {
             tokio::time::sleep(ttl).await;
+            calls.forget_stream(&call_sid, &expired_token);
             // Take the call out of its slot: moka may hold the slot itself a while longer (until its maintenance).
             let unused = pending
                 .remove(&expired_token)
                 .and_then(|slot| slot.lock().ok().and_then(|mut call| call.take()));
-            if unused.is_some() {
-                drop(unused);
-                tracing::info!("stream token expired unused; pre-connected OpenAI session closed");
+            let Some(unused) = unused else {
+                return;
+            };
+            let call_id = unused.plan.call_id.clone();
+            drop(unused);
+            tracing::info!("stream token expired unused; pre-connected OpenAI session closed");
+            let Some(call_id) = call_id else {
+                return;
+            };
+            // The call was answered but its stream never opened: its record must not stay in progress.
+            calls.writer().submit(Write::CloseUnopened {
+                id: call_id,
+                end_reason: END_REASON_STREAM_NEVER_OPENED.to_owned(),
+                at: OffsetDateTime::now_utc(),
+            });
+            if let Err(e) = calls.end_at_twilio(&call_sid).await {
+                tracing::warn!(error = %e, "REST hang-up of a call whose stream never opened failed");
             }
         }
         .instrument(span),
     );
+    twiml
+}
 
-    let url = stream_url(public_base, &token);
-    let parameters: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    twiml::connect_stream(&url, &parameters)
+/// The `<Connect><Stream>` TwiML for a stream token, with the caller's and called numbers as `<Parameter>`s.
+fn connect_twiml(public_base: &str, token: &str, from: &str, to: &str) -> String {
+    let url = stream_url(public_base, token);
+    twiml::connect_stream(&url, &[("caller", from), ("called", to)])
 }
 
 /// Answers TwiML (`text/xml`).

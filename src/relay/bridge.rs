@@ -26,9 +26,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::calls::live::CallControl;
-use crate::calls::model::CallStatus;
-use crate::calls::service::CallService;
-use crate::calls::{CallRecord, Direction, EndReason, Turn};
+use crate::calls::recorder::Persistence;
+use crate::calls::{CallRecord, EndReason};
 use crate::realtime::client::{LinkEvent, RealtimeLink, SendError};
 use crate::realtime::server_events::parse_server_event;
 use crate::relay::budget::clip;
@@ -63,43 +62,6 @@ pub struct Bridge {
 
 /// How long the Twilio connection gets to take the close frame before it is dropped.
 const TWILIO_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The call's stored record: turns are appended as they complete (a crash loses at most the turn in progress), and
-/// the whole record is written at the end.
-pub struct Persistence {
-    /// The call service (its store, and the notifier for waiting readers).
-    pub calls: CallService,
-    /// The call's id in the store.
-    pub call_id: String,
-}
-
-impl Persistence {
-    /// Appends `turns` (the ones not stored yet).
-    fn append(&self, turns: &[Turn]) {
-        for turn in turns {
-            if let Err(e) = self.calls.store().append_turn(&self.call_id, turn) {
-                tracing::error!(error = %e, "cannot store a transcript turn");
-            }
-        }
-    }
-
-    /// Writes the finished record (transcript as cut, outcome, end reason, usage); an inbound call is then
-    /// `completed` (no status callbacks follow it).
-    pub fn finish(&self, record: &CallRecord) {
-        let store = self.calls.store();
-        if let Err(e) = store.finish(&self.call_id, record) {
-            tracing::error!(error = %e, "cannot store the call record");
-        }
-        if record.direction == Direction::Inbound {
-            let _ = store.update_status(
-                &self.call_id,
-                CallStatus::Completed,
-                time::OffsetDateTime::now_utc(),
-            );
-        }
-        self.calls.notify_changed();
-    }
-}
 
 impl Bridge {
     /// Runs the call to its end and returns the finished record (also logged).

@@ -19,6 +19,7 @@ mod logs;
 mod outbound;
 mod policy;
 mod public_url;
+mod records;
 mod reliability;
 mod rest_hangup;
 mod restart;

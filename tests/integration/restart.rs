@@ -2,9 +2,13 @@
 
 use serde_json::Value;
 
-use crate::fake_realtime::{FakeRealtime, Script};
+use std::time::Duration;
+
+use callbridge::simulate::{MediaStreamClient, Observation};
+
+use crate::fake_realtime::{FakeRealtime, Script, ScriptedResponse};
 use crate::fake_twilio::{FakeTwilio, Route};
-use crate::helpers::{spawn_binary, temp_data_dir};
+use crate::helpers::{CALLER_HELLO, TestApp, spawn_binary, temp_data_dir};
 
 const API_KEY: &str = "restart-test-api-key";
 
@@ -73,4 +77,65 @@ async fn call_records_survive_a_server_restart() {
     assert_eq!(again["call_sid"], "CA99998888777766665555444433332222");
     assert_eq!(again["instructions"], "Ask for the opening hours.");
     assert_eq!(again["status_timeline"][0]["status"], "queued");
+}
+
+#[actix_web::test]
+async fn a_call_in_progress_when_the_server_is_killed_is_closed_with_its_turns_at_the_next_start() {
+    // Arrange: the real binary, a call whose caller turn is stored, the assistant still speaking.
+    let fake = FakeRealtime::start(Script {
+        responses: vec![ScriptedResponse::speak(30_000, "A long answer.")],
+        caller_transcripts: vec!["Hi, I'd like to book a table.".into()],
+        speed_up: 1.0,
+        ..Script::default()
+    })
+    .await;
+    let data_dir = temp_data_dir().display().to_string();
+    let env = [
+        ("CALLBRIDGE_DATA_DIR", data_dir.as_str()),
+        ("CALLBRIDGE_API_KEY", API_KEY),
+    ];
+    let mut first = spawn_binary(&fake.url(), &env).await;
+    let app = TestApp::for_address(&first.address, first.port);
+    let webhook = app.webhook();
+    let url = app.answer(&webhook).await;
+    let stream = MediaStreamClient::connect(&url).await.expect("stream");
+    stream.start(&webhook.call_sid, &[]).await.expect("start");
+    stream.send_audio(&CALLER_HELLO);
+    stream
+        .wait_for(
+            |e| matches!(e.kind, Observation::Media { .. }),
+            Duration::from_secs(15),
+        )
+        .await
+        .expect("the answer is playing");
+    let mut stored = Value::Null;
+    for _ in 0..100 {
+        let (_, calls) = api(&first.address, "GET", "/api/calls", None).await;
+        if let Some(id) = calls["calls"][0]["id"].as_str() {
+            let (_, call) = api(&first.address, "GET", &format!("/api/calls/{id}"), None).await;
+            if call["transcript"].as_array().is_some_and(|t| !t.is_empty()) {
+                stored = call;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        stored["status"], "in-progress",
+        "the caller's turn is stored mid-call: {stored}"
+    );
+    let id = stored["id"].as_str().expect("an id").to_owned();
+
+    // Act: SIGKILL (no drain, no final write), then start again on the same data directory.
+    first.child.start_kill().expect("SIGKILL is sent");
+    let _ = first.child.wait().await;
+    let second = spawn_binary(&fake.url(), &env).await;
+    let (status, after) = api(&second.address, "GET", &format!("/api/calls/{id}"), None).await;
+
+    // Assert: the record is final, says why, and keeps the turn stored before the kill.
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["status"], "completed", "{after}");
+    assert_eq!(after["end_reason"], "error:server_stopped", "{after}");
+    assert_eq!(after["transcript"], stored["transcript"], "{after}");
+    assert!(after["ended_at"].is_string(), "{after}");
 }
