@@ -15,18 +15,17 @@
 //! - [`calls`] holds the call model: the record of a call, its SQLite store, the live calls, and the call service
 //!   (place, follow, hang up, instruct) behind the REST API and the MCP tools.
 //! - [`mcp`] serves the call tools over MCP (Streamable HTTP at `/mcp`, stdio through `callbridge mcp`).
-//! - [`api_client`] talks to a running server's `/api` (used by `callbridge call` and `callbridge mcp`).
 //! - [`simulate`] plays Twilio against a running server: used by `callbridge simulate` and by the integration tests.
-//! - `cli_*` are the subcommands that are more than a line: `call`, `calls`, `mcp`, `twilio`.
+//! - [`cli`] is the command line: one module per subcommand (`serve`, `check-config`, `twilio`, `calls`, `call`,
+//!   `mcp`; `simulate` dispatches to [`simulate::cli`]), the client for a running server's `/api`
+//!   ([`cli::api_client`], used by `callbridge call` and `callbridge mcp`) and one output module
+//!   ([`cli::output`]: the default server URL, the duration format, `printable`). `src/main.rs` only parses and calls
+//!   [`cli::run`].
 
 #![warn(missing_docs)]
 
-pub mod api_client;
 pub mod calls;
-pub mod cli_call;
-pub mod cli_calls;
-pub mod cli_mcp;
-pub mod cli_twilio;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod mcp;

@@ -8,7 +8,7 @@
 //!   model reads.
 //! - [`transcript`] renders a call as the plain-text transcript resource and parses its URI.
 //! - [`http`] serves it as Streamable HTTP at `/mcp` on the running server (rmcp-actix-web), behind the bearer key
-//!   and a `Host` allowlist; `callbridge mcp` ([`crate::cli_mcp`]) serves it over stdio, forwarding to a running
+//!   and a `Host` allowlist; `callbridge mcp` ([`crate::cli::mcp`]) serves it over stdio, forwarding to a running
 //!   server's REST API.
 //!
 //! Follows the MCP specification (<https://modelcontextprotocol.io/specification>) through the official Rust SDK,

@@ -4,9 +4,9 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use callbridge::api_client::ApiClient;
 use callbridge::calls::model::CallStatus;
 use callbridge::calls::service::PlaceCall;
+use callbridge::cli::api_client::ApiClient;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 

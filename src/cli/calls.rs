@@ -9,8 +9,6 @@
 //! Exit codes: 0 printed; 1 no database yet, no such call, or the database could not be read; 2 invalid settings.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-
 use std::process::ExitCode;
 
 use time::OffsetDateTime;
@@ -19,6 +17,8 @@ use crate::calls::model::{CallSummary, CallView};
 use crate::calls::store::CallStore;
 use crate::calls::{Direction, Speaker};
 use crate::config::{Requirement, Settings};
+
+use super::output::{emit, format_duration, printable};
 
 /// Exit code: no database yet, no such call, or the database could not be read.
 const EXIT_NOT_FOUND: u8 = 1;
@@ -133,20 +133,6 @@ fn show(store: &CallStore, args: &ShowArgs) -> Result<(), String> {
         emit(&format!("{}\n", to_json(&call)))
     } else {
         emit(&render_call(&call))
-    }
-}
-
-/// Writes `text` to stdout. A reader that went away (`| head`) is not an error.
-fn emit(text: &str) -> Result<(), String> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(format!("cannot write the output: {e}"))
-        }
-        _ => Ok(()),
     }
 }
 
@@ -325,17 +311,6 @@ fn format_time(at: OffsetDateTime) -> String {
         .unwrap_or_else(|_| at.to_string())
 }
 
-/// `m:ss`, or `h:mm:ss` from an hour on.
-fn format_duration(duration_ms: u64) -> String {
-    let total_s = duration_ms / 1000;
-    let (h, m, s) = (total_s / 3600, total_s % 3600 / 60, total_s % 60);
-    if h > 0 {
-        format!("{h}:{m:02}:{s:02}")
-    } else {
-        format!("{m}:{s:02}")
-    }
-}
-
 /// At most `max` characters of `text`, ending in `…` when cut.
 fn cut_chars(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
@@ -344,14 +319,6 @@ fn cut_chars(text: &str, max: usize) -> String {
     let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
     cut.push('…');
     cut
-}
-
-/// `text` with every control character (newlines, escapes) replaced by a space: it came from a peer and must
-/// neither break the layout nor drive the terminal.
-fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 #[cfg(test)]
@@ -499,12 +466,5 @@ mod tests {
         );
         assert!(!report.contains('\u{1b}'), "no escape reaches the terminal");
         assert!(!report.contains("Answered:"), "unset fields are left out");
-    }
-
-    #[test]
-    fn durations_read_as_minutes_and_seconds_or_hours() {
-        assert_eq!(format_duration(0), "0:00");
-        assert_eq!(format_duration(83_999), "1:23");
-        assert_eq!(format_duration(3_723_000), "1:02:03");
     }
 }

@@ -17,6 +17,8 @@ use crate::twilio::numbers::{
 use crate::twilio::rest::{RestError, TwilioRest};
 use secrecy::ExposeSecret;
 
+use super::output::printable;
+
 /// Exit code: `status` found the number pointing elsewhere; `configure` could not change it.
 const EXIT_MISMATCH: u8 = 1;
 /// Exit code: a missing or invalid setting, refused credentials, or a number the account does not own.
@@ -246,13 +248,9 @@ fn report_rest_error(
 }
 
 /// One `Label        value` line of the report. Control characters in the value (which comes partly from Twilio, e.g.
-/// a friendly name) are shown as `?` so they cannot drive the terminal.
+/// a friendly name) are shown as spaces ([`printable`]) so they cannot drive the terminal.
 fn line(label: &str, value: &str) -> String {
-    let value: String = value
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    format!("{label:<LABEL_WIDTH$}{value}")
+    format!("{label:<LABEL_WIDTH$}{}", printable(value))
 }
 
 /// `POST https://...`, or `(not set)`.
@@ -551,7 +549,7 @@ mod tests {
         let lines = describe(&number, &target);
 
         assert!(!lines[0].contains('\u{1b}'), "{}", lines[0]);
-        assert!(lines[0].contains("Front?[2Jdesk"), "{}", lines[0]);
+        assert!(lines[0].contains("Front [2Jdesk"), "{}", lines[0]);
     }
 
     #[test]

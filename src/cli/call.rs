@@ -4,23 +4,22 @@
 //! The server is `CALLBRIDGE_URL` (default `http://127.0.0.1:{PORT}`), the key `CALLBRIDGE_API_KEY` (the usual
 //! settings: environment, `.env`, `callbridge.toml`). Following polls `GET /api/calls/{id}?wait_s=30` and prints each
 //! status change (`12:00:03  ringing`, times in UTC), each transcript turn as it completes (`  caller: ...`,
-//! `  assistant: ...`), and at the end the outcome, the end reason and the duration. Text that came from a peer
-//! (transcripts, outcomes, error messages) is printed with control characters replaced, so it cannot drive the
+//! `  assistant: ...`), and at the end the outcome, the end reason and the duration (`m:ss`). Text that came from a
+//! peer (transcripts, outcomes, error messages) is printed with control characters replaced, so it cannot drive the
 //! terminal.
 //!
 //! Exit codes: 0 the call completed (or, with `--no-follow`, was placed); 1 it ended busy, no-answer, failed or
 //! canceled; 2 it could not be placed (bad number, wrong key, server unreachable, settings); 3 the call was placed but
 //! following it failed; 130 interrupted (Ctrl-C; the call goes on).
 
-use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use secrecy::ExposeSecret as _;
 use time::OffsetDateTime;
-use url::Url;
 
-use crate::api_client::ApiClient;
+use super::api_client::ApiClient;
+use super::output::{emit, format_duration, printable, server_url};
 use crate::calls::Speaker;
 use crate::calls::backend::BackendError;
 use crate::calls::model::{CallStatus, CallView};
@@ -116,7 +115,7 @@ pub async fn run(args: CallArgs) -> ExitCode {
             return ExitCode::from(EXIT_NOT_PLACED);
         }
     };
-    emit(&[placed_line(&placed)]);
+    emit_lines(&[placed_line(&placed)]);
     if args.no_follow {
         return ExitCode::SUCCESS;
     }
@@ -130,34 +129,17 @@ pub async fn run(args: CallArgs) -> ExitCode {
     }
 }
 
-/// The server's base URL: `CALLBRIDGE_URL` when set and not blank, else `http://127.0.0.1:{port}`.
-///
-/// # Errors
-/// A message naming `CALLBRIDGE_URL` when it is not an `http` or `https` URL.
-pub fn server_url(callbridge_url: Option<&str>, port: u16) -> Result<Url, String> {
-    let Some(text) = callbridge_url.map(str::trim).filter(|t| !t.is_empty()) else {
-        return Url::parse(&format!("http://127.0.0.1:{port}"))
-            .map_err(|e| format!("PORT {port} gives no URL: {e}"));
-    };
-    match Url::parse(text) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(url),
-        Ok(_) | Err(_) => Err(format!(
-            "CALLBRIDGE_URL {text:?} is not the http(s) address of a callbridge server, e.g. http://127.0.0.1:5050"
-        )),
-    }
-}
-
 /// Follows the call until it ends, printing as it goes; returns the exit code.
 async fn follow(client: &ApiClient, placed: CallView) -> ExitCode {
     let mut follower = Follower::default();
-    emit(&follower.update(&placed));
+    emit_lines(&follower.update(&placed));
     let mut call = placed;
     let mut failures = 0;
     while !call.status.is_terminal() {
         match client.get_call(&call.id, Some(FOLLOW_WAIT_S)).await {
             Ok(now) => {
                 failures = 0;
-                emit(&follower.update(&now));
+                emit_lines(&follower.update(&now));
                 call = now;
             }
             Err(error) => {
@@ -179,11 +161,11 @@ async fn follow(client: &ApiClient, placed: CallView) -> ExitCode {
     while needs_settling(&call) && tokio::time::Instant::now() < settle_deadline {
         tokio::time::sleep(SETTLE_PAUSE).await;
         if let Ok(now) = client.get_call(&call.id, None).await {
-            emit(&follower.update(&now));
+            emit_lines(&follower.update(&now));
             call = now;
         }
     }
-    emit(&summary_lines(&call));
+    emit_lines(&summary_lines(&call));
     ExitCode::from(exit_code(call.status))
 }
 
@@ -299,31 +281,11 @@ fn clock(at: OffsetDateTime) -> String {
     format!("{:02}:{:02}:{:02}", at.hour(), at.minute(), at.second())
 }
 
-/// `42 s`, `3 min 05 s`, `1 h 02 min 03 s`.
-fn format_duration(duration_ms: u64) -> String {
-    let total_s = duration_ms.div_ceil(1000);
-    let (h, m, s) = (total_s / 3600, (total_s / 60) % 60, total_s % 60);
-    match (h, m) {
-        (0, 0) => format!("{s} s"),
-        (0, _) => format!("{m} min {s:02} s"),
-        _ => format!("{h} h {m:02} min {s:02} s"),
-    }
-}
-
-/// `text` with every control character replaced by a space: it came from a peer and must not drive the terminal.
-fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
-/// Prints `lines` on stdout; a closed stdout (a pipe whose reader left) is not worth a panic.
-fn emit(lines: &[String]) {
-    let mut out = std::io::stdout().lock();
-    for line in lines {
-        let _ = writeln!(out, "{line}");
-    }
-    let _ = out.flush();
+/// Prints `lines` on stdout; a closed stdout (a pipe whose reader left) or a failed write is not worth stopping
+/// the follow for.
+fn emit_lines(lines: &[String]) {
+    let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    let _ = emit(&text);
 }
 
 #[cfg(test)]
@@ -371,40 +333,6 @@ mod tests {
             offset_ms: 0,
             interrupted: false,
             item_id: None,
-        }
-    }
-
-    #[test]
-    fn the_server_url_defaults_to_the_local_port() {
-        let url = server_url(None, 5050).expect("a URL");
-
-        assert_eq!(url.as_str(), "http://127.0.0.1:5050/");
-    }
-
-    #[test]
-    fn a_blank_callbridge_url_counts_as_unset() {
-        let url = server_url(Some("  "), 6000).expect("a URL");
-
-        assert_eq!(url.as_str(), "http://127.0.0.1:6000/");
-    }
-
-    #[test]
-    fn callbridge_url_is_used_when_set() {
-        let url = server_url(Some("https://calls.example.com/cb"), 5050).expect("a URL");
-
-        assert_eq!(url.as_str(), "https://calls.example.com/cb");
-    }
-
-    #[test]
-    fn a_callbridge_url_that_is_not_http_is_refused_by_name() {
-        for text in [
-            "calls.example.com",
-            "ftp://calls.example.com",
-            "mailto:a@b.c",
-        ] {
-            let error = server_url(Some(text), 5050).expect_err("not an http URL");
-
-            assert!(error.contains("CALLBRIDGE_URL"), "{error}");
         }
     }
 
@@ -503,10 +431,7 @@ mod tests {
             lines.contains(&"End reason: goodbye".to_owned()),
             "{lines:?}"
         );
-        assert!(
-            lines.contains(&"Duration:   1 min 05 s".to_owned()),
-            "{lines:?}"
-        );
+        assert!(lines.contains(&"Duration:   1:05".to_owned()), "{lines:?}");
     }
 
     #[test]
@@ -551,13 +476,5 @@ mod tests {
         let unanswered = !needs_settling(&call(CallStatus::Busy));
 
         assert!(unsettled && settled && unanswered);
-    }
-
-    #[test]
-    fn durations_read_in_seconds_minutes_or_hours() {
-        assert_eq!(format_duration(42_000), "42 s");
-        assert_eq!(format_duration(41_001), "42 s");
-        assert_eq!(format_duration(185_000), "3 min 05 s");
-        assert_eq!(format_duration(3_723_000), "1 h 02 min 03 s");
     }
 }

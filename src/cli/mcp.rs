@@ -13,9 +13,9 @@
 use std::process::ExitCode;
 
 use secrecy::ExposeSecret as _;
-use url::Url;
 
-use crate::api_client::ApiClient;
+use super::api_client::ApiClient;
+use super::output::server_url;
 use crate::config::{Requirement, Settings};
 use crate::mcp::server::McpServer;
 
@@ -30,26 +30,6 @@ pub struct McpArgs {
     /// The running callbridge server to forward the tools to [default: http://127.0.0.1:{PORT}].
     #[arg(long, env = "CALLBRIDGE_URL", value_name = "URL")]
     pub url: Option<String>,
-}
-
-/// The server's base URL: `url` when given, else `http://127.0.0.1:{port}`.
-///
-/// # Errors
-/// A message naming `CALLBRIDGE_URL` when `url` is not an `http` or `https` URL.
-pub fn server_url(url: Option<&str>, port: u16) -> Result<Url, String> {
-    let text = url
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
-    let parsed =
-        Url::parse(&text).map_err(|e| format!("CALLBRIDGE_URL {text:?} is not a URL: {e}"))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(format!(
-            "CALLBRIDGE_URL {text:?} must be an http(s) URL of the callbridge server, e.g. http://127.0.0.1:8080"
-        ));
-    }
-    Ok(parsed)
 }
 
 /// Runs the MCP server on stdin/stdout until the client closes it; see the module docs for the exit codes.
@@ -90,41 +70,6 @@ pub async fn run(args: McpArgs) -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "the MCP session failed");
             ExitCode::from(EXIT_SESSION_FAILED)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn without_a_url_the_local_server_on_the_configured_port_is_used() {
-        let url = server_url(None, 8080).expect("a default");
-
-        assert_eq!(url.as_str(), "http://127.0.0.1:8080/");
-    }
-
-    #[test]
-    fn a_given_url_wins_and_keeps_its_path_prefix() {
-        let url = server_url(Some(" https://calls.example.com/cb "), 8080).expect("valid");
-
-        assert_eq!(url.as_str(), "https://calls.example.com/cb");
-    }
-
-    #[test]
-    fn an_empty_url_counts_as_none() {
-        let url = server_url(Some(""), 5050).expect("a default");
-
-        assert_eq!(url.as_str(), "http://127.0.0.1:5050/");
-    }
-
-    #[test]
-    fn a_url_that_is_not_http_is_refused_naming_the_variable() {
-        for bad in ["ftp://example.com", "127.0.0.1:8080", "not a url"] {
-            let error = server_url(Some(bad), 8080).expect_err(bad);
-
-            assert!(error.contains("CALLBRIDGE_URL"), "{error}");
         }
     }
 }
