@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use super::output::EXAMPLE_SERVER_URL;
 use crate::calls::backend::{BackendError, CallBackend};
 use crate::calls::model::{CallSummary, CallView};
 use crate::calls::service::PlaceCall;
@@ -35,7 +36,7 @@ pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 /// Cloning shares the request thread; the thread ends when the last clone is dropped.
 #[derive(Clone)]
 pub struct ApiClient {
-    /// The server's base URL, e.g. `http://127.0.0.1:8080` (a path prefix is kept).
+    /// The server's base URL, e.g. `http://127.0.0.1:5050` (a path prefix is kept).
     base_url: Url,
     /// Requests for the request thread.
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
@@ -123,7 +124,7 @@ struct InstructBody<'a> {
 }
 
 impl ApiClient {
-    /// A client for the server at `base_url` (e.g. `http://127.0.0.1:8080`), sending `api_key` as the bearer key (an
+    /// A client for the server at `base_url` (e.g. `http://127.0.0.1:5050`), sending `api_key` as the bearer key (an
     /// empty key sends none, and the server answers `unauthorized`). Starts the request thread.
     ///
     /// Should the thread not start (the system is out of threads), every request fails with `unavailable`.
@@ -221,7 +222,7 @@ impl ApiClient {
             let mut path = url.path_segments_mut().map_err(|()| BackendError {
                 code: "invalid_request".into(),
                 message: format!(
-                    "CALLBRIDGE_URL {:?} is not an http(s) base URL such as http://127.0.0.1:8080",
+                    "CALLBRIDGE_URL {:?} is not an http(s) base URL such as {EXAMPLE_SERVER_URL}",
                     self.base_url.as_str()
                 ),
             })?;
