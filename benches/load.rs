@@ -1,11 +1,13 @@
 //! Many-call load benchmark (issue 10): what a live call costs the relay in CPU and memory, and how fast audio goes
 //! through it, with N calls at once.
 //!
-//! Run with `make bench-load` (or `cargo bench --bench load`). It starts the real `callbridge serve` binary (by
-//! default the one cargo built for this bench, `target/release/callbridge`) on 127.0.0.1 against an **echo Realtime
-//! fake** that runs in this process, then plays N Twilio calls at once, the way Twilio does: the signed
-//! incoming-call webhook (`X-Twilio-Signature`), the stream token from the TwiML, the signed Media Stream upgrade,
-//! `connected`, `start`, then one 20 ms μ-law `media` frame every 20 ms. Every `mark` the relay sends is echoed at
+//! Run with `make bench-load`: it builds the release binary, copies it to `target/bench-load/callbridge` and runs
+//! `cargo bench --bench load` with `BENCH_LOAD_BIN` pointing at the copy (plain `cargo bench --bench load` starts the
+//! binary cargo built for the bench, which has the dev-dependencies' features: tokio's test-util). The bench starts
+//! that real `callbridge serve` binary on 127.0.0.1 against an **echo Realtime fake** that runs in this process, then
+//! plays N Twilio calls at once, the way Twilio does: the signed incoming-call webhook (`X-Twilio-Signature`), the
+//! stream token from the TwiML, the signed Media Stream upgrade, `connected`, `start`, then one 20 ms μ-law `media`
+//! frame every 20 ms. Every `mark` the relay sends is echoed at
 //! once. The fake answers `session.update` with `session.updated`; on a call's first `input_audio_buffer.append` it
 //! opens one long response (`response.created`, `response.output_item.added`) and returns every appended chunk at once
 //! as a `response.output_audio.delta` of that response. So each call-second carries about 300 WebSocket messages
