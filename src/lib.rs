@@ -33,6 +33,7 @@ pub mod mcp;
 pub mod realtime;
 pub mod relay;
 pub mod security;
+pub mod shutdown;
 pub mod simulate;
 pub mod startup;
 pub mod telemetry;

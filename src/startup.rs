@@ -16,7 +16,6 @@
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -37,6 +36,7 @@ use crate::relay::goodbye::GoodbyeMatcher;
 use crate::security::policy::DestinationPolicy;
 use crate::security::rate_limit::Limits;
 use crate::security::tokens::StreamTokens;
+use crate::shutdown::Shutdown;
 use crate::twilio::rest::{RestHandle, TwilioRest};
 use crate::twilio::signature::RequestValidator;
 
@@ -44,8 +44,6 @@ use crate::twilio::signature::RequestValidator;
 const MAX_PENDING_CALLS: u64 = 10_000;
 /// After the drain timeout, how long calls get to say goodbye before the server stops anyway.
 pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(15);
-/// How often draining checks whether calls are still in progress.
-const DRAIN_POLL: Duration = Duration::from_millis(100);
 /// How long a client has to send a request's head (line and headers) before it is answered 408 and cut off.
 pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// At shutdown, how long the store writer gets to write what is queued (a database locked by another process may
@@ -77,10 +75,8 @@ pub struct Application {
     port: u16,
     /// The actix server future.
     server: Server,
-    /// Cancelled to end every live call (with a goodbye).
-    shutdown: CancellationToken,
-    /// Set while draining.
-    draining: Arc<AtomicBool>,
+    /// Draining, the goodbye token and the call tasks.
+    shutdown: Shutdown,
     /// Live calls and recent call records.
     live_calls: LiveCalls,
     /// How long calls may go on once draining started.
@@ -167,8 +163,7 @@ impl Application {
         if settings.api_key.expose_secret().is_empty() {
             tracing::info!("CALLBRIDGE_API_KEY is not set: /api and /mcp refuse every request");
         }
-        let shutdown = CancellationToken::new();
-        let draining = Arc::new(AtomicBool::new(false));
+        let shutdown = Shutdown::new();
         let live_calls = LiveCalls::default();
         // No time-to-live here: an expired moka entry keeps its value (the open session) until housekeeping
         // runs. The webhook handler removes each entry itself when its token expires.
@@ -227,7 +222,6 @@ impl Application {
             shutdown: shutdown.clone(),
             calls: calls.clone(),
             api_key: settings.api_key.clone(),
-            draining: draining.clone(),
             public_url: settings.public_url.clone(),
             derived_public_url: Default::default(),
             limits: Limits::new(&settings),
@@ -269,7 +263,6 @@ impl Application {
             port,
             server,
             shutdown,
-            draining,
             live_calls,
             drain_timeout,
             calls,
@@ -293,7 +286,7 @@ impl Application {
 
     /// A token that ends every live call (with a goodbye) when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        self.shutdown.goodbye_token()
     }
 
     /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully (see the module docs). A second signal exits the
@@ -324,8 +317,6 @@ impl Application {
         let Application {
             server,
             shutdown,
-            draining,
-            live_calls,
             drain_timeout,
             calls,
             ..
@@ -333,26 +324,30 @@ impl Application {
         let handle = server.handle();
         tokio::spawn(async move {
             stop.await;
-            draining.store(true, Ordering::SeqCst);
+            shutdown.start_draining();
             tracing::info!(
-                live_calls = live_calls.count(),
+                live_calls = shutdown.calls_in_progress(),
                 drain_timeout_s = drain_timeout.as_secs(),
                 "shutting down: new calls are turned away; calls in progress may finish"
             );
-            if !wait_until_no_calls(&live_calls, drain_timeout).await {
+            if !shutdown.wait_for_calls(drain_timeout).await {
                 tracing::info!(
-                    live_calls = live_calls.count(),
+                    live_calls = shutdown.calls_in_progress(),
                     "drain timeout: asking the calls still in progress to say goodbye"
                 );
-                shutdown.cancel();
-                if !wait_until_no_calls(&live_calls, GOODBYE_TIMEOUT).await {
+                shutdown.ask_calls_to_end();
+                if shutdown.wait_for_calls(GOODBYE_TIMEOUT).await {
+                    tracing::info!("every call has ended");
+                } else {
                     tracing::warn!(
-                        live_calls = live_calls.count(),
-                        "calls did not end in time; stopping anyway"
+                        live_calls = shutdown.calls_in_progress(),
+                        "calls did not end in time; stopping anyway (their records are closed at the next start)"
                     );
                 }
+            } else {
+                tracing::info!("every call has ended");
             }
-            shutdown.cancel();
+            shutdown.ask_calls_to_end();
             if calls.writer().flush(STORE_FLUSH_TIMEOUT).await {
                 tracing::info!("call records written");
             } else {
@@ -361,23 +356,11 @@ impl Application {
                     "call records not all written in time (database locked?); the next start closes them"
                 );
             }
-            tracing::info!("every call has ended; stopping the server");
+            tracing::info!("stopping the server");
             handle.stop(true).await;
         });
         server.await
     }
-}
-
-/// Waits up to `timeout` for the live calls to end; true when they did.
-async fn wait_until_no_calls(live_calls: &LiveCalls, timeout: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while live_calls.count() > 0 {
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(DRAIN_POLL).await;
-    }
-    true
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

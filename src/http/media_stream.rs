@@ -99,7 +99,9 @@ pub async fn media_stream(
         return Ok(response);
     };
     actix_web::rt::spawn(
-        run_call(state.call_deps(), twilio, frames, call_sid, pending).instrument(span),
+        state
+            .shutdown
+            .track(run_call(state.call_deps(), twilio, frames, call_sid, pending).instrument(span)),
     );
     Ok(response)
 }

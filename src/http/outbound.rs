@@ -5,7 +5,6 @@
 //! Follows <https://www.twilio.com/docs/voice/api/call-resource#statuscallback>.
 
 use std::str::FromStr as _;
-use std::sync::atomic::Ordering;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use time::OffsetDateTime;
@@ -85,7 +84,7 @@ pub async fn outbound_call(
             call_sid: call_sid.clone(),
         });
     }
-    if state.draining.load(Ordering::SeqCst) {
+    if state.shutdown.is_draining() {
         tracing::info!("answered outbound call turned away: the server is shutting down");
         return Ok(twiml_response(twiml::say_and_hang_up(
             SHUTTING_DOWN_APOLOGY,

@@ -1,6 +1,5 @@
 //! The state every handler shares.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use url::Url;
@@ -22,8 +21,6 @@ pub struct AppState {
     pub public_url: Option<Url>,
     /// The last public URL derived from forwarded headers, to log when it changes.
     pub derived_public_url: Mutex<Option<String>>,
-    /// Set when the server is shutting down: new calls are turned away.
-    pub draining: Arc<AtomicBool>,
     /// Checks `X-Twilio-Signature` with the auth token.
     pub validator: RequestValidator,
     /// Single-use media-stream tokens.
@@ -45,8 +42,9 @@ pub struct AppState {
     pub calls: crate::calls::service::CallService,
     /// Bearer key for `/api` and `/mcp` (empty: those endpoints refuse everything).
     pub api_key: secrecy::SecretString,
-    /// Cancelled when the server shuts down; every bridge watches it.
-    pub shutdown: tokio_util::sync::CancellationToken,
+    /// The server's shutdown: draining (new calls turned away), the goodbye token every bridge watches, the tracked
+    /// call tasks.
+    pub shutdown: crate::shutdown::Shutdown,
     /// Request rate limits per client IP and per API key (checked before routing).
     pub limits: crate::security::rate_limit::Limits,
 }
@@ -60,7 +58,7 @@ impl AppState {
             live_calls: self.live_calls.clone(),
             rest: self.rest.clone(),
             goodbye: self.goodbye.clone(),
-            shutdown: self.shutdown.clone(),
+            shutdown: self.shutdown.goodbye_token(),
         }
     }
 }

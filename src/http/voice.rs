@@ -11,7 +11,6 @@
 //! Follows <https://www.twilio.com/docs/usage/webhooks/webhooks-security> and
 //! <https://www.twilio.com/docs/voice/twiml/stream>.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, http::StatusCode, web};
@@ -215,7 +214,7 @@ pub async fn incoming_call(
         tracing::info!(%from, %to, "incoming call rejected: the caller is not on CALLBRIDGE_ALLOWED_CALLERS");
         return Ok(twiml_response(twiml::reject(twiml::RejectReason::Rejected)));
     }
-    if state.draining.load(Ordering::SeqCst) {
+    if state.shutdown.is_draining() {
         tracing::info!("incoming call turned away: the server is shutting down");
         return Ok(twiml_response(twiml::say_and_hang_up(
             SHUTTING_DOWN_APOLOGY,
