@@ -292,7 +292,7 @@ async fn a_realtime_server_that_stops_reading_ends_its_call_as_stalled() {
     // Bounded: at most 2,000 frames (64 MiB) or 20 s, whichever comes first; a busy machine only slows it down.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     for _ in 0..2000 {
-        if app.live_calls.count() == 0 {
+        if app.live_calls.finished_record(&webhook.call_sid).is_some() {
             break;
         }
         match tokio::time::timeout_at(deadline, ws.send(Message::text(frame.clone()))).await {
