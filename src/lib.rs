@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod api_client;
+pub mod awc_worker;
 pub mod calls;
 pub mod cli_call;
 pub mod cli_calls;
