@@ -35,7 +35,7 @@ use crate::http::{self, state::AppState};
 use crate::realtime::client::RealtimeEndpoint;
 use crate::relay::goodbye::GoodbyeMatcher;
 use crate::security::policy::DestinationPolicy;
-use crate::security::rate_limit::{self, Limits};
+use crate::security::rate_limit::Limits;
 use crate::security::tokens::StreamTokens;
 use crate::twilio::rest::{RestHandle, TwilioRest};
 use crate::twilio::signature::RequestValidator;
@@ -173,7 +173,7 @@ impl Application {
         let live_calls = LiveCalls::default();
         // No time-to-live here: an expired moka entry keeps its value (the open session) until housekeeping
         // runs. The webhook handler removes each entry itself when its token expires.
-        let pending: moka::sync::Cache<String, crate::http::state::PendingSlot> =
+        let pending: moka::sync::Cache<String, crate::relay::call::PendingSlot> =
             moka::sync::Cache::builder()
                 .max_capacity(MAX_PENDING_CALLS)
                 .build();
@@ -251,7 +251,7 @@ impl Application {
                 .wrap(from_fn(http::body_guard::guard_body))
                 // Rate limits run before routing (and before the body guard): a refused request reaches no
                 // handler.
-                .wrap(from_fn(rate_limit::limit_requests))
+                .wrap(from_fn(http::rate_limit::limit_requests))
                 .configure(|cfg| http::configure(cfg, max_body_bytes))
         })
         .tcp_nodelay(true)

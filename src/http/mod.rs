@@ -10,8 +10,10 @@ pub mod api;
 pub mod auth;
 pub mod body_guard;
 pub mod health;
+pub mod mcp;
 pub mod media_stream;
 pub mod outbound;
+pub mod rate_limit;
 pub mod state;
 pub mod voice;
 
@@ -45,5 +47,5 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             web::get().to(media_stream::media_stream),
         )
         .configure(|cfg| api::configure(cfg, max_body_bytes));
-    cfg.service(crate::mcp::http::service(max_body_bytes));
+    cfg.service(mcp::service(max_body_bytes));
 }

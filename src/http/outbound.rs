@@ -15,10 +15,11 @@ use crate::calls::service::STORE_DEADLINE;
 use crate::calls::writer::Write;
 use crate::http::state::AppState;
 use crate::http::voice::{
-    SHUTTING_DOWN_APOLOGY, StreamPlan, WebhookError, begin_stream, call_span, param,
-    request_public_base, required_call_sid, twiml_response, verify_form,
+    SHUTTING_DOWN_APOLOGY, WebhookError, begin_stream, call_span, param, request_public_base,
+    required_call_sid, twiml_response, verify_form,
 };
 use crate::realtime::session::end_call_tool;
+use crate::relay::call::StreamPlan;
 use crate::twilio::twiml;
 use crate::urls::{CALL_STATUS_PATH, outbound_call_path};
 

@@ -7,23 +7,12 @@ use url::Url;
 
 use crate::calls::live::LiveCalls;
 use crate::config::Settings;
-use crate::realtime::client::{Preconnect, RealtimeEndpoint};
+use crate::realtime::client::RealtimeEndpoint;
+use crate::relay::call::{CallDeps, PendingSlot};
 use crate::relay::goodbye::GoodbyeMatcher;
 use crate::security::tokens::StreamTokens;
 use crate::twilio::rest::TwilioRest;
 use crate::twilio::signature::RequestValidator;
-
-/// A call between its webhook and its media stream: what its stream needs, and its Realtime session being opened.
-#[derive(Debug)]
-pub struct PendingCall {
-    /// Decided when the webhook was answered.
-    pub plan: crate::http::voice::StreamPlan,
-    /// The session opening in the background.
-    pub preconnect: Preconnect,
-}
-
-/// A pending call shared with the cache; taken out once by the media-stream upgrade.
-pub type PendingSlot = Arc<Mutex<Option<PendingCall>>>;
 
 /// Shared state of the server.
 pub struct AppState {
@@ -60,4 +49,18 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Request rate limits per client IP and per API key (checked before routing).
     pub limits: crate::security::rate_limit::Limits,
+}
+
+impl AppState {
+    /// The handles a call's media stream runs with ([`crate::relay::call::run_call`]).
+    pub fn call_deps(&self) -> CallDeps {
+        CallDeps {
+            settings: Arc::clone(&self.settings),
+            calls: self.calls.clone(),
+            live_calls: self.live_calls.clone(),
+            rest: self.rest.clone(),
+            goodbye: self.goodbye.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
 }

@@ -25,8 +25,9 @@ use crate::calls::recorder::END_REASON_STREAM_NEVER_OPENED;
 use crate::calls::service::STORE_DEADLINE;
 use crate::calls::store::new_call_id;
 use crate::calls::writer::Write;
-use crate::http::state::{AppState, PendingCall};
+use crate::http::state::AppState;
 use crate::realtime::client::preconnect;
+use crate::relay::call::{PendingCall, StreamPlan};
 use crate::security::policy::CallerAllowlist;
 use crate::twilio::signature::{SignatureError, parse_form};
 use crate::twilio::twiml;
@@ -315,27 +316,6 @@ pub async fn incoming_call(
         });
     }
     Ok(twiml_response(twiml))
-}
-
-/// Everything a call's media stream needs, decided when its webhook is answered.
-#[derive(Debug, Clone)]
-pub struct StreamPlan {
-    /// The call's id in the store, when stored.
-    pub call_id: Option<String>,
-    /// Inbound or outbound.
-    pub direction: Direction,
-    /// Caller number.
-    pub from: String,
-    /// Called number.
-    pub to: String,
-    /// Whether the assistant speaks first.
-    pub assistant_speaks_first: bool,
-    /// Its first words.
-    pub greeting: String,
-    /// The call's maximum duration.
-    pub max_call_duration: std::time::Duration,
-    /// The `session.update` JSON for this call.
-    pub session_update: String,
 }
 
 /// Issues the stream token, starts pre-connecting the Realtime session, remembers the token as the call's one
