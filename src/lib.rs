@@ -31,6 +31,7 @@ pub mod cli_twilio;
 pub mod config;
 pub mod http;
 pub mod mcp;
+pub mod phone;
 pub mod realtime;
 pub mod relay;
 pub mod security;
@@ -41,3 +42,4 @@ pub mod telemetry;
 #[cfg(test)]
 mod test_support;
 pub mod twilio;
+pub mod urls;

@@ -29,7 +29,7 @@ use crate::calls::live::LiveCalls;
 use crate::calls::model::CallStatus;
 use crate::calls::service::{CallService, OutboundSettings};
 use crate::calls::store::CallStore;
-use crate::config::{Settings, public_endpoint};
+use crate::config::Settings;
 use crate::http::{self, state::AppState};
 use crate::realtime::client::RealtimeEndpoint;
 use crate::relay::goodbye::GoodbyeMatcher;
@@ -39,6 +39,7 @@ use crate::security::tokens::StreamTokens;
 use crate::shutdown::Shutdown;
 use crate::twilio::rest::{RestHandle, TwilioRest};
 use crate::twilio::signature::RequestValidator;
+use crate::urls::{INCOMING_CALL_PATH, public_endpoint};
 
 /// Most stream tokens (and pending pre-connected sessions) held at once.
 const MAX_PENDING_CALLS: u64 = 10_000;
@@ -113,7 +114,7 @@ impl Application {
             Some(url) => tracing::info!(
                 port,
                 public_url = %url.as_str().trim_end_matches('/'),
-                webhook = %public_endpoint(url, "/incoming-call"),
+                webhook = %public_endpoint(url, INCOMING_CALL_PATH),
                 "callbridge listening; set the number's voice webhook (HTTP POST) to the webhook URL"
             ),
             None => tracing::info!(

@@ -37,9 +37,9 @@ use url::Url;
 
 use crate::calls::service::CallService;
 use crate::http::auth::{json_error, require_bearer};
-use crate::http::public_url::{ForwardedHeaders, public_base};
 use crate::http::state::AppState;
 use crate::mcp::server::McpServer;
+use crate::urls::{ForwardedHeaders, public_base};
 
 /// Where the MCP endpoint is mounted.
 pub const MCP_PATH: &str = "/mcp";

@@ -20,6 +20,7 @@ use crate::http::voice::{
 use crate::realtime::session::end_call_tool;
 use crate::relay::call::StreamPlan;
 use crate::twilio::twiml;
+use crate::urls::{CALL_STATUS_PATH, outbound_call_path};
 
 /// The instructions of an outbound call's session: the system message, then this call's task, told that the model is
 /// the one calling and how to end the call.
@@ -55,13 +56,7 @@ pub async fn outbound_call(
 ) -> Result<HttpResponse, WebhookError> {
     let call_id = call_id.into_inner();
     let base = request_public_base(&state, &req)?;
-    let params = verify_form(
-        &state,
-        &req,
-        &base,
-        &format!("/outbound-call/{call_id}"),
-        &body,
-    )?;
+    let params = verify_form(&state, &req, &base, &outbound_call_path(&call_id), &body)?;
     let Some(call) = state.calls.store().get(&call_id).ok().flatten() else {
         tracing::warn!(%call_id, "outbound-call webhook for an unknown call");
         return Ok(HttpResponse::NotFound().body("unknown call"));
@@ -162,7 +157,7 @@ pub async fn call_status(
     body: web::Bytes,
 ) -> Result<HttpResponse, WebhookError> {
     let base = request_public_base(&state, &req)?;
-    let params = verify_form(&state, &req, &base, "/call-status", &body)?;
+    let params = verify_form(&state, &req, &base, CALL_STATUS_PATH, &body)?;
     let call_sid = param(&params, "CallSid")
         .ok_or_else(|| WebhookError::BadRequest("CallSid missing".into()))?
         .to_owned();

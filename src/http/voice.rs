@@ -24,13 +24,13 @@ use crate::calls::recorder::END_REASON_STREAM_NEVER_OPENED;
 use crate::calls::service::STORE_DEADLINE;
 use crate::calls::store::new_call_id;
 use crate::calls::writer::Write;
-use crate::http::public_url::{ForwardedHeaders, public_base};
 use crate::http::state::AppState;
 use crate::realtime::client::preconnect;
 use crate::relay::call::{PendingCall, StreamPlan};
 use crate::security::policy::CallerAllowlist;
 use crate::twilio::signature::{SignatureError, parse_form};
 use crate::twilio::twiml;
+use crate::urls::{ForwardedHeaders, INCOMING_CALL_PATH, public_base};
 
 /// What a caller hears when the server is shutting down; the call is then hung up.
 pub const SHUTTING_DOWN_APOLOGY: &str =
@@ -56,7 +56,7 @@ impl ResponseError for WebhookError {
     }
 }
 
-/// The public base URL this request was addressed to (see [`crate::http::public_url`]); logs it when it is derived
+/// The public base URL this request was addressed to (see [`crate::urls`]); logs it when it is derived
 /// from forwarded headers and differs from the last one.
 ///
 /// # Errors
@@ -204,7 +204,7 @@ pub async fn incoming_call(
     body: web::Bytes,
 ) -> Result<HttpResponse, WebhookError> {
     let base = request_public_base(&state, &req)?;
-    let params = verify_form(&state, &req, &base, "/incoming-call", &body)?;
+    let params = verify_form(&state, &req, &base, INCOMING_CALL_PATH, &body)?;
     let call_sid = required_call_sid(&params)?;
     let span = call_span(&call_sid);
     let _entered = span.enter();

@@ -16,8 +16,7 @@ use crate::twilio::signature::RequestValidator;
 /// How long the simulator waits for the webhook's answer; Twilio itself gives up after 15 s.
 pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The path Twilio posts an inbound call's webhook to on a callbridge server.
-pub const INCOMING_CALL_PATH: &str = "/incoming-call";
+pub use crate::urls::INCOMING_CALL_PATH;
 
 /// One fake inbound call, as Twilio would announce it to the voice webhook.
 #[derive(Debug, Clone)]
