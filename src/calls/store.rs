@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, ToSql, TransactionBehavior, params};
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior, params,
+};
 use time::OffsetDateTime;
 
 use crate::calls::model::{CallError, CallStatus, CallSummary, CallView, NewCall, StatusChange};
@@ -281,6 +283,23 @@ impl CallStore {
         self.reader.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Runs `body` in one write transaction (`BEGIN IMMEDIATE`, so a busy database is reported at once rather than
+    /// when a read is upgraded) and commits it; an error from `body` rolls it back. `context` names the write in
+    /// errors.
+    fn write<T>(
+        &self,
+        context: &'static str,
+        body: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx(context))?;
+        let value = body(&tx)?;
+        tx.commit().map_err(ctx(context))?;
+        Ok(value)
+    }
+
     /// Stores a new call: a fresh id (`call_` + 26 random characters), status `queued`, the timeline `[queued]`,
     /// created now. Returns the call as [`CallStore::get`] would.
     ///
@@ -381,15 +400,10 @@ impl CallStore {
         status: CallStatus,
         at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        const CONTEXT: &str = "update a call's status";
         let at_ns = to_ns(at, "status time")?;
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(ctx(CONTEXT))?;
-        let changed = advance_status(&tx, id, status, at_ns)?;
-        tx.commit().map_err(ctx(CONTEXT))?;
-        Ok(changed)
+        self.write("update a call's status", |tx| {
+            advance_status(tx, id, status, at_ns)
+        })
     }
 
     /// A status callback, in one transaction: remembers its `I-Twilio-Idempotency-Token` (when given; a token seen
@@ -450,21 +464,17 @@ impl CallStore {
     ) -> Result<bool, StoreError> {
         const CONTEXT: &str = "close a call whose stream never opened";
         let at_ns = to_ns(at, "end time")?;
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(ctx(CONTEXT))?;
-        let changed = tx
-            .execute(
-                "UPDATE calls SET end_reason = COALESCE(end_reason, ?2), duration_ms = COALESCE(duration_ms, 0) \
-                 WHERE id = ?1",
-                params![id, end_reason],
-            )
-            .map_err(ctx(CONTEXT))?;
-        found(changed, id)?;
-        let advanced = advance_status(&tx, id, CallStatus::Completed, at_ns)?;
-        tx.commit().map_err(ctx(CONTEXT))?;
-        Ok(advanced)
+        self.write(CONTEXT, |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE calls SET end_reason = COALESCE(end_reason, ?2), duration_ms = COALESCE(duration_ms, 0) \
+                     WHERE id = ?1",
+                    params![id, end_reason],
+                )
+                .map_err(ctx(CONTEXT))?;
+            found(changed, id)?;
+            advance_status(tx, id, CallStatus::Completed, at_ns)
+        })
     }
 
     /// Closes every record an earlier process left non-terminal (it crashed, was killed or got a second signal
@@ -555,20 +565,17 @@ impl CallStore {
     /// [`StoreError::OutOfRange`] for a timestamp outside 1677–2262 or an offset above `i64::MAX` ms.
     pub fn append_turn(&self, id: &str, turn: &Turn) -> Result<(), StoreError> {
         const CONTEXT: &str = "append a turn";
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(ctx(CONTEXT))?;
-        ensure_exists(&tx, id)?;
-        let seq: i64 = tx
-            .query_row(
-                "SELECT COALESCE(MAX(seq) + 1, 0) FROM turns WHERE call_id = ?1",
-                [id],
-                |row| row.get(0),
-            )
-            .map_err(ctx(CONTEXT))?;
-        insert_turn(&tx, id, seq, turn)?;
-        tx.commit().map_err(ctx(CONTEXT))
+        self.write(CONTEXT, |tx| {
+            ensure_exists(tx, id)?;
+            let seq: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(MAX(seq) + 1, 0) FROM turns WHERE call_id = ?1",
+                    [id],
+                    |row| row.get(0),
+                )
+                .map_err(ctx(CONTEXT))?;
+            insert_turn(tx, id, seq, turn)
+        })
     }
 
     /// Stores what the bridge knows at the end of the media stream: the transcript is replaced by the record's
@@ -738,13 +745,7 @@ impl CallStore {
         const CONTEXT: &str = "remember an idempotency token";
         let now_ns = to_ns(now, "now")?;
         let cutoff_ns = to_ns(now - IDEMPOTENCY_TOKEN_TTL, "now")?;
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(ctx(CONTEXT))?;
-        let new = remember_token(&tx, token, now_ns, cutoff_ns)?;
-        tx.commit().map_err(ctx(CONTEXT))?;
-        Ok(new)
+        self.write(CONTEXT, |tx| remember_token(tx, token, now_ns, cutoff_ns))
     }
 }
 

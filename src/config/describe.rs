@@ -157,24 +157,8 @@ fn mask(secret: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
+    use crate::config::tests::{env, minimal};
     use crate::config::{Requirement, Settings};
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    fn minimal() -> Vec<(&'static str, &'static str)> {
-        vec![
-            ("TWILIO_AUTH_TOKEN", "token"),
-            ("OPENAI_API_KEY", "sk-test"),
-            ("PUBLIC_URL", "https://example.trycloudflare.com"),
-        ]
-    }
 
     #[test]
     fn describe_masks_secrets() {

@@ -412,52 +412,40 @@ fn e164_list(
 /// The call limits and timings: the maximum duration, the stream-token lifetime, the farewell grace, the largest
 /// frame and the peer stall timeout.
 fn calls(errors: &mut Vec<String>, raw: &mut Raw) -> CallSettings {
-    let max_call_duration_s = parse_or(
+    let max_call_duration_s = parse_at_least(
         errors,
         "CALLBRIDGE_MAX_CALL_DURATION_S",
         raw.max_call_duration_s.take(),
         1800u64,
+        1,
     );
-    if max_call_duration_s == 0 {
-        errors.push("CALLBRIDGE_MAX_CALL_DURATION_S is invalid: 0 (use at least 1)".to_owned());
-    }
-    let stream_token_ttl_s = parse_or(
+    let stream_token_ttl_s = parse_at_least(
         errors,
         "CALLBRIDGE_STREAM_TOKEN_TTL_S",
         raw.stream_token_ttl_s.take(),
         60u64,
+        1,
     );
-    if stream_token_ttl_s == 0 {
-        errors.push("CALLBRIDGE_STREAM_TOKEN_TTL_S is invalid: 0 (use at least 1)".to_owned());
-    }
     let farewell_grace_ms = parse_or(
         errors,
         "CALLBRIDGE_FAREWELL_GRACE_MS",
         raw.farewell_grace_ms.take(),
         2000u64,
     );
-    let max_frame_bytes = parse_or(
+    let max_frame_bytes = parse_at_least(
         errors,
         "CALLBRIDGE_MAX_FRAME_BYTES",
         raw.max_frame_bytes.take(),
         64 * 1024usize,
+        1024,
     );
-    let peer_stall_timeout_ms = parse_or(
+    let peer_stall_timeout_ms = parse_at_least(
         errors,
         "CALLBRIDGE_PEER_STALL_TIMEOUT_MS",
         raw.peer_stall_timeout_ms.take(),
         5000u64,
+        100,
     );
-    if peer_stall_timeout_ms < 100 {
-        errors.push(format!(
-            "CALLBRIDGE_PEER_STALL_TIMEOUT_MS is invalid: {peer_stall_timeout_ms} (use at least 100)"
-        ));
-    }
-    if max_frame_bytes < 1024 {
-        errors.push(format!(
-            "CALLBRIDGE_MAX_FRAME_BYTES is invalid: {max_frame_bytes} (use at least 1024)"
-        ));
-    }
     CallSettings {
         max_call_duration: Duration::from_secs(max_call_duration_s),
         stream_token_ttl: Duration::from_secs(stream_token_ttl_s),
@@ -506,6 +494,25 @@ where
             }
         },
     }
+}
+
+/// [`parse_or`], and a value under `min` is refused too (`NAME is invalid: 0 (use at least 1)`).
+fn parse_at_least<T>(
+    errors: &mut Vec<String>,
+    name: &str,
+    raw: Option<String>,
+    default: T,
+    min: T,
+) -> T
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    T::Err: std::fmt::Display,
+{
+    let value = parse_or(errors, name, raw, default);
+    if value < min {
+        errors.push(format!("{name} is invalid: {value} (use at least {min})"));
+    }
+    value
 }
 
 fn parse_bool(raw: Option<String>, default: bool) -> bool {

@@ -271,14 +271,16 @@ impl Settings {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    /// An environment map from pairs (shared by the config tests).
+    pub(crate) fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
     }
 
-    fn minimal() -> Vec<(&'static str, &'static str)> {
+    /// The settings `serve` cannot start without.
+    pub(crate) fn minimal() -> Vec<(&'static str, &'static str)> {
         vec![
             ("TWILIO_AUTH_TOKEN", "token"),
             ("OPENAI_API_KEY", "sk-test"),
