@@ -15,7 +15,7 @@ use tracing::Instrument as _;
 
 use crate::calls::EndReason;
 use crate::http::state::AppState;
-use crate::http::voice::{call_span, request_public_base, stream_url};
+use crate::http::webhook::{call_span, request_public_base, stream_url};
 use crate::relay::bridge::close_twilio;
 use crate::relay::call::run_call;
 use crate::relay::twilio_socket;

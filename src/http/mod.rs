@@ -16,6 +16,7 @@ pub mod outbound;
 pub mod rate_limit;
 pub mod state;
 pub mod voice;
+pub mod webhook;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;

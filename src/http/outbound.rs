@@ -13,7 +13,7 @@ use crate::calls::model::{CallStatus, CallView};
 use crate::calls::service::STORE_DEADLINE;
 use crate::calls::writer::Write;
 use crate::http::state::AppState;
-use crate::http::voice::{
+use crate::http::webhook::{
     SHUTTING_DOWN_APOLOGY, WebhookError, begin_stream, call_span, param, request_public_base,
     required_call_sid, twiml_response, verify_form,
 };
