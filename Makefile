@@ -20,7 +20,7 @@ RELEASE_BIN := target/release/callbridge
 # Plain `make` runs the server, as it always has.
 .DEFAULT_GOAL := dev
 
-.PHONY: help bench dev test test-rust test-conformance test-deploy test-functions lint simulate venv build release tunnel-quick tunnel \
+.PHONY: help bench bench-load dev test test-rust test-conformance test-deploy test-functions lint simulate venv build release tunnel-quick tunnel \
 	clean-venv
 
 help: ## List the targets
@@ -92,3 +92,15 @@ clean-venv:
 bench: ## Relay hot-path and call-latency benchmarks (release build; prints figures)
 	$(CARGO) bench --bench relay
 	$(CARGO) bench --bench call_latency
+
+# Not part of `make test`: about 2 minutes once built, and its figures depend on what else the machine is doing.
+# BENCH_LOAD_CALLS, BENCH_LOAD_STEADY_S, BENCH_LOAD_WARMUP_S, BENCH_LOAD_DRAIN_S, BENCH_LOAD_GEN_THREADS: see
+# benches/load.rs. The relay measured is the release binary, copied aside first (a later `cargo bench` may relink
+# target/release/callbridge with the dev-dependencies' features). The load generator and the echo fake are built in
+# the test profile (`cargo test --bench load`), with the debug build's dependencies, instead of a second, ~40-minute
+# release build of everything with tokio's test-util: their own CPU is printed beside the relay's.
+BENCH_LOAD_BIN ?= target/bench-load/callbridge
+bench-load: ## Many-call load benchmark: relay CPU and RSS per call, round trip, frames lost at 10/100/200 calls
+	$(CARGO) build --release --bin callbridge
+	mkdir -p $(dir $(BENCH_LOAD_BIN)) && cp $(RELEASE_BIN) $(BENCH_LOAD_BIN)
+	BENCH_LOAD_BIN=$(abspath $(BENCH_LOAD_BIN)) $(CARGO) test --bench load

@@ -1,6 +1,6 @@
 //! callbridge: a relay between Twilio Media Streams and an OpenAI Realtime speech-to-speech session.
 //!
-//! Architecture overview (see `DESIGN.md` in the shared docs for the full call flow):
+//! Architecture overview (ARCHITECTURE.md in the repository has the layers, the life of a call and of a frame):
 //!
 //! - [`config`] loads [`config::Settings`]: built-in defaults < `callbridge.toml` < environment (`.env` supported).
 //! - [`startup`] builds the actix-web application on a given `TcpListener` (tests bind port 0) and shuts it down
@@ -16,6 +16,9 @@
 //!   (place, follow, hang up, instruct) behind the REST API and the MCP tools.
 //! - [`mcp`] serves the call tools over MCP (Streamable HTTP at `/mcp`, stdio through `callbridge mcp`).
 //! - [`simulate`] plays Twilio against a running server: used by `callbridge simulate` and by the integration tests.
+//! - [`shutdown`] is the server's shutdown: draining, the goodbye token and the call tasks it waits for.
+//! - Leaves every layer may use: [`phone`] (the [`phone::E164`] number, parsed once), [`urls`] (public URLs and route
+//!   paths), [`awc_worker`] (awc on a thread of its own, for `Send` futures).
 //! - [`cli`] is the command line: one module per subcommand (`serve`, `check-config`, `twilio`, `calls`, `call`,
 //!   `mcp`; `simulate` dispatches to [`simulate::cli`]), the client for a running server's `/api`
 //!   ([`cli::api_client`], used by `callbridge call` and `callbridge mcp`) and one output module
@@ -24,17 +27,21 @@
 
 #![warn(missing_docs)]
 
+pub mod awc_worker;
 pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod mcp;
+pub mod phone;
 pub mod realtime;
 pub mod relay;
 pub mod security;
+pub mod shutdown;
 pub mod simulate;
 pub mod startup;
 pub mod telemetry;
 #[cfg(test)]
 mod test_support;
 pub mod twilio;
+pub mod urls;

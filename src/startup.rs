@@ -16,7 +16,6 @@
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -30,22 +29,22 @@ use crate::calls::live::LiveCalls;
 use crate::calls::model::CallStatus;
 use crate::calls::service::{CallService, OutboundSettings};
 use crate::calls::store::CallStore;
-use crate::config::{Settings, public_endpoint};
+use crate::config::Settings;
 use crate::http::{self, state::AppState};
 use crate::realtime::client::RealtimeEndpoint;
 use crate::relay::goodbye::GoodbyeMatcher;
 use crate::security::policy::DestinationPolicy;
-use crate::security::rate_limit::{self, Limits};
+use crate::security::rate_limit::Limits;
 use crate::security::tokens::StreamTokens;
+use crate::shutdown::Shutdown;
 use crate::twilio::rest::{RestHandle, TwilioRest};
 use crate::twilio::signature::RequestValidator;
+use crate::urls::{INCOMING_CALL_PATH, public_endpoint};
 
 /// Most stream tokens (and pending pre-connected sessions) held at once.
 const MAX_PENDING_CALLS: u64 = 10_000;
 /// After the drain timeout, how long calls get to say goodbye before the server stops anyway.
 pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(15);
-/// How often draining checks whether calls are still in progress.
-const DRAIN_POLL: Duration = Duration::from_millis(100);
 /// How long a client has to send a request's head (line and headers) before it is answered 408 and cut off.
 pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// At shutdown, how long the store writer gets to write what is queued (a database locked by another process may
@@ -77,10 +76,8 @@ pub struct Application {
     port: u16,
     /// The actix server future.
     server: Server,
-    /// Cancelled to end every live call (with a goodbye).
-    shutdown: CancellationToken,
-    /// Set while draining.
-    draining: Arc<AtomicBool>,
+    /// Draining, the goodbye token and the call tasks.
+    shutdown: Shutdown,
     /// Live calls and recent call records.
     live_calls: LiveCalls,
     /// How long calls may go on once draining started.
@@ -117,7 +114,7 @@ impl Application {
             Some(url) => tracing::info!(
                 port,
                 public_url = %url.as_str().trim_end_matches('/'),
-                webhook = %public_endpoint(url, "/incoming-call"),
+                webhook = %public_endpoint(url, INCOMING_CALL_PATH),
                 "callbridge listening; set the number's voice webhook (HTTP POST) to the webhook URL"
             ),
             None => tracing::info!(
@@ -167,12 +164,11 @@ impl Application {
         if settings.api_key.expose_secret().is_empty() {
             tracing::info!("CALLBRIDGE_API_KEY is not set: /api and /mcp refuse every request");
         }
-        let shutdown = CancellationToken::new();
-        let draining = Arc::new(AtomicBool::new(false));
+        let shutdown = Shutdown::new();
         let live_calls = LiveCalls::default();
         // No time-to-live here: an expired moka entry keeps its value (the open session) until housekeeping
         // runs. The webhook handler removes each entry itself when its token expires.
-        let pending: moka::sync::Cache<String, crate::http::state::PendingSlot> =
+        let pending: moka::sync::Cache<String, crate::relay::call::PendingSlot> =
             moka::sync::Cache::builder()
                 .max_capacity(MAX_PENDING_CALLS)
                 .build();
@@ -227,7 +223,6 @@ impl Application {
             shutdown: shutdown.clone(),
             calls: calls.clone(),
             api_key: settings.api_key.clone(),
-            draining: draining.clone(),
             public_url: settings.public_url.clone(),
             derived_public_url: Default::default(),
             limits: Limits::new(&settings),
@@ -250,7 +245,7 @@ impl Application {
                 .wrap(from_fn(http::body_guard::guard_body))
                 // Rate limits run before routing (and before the body guard): a refused request reaches no
                 // handler.
-                .wrap(from_fn(rate_limit::limit_requests))
+                .wrap(from_fn(http::rate_limit::limit_requests))
                 .configure(|cfg| http::configure(cfg, max_body_bytes))
         })
         .tcp_nodelay(true)
@@ -269,7 +264,6 @@ impl Application {
             port,
             server,
             shutdown,
-            draining,
             live_calls,
             drain_timeout,
             calls,
@@ -293,7 +287,7 @@ impl Application {
 
     /// A token that ends every live call (with a goodbye) when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        self.shutdown.goodbye_token()
     }
 
     /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully (see the module docs). A second signal exits the
@@ -324,8 +318,6 @@ impl Application {
         let Application {
             server,
             shutdown,
-            draining,
-            live_calls,
             drain_timeout,
             calls,
             ..
@@ -333,26 +325,30 @@ impl Application {
         let handle = server.handle();
         tokio::spawn(async move {
             stop.await;
-            draining.store(true, Ordering::SeqCst);
+            shutdown.start_draining();
             tracing::info!(
-                live_calls = live_calls.count(),
+                live_calls = shutdown.calls_in_progress(),
                 drain_timeout_s = drain_timeout.as_secs(),
                 "shutting down: new calls are turned away; calls in progress may finish"
             );
-            if !wait_until_no_calls(&live_calls, drain_timeout).await {
+            if !shutdown.wait_for_calls(drain_timeout).await {
                 tracing::info!(
-                    live_calls = live_calls.count(),
+                    live_calls = shutdown.calls_in_progress(),
                     "drain timeout: asking the calls still in progress to say goodbye"
                 );
-                shutdown.cancel();
-                if !wait_until_no_calls(&live_calls, GOODBYE_TIMEOUT).await {
+                shutdown.ask_calls_to_end();
+                if shutdown.wait_for_calls(GOODBYE_TIMEOUT).await {
+                    tracing::info!("every call has ended");
+                } else {
                     tracing::warn!(
-                        live_calls = live_calls.count(),
-                        "calls did not end in time; stopping anyway"
+                        live_calls = shutdown.calls_in_progress(),
+                        "calls did not end in time; stopping anyway (their records are closed at the next start)"
                     );
                 }
+            } else {
+                tracing::info!("every call has ended");
             }
-            shutdown.cancel();
+            shutdown.ask_calls_to_end();
             if calls.writer().flush(STORE_FLUSH_TIMEOUT).await {
                 tracing::info!("call records written");
             } else {
@@ -361,23 +357,11 @@ impl Application {
                     "call records not all written in time (database locked?); the next start closes them"
                 );
             }
-            tracing::info!("every call has ended; stopping the server");
+            tracing::info!("stopping the server");
             handle.stop(true).await;
         });
         server.await
     }
-}
-
-/// Waits up to `timeout` for the live calls to end; true when they did.
-async fn wait_until_no_calls(live_calls: &LiveCalls, timeout: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while live_calls.count() > 0 {
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(DRAIN_POLL).await;
-    }
-    true
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

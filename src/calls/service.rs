@@ -19,8 +19,10 @@ use crate::calls::live::{CallControl, LiveCalls};
 use crate::calls::model::{CallError, CallStatus, CallSummary, CallView, NewCall};
 use crate::calls::store::{CallStore, StoreError, new_call_id};
 use crate::calls::writer::{RetryPolicy, StoreWriter, Write};
+use crate::phone::E164;
 use crate::security::policy::{DestinationPolicy, PolicyError};
 use crate::twilio::rest::{CreateCall, RestError, RestHandle};
+use crate::urls::{CALL_STATUS_PATH, outbound_call_path, public_endpoint};
 
 /// The longest `wait_s` a caller may ask for.
 pub const MAX_WAIT_S: u64 = 120;
@@ -248,15 +250,6 @@ impl std::fmt::Debug for CallService {
     }
 }
 
-/// True when `number` is a valid E.164 phone number (`+` and the country code, then a number valid for that
-/// country), per the `phonenumber` crate (libphonenumber's metadata).
-pub fn is_valid_e164(number: &str) -> bool {
-    if !crate::config::is_e164(number) {
-        return false;
-    }
-    phonenumber::parse(None, number).is_ok_and(|parsed| phonenumber::is_valid(&parsed))
-}
-
 impl CallService {
     /// A service over `store`, placing calls through `rest` when given; `pending_streams` counts the calls answered
     /// whose media stream has not opened yet (for the concurrency cap).
@@ -464,13 +457,13 @@ impl CallService {
     /// missing; [`ServiceError::DailyBudgetExhausted`]; [`ServiceError::TooManyCalls`]; [`ServiceError::Twilio`]
     /// when Twilio refuses (the call is then stored as `failed` with Twilio's error).
     pub async fn place_call(&self, request: PlaceCall) -> Result<CallView, ServiceError> {
-        let to = request.to.trim().to_owned();
-        if !is_valid_e164(&to) {
+        let to_text = request.to.trim();
+        let Ok(to) = E164::parse_dialable(to_text) else {
             return Err(ServiceError::InvalidNumber(format!(
-                "{to:?} is not a valid phone number in E.164 form: a plus sign, the country code and the number, no \
-                 spaces (e.g. +14155550100)"
+                "{to_text:?} is not a valid phone number in E.164 form: a plus sign, the country code and the number, \
+                 no spaces (e.g. +14155550100)"
             )));
-        }
+        };
         let instructions = request.instructions.trim().to_owned();
         if instructions.is_empty() {
             return Err(ServiceError::InvalidRequest(
@@ -483,7 +476,7 @@ impl CallService {
             ));
         }
         let outbound = &self.inner.outbound;
-        if let Err(refused) = outbound.destinations.check(&to) {
+        if let Err(refused) = outbound.destinations.check(to.as_str()) {
             tracing::warn!(%to, reason = %refused, "outbound call refused by the destination policy");
             return Err(refused.into());
         }
@@ -515,7 +508,7 @@ impl CallService {
         let new_call = NewCall {
             direction: Direction::OutboundApi,
             from: from.clone(),
-            to: to.clone(),
+            to: to.to_string(),
             call_sid: None,
             instructions: Some(instructions),
             greeting: request.greeting.filter(|g| !g.trim().is_empty()),
@@ -568,13 +561,12 @@ impl CallService {
             }
         }
         let call = self.get(&id)?;
-        let base = public_url.as_str().trim_end_matches('/');
         let created = rest
             .create_call(CreateCall {
-                to: to.clone(),
+                to: to.to_string(),
                 from: from.clone(),
-                url: format!("{base}/outbound-call/{}", call.id),
-                status_callback: format!("{base}/call-status"),
+                url: public_endpoint(public_url, &outbound_call_path(&call.id)),
+                status_callback: public_endpoint(public_url, CALL_STATUS_PATH),
                 ring_timeout_s: outbound.ring_timeout_s,
                 time_limit_s: max_duration_s,
             })
@@ -834,15 +826,5 @@ mod tests {
             "{error}"
         );
         assert!(service.list_calls(10).expect("listed").is_empty());
-    }
-
-    #[test]
-    fn e164_validation_uses_real_numbering_plans() {
-        assert!(is_valid_e164("+14155552671"));
-        assert!(is_valid_e164("+442071838750"));
-        assert!(!is_valid_e164("4155552671"), "no plus");
-        assert!(!is_valid_e164("+1 415 555 2671"), "spaces");
-        assert!(!is_valid_e164("+1415"), "too short for its country");
-        assert!(!is_valid_e164("+999123456789"), "no such country code");
     }
 }

@@ -1,7 +1,5 @@
 //! `GET /health` (the process is up) and `GET /ready` (it takes new calls).
 
-use std::sync::atomic::Ordering;
-
 use actix_web::{HttpResponse, web};
 
 use crate::http::state::AppState;
@@ -17,7 +15,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 /// Answers `200 {"status":"ready"}`, or `503 {"status":"draining"}` once shutdown has begun, so a load balancer or
 /// orchestrator stops sending new calls.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    if state.draining.load(Ordering::SeqCst) {
+    if state.shutdown.is_draining() {
         HttpResponse::ServiceUnavailable().json(serde_json::json!({
             "status": "draining",
             "live_calls": state.live_calls.count(),

@@ -5,22 +5,19 @@
 //! it must match, else 403; it is checked *before* the token is consumed, so a forged upgrade cannot burn the token of
 //! the real call (whoever knows the token could connect without a signature anyway: the token alone decides when the
 //! header is absent).
-//! A good token hands the socket, the pre-connected Realtime session and a fresh [`Conductor`] to a [`Bridge`] task.
+//! A good token hands the socket and the call's pending Realtime session to one task running
+//! [`crate::relay::call::run_call`], which owns the rest of the call's life.
 //! Follows <https://www.twilio.com/docs/voice/media-streams/websocket-messages> and
 //! <https://www.twilio.com/docs/usage/webhooks/webhooks-security>.
-
-use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use tracing::Instrument as _;
 
-use crate::calls::recorder::Persistence;
-use crate::calls::{CallRecord, Direction, EndReason};
-use crate::http::state::{AppState, PendingCall};
-use crate::http::voice::{StreamPlan, call_span, request_public_base, stream_url};
-use crate::realtime::client::{self, RealtimeLink};
-use crate::relay::bridge::{Bridge, close_twilio, log_record};
-use crate::relay::conductor::{Conductor, ConductorConfig};
+use crate::calls::EndReason;
+use crate::http::state::AppState;
+use crate::http::webhook::{call_span, request_public_base, stream_url};
+use crate::relay::bridge::close_twilio;
+use crate::relay::call::run_call;
 use crate::relay::twilio_socket;
 
 /// Why a media-stream upgrade's `X-Twilio-Signature` was refused (answered 403; the stream token stays unused).
@@ -94,91 +91,17 @@ pub async fn media_stream(
         .remove(&token)
         .and_then(|slot| slot.lock().ok().and_then(|mut p| p.take()));
     let call_sid = grant.call_sid;
-
-    let state = state.into_inner();
     let span = call_span(&call_sid);
+    let Some(pending) = pending else {
+        // The token outlived its pending call (its expiry raced the upgrade): nothing to run the stream with.
+        span.in_scope(|| tracing::warn!("media stream whose pending call has expired; closing it"));
+        close_twilio(twilio, &EndReason::Error("stream_expired".into()));
+        return Ok(response);
+    };
     actix_web::rt::spawn(
-        async move {
-            let (plan, link) = match pending {
-                Some(PendingCall { plan, preconnect }) => {
-                    let link = preconnect.ready().await;
-                    (plan, link)
-                }
-                None => {
-                    // The token outlived its pending entry (should not happen): connect now with the defaults.
-                    let realtime = &state.settings.realtime;
-                    let plan = StreamPlan {
-                        call_id: None,
-                        direction: Direction::Inbound,
-                        from: String::new(),
-                        to: String::new(),
-                        assistant_speaks_first: realtime.assistant_speaks_first,
-                        greeting: realtime.greeting.clone(),
-                        max_call_duration: state.settings.calls.max_call_duration,
-                        session_update: state.settings.session_config(realtime.system_message.clone()).to_json(),
-                    };
-                    let endpoint = state.realtime_endpoint.clone();
-                    let first = plan.session_update.clone();
-                    let link = state
-                        .realtime_runtime
-                        .spawn(async move { client::connect(&endpoint, vec![first]).await })
-                        .await
-                        .unwrap_or(Err(client::RealtimeError::Lost));
-                    (plan, link)
-                }
-            };
-            let persistence = plan.call_id.clone().map(|call_id| Persistence {
-                calls: state.calls.clone(),
-                call_id,
-            });
-            let record = CallRecord::new(call_sid.clone(), plan.direction, plan.from.clone(), plan.to.clone());
-            let link: RealtimeLink = match link {
-                Ok(link) => link,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot open the OpenAI Realtime session; ending the call");
-                    let reason = EndReason::Error("openai_unavailable".into());
-                    close_twilio(twilio, &reason);
-                    let mut record = record;
-                    record.finish(reason, 0);
-                    log_record(&record);
-                    if let Some(persistence) = &persistence {
-                        persistence.finish(&record);
-                    }
-                    state.live_calls.remember(record);
-                    return;
-                }
-            };
-            let (control, guard) = state.live_calls.register(&call_sid);
-            let conductor = Conductor::new(
-                ConductorConfig {
-                    call_sid: call_sid.clone(),
-                    assistant_speaks_first: plan.assistant_speaks_first,
-                    greeting: plan.greeting.clone(),
-                    max_call_duration: plan.max_call_duration,
-                    farewell_grace: state.settings.calls.farewell_grace,
-                    goodbye: state.goodbye.clone(),
-                    stream_idle_timeout: state.settings.security.stream_idle_timeout,
-                },
-                record,
-                Instant::now(),
-            );
-            let record = Bridge {
-                twilio,
-                twilio_frames: frames,
-                link,
-                conductor,
-                rest: state.rest.clone(),
-                control,
-                shutdown: state.shutdown.clone(),
-                persistence,
-                stall_timeout: state.settings.calls.peer_stall_timeout,
-            }
-            .run()
-            .await;
-            drop(guard);
-            state.live_calls.remember(record);
-        }
-        .instrument(span),
+        state
+            .shutdown
+            .track(run_call(state.call_deps(), twilio, frames, call_sid, pending).instrument(span)),
     );
     Ok(response)
 }

@@ -10,14 +10,18 @@ pub mod api;
 pub mod auth;
 pub mod body_guard;
 pub mod health;
+pub mod mcp;
 pub mod media_stream;
 pub mod outbound;
-pub mod public_url;
+pub mod rate_limit;
 pub mod state;
 pub mod voice;
+pub mod webhook;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
+
+use crate::urls::{CALL_STATUS_PATH, INCOMING_CALL_PATH, OUTBOUND_CALL_ROUTE};
 
 /// Registers every route; `/api` and `/mcp` refuse bodies over `max_body_bytes` (the app-wide extractors get the
 /// same limit in [`crate::startup`]).
@@ -25,17 +29,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     cfg.route("/health", web::get().to(health::health))
         .route("/ready", web::get().to(health::ready))
         .service(
-            web::resource("/incoming-call")
+            web::resource(INCOMING_CALL_PATH)
                 .wrap(from_fn(body_guard::require_twilio_signature))
                 .route(web::post().to(voice::incoming_call)),
         )
         .service(
-            web::resource("/outbound-call/{call_id}")
+            web::resource(OUTBOUND_CALL_ROUTE)
                 .wrap(from_fn(body_guard::require_twilio_signature))
                 .route(web::post().to(outbound::outbound_call)),
         )
         .service(
-            web::resource("/call-status")
+            web::resource(CALL_STATUS_PATH)
                 .wrap(from_fn(body_guard::require_twilio_signature))
                 .route(web::post().to(outbound::call_status)),
         )
@@ -44,5 +48,5 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             web::get().to(media_stream::media_stream),
         )
         .configure(|cfg| api::configure(cfg, max_body_bytes));
-    cfg.service(crate::mcp::http::service(max_body_bytes));
+    cfg.service(mcp::service(max_body_bytes));
 }

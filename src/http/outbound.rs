@@ -5,7 +5,6 @@
 //! Follows <https://www.twilio.com/docs/voice/api/call-resource#statuscallback>.
 
 use std::str::FromStr as _;
-use std::sync::atomic::Ordering;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use time::OffsetDateTime;
@@ -14,12 +13,14 @@ use crate::calls::model::{CallStatus, CallView};
 use crate::calls::service::STORE_DEADLINE;
 use crate::calls::writer::Write;
 use crate::http::state::AppState;
-use crate::http::voice::{
-    SHUTTING_DOWN_APOLOGY, StreamPlan, WebhookError, begin_stream, call_span, param,
-    request_public_base, required_call_sid, twiml_response, verify_form,
+use crate::http::webhook::{
+    SHUTTING_DOWN_APOLOGY, WebhookError, begin_stream, call_span, param, request_public_base,
+    required_call_sid, twiml_response, verify_form,
 };
 use crate::realtime::session::end_call_tool;
+use crate::relay::call::StreamPlan;
 use crate::twilio::twiml;
+use crate::urls::{CALL_STATUS_PATH, outbound_call_path};
 
 /// The instructions of an outbound call's session: the system message, then this call's task, told that the model is
 /// the one calling and how to end the call.
@@ -55,13 +56,7 @@ pub async fn outbound_call(
 ) -> Result<HttpResponse, WebhookError> {
     let call_id = call_id.into_inner();
     let base = request_public_base(&state, &req)?;
-    let params = verify_form(
-        &state,
-        &req,
-        &base,
-        &format!("/outbound-call/{call_id}"),
-        &body,
-    )?;
+    let params = verify_form(&state, &req, &base, &outbound_call_path(&call_id), &body)?;
     let Some(call) = state.calls.store().get(&call_id).ok().flatten() else {
         tracing::warn!(%call_id, "outbound-call webhook for an unknown call");
         return Ok(HttpResponse::NotFound().body("unknown call"));
@@ -84,7 +79,7 @@ pub async fn outbound_call(
             call_sid: call_sid.clone(),
         });
     }
-    if state.draining.load(Ordering::SeqCst) {
+    if state.shutdown.is_draining() {
         tracing::info!("answered outbound call turned away: the server is shutting down");
         return Ok(twiml_response(twiml::say_and_hang_up(
             SHUTTING_DOWN_APOLOGY,
@@ -162,7 +157,7 @@ pub async fn call_status(
     body: web::Bytes,
 ) -> Result<HttpResponse, WebhookError> {
     let base = request_public_base(&state, &req)?;
-    let params = verify_form(&state, &req, &base, "/call-status", &body)?;
+    let params = verify_form(&state, &req, &base, CALL_STATUS_PATH, &body)?;
     let call_sid = param(&params, "CallSid")
         .ok_or_else(|| WebhookError::BadRequest("CallSid missing".into()))?
         .to_owned();

@@ -1,29 +1,17 @@
 //! The state every handler shares.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use url::Url;
 
 use crate::calls::live::LiveCalls;
 use crate::config::Settings;
-use crate::realtime::client::{Preconnect, RealtimeEndpoint};
+use crate::realtime::client::RealtimeEndpoint;
+use crate::relay::call::{CallDeps, PendingSlot};
 use crate::relay::goodbye::GoodbyeMatcher;
 use crate::security::tokens::StreamTokens;
 use crate::twilio::rest::TwilioRest;
 use crate::twilio::signature::RequestValidator;
-
-/// A call between its webhook and its media stream: what its stream needs, and its Realtime session being opened.
-#[derive(Debug)]
-pub struct PendingCall {
-    /// Decided when the webhook was answered.
-    pub plan: crate::http::voice::StreamPlan,
-    /// The session opening in the background.
-    pub preconnect: Preconnect,
-}
-
-/// A pending call shared with the cache; taken out once by the media-stream upgrade.
-pub type PendingSlot = Arc<Mutex<Option<PendingCall>>>;
 
 /// Shared state of the server.
 pub struct AppState {
@@ -33,8 +21,6 @@ pub struct AppState {
     pub public_url: Option<Url>,
     /// The last public URL derived from forwarded headers, to log when it changes.
     pub derived_public_url: Mutex<Option<String>>,
-    /// Set when the server is shutting down: new calls are turned away.
-    pub draining: Arc<AtomicBool>,
     /// Checks `X-Twilio-Signature` with the auth token.
     pub validator: RequestValidator,
     /// Single-use media-stream tokens.
@@ -56,8 +42,23 @@ pub struct AppState {
     pub calls: crate::calls::service::CallService,
     /// Bearer key for `/api` and `/mcp` (empty: those endpoints refuse everything).
     pub api_key: secrecy::SecretString,
-    /// Cancelled when the server shuts down; every bridge watches it.
-    pub shutdown: tokio_util::sync::CancellationToken,
+    /// The server's shutdown: draining (new calls turned away), the goodbye token every bridge watches, the tracked
+    /// call tasks.
+    pub shutdown: crate::shutdown::Shutdown,
     /// Request rate limits per client IP and per API key (checked before routing).
     pub limits: crate::security::rate_limit::Limits,
+}
+
+impl AppState {
+    /// The handles a call's media stream runs with ([`crate::relay::call::run_call`]).
+    pub fn call_deps(&self) -> CallDeps {
+        CallDeps {
+            settings: Arc::clone(&self.settings),
+            calls: self.calls.clone(),
+            live_calls: self.live_calls.clone(),
+            rest: self.rest.clone(),
+            goodbye: self.goodbye.clone(),
+            shutdown: self.shutdown.goodbye_token(),
+        }
+    }
 }

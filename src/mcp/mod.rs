@@ -7,7 +7,7 @@
 //! - [`args`] holds the tools' and the prompt's arguments; their doc comments are the JSON Schema descriptions the
 //!   model reads.
 //! - [`transcript`] renders a call as the plain-text transcript resource and parses its URI.
-//! - [`http`] serves it as Streamable HTTP at `/mcp` on the running server (rmcp-actix-web), behind the bearer key
+//! - [`crate::http::mcp`] serves it as Streamable HTTP at `/mcp` on the running server (rmcp-actix-web), behind the bearer key
 //!   and a `Host` allowlist; `callbridge mcp` ([`crate::cli::mcp`]) serves it over stdio, forwarding to a running
 //!   server's REST API.
 //!
@@ -15,7 +15,6 @@
 //! `rmcp`.
 
 pub mod args;
-pub mod http;
 pub mod prompt;
 pub mod server;
 pub mod transcript;

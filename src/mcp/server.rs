@@ -17,7 +17,7 @@
 //!
 //! The backend is either fixed ([`McpServer::new`]: `callbridge mcp` over stdio with the REST API client) or comes
 //! with each request ([`McpServer::per_request`]: the `/mcp` endpoint, whose transport puts the server's
-//! [`crate::calls::service::CallService`] in every request's extensions, see [`crate::mcp::http`]).
+//! [`crate::calls::service::CallService`] in every request's extensions, see [`crate::http::mcp`]).
 
 use rmcp::handler::server::router::prompt::PromptRouter;
 use rmcp::handler::server::router::tool::ToolRouter;

@@ -1,6 +1,6 @@
 //! The GA `session.update` builder: [`SessionConfig`] → `{"type":"session.update","session":{...}}`.
 //!
-//! Owns the session shape callbridge sends (PROTOCOLS.md §3): a `realtime` session speaking `audio/pcmu` in both
+//! Owns the session shape callbridge sends: a `realtime` session speaking `audio/pcmu` in both
 //! directions (Twilio's μ-law passes through byte for byte), audio output only, server or semantic VAD that creates
 //! and interrupts responses, optional noise reduction and input transcription, and function tools (`end_call`).
 //! There is no `temperature` in GA sessions and none of the beta keys (`modalities`, `input_audio_format`, ...).
@@ -451,7 +451,7 @@ pub(crate) mod tests {
     use proptest::prelude::*;
     use serde_json::{Value, json};
 
-    /// A server-VAD configuration shaped like the one in PROTOCOLS.md §3.
+    /// A server-VAD configuration shaped like the one callbridge sends by default.
     pub(crate) fn server_vad_config() -> SessionConfig {
         SessionConfig {
             model: "gpt-realtime-2.1".into(),

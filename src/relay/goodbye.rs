@@ -389,7 +389,7 @@ mod tests {
             "tchau",
             "tot ziens",
         ] {
-            assert!(phrases.iter().any(|listed| *listed == phrase), "{phrase}");
+            assert!(phrases.contains(&phrase), "{phrase}");
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod bridge;
 pub mod budget;
+pub mod call;
 pub mod conductor;
 pub mod goodbye;
 pub mod playback;

@@ -21,7 +21,8 @@
 //! Follows Twilio's guidance on toll fraud:
 //! <https://www.twilio.com/docs/glossary/what-is-toll-fraud> and the ITU-T E.164 list of assigned country codes.
 
-use crate::config::{SecuritySettings, is_e164};
+use crate::config::SecuritySettings;
+use crate::phone::E164;
 
 /// The setting that lists the allowed prefixes.
 pub const PREFIXES_SETTING: &str = "CALLBRIDGE_OUTBOUND_ALLOWED_PREFIXES";
@@ -149,7 +150,7 @@ impl DestinationPolicy {
     /// [`PolicyError::HighCost`] when it is under an allowed prefix but premium-rate, shared-cost or satellite and
     /// not listed exactly.
     pub fn check(&self, e164: &str) -> Result<(), PolicyError> {
-        if !is_e164(e164) {
+        if E164::parse(e164).is_err() {
             return Err(PolicyError::NotE164 {
                 number: e164.to_owned(),
             });

@@ -1,6 +1,7 @@
-//! Request rate limits (issue 4, layer 3): keyed GCRA limiters from `governor`, checked by one actix middleware
-//! ([`limit_requests`]) before routing, so a refused request reaches no handler: no stream token, no Realtime
-//! session, no call placed.
+//! Request rate limits: keyed GCRA limiters from `governor`, checked by one actix middleware
+//! (`http::rate_limit::limit_requests`) before routing, so a refused request reaches no handler: no stream token, no
+//! Realtime session, no call placed. This module holds the limiters and the decisions; the middleware that asks them
+//! lives with the other routes in `http/`.
 //!
 //! Two limiters, both keyed, both "N per minute" from the settings:
 //! - **webhooks**, per client IP ([`bucket_ip`]): `/incoming-call`, `/outbound-call/{id}`, `/call-status`,
@@ -29,20 +30,13 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderMap};
-use actix_web::middleware::Next;
-use actix_web::{Error, HttpResponse, web};
+use actix_web::http::header::HeaderMap;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::Settings;
-use crate::http::auth::{check_bearer, json_error};
-use crate::http::state::AppState;
 
 /// How many checks pass between two sweeps of refilled buckets out of the limiters.
 pub const RETAIN_EVERY: u64 = 1024;
@@ -244,78 +238,6 @@ fn parse_forwarded_address(element: &str) -> Option<IpAddr> {
         .parse::<IpAddr>()
         .ok()
         .or_else(|| element.parse::<SocketAddr>().ok().map(|socket| socket.ip()))
-}
-
-/// The `429` answer: `Retry-After` and a short body, JSON for `/api` and `/mcp`.
-fn too_many_requests(class: RouteClass, refusal: RateLimited) -> HttpResponse {
-    let mut response = match class {
-        RouteClass::Api => json_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            &refusal.to_string(),
-        ),
-        RouteClass::Webhook | RouteClass::Exempt => HttpResponse::TooManyRequests()
-            .content_type("text/plain; charset=utf-8")
-            .body("Too many requests\n"),
-    };
-    response.headers_mut().insert(
-        header::RETRY_AFTER,
-        header::HeaderValue::from(refusal.retry_after_s),
-    );
-    response
-}
-
-/// Middleware on the whole app (`App::new().wrap(middleware::from_fn(limit_requests))`): counts each request
-/// against its limiter ([`route_class`]) and answers `429` with `Retry-After` when over the limit, without calling
-/// the routes. Reads the limiters and `trust_forwarded_headers` from the `web::Data<AppState>` app data.
-///
-/// # Errors
-/// Only the wrapped service's own errors; refusals are answered as responses.
-pub async fn limit_requests(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let class = route_class(req.match_info().as_str());
-    let verdict = match (class, req.app_data::<web::Data<AppState>>()) {
-        (RouteClass::Exempt, _) => Ok(()),
-        (_, None) => {
-            // A wiring mistake, not something a peer can cause; the routes themselves need AppState anyway.
-            tracing::error!("rate limits without AppState in the app data; not limiting");
-            Ok(())
-        }
-        (RouteClass::Webhook, Some(state)) => {
-            let ip = client_ip(
-                req.peer_addr().map(|peer| peer.ip()),
-                req.headers(),
-                state.settings.trust_forwarded_headers,
-            );
-            state.limits.check_webhook(ip)
-        }
-        (RouteClass::Api, Some(state)) => {
-            let ip = client_ip(
-                req.peer_addr().map(|peer| peer.ip()),
-                req.headers(),
-                state.settings.trust_forwarded_headers,
-            );
-            let key_is_valid = check_bearer(req.request(), &state.api_key).is_ok();
-            state
-                .limits
-                .check_api(state.limits.api_client(key_is_valid, ip))
-        }
-    };
-    match verdict {
-        Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
-        Err(refusal) => {
-            tracing::debug!(
-                path = %req.path(),
-                retry_after_s = refusal.retry_after_s,
-                "request refused: rate limit"
-            );
-            Ok(req
-                .into_response(too_many_requests(class, refusal))
-                .map_into_right_body())
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Single-use stream tokens: the third security layer (DESIGN.md, "Security layers" 3).
+//! Single-use stream tokens: the third security layer (ARCHITECTURE.md, "Where each security layer lives").
 //!
 //! The voice webhook, once its `X-Twilio-Signature` has checked out, issues a token bound to the call's CallSid and
 //! puts it in the Media Stream URL (`wss://PUBLIC/media-stream/TOKEN`). The WebSocket upgrade consumes it: a token

@@ -14,13 +14,13 @@
 pub mod audio;
 pub mod cli;
 pub mod media_client;
+pub mod playback_model;
 pub mod scenario;
 pub mod webhook;
 
 pub use audio::{mulaw_decode, mulaw_encode, read_wav_as_mulaw, write_mulaw_as_wav};
-pub use media_client::{
-    MediaClientConfig, MediaStreamClient, Observation, ObservedEvent, PlaybackModel,
-};
+pub use media_client::{MediaClientConfig, MediaStreamClient, Observation, ObservedEvent};
+pub use playback_model::PlaybackModel;
 pub use scenario::{SimulateOptions, SimulationReport, run};
 pub use webhook::{
     ConnectStream, WebhookAnswer, WebhookCall, local_stream_url, parse_connect_stream,

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use quick_xml::events::{BytesStart, Event};
 
 use super::SimulateError;
+use crate::awc_worker::AwcWorker;
 use crate::twilio::signature::RequestValidator;
 
 /// How long the simulator waits for the webhook's answer; Twilio itself gives up after 15 s.
 pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The path Twilio posts an inbound call's webhook to on a callbridge server.
-pub const INCOMING_CALL_PATH: &str = "/incoming-call";
+pub use crate::urls::INCOMING_CALL_PATH;
 
 /// One fake inbound call, as Twilio would announce it to the voice webhook.
 #[derive(Debug, Clone)]
@@ -139,22 +139,28 @@ pub fn random_hex_id(prefix: &str) -> String {
     format!("{prefix}{}", hex::encode(bytes))
 }
 
-/// Sends the form POST with awc on a private single-threaded runtime, so the caller's future stays `Send`
-/// (awc's client is tied to the thread that created it). Returns (status, body, time to the whole body).
+/// The awc thread the simulator's webhooks are sent from (started on first use).
+fn http_worker() -> Result<&'static AwcWorker<()>, SimulateError> {
+    static WORKER: std::sync::OnceLock<AwcWorker<()>> = std::sync::OnceLock::new();
+    if let Some(worker) = WORKER.get() {
+        return Ok(worker);
+    }
+    let worker = AwcWorker::spawn("simulate-http", || ()).map_err(|error| {
+        SimulateError::Http(format!("cannot start the HTTP client thread: {error}"))
+    })?;
+    Ok(WORKER.get_or_init(|| worker))
+}
+
+/// Sends the form POST with awc on the simulator's HTTP thread ([`AwcWorker`]), so the caller's future stays `Send`
+/// (awc's client is tied to the thread that created it); each POST gets a client of its own. Returns (status, body,
+/// time to the whole body).
 async fn post_form(
     url: String,
     headers: Vec<(String, String)>,
     params: Vec<(String, String)>,
 ) -> Result<(u16, String, Duration), SimulateError> {
-    let task = tokio::task::spawn_blocking(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|error| {
-                SimulateError::Http(format!("cannot start the HTTP client runtime: {error}"))
-            })?;
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&runtime, async move {
+    let answer = http_worker()?
+        .run(move |()| async move {
             let client = awc::Client::builder().timeout(WEBHOOK_TIMEOUT).finish();
             let mut request = client.post(&url);
             for (name, value) in &headers {
@@ -182,9 +188,8 @@ async fn post_form(
                 elapsed,
             ))
         })
-    });
-    task.await
-        .map_err(|error| SimulateError::Http(format!("the HTTP client task failed: {error}")))?
+        .await;
+    answer.map_err(|error| SimulateError::Http(error.to_string()))?
 }
 
 /// Finds the first `<Connect><Stream>` in a TwiML document.

@@ -16,11 +16,8 @@
 use serde::Deserialize;
 use url::Url;
 
-use crate::config::public_endpoint;
 use crate::twilio::rest::{Method, RestError, TwilioRest};
-
-/// The path of callbridge's voice webhook, joined onto `PUBLIC_URL`.
-pub const INCOMING_CALL_PATH: &str = "/incoming-call";
+use crate::urls::{INCOMING_CALL_PATH, public_endpoint};
 
 /// The HTTP method callbridge's voice webhook expects (and the one Twilio uses by default).
 pub const VOICE_METHOD: &str = "POST";

@@ -16,6 +16,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use crate::awc_worker::AwcWorker;
+
 /// How long one REST request may take, from sending it to having read the whole answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -327,10 +329,7 @@ impl TwilioRest {
     }
 }
 
-type RestJob =
-    Box<dyn FnOnce(TwilioRest) -> futures_util::future::LocalBoxFuture<'static, ()> + Send>;
-
-/// A `Send + Clone` handle on a [`TwilioRest`] client that lives on a thread of its own.
+/// A `Send + Clone` handle on a [`TwilioRest`] client that lives on a thread of its own ([`AwcWorker`]).
 ///
 /// awc's client is not `Send` (it belongs to the thread that made it), while the call service, the REST API and the
 /// MCP tools need `Send` futures. The handle sends each request to that thread and awaits the answer. The thread ends
@@ -339,8 +338,8 @@ type RestJob =
 pub struct RestHandle {
     /// The account (for messages; no secret).
     account_sid: String,
-    /// Jobs for the REST thread.
-    jobs: tokio::sync::mpsc::UnboundedSender<RestJob>,
+    /// The REST thread, holding the client.
+    worker: AwcWorker<TwilioRest>,
 }
 
 impl std::fmt::Debug for RestHandle {
@@ -357,22 +356,12 @@ impl RestHandle {
     /// # Errors
     /// When the thread or its runtime cannot be created.
     pub fn spawn(rest: TwilioRest) -> std::io::Result<Self> {
-        let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<RestJob>();
         let account_sid = rest.account_sid().to_owned();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        std::thread::Builder::new()
-            .name("twilio-rest".into())
-            .spawn(move || {
-                let local = tokio::task::LocalSet::new();
-                local.block_on(&runtime, async move {
-                    while let Some(job) = queue.recv().await {
-                        tokio::task::spawn_local(job(rest.clone()));
-                    }
-                });
-            })?;
-        Ok(RestHandle { account_sid, jobs })
+        let worker = AwcWorker::spawn("twilio-rest", move || rest)?;
+        Ok(RestHandle {
+            account_sid,
+            worker,
+        })
     }
 
     /// Runs `request` on the REST thread and returns its result.
@@ -382,20 +371,14 @@ impl RestHandle {
         F: FnOnce(TwilioRest) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<T, RestError>> + 'static,
     {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: RestJob = Box::new(move |rest| {
-            Box::pin(async move {
-                let _ = tx.send(request(rest).await);
+        self.worker
+            .run(move |rest| request(rest.clone()))
+            .await
+            .unwrap_or_else(|_| {
+                Err(RestError::Network(
+                    "the Twilio REST worker has stopped".into(),
+                ))
             })
-        });
-        self.jobs
-            .send(job)
-            .map_err(|_| RestError::Network("the Twilio REST worker has stopped".into()))?;
-        rx.await.unwrap_or_else(|_| {
-            Err(RestError::Network(
-                "the Twilio REST worker has stopped".into(),
-            ))
-        })
     }
 
     /// [`TwilioRest::create_call`] on the REST thread.

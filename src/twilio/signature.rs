@@ -5,7 +5,7 @@
 //! webhooks, and the form-body parser that yields the parameters in the shape the algorithm needs.
 //!
 //! It does not know which URL to check against: the caller rebuilds it from the configured public base URL
-//! (PROTOCOLS.md §1, point 6), never from the `Host` header of a request it cannot trust.
+//! (Twilio signs the URL it was configured with), never from the `Host` header of a request it cannot trust.
 //!
 //! Follows <https://www.twilio.com/docs/usage/webhooks/webhooks-security> and the reference implementation in the
 //! official `twilio` Python SDK (`twilio/request_validator.py`, version 9.x).

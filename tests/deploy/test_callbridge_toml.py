@@ -1,7 +1,7 @@
 """deploy/callbridge.toml, the production example of the config file: callbridge loads it, every key is a real
 setting, and it holds no secrets.
 
-The list of settings comes from SETTINGS in src/config.rs, the list `check-config` and the README follow. Loading goes
+The list of settings comes from SETTINGS in src/config/keys.rs, the list `check-config` and the README follow. Loading goes
 through the built binary's `check-config`, so the example is checked by the same code that reads it in production. The
 commented-out examples in the file are checked too, by loading a copy with them switched on.
 """
@@ -14,19 +14,19 @@ import pytest
 from deploy_support import DEPLOY, REPO_ROOT, clean_env, run
 
 EXAMPLE = DEPLOY / "callbridge.toml"
-CONFIG_RS = REPO_ROOT / "src" / "config.rs"
+CONFIG_RS = REPO_ROOT / "src" / "config" / "keys.rs"
 SECRET_KEYS = {"openai_api_key", "twilio_auth_token", "api_key"}
 # What `serve` needs besides the file: the secrets, which belong in the environment file.
 SECRETS_ENV = {"OPENAI_API_KEY": "sk-test", "TWILIO_AUTH_TOKEN": "test-auth-token"}
 
 
 def known_settings():
-    """The flat keys listed in SETTINGS in src/config.rs."""
+    """The flat keys listed in SETTINGS in src/config/keys.rs."""
     source = CONFIG_RS.read_text()
     block = source[source.index("pub const SETTINGS") :]
     block = block[: block.index("];")]
     keys = re.findall(r'\(\s*"([a-z0-9_]+)",\s*(?:None|Some\()', block)
-    assert len(keys) > 20, "could not read SETTINGS from src/config.rs"
+    assert len(keys) > 20, "could not read SETTINGS from src/config/keys.rs"
     return set(keys)
 
 

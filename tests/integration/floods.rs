@@ -1,4 +1,4 @@
-//! Floods (issue 8, item 6): the real binary, its stderr counted line by line while a caller floods DTMF frames
+//! Floods: the real binary, its stderr counted line by line while a caller floods DTMF frames
 //! (valid keys and 60,000-character "digits") or the Realtime server floods `error` events. The logs stay bounded,
 //! no invalid digit reaches the model, the keys passed on are rate-limited, and the call goes on.
 

@@ -1,4 +1,4 @@
-//! Hostile input and complete signature checks (issue 4, items 6 and 7): an idle media stream is closed, an oversized
+//! Hostile input and complete signature checks: an idle media stream is closed, an oversized
 //! frame is refused without ending other calls, the media-stream upgrade's own `X-Twilio-Signature` is checked when
 //! present, JSON-body webhooks are checked through `bodySHA256`, and no secret reaches the logs of a full call.
 

@@ -16,6 +16,7 @@ mod hostile;
 mod inbound_call;
 mod limits;
 mod logs;
+mod module_graph;
 mod outbound;
 mod policy;
 mod public_url;

@@ -1,4 +1,4 @@
-//! Request bodies that are too large, too slow or unsigned (issue 8, item 4): refused from the head where the head
+//! Request bodies that are too large, too slow or unsigned: refused from the head where the head
 //! says enough (413 for a declared length over the limit, 403 for a webhook without `X-Twilio-Signature`), cut with
 //! 408 when the body is late, and 1,100 trickling bodies against the real binary held to 1,024 file descriptors do not
 //! lock out `/health` or a signed webhook. Also `/mcp`'s 400 for a body that is not JSON (item 8).

@@ -15,13 +15,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, ToSql, TransactionBehavior, params};
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 use time::OffsetDateTime;
 
-use crate::calls::model::{CallError, CallStatus, CallSummary, CallView, NewCall, StatusChange};
-use crate::calls::{CallRecord, Direction, Speaker, Turn};
+use crate::calls::model::{CallError, CallStatus, CallSummary, CallView, NewCall};
+use crate::calls::{CallRecord, Direction, Turn};
 use crate::realtime::usage::Usage;
+
+mod rows;
+mod schema;
+
+use rows::{SUMMARY_COLUMNS, Unsigned, read_view, summary_from_row, to_ns, usage_json};
+use schema::migrate;
 
 /// How long a write waits for another connection's lock before it fails with `SQLITE_BUSY` (the server's writer
 /// then retries it, see [`crate::calls::writer`]).
@@ -43,70 +50,6 @@ const CALL_ID_RANDOM_CHARS: usize = 26;
 /// The characters of a call id's random part: lowercase, URL-safe, no look-alikes (`i`, `l`, `o`, `u`). 32 of
 /// them, so a random byte maps to one without bias.
 const CALL_ID_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
-
-/// The schema, one migration per version: `MIGRATIONS[n]` takes `PRAGMA user_version` from `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[
-    // Version 1.
-    "
-    CREATE TABLE calls (
-        id             TEXT PRIMARY KEY NOT NULL,
-        direction      TEXT NOT NULL,
-        from_number    TEXT NOT NULL,
-        to_number      TEXT NOT NULL,
-        call_sid       TEXT,
-        stream_sid     TEXT,
-        status         TEXT NOT NULL,
-        instructions   TEXT,
-        greeting       TEXT,
-        voice          TEXT,
-        language       TEXT,
-        max_duration_s INTEGER,
-        metadata       TEXT,
-        outcome        TEXT,
-        end_reason     TEXT,
-        error_code     INTEGER,
-        error_message  TEXT,
-        created_at_ns  INTEGER NOT NULL,
-        answered_at_ns INTEGER,
-        ended_at_ns    INTEGER,
-        duration_ms    INTEGER,
-        usage          TEXT NOT NULL
-    );
-    CREATE INDEX calls_by_call_sid ON calls (call_sid);
-    CREATE INDEX calls_by_created_at ON calls (created_at_ns);
-    CREATE TABLE status_changes (
-        call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
-        seq     INTEGER NOT NULL,
-        status  TEXT NOT NULL,
-        at_ns   INTEGER NOT NULL,
-        PRIMARY KEY (call_id, seq)
-    );
-    CREATE TABLE turns (
-        call_id     TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
-        seq         INTEGER NOT NULL,
-        speaker     TEXT NOT NULL,
-        text        TEXT NOT NULL,
-        at_ns       INTEGER NOT NULL,
-        offset_ms   INTEGER NOT NULL,
-        interrupted INTEGER NOT NULL,
-        item_id     TEXT,
-        PRIMARY KEY (call_id, seq)
-    );
-    CREATE TABLE idempotency_tokens (
-        token      TEXT PRIMARY KEY NOT NULL,
-        seen_at_ns INTEGER NOT NULL
-    );
-    CREATE INDEX idempotency_tokens_by_age ON idempotency_tokens (seen_at_ns);
-    ",
-];
-
-/// The columns of `calls` that make a [`CallView`] (without timeline and transcript), in [`view_from_row`]'s order.
-const VIEW_COLUMNS: &str = "id, direction, from_number, to_number, call_sid, status, instructions, greeting, voice, \
-     language, max_duration_s, metadata, outcome, end_reason, error_code, error_message, created_at_ns, \
-     answered_at_ns, ended_at_ns, duration_ms, usage";
-
-/// The columns of `calls` that make a [`CallSummary`], in [`summary_from_row`]'s order.
-const SUMMARY_COLUMNS: &str = "id, direction, from_number, to_number, status, created_at_ns, outcome, end_reason, duration_ms";
 
 /// What went wrong in the call store.
 #[derive(Debug, thiserror::Error)]
@@ -281,6 +224,23 @@ impl CallStore {
         self.reader.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Runs `body` in one write transaction (`BEGIN IMMEDIATE`, so a busy database is reported at once rather than
+    /// when a read is upgraded) and commits it; an error from `body` rolls it back. `context` names the write in
+    /// errors.
+    fn write<T>(
+        &self,
+        context: &'static str,
+        body: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx(context))?;
+        let value = body(&tx)?;
+        tx.commit().map_err(ctx(context))?;
+        Ok(value)
+    }
+
     /// Stores a new call: a fresh id (`call_` + 26 random characters), status `queued`, the timeline `[queued]`,
     /// created now. Returns the call as [`CallStore::get`] would.
     ///
@@ -381,15 +341,10 @@ impl CallStore {
         status: CallStatus,
         at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        const CONTEXT: &str = "update a call's status";
         let at_ns = to_ns(at, "status time")?;
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(ctx(CONTEXT))?;
-        let changed = advance_status(&tx, id, status, at_ns)?;
-        tx.commit().map_err(ctx(CONTEXT))?;
-        Ok(changed)
+        self.write("update a call's status", |tx| {
+            advance_status(tx, id, status, at_ns)
+        })
     }
 
     /// A status callback, in one transaction: remembers its `I-Twilio-Idempotency-Token` (when given; a token seen
@@ -450,21 +405,17 @@ impl CallStore {
     ) -> Result<bool, StoreError> {
         const CONTEXT: &str = "close a call whose stream never opened";
         let at_ns = to_ns(at, "end time")?;
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(ctx(CONTEXT))?;
-        let changed = tx
-            .execute(
-                "UPDATE calls SET end_reason = COALESCE(end_reason, ?2), duration_ms = COALESCE(duration_ms, 0) \
-                 WHERE id = ?1",
-                params![id, end_reason],
-            )
-            .map_err(ctx(CONTEXT))?;
-        found(changed, id)?;
-        let advanced = advance_status(&tx, id, CallStatus::Completed, at_ns)?;
-        tx.commit().map_err(ctx(CONTEXT))?;
-        Ok(advanced)
+        self.write(CONTEXT, |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE calls SET end_reason = COALESCE(end_reason, ?2), duration_ms = COALESCE(duration_ms, 0) \
+                     WHERE id = ?1",
+                    params![id, end_reason],
+                )
+                .map_err(ctx(CONTEXT))?;
+            found(changed, id)?;
+            advance_status(tx, id, CallStatus::Completed, at_ns)
+        })
     }
 
     /// Closes every record an earlier process left non-terminal (it crashed, was killed or got a second signal
@@ -555,20 +506,17 @@ impl CallStore {
     /// [`StoreError::OutOfRange`] for a timestamp outside 1677–2262 or an offset above `i64::MAX` ms.
     pub fn append_turn(&self, id: &str, turn: &Turn) -> Result<(), StoreError> {
         const CONTEXT: &str = "append a turn";
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(ctx(CONTEXT))?;
-        ensure_exists(&tx, id)?;
-        let seq: i64 = tx
-            .query_row(
-                "SELECT COALESCE(MAX(seq) + 1, 0) FROM turns WHERE call_id = ?1",
-                [id],
-                |row| row.get(0),
-            )
-            .map_err(ctx(CONTEXT))?;
-        insert_turn(&tx, id, seq, turn)?;
-        tx.commit().map_err(ctx(CONTEXT))
+        self.write(CONTEXT, |tx| {
+            ensure_exists(tx, id)?;
+            let seq: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(MAX(seq) + 1, 0) FROM turns WHERE call_id = ?1",
+                    [id],
+                    |row| row.get(0),
+                )
+                .map_err(ctx(CONTEXT))?;
+            insert_turn(tx, id, seq, turn)
+        })
     }
 
     /// Stores what the bridge knows at the end of the media stream: the transcript is replaced by the record's
@@ -738,13 +686,7 @@ impl CallStore {
         const CONTEXT: &str = "remember an idempotency token";
         let now_ns = to_ns(now, "now")?;
         let cutoff_ns = to_ns(now - IDEMPOTENCY_TOKEN_TTL, "now")?;
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(ctx(CONTEXT))?;
-        let new = remember_token(&tx, token, now_ns, cutoff_ns)?;
-        tx.commit().map_err(ctx(CONTEXT))?;
-        Ok(new)
+        self.write(CONTEXT, |tx| remember_token(tx, token, now_ns, cutoff_ns))
     }
 }
 
@@ -804,31 +746,6 @@ fn advance_status(
     )
     .map_err(ctx(CONTEXT))?;
     Ok(true)
-}
-
-/// Brings the schema up to the newest version, one migration at a time, each in its own transaction.
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    const CONTEXT: &str = "migrate the schema";
-    let supported = i64::try_from(MIGRATIONS.len()).expect("a handful of migrations");
-    let found: i64 = conn
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(ctx(CONTEXT))?;
-    if found > supported {
-        return Err(StoreError::SchemaTooNew { found, supported });
-    }
-    for (version, migration) in (1_i64..)
-        .zip(MIGRATIONS)
-        .skip(usize::try_from(found).unwrap_or(0))
-    {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(ctx(CONTEXT))?;
-        tx.execute_batch(migration).map_err(ctx(CONTEXT))?;
-        tx.pragma_update(None, "user_version", version)
-            .map_err(ctx(CONTEXT))?;
-        tx.commit().map_err(ctx(CONTEXT))?;
-    }
-    Ok(())
 }
 
 /// A fresh call id: `call_` and 26 characters of [`CALL_ID_ALPHABET`] (130 random bits).
@@ -892,210 +809,11 @@ fn insert_turn(conn: &Connection, id: &str, seq: i64, turn: &Turn) -> Result<(),
     Ok(())
 }
 
-/// Reads a whole call: its row, its timeline and its transcript.
-fn read_view(conn: &Connection, id: &str) -> Result<Option<CallView>, StoreError> {
-    const CONTEXT: &str = "read a call";
-    let view = conn
-        .prepare_cached(&format!("SELECT {VIEW_COLUMNS} FROM calls WHERE id = ?1"))
-        .and_then(|mut stmt| stmt.query_row([id], view_from_row).optional())
-        .map_err(ctx(CONTEXT))?;
-    let Some(mut view) = view else {
-        return Ok(None);
-    };
-    view.status_timeline = conn
-        .prepare_cached("SELECT status, at_ns FROM status_changes WHERE call_id = ?1 ORDER BY seq")
-        .and_then(|mut stmt| {
-            stmt.query_map([id], |row| {
-                Ok(StatusChange {
-                    status: row.get(0)?,
-                    at: row.get::<_, Ns>(1)?.0,
-                })
-            })?
-            .collect()
-        })
-        .map_err(ctx(CONTEXT))?;
-    view.transcript = conn
-        .prepare_cached(
-            "SELECT speaker, text, at_ns, offset_ms, interrupted, item_id FROM turns WHERE call_id = ?1 \
-             ORDER BY seq",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_map([id], |row| {
-                Ok(Turn {
-                    speaker: row.get(0)?,
-                    text: row.get(1)?,
-                    at: row.get::<_, Ns>(2)?.0,
-                    offset_ms: row.get::<_, Unsigned>(3)?.0,
-                    interrupted: row.get(4)?,
-                    item_id: row.get(5)?,
-                })
-            })?
-            .collect()
-        })
-        .map_err(ctx(CONTEXT))?;
-    Ok(Some(view))
-}
-
-/// A [`CallView`] from a row of [`VIEW_COLUMNS`], with an empty timeline and transcript.
-fn view_from_row(row: &Row<'_>) -> rusqlite::Result<CallView> {
-    let error_code: Option<u32> = row.get(14)?;
-    let error_message: Option<String> = row.get(15)?;
-    let error = match (error_code, error_message) {
-        (None, None) => None,
-        (code, message) => Some(CallError {
-            code,
-            message: message.unwrap_or_default(),
-        }),
-    };
-    Ok(CallView {
-        id: row.get(0)?,
-        direction: row.get(1)?,
-        from: row.get(2)?,
-        to: row.get(3)?,
-        call_sid: row.get(4)?,
-        status: row.get(5)?,
-        instructions: row.get(6)?,
-        greeting: row.get(7)?,
-        voice: row.get(8)?,
-        language: row.get(9)?,
-        max_duration_s: row.get::<_, Option<Unsigned>>(10)?.map(|n| n.0),
-        metadata: row
-            .get::<_, Option<Json<serde_json::Value>>>(11)?
-            .map(|j| j.0),
-        outcome: row.get(12)?,
-        end_reason: row.get(13)?,
-        error,
-        created_at: row.get::<_, Ns>(16)?.0,
-        answered_at: row.get::<_, Option<Ns>>(17)?.map(|ns| ns.0),
-        ended_at: row.get::<_, Option<Ns>>(18)?.map(|ns| ns.0),
-        duration_ms: row.get::<_, Option<Unsigned>>(19)?.map(|n| n.0),
-        status_timeline: Vec::new(),
-        transcript: Vec::new(),
-        usage: row.get::<_, Json<Usage>>(20)?.0,
-    })
-}
-
-/// A [`CallSummary`] from a row of [`SUMMARY_COLUMNS`].
-fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<CallSummary> {
-    Ok(CallSummary {
-        id: row.get(0)?,
-        direction: row.get(1)?,
-        from: row.get(2)?,
-        to: row.get(3)?,
-        status: row.get(4)?,
-        created_at: row.get::<_, Ns>(5)?.0,
-        outcome: row.get(6)?,
-        end_reason: row.get(7)?,
-        duration_ms: row.get::<_, Option<Unsigned>>(8)?.map(|n| n.0),
-    })
-}
-
-/// `at` as integer nanoseconds since the Unix epoch.
-fn to_ns(at: OffsetDateTime, what: &'static str) -> Result<i64, StoreError> {
-    i64::try_from(at.unix_timestamp_nanos()).map_err(|_| StoreError::OutOfRange { what })
-}
-
-/// The JSON text of a token usage (serializing plain integers cannot fail).
-fn usage_json(usage: &Usage) -> String {
-    serde_json::to_string(usage).expect("Usage holds only integers")
-}
-
-/// A timestamp column: nanoseconds since the Unix epoch, read back as UTC.
-struct Ns(OffsetDateTime);
-
-impl FromSql for Ns {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        let ns = i64::column_result(value)?;
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
-            .map(Ns)
-            .map_err(|e| FromSqlError::Other(Box::new(e)))
-    }
-}
-
-/// A non-negative integer column read as `u64` (stored as SQLite's signed 64-bit integer).
-struct Unsigned(u64);
-
-impl FromSql for Unsigned {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        let n = i64::column_result(value)?;
-        u64::try_from(n)
-            .map(Unsigned)
-            .map_err(|_| FromSqlError::OutOfRange(n))
-    }
-}
-
-/// A JSON text column.
-struct Json<T>(T);
-
-impl<T: serde::de::DeserializeOwned> FromSql for Json<T> {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        let text = value.as_str()?;
-        serde_json::from_str(text)
-            .map(Json)
-            .map_err(|e| FromSqlError::Other(Box::new(e)))
-    }
-}
-
-/// Reads a text column naming an enum value, via `parse`.
-fn text_column<T>(value: ValueRef<'_>, parse: impl FnOnce(&str) -> Option<T>) -> FromSqlResult<T> {
-    let text = value.as_str()?;
-    parse(text).ok_or_else(|| FromSqlError::Other(format!("unexpected value {text:?}").into()))
-}
-
-impl ToSql for CallStatus {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for CallStatus {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        text_column(value, |s| s.parse().ok())
-    }
-}
-
-impl ToSql for Direction {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(match self {
-            Direction::Inbound => "inbound",
-            Direction::OutboundApi => "outbound-api",
-        }))
-    }
-}
-
-impl FromSql for Direction {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        text_column(value, |s| match s {
-            "inbound" => Some(Direction::Inbound),
-            "outbound-api" => Some(Direction::OutboundApi),
-            _ => None,
-        })
-    }
-}
-
-impl ToSql for Speaker {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(match self {
-            Speaker::Caller => "caller",
-            Speaker::Assistant => "assistant",
-        }))
-    }
-}
-
-impl FromSql for Speaker {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        text_column(value, |s| match s {
-            "caller" => Some(Speaker::Caller),
-            "assistant" => Some(Speaker::Assistant),
-            _ => None,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::calls::model::CallError;
+    use crate::calls::model::StatusChange;
     use crate::calls::{EndReason, Speaker};
     use proptest::prelude::*;
     use time::macros::datetime;

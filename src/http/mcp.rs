@@ -37,9 +37,9 @@ use url::Url;
 
 use crate::calls::service::CallService;
 use crate::http::auth::{json_error, require_bearer};
-use crate::http::public_url::{ForwardedHeaders, public_base};
 use crate::http::state::AppState;
 use crate::mcp::server::McpServer;
+use crate::urls::{ForwardedHeaders, public_base};
 
 /// Where the MCP endpoint is mounted.
 pub const MCP_PATH: &str = "/mcp";
@@ -256,7 +256,7 @@ pub async fn refuse_malformed_json_rpc(
 
 /// The `/mcp` service: the Host check, the bearer key, the JSON check, then rmcp's Streamable HTTP transport serving
 /// [`McpServer`] over the request's [`CallService`]. JSON-RPC bodies over `max_body_bytes` are refused. Register it
-/// with `cfg.service(mcp::http::service(max_body_bytes))`; the app must carry `web::Data<AppState>`.
+/// with `cfg.service(http::mcp::service(max_body_bytes))`; the app must carry `web::Data<AppState>`.
 pub fn service(max_body_bytes: usize) -> impl HttpServiceFactory {
     StreamableHttpService::builder()
         .service_factory(Arc::new(|| Ok(McpServer::<CallService>::per_request())))

@@ -1,12 +1,37 @@
-//! Which public URL a webhook was addressed to.
+//! Public URLs and route paths: the leaf every layer asks for "where does Twilio reach this route".
 //!
 //! Twilio signs the exact URL it requested, and the TwiML stream URL must point back at the same host. Behind a
 //! TLS-terminating tunnel the server only sees its local address, so the public URL is either configured
 //! (`PUBLIC_URL`, which always wins) or — only when `CALLBRIDGE_TRUST_FORWARDED_HEADERS` is set — taken from the
 //! request's `X-Forwarded-Proto` and `X-Forwarded-Host` (else `Host`), which a tunnel such as cloudflared fills in.
 //! Untrusted forwarded headers are never read: anyone could send them.
+//!
+//! This module depends on nothing in the crate, so configuration, the Twilio REST client, start-up and the HTTP
+//! routes can all use it without depending on each other.
 
 use url::Url;
+
+/// The path of the inbound-call webhook Twilio requests when a call comes in (`POST`, form-encoded); the number's
+/// `VoiceUrl` points here.
+pub const INCOMING_CALL_PATH: &str = "/incoming-call";
+
+/// The path of the status-callback webhook Twilio requests as an outbound call rings, answers and ends (`POST`).
+pub const CALL_STATUS_PATH: &str = "/call-status";
+
+/// The route pattern (actix syntax) of the outbound-call webhook; see [`outbound_call_path`].
+pub const OUTBOUND_CALL_ROUTE: &str = "/outbound-call/{call_id}";
+
+/// The path of the webhook Twilio requests when the outbound call `call_id` (`call_...`) is answered: the TwiML that
+/// connects its media stream comes from there.
+pub fn outbound_call_path(call_id: &str) -> String {
+    format!("/outbound-call/{call_id}")
+}
+
+/// Joins a route path onto the public base URL, keeping any path prefix: `https://h/p` + `/incoming-call` →
+/// `https://h/p/incoming-call`. `path` starts with `/`.
+pub fn public_endpoint(public_url: &Url, path: &str) -> String {
+    format!("{}{}", public_url.as_str().trim_end_matches('/'), path)
+}
 
 /// The request headers that can tell the public URL.
 #[derive(Debug, Clone, Copy, Default)]
@@ -70,6 +95,28 @@ mod tests {
             host,
             plain_host,
         }
+    }
+
+    #[test]
+    fn a_public_endpoint_keeps_the_path_prefix_of_the_public_url() {
+        let url = Url::parse("https://x.example/voice/").expect("url");
+        assert_eq!(
+            public_endpoint(&url, INCOMING_CALL_PATH),
+            "https://x.example/voice/incoming-call"
+        );
+        let bare = Url::parse("https://x.example").expect("url");
+        assert_eq!(
+            public_endpoint(&bare, "/call-status"),
+            "https://x.example/call-status"
+        );
+    }
+
+    #[test]
+    fn the_outbound_call_path_fills_the_route_pattern() {
+        assert_eq!(
+            OUTBOUND_CALL_ROUTE.replace("{call_id}", "call_1"),
+            outbound_call_path("call_1")
+        );
     }
 
     #[test]

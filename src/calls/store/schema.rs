@@ -1,0 +1,86 @@
+//! The call records schema: one migration per version, applied at open.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::{StoreError, ctx};
+
+/// The schema, one migration per version: `MIGRATIONS[n]` takes `PRAGMA user_version` from `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &[
+    // Version 1.
+    "
+    CREATE TABLE calls (
+        id             TEXT PRIMARY KEY NOT NULL,
+        direction      TEXT NOT NULL,
+        from_number    TEXT NOT NULL,
+        to_number      TEXT NOT NULL,
+        call_sid       TEXT,
+        stream_sid     TEXT,
+        status         TEXT NOT NULL,
+        instructions   TEXT,
+        greeting       TEXT,
+        voice          TEXT,
+        language       TEXT,
+        max_duration_s INTEGER,
+        metadata       TEXT,
+        outcome        TEXT,
+        end_reason     TEXT,
+        error_code     INTEGER,
+        error_message  TEXT,
+        created_at_ns  INTEGER NOT NULL,
+        answered_at_ns INTEGER,
+        ended_at_ns    INTEGER,
+        duration_ms    INTEGER,
+        usage          TEXT NOT NULL
+    );
+    CREATE INDEX calls_by_call_sid ON calls (call_sid);
+    CREATE INDEX calls_by_created_at ON calls (created_at_ns);
+    CREATE TABLE status_changes (
+        call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+        seq     INTEGER NOT NULL,
+        status  TEXT NOT NULL,
+        at_ns   INTEGER NOT NULL,
+        PRIMARY KEY (call_id, seq)
+    );
+    CREATE TABLE turns (
+        call_id     TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+        seq         INTEGER NOT NULL,
+        speaker     TEXT NOT NULL,
+        text        TEXT NOT NULL,
+        at_ns       INTEGER NOT NULL,
+        offset_ms   INTEGER NOT NULL,
+        interrupted INTEGER NOT NULL,
+        item_id     TEXT,
+        PRIMARY KEY (call_id, seq)
+    );
+    CREATE TABLE idempotency_tokens (
+        token      TEXT PRIMARY KEY NOT NULL,
+        seen_at_ns INTEGER NOT NULL
+    );
+    CREATE INDEX idempotency_tokens_by_age ON idempotency_tokens (seen_at_ns);
+    ",
+];
+
+/// Brings the schema up to the newest version, one migration at a time, each in its own transaction.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    const CONTEXT: &str = "migrate the schema";
+    let supported = i64::try_from(MIGRATIONS.len()).expect("a handful of migrations");
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(ctx(CONTEXT))?;
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
+    }
+    for (version, migration) in (1_i64..)
+        .zip(MIGRATIONS)
+        .skip(usize::try_from(found).unwrap_or(0))
+    {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx(CONTEXT))?;
+        tx.execute_batch(migration).map_err(ctx(CONTEXT))?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(ctx(CONTEXT))?;
+        tx.commit().map_err(ctx(CONTEXT))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,348 @@
+//! The key catalogue: every setting's flat key, the well-known environment name that also sets it, what it does,
+//! its default when that is more than a number, and the raw shape the `config` crate delivers it in.
+//!
+//! `check-config`, the README's settings table, `.env.example` and `deploy/callbridge.toml` follow [`SETTINGS`]
+//! (tests/deploy/test_callbridge_toml.py reads it from this file).
+
+use serde::Deserialize;
+
+/// The default OpenAI Realtime WebSocket endpoint (GA).
+pub const DEFAULT_OPENAI_REALTIME_URL: &str = "wss://api.openai.com/v1/realtime";
+/// The default Twilio REST API base URL.
+pub const DEFAULT_TWILIO_API_BASE_URL: &str = "https://api.twilio.com";
+/// The default realtime model.
+pub const DEFAULT_OPENAI_MODEL: &str = "gpt-realtime-2.1";
+/// The default system message: what the assistant is told before every call.
+pub const DEFAULT_SYSTEM_MESSAGE: &str = "You are a helpful, friendly voice assistant on a phone call. Keep answers \
+short and conversational: one to three sentences. Speak in the caller's language. When the conversation is over and \
+you have said goodbye, call the end_call tool.";
+/// The default first words when the assistant speaks first.
+pub const DEFAULT_GREETING: &str = "Hello! How can I help you today?";
+
+/// Every setting: its flat key, the well-known environment name that also sets it (if any), and what it does.
+/// `check-config`, the README's settings table and `.env.example` follow this list.
+pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
+    ("host", None, "address to listen on"),
+    ("port", Some("PORT"), "port to listen on"),
+    (
+        "public_url",
+        Some("PUBLIC_URL"),
+        "public https base URL Twilio reaches (the tunnel URL)",
+    ),
+    (
+        "trust_forwarded_headers",
+        None,
+        "derive the public URL from X-Forwarded-Proto/-Host when PUBLIC_URL is not set (only behind your own proxy)",
+    ),
+    (
+        "data_dir",
+        None,
+        "where the call records database (callbridge.db) lives",
+    ),
+    (
+        "api_key",
+        None,
+        "bearer key for /api and /mcp (secret); unset disables them",
+    ),
+    (
+        "ring_timeout_s",
+        None,
+        "how long an outbound call rings before no-answer, seconds",
+    ),
+    (
+        "allowed_callers",
+        None,
+        "comma-separated E.164 numbers allowed to call in; empty allows everyone",
+    ),
+    (
+        "outbound_allowed_prefixes",
+        None,
+        "comma-separated E.164 prefixes outbound calls may go to (e.g. +1,+44); empty allows none",
+    ),
+    (
+        "outbound_allowed_numbers",
+        None,
+        "comma-separated exact E.164 numbers outbound calls may go to (also premium-rate ones)",
+    ),
+    (
+        "daily_outbound_budget",
+        None,
+        "most outbound calls placed per UTC day",
+    ),
+    (
+        "max_concurrent_calls",
+        None,
+        "most calls in progress at once",
+    ),
+    (
+        "webhook_rate_limit_per_min",
+        None,
+        "requests per minute per client IP on the Twilio webhooks and media-stream upgrades",
+    ),
+    (
+        "api_rate_limit_per_min",
+        None,
+        "requests per minute per key on /api and /mcp",
+    ),
+    (
+        "stream_idle_timeout_s",
+        None,
+        "close a media stream that sends nothing for this long, seconds",
+    ),
+    (
+        "max_body_bytes",
+        None,
+        "largest HTTP request body accepted, bytes",
+    ),
+    (
+        "body_timeout_s",
+        None,
+        "a request body must arrive within this long of its head (else 408), seconds",
+    ),
+    (
+        "drain_timeout_s",
+        None,
+        "on shutdown, how long calls in progress may go on before they are ended, seconds",
+    ),
+    ("log_format", Some("LOG_FORMAT"), "text or json"),
+    (
+        "openai_api_key",
+        Some("OPENAI_API_KEY"),
+        "OpenAI API key (secret)",
+    ),
+    ("openai_model", Some("OPENAI_MODEL"), "realtime model"),
+    (
+        "openai_realtime_url",
+        Some("OPENAI_REALTIME_URL"),
+        "Realtime WebSocket URL",
+    ),
+    (
+        "twilio_account_sid",
+        Some("TWILIO_ACCOUNT_SID"),
+        "Twilio Account SID (AC...), for REST hang-up",
+    ),
+    (
+        "twilio_auth_token",
+        Some("TWILIO_AUTH_TOKEN"),
+        "Twilio auth token (secret): webhook signatures",
+    ),
+    (
+        "twilio_phone_number",
+        Some("TWILIO_PHONE_NUMBER"),
+        "your Twilio number, E.164",
+    ),
+    (
+        "twilio_api_base_url",
+        Some("TWILIO_API_BASE_URL"),
+        "Twilio REST API base URL",
+    ),
+    (
+        "system_message",
+        Some("SYSTEM_MESSAGE"),
+        "instructions for the assistant",
+    ),
+    ("voice", Some("VOICE"), "assistant voice"),
+    ("speed", None, "speaking speed, 0.25 to 1.5"),
+    (
+        "assistant_speaks_first",
+        None,
+        "true: the assistant greets the caller",
+    ),
+    ("greeting", None, "the assistant's first words"),
+    ("turn_detection", None, "server_vad or semantic_vad"),
+    ("vad_threshold", None, "server VAD threshold, 0.0 to 1.0"),
+    (
+        "vad_prefix_padding_ms",
+        None,
+        "server VAD audio kept before speech, ms",
+    ),
+    (
+        "vad_silence_duration_ms",
+        None,
+        "server VAD silence that ends a turn, ms",
+    ),
+    (
+        "vad_idle_timeout_ms",
+        None,
+        "server VAD idle timeout, ms (empty: none)",
+    ),
+    (
+        "vad_eagerness",
+        None,
+        "semantic VAD eagerness: low, medium, high, auto",
+    ),
+    ("noise_reduction", None, "near_field, far_field or none"),
+    (
+        "transcription_model",
+        None,
+        "input transcription model, or none",
+    ),
+    (
+        "goodbye_phrases",
+        None,
+        "comma-separated phrases that end the call (fallback to end_call)",
+    ),
+    (
+        "max_call_duration_s",
+        None,
+        "hard maximum call duration, seconds",
+    ),
+    (
+        "stream_token_ttl_s",
+        None,
+        "lifetime of a media-stream token, seconds",
+    ),
+    (
+        "farewell_grace_ms",
+        None,
+        "wait after the farewell's audio before hanging up anyway, ms",
+    ),
+    (
+        "max_frame_bytes",
+        None,
+        "largest media-stream frame accepted; larger ones are skipped",
+    ),
+    (
+        "peer_stall_timeout_ms",
+        None,
+        "end a call whose Twilio or OpenAI socket takes nothing for this long, ms",
+    ),
+];
+
+/// The default `goodbye_phrases`: farewell phrases in English, Spanish, French, German, Italian, Portuguese and Dutch. Chosen for precision: words that
+/// are greetings as well as farewells in common use ("salut", Dutch "dag") or everyday phrases ("take care") are left
+/// out. "ciao", "chao" and "chau" are in, but also greet: see `relay::goodbye`'s greeting farewells.
+pub const DEFAULT_GOODBYE_PHRASES: &[&str] = &[
+    // English
+    "goodbye",
+    "good bye",
+    "bye",
+    "bye bye",
+    "byebye",
+    "farewell",
+    "have a nice day",
+    "have a good day",
+    "see you later",
+    "talk to you later",
+    // Spanish
+    "adiós",
+    "hasta luego",
+    "hasta pronto",
+    "hasta la vista",
+    "nos vemos",
+    "chao",
+    "chau",
+    "que tenga un buen día",
+    "que tengas un buen día",
+    // French
+    "au revoir",
+    "à bientôt",
+    "à plus tard",
+    "bonne journée",
+    "bonne soirée",
+    "adieu",
+    // German
+    "auf wiedersehen",
+    "auf wiederhören",
+    "tschüss",
+    "tschüs",
+    "tschau",
+    "bis bald",
+    "bis später",
+    "schönen tag noch",
+    // Italian
+    "arrivederci",
+    "arrivederla",
+    "ciao",
+    "a presto",
+    "buona giornata",
+    "buona serata",
+    // Portuguese
+    "tchau",
+    "adeus",
+    "até logo",
+    "até mais",
+    "até breve",
+    "tenha um bom dia",
+    // Dutch
+    "tot ziens",
+    "tot straks",
+    "tot later",
+    "doei",
+    "fijne dag",
+];
+
+/// Raw values as the `config` crate delivers them (all optional strings or numbers).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct Raw {
+    pub(super) host: Option<String>,
+    pub(super) port: Option<String>,
+    pub(super) public_url: Option<String>,
+    pub(super) trust_forwarded_headers: Option<String>,
+    pub(super) drain_timeout_s: Option<String>,
+    pub(super) data_dir: Option<String>,
+    pub(super) api_key: Option<String>,
+    pub(super) ring_timeout_s: Option<String>,
+    pub(super) allowed_callers: Option<ListOrCsv>,
+    pub(super) outbound_allowed_prefixes: Option<ListOrCsv>,
+    pub(super) outbound_allowed_numbers: Option<ListOrCsv>,
+    pub(super) daily_outbound_budget: Option<String>,
+    pub(super) max_concurrent_calls: Option<String>,
+    pub(super) webhook_rate_limit_per_min: Option<String>,
+    pub(super) api_rate_limit_per_min: Option<String>,
+    pub(super) stream_idle_timeout_s: Option<String>,
+    pub(super) max_body_bytes: Option<String>,
+    pub(super) body_timeout_s: Option<String>,
+    pub(super) log_format: Option<String>,
+    pub(super) openai_api_key: Option<String>,
+    pub(super) openai_model: Option<String>,
+    pub(super) openai_realtime_url: Option<String>,
+    pub(super) twilio_account_sid: Option<String>,
+    pub(super) twilio_auth_token: Option<String>,
+    pub(super) twilio_phone_number: Option<String>,
+    pub(super) twilio_api_base_url: Option<String>,
+    pub(super) system_message: Option<String>,
+    pub(super) voice: Option<String>,
+    pub(super) speed: Option<String>,
+    pub(super) assistant_speaks_first: Option<String>,
+    pub(super) greeting: Option<String>,
+    pub(super) turn_detection: Option<String>,
+    pub(super) vad_threshold: Option<String>,
+    pub(super) vad_prefix_padding_ms: Option<String>,
+    pub(super) vad_silence_duration_ms: Option<String>,
+    pub(super) vad_idle_timeout_ms: Option<String>,
+    pub(super) vad_eagerness: Option<String>,
+    pub(super) noise_reduction: Option<String>,
+    pub(super) transcription_model: Option<String>,
+    pub(super) goodbye_phrases: Option<ListOrCsv>,
+    pub(super) max_call_duration_s: Option<String>,
+    pub(super) stream_token_ttl_s: Option<String>,
+    pub(super) farewell_grace_ms: Option<String>,
+    pub(super) max_frame_bytes: Option<String>,
+    pub(super) peer_stall_timeout_ms: Option<String>,
+}
+
+/// A list setting: a TOML array, or a comma-separated string (environment).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum ListOrCsv {
+    /// A TOML array of strings.
+    List(Vec<String>),
+    /// A comma-separated string, as the environment gives it.
+    Csv(String),
+}
+
+impl ListOrCsv {
+    /// The items, trimmed, without empty ones.
+    pub(super) fn into_vec(self) -> Vec<String> {
+        let items = match self {
+            ListOrCsv::List(items) => items,
+            ListOrCsv::Csv(text) => text.split(',').map(str::to_owned).collect(),
+        };
+        items
+            .into_iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}

@@ -1,0 +1,422 @@
+//! Settings: built-in defaults < optional `callbridge.toml` < environment (with `.env` loaded first).
+//!
+//! Every setting has one flat key. In `callbridge.toml` the key is written as is (`port = 5050`); in the environment it
+//! is `CALLBRIDGE_` + the key in upper case (`CALLBRIDGE_PORT`). The names users of Twilio's and OpenAI's samples
+//! already know also work (`PORT`, `PUBLIC_URL`, `OPENAI_API_KEY`, `TWILIO_AUTH_TOKEN`, ...); when both are set the
+//! `CALLBRIDGE_` name wins. [`Settings::load`] turns the raw values into typed settings and reports every invalid or
+//! missing value as one line of its own.
+//!
+//! - [`keys`]: the key catalogue ([`SETTINGS`]), the defaults and the raw shape of every value.
+//! - `load`: raw values to typed settings, one function per section.
+//! - `describe`: [`Settings::describe`], the effective settings with secrets masked.
+//!
+//! This module depends only on leaves: [`crate::phone`] for E.164 numbers and the session types of
+//! [`crate::realtime::session`].
+
+mod describe;
+pub mod keys;
+mod load;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use self::keys::Raw;
+pub use self::keys::{
+    DEFAULT_GOODBYE_PHRASES, DEFAULT_GREETING, DEFAULT_OPENAI_MODEL, DEFAULT_OPENAI_REALTIME_URL,
+    DEFAULT_SYSTEM_MESSAGE, DEFAULT_TWILIO_API_BASE_URL, SETTINGS,
+};
+use crate::realtime::session::{NoiseReduction, SessionConfig, TurnDetection};
+
+/// Everything callbridge is configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to bind, e.g. `0.0.0.0`.
+    pub host: String,
+    /// Port to bind; 0 picks a free one (tests).
+    pub port: u16,
+    /// Public base URL Twilio reaches (scheme, host, optional port and path prefix; no trailing slash, no query).
+    /// Webhook signatures are checked against it and the TwiML stream URL is built from it.
+    pub public_url: Option<Url>,
+    /// Whether `X-Forwarded-Proto` / `X-Forwarded-Host` (else `Host`) may be trusted to tell the public URL. Only
+    /// used when `public_url` is not set; only safe behind a proxy or tunnel you run (cloudflared).
+    pub trust_forwarded_headers: bool,
+    /// On shutdown, how long calls in progress may go on before the assistant is asked to say goodbye.
+    pub drain_timeout: Duration,
+    /// Directory of the call records database (`callbridge.db`); created on first run.
+    pub data_dir: std::path::PathBuf,
+    /// Bearer key for `/api` and `/mcp`; empty disables them.
+    pub api_key: SecretString,
+    /// How long an outbound call rings before Twilio gives up (no-answer), seconds.
+    pub ring_timeout_s: u32,
+    /// Security limits and policies (issue: security layers).
+    pub security: SecuritySettings,
+    /// Log output format.
+    pub log_format: LogFormat,
+    /// OpenAI API key; sent as `Authorization: Bearer` (or `api-key` for Azure).
+    pub openai_api_key: SecretString,
+    /// OpenAI Realtime connection and session settings.
+    pub realtime: RealtimeSettings,
+    /// Twilio credentials and REST base URL.
+    pub twilio: TwilioSettings,
+    /// Call limits and timings.
+    pub calls: CallSettings,
+}
+
+/// OpenAI Realtime settings: where to connect and how the session is configured.
+#[derive(Debug, Clone)]
+pub struct RealtimeSettings {
+    /// WebSocket URL without the `model` query, e.g. `wss://api.openai.com/v1/realtime`.
+    pub url: Url,
+    /// Model name, sent as `?model=` and in `session.update`.
+    pub model: String,
+    /// Base instructions (the system message).
+    pub system_message: String,
+    /// Output voice.
+    pub voice: String,
+    /// Output speed multiplier.
+    pub speed: f64,
+    /// Whether the assistant speaks first when the stream starts.
+    pub assistant_speaks_first: bool,
+    /// The assistant's first words when it speaks first.
+    pub greeting: String,
+    /// Turn detection (server VAD or semantic VAD).
+    pub turn_detection: TurnDetection,
+    /// Input noise reduction; `None` disables it.
+    pub noise_reduction: Option<NoiseReduction>,
+    /// Input transcription model; `None` disables caller transcripts.
+    pub transcription_model: Option<String>,
+    /// Phrases that end the call when the assistant's last sentence contains one.
+    pub goodbye_phrases: Vec<String>,
+}
+
+/// Twilio settings.
+#[derive(Clone)]
+pub struct TwilioSettings {
+    /// Account SID (`AC...`); with the auth token it enables REST hang-up.
+    pub account_sid: Option<String>,
+    /// Auth token: the key of `X-Twilio-Signature`, and the REST password.
+    pub auth_token: SecretString,
+    /// The Twilio phone number in E.164.
+    pub phone_number: Option<String>,
+    /// REST API base URL, e.g. `https://api.twilio.com`.
+    pub api_base_url: Url,
+}
+
+impl std::fmt::Debug for TwilioSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TwilioSettings")
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &"[redacted]")
+            .field("phone_number", &self.phone_number)
+            .field("api_base_url", &self.api_base_url.as_str())
+            .finish()
+    }
+}
+
+/// Abuse limits and policies.
+#[derive(Debug, Clone)]
+pub struct SecuritySettings {
+    /// Callers (E.164) allowed to call in; empty allows everyone. Others get `<Reject/>` and no stream token.
+    pub allowed_callers: Vec<String>,
+    /// E.164 prefixes outbound calls may go to; empty allows none (toll-fraud protection).
+    pub outbound_allowed_prefixes: Vec<String>,
+    /// Exact E.164 numbers outbound calls may go to, even premium-rate or satellite ones.
+    pub outbound_allowed_numbers: Vec<String>,
+    /// Most outbound calls placed per UTC day.
+    pub daily_outbound_budget: u32,
+    /// Most calls in progress at once (inbound over the cap hear busy; outbound get an error).
+    pub max_concurrent_calls: u32,
+    /// Requests per minute per client IP on the Twilio webhooks and media-stream upgrades.
+    pub webhook_rate_limit_per_min: u32,
+    /// Requests per minute per key on `/api` and `/mcp`.
+    pub api_rate_limit_per_min: u32,
+    /// A media stream that sends nothing for this long is closed.
+    pub stream_idle_timeout: Duration,
+    /// Largest HTTP request body accepted, bytes.
+    pub max_body_bytes: usize,
+    /// A request body must have fully arrived this long after its head, else 408 and the connection is closed.
+    pub body_timeout: Duration,
+}
+
+/// Limits and timings of a call.
+#[derive(Debug, Clone)]
+pub struct CallSettings {
+    /// Hard maximum duration of a call.
+    pub max_call_duration: Duration,
+    /// Lifetime of a single-use media-stream token.
+    pub stream_token_ttl: Duration,
+    /// After the farewell's last audio should have played, how long to wait for its mark before hanging up anyway.
+    pub farewell_grace: Duration,
+    /// Largest media-stream frame accepted, bytes; larger frames are skipped.
+    pub max_frame_bytes: usize,
+    /// How long frames queued for Twilio or OpenAI may wait for the peer to take them before the call ends
+    /// (`error:twilio_stalled` / `error:openai_stalled`).
+    pub peer_stall_timeout: Duration,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Start-up configuration errors: one line per problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration sources could not be read (a broken `callbridge.toml`, say).
+    #[error("cannot read the configuration: {0}")]
+    Source(#[from] config::ConfigError),
+    /// One or more settings are missing or invalid; each string is one line.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+}
+
+/// What a command needs from the settings; decides which missing values are errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    /// `serve`: the auth token, the OpenAI key and the public URL are required.
+    Serve,
+    /// Commands that only read or show settings: nothing is required.
+    Nothing,
+}
+
+impl Settings {
+    /// Loads settings the way the binary does: `.env` (if present) into the process environment, then defaults <
+    /// `callbridge.toml` (the path in `CALLBRIDGE_CONFIG`, else `./callbridge.toml` if it exists) < environment.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] lists every missing or invalid setting, one per line.
+    pub fn from_process(requirement: Requirement) -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is reported by dotenvy when the value is used, so ignore here.
+        let _ = dotenvy::dotenv();
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let path = env
+            .get("CALLBRIDGE_CONFIG")
+            .cloned()
+            .unwrap_or_else(|| "callbridge.toml".to_owned());
+        let path = Path::new(&path);
+        Self::load(&env, path.exists().then_some(path), requirement)
+    }
+
+    /// Loads settings from an explicit environment map and optional TOML file (tests use this directly).
+    ///
+    /// # Errors
+    /// [`ConfigError::Source`] when the file cannot be parsed; [`ConfigError::Invalid`] with one line per bad value.
+    pub fn load(
+        env: &HashMap<String, String>,
+        toml_path: Option<&Path>,
+        requirement: Requirement,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = toml_path {
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        // Well-known names (PORT, OPENAI_API_KEY, ...) first, so the CALLBRIDGE_ names override them.
+        let mut well_known = config::Map::new();
+        for (key, alias, _) in SETTINGS {
+            if let Some(value) = alias.and_then(|alias| env.get(alias)) {
+                well_known.insert((*key).to_owned(), value.clone());
+            }
+        }
+        for (key, value) in well_known {
+            builder = builder.set_override(key, value)?;
+        }
+        // Then the CALLBRIDGE_ names, which win over both the file and the well-known names.
+        for (name, value) in env {
+            if let Some(key) = name.strip_prefix("CALLBRIDGE_") {
+                let key = key.to_ascii_lowercase();
+                if SETTINGS.iter().any(|(k, _, _)| *k == key) {
+                    builder = builder.set_override(key, value.clone())?;
+                }
+            }
+        }
+        let raw: Raw = builder.build()?.try_deserialize()?;
+        load::from_raw(raw, requirement)
+    }
+
+    /// The realtime session configuration for a call, with `instructions` as the assistant's instructions.
+    pub fn session_config(&self, instructions: String) -> SessionConfig {
+        let rt = &self.realtime;
+        SessionConfig {
+            model: rt.model.clone(),
+            instructions,
+            voice: rt.voice.clone(),
+            speed: rt.speed,
+            turn_detection: rt.turn_detection.clone(),
+            noise_reduction: rt.noise_reduction,
+            transcription_model: rt.transcription_model.clone(),
+            tools: vec![crate::realtime::session::end_call_tool(false)],
+        }
+    }
+
+    /// The call records database file: `data_dir/callbridge.db`.
+    pub fn database_path(&self) -> std::path::PathBuf {
+        self.data_dir.join("callbridge.db")
+    }
+
+    /// Whether Twilio REST credentials are configured (account SID and auth token), enabling REST hang-up.
+    pub fn has_twilio_rest_credentials(&self) -> bool {
+        self.twilio.account_sid.is_some() && !self.twilio.auth_token.expose_secret().is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An environment map from pairs (shared by the config tests).
+    pub(crate) fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// The settings `serve` cannot start without.
+    pub(crate) fn minimal() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("TWILIO_AUTH_TOKEN", "token"),
+            ("OPENAI_API_KEY", "sk-test"),
+            ("PUBLIC_URL", "https://example.trycloudflare.com"),
+        ]
+    }
+
+    #[test]
+    fn defaults_apply_when_only_required_settings_are_given() {
+        let settings = Settings::load(&env(&minimal()), None, Requirement::Serve).expect("valid");
+        assert_eq!(settings.port, 5050);
+        assert_eq!(settings.realtime.url.as_str(), DEFAULT_OPENAI_REALTIME_URL);
+        assert_eq!(
+            settings.twilio.api_base_url.as_str(),
+            "https://api.twilio.com/"
+        );
+        assert_eq!(settings.realtime.voice, "marin");
+        assert_eq!(settings.calls.stream_token_ttl, Duration::from_secs(60));
+        assert!(settings.realtime.assistant_speaks_first);
+        assert!(!settings.realtime.goodbye_phrases.is_empty());
+    }
+
+    #[test]
+    fn missing_required_settings_are_each_reported_on_one_line() {
+        let err = Settings::load(&env(&[]), None, Requirement::Serve).expect_err("invalid");
+        let text = err.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(
+            lines.contains(&"TWILIO_AUTH_TOKEN is not set: webhook signatures cannot be checked")
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("OPENAI_API_KEY is not set"))
+        );
+        assert!(lines.iter().any(|l| l.starts_with("PUBLIC_URL is not set")));
+    }
+
+    #[test]
+    fn nothing_is_required_for_commands_that_only_show_settings() {
+        assert!(Settings::load(&env(&[]), None, Requirement::Nothing).is_ok());
+    }
+
+    #[test]
+    fn callbridge_prefixed_names_override_well_known_names() {
+        let mut pairs = minimal();
+        pairs.push(("PORT", "6000"));
+        pairs.push(("CALLBRIDGE_PORT", "7000"));
+        pairs.push(("VOICE", "cedar"));
+        let settings = Settings::load(&env(&pairs), None, Requirement::Serve).expect("valid");
+        assert_eq!(settings.port, 7000);
+        assert_eq!(settings.realtime.voice, "cedar");
+    }
+
+    #[test]
+    fn toml_file_sits_between_defaults_and_environment() {
+        let dir = std::env::temp_dir().join(format!("callbridge-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("callbridge.toml");
+        std::fs::write(
+            &path,
+            "port = 6001\nvoice = \"sage\"\ngoodbye_phrases = [\"ciao ciao\", \"later\"]\n",
+        )
+        .expect("write toml");
+        let mut pairs = minimal();
+        pairs.push(("VOICE", "ash"));
+        let settings =
+            Settings::load(&env(&pairs), Some(&path), Requirement::Serve).expect("valid");
+        assert_eq!(settings.port, 6001, "file beats default");
+        assert_eq!(settings.realtime.voice, "ash", "environment beats file");
+        assert_eq!(
+            settings.realtime.goodbye_phrases,
+            vec!["ciao ciao", "later"]
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_the_setting_and_the_value() {
+        let mut pairs = minimal();
+        pairs.push(("PORT", "seventy"));
+        pairs.push(("CALLBRIDGE_TURN_DETECTION", "psychic"));
+        pairs.push(("TWILIO_PHONE_NUMBER", "555-0100"));
+        let text = Settings::load(&env(&pairs), None, Requirement::Serve)
+            .expect_err("invalid")
+            .to_string();
+        assert!(text.contains("PORT is invalid: \"seventy\""), "{text}");
+        assert!(
+            text.contains("CALLBRIDGE_TURN_DETECTION is invalid: \"psychic\""),
+            "{text}"
+        );
+        assert!(text.contains("TWILIO_PHONE_NUMBER is invalid"), "{text}");
+    }
+
+    #[test]
+    fn public_url_may_be_left_out_only_when_forwarded_headers_are_trusted() {
+        let mut pairs = minimal();
+        pairs.retain(|(k, _)| *k != "PUBLIC_URL");
+        assert!(Settings::load(&env(&pairs), None, Requirement::Serve).is_err());
+        pairs.push(("CALLBRIDGE_TRUST_FORWARDED_HEADERS", "true"));
+        let settings = Settings::load(&env(&pairs), None, Requirement::Serve).expect("valid");
+        assert!(settings.public_url.is_none());
+        assert!(settings.trust_forwarded_headers);
+    }
+
+    #[test]
+    fn public_url_must_be_http_or_https_without_query() {
+        for bad in ["ftp://x.example", "https://x.example/?a=1", "not a url"] {
+            let mut pairs = minimal();
+            pairs.retain(|(k, _)| *k != "PUBLIC_URL");
+            pairs.push(("PUBLIC_URL", bad));
+            assert!(
+                Settings::load(&env(&pairs), None, Requirement::Serve).is_err(),
+                "{bad} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn public_url_trailing_slash_is_dropped_and_prefix_kept() {
+        let mut pairs = minimal();
+        pairs.retain(|(k, _)| *k != "PUBLIC_URL");
+        pairs.push(("PUBLIC_URL", "https://x.example/voice/"));
+        let settings = Settings::load(&env(&pairs), None, Requirement::Serve).expect("valid");
+        let url = settings.public_url.expect("set");
+        assert_eq!(
+            crate::urls::public_endpoint(&url, crate::urls::INCOMING_CALL_PATH),
+            "https://x.example/voice/incoming-call"
+        );
+    }
+
+    #[test]
+    fn goodbye_phrases_from_the_environment_are_comma_separated() {
+        let mut pairs = minimal();
+        pairs.push(("CALLBRIDGE_GOODBYE_PHRASES", "see ya, so long ,"));
+        let settings = Settings::load(&env(&pairs), None, Requirement::Serve).expect("valid");
+        assert_eq!(settings.realtime.goodbye_phrases, vec!["see ya", "so long"]);
+    }
+}

@@ -1,0 +1,136 @@
+//! The life of one call's media stream, from the moment its token was accepted to its finished record: waits for the
+//! pre-connected Realtime session, builds the conductor, registers the call as live, runs the [`Bridge`], and stores
+//! and logs the record. The HTTP route only checks the upgrade and hands the sockets over ([`run_call`]).
+//!
+//! [`StreamPlan`] and [`PendingCall`] are what the webhook decided for the stream (the call's direction, numbers,
+//! greeting, `session.update`), kept under the stream token until Twilio opens the stream.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::calls::live::LiveCalls;
+use crate::calls::recorder::Persistence;
+use crate::calls::service::CallService;
+use crate::calls::{CallRecord, Direction, EndReason};
+use crate::config::Settings;
+use crate::realtime::client::Preconnect;
+use crate::relay::bridge::{Bridge, close_twilio, log_record};
+use crate::relay::conductor::{Conductor, ConductorConfig};
+use crate::relay::goodbye::GoodbyeMatcher;
+use crate::relay::twilio_socket::{TwilioReader, TwilioWriter};
+use crate::twilio::rest::TwilioRest;
+
+/// Everything a call's media stream needs, decided when its webhook is answered.
+#[derive(Debug, Clone)]
+pub struct StreamPlan {
+    /// The call's id in the store, when stored.
+    pub call_id: Option<String>,
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// Caller number.
+    pub from: String,
+    /// Called number.
+    pub to: String,
+    /// Whether the assistant speaks first.
+    pub assistant_speaks_first: bool,
+    /// Its first words.
+    pub greeting: String,
+    /// The call's maximum duration.
+    pub max_call_duration: std::time::Duration,
+    /// The `session.update` JSON for this call.
+    pub session_update: String,
+}
+
+/// A call between its webhook and its media stream: what its stream needs, and its Realtime session being opened.
+#[derive(Debug)]
+pub struct PendingCall {
+    /// Decided when the webhook was answered.
+    pub plan: StreamPlan,
+    /// The session opening in the background.
+    pub preconnect: Preconnect,
+}
+
+/// A pending call shared with the token cache; taken out once by the media-stream upgrade.
+pub type PendingSlot = Arc<Mutex<Option<PendingCall>>>;
+
+/// What a running call uses from the server: shared handles, cloned per call.
+#[derive(Clone)]
+pub struct CallDeps {
+    /// Effective settings (timeouts of the `calls` and `security` sections).
+    pub settings: Arc<Settings>,
+    /// The call records and their writer.
+    pub calls: CallService,
+    /// Live calls (for `hang_up`/`instruct_call`) and recent records.
+    pub live_calls: LiveCalls,
+    /// REST client for the hang-up, when credentials are configured.
+    pub rest: Option<TwilioRest>,
+    /// Goodbye phrases.
+    pub goodbye: GoodbyeMatcher,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
+}
+
+/// Runs the call `call_sid` on its accepted media stream to its end: waits for the pre-connected Realtime session
+/// (a failure ends the call with `error:openai_unavailable` and close code 1011), then bridges the two until either
+/// side ends, and stores, logs and remembers the record.
+pub async fn run_call(
+    deps: CallDeps,
+    twilio: TwilioWriter,
+    frames: TwilioReader,
+    call_sid: String,
+    pending: PendingCall,
+) {
+    let PendingCall { plan, preconnect } = pending;
+    let link = preconnect.ready().await;
+    let persistence = plan.call_id.clone().map(|call_id| Persistence {
+        calls: deps.calls.clone(),
+        call_id,
+    });
+    let mut record = CallRecord::new(call_sid.clone(), plan.direction, plan.from, plan.to);
+    let link = match link {
+        Ok(link) => link,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the OpenAI Realtime session; ending the call");
+            let reason = EndReason::Error("openai_unavailable".into());
+            close_twilio(twilio, &reason);
+            record.finish(reason, 0);
+            log_record(&record);
+            if let Some(persistence) = &persistence {
+                persistence.finish(&record);
+            }
+            deps.live_calls.remember(record);
+            return;
+        }
+    };
+    let (control, guard) = deps.live_calls.register(&call_sid);
+    let conductor = Conductor::new(
+        ConductorConfig {
+            call_sid,
+            assistant_speaks_first: plan.assistant_speaks_first,
+            greeting: plan.greeting,
+            max_call_duration: plan.max_call_duration,
+            farewell_grace: deps.settings.calls.farewell_grace,
+            goodbye: deps.goodbye.clone(),
+            stream_idle_timeout: deps.settings.security.stream_idle_timeout,
+        },
+        record,
+        Instant::now(),
+    );
+    let record = Bridge {
+        twilio,
+        twilio_frames: frames,
+        link,
+        conductor,
+        rest: deps.rest.clone(),
+        control,
+        shutdown: deps.shutdown.clone(),
+        persistence,
+        stall_timeout: deps.settings.calls.peer_stall_timeout,
+    }
+    .run()
+    .await;
+    drop(guard);
+    deps.live_calls.remember(record);
+}
