@@ -25,6 +25,7 @@
 //!   ([`cli::output`]: the default server URL, the duration format, `printable`). `src/main.rs` only parses and calls
 //!   [`cli::run`].
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod awc_worker;

@@ -1,5 +1,7 @@
 //! The `callbridge` binary: parses the command line and runs it; the subcommands live in [`callbridge::cli`].
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser as _;

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::output::EXAMPLE_SERVER_URL;
+use crate::awc_worker::AwcWorker;
 use crate::calls::backend::{BackendError, CallBackend};
 use crate::calls::model::{CallSummary, CallView};
 use crate::calls::service::PlaceCall;
@@ -38,8 +39,8 @@ pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 pub struct ApiClient {
     /// The server's base URL, e.g. `http://127.0.0.1:5050` (a path prefix is kept).
     base_url: Url,
-    /// Requests for the request thread.
-    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+    /// The request thread ([`AwcWorker`]), holding the API key; `None` when it could not start.
+    worker: Option<AwcWorker<SecretString>>,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -57,20 +58,6 @@ enum Method {
     Get,
     /// Place, hang up, instruct.
     Post,
-}
-
-/// One request for the request thread, and where its answer goes.
-struct Job {
-    /// The method.
-    method: Method,
-    /// The full URL, query included.
-    url: Url,
-    /// A JSON body for a POST, if any.
-    body: Option<serde_json::Value>,
-    /// How long the whole exchange may take.
-    timeout: Duration,
-    /// Where the answer goes.
-    answer: tokio::sync::oneshot::Sender<Result<Answer, Transport>>,
 }
 
 /// An HTTP answer: status and body.
@@ -129,12 +116,12 @@ impl ApiClient {
     ///
     /// Should the thread not start (the system is out of threads), every request fails with `unavailable`.
     pub fn new(base_url: Url, api_key: SecretString) -> Self {
-        let (jobs, queue) = tokio::sync::mpsc::unbounded_channel::<Job>();
-        if let Err(error) = spawn_worker(queue, api_key) {
-            // The queue was moved into the failed spawn and dropped with it: requests see a closed channel.
-            tracing::error!(%error, "cannot start the callbridge API client thread");
-        }
-        ApiClient { base_url, jobs }
+        let worker = AwcWorker::spawn("callbridge-api-client", move || api_key)
+            .inspect_err(
+                |error| tracing::error!(%error, "cannot start the callbridge API client thread"),
+            )
+            .ok();
+        ApiClient { base_url, worker }
     }
 
     /// The server's base URL.
@@ -239,18 +226,16 @@ impl ApiClient {
         body: Option<serde_json::Value>,
         timeout: Duration,
     ) -> Result<T, BackendError> {
-        let (answer, answered) = tokio::sync::oneshot::channel();
-        let job = Job {
-            method,
-            url,
-            body,
-            timeout,
-            answer,
-        };
         let stopped = || Transport::Failed("the API client thread has stopped".into());
-        let outcome = match self.jobs.send(job) {
-            Ok(()) => answered.await.unwrap_or_else(|_| Err(stopped())),
-            Err(_) => Err(stopped()),
+        let outcome = match &self.worker {
+            Some(worker) => worker
+                .run(move |api_key| {
+                    let api_key = api_key.clone();
+                    async move { send(method, &url, body.as_ref(), timeout, &api_key).await }
+                })
+                .await
+                .unwrap_or_else(|_| Err(stopped())),
+            None => Err(stopped()),
         };
         let answer = outcome.map_err(|transport| self.transport_error(transport, timeout))?;
         decode_answer(&self.base_url, &answer)
@@ -327,40 +312,6 @@ fn decode_answer<T: DeserializeOwned>(base_url: &Url, answer: &Answer) -> Result
             },
         )),
     }
-}
-
-/// Starts the request thread serving `queue` until every [`ApiClient`] clone is dropped.
-fn spawn_worker(
-    mut queue: tokio::sync::mpsc::UnboundedReceiver<Job>,
-    api_key: SecretString,
-) -> std::io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
-        .name("callbridge-api-client".into())
-        .spawn(move || {
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&runtime, async move {
-                let api_key = std::rc::Rc::new(api_key);
-                while let Some(job) = queue.recv().await {
-                    let api_key = api_key.clone();
-                    tokio::task::spawn_local(async move {
-                        let Job {
-                            method,
-                            url,
-                            body,
-                            timeout,
-                            answer,
-                        } = job;
-                        let result = send(method, &url, body.as_ref(), timeout, &api_key).await;
-                        // The caller may have given up (its future dropped); nobody is left to tell.
-                        let _ = answer.send(result);
-                    });
-                }
-            });
-        })?;
-    Ok(())
 }
 
 /// Sends one request with awc (on the request thread) and reads the whole answer within `timeout`.

@@ -334,7 +334,18 @@ pub async fn spawn_binary_with_fd_limit(
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port");
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_callbridge"));
+    // With a descriptor limit, util-linux's `prlimit` sets it and execs the server (same process).
+    let mut command = match nofile {
+        Some((soft, hard)) => {
+            let mut command = tokio::process::Command::new("/usr/bin/prlimit");
+            command
+                .arg(format!("--nofile={soft}:{hard}"))
+                .arg("--")
+                .arg(env!("CARGO_BIN_EXE_callbridge"));
+            command
+        }
+        None => tokio::process::Command::new(env!("CARGO_BIN_EXE_callbridge")),
+    };
     command
         .arg("serve")
         .env_clear()
@@ -354,13 +365,6 @@ pub async fn spawn_binary_with_fd_limit(
         .kill_on_drop(true);
     for (k, v) in extra_env {
         command.env(k, v);
-    }
-    if let Some((soft, hard)) = nofile {
-        // SAFETY: the closure runs in the forked child before exec and only calls setrlimit(2), which is
-        // async-signal-safe; it allocates nothing and takes no lock.
-        unsafe {
-            command.pre_exec(move || rlimit::setrlimit(rlimit::Resource::NOFILE, soft, hard));
-        }
     }
     let mut child = command.spawn().expect("the server starts");
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
