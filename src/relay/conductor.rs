@@ -852,5 +852,5 @@ mod tests {
 }
 
 #[cfg(test)]
-#[path = "conductor_tests.rs"]
+#[path = "conductor_tests/mod.rs"]
 mod conductor_tests;
