@@ -5,4 +5,6 @@ pub mod budget;
 pub mod conductor;
 pub mod goodbye;
 pub mod playback;
+pub mod responses;
+pub mod transcript;
 pub mod twilio_socket;
