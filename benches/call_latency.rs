@@ -18,7 +18,7 @@
 //!    `SimulationReport` timings for [`SIMULATE_CALLS`] calls.
 
 #[allow(dead_code)]
-#[path = "../tests/integration/fake_realtime.rs"]
+#[path = "../tests/integration/fake_realtime/mod.rs"]
 mod fake_realtime;
 
 use std::collections::HashMap;
