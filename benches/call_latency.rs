@@ -17,7 +17,7 @@
 //! 3. A cross-check through `callbridge::simulate::run`, the code path of `callbridge simulate`: its
 //!    `SimulationReport` timings for [`SIMULATE_CALLS`] calls.
 
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../tests/integration/fake_realtime/mod.rs"]
 mod fake_realtime;
 

@@ -81,6 +81,7 @@
 mod record;
 mod server;
 mod session;
+#[cfg(test)]
 mod test_client;
 mod vad;
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
@@ -553,9 +553,11 @@ pub(super) async fn sleep_until_option(deadline: Option<Instant>) {
     }
 }
 
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::fake_realtime::test_client::*;
+    use serde_json::json;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
     #[tokio::test]

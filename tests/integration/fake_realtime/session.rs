@@ -8,10 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use futures_util::SinkExt as _;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
 use super::record::*;
 use super::vad::*;
@@ -1120,10 +1118,13 @@ pub(super) fn merge(target: &mut Value, update: &Value) {
     }
 }
 
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::fake_realtime::test_client::*;
     use crate::fake_realtime::*;
+    use futures_util::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message;
 
     #[tokio::test]
     async fn a_caller_turn_gets_its_scripted_transcript_and_a_response() {

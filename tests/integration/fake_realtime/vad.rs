@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// A 20 ms frame is speech when the RMS of its decoded 16-bit PCM samples is at least this (about -42 dBFS).
 /// The espeak-ng fixtures' voiced frames sit well above 1000; μ-law silence (`0xFF`) decodes to exactly 0.
@@ -204,11 +204,13 @@ pub(super) fn tone(offset_ms: u64, ms: u64) -> Vec<u8> {
         .collect()
 }
 
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::fake_realtime::test_client::*;
     use crate::fake_realtime::*;
     use proptest::prelude::*;
+    use serde_json::json;
 
     #[tokio::test]
     async fn the_espeak_fixture_triggers_speech_started_then_speech_stopped() {
