@@ -17,6 +17,10 @@
 //!   [`ConductorConfig::stream_idle_timeout`] ends the call as `error:stream_idle`); the call record (transcript cut to
 //!   what was heard, token usage, end reason, and what the peers sent that was dropped).
 //!
+//! It keeps the decisions; its sub-machines are plain types of their own: the [`PlaybackLedger`] (what was sent
+//! and heard), the [`Responses`] tracker (one response in flight, a queued `response.create`, the cancelled ones),
+//! the [`Transcript`] (assistant turns cut to what was heard, caller turns) and the [`GoodbyeMatcher`].
+//!
 //! Peers cannot flood the logs through it: every log line a peer can provoke (a skipped frame, a repeated `start`, a
 //! foreign `stop`, a keypress, an OpenAI `error` event, a malformed event) passes a per-call, per-kind
 //! [`LogBudget`](crate::relay::budget::LogBudgets) first, and peer-sent text in a line is clipped to
