@@ -17,8 +17,8 @@
 //! 3. A cross-check through `callbridge::simulate::run`, the code path of `callbridge simulate`: its
 //!    `SimulationReport` timings for [`SIMULATE_CALLS`] calls.
 
-#[allow(dead_code)]
-#[path = "../tests/integration/fake_realtime.rs"]
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/integration/fake_realtime/mod.rs"]
 mod fake_realtime;
 
 use std::collections::HashMap;

@@ -17,21 +17,26 @@
 //!   [`ConductorConfig::stream_idle_timeout`] ends the call as `error:stream_idle`); the call record (transcript cut to
 //!   what was heard, token usage, end reason, and what the peers sent that was dropped).
 //!
+//! It keeps the decisions; its sub-machines are plain types of their own: the [`PlaybackLedger`] (what was sent
+//! and heard), the [`Responses`] tracker (one response in flight, a queued `response.create`, the cancelled ones),
+//! the [`Transcript`] (assistant turns cut to what was heard, caller turns) and the [`GoodbyeMatcher`].
+//!
 //! Peers cannot flood the logs through it: every log line a peer can provoke (a skipped frame, a repeated `start`, a
 //! foreign `stop`, a keypress, an OpenAI `error` event, a malformed event) passes a per-call, per-kind
 //! [`LogBudget`](crate::relay::budget::LogBudgets) first, and peer-sent text in a line is clipped to
 //! [`LOGGED_TEXT_MAX_BYTES`](crate::relay::budget::LOGGED_TEXT_MAX_BYTES). Methods the bridge calls for what it skips itself return whether to log.
 
 use crate::relay::budget::clip;
-use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::calls::{CallRecord, EndReason, Speaker, cut_to_heard};
+use crate::calls::{CallRecord, EndReason};
 use crate::realtime::client_events::{ClientEvent, ConversationItem};
 use crate::realtime::server_events::ServerEvent;
 use crate::relay::budget::{Budget, LogBudgets};
 use crate::relay::goodbye::GoodbyeMatcher;
 use crate::relay::playback::{MarkEcho, MarkName, PlaybackLedger};
+use crate::relay::responses::Responses;
+use crate::relay::transcript::Transcript;
 use crate::twilio::media::{TwilioEvent, clear_message, mark_message, media_message};
 
 /// While the server shuts down, how long a call gets to say goodbye before it is hung up anyway.
@@ -39,9 +44,6 @@ pub const SHUTDOWN_GOODBYE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the model is told when the server shuts down during a call.
 pub const SHUTDOWN_INSTRUCTION: &str = "The phone service is shutting down for maintenance and this call must end now. \
 Tell the caller briefly that you have to end the call, apologise, and say goodbye.";
-
-/// How many cancelled response ids are remembered to drop their late deltas.
-const CANCELLED_RESPONSES_KEPT: usize = 8;
 
 /// DTMF keys passed to the model at once before the rate limit applies: a phone or card number typed quickly.
 pub const DTMF_BURST: u32 = 20;
@@ -112,26 +114,14 @@ pub struct Conductor {
     ledger: PlaybackLedger,
     /// Assistant items with audio in the ledger's current generation, in order (usually one or two).
     items_in_generation: Vec<String>,
-    /// The response between `response.created` and `response.done`.
-    active_response: Option<String>,
-    /// Whether the active response has sent audio.
-    active_response_had_audio: bool,
-    /// Recently cancelled responses: their late deltas are dropped.
-    cancelled_responses: VecDeque<String>,
-    /// Items cut short whose transcript has not arrived yet: (ms heard, ms sent, transcript runs ahead of audio).
-    truncated_items: HashMap<String, (u64, u64, bool)>,
-    /// Assistant transcript deltas of items whose `.done` has not arrived yet.
-    partial_transcripts: HashMap<String, String>,
+    /// The responses in flight, cancelled and asked for: never two at once.
+    responses: Responses,
+    /// Pending cuts and partial assistant transcripts; the turns go to `record`.
+    transcript: Transcript,
     /// Goodbye progress.
     farewell: Farewell,
     /// The caller's last turn was a goodbye: end after the assistant's next reply.
     caller_said_goodbye: bool,
-    /// Send `response.create` once the server has no response in flight (a tool answer or a keypress needs a reply).
-    response_create_pending: bool,
-    /// The server has a response in flight: from our `response.create` (or its `response.created`) until its
-    /// `response.done`. A cancelled response stays in flight until its `response.done`. A second `response.create`
-    /// meanwhile would be refused (`conversation_already_has_active_response`).
-    server_response_busy: bool,
     /// The server is shutting down: once set, the call ends after the assistant's goodbye, or at this instant.
     shutdown_deadline: Option<Instant>,
     /// The call record under construction.
@@ -152,15 +142,10 @@ impl Conductor {
             last_frame: now,
             ledger: PlaybackLedger::new(),
             items_in_generation: Vec::new(),
-            active_response: None,
-            active_response_had_audio: false,
-            cancelled_responses: VecDeque::new(),
-            truncated_items: HashMap::new(),
-            partial_transcripts: HashMap::new(),
+            responses: Responses::new(),
+            transcript: Transcript::new(),
             farewell: Farewell::None,
             caller_said_goodbye: false,
-            response_create_pending: false,
-            server_response_busy: false,
             shutdown_deadline: None,
             record,
             dtmf_budget: Budget::new(DTMF_BURST, DTMF_REFILL),
@@ -206,12 +191,18 @@ impl Conductor {
             let sent_ms = self.ledger.item_sent_ms(&item_id);
             let heard_ms = self.ledger.item_played_ms(&item_id, now);
             if heard_ms < sent_ms {
-                let still_generating = self.active_response.is_some();
-                self.cut_turn(item_id, heard_ms, sent_ms, still_generating);
+                let still_generating = self.responses.is_active();
+                self.transcript.cut(
+                    &mut self.record,
+                    item_id,
+                    heard_ms,
+                    sent_ms,
+                    still_generating,
+                );
             }
         }
-        self.flush_partial_transcripts(now);
         let duration_ms = self.offset_ms(now);
+        self.transcript.flush(&mut self.record, duration_ms);
         self.record.finish(reason, duration_ms);
         self.record
     }
@@ -447,11 +438,9 @@ impl Conductor {
             } => self.on_audio_delta(response_id, item_id, delta, now, out),
             ServerEvent::SpeechStarted { .. } => self.on_speech_started(now, out),
             ServerEvent::ResponseCreated { response_id } => {
-                self.server_response_busy = true;
-                self.active_response = Some(response_id.clone());
-                self.active_response_had_audio = false;
+                self.responses.on_created(&response_id);
                 // A response created while our goodbye request still waits is not the goodbye.
-                if !self.response_create_pending
+                if !self.responses.is_queued()
                     && let Farewell::Speaking {
                         response_id: id @ None,
                     } = &mut self.farewell
@@ -461,25 +450,22 @@ impl Conductor {
             }
             ServerEvent::ResponseDone { response } => self.on_response_done(response, now, out),
             ServerEvent::OutputAudioTranscriptDelta { item_id, delta } => {
-                self.partial_transcripts
-                    .entry(item_id)
-                    .or_default()
-                    .push_str(&delta);
+                self.transcript.on_assistant_delta(item_id, &delta);
             }
             ServerEvent::OutputAudioTranscriptDone {
                 response_id,
                 item_id,
                 transcript,
             } => {
-                self.partial_transcripts.remove(&item_id);
-                let cancelled = self.cancelled_responses.iter().any(|c| *c == response_id);
-                if cancelled {
-                    // Nothing of this item was played before the cancel, or it would have a cut recorded.
-                    self.truncated_items
-                        .entry(item_id.clone())
-                        .or_insert((0, 0, true));
-                }
-                self.record_assistant_turn(&item_id, &transcript, now);
+                let cancelled = self.responses.is_cancelled(&response_id);
+                let offset = self.offset_ms(now);
+                self.transcript.on_assistant_done(
+                    &mut self.record,
+                    &item_id,
+                    &transcript,
+                    cancelled,
+                    offset,
+                );
                 if !cancelled
                     && self.farewell == Farewell::None
                     && (self.caller_said_goodbye || self.config.goodbye.is_farewell(&transcript))
@@ -493,8 +479,8 @@ impl Conductor {
             }
             ServerEvent::InputTranscriptionCompleted { transcript, .. } => {
                 let offset = self.offset_ms(now);
-                self.record
-                    .push_turn(Speaker::Caller, &transcript, offset, false, None);
+                self.transcript
+                    .on_caller(&mut self.record, &transcript, offset);
                 self.caller_said_goodbye = self.config.goodbye.is_farewell(&transcript);
             }
             ServerEvent::FunctionCallArgumentsDone {
@@ -545,7 +531,7 @@ impl Conductor {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        if self.cancelled_responses.iter().any(|c| c == response_id) {
+        if self.responses.is_cancelled(response_id) {
             tracing::debug!(%response_id, "late delta of a cancelled response dropped");
             return;
         }
@@ -553,9 +539,7 @@ impl Conductor {
             tracing::debug!("assistant audio before the stream started dropped");
             return;
         };
-        if self.active_response.as_deref() == Some(response_id) {
-            self.active_response_had_audio = true;
-        }
+        self.responses.on_audio(response_id);
         if !self.items_in_generation.iter().any(|i| i == item_id) {
             self.items_in_generation.push(item_id.to_owned());
         }
@@ -569,12 +553,11 @@ impl Conductor {
     /// Barge-in: the caller started speaking.
     fn on_speech_started(&mut self, now: Instant, out: &mut Vec<Action>) {
         let unplayed = self.ledger.has_unplayed(now);
-        let active = self.active_response.take();
-        let cancelled_mid_generation = active.is_some();
+        let cancelled_mid_generation = self.responses.is_active();
         // While the farewell is on its way the caller's voice always counts: its final mark may not be echoed yet
         // even when the estimate says everything played.
         let farewell_underway = self.farewell != Farewell::None;
-        if !unplayed && active.is_none() && !farewell_underway {
+        if !unplayed && !cancelled_mid_generation && !farewell_underway {
             return;
         }
         tracing::info!(played_ms = self.ledger.played_ms(now), "barge-in");
@@ -583,17 +566,13 @@ impl Conductor {
         {
             out.push(Action::Twilio(clear_message(stream_sid)));
         }
-        if let Some(response_id) = active {
+        if let Some(response_id) = self.responses.cancel_active() {
             out.push(Action::OpenAi(
                 ClientEvent::ResponseCancel {
-                    response_id: Some(&response_id),
+                    response_id: Some(response_id),
                 }
                 .to_json(),
             ));
-            if self.cancelled_responses.len() == CANCELLED_RESPONSES_KEPT {
-                self.cancelled_responses.pop_front();
-            }
-            self.cancelled_responses.push_back(response_id);
         }
         let sent: Vec<(String, u64)> = self
             .items_in_generation
@@ -608,7 +587,13 @@ impl Conductor {
             // Items that played out entirely may still have a transcript that ran ahead of their audio.
             for (item_id, sent_ms) in &sent {
                 if !truncations.iter().any(|t| t.item_id == *item_id) {
-                    self.cut_turn(item_id.clone(), *sent_ms, *sent_ms, true);
+                    self.transcript.cut(
+                        &mut self.record,
+                        item_id.clone(),
+                        *sent_ms,
+                        *sent_ms,
+                        true,
+                    );
                 }
             }
         }
@@ -625,7 +610,8 @@ impl Conductor {
                 .iter()
                 .find(|(id, _)| *id == truncation.item_id)
                 .map_or(truncation.audio_end_ms, |(_, ms)| *ms);
-            self.cut_turn(
+            self.transcript.cut(
+                &mut self.record,
                 truncation.item_id,
                 truncation.audio_end_ms,
                 sent_ms,
@@ -637,7 +623,7 @@ impl Conductor {
             self.farewell = Farewell::None;
         }
         self.caller_said_goodbye = false;
-        self.response_create_pending = false;
+        self.responses.drop_queued();
     }
 
     fn on_function_call(
@@ -658,14 +644,14 @@ impl Conductor {
             tracing::info!("the model called end_call");
             if self.farewell == Farewell::None {
                 self.farewell = Farewell::AfterResponse {
-                    ask_for_words: !self.active_response_had_audio,
+                    ask_for_words: !self.responses.active_had_audio(),
                     response_id,
                 };
             }
             r#"{"ok":true,"note":"The call ends after your goodbye has played. If you have not said goodbye yet, say it now, briefly."}"#
         } else {
             tracing::warn!(%name, "the model called an unknown tool");
-            self.response_create_pending = true;
+            self.responses.queue();
             r#"{"ok":false,"error":"unknown tool"}"#
         };
         out.push(Action::OpenAi(
@@ -685,24 +671,14 @@ impl Conductor {
         if let Some(usage) = &response.usage {
             self.record.usage += *usage;
         }
-        if self.active_response.as_deref() == Some(response.id.as_str()) {
-            self.active_response = None;
-        }
-        self.server_response_busy = false;
+        self.responses.on_done(&response.id);
         let completed = response.status != "cancelled";
         if !completed {
             // Transcripts of a cancelled response that had no audio played: nothing of them was heard.
-            let unheard: Vec<String> = self
-                .partial_transcripts
-                .keys()
-                .filter(|item_id| !self.truncated_items.contains_key(*item_id))
-                .cloned()
-                .collect();
-            for item_id in unheard {
-                self.truncated_items.insert(item_id, (0, 0, true));
-            }
+            self.transcript.on_response_cancelled();
         }
-        self.flush_partial_transcripts(now);
+        let offset = self.offset_ms(now);
+        self.transcript.flush(&mut self.record, offset);
         match &self.farewell {
             Farewell::AfterResponse {
                 response_id,
@@ -713,8 +689,7 @@ impl Conductor {
                 } else if *ask_for_words {
                     // This request also serves any deferred one: nothing else is asked for after the goodbye.
                     self.farewell = Farewell::Speaking { response_id: None };
-                    self.response_create_pending = false;
-                    self.server_response_busy = true;
+                    self.responses.create_now();
                     out.push(Action::OpenAi(
                         ClientEvent::ResponseCreate { response: None }.to_json(),
                     ));
@@ -737,10 +712,8 @@ impl Conductor {
         let awaiting_goodbye_request = self.farewell == Farewell::Speaking { response_id: None };
         if self.farewell != Farewell::None && !awaiting_goodbye_request {
             // The goodbye is under way: the model is not asked to say anything more.
-            self.response_create_pending = false;
-        } else if self.response_create_pending && !self.server_response_busy {
-            self.response_create_pending = false;
-            self.server_response_busy = true;
+            self.responses.drop_queued();
+        } else if self.responses.take_queued() {
             out.push(Action::OpenAi(
                 ClientEvent::ResponseCreate { response: None }.to_json(),
             ));
@@ -765,62 +738,10 @@ impl Conductor {
 
     /// Asks for a response now, or once the active one is done (never two at once).
     fn request_response(&mut self, out: &mut Vec<Action>) {
-        if self.server_response_busy {
-            self.response_create_pending = true;
-        } else {
-            self.server_response_busy = true;
+        if self.responses.request() {
             out.push(Action::OpenAi(
                 ClientEvent::ResponseCreate { response: None }.to_json(),
             ));
-        }
-    }
-
-    /// The caller heard `heard_ms` of the `sent_ms` of item `item_id`: cut its turn if it is recorded already,
-    /// else remember the cut for when its transcript arrives.
-    fn cut_turn(&mut self, item_id: String, heard_ms: u64, sent_ms: u64, text_ahead: bool) {
-        let recorded = self
-            .record
-            .turns
-            .iter_mut()
-            .rev()
-            .find(|t| t.item_id.as_deref() == Some(item_id.as_str()));
-        match recorded {
-            Some(turn) => {
-                turn.text = cut_to_heard(&turn.text, heard_ms, sent_ms, text_ahead);
-                turn.interrupted = true;
-                if turn.text.is_empty() {
-                    // Nothing of it was heard: no turn, as when the cut comes before the transcript.
-                    self.record
-                        .turns
-                        .retain(|t| t.item_id.as_deref() != Some(item_id.as_str()));
-                }
-            }
-            None => {
-                self.truncated_items
-                    .insert(item_id, (heard_ms, sent_ms, text_ahead));
-            }
-        }
-    }
-
-    fn record_assistant_turn(&mut self, item_id: &str, transcript: &str, now: Instant) {
-        let offset = self.offset_ms(now);
-        match self.truncated_items.remove(item_id) {
-            Some((heard_ms, sent_ms, text_ahead)) => {
-                let heard = cut_to_heard(transcript, heard_ms, sent_ms, text_ahead);
-                self.record
-                    .push_turn(Speaker::Assistant, &heard, offset, true, Some(item_id));
-            }
-            None => {
-                self.record
-                    .push_turn(Speaker::Assistant, transcript, offset, false, Some(item_id))
-            }
-        }
-    }
-
-    fn flush_partial_transcripts(&mut self, now: Instant) {
-        let partial: Vec<(String, String)> = self.partial_transcripts.drain().collect();
-        for (item_id, text) in partial {
-            self.record_assistant_turn(&item_id, &text, now);
         }
     }
 
@@ -852,5 +773,5 @@ mod tests {
 }
 
 #[cfg(test)]
-#[path = "conductor_tests.rs"]
+#[path = "conductor_tests/mod.rs"]
 mod conductor_tests;

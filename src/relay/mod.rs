@@ -6,4 +6,6 @@ pub mod call;
 pub mod conductor;
 pub mod goodbye;
 pub mod playback;
+pub mod responses;
+pub mod transcript;
 pub mod twilio_socket;
