@@ -523,8 +523,9 @@ pub(super) async fn play(
     }
 }
 
-/// Answers what is pending (`session.updated`), then holds the socket open without ever reading it again, for at most
-/// a minute: the client's sends fill the (shrunk) receive buffer and stop.
+/// Answers what is pending (`session.updated`), then holds the socket open without ever reading it again, until the
+/// fake is dropped (its accept task, which owns the connection tasks, is aborted then): the client's sends fill the
+/// (shrunk) receive buffer and stop.
 pub(super) async fn stop_reading(ws: &mut WebSocketStream<TcpStream>, session: &mut Session) {
     for event in session.take_outgoing() {
         if ws.send(Message::text(event.to_string())).await.is_err() {
@@ -534,7 +535,7 @@ pub(super) async fn stop_reading(ws: &mut WebSocketStream<TcpStream>, session: &
     if let Err(error) = socket2::SockRef::from(ws.get_ref()).set_recv_buffer_size(4096) {
         eprintln!("fake realtime: receive buffer not shrunk: {error}");
     }
-    tokio::time::sleep(Duration::from_secs(60)).await;
+    std::future::pending::<()>().await;
 }
 
 /// Reads (and drops) whatever still arrives until the socket ends, for at most a second, so that close handshakes
