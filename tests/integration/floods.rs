@@ -9,7 +9,7 @@ use callbridge::simulate::{MediaStreamClient, Observation};
 use serde_json::{Value, json};
 
 use crate::fake_realtime::{FakeRealtime, Script, ScriptedResponse};
-use crate::helpers::{CALLER_HELLO, RunningBinary, TestApp, spawn_binary};
+use crate::helpers::{CALLER_HELLO, RunningBinary, TestApp, TestCall, spawn_binary};
 
 /// The server's log lines, watched while it runs.
 struct ServerLog<'a> {
@@ -56,12 +56,7 @@ async fn binary_with_a_call(fake: &FakeRealtime) -> (RunningBinary, MediaStreamC
     )
     .await;
     let app = TestApp::for_address(&server.address, server.port);
-    let webhook = app.webhook();
-    let url = app.answer(&webhook).await;
-    let stream = MediaStreamClient::connect(&url)
-        .await
-        .expect("the stream opens");
-    stream.start(&webhook.call_sid, &[]).await.expect("start");
+    let TestCall { webhook, stream } = app.call().await;
     (server, stream, webhook.call_sid)
 }
 

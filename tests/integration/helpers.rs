@@ -138,6 +138,25 @@ impl ExternalApp {
     pub async fn answer(&self, webhook: &WebhookCall) -> String {
         answer_at(&self.address, webhook).await
     }
+
+    /// Places an inbound call the way Twilio does and starts its media stream, as [`TestApp::call`] does.
+    pub async fn call(&self) -> TestCall {
+        call_at(&self.address).await
+    }
+}
+
+/// Places an inbound call on the server at `address` (signed webhook, TwiML) and starts its media stream.
+async fn call_at(address: &str) -> TestCall {
+    let webhook = webhook_for(address);
+    let url = answer_at(address, &webhook).await;
+    let stream = MediaStreamClient::connect(&url)
+        .await
+        .expect("the media stream upgrade succeeds");
+    stream
+        .start(&webhook.call_sid, &[])
+        .await
+        .expect("start is sent");
+    TestCall { webhook, stream }
 }
 
 fn webhook_for(address: &str) -> WebhookCall {

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use callbridge::simulate::{MediaStreamClient, Observation};
+use callbridge::simulate::Observation;
 use serde_json::Value;
 
 use crate::fake_realtime::{FakeRealtime, Script, ScriptedResponse};
-use crate::helpers::{CALLER_HELLO, TestApp, spawn_binary};
+use crate::helpers::{CALLER_HELLO, TestApp, TestCall, spawn_binary};
 
 #[actix_web::test]
 async fn json_logs_carry_the_call_sid_and_stream_sid_on_every_line_of_a_call() {
@@ -22,10 +22,7 @@ async fn json_logs_carry_the_call_sid_and_stream_sid_on_every_line_of_a_call() {
     )
     .await;
     let app = TestApp::for_address(&server.address, server.port);
-    let webhook = app.webhook();
-    let url = app.answer(&webhook).await;
-    let stream = MediaStreamClient::connect(&url).await.expect("stream");
-    stream.start(&webhook.call_sid, &[]).await.expect("start");
+    let TestCall { webhook, stream } = app.call().await;
     stream.send_audio(&CALLER_HELLO);
     stream
         .wait_for(

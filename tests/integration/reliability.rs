@@ -161,15 +161,7 @@ async fn a_frame_header_declaring_a_terabyte_is_refused_with_1009_before_its_pay
     );
 
     // Another call on the same server still relays both ways.
-    let webhook = app.webhook();
-    let url = app.answer(&webhook).await;
-    let other = callbridge::simulate::MediaStreamClient::connect(&url)
-        .await
-        .expect("the other call's stream opens");
-    other
-        .start(&webhook.call_sid, &[])
-        .await
-        .expect("start is sent");
+    let other = app.call().await.stream;
     other.send_audio(&CALLER_HELLO);
     let replied = other
         .wait_for(

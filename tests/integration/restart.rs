@@ -4,11 +4,11 @@ use serde_json::Value;
 
 use std::time::Duration;
 
-use callbridge::simulate::{MediaStreamClient, Observation};
+use callbridge::simulate::Observation;
 
 use crate::fake_realtime::{FakeRealtime, Script, ScriptedResponse};
 use crate::fake_twilio::{FakeTwilio, Route};
-use crate::helpers::{CALLER_HELLO, TestApp, spawn_binary, temp_data_dir};
+use crate::helpers::{CALLER_HELLO, TestApp, TestCall, spawn_binary, temp_data_dir};
 
 const API_KEY: &str = "restart-test-api-key";
 
@@ -96,10 +96,7 @@ async fn a_call_in_progress_when_the_server_is_killed_is_closed_with_its_turns_a
     ];
     let mut first = spawn_binary(&fake.url(), &env).await;
     let app = TestApp::for_address(&first.address, first.port);
-    let webhook = app.webhook();
-    let url = app.answer(&webhook).await;
-    let stream = MediaStreamClient::connect(&url).await.expect("stream");
-    stream.start(&webhook.call_sid, &[]).await.expect("start");
+    let TestCall { stream, .. } = app.call().await;
     stream.send_audio(&CALLER_HELLO);
     stream
         .wait_for(

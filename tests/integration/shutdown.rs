@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use callbridge::simulate::{MediaStreamClient, Observation};
+use callbridge::simulate::Observation;
 
 use crate::fake_realtime::{FakeRealtime, Script, ScriptedResponse};
-use crate::helpers::{CALLER_HELLO, TestApp, get_status, spawn_binary};
+use crate::helpers::{CALLER_HELLO, TestApp, TestCall, get_status, spawn_binary};
 
 #[actix_web::test]
 async fn sigterm_turns_new_calls_away_ends_the_live_call_with_a_goodbye_and_exits_0() {
@@ -25,10 +25,7 @@ async fn sigterm_turns_new_calls_away_ends_the_live_call_with_a_goodbye_and_exit
     let mut server = spawn_binary(&fake.url(), &[("CALLBRIDGE_DRAIN_TIMEOUT_S", "1")]).await;
     let address = server.address.clone();
     let app = TestApp::for_address(&address, server.port);
-    let webhook = app.webhook();
-    let url = app.answer(&webhook).await;
-    let stream = MediaStreamClient::connect(&url).await.expect("stream");
-    stream.start(&webhook.call_sid, &[]).await.expect("start");
+    let TestCall { stream, .. } = app.call().await;
     stream.send_audio(&CALLER_HELLO);
     stream
         .wait_for(
