@@ -1,18 +1,22 @@
-//! `callbridge check-config`: the effective settings as `key = value` lines, secrets masked.
+//! `callbridge check-config`: the effective settings as `key = value  (source)` lines, secrets masked, values
+//! spelled as they are written in `.env` and `callbridge.toml` (`server_vad`, `near_field`).
 
 use std::fmt::Write as _;
 
 use secrecy::ExposeSecret;
 
 use super::Settings;
+use crate::realtime::session::TurnDetection;
 
 impl Settings {
-    /// The effective settings as `key = value` lines with secrets masked, for `callbridge check-config`.
+    /// The effective settings as `key = value  (source)` lines with secrets masked, for `callbridge check-config`.
+    /// The source is `default`, `.env: NAME`, `environment: NAME` or the settings file's path.
     pub fn describe(&self) -> String {
         let rt = &self.realtime;
         let mut out = String::new();
+        let sources = &self.sources;
         let mut line = |key: &str, value: String| {
-            let _ = writeln!(out, "{key:<26} = {value}");
+            let _ = writeln!(out, "{key:<26} = {value}  ({})", sources.describe(key));
         };
         line("host", self.host.clone());
         line("port", self.port.to_string());
@@ -99,11 +103,31 @@ impl Settings {
             rt.assistant_speaks_first.to_string(),
         );
         line("greeting", format!("{:?}", rt.greeting));
-        line("turn_detection", format!("{:?}", rt.turn_detection));
+        match &rt.turn_detection {
+            TurnDetection::ServerVad {
+                threshold,
+                prefix_padding_ms,
+                silence_duration_ms,
+                idle_timeout_ms,
+            } => {
+                line("turn_detection", "server_vad".to_owned());
+                line("vad_threshold", threshold.to_string());
+                line("vad_prefix_padding_ms", prefix_padding_ms.to_string());
+                line("vad_silence_duration_ms", silence_duration_ms.to_string());
+                line(
+                    "vad_idle_timeout_ms",
+                    idle_timeout_ms.map_or("(none)".to_owned(), |ms| ms.to_string()),
+                );
+            }
+            TurnDetection::SemanticVad { eagerness } => {
+                line("turn_detection", "semantic_vad".to_owned());
+                line("vad_eagerness", eagerness.to_string());
+            }
+        }
         line(
             "noise_reduction",
             rt.noise_reduction
-                .map_or("none".to_owned(), |n| format!("{n:?}")),
+                .map_or("none".to_owned(), |n| n.to_string()),
         );
         line(
             "transcription_model",

@@ -62,6 +62,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
         realtime,
         twilio,
         calls,
+        sources: Default::default(),
     })
 }
 
@@ -179,7 +180,7 @@ fn realtime(
         model: nonempty(raw.openai_model.take()).unwrap_or_else(|| DEFAULT_OPENAI_MODEL.to_owned()),
         system_message: nonempty(raw.system_message.take())
             .unwrap_or_else(|| DEFAULT_SYSTEM_MESSAGE.to_owned()),
-        voice: nonempty(raw.voice.take()).unwrap_or_else(|| "marin".to_owned()),
+        voice: voice(errors, raw.voice.take()),
         speed,
         assistant_speaks_first: parse_bool(raw.assistant_speaks_first.take(), true),
         greeting: nonempty(raw.greeting.take()).unwrap_or_else(|| DEFAULT_GREETING.to_owned()),
@@ -192,6 +193,31 @@ fn realtime(
         SecretString::from(openai_api_key.unwrap_or_default()),
         realtime,
     )
+}
+
+/// The built-in voices of the OpenAI Realtime API (`session.audio.output.voice`), as OpenAI's API reference lists
+/// them: <https://platform.openai.com/docs/api-reference/realtime-client-events/session/update> (mirrored in the
+/// official SDKs, e.g. <https://rubydoc.info/gems/openai/OpenAI/Models/Realtime/RealtimeResponseCreateAudioOutput/Output/Voice>).
+pub const REALTIME_VOICES: [&str; 10] = [
+    "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar",
+];
+
+/// The voice (default `marin`); anything but one of [`REALTIME_VOICES`] is refused, with the closest one when it
+/// looks like a typo.
+fn voice(errors: &mut Vec<String>, raw: Option<String>) -> String {
+    let Some(voice) = nonempty(raw) else {
+        return "marin".to_owned();
+    };
+    if !REALTIME_VOICES.contains(&voice.as_str()) {
+        let near = super::sources::closest(&voice, REALTIME_VOICES)
+            .map(|near| format!("did you mean {near}? "))
+            .unwrap_or_default();
+        errors.push(format!(
+            "VOICE is invalid: {voice:?} ({near}OpenAI Realtime's voices are {})",
+            REALTIME_VOICES.join(", ")
+        ));
+    }
+    voice
 }
 
 /// Server VAD (the default) with its threshold, padding, silence and idle timeout, or semantic VAD with its
@@ -275,7 +301,7 @@ fn twilio(errors: &mut Vec<String>, raw: &mut Raw, required: bool) -> TwilioSett
         && E164::parse(number).is_err()
     {
         errors.push(format!(
-            "TWILIO_PHONE_NUMBER is invalid: expected E.164 such as +15550100, got {number:?}"
+            "TWILIO_PHONE_NUMBER is invalid: expected E.164 such as +14155550100, got {number:?}"
         ));
     }
     let api_base_url = parse_url(
@@ -548,7 +574,8 @@ fn parse_url(
     }
 }
 
-/// Parses `PUBLIC_URL`: http(s), a host, no query or fragment; a trailing slash is dropped.
+/// Parses `PUBLIC_URL`: https (http only for a loopback host, for local tests), a host, no query or fragment; a
+/// trailing slash is dropped.
 fn parse_public_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text.trim_end_matches('/')).map_err(|e| {
         format!(
@@ -560,10 +587,26 @@ fn parse_public_url(text: &str) -> Result<Url, String> {
             "PUBLIC_URL is invalid: {text:?} (must be an https:// URL with a host; Twilio only streams to wss://)"
         ));
     }
+    if url.scheme() == "http" && !is_loopback(&url) {
+        return Err(format!(
+            "PUBLIC_URL is invalid: {text:?} (must be https://: Twilio streams only to wss://; http:// is accepted \
+             only for a loopback host such as http://127.0.0.1:5050, for local tests)"
+        ));
+    }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!(
             "PUBLIC_URL is invalid: {text:?} (no query string or fragment)"
         ));
     }
     Ok(url)
+}
+
+/// Whether the URL's host is `localhost` or a loopback address (`127.0.0.0/8`, `::1`).
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }

@@ -8,7 +8,9 @@
 //!
 //! - [`keys`]: the key catalogue ([`SETTINGS`]), the defaults and the raw shape of every value.
 //! - `load`: raw values to typed settings, one function per section.
-//! - `describe`: [`Settings::describe`], the effective settings with secrets masked.
+//! - `describe`: [`Settings::describe`], the effective settings with secrets masked and where each came from.
+//! - [`sources`]: where each value came from, the names errors are reported under, unknown keys in the file, and
+//!   `.env.example`'s placeholders.
 //!
 //! This module depends only on leaves: [`crate::phone`] for E.164 numbers and the session types of
 //! [`crate::realtime::session`].
@@ -16,8 +18,11 @@
 mod describe;
 pub mod keys;
 mod load;
+pub mod sources;
+#[cfg(test)]
+mod sources_tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -29,6 +34,7 @@ pub use self::keys::{
     DEFAULT_GOODBYE_PHRASES, DEFAULT_GREETING, DEFAULT_OPENAI_MODEL, DEFAULT_OPENAI_REALTIME_URL,
     DEFAULT_SYSTEM_MESSAGE, DEFAULT_TWILIO_API_BASE_URL, SETTINGS,
 };
+use self::sources::Sources;
 use crate::realtime::session::{NoiseReduction, SessionConfig, TurnDetection};
 
 /// Everything callbridge is configured with.
@@ -64,6 +70,8 @@ pub struct Settings {
     pub twilio: TwilioSettings,
     /// Call limits and timings.
     pub calls: CallSettings,
+    /// Where each value came from (default, `.env`, environment, `callbridge.toml`), for `check-config`.
+    pub sources: Sources,
 }
 
 /// OpenAI Realtime settings: where to connect and how the session is configured.
@@ -194,15 +202,29 @@ impl Settings {
     /// # Errors
     /// [`ConfigError::Invalid`] lists every missing or invalid setting, one per line.
     pub fn from_process(requirement: Requirement) -> Result<Self, ConfigError> {
+        let before: HashSet<String> = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .collect();
         // A missing .env is normal; a malformed one is reported by dotenvy when the value is used, so ignore here.
         let _ = dotenvy::dotenv();
         let env: HashMap<String, String> = std::env::vars().collect();
+        // dotenvy never overrides a variable already set, so the names that appeared came from .env.
+        let dotenv_names: HashSet<String> = env
+            .keys()
+            .filter(|name| !before.contains(*name))
+            .cloned()
+            .collect();
         let path = env
             .get("CALLBRIDGE_CONFIG")
             .cloned()
             .unwrap_or_else(|| "callbridge.toml".to_owned());
         let path = Path::new(&path);
-        Self::load(&env, path.exists().then_some(path), requirement)
+        Self::load_with_dotenv(
+            &env,
+            &dotenv_names,
+            path.exists().then_some(path),
+            requirement,
+        )
     }
 
     /// Loads settings from an explicit environment map and optional TOML file (tests use this directly).
@@ -214,10 +236,43 @@ impl Settings {
         toml_path: Option<&Path>,
         requirement: Requirement,
     ) -> Result<Self, ConfigError> {
+        Self::load_with_dotenv(env, &HashSet::new(), toml_path, requirement)
+    }
+
+    /// [`Settings::load`], knowing which names of `env` came from `.env` (for `check-config`'s sources and the
+    /// error lines: `PORT in .env is invalid: ...`).
+    ///
+    /// Beyond invalid values, every key of the file that is not a setting is refused (with the closest setting's
+    /// name), and so is every value still set to a placeholder of `.env.example` (`sk-...`,
+    /// `https://your-tunnel.trycloudflare.com`). Each line names the setting as it was given: `CALLBRIDGE_PORT`,
+    /// `PORT`, `port in callbridge.toml`.
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn load_with_dotenv(
+        env: &HashMap<String, String>,
+        dotenv_names: &HashSet<String>,
+        toml_path: Option<&Path>,
+        requirement: Requirement,
+    ) -> Result<Self, ConfigError> {
         let mut builder = config::Config::builder();
+        let mut problems = Vec::new();
+        let mut file_keys = HashSet::new();
         if let Some(path) = toml_path {
-            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+            let file = config::File::from(path).format(config::FileFormat::Toml);
+            file_keys = config::Source::collect(&file)?.into_keys().collect();
+            problems.extend(sources::unknown_file_keys(
+                &path.display().to_string(),
+                &file_keys,
+            ));
+            builder = builder.add_source(file);
         }
+        let file_name = toml_path.map(|path| path.display().to_string());
+        let sources = Sources::resolve(
+            env,
+            dotenv_names,
+            file_name.as_deref().map(|name| (name, &file_keys)),
+        );
         // Well-known names (PORT, OPENAI_API_KEY, ...) first, so the CALLBRIDGE_ names override them.
         let mut well_known = config::Map::new();
         for (key, alias, _) in SETTINGS {
@@ -237,8 +292,36 @@ impl Settings {
                 }
             }
         }
-        let raw: Raw = builder.build()?.try_deserialize()?;
-        load::from_raw(raw, requirement)
+        let built = builder.build()?;
+        for key in sources::PLACEHOLDER_CHECKED {
+            if let Ok(value) = built.get_string(key)
+                && sources::is_placeholder(&value)
+            {
+                problems.push(format!(
+                    "{} is still the example's placeholder {value:?}: {}",
+                    sources::env_name(key),
+                    sources::placeholder_hint(key)
+                ));
+            }
+        }
+        let raw: Raw = built.try_deserialize()?;
+        match load::from_raw(raw, requirement) {
+            Ok(settings) if problems.is_empty() => {
+                return Ok(Settings {
+                    sources,
+                    ..settings
+                });
+            }
+            Ok(_) => {}
+            Err(ConfigError::Invalid(lines)) => problems.extend(lines),
+            Err(error) => return Err(error),
+        }
+        Err(ConfigError::Invalid(
+            problems
+                .into_iter()
+                .map(|line| sources.rename(line))
+                .collect(),
+        ))
     }
 
     /// The realtime session configuration for a call, with `instructions` as the assistant's instructions.
