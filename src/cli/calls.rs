@@ -141,8 +141,8 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).expect("the call model serializes to JSON")
 }
 
-/// The `list` table: a header row, then one row per call (id, created, direction, the other party, status,
-/// duration, outcome cut to 60 characters), columns padded to their widest cell.
+/// The `list` table: a header row, then one row per call (id, created, direction, the other party, status (see
+/// `list_status`), duration, outcome cut to 60 characters), columns padded to their widest cell.
 pub fn render_list(calls: &[CallSummary]) -> String {
     let header = [
         "ID",
@@ -162,7 +162,7 @@ pub fn render_list(calls: &[CallSummary]) -> String {
                 format_time(call.created_at),
                 direction_name(call.direction).to_owned(),
                 other_party(call.direction, &call.from, &call.to),
-                call.status.to_string(),
+                list_status(call),
                 call.duration_ms
                     .map_or_else(|| "-".to_owned(), format_duration),
                 call.outcome.as_deref().map_or_else(
@@ -191,6 +191,15 @@ pub fn render_list(calls: &[CallSummary]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The `list` table's status: Twilio's status, except that a call that ended with an error reads
+/// `failed (error:<what>)`: for Twilio it was answered and `completed`, but it did not work.
+fn list_status(call: &CallSummary) -> String {
+    match call.end_reason.as_deref() {
+        Some(reason) if reason.starts_with("error:") => format!("failed ({})", printable(reason)),
+        _ => call.status.to_string(),
+    }
 }
 
 /// The `show` report: header fields, the status timeline, the transcript (`[+12.3s] caller: text`, an interrupted
@@ -361,6 +370,21 @@ mod tests {
         let outcome = &row[row.find("Booked").expect("outcome shown")..];
         assert_eq!(outcome.chars().count(), 60);
         assert!(outcome.ends_with('…'));
+    }
+
+    #[test]
+    fn a_call_that_ended_with_an_error_is_listed_as_failed_with_its_reason() {
+        let mut failed = summary("call_f", None);
+        failed.end_reason = Some("error:invalid_api_key".into());
+
+        let table = render_list(&[failed, summary("call_ok", None)]);
+
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[1].contains("  failed (error:invalid_api_key)  "),
+            "{table}"
+        );
+        assert!(lines[2].contains("  completed  "), "{table}");
     }
 
     #[test]

@@ -31,6 +31,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument as _;
 use url::Url;
 
+use super::server_events::ApiError;
+
 /// How long opening the Realtime socket (TCP, TLS, upgrade, the first events) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest frame (and message) accepted from OpenAI; a larger one is refused from its header. Server events are a
@@ -306,11 +308,16 @@ impl RealtimeLink {
 /// Why the Realtime session could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum RealtimeError {
-    /// The upgrade was answered with an HTTP error (401: bad key; 404: unknown model or path).
-    #[error("OpenAI Realtime refused the connection with HTTP {status}")]
+    /// The upgrade was answered with an HTTP error (401: bad key; 429: no quota; 404: unknown model or path).
+    #[error("OpenAI Realtime refused the connection with HTTP {status}{}", refusal_detail(.code.as_deref(), .message))]
     Rejected {
         /// HTTP status of the refused upgrade.
         status: u16,
+        /// The `code` of OpenAI's error body (`{"error":{"code":"invalid_api_key",...}}`), when it had one made of
+        /// lower-case letters, digits and `_` (at most 64 characters).
+        code: Option<String>,
+        /// The body's `message`, its control characters replaced and cut to 200 characters; empty without one.
+        message: String,
     },
     /// TCP, TLS or WebSocket failure.
     #[error("cannot connect to OpenAI Realtime: {0}")]
@@ -321,6 +328,68 @@ pub enum RealtimeError {
     /// The pre-connect task was dropped before it finished (server shutting down).
     #[error("the pre-connected session was lost")]
     Lost,
+}
+
+impl RealtimeError {
+    /// What a call that could not open its session ended with, after `error:`: the code of OpenAI's refusal
+    /// (`invalid_api_key`, `insufficient_quota`, `model_not_found`, ...) when it gave one, else
+    /// `openai_unavailable`.
+    pub fn end_reason(&self) -> &str {
+        match self {
+            RealtimeError::Rejected {
+                code: Some(code), ..
+            } => code,
+            _ => "openai_unavailable",
+        }
+    }
+}
+
+/// Longest refusal message kept, in characters.
+const REFUSAL_MESSAGE_CHARS: usize = 200;
+
+/// The `code` and `message` of an HTTP error body in OpenAI's shape, `{"error":{"code":"invalid_api_key",
+/// "message":"Incorrect API key provided: ...","type":"invalid_request_error","param":null}}`
+/// (<https://platform.openai.com/docs/guides/error-codes>). A code that is not a plain identifier is dropped: it
+/// becomes an end reason and a log field. Any other body gives `(None, "")`.
+fn refusal_body(body: &[u8]) -> (Option<String>, String) {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: ApiError,
+    }
+    let Ok(Body { error }) = serde_json::from_slice::<Body>(body) else {
+        return (None, String::new());
+    };
+    // `insufficient_quota` sometimes comes as the error's `type` with no `code`.
+    let kind_is_the_code = error.code.is_none() && error.is_fatal();
+    let code = if kind_is_the_code {
+        Some(error.kind)
+    } else {
+        error.code
+    };
+    let code = code.filter(|code| {
+        !code.is_empty()
+            && code.len() <= 64
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    });
+    let message = error
+        .message
+        .chars()
+        .take(REFUSAL_MESSAGE_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    (code, message)
+}
+
+/// ` (code: message)` for a refusal's Display, or nothing when the body said nothing.
+fn refusal_detail(code: Option<&str>, message: &str) -> String {
+    match (code, message.is_empty()) {
+        (None, true) => String::new(),
+        (Some(code), true) => format!(" ({code})"),
+        (None, false) => format!(" ({message})"),
+        (Some(code), false) => format!(" ({code}: {message})"),
+    }
 }
 
 /// Opens the socket and sends `first_events` (normally the `session.update`), all within [`CONNECT_TIMEOUT`]. The
@@ -365,8 +434,11 @@ async fn open(
             .await
         {
             Err(tungstenite::Error::Http(response)) => {
+                let (code, message) = refusal_body(response.body().as_deref().unwrap_or_default());
                 return Err(RealtimeError::Rejected {
                     status: response.status().as_u16(),
+                    code,
+                    message,
                 });
             }
             Err(e) => return Err(RealtimeError::Connect(e.to_string())),
@@ -454,6 +526,47 @@ mod tests {
             SecretString::from("sk-secret-value".to_owned()),
         );
         assert!(!format!("{endpoint:?}").contains("sk-secret-value"));
+    }
+
+    #[test]
+    fn openai_refusal_bodies_give_their_code_as_the_end_reason() {
+        let body = br#"{"error":{"message":"Incorrect API key provided: sk-...","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
+        let (code, message) = refusal_body(body);
+        assert_eq!(code.as_deref(), Some("invalid_api_key"));
+        assert_eq!(message, "Incorrect API key provided: sk-...");
+        let quota = br#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":null}}"#;
+        assert_eq!(refusal_body(quota).0.as_deref(), Some("insufficient_quota"));
+        let rejected = |body: &[u8]| {
+            let (code, message) = refusal_body(body);
+            RealtimeError::Rejected {
+                status: 401,
+                code,
+                message,
+            }
+        };
+        assert_eq!(rejected(body).end_reason(), "invalid_api_key");
+        assert_eq!(
+            rejected(body).to_string(),
+            "OpenAI Realtime refused the connection with HTTP 401 (invalid_api_key: Incorrect API key provided: sk-...)"
+        );
+    }
+
+    #[test]
+    fn a_refusal_without_a_usable_code_ends_the_call_as_openai_unavailable() {
+        for body in [
+            &b"<html>502 Bad Gateway</html>"[..],
+            br#"{"error":{"message":"x","type":"server_error","code":"Not An Identifier!"}}"#,
+            b"",
+        ] {
+            let (code, message) = refusal_body(body);
+            let error = RealtimeError::Rejected {
+                status: 502,
+                code,
+                message,
+            };
+            assert_eq!(error.end_reason(), "openai_unavailable", "{body:?}");
+        }
+        assert_eq!(RealtimeError::Timeout.end_reason(), "openai_unavailable");
     }
 
     #[tokio::test]

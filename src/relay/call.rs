@@ -73,7 +73,8 @@ pub struct CallDeps {
 }
 
 /// Runs the call `call_sid` on its accepted media stream to its end: waits for the pre-connected Realtime session
-/// (a failure ends the call with `error:openai_unavailable` and close code 1011), then bridges the two until either
+/// (a failure ends the call with close code 1011 and `error:` + OpenAI's refusal code, e.g. `error:invalid_api_key`,
+/// or `error:openai_unavailable` when OpenAI could not be reached or gave no code), then bridges the two until either
 /// side ends, and stores, logs and remembers the record.
 pub async fn run_call(
     deps: CallDeps,
@@ -93,7 +94,7 @@ pub async fn run_call(
         Ok(link) => link,
         Err(e) => {
             tracing::error!(error = %e, "cannot open the OpenAI Realtime session; ending the call");
-            let reason = EndReason::Error("openai_unavailable".into());
+            let reason = EndReason::Error(e.end_reason().into());
             close_twilio(twilio, &reason);
             record.finish(reason, 0);
             log_record(&record);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use secrecy::ExposeSecret;
 
-use super::{SimulateOptions, read_wav_as_mulaw, run};
+use super::{SimulateError, SimulateOptions, read_wav_as_mulaw, run};
 use crate::config::{Requirement, Settings};
 
 /// Arguments of `callbridge simulate`.
@@ -54,7 +54,38 @@ fn read_audio(path: &Path) -> Result<Vec<u8>, String> {
     if raw {
         std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
     } else {
-        read_wav_as_mulaw(path).map_err(|e| e.to_string())
+        read_wav_as_mulaw(path).map_err(|e| match e {
+            SimulateError::Io(e) => format!("cannot read {}: {e}", path.display()),
+            other => other.to_string(),
+        })
+    }
+}
+
+/// What to check for a call the server ended with `error:<what>`, by the commonest causes.
+pub fn failure_hint(end_reason: &str) -> &'static str {
+    match end_reason.strip_prefix("error:").unwrap_or(end_reason) {
+        "invalid_api_key" => {
+            "OpenAI refused the server's OPENAI_API_KEY: set a valid key (https://platform.openai.com/api-keys) \
+             in the server's .env and restart it"
+        }
+        "insufficient_quota" | "billing_hard_limit_reached" => {
+            "the OpenAI account has no quota left: check its billing and limits \
+             (https://platform.openai.com/settings/organization/billing)"
+        }
+        "account_deactivated" => "the OpenAI account of OPENAI_API_KEY is deactivated",
+        "model_not_found" => {
+            "OpenAI does not know OPENAI_MODEL, or the key's project has no access to it"
+        }
+        "openai_unavailable" => {
+            "the server could not reach OpenAI Realtime: check its network (proxy, firewall, DNS) and \
+             OPENAI_REALTIME_URL; the server log's `cannot open the OpenAI Realtime session` line says why"
+        }
+        "openai_closed" | "openai_stalled" => {
+            "OpenAI ended the session during the call: the server log has its error"
+        }
+        _ => {
+            "the server log's `call ended` line and `callbridge calls show CALLSID` have the details"
+        }
     }
 }
 
@@ -63,8 +94,9 @@ fn seconds(name: &str, value: f64) -> Result<Duration, String> {
         .map_err(|_| format!("--{name} must be a positive number of seconds"))
 }
 
-/// Runs `callbridge simulate` and prints the report. Exit code 0 when the call ran, 1 when it could not, 2 for bad
-/// arguments or settings.
+/// Runs `callbridge simulate` and prints the report. Exit code 0 when the call ran; 1 when it could not, or when the
+/// server ended it with an error (`error:invalid_api_key`, ...: printed with a hint); 2 for bad arguments or
+/// settings.
 pub async fn run_cli(args: SimulateArgs) -> ExitCode {
     match build_options(args) {
         Err(message) => {
@@ -72,6 +104,7 @@ pub async fn run_cli(args: SimulateArgs) -> ExitCode {
             ExitCode::from(2)
         }
         Ok(options) => {
+            let server_url = options.server_url.clone();
             eprintln!(
                 "Calling {} (signed for {}) with {:.1} s of caller audio...",
                 options.server_url,
@@ -81,10 +114,28 @@ pub async fn run_cli(args: SimulateArgs) -> ExitCode {
             match run(options).await {
                 Ok(report) => {
                     println!("{report}");
-                    ExitCode::SUCCESS
+                    match report
+                        .end_reason
+                        .filter(|reason| reason.starts_with("error:"))
+                    {
+                        Some(reason) => {
+                            eprintln!(
+                                "callbridge simulate: the call failed: the server ended it with {reason}"
+                            );
+                            eprintln!("hint: {}", failure_hint(&reason));
+                            ExitCode::FAILURE
+                        }
+                        None => ExitCode::SUCCESS,
+                    }
                 }
                 Err(e) => {
                     eprintln!("callbridge simulate: {e}");
+                    if let SimulateError::Http(_) = e {
+                        eprintln!(
+                            "hint: is the server running at {server_url}? Start it in another terminal with \
+                             `make dev` (or `callbridge serve`), or name another one with --server"
+                        );
+                    }
                     if e.to_string().contains("403") {
                         eprintln!(
                             "hint: a 403 means the signature did not match: --public-url (PUBLIC_URL) and \

@@ -101,6 +101,9 @@ pub struct SimulationReport {
     pub invalid_messages: usize,
     /// [`ENDED_BY_SERVER`], [`ENDED_BY_MAX_DURATION`], or a description of a socket failure.
     pub ended_by: String,
+    /// The server's end reason, from the reason of its close frame (`goodbye`, `error:invalid_api_key`, ...), when
+    /// the server closed the stream with one.
+    pub end_reason: Option<String>,
     /// Where the assistant audio was saved, if asked.
     pub saved_audio: Option<PathBuf>,
     /// What happened when, counted from posting the webhook, in order.
@@ -173,7 +176,12 @@ pub async fn run(opts: SimulateOptions) -> Result<SimulationReport, SimulateErro
     };
     let client = MediaStreamClient::connect_with(&ws_url, config).await?;
     timeline.push((posted_at.elapsed(), "stream WebSocket connected".to_owned()));
-    client.start(&call.call_sid, &stream.parameters).await?;
+    match client.start(&call.call_sid, &stream.parameters).await {
+        // The server closed the stream before `start` (a call whose OpenAI session could not be opened): the close
+        // frame says why, and the report carries it.
+        Ok(()) | Err(SimulateError::Closed) => {}
+        Err(error) => return Err(error),
+    }
     let started_at = Instant::now();
     client.send_audio(&opts.audio);
 
@@ -207,6 +215,18 @@ pub async fn run(opts: SimulateOptions) -> Result<SimulationReport, SimulateErro
                 ));
             }
         }
+    };
+    let end_reason = match &closed_event {
+        Some(ObservedEvent {
+            kind:
+                Observation::Closed {
+                    by_server: true,
+                    reason,
+                    ..
+                },
+            ..
+        }) if !reason.is_empty() => Some(reason.clone()),
+        _ => None,
     };
     let ended_by = match closed_event {
         Some(ObservedEvent {
@@ -269,6 +289,7 @@ pub async fn run(opts: SimulateOptions) -> Result<SimulationReport, SimulateErro
         }),
         invalid_messages: count(&|kind| matches!(kind, Observation::Invalid { .. })),
         ended_by,
+        end_reason,
         saved_audio: opts.save_audio.clone(),
         timeline,
     })
@@ -427,7 +448,10 @@ impl fmt::Display for SimulationReport {
                 self.invalid_messages
             )?;
         }
-        writeln!(f, "  ended by: {}", self.ended_by)?;
+        match &self.end_reason {
+            Some(reason) => writeln!(f, "  ended by: {} ({reason})", self.ended_by)?,
+            None => writeln!(f, "  ended by: {}", self.ended_by)?,
+        }
         if let Some(path) = &self.saved_audio {
             writeln!(f, "  assistant audio saved to {}", path.display())?;
         }
@@ -567,6 +591,7 @@ mod tests {
             stale_marks_echoed: 3,
             invalid_messages: 0,
             ended_by: ENDED_BY_SERVER.to_owned(),
+            end_reason: Some("goodbye".to_owned()),
             saved_audio: None,
             timeline: vec![(
                 Duration::from_millis(1234),
