@@ -16,22 +16,38 @@ PORT := $(or $(CALLBRIDGE_PORT),$(call dotenv,CALLBRIDGE_PORT),$(PORT),$(call do
 # The named tunnel's cloudflared configuration (`make tunnel`).
 TUNNEL_CONFIG ?= deploy/cloudflared/config.yml
 RELEASE_BIN := target/release/callbridge
+# The binary `make build` makes (dev profile: dependencies at opt-level 1); `make dev`, `make simulate`, the tests and
+# `make install` all use it, so one build serves them all.
+DEBUG_BIN := target/debug/callbridge
+# `make install` copies DEBUG_BIN to $(BINDIR)/callbridge: where cargo installs binaries ($CARGO_HOME/bin, else
+# ~/.cargo/bin), which rustup puts on PATH.
+PREFIX ?= $(or $(CARGO_HOME),$(HOME)/.cargo)
+BINDIR ?= $(PREFIX)/bin
 
 # Plain `make` runs the server, as it always has.
 .DEFAULT_GOAL := dev
 
-.PHONY: help bench bench-load dev test test-rust test-conformance test-deploy test-functions lint simulate venv build release tunnel-quick tunnel \
-	clean-venv
+.PHONY: help bench bench-load dev test test-rust test-conformance test-deploy test-functions test-prerequisites lint simulate venv \
+	build install release tunnel-quick tunnel clean-venv
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## /\1\t/' | \
 		awk -F '\t' '{ printf "  %-18s %s\n", $$1, $$2 }'
 
-dev: ## Run the server with the settings in .env
-	$(CARGO) run --release -- serve
+# `make dev` and `make test` share one build: the dev profile, every target at once. A binary-only build
+# (`cargo run -- serve`) would compile tokio without the tests' `test-util` feature, and so again the 28 crates built
+# on it (actix-web, awc, rmcp, rusqlite, ...); a release build shares nothing with the tests' build.
+dev: build ## Run the server with the settings in .env (the build `make test` uses)
+	$(DEBUG_BIN) serve
 
-build: ## Debug build of every target (the tests run this binary)
-	$(CARGO) build --all-targets
+build: ## Debug build of every target (the server, the tests, the benches)
+	$(CARGO) build --all-targets --locked
+
+install: build ## Put `callbridge` on PATH: copies the build to $(BINDIR) (BINDIR=... or PREFIX=... to change)
+	install -d "$(BINDIR)"
+	install -m 0755 $(DEBUG_BIN) "$(BINDIR)/callbridge"
+	@case ":$$PATH:" in *":$(BINDIR):"*) echo "Installed $(BINDIR)/callbridge";; \
+		*) echo "Installed $(BINDIR)/callbridge; $(BINDIR) is not on PATH: add it (export PATH=\"$(BINDIR):\$$PATH\")";; esac
 
 release: ## Optimised binary for deployment: target/release/callbridge
 	$(CARGO) build --release --locked
@@ -39,7 +55,21 @@ release: ## Optimised binary for deployment: target/release/callbridge
 		printf 'Built %s: %s bytes (%s MiB)\n' "$(abspath $(RELEASE_BIN))" "$$bytes" \
 			"$$(awk -v b="$$bytes" 'BEGIN { printf "%.1f", b / 1048576 }')"
 
-test: build test-rust test-conformance test-deploy test-functions ## Everything: unit, integration, conformance, deployment and Function tests
+test: test-prerequisites build test-rust test-conformance test-deploy test-functions ## Everything: unit, integration, conformance, deployment and Function tests
+
+# What `make test` needs beside Rust; each missing one is named with how to install it (Debian/Ubuntu).
+test-prerequisites:
+	@missing=0; \
+	if ! $(CARGO) nextest --version >/dev/null 2>&1; then \
+		echo "make test needs cargo-nextest: cargo install cargo-nextest --locked"; missing=1; fi; \
+	if ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then \
+		echo "make test needs Python 3 with venv: apt-get install python3-venv"; missing=1; fi; \
+	node_major=$$(node --version 2>/dev/null | sed -E 's/^v([0-9]+).*/\1/'); \
+	if [ -z "$$node_major" ] || [ "$$node_major" -lt 20 ] || ! command -v npm >/dev/null 2>&1; then \
+		echo "make test needs Node.js 20+ and npm (found: $$(node --version 2>/dev/null || echo none)): https://nodejs.org/en/download"; missing=1; fi; \
+	if ! command -v systemd-analyze >/dev/null 2>&1; then \
+		echo "make test needs systemd-analyze: apt-get install systemd"; missing=1; fi; \
+	exit $$missing
 
 test-rust:
 	rm -rf $(EVENTS_DIR) && mkdir -p $(EVENTS_DIR)
@@ -54,12 +84,12 @@ $(VENV)/.installed: tests/conformance/requirements.txt tests/deploy/requirements
 venv: $(VENV)/.installed
 
 test-conformance: venv
-	CALLBRIDGE_BIN=$(abspath target/debug/callbridge) REALTIME_EVENTS_DIR=$(abspath $(EVENTS_DIR)) \
+	CALLBRIDGE_BIN=$(abspath $(DEBUG_BIN)) REALTIME_EVENTS_DIR=$(abspath $(EVENTS_DIR)) \
 		$(PY) -m pytest -q tests/conformance
 
 # Needs systemd-analyze (Debian: apt-get install systemd; .ci/run installs it).
 test-deploy: venv ## systemd unit, Dockerfile, compose and cloudflared files, tunnel scripts, these make targets
-	CALLBRIDGE_BIN=$(abspath target/debug/callbridge) $(PY) -m pytest -q tests/deploy
+	CALLBRIDGE_BIN=$(abspath $(DEBUG_BIN)) $(PY) -m pytest -q tests/deploy
 
 # The allowlist Twilio Function (twilio-functions/): Node's test runner, with the official twilio npm package that
 # `npm ci` installs from the lock file (`npm install` if there is none). Needs Node.js 20+ and npm.
@@ -77,8 +107,8 @@ lint: ## rustfmt check and clippy with warnings as errors
 
 # Play Twilio against a running server: make simulate [WAV=my-question.wav] [ARGS="--barge-in-at 4"] (WAV or raw .ulaw)
 WAV ?= tests/fixtures/caller-hello.ulaw
-simulate: ## Play Twilio against the running server: make simulate WAV=file.wav ARGS="--barge-in-at 4"
-	$(CARGO) run --release -- simulate --audio $(WAV) $(ARGS)
+simulate: build ## Play Twilio against the running server: make simulate WAV=file.wav ARGS="--barge-in-at 4"
+	$(DEBUG_BIN) simulate --audio $(WAV) $(ARGS)
 
 tunnel-quick: ## Cloudflare quick tunnel to localhost:PORT; prints the webhook URL and the PUBLIC_URL line
 	bash deploy/scripts/tunnel-quick.sh $(PORT)

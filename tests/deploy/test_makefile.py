@@ -107,3 +107,26 @@ def test_make_tunnel_quick_prints_the_webhook_and_public_url_from_cloudflared(tm
     lines = result.stdout.splitlines()
     assert "    https://quiet-forest-lamp-river.trycloudflare.com/incoming-call" in lines
     assert "    PUBLIC_URL=https://quiet-forest-lamp-river.trycloudflare.com" in lines
+
+
+def test_make_dev_runs_the_binary_of_the_build_make_test_uses():
+    # One build for both: `make dev` must not compile a second profile (release) or a second feature set (bin only).
+    dev = make("-n", "dev").stdout.splitlines()
+    build = make("-n", "build").stdout.splitlines()
+
+    assert dev == build + ["target/debug/callbridge serve"], dev
+    assert "--release" not in " ".join(dev)
+
+
+def test_make_install_copies_the_build_into_bindir(tmp_path):
+    result = make("-n", "install", f"BINDIR={tmp_path}/bin")
+
+    assert f'install -m 0755 target/debug/callbridge "{tmp_path}/bin/callbridge"' in result.stdout
+
+
+def test_make_test_names_each_missing_prerequisite_with_how_to_install_it():
+    result = make("test-prerequisites", "CARGO=no-such-cargo", "PYTHON=no-such-python")
+
+    assert result.returncode != 0
+    assert "make test needs cargo-nextest: cargo install cargo-nextest --locked" in result.stdout
+    assert "make test needs Python 3 with venv: apt-get install python3-venv" in result.stdout
