@@ -89,6 +89,9 @@ pub enum ServiceError {
         /// Twilio's message.
         message: String,
     },
+    /// Twilio could not be reached (network failure, no answer in time): it refused nothing.
+    #[error("{0}")]
+    TwilioUnreachable(String),
     /// The destination policy refuses `to`; the message says which setting would allow it.
     #[error("{0}")]
     DestinationNotAllowed(String),
@@ -146,6 +149,7 @@ impl ServiceError {
             ServiceError::NotLive(_) => "not_live",
             ServiceError::NotConfigured(_) => "not_configured",
             ServiceError::Twilio { .. } => "twilio_error",
+            ServiceError::TwilioUnreachable(_) => "twilio_unreachable",
             ServiceError::Store(_) => "internal",
             ServiceError::StoreBusy => "store_busy",
             ServiceError::AlreadyEnded { .. } => "call_ended",
@@ -166,7 +170,10 @@ impl From<RestError> for ServiceError {
     fn from(error: RestError) -> Self {
         match error {
             RestError::Twilio { code, message, .. } => ServiceError::Twilio { code, message },
-            other => ServiceError::Twilio {
+            RestError::Timeout | RestError::Network(_) => {
+                ServiceError::TwilioUnreachable(error.to_string())
+            }
+            other @ RestError::InvalidResponse(_) => ServiceError::Twilio {
                 code: None,
                 message: other.to_string(),
             },

@@ -1,7 +1,7 @@
 //! `callbridge call +14155550100 --instructions "..."`: places an outbound call through a running server's REST API
 //! ([`ApiClient`]) and follows it to the end from the terminal.
 //!
-//! The server is `CALLBRIDGE_URL` (default `http://127.0.0.1:{PORT}`), the key `CALLBRIDGE_API_KEY` (the usual
+//! The server is `CALLBRIDGE_URL` (default `http://127.0.0.1:PORT`), the key `CALLBRIDGE_API_KEY` (the usual
 //! settings: environment, `.env`, `callbridge.toml`). Following polls `GET /api/calls/{id}?wait_s=30` and prints each
 //! status change (`12:00:03  ringing`, times in UTC), each transcript turn as it completes (`  caller: ...`,
 //! `  assistant: ...`), and at the end the outcome, the end reason and the duration (`m:ss`). Text that came from a

@@ -2,7 +2,7 @@
 //! client that starts its servers as processes (Claude Desktop, `claude mcp add ... -- callbridge mcp`) reaches the
 //! one long-running server that takes the calls.
 //!
-//! The server is `CALLBRIDGE_URL` (or `--url`; default `http://127.0.0.1:{PORT}`), the key `CALLBRIDGE_API_KEY`
+//! The server is `CALLBRIDGE_URL` (or `--url`; default `http://127.0.0.1:PORT`), the key `CALLBRIDGE_API_KEY`
 //! from the usual settings (`.env`, `callbridge.toml`, environment). stdout carries the MCP protocol and nothing
 //! else; logs go to stderr. A missing key does not stop the server: every tool then answers with an error naming
 //! `CALLBRIDGE_API_KEY`, which the client shows.
@@ -27,7 +27,7 @@ const EXIT_CONFIGURATION: u8 = 2;
 /// Arguments of `callbridge mcp`.
 #[derive(Debug, clap::Args)]
 pub struct McpArgs {
-    /// The running callbridge server to forward the tools to [default: http://127.0.0.1:{PORT}].
+    /// The running callbridge server to forward the tools to [default: http://127.0.0.1:PORT].
     #[arg(long, env = "CALLBRIDGE_URL", value_name = "URL")]
     pub url: Option<String>,
 }

@@ -23,7 +23,8 @@ use super::output::printable;
 const EXIT_MISMATCH: u8 = 1;
 /// Exit code: a missing or invalid setting, refused credentials, or a number the account does not own.
 const EXIT_CONFIGURATION: u8 = 2;
-/// Exit code of `status` when Twilio could not be asked (network, timeout, an unexpected error).
+/// Exit code of `status` and `configure` when Twilio could not be asked for the number (network, timeout, an
+/// unexpected error).
 const EXIT_TWILIO_UNAVAILABLE: u8 = 3;
 
 /// Width of the labels in the printed report.
@@ -41,7 +42,8 @@ pub struct TwilioArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum TwilioCommand {
     /// Point TWILIO_PHONE_NUMBER's voice webhook at this server (PUBLIC_URL/incoming-call, HTTP POST) and show what
-    /// changed. Exit 0 when done, 1 when Twilio refused the change, 2 for configuration errors.
+    /// changed. Exit 0 when done, 1 when Twilio refused the change, 2 for configuration errors, 3 when Twilio could
+    /// not be asked (with or without --dry-run).
     Configure(ConfigureArgs),
     /// Show TWILIO_PHONE_NUMBER's voice webhook and whether it is this server's. Exit 0 when it matches, 1 when it
     /// does not, 2 for configuration errors, 3 when Twilio could not be asked.
@@ -301,7 +303,8 @@ async fn configure(args: ConfigureArgs) -> ExitCode {
         Ok(target) => target,
         Err(code) => return code,
     };
-    let number = match find_number(COMMAND, &target, EXIT_MISMATCH).await {
+    // As for `status`: a number that cannot be read (network, timeout) is exit 3, with or without --dry-run.
+    let number = match find_number(COMMAND, &target, EXIT_TWILIO_UNAVAILABLE).await {
         Ok(number) => number,
         Err(code) => return code,
     };

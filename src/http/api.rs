@@ -10,7 +10,7 @@
 //!
 //! Errors are `{"error":{"code":"...","message":"..."}}` (see [`ServiceError::code`]): `invalid_number` and
 //! `invalid_request` 400, `unauthorized` 401, `destination_not_allowed` 403, `not_found` 404, `not_live` 409,
-//! `payload_too_large` 413, `daily_budget_exhausted` 429, `twilio_error` 502, `not_configured` and `too_many_calls`
+//! `payload_too_large` 413, `daily_budget_exhausted` 429, `twilio_error` and `twilio_unreachable` 502, `not_configured` and `too_many_calls`
 //! 503, `internal` 500 with an opaque message. A body that is not valid JSON for the route is a
 //! 400 `invalid_request` carrying serde's message; bodies are limited to the server's `max_body_bytes` setting.
 
@@ -88,7 +88,9 @@ impl ResponseError for ApiError {
                 ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
                 ServiceError::NotLive(_) => StatusCode::CONFLICT,
                 ServiceError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
-                ServiceError::Twilio { .. } => StatusCode::BAD_GATEWAY,
+                ServiceError::Twilio { .. } | ServiceError::TwilioUnreachable(_) => {
+                    StatusCode::BAD_GATEWAY
+                }
                 // The operator's policy refuses this destination: not a malformed request, not retryable.
                 ServiceError::DestinationNotAllowed(_) => StatusCode::FORBIDDEN,
                 // A quota of the caller's: retry tomorrow.

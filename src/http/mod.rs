@@ -26,7 +26,8 @@ use crate::urls::{CALL_STATUS_PATH, INCOMING_CALL_PATH, OUTBOUND_CALL_ROUTE};
 /// Registers every route; `/api` and `/mcp` refuse bodies over `max_body_bytes` (the app-wide extractors get the
 /// same limit in [`crate::startup`]).
 pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
-    cfg.route("/health", web::get().to(health::health))
+    cfg.route("/", web::get().to(health::root))
+        .route("/health", web::get().to(health::health))
         .route("/ready", web::get().to(health::ready))
         .service(
             web::resource(INCOMING_CALL_PATH)

@@ -350,3 +350,25 @@ async fn missing_settings_are_each_named_on_a_line_and_exit_2() {
         assert_eq!(lines, 1, "{name}: {}", run.all());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configure_dry_run_exits_3_like_status_when_twilio_cannot_be_reached() {
+    // Nothing listens on port 9: Twilio is never reached, so nothing may say it refused anything.
+    let unreachable = env("http://127.0.0.1:9");
+
+    let dry_run = callbridge_twilio(&["configure", "--dry-run"], &unreachable).await;
+    let status = callbridge_twilio(&["status"], &unreachable).await;
+
+    assert_eq!(dry_run.code, Some(3), "{}", dry_run.all());
+    assert_eq!(status.code, Some(3), "{}", status.all());
+    assert!(
+        !dry_run.all().contains("Twilio refused"),
+        "{}",
+        dry_run.all()
+    );
+    assert!(
+        dry_run.all().contains("cannot reach Twilio"),
+        "{}",
+        dry_run.all()
+    );
+}
