@@ -35,10 +35,17 @@ fn errors(pairs: &[(&str, &str)], from_dotenv: &[&str], toml: Option<&PathBuf>) 
     }
 }
 
+/// One row of the bad-settings table: the settings, the names among them that came from `.env`, the exact line.
+type BadSetting = (
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+    String,
+);
+
 #[test]
 fn each_bad_setting_is_refused_with_one_exact_line() {
     let voices = "alloy, ash, ballad, coral, echo, sage, shimmer, verse, marin, cedar";
-    let table: Vec<(&[(&str, &str)], &[&str], String)> = vec![
+    let table: Vec<BadSetting> = vec![
         (
             &[("OPENAI_API_KEY", "sk-...")],
             &[],
