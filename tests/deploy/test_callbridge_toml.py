@@ -36,10 +36,17 @@ def check_config(binary, toml_path, tmp_path, **extra_env):
 
 
 def shown(output, key):
-    """The value check-config shows for `key`."""
-    match = re.search(rf"^{key}\s*=\s*(.*)$", output, re.MULTILINE)
+    """The value check-config shows for `key`, without the `  (source)` that follows it."""
+    match = re.search(rf"^{key}\s*=\s*(.*?)  \(([^()]*)\)$", output, re.MULTILINE)
     assert match, f"{key} not in check-config output:\n{output}"
     return match.group(1).strip()
+
+
+def source(output, key):
+    """Where check-config says `key`'s value came from."""
+    match = re.search(rf"^{key}\s*=\s*(.*?)  \(([^()]*)\)$", output, re.MULTILINE)
+    assert match, f"{key} not in check-config output:\n{output}"
+    return match.group(2)
 
 
 def test_the_example_is_valid_toml_with_only_known_settings():
@@ -93,6 +100,7 @@ def test_the_environment_wins_over_the_example(callbridge_bin, tmp_path):
     result = check_config(callbridge_bin, EXAMPLE, tmp_path, CALLBRIDGE_HOST="0.0.0.0")
 
     assert shown(result.stdout, "host") == "0.0.0.0"
+    assert source(result.stdout, "host") == "environment: CALLBRIDGE_HOST"
 
 
 def test_the_commented_out_examples_are_valid_too(callbridge_bin, tmp_path):
