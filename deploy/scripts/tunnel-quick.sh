@@ -34,8 +34,10 @@ tunnel_url_in() {
 }
 
 # What to do with the URL, on stdout.
+# In `parse` mode the output usually comes from `docker compose logs`, where callbridge takes its URL from the tunnel's
+# forwarded headers: PUBLIC_URL stays empty there, as README's compose section says.
 print_instructions() {
-  local url="$1"
+  local url="$1" mode="$2"
   cat <<EOF
 
 Quick tunnel is up. Its URL changes every time the tunnel starts.
@@ -43,10 +45,21 @@ Quick tunnel is up. Its URL changes every time the tunnel starts.
   Twilio voice webhook (Console > Phone Numbers > your number > "A call comes in": Webhook, HTTP POST):
     ${url}${WEBHOOK_PATH}
 
+EOF
+  if [[ "$mode" == parse ]]; then
+    cat <<EOF
+  Under docker compose (deploy/compose.yaml) leave PUBLIC_URL empty in .env: callbridge takes this URL from the
+  tunnel's forwarded headers. Running callbridge without compose, put this line in .env and restart it:
+    PUBLIC_URL=${url}
+
+EOF
+  else
+    cat <<EOF
   Put this line in .env, then (re)start \`make dev\`:
     PUBLIC_URL=${url}
 
 EOF
+  fi
 }
 
 # Reads cloudflared output from stdin; prints the instructions for the first tunnel URL. In `live` mode also passes the
@@ -58,7 +71,7 @@ watch_output() {
       url="$(tunnel_url_in "$line")"
       if [[ -n "$url" ]]; then
         found="$url"
-        print_instructions "$url"
+        print_instructions "$url" "$mode"
         continue
       fi
     fi

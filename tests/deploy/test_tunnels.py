@@ -77,6 +77,13 @@ def test_the_url_is_found_through_colour_codes_and_docker_compose_log_prefixes()
     assert EXPECTED_ENV_LINE in result.stdout.splitlines()
 
 
+def test_parsed_compose_logs_say_to_leave_public_url_empty_as_the_compose_section_does():
+    result = parse(TUNNEL_LOG.read_text())
+
+    assert "Under docker compose (deploy/compose.yaml) leave PUBLIC_URL empty" in result.stdout
+    assert EXPECTED_ENV_LINE in result.stdout.splitlines(), "the line for running without compose is still printed"
+
+
 def test_the_quick_tunnel_api_address_in_an_error_is_not_taken_for_the_tunnel_url():
     result = parse(FAILED_LOG.read_text())
 
