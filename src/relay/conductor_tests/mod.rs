@@ -478,6 +478,7 @@ impl Call {
 
 // ---- The sections ----
 
+mod answering_machine;
 mod assistant_audio;
 mod barge_in;
 mod call_end;
