@@ -33,16 +33,14 @@ use crate::relay::budget::clip;
 use std::time::{Duration, Instant};
 
 use crate::calls::{CallRecord, EndReason};
-use crate::realtime::client_events::{ClientEvent, ConversationItem, ResponseParams};
+use crate::realtime::client_events::{ClientEvent, ConversationItem};
 use crate::realtime::server_events::ServerEvent;
-use crate::realtime::session::turn_detection_update;
 use crate::relay::budget::{Budget, LogBudgets};
 use crate::relay::goodbye::GoodbyeMatcher;
-use crate::relay::machine::{MachineHold, MachinePlan, MachineStep};
+use crate::relay::machine::{MachineHold, MachinePlan};
 use crate::relay::playback::{MarkEcho, MarkName, PlaybackLedger};
 use crate::relay::responses::Responses;
 use crate::relay::transcript::Transcript;
-use crate::twilio::amd::AnsweredBy;
 use crate::twilio::media::{TwilioEvent, clear_message, mark_message, media_message};
 
 /// While the server shuts down, how long a call gets to say goodbye before it is hung up anyway.
@@ -327,85 +325,6 @@ impl Conductor {
             tracing::info!("no goodbye in time while shutting down; hanging up");
             out.push(Action::HangUp(EndReason::Shutdown));
         }
-    }
-
-    /// Twilio's answering machine verdict arrived (ignored on a call without detection, and once a step was taken).
-    pub fn on_answered_by(&mut self, answered_by: AnsweredBy, now: Instant, out: &mut Vec<Action>) {
-        let started = self.stream_started();
-        let Some(hold) = self.machine.as_mut() else {
-            tracing::debug!(%answered_by, "answering machine verdict for a call without detection ignored");
-            return;
-        };
-        let step = hold.on_verdict(answered_by, started);
-        self.record.answered_by = hold.answered_by();
-        tracing::info!(%answered_by, held_ms = self.offset_ms(now), "answering machine verdict");
-        if let Some(step) = step {
-            self.take_machine_step(step, out);
-        }
-    }
-
-    /// True while the model is held back waiting for the answering machine verdict.
-    fn is_holding(&self) -> bool {
-        self.machine.as_ref().is_some_and(MachineHold::is_holding)
-    }
-
-    /// Performs what the answering machine verdict decided.
-    fn take_machine_step(&mut self, step: MachineStep, out: &mut Vec<Action>) {
-        let Some(plan) = self.machine.as_ref().map(|m| m.plan().clone()) else {
-            return;
-        };
-        match step {
-            MachineStep::Converse { answer_now } => {
-                out.push(Action::OpenAi(plan.release_update));
-                if self.stream_started() && self.config.assistant_speaks_first {
-                    self.greet(out);
-                } else if self.stream_started() && answer_now {
-                    self.request_response(out);
-                }
-            }
-            MachineStep::LeaveMessage => {
-                tracing::info!("answering machine: leaving the voicemail message");
-                // No turn detection from here: nothing the machine plays interrupts the message.
-                out.push(Action::OpenAi(turn_detection_update(None)));
-                out.push(Action::OpenAi(
-                    ClientEvent::ConversationItemCreate {
-                        item: ConversationItem::system_text(plan.voicemail_instruction()),
-                    }
-                    .to_json(),
-                ));
-                self.voicemail_from = Some(self.record.turns.len());
-                self.farewell = Farewell::Speaking { response_id: None };
-                if self.responses.request() {
-                    let response = ResponseParams {
-                        tool_choice: Some("none"),
-                        ..ResponseParams::default()
-                    };
-                    let create = ClientEvent::ResponseCreate {
-                        response: Some(response),
-                    };
-                    out.push(Action::OpenAi(create.to_json()));
-                }
-            }
-            MachineStep::HangUp => {
-                tracing::info!("answering machine or fax: hanging up");
-                out.push(Action::HangUp(EndReason::MachineHungUp));
-            }
-        }
-    }
-
-    /// Asks the model to greet the caller with the configured greeting.
-    fn greet(&mut self, out: &mut Vec<Action>) {
-        let greeting = format!(
-            "The call has just connected. Greet the caller by saying: \"{}\"",
-            self.config.greeting
-        );
-        out.push(Action::OpenAi(
-            ClientEvent::ConversationItemCreate {
-                item: ConversationItem::system_text(greeting),
-            }
-            .to_json(),
-        ));
-        self.request_response(out);
     }
 
     /// A hang-up was requested from outside the call (API).
@@ -889,6 +808,9 @@ mod tests {
         }
     }
 }
+
+#[path = "conductor_machine.rs"]
+mod conductor_machine;
 
 #[cfg(test)]
 #[path = "conductor_tests/mod.rs"]
