@@ -262,6 +262,7 @@ fn started_conductor(messages: &Messages, response_active: bool) -> Conductor {
         farewell_grace: Duration::from_secs(2),
         goodbye: GoodbyeMatcher::default(),
         stream_idle_timeout: Duration::from_secs(4 * 3600),
+        machine: None,
     };
     let record = CallRecord::new(
         call_sid,

@@ -190,6 +190,8 @@ impl Application {
                 destinations: DestinationPolicy::from_settings(&settings.security),
                 daily_outbound_budget: settings.security.daily_outbound_budget,
                 max_concurrent_calls: settings.security.max_concurrent_calls,
+                answering_machine: settings.amd.policy,
+                amd_tuning: settings.amd.tuning,
             },
             pending_streams,
         );

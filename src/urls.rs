@@ -27,6 +27,15 @@ pub fn outbound_call_path(call_id: &str) -> String {
     format!("/outbound-call/{call_id}")
 }
 
+/// The route pattern (actix syntax) of the answering machine detection callback; see [`amd_status_path`].
+pub const AMD_STATUS_ROUTE: &str = "/amd-status/{call_id}";
+
+/// The path of the webhook Twilio requests with the answering machine verdict (`AsyncAmdStatusCallback`) of the
+/// outbound call `call_id`.
+pub fn amd_status_path(call_id: &str) -> String {
+    format!("/amd-status/{call_id}")
+}
+
 /// Joins a route path onto the public base URL, keeping any path prefix: `https://h/p` + `/incoming-call` →
 /// `https://h/p/incoming-call`. `path` starts with `/`.
 pub fn public_endpoint(public_url: &Url, path: &str) -> String {
@@ -116,6 +125,14 @@ mod tests {
         assert_eq!(
             OUTBOUND_CALL_ROUTE.replace("{call_id}", "call_1"),
             outbound_call_path("call_1")
+        );
+    }
+
+    #[test]
+    fn the_amd_status_path_fills_the_route_pattern() {
+        assert_eq!(
+            AMD_STATUS_ROUTE.replace("{call_id}", "call_1"),
+            amd_status_path("call_1")
         );
     }
 

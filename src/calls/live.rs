@@ -1,15 +1,27 @@
-//! The calls in progress on this server, each reachable through a control channel (hang up, inject an instruction),
-//! and the records of the most recent finished calls (in memory; a persistent store comes with outbound calls).
+//! The calls in progress on this server, each reachable through a control channel (hang up, inject an instruction,
+//! the answering machine verdict), and the records of the most recent finished calls (in memory; a persistent store
+//! comes with outbound calls).
+//!
+//! An answering machine verdict can arrive before its call's media stream has started (Twilio runs the TwiML and the
+//! detection at once): it is kept under the CallSid ([`LiveCalls::deliver_verdict`]) and handed to the call's bridge
+//! as the first control message when it registers, so none is lost.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
 
 use crate::calls::CallRecord;
+use crate::twilio::amd::AnsweredBy;
 
 /// How many finished call records are kept in memory.
 pub const RECENT_RECORDS_KEPT: usize = 256;
+/// The most verdicts kept for calls whose bridge has not registered yet; more are dropped (and logged).
+pub const PENDING_VERDICTS_KEPT: usize = 1024;
+/// How long a verdict waits for its call's bridge: a stream that has not started by then never will (its token
+/// lasted 60 s).
+pub const PENDING_VERDICT_TTL: Duration = Duration::from_secs(300);
 
 /// A request to a live call's bridge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +30,19 @@ pub enum CallControl {
     HangUp,
     /// Add this text to the conversation as a system message.
     Instruct(String),
+    /// Twilio's answering machine verdict for this call (`AsyncAmdStatusCallback`).
+    AnsweredBy(AnsweredBy),
+}
+
+/// What became of an answering machine verdict handed to [`LiveCalls::deliver_verdict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerdictDelivery {
+    /// The call's bridge has it.
+    Delivered,
+    /// No bridge runs for the CallSid yet: kept until one registers (or for [`PENDING_VERDICT_TTL`]).
+    Kept,
+    /// Dropped: too many verdicts wait already, or the bridge's control channel is full.
+    Dropped,
 }
 
 /// The live calls by CallSid. Cheap to clone; all clones share one table.
@@ -29,6 +54,9 @@ pub struct LiveCalls {
     recent: Arc<Mutex<VecDeque<CallRecord>>>,
     /// Woken whenever a record is added.
     finished: Arc<Notify>,
+    /// Verdicts for calls not registered yet: CallSid → the verdict and when it came. Locked before `calls`
+    /// whenever both are held.
+    verdicts: Arc<Mutex<HashMap<String, (AnsweredBy, Instant)>>>,
 }
 
 /// Removes its call from the table when dropped, so a bridge that ends any way at all is never left listed.
@@ -61,10 +89,23 @@ impl LiveCalls {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Registers a call; returns its control receiver and the guard that unregisters it.
+    fn lock_verdicts(&self) -> std::sync::MutexGuard<'_, HashMap<String, (AnsweredBy, Instant)>> {
+        // Single inserts and removes: a panic cannot leave the map inconsistent.
+        self.verdicts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a call; returns its control receiver and the guard that unregisters it. A verdict kept for the
+    /// CallSid is the receiver's first message.
     pub fn register(&self, call_sid: &str) -> (mpsc::Receiver<CallControl>, LiveCallGuard) {
         let (tx, rx) = mpsc::channel(16);
+        let mut verdicts = self.lock_verdicts();
+        if let Some((answered_by, _)) = verdicts.remove(call_sid) {
+            let _ = tx.try_send(CallControl::AnsweredBy(answered_by));
+        }
         self.lock().insert(call_sid.to_owned(), tx.clone());
+        drop(verdicts);
         (
             rx,
             LiveCallGuard {
@@ -127,6 +168,32 @@ impl LiveCalls {
         }
     }
 
+    /// Hands Twilio's answering machine verdict to the call `call_sid` now if its bridge runs, else keeps it for
+    /// the bridge that registers under that CallSid within [`PENDING_VERDICT_TTL`] (the first verdict kept stays).
+    pub fn deliver_verdict(
+        &self,
+        call_sid: &str,
+        answered_by: AnsweredBy,
+        now: Instant,
+    ) -> VerdictDelivery {
+        let mut verdicts = self.lock_verdicts();
+        let sender = self.lock().get(call_sid).cloned();
+        if let Some(sender) = sender {
+            return match sender.try_send(CallControl::AnsweredBy(answered_by)) {
+                Ok(()) => VerdictDelivery::Delivered,
+                Err(_) => VerdictDelivery::Dropped,
+            };
+        }
+        verdicts.retain(|_, (_, at)| now.saturating_duration_since(*at) < PENDING_VERDICT_TTL);
+        if verdicts.len() >= PENDING_VERDICTS_KEPT && !verdicts.contains_key(call_sid) {
+            return VerdictDelivery::Dropped;
+        }
+        verdicts
+            .entry(call_sid.to_owned())
+            .or_insert((answered_by, now));
+        VerdictDelivery::Kept
+    }
+
     /// Sends `control` to the call `call_sid`; false when no such call is live.
     pub fn send(&self, call_sid: &str, control: CallControl) -> bool {
         let sender = self.lock().get(call_sid).cloned();
@@ -180,6 +247,62 @@ mod tests {
             live.finished_record(&format!("CA{RECENT_RECORDS_KEPT}"))
                 .is_some()
         );
+    }
+
+    #[test]
+    fn a_verdict_for_a_running_call_reaches_its_bridge_at_once() {
+        let live = LiveCalls::default();
+        let (mut rx, _guard) = live.register("CA1");
+
+        let delivery = live.deliver_verdict("CA1", AnsweredBy::Human, Instant::now());
+
+        assert_eq!(delivery, VerdictDelivery::Delivered);
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(CallControl::AnsweredBy(AnsweredBy::Human))
+        );
+    }
+
+    #[test]
+    fn a_verdict_that_arrives_before_the_stream_is_the_first_message_of_the_bridge_that_registers()
+    {
+        let live = LiveCalls::default();
+
+        let delivery = live.deliver_verdict("CA1", AnsweredBy::MachineEndBeep, Instant::now());
+        let repeated = live.deliver_verdict("CA1", AnsweredBy::Human, Instant::now());
+        let (mut rx, _guard) = live.register("CA1");
+
+        assert_eq!(delivery, VerdictDelivery::Kept);
+        assert_eq!(repeated, VerdictDelivery::Kept);
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(CallControl::AnsweredBy(AnsweredBy::MachineEndBeep)),
+            "the first verdict is kept"
+        );
+        assert!(rx.try_recv().is_err(), "and only once");
+    }
+
+    #[test]
+    fn a_kept_verdict_expires_and_the_number_kept_is_bounded() {
+        let live = LiveCalls::default();
+        let start = Instant::now();
+        live.deliver_verdict("CA-old", AnsweredBy::Human, start);
+        for n in 0..PENDING_VERDICTS_KEPT - 1 {
+            live.deliver_verdict(
+                &format!("CA{n}"),
+                AnsweredBy::Human,
+                start + PENDING_VERDICT_TTL,
+            );
+        }
+        let last = start + PENDING_VERDICT_TTL;
+
+        let room_after_expiry = live.deliver_verdict("CA-new", AnsweredBy::Fax, last);
+        let over = live.deliver_verdict("CA-over", AnsweredBy::Fax, last);
+        let (mut old_rx, _guard) = live.register("CA-old");
+
+        assert_eq!(room_after_expiry, VerdictDelivery::Kept);
+        assert_eq!(over, VerdictDelivery::Dropped);
+        assert!(old_rx.try_recv().is_err(), "the expired verdict is gone");
     }
 
     #[test]

@@ -46,8 +46,8 @@ pub struct Turn {
     pub item_id: Option<String>,
 }
 
-/// Why a call ended. Serialized as `caller_hung_up`, `goodbye`, `max_duration`, `hung_up_by_api`, `shutdown`, or
-/// `error:<what>`.
+/// Why a call ended. Serialized as `caller_hung_up`, `goodbye`, `max_duration`, `hung_up_by_api`, `shutdown`,
+/// `voicemail_left`, `machine_hung_up`, or `error:<what>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndReason {
     /// The caller hung up (Twilio sent `stop` or closed the stream).
@@ -60,6 +60,10 @@ pub enum EndReason {
     HungUpByApi,
     /// The server is shutting down.
     Shutdown,
+    /// An answering machine took the call and the voicemail message played to its end.
+    VoicemailLeft,
+    /// An answering machine (policy `hang_up`) or a fax took the call, and callbridge hung up.
+    MachineHungUp,
     /// Something failed; the text says what (`openai_closed`, `invalid_api_key`, `call_sid_mismatch`, ...).
     Error(String),
 }
@@ -72,6 +76,8 @@ impl std::fmt::Display for EndReason {
             EndReason::MaxDuration => f.write_str("max_duration"),
             EndReason::HungUpByApi => f.write_str("hung_up_by_api"),
             EndReason::Shutdown => f.write_str("shutdown"),
+            EndReason::VoicemailLeft => f.write_str("voicemail_left"),
+            EndReason::MachineHungUp => f.write_str("machine_hung_up"),
             EndReason::Error(what) => write!(f, "error:{what}"),
         }
     }
@@ -126,6 +132,12 @@ pub struct CallRecord {
     pub skipped_frames: u64,
     /// What the call's peers sent that was dropped or ignored rather than acted on.
     pub dropped: DroppedInput,
+    /// Twilio's answering machine verdict, when detection ran and its callback reached the call.
+    pub answered_by: Option<crate::twilio::amd::AnsweredBy>,
+    /// True when a voicemail message was left and its last mark was echoed (end reason `voicemail_left`).
+    pub voicemail_left: bool,
+    /// The voicemail message as spoken (the assistant's turns after the beep), when one was started.
+    pub voicemail_transcript: Option<String>,
 }
 
 /// Input from a call's peers that was dropped or ignored rather than acted on, by kind. Each kind is also logged,
@@ -162,6 +174,9 @@ impl CallRecord {
             usage: Usage::default(),
             skipped_frames: 0,
             dropped: DroppedInput::default(),
+            answered_by: None,
+            voicemail_left: false,
+            voicemail_transcript: None,
         }
     }
 

@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 
 use crate::calls::{Direction, Turn};
 use crate::realtime::usage::Usage;
+use crate::twilio::amd::{AnsweredBy, MachinePolicy};
 
 /// A call's status as Twilio reports it, in the order a call moves through them.
 ///
@@ -197,6 +198,10 @@ pub struct CallView {
     pub duration_ms: Option<u64>,
     /// Every accepted status change, oldest first.
     pub status_timeline: Vec<StatusChange>,
+    /// Answering machine detection: the policy asked for, Twilio's verdict, and the voicemail left (flattened:
+    /// `answering_machine`, `voicemail_message`, `answered_by`, `voicemail_left`, `voicemail_transcript`).
+    #[serde(default, flatten)]
+    pub answering: Answering,
     /// The transcript so far, turns in the order they completed.
     pub transcript: Vec<Turn>,
     /// OpenAI token usage summed over the call's responses.
@@ -278,6 +283,34 @@ pub struct NewCall {
     /// The caller's own data, stored and returned untouched.
     #[serde(default)]
     pub metadata: Option<Value>,
+    /// The answering machine policy and voicemail message of an outbound call (the verdict fields stay empty).
+    #[serde(default, flatten)]
+    pub answering: Answering,
+}
+
+/// Answering machine detection on one call: what was asked for and what happened. Every field is optional in JSON
+/// (a call stored before detection existed has none of them).
+///
+/// A call answered by a machine is never reported as a conversation: its end reason is `voicemail_left` (the
+/// message played to its end) or `machine_hung_up` (callbridge hung up on a machine or a fax), and
+/// `voicemail_transcript` holds the message as spoken.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Answering {
+    /// What the call does when a machine answers (`hang_up`, `leave_message`, `ignore`); `null` for inbound calls.
+    #[serde(default)]
+    pub answering_machine: Option<MachinePolicy>,
+    /// What to say after the beep, for `leave_message`; `null` lets the model compose it from the task.
+    #[serde(default)]
+    pub voicemail_message: Option<String>,
+    /// Twilio's AMD verdict (`human`, `machine_end_beep`, `fax`, `unknown`, ...), once its callback arrived.
+    #[serde(default)]
+    pub answered_by: Option<AnsweredBy>,
+    /// True once a voicemail message was left and its last audio was played to the machine.
+    #[serde(default)]
+    pub voicemail_left: bool,
+    /// The voicemail message as the model spoke it, when one was started.
+    #[serde(default)]
+    pub voicemail_transcript: Option<String>,
 }
 
 #[cfg(test)]
@@ -368,6 +401,7 @@ mod tests {
                 status: CallStatus::Queued,
                 at: datetime!(2025-01-02 03:04:05.678 UTC),
             }],
+            answering: Answering::default(),
             transcript: vec![Turn {
                 speaker: Speaker::Caller,
                 text: "hello".into(),

@@ -16,13 +16,14 @@ use url::Url;
 
 use crate::calls::Direction;
 use crate::calls::live::{CallControl, LiveCalls};
-use crate::calls::model::{CallError, CallStatus, CallSummary, CallView, NewCall};
+use crate::calls::model::{Answering, CallError, CallStatus, CallSummary, CallView, NewCall};
 use crate::calls::store::{CallStore, StoreError, new_call_id};
 use crate::calls::writer::{RetryPolicy, StoreWriter, Write};
 use crate::phone::E164;
 use crate::security::policy::{DestinationPolicy, PolicyError};
+use crate::twilio::amd::{AmdTuning, MachineDetection, MachinePolicy};
 use crate::twilio::rest::{CreateCall, RestError, RestHandle};
-use crate::urls::{CALL_STATUS_PATH, outbound_call_path, public_endpoint};
+use crate::urls::{CALL_STATUS_PATH, amd_status_path, outbound_call_path, public_endpoint};
 
 /// The longest `wait_s` a caller may ask for.
 pub const MAX_WAIT_S: u64 = 120;
@@ -61,6 +62,14 @@ pub struct PlaceCall {
     /// Anything the caller wants stored with the call and returned untouched.
     #[serde(default)]
     pub metadata: Option<serde_json::Value>,
+    /// What to do when an answering machine picks up: `hang_up`, `leave_message` or `ignore` (default: the
+    /// server's `CALLBRIDGE_ANSWERING_MACHINE`). Anything but `ignore` turns on Twilio's answering machine detection.
+    #[serde(default)]
+    pub answering_machine: Option<MachinePolicy>,
+    /// For `leave_message`: what to say after the beep (the model says it in the call's voice, adapted to the
+    /// task); without it the model composes a short message from the instructions.
+    #[serde(default)]
+    pub voicemail_message: Option<String>,
 }
 
 /// What can go wrong; each has a stable `code` for JSON errors and MCP tool errors.
@@ -198,6 +207,10 @@ pub struct OutboundSettings {
     pub daily_outbound_budget: u32,
     /// Most calls at once (see [`CallService::concurrent_calls`]).
     pub max_concurrent_calls: u32,
+    /// What a call does when a machine answers, unless its request says (`CALLBRIDGE_ANSWERING_MACHINE`).
+    pub answering_machine: MachinePolicy,
+    /// Twilio's answering machine detection tuning (`CALLBRIDGE_AMD_*`).
+    pub amd_tuning: AmdTuning,
 }
 
 /// True when nothing more will happen to the call: its status is final and, if it was answered, its record (outcome,
@@ -511,6 +524,10 @@ impl CallService {
             .max_duration_s
             .unwrap_or(outbound.max_call_duration_s)
             .min(outbound.max_call_duration_s);
+        let answering_machine = request
+            .answering_machine
+            .unwrap_or(outbound.answering_machine);
+        let voicemail_message = request.voicemail_message.filter(|m| !m.trim().is_empty());
         let id = new_call_id();
         let new_call = NewCall {
             direction: Direction::OutboundApi,
@@ -523,6 +540,11 @@ impl CallService {
             language: request.language.filter(|l| !l.trim().is_empty()),
             max_duration_s: Some(max_duration_s),
             metadata: request.metadata,
+            answering: Answering {
+                answering_machine: Some(answering_machine),
+                voicemail_message,
+                ..Answering::default()
+            },
         };
         let (stored, written) = tokio::sync::oneshot::channel();
         {
@@ -576,6 +598,12 @@ impl CallService {
                 status_callback: public_endpoint(public_url, CALL_STATUS_PATH),
                 ring_timeout_s: outbound.ring_timeout_s,
                 time_limit_s: max_duration_s,
+                machine_detection: (answering_machine != MachinePolicy::Ignore).then(|| {
+                    MachineDetection {
+                        callback_url: public_endpoint(public_url, &amd_status_path(&call.id)),
+                        tuning: outbound.amd_tuning,
+                    }
+                }),
             })
             .await;
         match created {
@@ -757,6 +785,8 @@ mod tests {
                 destinations: DestinationPolicy::new(vec!["+1".into()], Vec::new()),
                 daily_outbound_budget: 10,
                 max_concurrent_calls,
+                answering_machine: MachinePolicy::Ignore,
+                amd_tuning: AmdTuning::default(),
             },
             Arc::new(move || pending_streams),
         )
@@ -774,6 +804,7 @@ mod tests {
             language: None,
             max_duration_s: None,
             metadata: None,
+            answering: Default::default(),
         }
     }
 

@@ -92,6 +92,13 @@ pub enum Write {
         /// The record as the bridge finished it.
         record: Box<CallRecord>,
     },
+    /// Record Twilio's answering machine verdict unless one is stored ([`CallStore::set_answered_by`]).
+    AnsweredBy {
+        /// The call's id.
+        id: String,
+        /// The verdict.
+        answered_by: crate::twilio::amd::AnsweredBy,
+    },
     /// Close an answered call whose stream never opened ([`CallStore::close_unopened`]).
     CloseUnopened {
         /// The call's id.
@@ -115,6 +122,7 @@ impl Write {
             Write::AppendTurn { .. } => "append a transcript turn",
             Write::Finish { .. } => "store a call's final record",
             Write::CloseUnopened { .. } => "close a call whose stream never opened",
+            Write::AnsweredBy { .. } => "record an answering machine verdict",
         }
     }
 
@@ -169,6 +177,11 @@ impl Write {
             }
             Write::CloseUnopened { id, end_reason, at } => {
                 store.close_unopened(id, end_reason, *at)?;
+            }
+            Write::AnsweredBy { id, answered_by } => {
+                if store.set_answered_by(id, *answered_by)? {
+                    tracing::info!(call_id = %id, %answered_by, "answered by");
+                }
             }
         }
         Ok(())
@@ -442,6 +455,7 @@ mod tests {
             language: None,
             max_duration_s: None,
             metadata: None,
+            answering: Default::default(),
         }
     }
 

@@ -143,6 +143,8 @@ impl ApiClient {
             "language": request.language,
             "max_duration_s": request.max_duration_s,
             "metadata": request.metadata,
+            "answering_machine": request.answering_machine,
+            "voicemail_message": request.voicemail_message,
         });
         let url = self.endpoint(&["calls"])?;
         self.call(Method::Post, url, Some(body), REQUEST_TIMEOUT)

@@ -25,6 +25,7 @@ use crate::calls::backend::BackendError;
 use crate::calls::model::{CallStatus, CallView};
 use crate::calls::service::PlaceCall;
 use crate::config::{Requirement, Settings};
+use crate::twilio::amd::MachinePolicy;
 
 /// Exit code: the call ended without completing (busy, no-answer, failed, canceled).
 const EXIT_NOT_COMPLETED: u8 = 1;
@@ -67,6 +68,12 @@ pub struct CallArgs {
     /// The longest the call may last, seconds (the server's maximum also caps it).
     #[arg(long = "max-duration", value_name = "S")]
     pub max_duration_s: Option<u64>,
+    /// When an answering machine picks up: hang_up, leave_message or ignore (default: the server's setting).
+    #[arg(long = "answering-machine", value_name = "POLICY")]
+    pub answering_machine: Option<MachinePolicy>,
+    /// For leave_message: what to say after the beep (default: the model composes it from the instructions).
+    #[arg(long = "voicemail-message", value_name = "TEXT")]
+    pub voicemail_message: Option<String>,
     /// Place the call, print its id and exit without following it.
     #[arg(long)]
     pub no_follow: bool,
@@ -107,6 +114,8 @@ pub async fn run(args: CallArgs) -> ExitCode {
         language: args.language.clone(),
         max_duration_s: args.max_duration_s,
         metadata: None,
+        answering_machine: args.answering_machine,
+        voicemail_message: args.voicemail_message.clone(),
     };
     let placed = match client.place_call(request).await {
         Ok(call) => call,
@@ -258,6 +267,12 @@ pub fn summary_lines(call: &CallView) -> Vec<String> {
     if let Some(reason) = &call.end_reason {
         lines.push(format!("End reason: {}", printable(reason)));
     }
+    if let Some(answered_by) = call.answering.answered_by {
+        lines.push(format!("Answered by: {answered_by}"));
+    }
+    if let Some(message) = &call.answering.voicemail_transcript {
+        lines.push(format!("Voicemail:  {}", printable(message)));
+    }
     if let Some(error) = &call.error {
         let code = error
             .code
@@ -322,6 +337,7 @@ mod tests {
             }],
             transcript: Vec::new(),
             usage: Default::default(),
+            answering: Default::default(),
         }
     }
 

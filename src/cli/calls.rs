@@ -427,6 +427,7 @@ mod tests {
             answered_at: None,
             ended_at: None,
             duration_ms: Some(12_345),
+            answering: Default::default(),
             status_timeline: vec![
                 StatusChange {
                     status: CallStatus::Queued,

@@ -34,6 +34,24 @@ impl Settings {
         line("data_dir", self.data_dir.display().to_string());
         line("api_key", mask(self.api_key.expose_secret()));
         line("ring_timeout_s", self.ring_timeout_s.to_string());
+        let amd = &self.amd;
+        line("answering_machine", amd.policy.to_string());
+        line("amd_timeout_s", amd.tuning.timeout_s.to_string());
+        line("amd_verdict_wait_s", amd.verdict_wait.as_secs().to_string());
+        let tuning =
+            |value: Option<u32>| value.map_or("(Twilio's default)".to_owned(), |v| v.to_string());
+        line(
+            "amd_speech_threshold_ms",
+            tuning(amd.tuning.speech_threshold_ms),
+        );
+        line(
+            "amd_speech_end_threshold_ms",
+            tuning(amd.tuning.speech_end_threshold_ms),
+        );
+        line(
+            "amd_silence_timeout_ms",
+            tuning(amd.tuning.silence_timeout_ms),
+        );
         let sec = &self.security;
         line(
             "allowed_callers",

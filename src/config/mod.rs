@@ -36,6 +36,7 @@ pub use self::keys::{
 };
 use self::sources::Sources;
 use crate::realtime::session::{NoiseReduction, SessionConfig, TurnDetection};
+use crate::twilio::amd::{AmdTuning, MachinePolicy};
 
 /// Everything callbridge is configured with.
 #[derive(Debug, Clone)]
@@ -58,6 +59,8 @@ pub struct Settings {
     pub api_key: SecretString,
     /// How long an outbound call rings before Twilio gives up (no-answer), seconds.
     pub ring_timeout_s: u32,
+    /// Answering machine detection on outbound calls.
+    pub amd: AmdSettings,
     /// Security limits and policies (issue: security layers).
     pub security: SecuritySettings,
     /// Log output format.
@@ -164,6 +167,17 @@ pub struct CallSettings {
     /// How long frames queued for Twilio or OpenAI may wait for the peer to take them before the call ends
     /// (`error:twilio_stalled` / `error:openai_stalled`).
     pub peer_stall_timeout: Duration,
+}
+
+/// Answering machine detection on outbound calls (see [`crate::twilio::amd`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AmdSettings {
+    /// What a call does when a machine answers, unless `place_call` says (`CALLBRIDGE_ANSWERING_MACHINE`).
+    pub policy: MachinePolicy,
+    /// Twilio's detection tuning (`CALLBRIDGE_AMD_*`).
+    pub tuning: AmdTuning,
+    /// How long the assistant waits for the verdict before it talks anyway, as if it were `unknown`.
+    pub verdict_wait: Duration,
 }
 
 /// Log output format.

@@ -1,4 +1,4 @@
-//! HTTP route handlers: `/health`, `/ready`, the `/incoming-call`, `/outbound-call/{id}` and `/call-status`
+//! HTTP route handlers: `/health`, `/ready`, the `/incoming-call`, `/outbound-call/{id}`, `/amd-status/{id}` and `/call-status`
 //! webhooks, the `/media-stream/{token}` upgrade, the bearer-protected `/api` REST API and `/mcp`.
 //!
 //! [`configure`] registers every route on an actix `ServiceConfig`; [`crate::startup`] and the tests share it.
@@ -6,6 +6,7 @@
 //! whole app in [`crate::startup`]); the Twilio webhooks also refuse a request without `X-Twilio-Signature` before
 //! reading its body ([`body_guard::require_twilio_signature`]).
 
+pub mod amd;
 pub mod api;
 pub mod auth;
 pub mod body_guard;
@@ -21,7 +22,7 @@ pub mod webhook;
 use actix_web::middleware::from_fn;
 use actix_web::web;
 
-use crate::urls::{CALL_STATUS_PATH, INCOMING_CALL_PATH, OUTBOUND_CALL_ROUTE};
+use crate::urls::{AMD_STATUS_ROUTE, CALL_STATUS_PATH, INCOMING_CALL_PATH, OUTBOUND_CALL_ROUTE};
 
 /// Registers every route; `/api` and `/mcp` refuse bodies over `max_body_bytes` (the app-wide extractors get the
 /// same limit in [`crate::startup`]).
@@ -38,6 +39,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             web::resource(OUTBOUND_CALL_ROUTE)
                 .wrap(from_fn(body_guard::require_twilio_signature))
                 .route(web::post().to(outbound::outbound_call)),
+        )
+        .service(
+            web::resource(AMD_STATUS_ROUTE)
+                .wrap(from_fn(body_guard::require_twilio_signature))
+                .route(web::post().to(amd::amd_status)),
         )
         .service(
             web::resource(CALL_STATUS_PATH)

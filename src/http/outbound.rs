@@ -17,8 +17,10 @@ use crate::http::webhook::{
     SHUTTING_DOWN_APOLOGY, WebhookError, begin_stream, call_span, param, request_public_base,
     required_call_sid, twiml_response, verify_form,
 };
-use crate::realtime::session::end_call_tool;
+use crate::realtime::session::{end_call_tool, turn_detection_update};
 use crate::relay::call::StreamPlan;
+use crate::relay::machine::MachinePlan;
+use crate::twilio::amd::MachinePolicy;
 use crate::twilio::twiml;
 use crate::urls::{CALL_STATUS_PATH, outbound_call_path};
 
@@ -111,6 +113,22 @@ pub async fn outbound_call(
     if let Some(voice) = &call.voice {
         session.voice = voice.clone();
     }
+    // With answering machine detection the model is held back until the verdict: automatic responses off.
+    let machine = call
+        .answering
+        .answering_machine
+        .filter(|policy| *policy != MachinePolicy::Ignore)
+        .map(|policy| MachinePlan {
+            policy,
+            voicemail_message: call.answering.voicemail_message.clone(),
+            verdict_wait: state.settings.amd.verdict_wait,
+            release_update: turn_detection_update(Some(&session.turn_detection)),
+        });
+    let session_update = if machine.is_some() {
+        session.to_json_holding()
+    } else {
+        session.to_json()
+    };
     let max_call_duration = call
         .max_duration_s
         .map(std::time::Duration::from_secs)
@@ -130,7 +148,8 @@ pub async fn outbound_call(
             assistant_speaks_first: call.greeting.is_some(),
             greeting: call.greeting.clone().unwrap_or_default(),
             max_call_duration,
-            session_update: session.to_json(),
+            session_update,
+            machine,
         },
     );
     drop(_entered);

@@ -109,6 +109,7 @@ pub async fn incoming_call(
                         language: None,
                         max_duration_s: None,
                         metadata: None,
+                        answering: Default::default(),
                     }),
                     answered: true,
                 },
@@ -137,6 +138,7 @@ pub async fn incoming_call(
             greeting: realtime.greeting.clone(),
             max_call_duration: state.settings.calls.max_call_duration,
             session_update: session.to_json(),
+            machine: None,
         },
     );
     drop(admission);

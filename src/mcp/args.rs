@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::calls::service::{MAX_LIST, MAX_WAIT_S, PlaceCall};
+use crate::twilio::amd::MachinePolicy;
 
 /// How many calls `list_calls` returns when no `limit` is given.
 pub const DEFAULT_LIST_LIMIT: usize = 20;
@@ -40,6 +41,16 @@ pub struct PlaceCallArgs {
     /// Any JSON object to store with the call and return untouched (e.g. your own reference for the task).
     #[serde(default)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// What to do if an answering machine or voicemail picks up: hang_up, leave_message (after the beep) or
+    /// ignore (no detection: talk to whoever answers). Default: the server's setting. get_call then shows
+    /// answered_by, voicemail_left and voicemail_transcript.
+    #[serde(default)]
+    pub answering_machine: Option<MachinePolicy>,
+    /// For leave_message: the message to leave after the beep, e.g. "This is Sam calling for Rivera about a table
+    /// for four tonight; please call back on +14155550100." The voice model says it in its own voice. Without it
+    /// the model composes a short message from the instructions.
+    #[serde(default)]
+    pub voicemail_message: Option<String>,
 }
 
 impl From<PlaceCallArgs> for PlaceCall {
@@ -52,6 +63,8 @@ impl From<PlaceCallArgs> for PlaceCall {
             language: args.language,
             max_duration_s: args.max_duration_s,
             metadata: args.metadata.map(serde_json::Value::Object),
+            answering_machine: args.answering_machine,
+            voicemail_message: args.voicemail_message,
         }
     }
 }

@@ -140,6 +140,7 @@ fn sample_call(id: &str, status: CallStatus) -> CallView {
         status_timeline: Vec::new(),
         transcript: Vec::new(),
         usage: Usage::default(),
+        answering: Default::default(),
     }
 }
 

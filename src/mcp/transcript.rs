@@ -170,6 +170,7 @@ mod tests {
             status_timeline: Vec::new(),
             transcript,
             usage: Usage::default(),
+            answering: Default::default(),
         }
     }
 

@@ -84,6 +84,10 @@ pub struct ResponseParams {
     /// Instructions for this response instead of the session's; omitted when `None`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instructions: Option<String>,
+    /// `none`, `auto` or `required` for this response only (a voicemail message calls no tool); omitted when
+    /// `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<&'static str>,
 }
 
 /// An item the client adds with `conversation.item.create`.
@@ -280,6 +284,7 @@ mod tests {
         let event = ClientEvent::ResponseCreate {
             response: Some(ResponseParams {
                 instructions: Some("Greet the caller.".into()),
+                ..ResponseParams::default()
             }),
         };
 

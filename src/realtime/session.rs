@@ -59,9 +59,27 @@ impl SessionConfig {
     /// `noise_reduction` and `transcription` are sent as `null` when off, so that the update is authoritative (an
     /// omitted key would leave the server's current setting unchanged).
     pub fn to_json(&self) -> String {
+        self.to_json_with(true)
+    }
+
+    /// [`SessionConfig::to_json`] for a call that holds the model back until an answering machine verdict: the
+    /// turn detection is the same but with `create_response: false`, so the callee's speech is heard and
+    /// transcribed without the model answering it (it speaks only on a `response.create`). Release the hold with
+    /// [`turn_detection_update`].
+    pub fn to_json_holding(&self) -> String {
+        self.to_json_with(false)
+    }
+
+    fn to_json_with(&self, create_response: bool) -> String {
+        let mut session = WireSession::from_config(self);
+        session
+            .audio
+            .input
+            .turn_detection
+            .set_create_response(create_response);
         let update = WireSessionUpdate {
             kind: "session.update",
-            session: WireSession::from_config(self),
+            session,
         };
         let mut buffer =
             Vec::with_capacity(SESSION_UPDATE_OVERHEAD_BYTES + self.instructions.len());
@@ -69,6 +87,45 @@ impl SessionConfig {
             .expect("a session holds only strings, numbers and JSON values, and writing to a Vec cannot fail");
         String::from_utf8(buffer).expect("serde_json writes UTF-8")
     }
+}
+
+/// A `session.update` that changes only `audio.input.turn_detection`: `Some` sets it as [`SessionConfig::to_json`]
+/// does (creating and interrupting responses), `None` sends `null` (no turn detection: the model speaks only on a
+/// `response.create`, and nothing the callee says interrupts it). The other session fields keep their values.
+/// Shape: `{"type":"session.update","session":{"type":"realtime","audio":{"input":{"turn_detection":...}}}}`.
+pub fn turn_detection_update(turn_detection: Option<&TurnDetection>) -> String {
+    #[derive(Serialize)]
+    struct Update {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        session: Session,
+    }
+    #[derive(Serialize)]
+    struct Session {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        audio: Audio,
+    }
+    #[derive(Serialize)]
+    struct Audio {
+        input: Input,
+    }
+    #[derive(Serialize)]
+    struct Input {
+        turn_detection: Option<WireTurnDetection>,
+    }
+    let update = Update {
+        kind: "session.update",
+        session: Session {
+            kind: "realtime",
+            audio: Audio {
+                input: Input {
+                    turn_detection: turn_detection.map(WireTurnDetection::from_config),
+                },
+            },
+        },
+    };
+    serde_json::to_string(&update).expect("a turn detection holds only numbers and names")
 }
 
 /// Turn detection (`audio.input.turn_detection`); both kinds create a response when the caller stops and interrupt
@@ -421,6 +478,17 @@ enum WireTurnDetection {
 }
 
 impl WireTurnDetection {
+    fn set_create_response(&mut self, value: bool) {
+        match self {
+            WireTurnDetection::ServerVad {
+                create_response, ..
+            }
+            | WireTurnDetection::SemanticVad {
+                create_response, ..
+            } => *create_response = value,
+        }
+    }
+
     fn from_config(turn_detection: &TurnDetection) -> Self {
         match *turn_detection {
             TurnDetection::ServerVad {
@@ -467,6 +535,43 @@ pub(crate) mod tests {
 
     fn update_json(config: &SessionConfig) -> Value {
         serde_json::from_str(&config.to_json()).expect("to_json writes JSON")
+    }
+
+    #[test]
+    fn a_holding_session_has_the_same_turn_detection_without_creating_responses() {
+        let config = server_vad_config();
+
+        let held: Value = serde_json::from_str(&config.to_json_holding()).expect("JSON");
+        let normal = update_json(&config);
+
+        let turn = &held["session"]["audio"]["input"]["turn_detection"];
+        assert_eq!(turn["create_response"], false);
+        assert_eq!(turn["interrupt_response"], true);
+        assert_eq!(turn["silence_duration_ms"], 500);
+        let mut normal_turn = normal["session"]["audio"]["input"]["turn_detection"].clone();
+        normal_turn["create_response"] = json!(false);
+        assert_eq!(*turn, normal_turn);
+    }
+
+    #[test]
+    fn a_turn_detection_update_sets_only_the_turn_detection_or_turns_it_off() {
+        let on: Value =
+            serde_json::from_str(&turn_detection_update(Some(&TurnDetection::default())))
+                .expect("JSON");
+        let off: Value = serde_json::from_str(&turn_detection_update(None)).expect("JSON");
+
+        assert_eq!(
+            on,
+            json!({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+                "turn_detection": {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300,
+                                   "silence_duration_ms": 500, "create_response": true,
+                                   "interrupt_response": true}}}}})
+        );
+        assert_eq!(
+            off,
+            json!({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+                "turn_detection": null}}}})
+        );
     }
 
     fn end_call_json() -> Value {

@@ -164,6 +164,8 @@ impl Bridge {
                 request = control.recv(), if control_open => match request {
                     Some(CallControl::HangUp) => conductor.on_hang_up_request(&mut actions),
                     Some(CallControl::Instruct(text)) => conductor.on_instruction(&text, &mut actions),
+                    Some(CallControl::AnsweredBy(answered_by)) =>
+                        conductor.on_answered_by(answered_by, Instant::now(), &mut actions),
                     // Nobody can reach this call any more: stop polling a channel that would answer at once forever.
                     None => control_open = false,
                 },
@@ -309,7 +311,9 @@ pub fn close_reason(reason: &EndReason) -> Option<CloseReason> {
         | EndReason::Goodbye
         | EndReason::MaxDuration
         | EndReason::HungUpByApi
-        | EndReason::Shutdown => CloseCode::Normal,
+        | EndReason::Shutdown
+        | EndReason::VoicemailLeft
+        | EndReason::MachineHungUp => CloseCode::Normal,
         EndReason::Error(what) => match what.as_str() {
             "twilio_stalled" => return None,
             "frame_too_large" => CloseCode::Size,

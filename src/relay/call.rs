@@ -41,6 +41,8 @@ pub struct StreamPlan {
     pub max_call_duration: std::time::Duration,
     /// The `session.update` JSON for this call.
     pub session_update: String,
+    /// Answering machine detection: the model is held back until the verdict (outbound calls that asked for it).
+    pub machine: Option<crate::relay::machine::MachinePlan>,
 }
 
 /// A call between its webhook and its media stream: what its stream needs, and its Realtime session being opened.
@@ -115,6 +117,7 @@ pub async fn run_call(
             farewell_grace: deps.settings.calls.farewell_grace,
             goodbye: deps.goodbye.clone(),
             stream_idle_timeout: deps.settings.security.stream_idle_timeout,
+            machine: plan.machine,
         },
         record,
         Instant::now(),

@@ -12,6 +12,9 @@
 //!   response dropped;
 //! - goodbye: the `end_call` tool (or a goodbye phrase, as a fallback) → the farewell plays → a final mark → hang up
 //!   when Twilio echoes it (or after a grace period); barge-in cancels the hang-up;
+//! - answering machines (outbound calls with detection): the model is held back until Twilio's verdict, then talks,
+//!   leaves the voicemail message (ending like a goodbye, as `voicemail_left`) or hangs up (`machine_hung_up`), as
+//!   the [`MachineHold`] decides;
 //! - DTMF → a short text item, at most [`DTMF_BURST`] keys at once then one per [`DTMF_REFILL`] (the rest dropped and
 //!   counted); the hard maximum call duration; the idle stream (no frame of any kind from Twilio for
 //!   [`ConductorConfig::stream_idle_timeout`] ends the call as `error:stream_idle`); the call record (transcript cut to
@@ -34,6 +37,7 @@ use crate::realtime::client_events::{ClientEvent, ConversationItem};
 use crate::realtime::server_events::ServerEvent;
 use crate::relay::budget::{Budget, LogBudgets};
 use crate::relay::goodbye::GoodbyeMatcher;
+use crate::relay::machine::{MachineHold, MachinePlan};
 use crate::relay::playback::{MarkEcho, MarkName, PlaybackLedger};
 use crate::relay::responses::Responses;
 use crate::relay::transcript::Transcript;
@@ -81,6 +85,8 @@ pub struct ConductorConfig {
     /// hung up with `error:stream_idle`. Twilio sends a media frame every 20 ms while a call is up, so seconds of
     /// silence on the socket mean a dead or hostile peer (`CALLBRIDGE_STREAM_IDLE_TIMEOUT_S`).
     pub stream_idle_timeout: Duration,
+    /// Answering machine detection: hold the model back until the verdict (outbound calls that asked for it).
+    pub machine: Option<MachinePlan>,
 }
 
 /// Where the call is on its way to a goodbye.
@@ -130,11 +136,19 @@ pub struct Conductor {
     dtmf_budget: Budget,
     /// Log lines each kind of peer-driven event may still write.
     logs: LogBudgets,
+    /// The hold until the answering machine verdict, when the call has detection.
+    machine: Option<MachineHold>,
+    /// Once a voicemail message was asked for: how many turns the record had then (the message's turns follow).
+    voicemail_from: Option<usize>,
 }
 
 impl Conductor {
     /// A conductor for a call whose bridge starts at `now`.
     pub fn new(config: ConductorConfig, record: CallRecord, now: Instant) -> Self {
+        let machine = config
+            .machine
+            .clone()
+            .map(|plan| MachineHold::new(plan, now));
         Conductor {
             config,
             started: now,
@@ -150,6 +164,8 @@ impl Conductor {
             record,
             dtmf_budget: Budget::new(DTMF_BURST, DTMF_REFILL),
             logs: LogBudgets::default(),
+            machine,
+            voicemail_from: None,
         }
     }
 
@@ -203,6 +219,15 @@ impl Conductor {
         }
         let duration_ms = self.offset_ms(now);
         self.transcript.flush(&mut self.record, duration_ms);
+        if let Some(from) = self.voicemail_from {
+            let words: Vec<&str> = self.record.turns[from.min(self.record.turns.len())..]
+                .iter()
+                .filter(|t| t.speaker == crate::calls::Speaker::Assistant)
+                .map(|t| t.text.as_str())
+                .collect();
+            self.record.voicemail_transcript = Some(words.join(" "));
+            self.record.voicemail_left = reason == EndReason::VoicemailLeft;
+        }
         self.record.finish(reason, duration_ms);
         self.record
     }
@@ -227,6 +252,9 @@ impl Conductor {
         if let Some(deadline) = self.shutdown_deadline {
             next = next.min(deadline);
         }
+        if let Some(deadline) = self.machine.as_ref().and_then(MachineHold::deadline) {
+            next = next.min(deadline);
+        }
         next
     }
 
@@ -234,6 +262,8 @@ impl Conductor {
     fn goodbye_reason(&self) -> EndReason {
         if self.shutdown_deadline.is_some() {
             EndReason::Shutdown
+        } else if self.voicemail_from.is_some() {
+            EndReason::VoicemailLeft
         } else {
             EndReason::Goodbye
         }
@@ -246,7 +276,7 @@ impl Conductor {
             return;
         }
         self.shutdown_deadline = Some(now + SHUTDOWN_GOODBYE_TIMEOUT);
-        if self.stream_sid.is_none() {
+        if self.stream_sid.is_none() || self.is_holding() {
             out.push(Action::HangUp(EndReason::Shutdown));
             return;
         }
@@ -270,6 +300,10 @@ impl Conductor {
     /// Time passed: enforces the maximum duration, the idle-stream timeout, the farewell deadline and the shutdown
     /// deadline (in that order of precedence).
     pub fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let started = self.stream_started();
+        if let Some(step) = self.machine.as_mut().and_then(|m| m.on_tick(now, started)) {
+            self.take_machine_step(step, out);
+        }
         if now >= self.started + self.config.max_call_duration {
             tracing::info!("maximum call duration reached");
             out.push(Action::HangUp(EndReason::MaxDuration));
@@ -354,18 +388,10 @@ impl Conductor {
                 tracing::info!(stream_sid = %stream_sid, "media stream started");
                 self.record.stream_sid = Some(stream_sid.clone());
                 self.stream_sid = Some(stream_sid);
-                if self.config.assistant_speaks_first {
-                    let greeting = format!(
-                        "The call has just connected. Greet the caller by saying: \"{}\"",
-                        self.config.greeting
-                    );
-                    out.push(Action::OpenAi(
-                        ClientEvent::ConversationItemCreate {
-                            item: ConversationItem::system_text(greeting),
-                        }
-                        .to_json(),
-                    ));
-                    self.request_response(out);
+                if let Some(step) = self.machine.as_mut().and_then(MachineHold::on_stream_start) {
+                    self.take_machine_step(step, out);
+                } else if self.config.assistant_speaks_first && !self.is_holding() {
+                    self.greet(out);
                 }
             }
             TwilioEvent::Dtmf { digit, .. } => {
@@ -437,6 +463,11 @@ impl Conductor {
                 delta,
             } => self.on_audio_delta(response_id, item_id, delta, now, out),
             ServerEvent::SpeechStarted { .. } => self.on_speech_started(now, out),
+            ServerEvent::SpeechStopped { .. } => {
+                if let Some(hold) = &mut self.machine {
+                    hold.on_speech_stopped();
+                }
+            }
             ServerEvent::ResponseCreated { response_id } => {
                 self.responses.on_created(&response_id);
                 // A response created while our goodbye request still waits is not the goodbye.
@@ -552,6 +583,9 @@ impl Conductor {
 
     /// Barge-in: the caller started speaking.
     fn on_speech_started(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.voicemail_from.is_some() {
+            return; // an answering machine is recording: nobody to barge in
+        }
         let unplayed = self.ledger.has_unplayed(now);
         let cancelled_mid_generation = self.responses.is_active();
         // While the farewell is on its way the caller's voice always counts: its final mark may not be echoed yet
@@ -738,6 +772,9 @@ impl Conductor {
 
     /// Asks for a response now, or once the active one is done (never two at once).
     fn request_response(&mut self, out: &mut Vec<Action>) {
+        if self.is_holding() {
+            return; // nothing is said before the answering machine verdict
+        }
         if self.responses.request() {
             out.push(Action::OpenAi(
                 ClientEvent::ResponseCreate { response: None }.to_json(),
@@ -771,6 +808,9 @@ mod tests {
         }
     }
 }
+
+#[path = "conductor_machine.rs"]
+mod conductor_machine;
 
 #[cfg(test)]
 #[path = "conductor_tests/mod.rs"]

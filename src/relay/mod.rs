@@ -5,6 +5,7 @@ pub mod budget;
 pub mod call;
 pub mod conductor;
 pub mod goodbye;
+pub mod machine;
 pub mod playback;
 pub mod responses;
 pub mod transcript;

@@ -274,6 +274,8 @@ pub struct CreateCall {
     pub ring_timeout_s: u32,
     /// The call's maximum duration, seconds (Twilio's `TimeLimit`).
     pub time_limit_s: u64,
+    /// Asynchronous answering machine detection, when the call asks for it.
+    pub machine_detection: Option<crate::twilio::amd::MachineDetection>,
 }
 
 /// The part of Twilio's call resource callbridge reads after creating a call.
@@ -287,7 +289,9 @@ pub struct CreatedCall {
 
 impl TwilioRest {
     /// Creates an outbound call. The form carries `To`, `From`, `Url` (POST), `StatusCallback` (POST) with the
-    /// `StatusCallbackEvent`s `initiated`, `ringing`, `answered` and `completed`, `Timeout` and `TimeLimit`.
+    /// `StatusCallbackEvent`s `initiated`, `ringing`, `answered` and `completed`, `Timeout` and `TimeLimit`, and
+    /// with [`CreateCall::machine_detection`] the asynchronous AMD fields
+    /// ([`crate::twilio::amd::MachineDetection::form_fields`]).
     ///
     /// # Errors
     /// [`RestError::Twilio`] with Twilio's code and message (21211 invalid `To`, 21219 unverified number on a trial
@@ -296,7 +300,12 @@ impl TwilioRest {
         let url = self.account_url("Calls.json");
         let ring_timeout = call.ring_timeout_s.to_string();
         let time_limit = call.time_limit_s.to_string();
-        let form: [(&str, &str); 12] = [
+        let amd = call
+            .machine_detection
+            .as_ref()
+            .map(crate::twilio::amd::MachineDetection::form_fields)
+            .unwrap_or_default();
+        let mut form: Vec<(&str, &str)> = vec![
             ("To", &call.to),
             ("From", &call.from),
             ("Url", &call.url),
@@ -310,6 +319,7 @@ impl TwilioRest {
             ("Timeout", &ring_timeout),
             ("TimeLimit", &time_limit),
         ];
+        form.extend(amd.iter().map(|(name, value)| (*name, value.as_str())));
         self.send_json(Method::Post, &url, &form).await
     }
 

@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -278,6 +279,134 @@ def test_a_garbage_signature_is_forbidden(server):
     response = post_form(server.base_url, form, "not-a-signature")
 
     assert_forbidden(response)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The answering machine detection callback (AsyncAmdStatusCallback) of an outbound call
+
+AMD_ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+AMD_API_KEY = "test-api-key-" + secrets.token_hex(16)
+
+
+@pytest.fixture(scope="module")
+def outbound_server(tmp_path_factory):
+    """A server that places outbound calls through a fake Twilio REST API (the one of test_mcp.py)."""
+    from test_mcp import FakeTwilio
+
+    twilio = FakeTwilio()
+    binary = resolve_binary()
+    workdir = tmp_path_factory.mktemp("callbridge-amd")
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(workdir),
+        "PORT": str(port),
+        "PUBLIC_URL": PUBLIC_URL,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_ACCOUNT_SID": AMD_ACCOUNT_SID,
+        "TWILIO_PHONE_NUMBER": "+15005550006",
+        "TWILIO_API_BASE_URL": twilio.base_url,
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/v1/realtime",
+        "CALLBRIDGE_API_KEY": AMD_API_KEY,
+        "CALLBRIDGE_OUTBOUND_ALLOWED_PREFIXES": "+1",
+        "CALLBRIDGE_DATA_DIR": str(workdir / "data"),
+        "RUST_LOG": "info",
+    }
+    log_path = workdir / "callbridge.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([str(binary), "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    running = Server(process, f"http://127.0.0.1:{port}", log_path)
+    running.twilio = twilio
+    try:
+        wait_until_healthy(running)
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=SHUTDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        twilio.close()
+
+
+def api(server, method, path, body=None):
+    """The REST API with the bearer key; returns (status, JSON body)."""
+    request = urllib.request.Request(
+        server.base_url + path,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {AMD_API_KEY}", "Content-Type": "application/json"},
+        method=method,
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as reply:
+            return reply.status, json.loads(reply.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def post_amd(server, url, form, signature):
+    """POST Twilio's AMD callback `form` to the path of `url` (the callback URL given to Twilio)."""
+    path = urllib.parse.urlsplit(url).path
+    request = urllib.request.Request(
+        server.base_url + path,
+        data=urllib.parse.urlencode(form).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as reply:
+            return reply.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def amd_form(call_sid, answered_by):
+    """The fields Twilio posts to AsyncAmdStatusCallback."""
+    return [
+        ("AccountSid", AMD_ACCOUNT_SID),
+        ("AnsweredBy", answered_by),
+        ("CallSid", call_sid),
+        ("MachineDetectionDuration", "4210"),
+    ]
+
+
+def test_the_amd_callback_signed_by_the_sdk_is_accepted_and_a_forged_one_changes_nothing(outbound_server):
+    status, call = api(
+        outbound_server,
+        "POST",
+        "/api/calls",
+        {"to": "+14155552671", "instructions": "Book a table for 4.", "answering_machine": "leave_message"},
+    )
+    assert status == 201, call
+    create = outbound_server.twilio.creates_to("+14155552671")[-1]
+    callback = create["AsyncAmdStatusCallback"]
+    assert callback == f"{PUBLIC_URL}/amd-status/{call['id']}"
+    assert (create["MachineDetection"], create["AsyncAmd"]) == ("DetectMessageEnd", "true")
+    beep = amd_form(call["call_sid"], "machine_end_beep")
+
+    forged = post_amd(outbound_server, callback, beep, sign(callback, beep, OTHER_AUTH_TOKEN))
+    after_forged = api(outbound_server, "GET", f"/api/calls/{call['id']}")[1]
+    accepted = post_amd(outbound_server, callback, beep, sign(callback, beep))
+    human = amd_form(call["call_sid"], "human")
+    repeated = post_amd(outbound_server, callback, human, sign(callback, human))
+    unknown_url = f"{PUBLIC_URL}/amd-status/call_doesnotexist"
+    unknown = post_amd(outbound_server, unknown_url, beep, sign(unknown_url, beep))
+    stored = None
+    for _ in range(50):
+        stored = api(outbound_server, "GET", f"/api/calls/{call['id']}")[1]
+        if stored["answered_by"] is not None:
+            break
+        time.sleep(0.1)
+
+    assert forged == 403
+    assert after_forged["answered_by"] is None
+    assert accepted == 204
+    assert repeated == 204
+    assert unknown == 404
+    assert stored["answered_by"] == "machine_end_beep", stored
+    assert stored["answering_machine"] == "leave_message"
 
 
 # ---------------------------------------------------------------------------------------------------------------------

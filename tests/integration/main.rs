@@ -6,6 +6,7 @@ pub mod fake_realtime;
 mod fake_twilio;
 mod helpers;
 
+mod answering_machine;
 mod api;
 mod barge_in;
 mod ending;

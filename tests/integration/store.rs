@@ -65,6 +65,7 @@ fn new_call(direction: Direction, from: &str, to: &str) -> NewCall {
         language: None,
         max_duration_s: Some(300),
         metadata: None,
+        answering: Default::default(),
     }
 }
 

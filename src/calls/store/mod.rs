@@ -24,6 +24,7 @@ use crate::calls::model::{CallError, CallStatus, CallSummary, CallView, NewCall}
 use crate::calls::{CallRecord, Direction, Turn};
 use crate::realtime::usage::Usage;
 
+mod answering;
 mod rows;
 mod schema;
 
@@ -278,8 +279,8 @@ impl CallStore {
             .map_err(ctx("store a new call"))?;
         tx.execute(
             "INSERT INTO calls (id, direction, from_number, to_number, call_sid, status, instructions, greeting, \
-             voice, language, max_duration_s, metadata, created_at_ns, usage) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+             voice, language, max_duration_s, metadata, created_at_ns, usage, answering_machine, voicemail_message) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             params![
                 id,
                 call.direction,
@@ -295,6 +296,8 @@ impl CallStore {
                 metadata,
                 created_at_ns,
                 usage,
+                call.answering.answering_machine.map(|p| p.as_str()),
+                call.answering.voicemail_message,
             ],
         )
         .map_err(ctx("store a new call"))?;
@@ -548,7 +551,9 @@ impl CallStore {
             .execute(
                 "UPDATE calls SET outcome = COALESCE(?2, outcome), end_reason = COALESCE(?3, end_reason), \
                  duration_ms = ?4, usage = ?5, stream_sid = COALESCE(?6, stream_sid), \
-                 ended_at_ns = COALESCE(?7, ended_at_ns), call_sid = COALESCE(call_sid, ?8) WHERE id = ?1",
+                 ended_at_ns = COALESCE(?7, ended_at_ns), call_sid = COALESCE(call_sid, ?8), \
+                 answered_by = COALESCE(answered_by, ?9), voicemail_left = ?10, \
+                 voicemail_transcript = COALESCE(?11, voicemail_transcript) WHERE id = ?1",
                 params![
                     id,
                     record.outcome,
@@ -558,6 +563,9 @@ impl CallStore {
                     record.stream_sid,
                     ended_at_ns,
                     call_sid,
+                    record.answered_by.map(|a| a.as_str()),
+                    record.voicemail_left,
+                    record.voicemail_transcript,
                 ],
             )
             .map_err(ctx(CONTEXT))?;
@@ -850,6 +858,7 @@ mod tests {
             language: Some("en".into()),
             max_duration_s: Some(300),
             metadata: Some(serde_json::json!({"ticket": 42, "tags": ["dinner"]})),
+            answering: Default::default(),
         }
     }
 
@@ -1178,7 +1187,7 @@ mod tests {
                 result,
                 Err(StoreError::SchemaTooNew {
                     found: 99,
-                    supported: 1
+                    supported: 2
                 })
             ),
             "{result:?}"

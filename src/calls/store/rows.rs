@@ -6,14 +6,16 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql};
 use time::OffsetDateTime;
 
 use super::{StoreError, ctx};
-use crate::calls::model::{CallError, CallStatus, CallSummary, CallView, StatusChange};
+use crate::calls::model::{Answering, CallError, CallStatus, CallSummary, CallView, StatusChange};
 use crate::calls::{Direction, Speaker, Turn};
 use crate::realtime::usage::Usage;
+use crate::twilio::amd::{AnsweredBy, MachinePolicy};
 
 /// The columns of `calls` that make a [`CallView`] (without timeline and transcript), in [`view_from_row`]'s order.
 pub(super) const VIEW_COLUMNS: &str = "id, direction, from_number, to_number, call_sid, status, instructions, greeting, voice, \
      language, max_duration_s, metadata, outcome, end_reason, error_code, error_message, created_at_ns, \
-     answered_at_ns, ended_at_ns, duration_ms, usage";
+     answered_at_ns, ended_at_ns, duration_ms, usage, answering_machine, voicemail_message, answered_by, \
+     voicemail_left, voicemail_transcript";
 
 /// The columns of `calls` that make a [`CallSummary`], in [`summary_from_row`]'s order.
 pub(super) const SUMMARY_COLUMNS: &str = "id, direction, from_number, to_number, status, created_at_ns, outcome, end_reason, duration_ms";
@@ -98,6 +100,15 @@ pub(super) fn view_from_row(row: &Row<'_>) -> rusqlite::Result<CallView> {
         status_timeline: Vec::new(),
         transcript: Vec::new(),
         usage: row.get::<_, Json<Usage>>(20)?.0,
+        answering: Answering {
+            answering_machine: row
+                .get::<_, Option<Parsed<MachinePolicy>>>(21)?
+                .map(|p| p.0),
+            voicemail_message: row.get(22)?,
+            answered_by: row.get::<_, Option<Parsed<AnsweredBy>>>(23)?.map(|p| p.0),
+            voicemail_left: row.get(24)?,
+            voicemail_transcript: row.get(25)?,
+        },
     })
 }
 
@@ -124,6 +135,22 @@ pub(super) fn to_ns(at: OffsetDateTime, what: &'static str) -> Result<i64, Store
 /// The JSON text of a token usage (serializing plain integers cannot fail).
 pub(super) fn usage_json(usage: &Usage) -> String {
     serde_json::to_string(usage).expect("Usage holds only integers")
+}
+
+/// A text column holding a value's `FromStr` spelling ([`MachinePolicy`], [`AnsweredBy`]).
+pub(super) struct Parsed<T>(pub(super) T);
+
+impl<T: std::str::FromStr> FromSql for Parsed<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map(Parsed)
+            .map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
 }
 
 /// A timestamp column: nanoseconds since the Unix epoch, read back as UTC.

@@ -5,7 +5,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::{StoreError, ctx};
 
 /// The schema, one migration per version: `MIGRATIONS[n]` takes `PRAGMA user_version` from `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // Version 1.
     "
     CREATE TABLE calls (
@@ -57,6 +57,14 @@ const MIGRATIONS: &[&str] = &[
         seen_at_ns INTEGER NOT NULL
     );
     CREATE INDEX idempotency_tokens_by_age ON idempotency_tokens (seen_at_ns);
+    ",
+    // Version 2: answering machine detection. Calls stored before it have no policy, no verdict, no voicemail.
+    "
+    ALTER TABLE calls ADD COLUMN answering_machine TEXT;
+    ALTER TABLE calls ADD COLUMN voicemail_message TEXT;
+    ALTER TABLE calls ADD COLUMN answered_by TEXT;
+    ALTER TABLE calls ADD COLUMN voicemail_left INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE calls ADD COLUMN voicemail_transcript TEXT;
     ",
 ];
 

@@ -67,6 +67,7 @@ fn config() -> ConductorConfig {
         farewell_grace: Duration::from_millis(FAREWELL_GRACE_MS),
         goodbye: GoodbyeMatcher::default(),
         stream_idle_timeout: Duration::from_millis(NEVER_IDLE_MS),
+        machine: None,
     }
 }
 
@@ -477,6 +478,7 @@ impl Call {
 
 // ---- The sections ----
 
+mod answering_machine;
 mod assistant_audio;
 mod barge_in;
 mod call_end;
