@@ -95,13 +95,17 @@ impl DemoReport {
                 record.end_reason.as_deref().unwrap_or("no end reason")
             ));
         }
-        let interrupted = record
-            .transcript
-            .iter()
-            .any(|turn| turn.speaker == Speaker::Assistant && turn.interrupted);
-        if !interrupted {
-            problems
-                .push("no assistant turn was cut short: the barge-in did not happen".to_owned());
+        let offer = script::ASSISTANT_OFFER.text;
+        let offer_cut = record.transcript.iter().any(|turn| {
+            turn.speaker == Speaker::Assistant
+                && turn.interrupted
+                && turn.text.len() < offer.len()
+                && offer.starts_with(turn.text.as_str())
+        });
+        if !offer_cut {
+            problems.push(
+                "the assistant's answer was not cut short in the record: the barge-in did not happen".to_owned(),
+            );
         }
         if self.simulation.barge_in_to_clear.is_none() {
             problems.push(

@@ -78,7 +78,7 @@ impl Default for TurnDetection {
 /// A VAD transition, with its position in the session's input audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VadEvent {
-    /// Speech started at this position (minus the prefix padding), ms.
+    /// Speech started at this position of the input audio, ms (before the prefix padding is taken off).
     Started(u64),
     /// Speech ended at this position, ms.
     Stopped(u64),
@@ -119,9 +119,7 @@ impl EnergyVad {
                     if run_ms >= SPEECH_START_MS {
                         self.speech_run = None;
                         self.in_speech = Some(0);
-                        events.push(VadEvent::Started(
-                            run_start.saturating_sub(turn.prefix_padding_ms),
-                        ));
+                        events.push(VadEvent::Started(run_start));
                     } else {
                         self.speech_run = Some((run_ms, run_start));
                     }
@@ -247,7 +245,7 @@ impl StandInSession {
     pub fn on_client_event(&mut self, text: &str, now: Instant) -> Vec<Output> {
         let mut out = Vec::new();
         let Ok(event) = serde_json::from_str::<Value>(text) else {
-            out.push(self.error("invalid_json", "The event is not valid JSON.", None, None));
+            out.extend(self.error("invalid_json", "The event is not valid JSON.", None, None));
             return out;
         };
         let event_id = event["event_id"].as_str().map(str::to_owned);
@@ -257,7 +255,7 @@ impl StandInSession {
             "input_audio_buffer.append" => {
                 match event["audio"].as_str().map(|a| BASE64.decode(a)) {
                     Some(Ok(audio)) => self.on_audio(&audio, now, &mut out),
-                    _ => out.push(self.error(
+                    _ => out.extend(self.error(
                         "invalid_value",
                         "Invalid 'audio': not base64.",
                         Some("audio"),
@@ -290,7 +288,7 @@ impl StandInSession {
             "conversation.item.truncate" => self.on_truncate(&event, event_id, &mut out),
             "response.create" => {
                 if self.active.is_some() {
-                    out.push(self.error(
+                    out.extend(self.error(
                         "conversation_already_has_active_response",
                         "Conversation already has an active response in progress.",
                         None,
@@ -304,7 +302,7 @@ impl StandInSession {
                 if self.active.is_some() {
                     self.cancel("client_cancelled", &mut out);
                 } else {
-                    out.push(self.error(
+                    out.extend(self.error(
                         "response_cancel_not_active",
                         "Cancellation failed: no active response found",
                         None,
@@ -315,7 +313,7 @@ impl StandInSession {
             other => {
                 let message =
                     format!("Invalid value: '{other}'. Supported values are client event types.");
-                out.push(self.error("invalid_value", &message, Some("type"), event_id));
+                out.extend(self.error("invalid_value", &message, Some("type"), event_id));
             }
         }
         out
@@ -387,13 +385,15 @@ impl StandInSession {
     fn on_audio(&mut self, audio: &[u8], now: Instant, out: &mut Vec<Output>) {
         for vad in self.vad.push(audio, self.turn) {
             match vad {
-                VadEvent::Started(audio_start_ms) => {
+                VadEvent::Started(speech_ms) => {
                     let item_id = self.id("item");
                     self.user_item = Some(item_id.clone());
                     out.push(Output::Note(format!(
-                        "server VAD: the caller started speaking (input audio at {:.1} s)",
-                        audio_start_ms as f64 / 1000.0
+                        "server VAD: the caller started speaking ({:.2} s into the input audio)",
+                        speech_ms as f64 / 1000.0
                     )));
+                    // The API counts the prefix padding in: the start of the audio kept with the turn.
+                    let audio_start_ms = speech_ms.saturating_sub(self.turn.prefix_padding_ms);
                     out.push(self.event(
                         "input_audio_buffer.speech_started",
                         json!({"audio_start_ms": audio_start_ms, "item_id": item_id}),
@@ -440,14 +440,14 @@ impl StandInSession {
         let audio_end_ms = event["audio_end_ms"].as_u64().unwrap_or(0);
         let Some(produced_ms) = self.item_audio(&item_id) else {
             let message = format!("Invalid value: item '{item_id}' has no assistant audio.");
-            out.push(self.error("invalid_value", &message, Some("item_id"), event_id));
+            out.extend(self.error("invalid_value", &message, Some("item_id"), event_id));
             return;
         };
         if audio_end_ms > produced_ms {
             let message = format!(
                 "Audio content of {produced_ms}ms is already shorter than {audio_end_ms}ms"
             );
-            out.push(self.error("invalid_value", &message, Some("audio_end_ms"), event_id));
+            out.extend(self.error("invalid_value", &message, Some("audio_end_ms"), event_id));
             return;
         }
         out.push(Output::Note(format!(
@@ -618,18 +618,20 @@ impl StandInSession {
         Output::Send(fields.to_string())
     }
 
-    /// An `error` event.
+    /// An `error` event, after a note for the timeline.
     fn error(
         &mut self,
         code: &str,
         message: &str,
         param: Option<&str>,
         event_id: Option<String>,
-    ) -> Output {
-        self.event(
+    ) -> Vec<Output> {
+        let note = Output::Note(format!("error {code}: {message}"));
+        let event = self.event(
             "error",
             json!({"error": {"type": "invalid_request_error", "code": code, "message": message, "param": param, "event_id": event_id}}),
-        )
+        );
+        vec![note, event]
     }
 }
 
