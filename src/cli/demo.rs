@@ -71,7 +71,11 @@ pub fn render(report: &DemoReport, problems: &[String]) -> String {
         "Server       {} (the real callbridge server)",
         report.server_url
     );
-    let _ = writeln!(out, "Realtime URL {} ({STANDIN_LABEL})", report.standin_url);
+    let _ = writeln!(
+        out,
+        "Realtime URL {} (the local stand-in: not OpenAI)",
+        report.standin_url
+    );
     let stored = if report.database_kept {
         "kept"
     } else {

@@ -308,6 +308,11 @@ impl StandInSession {
                         None,
                         event_id,
                     ));
+                    out.push(Output::Note(
+                        "(a response.cancel that crosses the server VAD's own cancellation gets this error from \
+                         the real API too; the relay ignores it)"
+                            .to_owned(),
+                    ));
                 }
             }
             other => {
