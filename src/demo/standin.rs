@@ -19,7 +19,7 @@ use super::session::{Output, StandInSession};
 
 /// The path the stand-in serves, as OpenAI's.
 pub const REALTIME_PATH: &str = "/v1/realtime";
-/// How long one send to the relay may take before the session is dropped.
+/// How long the upgrade, or one send to the relay, may take before the connection is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A line of the stand-in's timeline: when, and what it did.
@@ -116,7 +116,8 @@ fn check_upgrade(request: &Request, response: Response) -> Result<Response, Erro
 
 /// Plays one session on one connection until either side closes it or the stand-in stops.
 async fn serve(tcp: TcpStream, notes: Arc<Mutex<Vec<Note>>>, stop: CancellationToken) {
-    let Ok(mut socket) = tokio_tungstenite::accept_hdr_async(tcp, check_upgrade).await else {
+    let handshake = tokio_tungstenite::accept_hdr_async(tcp, check_upgrade);
+    let Ok(Ok(mut socket)) = tokio::time::timeout(SEND_TIMEOUT, handshake).await else {
         return;
     };
     let mut session = StandInSession::new();
