@@ -185,8 +185,8 @@ pub struct StandInSession {
     end_call_tool: Option<bool>,
     /// The detector.
     vad: EnergyVad,
-    /// The user item of the speech in progress.
-    user_item: Option<String>,
+    /// The user item of the speech in progress, and where its speech started in the input audio (ms).
+    user_item: Option<(String, u64)>,
     /// Responses started so far (the index into the script).
     responses_started: usize,
     /// Caller turns transcribed so far.
@@ -229,10 +229,9 @@ impl StandInSession {
 
     /// The events a new connection starts with: `session.created`.
     pub fn on_open(&mut self) -> Vec<Output> {
-        let id = self.id("sess");
         vec![self.event(
             "session.created",
-            json!({"session": {"type": "realtime", "id": id, "object": "realtime.session"}}),
+            json!({"session": {"type": "realtime", "output_modalities": ["audio"]}}),
         )]
     }
 
@@ -392,7 +391,7 @@ impl StandInSession {
             match vad {
                 VadEvent::Started(speech_ms) => {
                     let item_id = self.id("item");
-                    self.user_item = Some(item_id.clone());
+                    self.user_item = Some((item_id.clone(), speech_ms));
                     out.push(Output::Note(format!(
                         "server VAD: the caller started speaking ({:.2} s into the input audio)",
                         speech_ms as f64 / 1000.0
@@ -408,7 +407,11 @@ impl StandInSession {
                     }
                 }
                 VadEvent::Stopped(audio_end_ms) => {
-                    let item_id = self.user_item.take().unwrap_or_else(|| self.id("item"));
+                    let (item_id, speech_ms) = self
+                        .user_item
+                        .take()
+                        .unwrap_or_else(|| (self.id("item"), audio_end_ms));
+                    let seconds = audio_end_ms.saturating_sub(speech_ms) as f64 / 1000.0;
                     out.push(self.event(
                         "input_audio_buffer.speech_stopped",
                         json!({"audio_end_ms": audio_end_ms, "item_id": item_id}),
@@ -429,7 +432,8 @@ impl StandInSession {
                     if self.transcription {
                         out.push(self.event(
                             "conversation.item.input_audio_transcription.completed",
-                            json!({"item_id": item_id, "content_index": 0, "transcript": transcript}),
+                            json!({"item_id": item_id, "content_index": 0, "transcript": transcript,
+                                "usage": {"type": "duration", "seconds": seconds}}),
                         ));
                     }
                     if self.turn.create_response && self.active.is_none() {

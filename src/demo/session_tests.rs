@@ -46,12 +46,16 @@ fn silence(ms: usize) -> Vec<u8> {
     vec![MULAW_SILENCE; ms * 8]
 }
 
+/// A `session.update` with server VAD, caller transcripts and the inbound `end_call` tool.
+fn session_update() -> Value {
+    json!({"type": "session.update", "session": {"type": "realtime",
+        "audio": {"input": {"transcription": {"model": "m"}, "turn_detection": {"type": "server_vad", "silence_duration_ms": 500}}},
+        "tools": [{"type": "function", "name": "end_call", "parameters": {"type": "object", "properties": {}}}]}})
+}
+
 fn session_with_end_call() -> StandInSession {
     let mut session = StandInSession::new();
-    let update = json!({"type": "session.update", "session": {"type": "realtime",
-        "audio": {"input": {"transcription": {"model": "m"}, "turn_detection": {"type": "server_vad", "silence_duration_ms": 500}}},
-        "tools": [{"type": "function", "name": "end_call", "parameters": {"type": "object", "properties": {}}}]}});
-    let out = session.on_client_event(&update.to_string(), Instant::now());
+    let out = session.on_client_event(&session_update().to_string(), Instant::now());
     assert_eq!(types(&out), ["session.updated"]);
     session
 }
@@ -234,4 +238,76 @@ fn malformed_and_unknown_events_get_errors_not_panics() {
         let out = session.on_client_event(text, now);
         assert_eq!(sent(&out)[0]["error"]["code"], code, "{text}");
     }
+}
+
+/// Where [`a_whole_scripted_session_is_written_for_the_sdk_conformance_check`] writes the stand-in's server events,
+/// for `tests/conformance/test_demo_standin_events.py`.
+const CONFORMANCE_EVENTS: &str = "target/conformance/demo-standin-server-events.jsonl";
+
+#[test]
+fn a_whole_scripted_session_is_written_for_the_sdk_conformance_check() {
+    // Arrange
+    let mut session = StandInSession::new();
+    let mut now = Instant::now();
+    let mut out = session.on_open();
+    out.extend(session.on_client_event(&session_update().to_string(), now));
+    let mut run_out = |session: &mut StandInSession, now: &mut Instant, out: &mut Vec<Output>| {
+        while let Some(deadline) = session.next_deadline() {
+            *now = deadline.max(*now);
+            out.extend(session.on_tick(*now));
+        }
+    };
+
+    // Act: greeting, the caller's turn, an answer cut by a barge-in, a late cancel, truncates, the goodbye.
+    out.extend(session.on_client_event(
+        r#"{"type":"conversation.item.create","item":{"type":"message","role":"system","content":[{"type":"input_text","text":"Greet the caller."}]}}"#,
+        now,
+    ));
+    out.extend(session.on_client_event(r#"{"type":"response.create"}"#, now));
+    run_out(&mut session, &mut now, &mut out);
+    out.extend(append(&mut session, &loud(200), now));
+    out.extend(append(&mut session, &silence(500), now));
+    out.extend(session.on_tick(now));
+    let item_id = sent(&out)
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "response.output_audio.delta")
+        .and_then(|e| e["item_id"].as_str().map(str::to_owned))
+        .expect("the answer started");
+    out.extend(append(&mut session, &loud(100), now));
+    out.extend(session.on_client_event(r#"{"type":"response.cancel"}"#, now));
+    for ms in [50, 5_000] {
+        let truncate = json!({"type": "conversation.item.truncate", "item_id": item_id, "content_index": 0, "audio_end_ms": ms});
+        out.extend(session.on_client_event(&truncate.to_string(), now));
+    }
+    out.extend(append(&mut session, &silence(500), now));
+    run_out(&mut session, &mut now, &mut out);
+    out.extend(session.on_client_event(r#"{"type":"input_audio_buffer.clear"}"#, now));
+
+    // Assert: every kind of event the relay handles is there; then write them.
+    let kinds = types(&out);
+    for expected in [
+        "session.created",
+        "session.updated",
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "conversation.item.input_audio_transcription.completed",
+        "response.created",
+        "response.output_audio.delta",
+        "response.output_audio_transcript.done",
+        "conversation.item.truncated",
+        "response.function_call_arguments.done",
+        "response.done",
+        "error",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == expected),
+            "{expected} missing: {kinds:?}"
+        );
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(CONFORMANCE_EVENTS);
+    std::fs::create_dir_all(path.parent().expect("a parent"))
+        .expect("target/conformance is writable");
+    let lines: Vec<String> = sent(&out).iter().map(Value::to_string).collect();
+    std::fs::write(&path, lines.join("\n") + "\n").expect("the events file is writable");
 }
