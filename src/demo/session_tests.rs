@@ -251,7 +251,7 @@ fn a_whole_scripted_session_is_written_for_the_sdk_conformance_check() {
     let mut now = Instant::now();
     let mut out = session.on_open();
     out.extend(session.on_client_event(&session_update().to_string(), now));
-    let mut run_out = |session: &mut StandInSession, now: &mut Instant, out: &mut Vec<Output>| {
+    let run_out = |session: &mut StandInSession, now: &mut Instant, out: &mut Vec<Output>| {
         while let Some(deadline) = session.next_deadline() {
             *now = deadline.max(*now);
             out.extend(session.on_tick(*now));
