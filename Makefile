@@ -69,6 +69,8 @@ test-prerequisites:
 		echo "make test needs Node.js 20+ and npm (found: $$(node --version 2>/dev/null || echo none)): https://nodejs.org/en/download"; missing=1; fi; \
 	if ! command -v systemd-analyze >/dev/null 2>&1; then \
 		echo "make test needs systemd-analyze: apt-get install systemd"; missing=1; fi; \
+	if ! command -v strace >/dev/null 2>&1; then \
+		echo "make test needs strace (the demo's test watches its sockets): apt-get install strace"; missing=1; fi; \
 	exit $$missing
 
 test-rust:

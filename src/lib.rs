@@ -16,6 +16,8 @@
 //!   (place, follow, hang up, instruct) behind the REST API and the MCP tools.
 //! - [`mcp`] serves the call tools over MCP (Streamable HTTP at `/mcp`, stdio through `callbridge mcp`).
 //! - [`simulate`] plays Twilio against a running server: used by `callbridge simulate` and by the integration tests.
+//! - [`demo`] runs `callbridge demo`: the server, a local stand-in for the OpenAI Realtime API and a simulated call,
+//!   all on loopback.
 //! - [`shutdown`] is the server's shutdown: draining, the goodbye token and the call tasks it waits for.
 //! - Leaves every layer may use: [`phone`] (the [`phone::E164`] number, parsed once), [`urls`] (public URLs and route
 //!   paths), [`awc_worker`] (awc on a thread of its own, for `Send` futures).
@@ -32,6 +34,7 @@ pub mod awc_worker;
 pub mod calls;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod http;
 pub mod mcp;
 pub mod phone;

@@ -6,6 +6,7 @@
 //! - [`calls`]: list and show the stored call records, read from the database file.
 //! - [`call`]: place a call through a running server's REST API and follow it to its end.
 //! - [`mcp`]: the MCP tools over stdio, forwarding to a running server.
+//! - [`demo`]: a whole call on this machine against a local stand-in for OpenAI ([`crate::demo`]).
 //! - `simulate` plays Twilio against a running server; it lives in [`crate::simulate::cli`] beside the simulator.
 //! - [`api_client`] is the REST API client that `call` and `mcp` use; [`output`] holds what every subcommand prints
 //!   with: the default server URL, the one duration format, and `printable` for text that came from a peer.
@@ -20,6 +21,7 @@ pub mod api_client;
 pub mod call;
 pub mod calls;
 pub mod check_config;
+pub mod demo;
 pub mod mcp;
 pub mod output;
 pub mod serve;
@@ -51,6 +53,9 @@ pub enum Command {
     Call(call::CallArgs),
     /// Serve the MCP tools over stdio, forwarding to a running callbridge.
     Mcp(mcp::McpArgs),
+    /// Watch a whole call with no account: the server, a local stand-in for OpenAI (not OpenAI) and a simulated
+    /// caller who talks over the assistant, all on this machine.
+    Demo(demo::DemoArgs),
 }
 
 /// Runs the parsed command line and returns the process's exit code (each subcommand's module documents its codes).
@@ -71,6 +76,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Mcp(args) => {
             crate::telemetry::init(LogFormat::Text, "warn");
             mcp::run(args).await
+        }
+        Command::Demo(args) => {
+            crate::telemetry::init(LogFormat::Text, "warn");
+            demo::run(args).await
         }
         Command::Simulate(args) => {
             crate::telemetry::init(LogFormat::Text, "warn");

@@ -119,7 +119,8 @@ pub struct Conductor {
     /// What was sent to Twilio and what the caller heard.
     ledger: PlaybackLedger,
     /// Assistant items with audio in the ledger's current generation, in order (usually one or two).
-    items_in_generation: Vec<String>,
+    /// Each with the response that produced it.
+    items_in_generation: Vec<(String, String)>,
     /// The responses in flight, cancelled and asked for: never two at once.
     responses: Responses,
     /// Pending cuts and partial assistant transcripts; the turns go to `record`.
@@ -203,7 +204,7 @@ impl Conductor {
     /// Ends the record with `reason` at `now` and hands it over.
     pub fn finish(mut self, reason: EndReason, now: Instant) -> CallRecord {
         // Audio still unplayed when the call ends was never heard: cut those turns like a barge-in would.
-        for item_id in std::mem::take(&mut self.items_in_generation) {
+        for (item_id, _) in std::mem::take(&mut self.items_in_generation) {
             let sent_ms = self.ledger.item_sent_ms(&item_id);
             let heard_ms = self.ledger.item_played_ms(&item_id, now);
             if heard_ms < sent_ms {
@@ -571,8 +572,9 @@ impl Conductor {
             return;
         };
         self.responses.on_audio(response_id);
-        if !self.items_in_generation.iter().any(|i| i == item_id) {
-            self.items_in_generation.push(item_id.to_owned());
+        if !self.items_in_generation.iter().any(|(i, _)| i == item_id) {
+            self.items_in_generation
+                .push((item_id.to_owned(), response_id.to_owned()));
         }
         let mark = self
             .ledger
@@ -600,26 +602,31 @@ impl Conductor {
         {
             out.push(Action::Twilio(clear_message(stream_sid)));
         }
-        if let Some(response_id) = self.responses.cancel_active() {
+        let cancelled = self.responses.cancel_active().map(str::to_owned);
+        if let Some(response_id) = &cancelled {
             out.push(Action::OpenAi(
                 ClientEvent::ResponseCancel {
-                    response_id: Some(response_id),
+                    response_id: Some(response_id.as_str()),
                 }
                 .to_json(),
             ));
         }
-        let sent: Vec<(String, u64)> = self
+        let sent: Vec<(String, String, u64)> = self
             .items_in_generation
             .drain(..)
-            .map(|id| {
+            .map(|(id, response_id)| {
                 let sent = self.ledger.item_sent_ms(&id);
-                (id, sent)
+                (id, response_id, sent)
             })
             .collect();
         let truncations = self.ledger.barge_in(now);
         if cancelled_mid_generation {
-            // Items that played out entirely may still have a transcript that ran ahead of their audio.
-            for (item_id, sent_ms) in &sent {
+            // Items of the cancelled response that played out entirely may still have a transcript that ran ahead
+            // of their audio. Items of earlier, completed responses were heard in full.
+            for (item_id, _, sent_ms) in sent
+                .iter()
+                .filter(|(_, response_id, _)| cancelled.as_ref() == Some(response_id))
+            {
                 if !truncations.iter().any(|t| t.item_id == *item_id) {
                     self.transcript.cut(
                         &mut self.record,
@@ -642,8 +649,8 @@ impl Conductor {
             ));
             let sent_ms = sent
                 .iter()
-                .find(|(id, _)| *id == truncation.item_id)
-                .map_or(truncation.audio_end_ms, |(_, ms)| *ms);
+                .find(|(id, _, _)| *id == truncation.item_id)
+                .map_or(truncation.audio_end_ms, |(_, _, ms)| *ms);
             self.transcript.cut(
                 &mut self.record,
                 truncation.item_id,

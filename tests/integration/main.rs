@@ -9,6 +9,7 @@ mod helpers;
 mod answering_machine;
 mod api;
 mod barge_in;
+mod demo;
 mod ending;
 mod floods;
 mod frames;

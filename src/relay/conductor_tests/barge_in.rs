@@ -240,3 +240,27 @@ proptest! {
         prop_assert_eq!(cleared, !truncates.is_empty());
     }
 }
+
+#[test]
+fn a_barge_in_leaves_an_earlier_reply_that_played_in_full_uninterrupted() {
+    // Arrange: a greeting that played in full, then a second reply the caller talks over while it is generated.
+    let mut call = Call::started();
+    call.speak(0, RESPONSE_1, ITEM_1, 200);
+    call.assistant_said(10, RESPONSE_1, ITEM_1, GREETING);
+    call.response_done(20, RESPONSE_1, "completed");
+    call.echo(200, "g0:s0");
+    call.speak(1000, RESPONSE_2, ITEM_2, 1000);
+    call.assistant_said(1010, RESPONSE_2, ITEM_2, TEN_WORDS);
+
+    // Act
+    call.speech_started(1500);
+    let record = call.finish(EndReason::CallerHungUp, 2000);
+
+    // Assert
+    let turns = assistant_turns(&record);
+    assert_eq!(turns.len(), 2, "{turns:?}");
+    assert_eq!(turns[0].text, GREETING);
+    assert!(!turns[0].interrupted, "{turns:?}");
+    assert!(turns[1].interrupted, "{turns:?}");
+    assert!(word_count(&turns[1].text) < 10, "{turns:?}");
+}
