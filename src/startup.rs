@@ -156,7 +156,7 @@ impl Application {
                 call_sid = call.call_sid.as_deref().unwrap_or(""),
                 was = %call.was,
                 now = %call.now,
-                end_reason = crate::calls::store::END_REASON_SERVER_STOPPED,
+                end_reason = %crate::calls::EndReason::Error(crate::calls::CallFailure::ServerStopped),
                 "call record left open by an earlier run closed"
             );
         }

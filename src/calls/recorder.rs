@@ -6,10 +6,6 @@ use crate::calls::service::CallService;
 use crate::calls::writer::Write;
 use crate::calls::{CallRecord, Turn};
 
-/// The end reason of an answered call whose media stream never opened: its stream token expired unused (Twilio
-/// never connected, or connected with another token).
-pub const END_REASON_STREAM_NEVER_OPENED: &str = "error:stream_never_opened";
-
 /// The call's stored record: turns are appended as they complete (a crash loses at most the turn in progress), and
 /// the whole record is written at the end.
 pub struct Persistence {

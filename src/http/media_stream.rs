@@ -13,7 +13,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use tracing::Instrument as _;
 
-use crate::calls::EndReason;
+use crate::calls::{CallFailure, EndReason};
 use crate::http::state::AppState;
 use crate::http::webhook::{call_span, request_public_base, stream_url};
 use crate::relay::bridge::close_twilio;
@@ -95,7 +95,7 @@ pub async fn media_stream(
     let Some(pending) = pending else {
         // The token outlived its pending call (its expiry raced the upgrade): nothing to run the stream with.
         span.in_scope(|| tracing::warn!("media stream whose pending call has expired; closing it"));
-        close_twilio(twilio, &EndReason::Error("stream_expired".into()));
+        close_twilio(twilio, &EndReason::Error(CallFailure::StreamExpired));
         return Ok(response);
     };
     actix_web::rt::spawn(

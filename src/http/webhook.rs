@@ -10,8 +10,8 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, http::StatusCode};
 use time::OffsetDateTime;
 use tracing::Instrument as _;
 
-use crate::calls::recorder::END_REASON_STREAM_NEVER_OPENED;
 use crate::calls::writer::Write;
+use crate::calls::{CallFailure, EndReason};
 use crate::http::state::AppState;
 use crate::realtime::client::preconnect;
 use crate::relay::call::{PendingCall, StreamPlan};
@@ -182,7 +182,7 @@ pub fn call_span(call_sid: &str) -> tracing::Span {
 
 /// Issues the stream token, starts pre-connecting the Realtime session, remembers the token as the call's one
 /// awaited stream, arranges for an unused session to be closed (and the call's record finished, end reason
-/// [`END_REASON_STREAM_NEVER_OPENED`]) when its token expires, and returns the `<Connect><Stream>` TwiML.
+/// `error:stream_never_opened`) when its token expires, and returns the `<Connect><Stream>` TwiML.
 pub fn begin_stream(
     state: &AppState,
     public_base: &str,
@@ -232,7 +232,7 @@ pub fn begin_stream(
             // The call was answered but its stream never opened: its record must not stay in progress.
             calls.writer().submit(Write::CloseUnopened {
                 id: call_id,
-                end_reason: END_REASON_STREAM_NEVER_OPENED.to_owned(),
+                end_reason: EndReason::Error(CallFailure::StreamNeverOpened),
                 at: OffsetDateTime::now_utc(),
             });
             if let Err(e) = calls.end_at_twilio(&call_sid).await {

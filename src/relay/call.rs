@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::calls::live::LiveCalls;
 use crate::calls::recorder::Persistence;
 use crate::calls::service::CallService;
-use crate::calls::{CallRecord, Direction, EndReason};
+use crate::calls::{CallFailure, CallRecord, Direction, EndReason};
 use crate::config::Settings;
 use crate::realtime::client::Preconnect;
 use crate::relay::bridge::{Bridge, close_twilio, log_record};
@@ -93,7 +93,7 @@ pub async fn run_call(
         Ok(link) => link,
         Err(e) => {
             tracing::error!(error = %e, "cannot open the OpenAI Realtime session; ending the call");
-            let reason = EndReason::Error("openai_unavailable".into());
+            let reason = EndReason::Error(CallFailure::OpenAiUnavailable);
             close_twilio(twilio, &reason);
             record.finish(reason, 0);
             log_record(&record);

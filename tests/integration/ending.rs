@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use callbridge::calls::{EndReason, Speaker};
+use callbridge::calls::{CallFailure, EndReason, Speaker};
 use callbridge::simulate::Observation;
 
 use crate::fake_realtime::{Script, ScriptedResponse};
@@ -90,7 +90,7 @@ async fn openai_closing_mid_call_ends_the_call_within_a_second_and_keeps_the_tra
     );
     assert_eq!(
         record.end_reason,
-        Some(EndReason::Error("openai_closed".into()))
+        Some(EndReason::Error(CallFailure::OpenAiClosed))
     );
     assert_eq!(record.turns.len(), 2, "{:?}", record.turns);
 }

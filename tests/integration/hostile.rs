@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use callbridge::calls::EndReason;
+use callbridge::calls::{CallFailure, EndReason};
 use callbridge::simulate::{
     MediaClientConfig, MediaStreamClient, Observation, SimulateError, local_stream_url,
 };
@@ -52,7 +52,7 @@ async fn a_stream_that_sends_nothing_after_start_is_hung_up_after_the_idle_timeo
     );
     assert_eq!(
         record.end_reason,
-        Some(EndReason::Error("stream_idle".into()))
+        Some(EndReason::Error(CallFailure::StreamIdle))
     );
     assert_eq!(
         record.end_reason.map(|r| r.to_string()).as_deref(),

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use callbridge::calls::EndReason;
 use callbridge::calls::live::CallControl;
+use callbridge::calls::{CallFailure, EndReason};
 use callbridge::simulate::WebhookCall;
 use futures_util::SinkExt as _;
 use serde_json::json;
@@ -202,7 +202,7 @@ async fn a_twilio_client_that_stops_reading_ends_its_call_as_stalled_and_frees_i
     let record = app.record(&webhook.call_sid, Duration::from_secs(30)).await;
     assert_eq!(
         record.end_reason,
-        Some(EndReason::Error("twilio_stalled".into()))
+        Some(EndReason::Error(CallFailure::TwilioStalled))
     );
     assert_eq!(app.live_calls.count(), 0, "the call is no longer live");
     let next = app.webhook();
@@ -298,7 +298,7 @@ async fn a_realtime_server_that_stops_reading_ends_its_call_as_stalled() {
     let record = app.record(&webhook.call_sid, Duration::from_secs(30)).await;
     assert_eq!(
         record.end_reason,
-        Some(EndReason::Error("openai_stalled".into()))
+        Some(EndReason::Error(CallFailure::OpenAiStalled))
     );
     assert_eq!(app.live_calls.count(), 0);
 }
@@ -325,6 +325,6 @@ async fn an_unmasked_client_frame_ends_the_call_as_a_protocol_error_with_close_1
     let record = app.record(&webhook.call_sid, Duration::from_secs(5)).await;
     assert_eq!(
         record.end_reason,
-        Some(EndReason::Error("twilio_protocol_error".into()))
+        Some(EndReason::Error(CallFailure::TwilioProtocolError))
     );
 }

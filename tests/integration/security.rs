@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use callbridge::calls::EndReason;
+use callbridge::calls::{CallFailure, EndReason};
 use callbridge::simulate::{MediaClientConfig, MediaStreamClient, Observation, SimulateError};
 
 use crate::fake_realtime::Script;
@@ -134,7 +134,7 @@ async fn a_start_message_for_another_call_ends_the_stream() {
     let record = app.record(&webhook.call_sid, Duration::from_secs(2)).await;
     assert_eq!(
         record.end_reason,
-        Some(EndReason::Error("call_sid_mismatch".into()))
+        Some(EndReason::Error(CallFailure::CallSidMismatch))
     );
 }
 

@@ -21,7 +21,7 @@ use rusqlite::{
 use time::OffsetDateTime;
 
 use crate::calls::model::{CallError, CallStatus, CallSummary, CallView, NewCall};
-use crate::calls::{CallRecord, Direction, Turn};
+use crate::calls::{CallFailure, CallRecord, Direction, EndReason, Turn};
 use crate::realtime::usage::Usage;
 
 mod rows;
@@ -36,10 +36,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the read connection waits on a lock: in WAL mode readers do not wait for writers, so only a rare
 /// recovery (another process opening a crashed database) makes it wait at all.
 const READ_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The end reason of a call an earlier process left open (crash, SIGKILL, OOM, a second SIGTERM), closed by
-/// [`CallStore::reconcile`] at the next start.
-pub const END_REASON_SERVER_STOPPED: &str = "error:server_stopped";
 
 /// How long a status callback's idempotency token is remembered. Twilio retries within minutes.
 const IDEMPOTENCY_TOKEN_TTL: time::Duration = time::Duration::days(1);
@@ -400,11 +396,12 @@ impl CallStore {
     pub fn close_unopened(
         &self,
         id: &str,
-        end_reason: &str,
+        end_reason: &EndReason,
         at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         const CONTEXT: &str = "close a call whose stream never opened";
         let at_ns = to_ns(at, "end time")?;
+        let end_reason = end_reason.to_string();
         self.write(CONTEXT, |tx| {
             let changed = tx
                 .execute(
@@ -425,7 +422,7 @@ impl CallStore {
     /// - An outbound call not answered yet (`queued`, `initiated`, `ringing`) becomes `canceled`: nothing of this
     ///   process would bridge it; the caller of this function cancels it at Twilio when it can.
     ///
-    /// Each gets the end reason [`END_REASON_SERVER_STOPPED`] unless it has one, and keeps its stored turns; its
+    /// Each gets the end reason `error:server_stopped` ([`CallFailure::ServerStopped`]) unless it has one, and keeps its stored turns; its
     /// `ended_at` is `now` (when it was closed) unless set. Returns the closed calls.
     ///
     /// # Errors
@@ -456,6 +453,7 @@ impl CallStore {
                 .collect()
             })
             .map_err(ctx(CONTEXT))?;
+        let server_stopped = EndReason::Error(CallFailure::ServerStopped).to_string();
         let mut closed = Vec::with_capacity(open.len());
         for (id, call_sid, direction, was) in open {
             let now_status = if direction == Direction::Inbound || was == CallStatus::InProgress {
@@ -465,7 +463,7 @@ impl CallStore {
             };
             tx.execute(
                 "UPDATE calls SET end_reason = COALESCE(end_reason, ?2) WHERE id = ?1",
-                params![id, END_REASON_SERVER_STOPPED],
+                params![id, server_stopped],
             )
             .map_err(ctx(CONTEXT))?;
             advance_status(&tx, &id, now_status, now_ns)?;
@@ -812,9 +810,9 @@ fn insert_turn(conn: &Connection, id: &str, seq: i64, turn: &Turn) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calls::Speaker;
     use crate::calls::model::CallError;
     use crate::calls::model::StatusChange;
-    use crate::calls::{EndReason, Speaker};
     use proptest::prelude::*;
     use time::macros::datetime;
 
@@ -1421,7 +1419,7 @@ mod tests {
         assert_eq!(inbound_after.status, CallStatus::Completed);
         assert_eq!(
             inbound_after.end_reason.as_deref(),
-            Some(END_REASON_SERVER_STOPPED)
+            Some("error:server_stopped")
         );
         assert_eq!(inbound_after.ended_at, Some(now));
         assert_eq!(inbound_after.transcript.len(), 1, "its turns are kept");
@@ -1465,7 +1463,7 @@ mod tests {
         let changed = store
             .close_unopened(
                 &call.id,
-                "error:stream_never_opened",
+                &EndReason::Error(CallFailure::StreamNeverOpened),
                 OffsetDateTime::now_utc(),
             )
             .expect("closed");
