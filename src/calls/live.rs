@@ -1,15 +1,10 @@
-//! The calls in progress on this server, each reachable through a control channel (hang up, inject an instruction),
-//! and the records of the most recent finished calls (in memory; a persistent store comes with outbound calls).
+//! The calls in progress on this server, each reachable through a control channel (hang up, inject an instruction).
+//! A finished call's record is in the call store ([`crate::calls::store`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Notify, mpsc};
-
-use crate::calls::CallRecord;
-
-/// How many finished call records are kept in memory.
-pub const RECENT_RECORDS_KEPT: usize = 256;
+use tokio::sync::mpsc;
 
 /// A request to a live call's bridge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,10 +20,6 @@ pub enum CallControl {
 pub struct LiveCalls {
     /// CallSid → the bridge's control sender.
     calls: Arc<Mutex<HashMap<String, mpsc::Sender<CallControl>>>>,
-    /// The last [`RECENT_RECORDS_KEPT`] finished calls, oldest first.
-    recent: Arc<Mutex<VecDeque<CallRecord>>>,
-    /// Woken whenever a record is added.
-    finished: Arc<Notify>,
 }
 
 /// Removes its call from the table when dropped, so a bridge that ends any way at all is never left listed.
@@ -80,51 +71,9 @@ impl LiveCalls {
         self.lock().len()
     }
 
-    /// Keeps a finished call's record (dropping the oldest beyond [`RECENT_RECORDS_KEPT`]).
-    pub fn remember(&self, record: CallRecord) {
-        let mut recent = self
-            .recent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if recent.len() == RECENT_RECORDS_KEPT {
-            recent.pop_front();
-        }
-        recent.push_back(record);
-        drop(recent);
-        self.finished.notify_waiters();
-    }
-
-    /// The record of the finished call `call_sid`, if it is among the recent ones.
-    pub fn finished_record(&self, call_sid: &str) -> Option<CallRecord> {
-        let recent = self
-            .recent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        recent
-            .iter()
-            .rev()
-            .find(|r| r.call_sid == call_sid)
-            .cloned()
-    }
-
-    /// Waits up to `timeout` for the call `call_sid` to finish and returns its record.
-    pub async fn wait_finished(
-        &self,
-        call_sid: &str,
-        timeout: std::time::Duration,
-    ) -> Option<CallRecord> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.finished.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(record) = self.finished_record(call_sid) {
-                return Some(record);
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.finished_record(call_sid);
-            }
-        }
+    /// True while the call `call_sid` is registered (its bridge runs, or is storing its record and closing).
+    pub fn is_live(&self, call_sid: &str) -> bool {
+        self.lock().contains_key(call_sid)
     }
 
     /// Sends `control` to the call `call_sid`; false when no such call is live.
@@ -143,8 +92,10 @@ mod tests {
         let live = LiveCalls::default();
         let (_rx, guard) = live.register("CA1");
         assert_eq!(live.count(), 1);
+        assert!(live.is_live("CA1") && !live.is_live("CA2"));
         drop(guard);
         assert_eq!(live.count(), 0);
+        assert!(!live.is_live("CA1"));
     }
 
     #[test]
@@ -158,28 +109,6 @@ mod tests {
         assert_eq!(live.count(), 1, "the second registration stays");
         assert!(live.send("CA1", CallControl::HangUp));
         assert_eq!(second_rx.try_recv().ok(), Some(CallControl::HangUp));
-    }
-
-    #[test]
-    fn finished_records_are_kept_up_to_the_limit() {
-        let live = LiveCalls::default();
-        for n in 0..RECENT_RECORDS_KEPT + 1 {
-            let record = CallRecord::new(
-                format!("CA{n}"),
-                crate::calls::Direction::Inbound,
-                String::new(),
-                String::new(),
-            );
-            live.remember(record);
-        }
-        assert!(
-            live.finished_record("CA0").is_none(),
-            "the oldest is dropped"
-        );
-        assert!(
-            live.finished_record(&format!("CA{RECENT_RECORDS_KEPT}"))
-                .is_some()
-        );
     }
 
     #[test]

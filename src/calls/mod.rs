@@ -96,7 +96,8 @@ pub struct CallRecord {
 
 /// Input from a call's peers that was dropped or ignored rather than acted on, by kind. Each kind is also logged,
 /// within a per-call budget of lines (`relay::budget`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DroppedInput {
     /// DTMF keys over the per-call rate limit (not passed to the model).
     pub dtmf_digits: u64,

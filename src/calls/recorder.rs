@@ -26,9 +26,9 @@ impl Persistence {
         }
     }
 
-    /// Queues the finished record (transcript as cut, outcome, end reason, usage); an inbound call is then
-    /// `completed` (no status callbacks follow it). Never blocks; readers waiting for the call are woken once it is
-    /// written.
+    /// Queues the finished record (transcript as cut, outcome, end reason, usage, StreamSid, skipped frames and
+    /// dropped input); an inbound call is then `completed` (no status callbacks follow it). Never blocks; readers
+    /// waiting for the call are woken once it is written.
     pub fn finish(&self, record: &CallRecord) {
         self.calls.writer().submit(Write::Finish {
             id: self.call_id.clone(),

@@ -62,7 +62,7 @@ pub struct CallDeps {
     pub settings: Arc<Settings>,
     /// The call records and their writer.
     pub calls: CallService,
-    /// Live calls (for `hang_up`/`instruct_call`) and recent records.
+    /// Live calls (for `hang_up`/`instruct_call`).
     pub live_calls: LiveCalls,
     /// REST client for the hang-up, when credentials are configured.
     pub rest: Option<TwilioRest>,
@@ -74,7 +74,7 @@ pub struct CallDeps {
 
 /// Runs the call `call_sid` on its accepted media stream to its end: waits for the pre-connected Realtime session
 /// (a failure ends the call with `error:openai_unavailable` and close code 1011), then bridges the two until either
-/// side ends, and stores, logs and remembers the record.
+/// side ends, and stores and logs the record.
 pub async fn run_call(
     deps: CallDeps,
     twilio: TwilioWriter,
@@ -100,7 +100,6 @@ pub async fn run_call(
             if let Some(persistence) = &persistence {
                 persistence.finish(&record);
             }
-            deps.live_calls.remember(record);
             return;
         }
     };
@@ -118,7 +117,8 @@ pub async fn run_call(
         record,
         Instant::now(),
     );
-    let record = Bridge {
+    // The bridge stores and logs the finished record; the call is unregistered once it has.
+    Bridge {
         twilio,
         twilio_frames: frames,
         link,
@@ -132,5 +132,4 @@ pub async fn run_call(
     .run()
     .await;
     drop(guard);
-    deps.live_calls.remember(record);
 }

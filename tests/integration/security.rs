@@ -134,7 +134,7 @@ async fn a_start_message_for_another_call_ends_the_stream() {
     let record = app.record(&webhook.call_sid, Duration::from_secs(2)).await;
     assert_eq!(
         record.end_reason,
-        Some(EndReason::Error(CallFailure::CallSidMismatch))
+        Some(EndReason::Error(CallFailure::CallSidMismatch).to_string())
     );
 }
 

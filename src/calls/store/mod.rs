@@ -27,7 +27,9 @@ use crate::realtime::usage::Usage;
 mod rows;
 mod schema;
 
-use rows::{SUMMARY_COLUMNS, Unsigned, read_view, summary_from_row, to_ns, usage_json};
+use rows::{
+    SUMMARY_COLUMNS, Unsigned, dropped_json, read_view, summary_from_row, to_ns, usage_json,
+};
 use schema::migrate;
 
 /// How long a write waits for another connection's lock before it fails with `SQLITE_BUSY` (the server's writer
@@ -538,6 +540,10 @@ impl CallStore {
             })?;
         let call_sid = Some(record.call_sid.as_str()).filter(|sid| !sid.is_empty());
         let end_reason = record.end_reason.as_ref().map(ToString::to_string);
+        let skipped_frames =
+            i64::try_from(record.skipped_frames).map_err(|_| StoreError::OutOfRange {
+                what: "skipped_frames",
+            })?;
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -546,7 +552,8 @@ impl CallStore {
             .execute(
                 "UPDATE calls SET outcome = COALESCE(?2, outcome), end_reason = COALESCE(?3, end_reason), \
                  duration_ms = ?4, usage = ?5, stream_sid = COALESCE(?6, stream_sid), \
-                 ended_at_ns = COALESCE(?7, ended_at_ns), call_sid = COALESCE(call_sid, ?8) WHERE id = ?1",
+                 ended_at_ns = COALESCE(?7, ended_at_ns), call_sid = COALESCE(call_sid, ?8), skipped_frames = ?9, \
+                 dropped = ?10 WHERE id = ?1",
                 params![
                     id,
                     record.outcome,
@@ -556,6 +563,8 @@ impl CallStore {
                     record.stream_sid,
                     ended_at_ns,
                     call_sid,
+                    skipped_frames,
+                    dropped_json(&record.dropped),
                 ],
             )
             .map_err(ctx(CONTEXT))?;
@@ -810,9 +819,9 @@ fn insert_turn(conn: &Connection, id: &str, seq: i64, turn: &Turn) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calls::Speaker;
     use crate::calls::model::CallError;
     use crate::calls::model::StatusChange;
+    use crate::calls::{DroppedInput, Speaker};
     use proptest::prelude::*;
     use time::macros::datetime;
 
@@ -1110,6 +1119,35 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_record_stores_its_stream_sid_and_what_the_peers_sent_that_was_dropped() {
+        let store = store();
+        let call = store.create(&outbound("+15550199")).expect("stored");
+        let before = store.get(&call.id).expect("read").expect("present");
+        let mut record = CallRecord::new(
+            "CA9".into(),
+            Direction::OutboundApi,
+            call.from.clone(),
+            call.to.clone(),
+        );
+        record.stream_sid = Some("MZ1".into());
+        record.skipped_frames = 5;
+        record.dropped.dtmf_digits = 2;
+        record.dropped.openai_errors = 1;
+        record.finish(EndReason::CallerHungUp, 10);
+
+        store.finish(&call.id, &record).expect("finished");
+        let view = store.get(&call.id).expect("read").expect("present");
+
+        assert_eq!(
+            (before.skipped_frames, before.dropped),
+            (0, DroppedInput::default())
+        );
+        assert_eq!(view.stream_sid.as_deref(), Some("MZ1"));
+        assert_eq!(view.skipped_frames, 5);
+        assert_eq!(view.dropped, record.dropped);
+    }
+
+    #[test]
     fn an_error_is_stored_with_twilios_code() {
         let store = store();
         let call = store.create(&outbound("+1555")).expect("stored");
@@ -1176,7 +1214,7 @@ mod tests {
                 result,
                 Err(StoreError::SchemaTooNew {
                     found: 99,
-                    supported: 1
+                    supported: 2
                 })
             ),
             "{result:?}"

@@ -7,13 +7,13 @@ use time::OffsetDateTime;
 
 use super::{StoreError, ctx};
 use crate::calls::model::{CallError, CallStatus, CallSummary, CallView, StatusChange};
-use crate::calls::{Direction, Speaker, Turn};
+use crate::calls::{Direction, DroppedInput, Speaker, Turn};
 use crate::realtime::usage::Usage;
 
 /// The columns of `calls` that make a [`CallView`] (without timeline and transcript), in [`view_from_row`]'s order.
 pub(super) const VIEW_COLUMNS: &str = "id, direction, from_number, to_number, call_sid, status, instructions, greeting, voice, \
      language, max_duration_s, metadata, outcome, end_reason, error_code, error_message, created_at_ns, \
-     answered_at_ns, ended_at_ns, duration_ms, usage";
+     answered_at_ns, ended_at_ns, duration_ms, usage, stream_sid, skipped_frames, dropped";
 
 /// The columns of `calls` that make a [`CallSummary`], in [`summary_from_row`]'s order.
 pub(super) const SUMMARY_COLUMNS: &str = "id, direction, from_number, to_number, status, created_at_ns, outcome, end_reason, duration_ms";
@@ -79,6 +79,7 @@ pub(super) fn view_from_row(row: &Row<'_>) -> rusqlite::Result<CallView> {
         from: row.get(2)?,
         to: row.get(3)?,
         call_sid: row.get(4)?,
+        stream_sid: row.get(21)?,
         status: row.get(5)?,
         instructions: row.get(6)?,
         greeting: row.get(7)?,
@@ -98,6 +99,11 @@ pub(super) fn view_from_row(row: &Row<'_>) -> rusqlite::Result<CallView> {
         status_timeline: Vec::new(),
         transcript: Vec::new(),
         usage: row.get::<_, Json<Usage>>(20)?.0,
+        skipped_frames: row.get::<_, Unsigned>(22)?.0,
+        dropped: row
+            .get::<_, Option<Json<DroppedInput>>>(23)?
+            .map(|j| j.0)
+            .unwrap_or_default(),
     })
 }
 
@@ -124,6 +130,11 @@ pub(super) fn to_ns(at: OffsetDateTime, what: &'static str) -> Result<i64, Store
 /// The JSON text of a token usage (serializing plain integers cannot fail).
 pub(super) fn usage_json(usage: &Usage) -> String {
     serde_json::to_string(usage).expect("Usage holds only integers")
+}
+
+/// The JSON text of a call's dropped-input counters (serializing plain integers cannot fail).
+pub(super) fn dropped_json(dropped: &DroppedInput) -> String {
+    serde_json::to_string(dropped).expect("DroppedInput holds only integers")
 }
 
 /// A timestamp column: nanoseconds since the Unix epoch, read back as UTC.
