@@ -38,7 +38,7 @@ use crate::security::rate_limit::Limits;
 use crate::security::tokens::StreamTokens;
 use crate::shutdown::Shutdown;
 use crate::twilio::rest::{RestHandle, TwilioRest};
-use crate::twilio::signature::RequestValidator;
+use crate::twilio::signature::WebhookSigning;
 use crate::urls::{INCOMING_CALL_PATH, public_endpoint};
 
 /// Most stream tokens (and pending pre-connected sessions) held at once.
@@ -156,7 +156,7 @@ impl Application {
                 call_sid = call.call_sid.as_deref().unwrap_or(""),
                 was = %call.was,
                 now = %call.now,
-                end_reason = crate::calls::store::END_REASON_SERVER_STOPPED,
+                end_reason = %crate::calls::EndReason::Error(crate::calls::CallFailure::ServerStopped),
                 "call record left open by an earlier run closed"
             );
         }
@@ -210,7 +210,15 @@ impl Application {
         let ttl = settings.calls.stream_token_ttl;
         let drain_timeout = settings.drain_timeout;
         let state = web::Data::new(AppState {
-            validator: RequestValidator::new(settings.twilio.auth_token.expose_secret()),
+            signing: WebhookSigning::new(
+                settings.twilio.auth_token.expose_secret(),
+                &settings
+                    .twilio
+                    .signing_keys
+                    .iter()
+                    .map(|(id, secret)| (id.clone(), secret.expose_secret().to_owned()))
+                    .collect::<Vec<_>>(),
+            ),
             tokens: StreamTokens::new(ttl, MAX_PENDING_CALLS),
             pending,
             realtime_endpoint: RealtimeEndpoint::new(

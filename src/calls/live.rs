@@ -1,22 +1,18 @@
 //! The calls in progress on this server, each reachable through a control channel (hang up, inject an instruction,
-//! the answering machine verdict), and the records of the most recent finished calls (in memory; a persistent store
-//! comes with outbound calls).
+//! the answering machine verdict). A finished call's record is in the call store ([`crate::calls::store`]).
 //!
 //! An answering machine verdict can arrive before its call's media stream has started (Twilio runs the TwiML and the
 //! detection at once): it is kept under the CallSid ([`LiveCalls::deliver_verdict`]) and handed to the call's bridge
 //! as the first control message when it registers, so none is lost.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
-use crate::calls::CallRecord;
 use crate::twilio::amd::AnsweredBy;
 
-/// How many finished call records are kept in memory.
-pub const RECENT_RECORDS_KEPT: usize = 256;
 /// The most verdicts kept for calls whose bridge has not registered yet; more are dropped (and logged).
 pub const PENDING_VERDICTS_KEPT: usize = 1024;
 /// How long a verdict waits for its call's bridge: a stream that has not started by then never will (its token
@@ -50,10 +46,6 @@ pub enum VerdictDelivery {
 pub struct LiveCalls {
     /// CallSid → the bridge's control sender.
     calls: Arc<Mutex<HashMap<String, mpsc::Sender<CallControl>>>>,
-    /// The last [`RECENT_RECORDS_KEPT`] finished calls, oldest first.
-    recent: Arc<Mutex<VecDeque<CallRecord>>>,
-    /// Woken whenever a record is added.
-    finished: Arc<Notify>,
     /// Verdicts for calls not registered yet: CallSid → the verdict and when it came. Locked before `calls`
     /// whenever both are held.
     verdicts: Arc<Mutex<HashMap<String, (AnsweredBy, Instant)>>>,
@@ -121,51 +113,9 @@ impl LiveCalls {
         self.lock().len()
     }
 
-    /// Keeps a finished call's record (dropping the oldest beyond [`RECENT_RECORDS_KEPT`]).
-    pub fn remember(&self, record: CallRecord) {
-        let mut recent = self
-            .recent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if recent.len() == RECENT_RECORDS_KEPT {
-            recent.pop_front();
-        }
-        recent.push_back(record);
-        drop(recent);
-        self.finished.notify_waiters();
-    }
-
-    /// The record of the finished call `call_sid`, if it is among the recent ones.
-    pub fn finished_record(&self, call_sid: &str) -> Option<CallRecord> {
-        let recent = self
-            .recent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        recent
-            .iter()
-            .rev()
-            .find(|r| r.call_sid == call_sid)
-            .cloned()
-    }
-
-    /// Waits up to `timeout` for the call `call_sid` to finish and returns its record.
-    pub async fn wait_finished(
-        &self,
-        call_sid: &str,
-        timeout: std::time::Duration,
-    ) -> Option<CallRecord> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.finished.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(record) = self.finished_record(call_sid) {
-                return Some(record);
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.finished_record(call_sid);
-            }
-        }
+    /// True while the call `call_sid` is registered (its bridge runs, or is storing its record and closing).
+    pub fn is_live(&self, call_sid: &str) -> bool {
+        self.lock().contains_key(call_sid)
     }
 
     /// Hands Twilio's answering machine verdict to the call `call_sid` now if its bridge runs, else keeps it for
@@ -210,8 +160,10 @@ mod tests {
         let live = LiveCalls::default();
         let (_rx, guard) = live.register("CA1");
         assert_eq!(live.count(), 1);
+        assert!(live.is_live("CA1") && !live.is_live("CA2"));
         drop(guard);
         assert_eq!(live.count(), 0);
+        assert!(!live.is_live("CA1"));
     }
 
     #[test]
@@ -225,28 +177,6 @@ mod tests {
         assert_eq!(live.count(), 1, "the second registration stays");
         assert!(live.send("CA1", CallControl::HangUp));
         assert_eq!(second_rx.try_recv().ok(), Some(CallControl::HangUp));
-    }
-
-    #[test]
-    fn finished_records_are_kept_up_to_the_limit() {
-        let live = LiveCalls::default();
-        for n in 0..RECENT_RECORDS_KEPT + 1 {
-            let record = CallRecord::new(
-                format!("CA{n}"),
-                crate::calls::Direction::Inbound,
-                String::new(),
-                String::new(),
-            );
-            live.remember(record);
-        }
-        assert!(
-            live.finished_record("CA0").is_none(),
-            "the oldest is dropped"
-        );
-        assert!(
-            live.finished_record(&format!("CA{RECENT_RECORDS_KEPT}"))
-                .is_some()
-        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::calls::{Direction, Turn};
+use crate::calls::{Direction, DroppedInput, Turn};
 use crate::realtime::usage::Usage;
 use crate::twilio::amd::{AnsweredBy, MachinePolicy};
 
@@ -164,6 +164,10 @@ pub struct CallView {
     pub to: String,
     /// Twilio's CallSid (`CA...`), once Twilio created the call.
     pub call_sid: Option<String>,
+    /// Twilio's StreamSid (`MZ...`) of the call's media stream, once the call ended (absent from records written
+    /// before it was stored).
+    #[serde(default)]
+    pub stream_sid: Option<String>,
     /// The current status; it only ever moves forward (see [`CallStatus::rank`]).
     pub status: CallStatus,
     /// Instructions for this one call, given to the voice model on top of the system message.
@@ -207,6 +211,13 @@ pub struct CallView {
     /// OpenAI token usage summed over the call's responses.
     #[serde(default)]
     pub usage: Usage,
+    /// Media-stream frames from Twilio that were skipped (malformed, oversized, binary, a DTMF digit outside
+    /// `0-9*#`), once the call ended.
+    #[serde(default)]
+    pub skipped_frames: u64,
+    /// What the call's peers sent that was dropped or ignored rather than acted on, by kind, once the call ended.
+    #[serde(default)]
+    pub dropped: DroppedInput,
 }
 
 impl CallView {
@@ -410,6 +421,9 @@ mod tests {
                 interrupted: false,
                 item_id: None,
             }],
+            stream_sid: None,
+            skipped_frames: 0,
+            dropped: Default::default(),
             usage: Usage {
                 total_tokens: 12,
                 ..Usage::default()

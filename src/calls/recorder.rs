@@ -6,10 +6,6 @@ use crate::calls::service::CallService;
 use crate::calls::writer::Write;
 use crate::calls::{CallRecord, Turn};
 
-/// The end reason of an answered call whose media stream never opened: its stream token expired unused (Twilio
-/// never connected, or connected with another token).
-pub const END_REASON_STREAM_NEVER_OPENED: &str = "error:stream_never_opened";
-
 /// The call's stored record: turns are appended as they complete (a crash loses at most the turn in progress), and
 /// the whole record is written at the end.
 pub struct Persistence {
@@ -30,9 +26,9 @@ impl Persistence {
         }
     }
 
-    /// Queues the finished record (transcript as cut, outcome, end reason, usage); an inbound call is then
-    /// `completed` (no status callbacks follow it). Never blocks; readers waiting for the call are woken once it is
-    /// written.
+    /// Queues the finished record (transcript as cut, outcome, end reason, usage, StreamSid, skipped frames and
+    /// dropped input); an inbound call is then `completed` (no status callbacks follow it). Never blocks; readers
+    /// waiting for the call are woken once it is written.
     pub fn finish(&self, record: &CallRecord) {
         self.calls.writer().submit(Write::Finish {
             id: self.call_id.clone(),

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::calls::model::{CallError, CallStatus, NewCall};
 use crate::calls::store::{CallStore, StoreError};
-use crate::calls::{CallRecord, Direction, Turn};
+use crate::calls::{CallRecord, Direction, EndReason, Turn};
 
 /// How long a write is retried while the database is locked before it is given up (and logged as lost). A record
 /// given up stays non-terminal until the next start closes it ([`CallStore::reconcile`]).
@@ -103,8 +103,8 @@ pub enum Write {
     CloseUnopened {
         /// The call's id.
         id: String,
-        /// Why (see [`crate::calls::recorder::END_REASON_STREAM_NEVER_OPENED`]).
-        end_reason: String,
+        /// Why (`error:stream_never_opened`, [`crate::calls::CallFailure::StreamNeverOpened`]).
+        end_reason: EndReason,
         /// When the token expired.
         at: OffsetDateTime,
     },
@@ -383,7 +383,7 @@ pub fn write_with_retry(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calls::{EndReason, Speaker};
+    use crate::calls::Speaker;
     use rusqlite::Connection;
 
     fn policy() -> RetryPolicy {

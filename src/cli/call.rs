@@ -336,6 +336,9 @@ mod tests {
                 at: datetime!(2025-01-02 12:00:00 UTC),
             }],
             transcript: Vec::new(),
+            stream_sid: None,
+            skipped_frames: 0,
+            dropped: Default::default(),
             usage: Default::default(),
             answering: Default::default(),
         }

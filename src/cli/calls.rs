@@ -456,6 +456,9 @@ mod tests {
                     item_id: Some("item_1".into()),
                 },
             ],
+            stream_sid: None,
+            skipped_frames: 0,
+            dropped: Default::default(),
             usage: Usage {
                 total_tokens: 900,
                 input_tokens: 600,

@@ -106,6 +106,19 @@ impl Settings {
             mask(self.twilio.auth_token.expose_secret()),
         );
         line(
+            "twilio_signing_keys",
+            if self.twilio.signing_keys.is_empty() {
+                "(not set)".to_owned()
+            } else {
+                self.twilio
+                    .signing_keys
+                    .iter()
+                    .map(|(id, secret)| format!("{id}={}", mask(secret.expose_secret())))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        );
+        line(
             "twilio_phone_number",
             self.twilio
                 .phone_number
@@ -212,6 +225,40 @@ mod tests {
         assert!(!text.contains("sk-verysecretvalue1234"));
         assert!(!text.contains("= token"));
         assert!(text.contains("********1234"));
+    }
+
+    #[test]
+    fn describe_shows_signing_key_ids_with_their_secrets_masked() {
+        let mut pairs = minimal();
+        pairs.push((
+            "CALLBRIDGE_TWILIO_SIGNING_KEYS",
+            "webhooks_sharedkey_a=sharedsecretvalueAAAA, key2=sharedsecretvalue=BBBB",
+        ));
+        let settings = Settings::load(&env(&pairs), None, Requirement::Serve).expect("valid");
+        let text = settings.describe();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("twilio_signing_keys"))
+            .expect("a twilio_signing_keys line");
+        assert!(!text.contains("sharedsecretvalue"), "{line}");
+        assert_eq!(
+            line.split_once(" = ").map(|(_, v)| v),
+            Some(
+                "webhooks_sharedkey_a=********AAAA (21 chars), key2=********BBBB (22 chars)  (environment: CALLBRIDGE_TWILIO_SIGNING_KEYS)"
+            )
+        );
+    }
+
+    #[test]
+    fn without_signing_keys_describe_says_not_set() {
+        let settings = Settings::load(&env(&minimal()), None, Requirement::Serve).expect("valid");
+        assert!(
+            settings
+                .describe()
+                .lines()
+                .any(|l| l.starts_with("twilio_signing_keys")
+                    && l.ends_with("= (not set)  (default)"))
+        );
     }
 
     #[test]

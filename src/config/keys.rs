@@ -157,6 +157,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "Twilio auth token (secret): webhook signatures",
     ),
     (
+        "twilio_signing_keys",
+        None,
+        "Twilio SharedKey secrets (secret) by id, key_id=secret: webhooks signed per X-Twilio-Webhooks-Signature-Settings",
+    ),
+    (
         "twilio_phone_number",
         Some("TWILIO_PHONE_NUMBER"),
         "your Twilio number, E.164",
@@ -335,6 +340,7 @@ pub(super) struct Raw {
     pub(super) openai_realtime_url: Option<String>,
     pub(super) twilio_account_sid: Option<String>,
     pub(super) twilio_auth_token: Option<String>,
+    pub(super) twilio_signing_keys: Option<ListOrCsv>,
     pub(super) twilio_phone_number: Option<String>,
     pub(super) twilio_api_base_url: Option<String>,
     pub(super) system_message: Option<String>,

@@ -314,12 +314,46 @@ fn twilio(errors: &mut Vec<String>, raw: &mut Raw, required: bool) -> TwilioSett
         DEFAULT_TWILIO_API_BASE_URL,
         &["http", "https"],
     );
+    let signing_keys = signing_keys(errors, raw.twilio_signing_keys.take());
     TwilioSettings {
         account_sid,
         auth_token: SecretString::from(auth_token.unwrap_or_default()),
+        signing_keys,
         phone_number,
         api_base_url,
     }
+}
+
+/// The SharedKey secrets of `CALLBRIDGE_TWILIO_SIGNING_KEYS`: `key_id=secret` items (split at the first `=`, so a
+/// secret may hold `=`), each id once. An error names the item by its id only, never its secret.
+fn signing_keys(errors: &mut Vec<String>, raw: Option<ListOrCsv>) -> Vec<(String, SecretString)> {
+    let mut keys: Vec<(String, SecretString)> = Vec::new();
+    for (n, item) in raw
+        .map(ListOrCsv::into_vec)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let Some((id, secret)) = item
+            .split_once('=')
+            .map(|(id, secret)| (id.trim(), secret.trim()))
+            .filter(|(id, secret)| !id.is_empty() && !secret.is_empty())
+        else {
+            errors.push(format!(
+                "CALLBRIDGE_TWILIO_SIGNING_KEYS is invalid: item {} is not key_id=secret",
+                n + 1
+            ));
+            continue;
+        };
+        if keys.iter().any(|(known, _)| known == id) {
+            errors.push(format!(
+                "CALLBRIDGE_TWILIO_SIGNING_KEYS is invalid: key id {id:?} is given twice"
+            ));
+            continue;
+        }
+        keys.push((id.to_owned(), SecretString::from(secret.to_owned())));
+    }
+    keys
 }
 
 /// The allow-lists (E.164 numbers and prefixes), the outbound budget, the caps and rate limits, and the stream and

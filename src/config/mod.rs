@@ -111,6 +111,10 @@ pub struct TwilioSettings {
     pub account_sid: Option<String>,
     /// Auth token: the key of `X-Twilio-Signature`, and the REST password.
     pub auth_token: SecretString,
+    /// SharedKey secrets by SharedKey id (`CALLBRIDGE_TWILIO_SIGNING_KEYS`): the key of `X-Twilio-Signature` for a
+    /// webhook whose `X-Twilio-Webhooks-Signature-Settings` names the id
+    /// (<https://www.twilio.com/docs/usage/webhooks/webhook-shared-keys>).
+    pub signing_keys: Vec<(String, SecretString)>,
     /// The Twilio phone number in E.164.
     pub phone_number: Option<String>,
     /// REST API base URL, e.g. `https://api.twilio.com`.
@@ -122,6 +126,14 @@ impl std::fmt::Debug for TwilioSettings {
         f.debug_struct("TwilioSettings")
             .field("account_sid", &self.account_sid)
             .field("auth_token", &"[redacted]")
+            .field(
+                "signing_keys",
+                &self
+                    .signing_keys
+                    .iter()
+                    .map(|(id, _)| id.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .field("phone_number", &self.phone_number)
             .field("api_base_url", &self.api_base_url.as_str())
             .finish()
@@ -506,6 +518,42 @@ mod tests {
         assert_eq!(
             crate::urls::public_endpoint(&url, crate::urls::INCOMING_CALL_PATH),
             "https://x.example/voice/incoming-call"
+        );
+    }
+
+    #[test]
+    fn twilio_signing_keys_are_read_as_key_id_equals_secret() {
+        let mut pairs = minimal();
+        pairs.push((
+            "CALLBRIDGE_TWILIO_SIGNING_KEYS",
+            " key1 = s3cret= , key2=other",
+        ));
+        let settings = Settings::load(&env(&pairs), None, Requirement::Serve).expect("valid");
+        let keys: Vec<(&str, &str)> = settings
+            .twilio
+            .signing_keys
+            .iter()
+            .map(|(id, secret)| (id.as_str(), secret.expose_secret()))
+            .collect();
+        assert_eq!(keys, [("key1", "s3cret="), ("key2", "other")]);
+    }
+
+    #[test]
+    fn a_malformed_or_repeated_signing_key_is_refused_without_showing_its_secret() {
+        let mut pairs = minimal();
+        pairs.push((
+            "CALLBRIDGE_TWILIO_SIGNING_KEYS",
+            "key1=first-secret,justasecret,=nokey,key1=second-secret",
+        ));
+        let error = Settings::load(&env(&pairs), None, Requirement::Serve)
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("item 2 is not key_id=secret"), "{error}");
+        assert!(error.contains("item 3 is not key_id=secret"), "{error}");
+        assert!(error.contains("key id \"key1\" is given twice"), "{error}");
+        assert!(
+            !error.contains("secret-") && !error.contains("justasecret"),
+            "{error}"
         );
     }
 

@@ -13,9 +13,9 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use tracing::Instrument as _;
 
-use crate::calls::EndReason;
+use crate::calls::{CallFailure, EndReason};
 use crate::http::state::AppState;
-use crate::http::webhook::{call_span, request_public_base, stream_url};
+use crate::http::webhook::{call_span, request_public_base, request_validator, stream_url};
 use crate::relay::bridge::close_twilio;
 use crate::relay::call::run_call;
 use crate::relay::twilio_socket;
@@ -29,7 +29,8 @@ pub enum UpgradeSignatureError {
     /// The public URL of the request cannot be told, so the signed URL cannot be rebuilt.
     #[error("the public URL of the upgrade cannot be told, so its signature cannot be checked")]
     NoPublicUrl,
-    /// The header is empty or does not match the stream URL.
+    /// The header is empty or does not match the stream URL, or `X-Twilio-Webhooks-Signature-Settings` names no key,
+    /// an unknown key or an unsupported algorithm.
     #[error("X-Twilio-Signature does not match the stream URL: {0}")]
     Invalid(#[from] crate::twilio::signature::SignatureError),
 }
@@ -37,7 +38,8 @@ pub enum UpgradeSignatureError {
 /// Checks the upgrade's `X-Twilio-Signature`, when it has one, against the stream URL Twilio was given
 /// (`wss://PUBLIC/media-stream/TOKEN`: the public base with `https` → `wss`, no query, no parameters).
 ///
-/// `Ok` when the header is absent (the token alone decides) or matches (with or without the default port).
+/// `Ok` when the header is absent (the token alone decides) or matches (with or without the default port), under
+/// the auth token or the SharedKey its `X-Twilio-Webhooks-Signature-Settings` names.
 ///
 /// # Errors
 /// [`UpgradeSignatureError`] when the header is present but not text, empty, or not matching, or cannot be
@@ -54,9 +56,7 @@ pub fn verify_upgrade_signature(
         .to_str()
         .map_err(|_| UpgradeSignatureError::NotText)?;
     let base = request_public_base(state, req).map_err(|_| UpgradeSignatureError::NoPublicUrl)?;
-    state
-        .validator
-        .validate(&stream_url(&base, token), &[], signature)?;
+    request_validator(state, req)?.validate(&stream_url(&base, token), &[], signature)?;
     Ok(())
 }
 
@@ -95,7 +95,7 @@ pub async fn media_stream(
     let Some(pending) = pending else {
         // The token outlived its pending call (its expiry raced the upgrade): nothing to run the stream with.
         span.in_scope(|| tracing::warn!("media stream whose pending call has expired; closing it"));
-        close_twilio(twilio, &EndReason::Error("stream_expired".into()));
+        close_twilio(twilio, &EndReason::Error(CallFailure::StreamExpired));
         return Ok(response);
     };
     actix_web::rt::spawn(

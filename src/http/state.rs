@@ -11,7 +11,7 @@ use crate::relay::call::{CallDeps, PendingSlot};
 use crate::relay::goodbye::GoodbyeMatcher;
 use crate::security::tokens::StreamTokens;
 use crate::twilio::rest::TwilioRest;
-use crate::twilio::signature::RequestValidator;
+use crate::twilio::signature::WebhookSigning;
 
 /// Shared state of the server.
 pub struct AppState {
@@ -21,8 +21,9 @@ pub struct AppState {
     pub public_url: Option<Url>,
     /// The last public URL derived from forwarded headers, to log when it changes.
     pub derived_public_url: Mutex<Option<String>>,
-    /// Checks `X-Twilio-Signature` with the auth token.
-    pub validator: RequestValidator,
+    /// Checks `X-Twilio-Signature`: with the auth token, or the SharedKey a webhook's
+    /// `X-Twilio-Webhooks-Signature-Settings` names.
+    pub signing: WebhookSigning,
     /// Single-use media-stream tokens.
     pub tokens: StreamTokens,
     /// Pending calls by stream token. The webhook handler removes an entry when its token expires, which closes an

@@ -4,18 +4,21 @@
 //! Follows <https://www.twilio.com/docs/usage/webhooks/webhooks-security> and
 //! <https://www.twilio.com/docs/voice/twiml/stream>.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, http::StatusCode};
 use time::OffsetDateTime;
 use tracing::Instrument as _;
 
-use crate::calls::recorder::END_REASON_STREAM_NEVER_OPENED;
 use crate::calls::writer::Write;
+use crate::calls::{CallFailure, EndReason};
 use crate::http::state::AppState;
 use crate::realtime::client::preconnect;
 use crate::relay::call::{PendingCall, StreamPlan};
-use crate::twilio::signature::{SignatureError, parse_form};
+use crate::twilio::signature::{
+    RequestValidator, SIGNATURE_SETTINGS_HEADER, SignatureError, parse_form,
+};
 use crate::twilio::twiml;
 use crate::urls::{ForwardedHeaders, public_base};
 
@@ -96,9 +99,14 @@ pub fn signed_url(public_base: &str, req: &HttpRequest, path: &str) -> String {
 /// a JSON body no parameters are returned (empty list): the handler then finds its required fields missing.
 /// Follows <https://www.twilio.com/docs/usage/webhooks/webhooks-security>.
 ///
+/// The key and MAC are the auth token and HMAC-SHA1, unless the request carries
+/// `X-Twilio-Webhooks-Signature-Settings: key=<SharedKey id>,algorithm=<HMAC_SHA1|HMAC_SHA256>`: then the configured
+/// secret of that SharedKey and that algorithm ([`request_validator`],
+/// <https://www.twilio.com/docs/usage/webhooks/webhook-shared-keys>).
+///
 /// # Errors
-/// [`WebhookError::Forbidden`] when the signature header is missing or does not match, or (JSON) the body does not
-/// match its `bodySHA256`.
+/// [`WebhookError::Forbidden`] when the signature header is missing or does not match, (JSON) the body does not
+/// match its `bodySHA256`, or the signature settings name no key, an unknown key or an unsupported algorithm.
 pub fn verify_form(
     state: &AppState,
     req: &HttpRequest,
@@ -113,6 +121,15 @@ pub fn verify_form(
         .and_then(|v| v.to_str().ok())
         .ok_or(SignatureError::Missing)
         .inspect_err(|_| tracing::warn!(%url, "webhook without X-Twilio-Signature refused"))?;
+    let validator = request_validator(state, req).inspect_err(|e| {
+        tracing::warn!(
+            %url,
+            error = %e,
+            "webhook signed with a SharedKey or algorithm callbridge cannot check: refused with 403. Add the \
+             SharedKey's id and secret to CALLBRIDGE_TWILIO_SIGNING_KEYS (key_id=secret)"
+        )
+    })?;
+    let shared_key = signature_settings(req).is_some_and(|h| !h.trim().is_empty());
     let json_body = req
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
@@ -120,23 +137,51 @@ pub fn verify_form(
         .and_then(|v| v.split(';').next())
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
     let (checked, params) = if json_body {
-        (
-            state.validator.validate_json(&url, body, signature),
-            Vec::new(),
-        )
+        (validator.validate_json(&url, body, signature), Vec::new())
     } else {
         let params = parse_form(body);
-        (state.validator.validate(&url, &params, signature), params)
+        (validator.validate(&url, &params, signature), params)
     };
     checked.inspect_err(|e| {
-        tracing::warn!(
-            %url,
-            error = %e,
-            "webhook signature mismatch: refused with 403. If this is Twilio, PUBLIC_URL does not match the URL \
-             configured on the number (tunnel hostname changed?) or TWILIO_AUTH_TOKEN is wrong"
-        )
+        if shared_key {
+            tracing::warn!(
+                %url,
+                error = %e,
+                "webhook signature mismatch (signed with a SharedKey): refused with 403. If this is Twilio, PUBLIC_URL \
+                 does not match the URL configured on the number or the SharedKey's secret in \
+                 CALLBRIDGE_TWILIO_SIGNING_KEYS is wrong"
+            )
+        } else {
+            tracing::warn!(
+                %url,
+                error = %e,
+                "webhook signature mismatch: refused with 403. If this is Twilio, PUBLIC_URL does not match the URL \
+                 configured on the number (tunnel hostname changed?) or TWILIO_AUTH_TOKEN is wrong"
+            )
+        }
     })?;
     Ok(params)
+}
+
+/// The request's `X-Twilio-Webhooks-Signature-Settings` value, when present; a value that is not text reads as
+/// `"?"`, which names no key (refused).
+fn signature_settings(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(SIGNATURE_SETTINGS_HEADER)
+        .map(|v| v.to_str().unwrap_or("?"))
+}
+
+/// The validator for `req`'s `X-Twilio-Signature`: the auth token with HMAC-SHA1, or the SharedKey and algorithm its
+/// `X-Twilio-Webhooks-Signature-Settings` names ([`crate::twilio::signature::WebhookSigning::validator`]).
+///
+/// # Errors
+/// [`SignatureError::NoSigningKey`], [`SignatureError::UnknownSigningKey`] or
+/// [`SignatureError::UnsupportedAlgorithm`] when the settings header cannot be honoured.
+pub fn request_validator<'a>(
+    state: &'a AppState,
+    req: &HttpRequest,
+) -> Result<Cow<'a, RequestValidator>, SignatureError> {
+    state.signing.validator(signature_settings(req))
 }
 
 /// The value of form field `name`, if present.
@@ -182,7 +227,7 @@ pub fn call_span(call_sid: &str) -> tracing::Span {
 
 /// Issues the stream token, starts pre-connecting the Realtime session, remembers the token as the call's one
 /// awaited stream, arranges for an unused session to be closed (and the call's record finished, end reason
-/// [`END_REASON_STREAM_NEVER_OPENED`]) when its token expires, and returns the `<Connect><Stream>` TwiML.
+/// `error:stream_never_opened`) when its token expires, and returns the `<Connect><Stream>` TwiML.
 pub fn begin_stream(
     state: &AppState,
     public_base: &str,
@@ -232,7 +277,7 @@ pub fn begin_stream(
             // The call was answered but its stream never opened: its record must not stay in progress.
             calls.writer().submit(Write::CloseUnopened {
                 id: call_id,
-                end_reason: END_REASON_STREAM_NEVER_OPENED.to_owned(),
+                end_reason: EndReason::Error(CallFailure::StreamNeverOpened),
                 at: OffsetDateTime::now_utc(),
             });
             if let Err(e) = calls.end_at_twilio(&call_sid).await {

@@ -139,6 +139,9 @@ fn sample_call(id: &str, status: CallStatus) -> CallView {
         duration_ms: None,
         status_timeline: Vec::new(),
         transcript: Vec::new(),
+        stream_sid: None,
+        skipped_frames: 0,
+        dropped: Default::default(),
         usage: Usage::default(),
         answering: Default::default(),
     }

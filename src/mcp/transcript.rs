@@ -169,6 +169,9 @@ mod tests {
             duration_ms: Some(61_000),
             status_timeline: Vec::new(),
             transcript,
+            stream_sid: None,
+            skipped_frames: 0,
+            dropped: Default::default(),
             usage: Usage::default(),
             answering: Default::default(),
         }

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::calls::live::CallControl;
 use crate::calls::recorder::Persistence;
-use crate::calls::{CallRecord, EndReason};
+use crate::calls::{CallFailure, CallRecord, EndReason};
 use crate::realtime::client::{LinkEvent, RealtimeLink, SendError};
 use crate::realtime::server_events::parse_server_event;
 use crate::relay::budget::clip;
@@ -127,11 +127,11 @@ impl Bridge {
                         }
                         Some(Err(e @ ReadError::TooLarge { .. })) => {
                             tracing::warn!(error = %e, "Twilio frame refused; closing the media stream (1009)");
-                            break EndReason::Error("frame_too_large".into());
+                            break EndReason::Error(CallFailure::FrameTooLarge);
                         }
                         Some(Err(e @ ReadError::Protocol(_))) => {
                             tracing::warn!(error = %e, "the media stream broke the WebSocket protocol; closing it (1002)");
-                            break EndReason::Error("twilio_protocol_error".into());
+                            break EndReason::Error(CallFailure::TwilioProtocolError);
                         }
                         Some(Err(e @ ReadError::Connection(_))) => {
                             tracing::info!(error = %e, "Twilio media stream connection failed");
@@ -158,7 +158,7 @@ impl Bridge {
                     }
                     LinkEvent::Closed { code, reason } => {
                         tracing::warn!(?code, reason = clip(&reason), "OpenAI Realtime closed the session");
-                        break EndReason::Error("openai_closed".into());
+                        break EndReason::Error(CallFailure::OpenAiClosed);
                     }
                 },
                 request = control.recv(), if control_open => match request {
@@ -174,12 +174,12 @@ impl Bridge {
                     if is_stalled(twilio.stalled_since(), stall_timeout, now) {
                         tracing::warn!(stall_timeout_ms = stall_timeout.as_millis() as u64,
                             "Twilio is not taking the media stream's frames; ending the call");
-                        break EndReason::Error("twilio_stalled".into());
+                        break EndReason::Error(CallFailure::TwilioStalled);
                     }
                     if is_stalled(link.stalled_since(), stall_timeout, now) {
                         tracing::warn!(stall_timeout_ms = stall_timeout.as_millis() as u64,
                             "OpenAI Realtime is not taking client events; ending the call");
-                        break EndReason::Error("openai_stalled".into());
+                        break EndReason::Error(CallFailure::OpenAiStalled);
                     }
                     if now >= conductor.next_deadline() {
                         conductor.on_tick(now, &mut actions);
@@ -223,7 +223,7 @@ impl Bridge {
         if let Some(persistence) = &persistence {
             persistence.finish(&record);
         }
-        if reason == EndReason::Error("openai_stalled".into()) {
+        if matches!(reason, EndReason::Error(CallFailure::OpenAiStalled)) {
             drop(link);
         } else {
             link.close().await;
@@ -261,7 +261,7 @@ fn is_stalled(since: Option<Instant>, stall_timeout: Duration, now: Instant) -> 
 fn write_failed(e: WriteError) -> EndReason {
     match e {
         WriteError::Gone => EndReason::CallerHungUp,
-        WriteError::Full => EndReason::Error("twilio_stalled".into()),
+        WriteError::Full => EndReason::Error(CallFailure::TwilioStalled),
     }
 }
 
@@ -284,11 +284,11 @@ fn perform(
             Action::OpenAi(text) => match link.send(text) {
                 Ok(()) => {}
                 Err(SendError::Closed) => {
-                    end = Some(EndReason::Error("openai_closed".into()));
+                    end = Some(EndReason::Error(CallFailure::OpenAiClosed));
                     break;
                 }
                 Err(SendError::Full) => {
-                    end = Some(EndReason::Error("openai_stalled".into()));
+                    end = Some(EndReason::Error(CallFailure::OpenAiStalled));
                     break;
                 }
             },
@@ -314,13 +314,20 @@ pub fn close_reason(reason: &EndReason) -> Option<CloseReason> {
         | EndReason::Shutdown
         | EndReason::VoicemailLeft
         | EndReason::MachineHungUp => CloseCode::Normal,
-        EndReason::Error(what) => match what.as_str() {
-            "twilio_stalled" => return None,
-            "frame_too_large" => CloseCode::Size,
-            "twilio_protocol_error" => CloseCode::Protocol,
-            "call_sid_mismatch" => CloseCode::Policy,
-            "stream_idle" => CloseCode::Normal,
-            _ => CloseCode::Error,
+        EndReason::Error(failure) => match failure {
+            CallFailure::TwilioStalled => return None,
+            CallFailure::FrameTooLarge => CloseCode::Size,
+            CallFailure::TwilioProtocolError => CloseCode::Protocol,
+            CallFailure::CallSidMismatch => CloseCode::Policy,
+            CallFailure::StreamIdle => CloseCode::Normal,
+            CallFailure::OpenAiUnavailable
+            | CallFailure::OpenAiClosed
+            | CallFailure::OpenAiStalled
+            | CallFailure::OpenAiError
+            | CallFailure::OpenAiFatal(_)
+            | CallFailure::StreamExpired
+            | CallFailure::StreamNeverOpened
+            | CallFailure::ServerStopped => CloseCode::Error,
         },
     };
     Some(CloseReason {
@@ -361,4 +368,68 @@ pub fn log_record(record: &CallRecord) {
         record = %json,
         "call ended"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(reason: EndReason) -> Option<u16> {
+        close_reason(&reason).map(|close| u16::from(close.code))
+    }
+
+    #[test]
+    fn each_end_reason_closes_the_stream_with_the_code_readme_documents() {
+        assert_eq!(code_of(EndReason::Goodbye), Some(1000));
+        assert_eq!(code_of(EndReason::CallerHungUp), Some(1000));
+        assert_eq!(
+            code_of(EndReason::Error(CallFailure::StreamIdle)),
+            Some(1000)
+        );
+        assert_eq!(code_of(EndReason::Error(CallFailure::TwilioStalled)), None);
+        assert_eq!(
+            code_of(EndReason::Error(CallFailure::OpenAiStalled)),
+            Some(1011)
+        );
+        assert_eq!(
+            code_of(EndReason::Error(CallFailure::OpenAiClosed)),
+            Some(1011)
+        );
+        assert_eq!(
+            code_of(EndReason::Error(CallFailure::FrameTooLarge)),
+            Some(1009)
+        );
+        assert_eq!(
+            code_of(EndReason::Error(CallFailure::TwilioProtocolError)),
+            Some(1002)
+        );
+        assert_eq!(
+            code_of(EndReason::Error(CallFailure::CallSidMismatch)),
+            Some(1008)
+        );
+        assert_eq!(
+            code_of(EndReason::Error(CallFailure::OpenAiFatal(
+                "invalid_api_key".into()
+            ))),
+            Some(1011)
+        );
+    }
+
+    #[test]
+    fn an_openai_code_that_spells_a_named_failure_is_still_an_openai_failure() {
+        // The close code follows the variant, not the text: OpenAI cannot make the relay drop Twilio's connection.
+        assert_eq!(
+            code_of(EndReason::Error(CallFailure::OpenAiFatal(
+                "twilio_stalled".into()
+            ))),
+            Some(1011)
+        );
+    }
+
+    #[test]
+    fn the_close_frame_reason_is_the_end_reason() {
+        let close =
+            close_reason(&EndReason::Error(CallFailure::OpenAiClosed)).expect("a close frame");
+        assert_eq!(close.description.as_deref(), Some("error:openai_closed"));
+    }
 }

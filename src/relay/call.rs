@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::calls::live::LiveCalls;
 use crate::calls::recorder::Persistence;
 use crate::calls::service::CallService;
-use crate::calls::{CallRecord, Direction, EndReason};
+use crate::calls::{CallFailure, CallRecord, Direction, EndReason};
 use crate::config::Settings;
 use crate::realtime::client::Preconnect;
 use crate::relay::bridge::{Bridge, close_twilio, log_record};
@@ -64,7 +64,7 @@ pub struct CallDeps {
     pub settings: Arc<Settings>,
     /// The call records and their writer.
     pub calls: CallService,
-    /// Live calls (for `hang_up`/`instruct_call`) and recent records.
+    /// Live calls (for `hang_up`/`instruct_call`).
     pub live_calls: LiveCalls,
     /// REST client for the hang-up, when credentials are configured.
     pub rest: Option<TwilioRest>,
@@ -77,7 +77,7 @@ pub struct CallDeps {
 /// Runs the call `call_sid` on its accepted media stream to its end: waits for the pre-connected Realtime session
 /// (a failure ends the call with close code 1011 and `error:` + OpenAI's refusal code, e.g. `error:invalid_api_key`,
 /// or `error:openai_unavailable` when OpenAI could not be reached or gave no code), then bridges the two until either
-/// side ends, and stores, logs and remembers the record.
+/// side ends, and stores and logs the record.
 pub async fn run_call(
     deps: CallDeps,
     twilio: TwilioWriter,
@@ -96,14 +96,17 @@ pub async fn run_call(
         Ok(link) => link,
         Err(e) => {
             tracing::error!(error = %e, "cannot open the OpenAI Realtime session; ending the call");
-            let reason = EndReason::Error(e.end_reason().into());
+            let failure = match e.end_reason() {
+                "openai_unavailable" => CallFailure::OpenAiUnavailable,
+                code => CallFailure::OpenAiFatal(code.to_owned()),
+            };
+            let reason = EndReason::Error(failure);
             close_twilio(twilio, &reason);
             record.finish(reason, 0);
             log_record(&record);
             if let Some(persistence) = &persistence {
                 persistence.finish(&record);
             }
-            deps.live_calls.remember(record);
             return;
         }
     };
@@ -122,7 +125,8 @@ pub async fn run_call(
         record,
         Instant::now(),
     );
-    let record = Bridge {
+    // The bridge stores and logs the finished record; the call is unregistered once it has.
+    Bridge {
         twilio,
         twilio_frames: frames,
         link,
@@ -136,5 +140,4 @@ pub async fn run_call(
     .run()
     .await;
     drop(guard);
-    deps.live_calls.remember(record);
 }

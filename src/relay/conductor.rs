@@ -32,7 +32,7 @@
 use crate::relay::budget::clip;
 use std::time::{Duration, Instant};
 
-use crate::calls::{CallRecord, EndReason};
+use crate::calls::{CallFailure, CallRecord, EndReason};
 use crate::realtime::client_events::{ClientEvent, ConversationItem};
 use crate::realtime::server_events::ServerEvent;
 use crate::relay::budget::{Budget, LogBudgets};
@@ -313,7 +313,7 @@ impl Conductor {
                 idle_ms = now.saturating_duration_since(self.last_frame).as_millis() as u64,
                 "no frame from Twilio for the stream idle timeout; hanging up"
             );
-            out.push(Action::HangUp(EndReason::Error("stream_idle".into())));
+            out.push(Action::HangUp(EndReason::Error(CallFailure::StreamIdle)));
         } else if let Farewell::MarkSent { deadline, .. } = &self.farewell
             && now >= *deadline
         {
@@ -383,7 +383,9 @@ impl Conductor {
                         got = %clip(&start.call_sid),
                         "start message CallSid does not match the stream token"
                     );
-                    out.push(Action::HangUp(EndReason::Error("call_sid_mismatch".into())));
+                    out.push(Action::HangUp(EndReason::Error(
+                        CallFailure::CallSidMismatch,
+                    )));
                     return;
                 }
                 tracing::info!(stream_sid = %stream_sid, "media stream started");
@@ -526,9 +528,10 @@ impl Conductor {
                 let code = error.code.as_deref().map(clip);
                 if error.is_fatal() {
                     tracing::error!(?code, message = %clip(&error.message), "OpenAI Realtime fatal error");
-                    out.push(Action::HangUp(EndReason::Error(
-                        code.unwrap_or("openai_error").to_owned(),
-                    )));
+                    let failure = code.map_or(CallFailure::OpenAiError, |code| {
+                        CallFailure::OpenAiFatal(code.to_owned())
+                    });
+                    out.push(Action::HangUp(EndReason::Error(failure)));
                     return;
                 }
                 self.record.dropped.openai_errors += 1;

@@ -4,23 +4,42 @@
 //! form parameters), the default-port leniency of the official SDKs, the `bodySHA256` check for JSON-body
 //! webhooks, and the form-body parser that yields the parameters in the shape the algorithm needs.
 //!
+//! Twilio's newer signing ([`WebhookSigning`]): when a Webhook Rule matches the URL, Twilio signs with the Setting's
+//! SharedKey secret and algorithm instead of the auth token and HMAC-SHA1, and says so in
+//! `X-Twilio-Webhooks-Signature-Settings: key=<SharedKey id>,algorithm=HMAC_SHA256`. Only the MAC changes: the signed
+//! string is the same, and the signature is still the base64 of the MAC. Follows
+//! <https://www.twilio.com/docs/usage/webhooks/webhook-shared-keys> and
+//! <https://www.twilio.com/docs/usage/webhooks/webhook-settings>, and the official `twilio` Python SDK 9.13
+//! (`get_signature_algorithm`, `RequestValidator.validate(..., algorithm)`).
+//!
 //! It does not know which URL to check against: the caller rebuilds it from the configured public base URL
 //! (Twilio signs the URL it was configured with), never from the `Host` header of a request it cannot trust.
 //!
 //! Follows <https://www.twilio.com/docs/usage/webhooks/webhooks-security> and the reference implementation in the
 //! official `twilio` Python SDK (`twilio/request_validator.py`, version 9.x).
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64_STANDARD;
-use hmac::{Hmac, KeyInit as _, Mac as _};
+use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 /// HMAC-SHA1, the MAC Twilio signs webhooks with when they are signed with the account auth token.
 type HmacSha1 = Hmac<Sha1>;
+/// HMAC-SHA256, the MAC of a Webhook Setting whose signature names `HMAC_SHA256`.
+type HmacSha256 = Hmac<Sha256>;
+
+/// The header Twilio adds to a webhook signed with a SharedKey: `key=<SharedKey id>,algorithm=<algorithm>`.
+pub const SIGNATURE_SETTINGS_HEADER: &str = "X-Twilio-Webhooks-Signature-Settings";
+
+/// The longest part of a peer-sent key id or algorithm name kept in an error (and so in a log line), bytes.
+const NAME_IN_ERROR_MAX_BYTES: usize = 64;
 
 /// Name of the query parameter that carries the hex SHA-256 of a JSON webhook body.
 const BODY_SHA256_PARAM: &str = "bodySHA256";
@@ -39,6 +58,163 @@ pub enum SignatureError {
     /// hex SHA-256 of the body received.
     #[error("the body does not match the bodySHA256 the request was signed with")]
     BodyHashMismatch,
+    /// `X-Twilio-Webhooks-Signature-Settings` is not text, or names no `key`.
+    #[error("the X-Twilio-Webhooks-Signature-Settings header names no signing key")]
+    NoSigningKey,
+    /// `X-Twilio-Webhooks-Signature-Settings` names a SharedKey id that is not configured (the id, clipped).
+    #[error(
+        "the webhook is signed with SharedKey {0:?}, which is not in CALLBRIDGE_TWILIO_SIGNING_KEYS"
+    )]
+    UnknownSigningKey(String),
+    /// `X-Twilio-Webhooks-Signature-Settings` names an algorithm other than `HMAC_SHA1` and `HMAC_SHA256` (the name,
+    /// clipped).
+    #[error(
+        "the webhook is signed with algorithm {0:?}; only HMAC_SHA1 and HMAC_SHA256 are supported"
+    )]
+    UnsupportedAlgorithm(String),
+}
+
+/// The MAC a webhook is signed with: HMAC-SHA1 by default, or the algorithm its
+/// `X-Twilio-Webhooks-Signature-Settings` names. See <https://www.twilio.com/docs/usage/webhooks/webhook-settings>.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignatureAlgorithm {
+    /// `HMAC_SHA1`: 20-byte MAC, 28 base64 characters. Twilio's default, keyed with the auth token.
+    #[default]
+    HmacSha1,
+    /// `HMAC_SHA256`: 32-byte MAC, 44 base64 characters.
+    HmacSha256,
+}
+
+impl SignatureAlgorithm {
+    /// The algorithm Twilio names `name` (`HMAC_SHA1`, `HMAC_SHA256`; ASCII case ignored, as the official SDKs do);
+    /// `None` for any other name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        if name.eq_ignore_ascii_case("HMAC_SHA1") {
+            Some(SignatureAlgorithm::HmacSha1)
+        } else if name.eq_ignore_ascii_case("HMAC_SHA256") {
+            Some(SignatureAlgorithm::HmacSha256)
+        } else {
+            None
+        }
+    }
+
+    /// Twilio's name of the algorithm: `HMAC_SHA1` or `HMAC_SHA256`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SignatureAlgorithm::HmacSha1 => "HMAC_SHA1",
+            SignatureAlgorithm::HmacSha256 => "HMAC_SHA256",
+        }
+    }
+}
+
+/// What an `X-Twilio-Webhooks-Signature-Settings` value names: `key=<SharedKey id>,algorithm=<name>`, parts in any
+/// order, names and values trimmed; the first non-empty value of each name counts, unknown names are ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SignatureSettings<'a> {
+    /// The SharedKey id (`key=`), when given.
+    pub key: Option<&'a str>,
+    /// The algorithm name (`algorithm=`), when given; absent means `HMAC_SHA1`, as in the official SDKs.
+    pub algorithm: Option<&'a str>,
+}
+
+impl<'a> SignatureSettings<'a> {
+    /// Parses a header value. Never fails: what it cannot read it leaves out.
+    pub fn parse(header: &'a str) -> Self {
+        let mut settings = SignatureSettings::default();
+        for part in header.split(',') {
+            let Some((name, value)) = part.split_once('=') else {
+                continue;
+            };
+            let value = value.trim();
+            if value.is_empty() {
+                continue;
+            }
+            match name.trim() {
+                "key" if settings.key.is_none() => settings.key = Some(value),
+                "algorithm" if settings.algorithm.is_none() => settings.algorithm = Some(value),
+                _ => {}
+            }
+        }
+        settings
+    }
+}
+
+/// At most [`NAME_IN_ERROR_MAX_BYTES`] of a peer-sent name, cut at a character boundary.
+fn clipped(name: &str) -> String {
+    let mut end = name.len().min(NAME_IN_ERROR_MAX_BYTES);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_owned()
+}
+
+/// Every secret Twilio may sign a webhook with: the auth token (HMAC-SHA1, the default) and the configured SharedKey
+/// secrets by id. [`WebhookSigning::validator`] picks the one a request's `X-Twilio-Webhooks-Signature-Settings`
+/// names.
+///
+/// Cheap to clone; `Debug` prints the key ids, no secret.
+/// See <https://www.twilio.com/docs/usage/webhooks/webhook-shared-keys>.
+#[derive(Clone)]
+pub struct WebhookSigning {
+    /// HMAC-SHA1 keyed with the auth token.
+    auth_token: RequestValidator,
+    /// SharedKey id → its secret.
+    shared_keys: Arc<HashMap<String, String>>,
+}
+
+impl fmt::Debug for WebhookSigning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ids: Vec<&String> = self.shared_keys.keys().collect();
+        ids.sort();
+        f.debug_struct("WebhookSigning")
+            .field("auth_token", &"<redacted>")
+            .field("shared_keys", &ids)
+            .finish()
+    }
+}
+
+impl WebhookSigning {
+    /// Signing with `auth_token` by default, and with the SharedKey secrets `shared_keys` (id, secret) when a
+    /// webhook names one.
+    pub fn new(auth_token: &str, shared_keys: &[(String, String)]) -> Self {
+        Self {
+            auth_token: RequestValidator::new(auth_token),
+            shared_keys: Arc::new(shared_keys.iter().cloned().collect()),
+        }
+    }
+
+    /// The validator for a request whose `X-Twilio-Webhooks-Signature-Settings` is `settings` (`None` when the
+    /// header is absent; an empty value counts as absent, as in the official SDKs): the auth token with HMAC-SHA1
+    /// without it, else the named SharedKey's secret with the named algorithm (HMAC-SHA1 when none is named).
+    ///
+    /// # Errors
+    ///
+    /// - [`SignatureError::NoSigningKey`] when the header names no `key`;
+    /// - [`SignatureError::UnknownSigningKey`] when the key id is not configured;
+    /// - [`SignatureError::UnsupportedAlgorithm`] when the algorithm is neither `HMAC_SHA1` nor `HMAC_SHA256`.
+    pub fn validator(
+        &self,
+        settings: Option<&str>,
+    ) -> Result<Cow<'_, RequestValidator>, SignatureError> {
+        let Some(header) = settings.filter(|h| !h.trim().is_empty()) else {
+            return Ok(Cow::Borrowed(&self.auth_token));
+        };
+        let settings = SignatureSettings::parse(header);
+        let algorithm = match settings.algorithm {
+            None => SignatureAlgorithm::HmacSha1,
+            Some(name) => SignatureAlgorithm::from_name(name)
+                .ok_or_else(|| SignatureError::UnsupportedAlgorithm(clipped(name)))?,
+        };
+        let key = settings.key.ok_or(SignatureError::NoSigningKey)?;
+        let secret = self
+            .shared_keys
+            .get(key)
+            .ok_or_else(|| SignatureError::UnknownSigningKey(clipped(key)))?;
+        Ok(Cow::Owned(RequestValidator::with_algorithm(
+            secret.as_str(),
+            algorithm,
+        )))
+    }
 }
 
 /// Signs and validates Twilio webhook requests with one account's auth token.
@@ -48,34 +224,45 @@ pub enum SignatureError {
 /// See <https://www.twilio.com/docs/usage/webhooks/webhooks-security>.
 #[derive(Clone)]
 pub struct RequestValidator {
-    /// The account auth token (or API secret) Twilio signs with: the HMAC key. A secret: never printed or logged.
+    /// The account auth token (or SharedKey secret) Twilio signs with: the HMAC key. A secret: never printed or
+    /// logged.
     auth_token: String,
+    /// The MAC: HMAC-SHA1 for the auth token.
+    algorithm: SignatureAlgorithm,
 }
 
 impl fmt::Debug for RequestValidator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestValidator")
             .field("auth_token", &"<redacted>")
+            .field("algorithm", &self.algorithm)
             .finish()
     }
 }
 
 impl RequestValidator {
-    /// A validator for requests signed with `auth_token` (the Twilio account auth token).
+    /// A validator for requests signed with `auth_token` (the Twilio account auth token) and HMAC-SHA1.
     pub fn new(auth_token: impl Into<String>) -> Self {
+        Self::with_algorithm(auth_token, SignatureAlgorithm::HmacSha1)
+    }
+
+    /// A validator for requests signed with `secret` (a SharedKey secret) and `algorithm`.
+    pub fn with_algorithm(secret: impl Into<String>, algorithm: SignatureAlgorithm) -> Self {
         Self {
-            auth_token: auth_token.into(),
+            auth_token: secret.into(),
+            algorithm,
         }
     }
 
     /// The signature Twilio would send for a request to `url` with these form `params`:
-    /// `base64(HMAC-SHA1(key = auth token, message = url + name1 + value1 + name2 + value2 ...))`.
+    /// `base64(HMAC-SHA1(key = auth token, message = url + name1 + value1 + name2 + value2 ...))`, or HMAC-SHA256
+    /// for a validator made with [`SignatureAlgorithm::HmacSha256`].
     ///
     /// `url` is used byte for byte (scheme, host, port if any, path, query string). Parameters are sorted by name,
     /// byte-wise, and for a repeated name by value, byte-wise; a pair that occurs more than once counts once, as in
     /// the official SDKs. Pass no parameters for a GET, a WebSocket upgrade or a JSON-body webhook.
     ///
-    /// The result is standard base64 with padding: 28 characters.
+    /// The result is standard base64 with padding: 28 characters (44 for HMAC-SHA256).
     pub fn sign(&self, url: &str, params: &[(String, String)]) -> String {
         BASE64_STANDARD.encode(self.mac(url, params))
     }
@@ -146,8 +333,17 @@ impl RequestValidator {
         matches
     }
 
-    /// The raw 20-byte HMAC-SHA1 over `url` followed by the sorted, de-duplicated `name + value` pairs.
+    /// The raw HMAC (20 bytes SHA-1, 32 bytes SHA-256) over `url` followed by the sorted, de-duplicated
+    /// `name + value` pairs.
     fn mac(&self, url: &str, params: &[(String, String)]) -> Vec<u8> {
+        match self.algorithm {
+            SignatureAlgorithm::HmacSha1 => self.mac_with::<HmacSha1>(url, params),
+            SignatureAlgorithm::HmacSha256 => self.mac_with::<HmacSha256>(url, params),
+        }
+    }
+
+    /// [`RequestValidator::mac`] with the MAC type `M`.
+    fn mac_with<M: Mac + KeyInit>(&self, url: &str, params: &[(String, String)]) -> Vec<u8> {
         let mut sorted: Vec<(&str, &str)> = params
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str()))
@@ -156,7 +352,7 @@ impl RequestValidator {
         sorted.sort_unstable();
         sorted.dedup();
 
-        let mut mac = HmacSha1::new_from_slice(self.auth_token.as_bytes())
+        let mut mac = <M as KeyInit>::new_from_slice(self.auth_token.as_bytes())
             .expect("HMAC accepts a key of any length");
         mac.update(url.as_bytes());
         for (name, value) in sorted {
@@ -533,6 +729,179 @@ mod tests {
     }
 
     const JSON_BODY: &[u8] = br#"{"CallSid":"CA123","CallStatus":"completed"}"#;
+
+    // ---- HMAC-SHA256 and X-Twilio-Webhooks-Signature-Settings ----
+
+    /// The published parameters and URL signed with secret `12345` and `HMAC_SHA256` by the official `twilio`
+    /// Python SDK 9.13 (`RequestValidator("12345").compute_signature(URL, params, "HMAC_SHA256")`).
+    const EXPECTED_SHA256: &str = "033hgUJA9M/hXIZsYjwkerEP/DBm35nEri5FhCYjA5s=";
+
+    fn sha256(secret: &str) -> RequestValidator {
+        RequestValidator::with_algorithm(secret, SignatureAlgorithm::HmacSha256)
+    }
+
+    #[test]
+    fn sign_with_hmac_sha256_reproduces_the_official_sdks_signature_of_the_published_request() {
+        assert_eq!(
+            sha256(TOKEN).sign(URL, &published_params()),
+            EXPECTED_SHA256
+        );
+    }
+
+    #[test]
+    fn sign_with_hmac_sha256_is_the_base64_of_the_rfc_hmac_sha256() {
+        // HMAC-SHA256(key = "key", "The quick brown fox jumps over the lazy dog") =
+        // f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8.
+        let signature = sha256("key").sign("The quick brown fox jumps over the lazy dog", &[]);
+
+        assert_eq!(signature, "97yD9DBThCSxMpjmqm+xQ+9NWaFJRhdZl0edvC0aPNg=");
+    }
+
+    #[test]
+    fn an_hmac_sha256_validator_accepts_its_signature_across_the_default_port_and_refuses_the_sha1_one()
+     {
+        let validator = sha256(TOKEN);
+
+        assert_eq!(
+            validator.validate(URL_WITH_PORT, &published_params(), EXPECTED_SHA256),
+            Ok(())
+        );
+        assert_eq!(
+            validator.validate(URL, &published_params(), EXPECTED),
+            Err(SignatureError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn algorithm_names_are_twilios_in_any_ascii_case() {
+        assert_eq!(
+            SignatureAlgorithm::from_name("HMAC_SHA256"),
+            Some(SignatureAlgorithm::HmacSha256)
+        );
+        assert_eq!(
+            SignatureAlgorithm::from_name("hmac_sha1"),
+            Some(SignatureAlgorithm::HmacSha1)
+        );
+        assert_eq!(SignatureAlgorithm::from_name("HMAC_SHA512"), None);
+        assert_eq!(SignatureAlgorithm::HmacSha256.name(), "HMAC_SHA256");
+    }
+
+    #[test]
+    fn signature_settings_read_key_and_algorithm_in_any_order_with_spaces() {
+        assert_eq!(
+            SignatureSettings::parse("key=webhooks_sharedkey_1,algorithm=HMAC_SHA256"),
+            SignatureSettings {
+                key: Some("webhooks_sharedkey_1"),
+                algorithm: Some("HMAC_SHA256")
+            }
+        );
+        assert_eq!(
+            SignatureSettings::parse(" algorithm = HMAC_SHA1 , key = k2 ,other=x"),
+            SignatureSettings {
+                key: Some("k2"),
+                algorithm: Some("HMAC_SHA1")
+            }
+        );
+        assert_eq!(
+            SignatureSettings::parse("garbage,,=,key="),
+            SignatureSettings::default()
+        );
+    }
+
+    fn signing() -> WebhookSigning {
+        WebhookSigning::new(
+            "auth-token",
+            &[
+                ("key1".to_owned(), TOKEN.to_owned()),
+                ("key2".to_owned(), "other".to_owned()),
+            ],
+        )
+    }
+
+    #[test]
+    fn without_the_settings_header_the_auth_token_and_hmac_sha1_check_the_request() {
+        let signing = signing();
+        let expected = RequestValidator::new("auth-token").sign(URL, &published_params());
+
+        for header in [None, Some(""), Some("  ")] {
+            let validator = signing.validator(header).expect("the default validator");
+            assert_eq!(
+                validator.validate(URL, &published_params(), &expected),
+                Ok(())
+            );
+        }
+    }
+
+    #[test]
+    fn the_settings_header_selects_the_named_shared_key_and_algorithm() {
+        let signing = signing();
+
+        let validator = signing
+            .validator(Some("key=key1,algorithm=HMAC_SHA256"))
+            .expect("a known key and algorithm");
+
+        assert_eq!(
+            validator.validate(URL, &published_params(), EXPECTED_SHA256),
+            Ok(())
+        );
+        let other = signing
+            .validator(Some("key=key2,algorithm=HMAC_SHA256"))
+            .expect("a known key");
+        assert_eq!(
+            other.validate(URL, &published_params(), EXPECTED_SHA256),
+            Err(SignatureError::Mismatch),
+            "another key's secret does not validate it"
+        );
+    }
+
+    #[test]
+    fn a_settings_header_without_an_algorithm_means_hmac_sha1_with_the_shared_key() {
+        let signing = signing();
+        let validator = signing.validator(Some("key=key1")).expect("a known key");
+
+        assert_eq!(
+            validator.validate(URL, &published_params(), EXPECTED),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_an_unknown_algorithm_or_no_key_is_refused_by_name() {
+        let signing = signing();
+
+        assert_eq!(
+            signing
+                .validator(Some("key=key9,algorithm=HMAC_SHA256"))
+                .err(),
+            Some(SignatureError::UnknownSigningKey("key9".into()))
+        );
+        assert_eq!(
+            signing
+                .validator(Some("key=key1,algorithm=HMAC_SHA512"))
+                .err(),
+            Some(SignatureError::UnsupportedAlgorithm("HMAC_SHA512".into()))
+        );
+        assert_eq!(
+            signing.validator(Some("algorithm=HMAC_SHA256")).err(),
+            Some(SignatureError::NoSigningKey)
+        );
+        let long = format!("key={}", "k".repeat(10_000));
+        assert!(matches!(
+            signing.validator(Some(&long)).err(),
+            Some(SignatureError::UnknownSigningKey(id)) if id.len() == NAME_IN_ERROR_MAX_BYTES
+        ));
+    }
+
+    #[test]
+    fn webhook_signing_debug_shows_key_ids_and_no_secret() {
+        let text = format!("{:?}", signing());
+
+        assert!(text.contains("key1") && text.contains("key2"), "{text}");
+        assert!(
+            !text.contains("auth-token") && !text.contains(TOKEN) && !text.contains("other"),
+            "{text}"
+        );
+    }
 
     fn json_url(body: &[u8]) -> String {
         format!(

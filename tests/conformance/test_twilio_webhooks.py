@@ -7,6 +7,9 @@ Two parts:
   `twilio.request_validator.RequestValidator`, and check that correctly signed requests get `<Connect><Stream>` TwiML
   while every tampered one gets 403. The server must check the signature against PUBLIC_URL + path, not against the
   local address it listens on.
+* Webhooks signed the newer way: the SDK signs with a SharedKey secret and HMAC-SHA256, and the request names the key
+  and algorithm in `X-Twilio-Webhooks-Signature-Settings` (the SDK's `SIGNATURE_SETTINGS_HEADER`); the server is
+  configured with that key in CALLBRIDGE_TWILIO_SIGNING_KEYS.
 * A test that needs no server checks that tests/fixtures/twilio_signatures.json (read by the Rust unit tests in
   src/twilio/signature.rs) still matches what the installed SDK computes.
 
@@ -30,7 +33,13 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from callbridge_process import free_port, resolve_binary, wait_until_healthy
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import (
+    HMAC_SHA1,
+    HMAC_SHA256,
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+    get_signature_algorithm,
+)
 
 from make_signature_fixture import CASES, FIXTURE, MultiParams
 
@@ -43,6 +52,8 @@ STREAM_URL_PREFIX = "wss://example.ngrok.test/media-stream/"
 
 AUTH_TOKEN = "test-auth-token-" + "0123456789abcdef" * 2
 OTHER_AUTH_TOKEN = "another-auth-token-" + "fedcba9876543210" * 2
+SHARED_KEY_ID = "webhooks_sharedkey_" + "0123456789abcdefghijklmnop"
+SHARED_KEY_SECRET = "shared-key-secret-" + "89abcdef01234567" * 2
 
 REQUEST_TIMEOUT_S = 10.0
 SHUTDOWN_TIMEOUT_S = 10.0
@@ -84,11 +95,19 @@ class Response:
         return f"Response(status={self.status}, body={self.body[:300]!r})"
 
 
-def post_form(base_url, form, signature=None):
-    """POST `form` urlencoded to base_url + /incoming-call, with X-Twilio-Signature when `signature` is given."""
+def sign_with_shared_key(url, form, secret=SHARED_KEY_SECRET, algorithm=HMAC_SHA256):
+    """X-Twilio-Signature for `form` posted to `url`, signed by the official SDK with a SharedKey secret."""
+    return RequestValidator(secret).compute_signature(url, MultiParams(form), algorithm)
+
+
+def post_form(base_url, form, signature=None, settings=None):
+    """POST `form` urlencoded to base_url + /incoming-call, with X-Twilio-Signature when `signature` is given and
+    X-Twilio-Webhooks-Signature-Settings when `settings` is."""
     headers = {"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "TwilioProxy/1.1"}
     if signature is not None:
         headers["X-Twilio-Signature"] = signature
+    if settings is not None:
+        headers[SIGNATURE_SETTINGS_HEADER] = settings
     request = urllib.request.Request(
         base_url + INCOMING_CALL_PATH,
         data=urllib.parse.urlencode(form).encode("utf-8"),
@@ -141,6 +160,7 @@ def server(tmp_path_factory):
         "PORT": str(port),
         "PUBLIC_URL": PUBLIC_URL,
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "CALLBRIDGE_TWILIO_SIGNING_KEYS": f"{SHARED_KEY_ID}={SHARED_KEY_SECRET}",
         "OPENAI_API_KEY": "sk-test",
         "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/v1/realtime",  # nothing listens: the pre-connect fails harmlessly
         "RUST_LOG": "info",
@@ -407,6 +427,81 @@ def test_the_amd_callback_signed_by_the_sdk_is_accepted_and_a_forged_one_changes
     assert unknown == 404
     assert stored["answered_by"] == "machine_end_beep", stored
     assert stored["answering_machine"] == "leave_message"
+
+
+# Signed with a SharedKey (X-Twilio-Webhooks-Signature-Settings)
+
+
+def test_a_webhook_the_sdk_signs_with_a_shared_key_and_hmac_sha256_is_answered(server):
+    form = inbound_call_form()
+    settings = f"key={SHARED_KEY_ID},algorithm={HMAC_SHA256}"
+    signature = sign_with_shared_key(SIGNED_URL, form)
+    # The SDK itself reads the header as HMAC_SHA256 and accepts its own signature.
+    assert get_signature_algorithm(settings) == HMAC_SHA256
+    assert RequestValidator(SHARED_KEY_SECRET).validate(SIGNED_URL, MultiParams(form), signature, HMAC_SHA256)
+
+    response = post_form(server.base_url, form, signature, settings)
+
+    assert response.status == 200, f"{response}\n{server.log_tail()}"
+    assert stream_url_of(response).startswith(STREAM_URL_PREFIX)
+
+
+def test_a_shared_key_signature_over_the_url_with_port_443_is_accepted(server):
+    form = inbound_call_form()
+
+    response = post_form(
+        server.base_url,
+        form,
+        sign_with_shared_key(SIGNED_URL_WITH_PORT, form),
+        f"algorithm={HMAC_SHA256}, key={SHARED_KEY_ID}",
+    )
+
+    assert response.status == 200, f"{response}\n{server.log_tail()}"
+
+
+def test_settings_without_an_algorithm_mean_hmac_sha1_with_the_shared_key(server):
+    form = inbound_call_form()
+    settings = f"key={SHARED_KEY_ID}"
+    assert get_signature_algorithm(settings) == HMAC_SHA1
+
+    response = post_form(server.base_url, form, sign_with_shared_key(SIGNED_URL, form, algorithm=HMAC_SHA1), settings)
+
+    assert response.status == 200, f"{response}\n{server.log_tail()}"
+
+
+def test_an_hmac_sha256_signature_made_with_another_secret_is_forbidden(server):
+    form = inbound_call_form()
+    signature = sign_with_shared_key(SIGNED_URL, form, secret="not-the-shared-key-secret")
+
+    response = post_form(server.base_url, form, signature, f"key={SHARED_KEY_ID},algorithm={HMAC_SHA256}")
+
+    assert_forbidden(response)
+
+
+def test_the_auth_token_signature_is_forbidden_when_the_settings_name_a_shared_key(server):
+    form = inbound_call_form()
+
+    response = post_form(server.base_url, form, sign(SIGNED_URL, form), f"key={SHARED_KEY_ID},algorithm={HMAC_SHA1}")
+
+    assert_forbidden(response)
+
+
+def test_an_unknown_shared_key_is_forbidden(server):
+    form = inbound_call_form()
+    signature = sign_with_shared_key(SIGNED_URL, form)
+
+    response = post_form(server.base_url, form, signature, f"key=webhooks_sharedkey_unknown,algorithm={HMAC_SHA256}")
+
+    assert_forbidden(response)
+
+
+def test_an_algorithm_the_server_does_not_support_is_forbidden(server):
+    form = inbound_call_form()
+    signature = sign_with_shared_key(SIGNED_URL, form)
+
+    response = post_form(server.base_url, form, signature, f"key={SHARED_KEY_ID},algorithm=HMAC_SHA512")
+
+    assert_forbidden(response)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ async fn barge_in_mid_reply_clears_cancels_and_truncates_at_what_was_heard() {
 
     // The transcript keeps only the words that were heard, marked as interrupted.
     let cut = record
-        .turns
+        .transcript
         .iter()
         .find(|t| t.speaker == Speaker::Assistant && t.interrupted)
         .expect("the interrupted turn");

@@ -47,6 +47,6 @@ async fn malformed_and_oversized_frames_are_skipped_without_ending_the_call() {
     app.fake.dump_for_conformance("bad_frames");
 
     assert_eq!(record.skipped_frames, 5);
-    assert_eq!(record.end_reason, Some(EndReason::CallerHungUp));
+    assert_eq!(record.end_reason, Some(EndReason::CallerHungUp.to_string()));
     assert_eq!(call.assistant_ms_received(), 500);
 }

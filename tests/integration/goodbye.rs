@@ -51,7 +51,7 @@ async fn end_call_hangs_up_only_after_the_farewell_has_played() {
         app.fake.events_of_type("conversation.item.create")[0]["item"]["type"],
         "function_call_output"
     );
-    assert_eq!(record.end_reason, Some(EndReason::Goodbye));
+    assert_eq!(record.end_reason, Some(EndReason::Goodbye.to_string()));
     assert_eq!(record.outcome.as_deref(), Some("Booked 4 at 19:00"));
 }
 
@@ -108,7 +108,7 @@ async fn barge_in_during_the_farewell_cancels_the_hang_up() {
         .record(&call.webhook.call_sid, Duration::from_secs(5))
         .await;
     app.fake.dump_for_conformance("farewell_barge_in");
-    assert_eq!(record.end_reason, Some(EndReason::CallerHungUp));
+    assert_eq!(record.end_reason, Some(EndReason::CallerHungUp.to_string()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,5 +134,5 @@ async fn a_goodbye_phrase_ends_the_call_after_the_reply_has_played() {
         .find(|e| matches!(e.kind, Observation::PlaybackIdle { played_ms } if played_ms >= 900))
         .expect("the reply played out");
     assert!(idle.at <= closed.at);
-    assert_eq!(record.end_reason, Some(EndReason::Goodbye));
+    assert_eq!(record.end_reason, Some(EndReason::Goodbye.to_string()));
 }

@@ -6,8 +6,9 @@ use std::net::TcpListener;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use callbridge::calls::CallRecord;
 use callbridge::calls::live::LiveCalls;
+use callbridge::calls::model::CallView;
+use callbridge::calls::service::{CallService, MAX_WAIT_S, is_done};
 use callbridge::config::{Requirement, Settings};
 use callbridge::simulate::webhook::random_hex_id;
 use callbridge::simulate::{
@@ -63,7 +64,7 @@ pub struct TestApp {
     pub port: u16,
     /// The fake Realtime server the app talks to.
     pub fake: FakeRealtime,
-    /// Live calls and finished records.
+    /// The calls in progress.
     pub live_calls: LiveCalls,
     /// Ends every live call.
     pub shutdown: CancellationToken,
@@ -181,6 +182,31 @@ async fn answer_at(address: &str, webhook: &WebhookCall) -> String {
     local_stream_url(&stream.url, address).expect("a stream URL")
 }
 
+/// The record of the call `call_sid` once its end reason is written (or nothing more will happen to it), read with
+/// `get_call` and its `wait_s`, which wakes on every write to the store. Runs until then: bound it with a timeout.
+async fn finished_record(calls: &CallService, call_sid: &str) -> CallView {
+    // The webhook queued the record before it answered; its write may still be on its way.
+    let id = loop {
+        if let Some(view) = calls
+            .store()
+            .get_by_call_sid(call_sid)
+            .expect("the store reads")
+        {
+            break view.id;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    loop {
+        let view = calls
+            .get_call(&id, Some(MAX_WAIT_S))
+            .await
+            .expect("the stored call reads");
+        if view.end_reason.is_some() || is_done(&view) {
+            return view;
+        }
+    }
+}
+
 /// A call in progress: the webhook Twilio sent and the media stream it opened.
 pub struct TestCall {
     /// The webhook (CallSid, numbers).
@@ -228,12 +254,28 @@ impl TestApp {
         TestCall { webhook, stream }
     }
 
-    /// Waits for the call's record (the call must end within `timeout`).
-    pub async fn record(&self, call_sid: &str, timeout: Duration) -> CallRecord {
-        self.live_calls
-            .wait_finished(call_sid, timeout)
+    /// Waits for the call's finished record in the server's store, as a user reads it (`get_call`): the call must
+    /// end within `timeout`, its record (end reason) be written, and the call be no longer live.
+    pub async fn record(&self, call_sid: &str, timeout: Duration) -> CallView {
+        let finished = async {
+            let record = finished_record(&self.calls, call_sid).await;
+            // The bridge writes the record before it closes the OpenAI session and lets go of the call.
+            while self.live_calls.is_live(call_sid) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            record
+        };
+        tokio::time::timeout(timeout, finished)
             .await
-            .unwrap_or_else(|| panic!("call {call_sid} did not end within {timeout:?}"))
+            .unwrap_or_else(|_| panic!("call {call_sid} did not end within {timeout:?}"))
+    }
+
+    /// The call's stored record as it is now, `None` before its webhook stored it.
+    pub fn stored(&self, call_sid: &str) -> Option<CallView> {
+        self.calls
+            .store()
+            .get_by_call_sid(call_sid)
+            .expect("the store reads")
     }
 }
 

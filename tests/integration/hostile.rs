@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use callbridge::calls::EndReason;
+use callbridge::calls::{CallFailure, EndReason};
 use callbridge::simulate::{
     MediaClientConfig, MediaStreamClient, Observation, SimulateError, local_stream_url,
 };
@@ -52,12 +52,9 @@ async fn a_stream_that_sends_nothing_after_start_is_hung_up_after_the_idle_timeo
     );
     assert_eq!(
         record.end_reason,
-        Some(EndReason::Error("stream_idle".into()))
+        Some(EndReason::Error(CallFailure::StreamIdle).to_string())
     );
-    assert_eq!(
-        record.end_reason.map(|r| r.to_string()).as_deref(),
-        Some("error:stream_idle")
-    );
+    assert_eq!(record.end_reason.as_deref(), Some("error:stream_idle"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +75,7 @@ async fn a_stream_sending_its_20_ms_frames_outlives_the_idle_timeout() {
         .await;
 
     assert!(!closed_early, "{:#?}", call.stream.events());
-    assert_eq!(record.end_reason, Some(EndReason::CallerHungUp));
+    assert_eq!(record.end_reason, Some(EndReason::CallerHungUp.to_string()));
 }
 
 // ---- Oversized frames ----
@@ -127,8 +124,14 @@ async fn an_oversized_frame_on_one_call_is_skipped_and_counted_while_both_calls_
 
     assert_eq!(hostile_record.skipped_frames, 1);
     assert_eq!(other_record.skipped_frames, 0);
-    assert_eq!(hostile_record.end_reason, Some(EndReason::CallerHungUp));
-    assert_eq!(other_record.end_reason, Some(EndReason::CallerHungUp));
+    assert_eq!(
+        hostile_record.end_reason,
+        Some(EndReason::CallerHungUp.to_string())
+    );
+    assert_eq!(
+        other_record.end_reason,
+        Some(EndReason::CallerHungUp.to_string())
+    );
     assert_eq!(other.assistant_ms_received(), 500);
     assert_eq!(hostile.assistant_ms_received(), 500);
 }
@@ -170,7 +173,7 @@ async fn an_upgrade_signed_by_twilio_for_the_stream_url_is_accepted() {
     stream.stop().await;
     let record = app.record(&call_sid, Duration::from_secs(5)).await;
 
-    assert_eq!(record.end_reason, Some(EndReason::CallerHungUp));
+    assert_eq!(record.end_reason, Some(EndReason::CallerHungUp.to_string()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

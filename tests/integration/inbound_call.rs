@@ -65,9 +65,9 @@ async fn a_full_inbound_call_relays_recorded_speech_both_ways_and_keeps_the_tran
     assert!(marks_sent > 0);
     assert_eq!(marks_sent, echoed_played);
     // The record: caller turn then assistant turn, ended by the caller.
-    assert_eq!(record.end_reason, Some(EndReason::CallerHungUp));
+    assert_eq!(record.end_reason, Some(EndReason::CallerHungUp.to_string()));
     let turns: Vec<(Speaker, &str)> = record
-        .turns
+        .transcript
         .iter()
         .map(|t| (t.speaker, t.text.as_str()))
         .collect();

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use callbridge::calls::EndReason;
 use callbridge::calls::live::CallControl;
+use callbridge::calls::{CallFailure, EndReason};
 use callbridge::simulate::WebhookCall;
 use futures_util::SinkExt as _;
 use serde_json::json;
@@ -202,7 +202,7 @@ async fn a_twilio_client_that_stops_reading_ends_its_call_as_stalled_and_frees_i
     let record = app.record(&webhook.call_sid, Duration::from_secs(30)).await;
     assert_eq!(
         record.end_reason,
-        Some(EndReason::Error("twilio_stalled".into()))
+        Some(EndReason::Error(CallFailure::TwilioStalled).to_string())
     );
     assert_eq!(app.live_calls.count(), 0, "the call is no longer live");
     let next = app.webhook();
@@ -234,10 +234,8 @@ async fn hang_up_and_shutdown_still_end_calls_whose_twilio_client_stopped_readin
 
     // Act + assert: hang_up reaches the first call at once.
     assert_eq!(
-        app.live_calls
-            .finished_record(&hung_up.call_sid)
-            .map(|r| r.end_reason),
-        None,
+        app.stored(&hung_up.call_sid).map(|r| r.end_reason),
+        Some(None),
         "the call is still going when hang_up is asked"
     );
     assert!(
@@ -245,7 +243,7 @@ async fn hang_up_and_shutdown_still_end_calls_whose_twilio_client_stopped_readin
         "the call is live and takes the request"
     );
     let record = app.record(&hung_up.call_sid, Duration::from_secs(10)).await;
-    assert_eq!(record.end_reason, Some(EndReason::HungUpByApi));
+    assert_eq!(record.end_reason, Some(EndReason::HungUpByApi.to_string()));
 
     // Shutdown reaches the second: its goodbye cannot be heard, so it ends after the farewell grace.
     app.shutdown.cancel();
@@ -284,7 +282,10 @@ async fn a_realtime_server_that_stops_reading_ends_its_call_as_stalled() {
     // Bounded: at most 2,000 frames (64 MiB) or 20 s, whichever comes first; a busy machine only slows it down.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     for _ in 0..2000 {
-        if app.live_calls.finished_record(&webhook.call_sid).is_some() {
+        if app
+            .stored(&webhook.call_sid)
+            .is_some_and(|r| r.end_reason.is_some())
+        {
             break;
         }
         match tokio::time::timeout_at(deadline, ws.send(Message::text(frame.clone()))).await {
@@ -298,7 +299,7 @@ async fn a_realtime_server_that_stops_reading_ends_its_call_as_stalled() {
     let record = app.record(&webhook.call_sid, Duration::from_secs(30)).await;
     assert_eq!(
         record.end_reason,
-        Some(EndReason::Error("openai_stalled".into()))
+        Some(EndReason::Error(CallFailure::OpenAiStalled).to_string())
     );
     assert_eq!(app.live_calls.count(), 0);
 }
@@ -325,6 +326,6 @@ async fn an_unmasked_client_frame_ends_the_call_as_a_protocol_error_with_close_1
     let record = app.record(&webhook.call_sid, Duration::from_secs(5)).await;
     assert_eq!(
         record.end_reason,
-        Some(EndReason::Error("twilio_protocol_error".into()))
+        Some(EndReason::Error(CallFailure::TwilioProtocolError).to_string())
     );
 }

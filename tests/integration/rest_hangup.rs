@@ -13,7 +13,7 @@ use crate::helpers::{AUTH_TOKEN, CALLER_HELLO, spawn_app_with};
 
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 
-async fn goodbye_call(twilio: &FakeTwilio) -> (String, callbridge::calls::CallRecord) {
+async fn goodbye_call(twilio: &FakeTwilio) -> (String, callbridge::calls::model::CallView) {
     let app = spawn_app_with(
         Script {
             responses: vec![ScriptedResponse::speak(400, "Thanks for calling, goodbye!")],
@@ -59,7 +59,7 @@ async fn a_goodbye_also_completes_the_call_through_the_rest_api() {
         request.authorization.as_deref(),
         Some(format!("Basic {expected}").as_str())
     );
-    assert_eq!(record.end_reason, Some(EndReason::Goodbye));
+    assert_eq!(record.end_reason, Some(EndReason::Goodbye.to_string()));
 }
 
 fn client(twilio: &FakeTwilio) -> TwilioRest {

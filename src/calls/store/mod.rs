@@ -21,14 +21,16 @@ use rusqlite::{
 use time::OffsetDateTime;
 
 use crate::calls::model::{CallError, CallStatus, CallSummary, CallView, NewCall};
-use crate::calls::{CallRecord, Direction, Turn};
+use crate::calls::{CallFailure, CallRecord, Direction, EndReason, Turn};
 use crate::realtime::usage::Usage;
 
 mod answering;
 mod rows;
 mod schema;
 
-use rows::{SUMMARY_COLUMNS, Unsigned, read_view, summary_from_row, to_ns, usage_json};
+use rows::{
+    SUMMARY_COLUMNS, Unsigned, dropped_json, read_view, summary_from_row, to_ns, usage_json,
+};
 use schema::migrate;
 
 /// How long a write waits for another connection's lock before it fails with `SQLITE_BUSY` (the server's writer
@@ -37,10 +39,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the read connection waits on a lock: in WAL mode readers do not wait for writers, so only a rare
 /// recovery (another process opening a crashed database) makes it wait at all.
 const READ_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The end reason of a call an earlier process left open (crash, SIGKILL, OOM, a second SIGTERM), closed by
-/// [`CallStore::reconcile`] at the next start.
-pub const END_REASON_SERVER_STOPPED: &str = "error:server_stopped";
 
 /// How long a status callback's idempotency token is remembered. Twilio retries within minutes.
 const IDEMPOTENCY_TOKEN_TTL: time::Duration = time::Duration::days(1);
@@ -403,11 +401,12 @@ impl CallStore {
     pub fn close_unopened(
         &self,
         id: &str,
-        end_reason: &str,
+        end_reason: &EndReason,
         at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         const CONTEXT: &str = "close a call whose stream never opened";
         let at_ns = to_ns(at, "end time")?;
+        let end_reason = end_reason.to_string();
         self.write(CONTEXT, |tx| {
             let changed = tx
                 .execute(
@@ -428,7 +427,7 @@ impl CallStore {
     /// - An outbound call not answered yet (`queued`, `initiated`, `ringing`) becomes `canceled`: nothing of this
     ///   process would bridge it; the caller of this function cancels it at Twilio when it can.
     ///
-    /// Each gets the end reason [`END_REASON_SERVER_STOPPED`] unless it has one, and keeps its stored turns; its
+    /// Each gets the end reason `error:server_stopped` ([`CallFailure::ServerStopped`]) unless it has one, and keeps its stored turns; its
     /// `ended_at` is `now` (when it was closed) unless set. Returns the closed calls.
     ///
     /// # Errors
@@ -459,6 +458,7 @@ impl CallStore {
                 .collect()
             })
             .map_err(ctx(CONTEXT))?;
+        let server_stopped = EndReason::Error(CallFailure::ServerStopped).to_string();
         let mut closed = Vec::with_capacity(open.len());
         for (id, call_sid, direction, was) in open {
             let now_status = if direction == Direction::Inbound || was == CallStatus::InProgress {
@@ -468,7 +468,7 @@ impl CallStore {
             };
             tx.execute(
                 "UPDATE calls SET end_reason = COALESCE(end_reason, ?2) WHERE id = ?1",
-                params![id, END_REASON_SERVER_STOPPED],
+                params![id, server_stopped],
             )
             .map_err(ctx(CONTEXT))?;
             advance_status(&tx, &id, now_status, now_ns)?;
@@ -543,6 +543,10 @@ impl CallStore {
             })?;
         let call_sid = Some(record.call_sid.as_str()).filter(|sid| !sid.is_empty());
         let end_reason = record.end_reason.as_ref().map(ToString::to_string);
+        let skipped_frames =
+            i64::try_from(record.skipped_frames).map_err(|_| StoreError::OutOfRange {
+                what: "skipped_frames",
+            })?;
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -551,9 +555,9 @@ impl CallStore {
             .execute(
                 "UPDATE calls SET outcome = COALESCE(?2, outcome), end_reason = COALESCE(?3, end_reason), \
                  duration_ms = ?4, usage = ?5, stream_sid = COALESCE(?6, stream_sid), \
-                 ended_at_ns = COALESCE(?7, ended_at_ns), call_sid = COALESCE(call_sid, ?8), \
-                 answered_by = COALESCE(answered_by, ?9), voicemail_left = ?10, \
-                 voicemail_transcript = COALESCE(?11, voicemail_transcript) WHERE id = ?1",
+                 ended_at_ns = COALESCE(?7, ended_at_ns), call_sid = COALESCE(call_sid, ?8), skipped_frames = ?9, \
+                 dropped = ?10, answered_by = COALESCE(answered_by, ?11), voicemail_left = ?12, \
+                 voicemail_transcript = COALESCE(?13, voicemail_transcript) WHERE id = ?1",
                 params![
                     id,
                     record.outcome,
@@ -563,6 +567,8 @@ impl CallStore {
                     record.stream_sid,
                     ended_at_ns,
                     call_sid,
+                    skipped_frames,
+                    dropped_json(&record.dropped),
                     record.answered_by.map(|a| a.as_str()),
                     record.voicemail_left,
                     record.voicemail_transcript,
@@ -822,7 +828,7 @@ mod tests {
     use super::*;
     use crate::calls::model::CallError;
     use crate::calls::model::StatusChange;
-    use crate::calls::{EndReason, Speaker};
+    use crate::calls::{DroppedInput, Speaker};
     use proptest::prelude::*;
     use time::macros::datetime;
 
@@ -1121,6 +1127,35 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_record_stores_its_stream_sid_and_what_the_peers_sent_that_was_dropped() {
+        let store = store();
+        let call = store.create(&outbound("+15550199")).expect("stored");
+        let before = store.get(&call.id).expect("read").expect("present");
+        let mut record = CallRecord::new(
+            "CA9".into(),
+            Direction::OutboundApi,
+            call.from.clone(),
+            call.to.clone(),
+        );
+        record.stream_sid = Some("MZ1".into());
+        record.skipped_frames = 5;
+        record.dropped.dtmf_digits = 2;
+        record.dropped.openai_errors = 1;
+        record.finish(EndReason::CallerHungUp, 10);
+
+        store.finish(&call.id, &record).expect("finished");
+        let view = store.get(&call.id).expect("read").expect("present");
+
+        assert_eq!(
+            (before.skipped_frames, before.dropped),
+            (0, DroppedInput::default())
+        );
+        assert_eq!(view.stream_sid.as_deref(), Some("MZ1"));
+        assert_eq!(view.skipped_frames, 5);
+        assert_eq!(view.dropped, record.dropped);
+    }
+
+    #[test]
     fn an_error_is_stored_with_twilios_code() {
         let store = store();
         let call = store.create(&outbound("+1555")).expect("stored");
@@ -1187,7 +1222,7 @@ mod tests {
                 result,
                 Err(StoreError::SchemaTooNew {
                     found: 99,
-                    supported: 2
+                    supported: 3
                 })
             ),
             "{result:?}"
@@ -1430,7 +1465,7 @@ mod tests {
         assert_eq!(inbound_after.status, CallStatus::Completed);
         assert_eq!(
             inbound_after.end_reason.as_deref(),
-            Some(END_REASON_SERVER_STOPPED)
+            Some("error:server_stopped")
         );
         assert_eq!(inbound_after.ended_at, Some(now));
         assert_eq!(inbound_after.transcript.len(), 1, "its turns are kept");
@@ -1474,7 +1509,7 @@ mod tests {
         let changed = store
             .close_unopened(
                 &call.id,
-                "error:stream_never_opened",
+                &EndReason::Error(CallFailure::StreamNeverOpened),
                 OffsetDateTime::now_utc(),
             )
             .expect("closed");

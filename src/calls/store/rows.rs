@@ -7,15 +7,15 @@ use time::OffsetDateTime;
 
 use super::{StoreError, ctx};
 use crate::calls::model::{Answering, CallError, CallStatus, CallSummary, CallView, StatusChange};
-use crate::calls::{Direction, Speaker, Turn};
+use crate::calls::{Direction, DroppedInput, Speaker, Turn};
 use crate::realtime::usage::Usage;
 use crate::twilio::amd::{AnsweredBy, MachinePolicy};
 
 /// The columns of `calls` that make a [`CallView`] (without timeline and transcript), in [`view_from_row`]'s order.
 pub(super) const VIEW_COLUMNS: &str = "id, direction, from_number, to_number, call_sid, status, instructions, greeting, voice, \
      language, max_duration_s, metadata, outcome, end_reason, error_code, error_message, created_at_ns, \
-     answered_at_ns, ended_at_ns, duration_ms, usage, answering_machine, voicemail_message, answered_by, \
-     voicemail_left, voicemail_transcript";
+     answered_at_ns, ended_at_ns, duration_ms, usage, stream_sid, skipped_frames, dropped, answering_machine, \
+     voicemail_message, answered_by, voicemail_left, voicemail_transcript";
 
 /// The columns of `calls` that make a [`CallSummary`], in [`summary_from_row`]'s order.
 pub(super) const SUMMARY_COLUMNS: &str = "id, direction, from_number, to_number, status, created_at_ns, outcome, end_reason, duration_ms";
@@ -81,6 +81,7 @@ pub(super) fn view_from_row(row: &Row<'_>) -> rusqlite::Result<CallView> {
         from: row.get(2)?,
         to: row.get(3)?,
         call_sid: row.get(4)?,
+        stream_sid: row.get(21)?,
         status: row.get(5)?,
         instructions: row.get(6)?,
         greeting: row.get(7)?,
@@ -100,14 +101,19 @@ pub(super) fn view_from_row(row: &Row<'_>) -> rusqlite::Result<CallView> {
         status_timeline: Vec::new(),
         transcript: Vec::new(),
         usage: row.get::<_, Json<Usage>>(20)?.0,
+        skipped_frames: row.get::<_, Unsigned>(22)?.0,
+        dropped: row
+            .get::<_, Option<Json<DroppedInput>>>(23)?
+            .map(|j| j.0)
+            .unwrap_or_default(),
         answering: Answering {
             answering_machine: row
-                .get::<_, Option<Parsed<MachinePolicy>>>(21)?
+                .get::<_, Option<Parsed<MachinePolicy>>>(24)?
                 .map(|p| p.0),
-            voicemail_message: row.get(22)?,
-            answered_by: row.get::<_, Option<Parsed<AnsweredBy>>>(23)?.map(|p| p.0),
-            voicemail_left: row.get(24)?,
-            voicemail_transcript: row.get(25)?,
+            voicemail_message: row.get(25)?,
+            answered_by: row.get::<_, Option<Parsed<AnsweredBy>>>(26)?.map(|p| p.0),
+            voicemail_left: row.get(27)?,
+            voicemail_transcript: row.get(28)?,
         },
     })
 }
@@ -151,6 +157,11 @@ where
             .map(Parsed)
             .map_err(|e| FromSqlError::Other(Box::new(e)))
     }
+}
+
+/// The JSON text of a call's dropped-input counters (serializing plain integers cannot fail).
+pub(super) fn dropped_json(dropped: &DroppedInput) -> String {
+    serde_json::to_string(dropped).expect("DroppedInput holds only integers")
 }
 
 /// A timestamp column: nanoseconds since the Unix epoch, read back as UTC.

@@ -66,6 +66,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE calls ADD COLUMN voicemail_left INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE calls ADD COLUMN voicemail_transcript TEXT;
     ",
+    // Version 3: what the call's peers sent that was skipped or dropped (`CallRecord::skipped_frames`, `dropped`).
+    "
+    ALTER TABLE calls ADD COLUMN skipped_frames INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE calls ADD COLUMN dropped TEXT;
+    ",
 ];
 
 /// Brings the schema up to the newest version, one migration at a time, each in its own transaction.
@@ -91,4 +96,37 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit().map_err(ctx(CONTEXT))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_database_gains_the_dropped_input_columns_and_keeps_its_calls() {
+        let mut conn = Connection::open_in_memory().expect("opens");
+        conn.execute_batch(MIGRATIONS[0]).expect("version 1");
+        conn.pragma_update(None, "user_version", 1).expect("set");
+        conn.execute(
+            "INSERT INTO calls (id, direction, from_number, to_number, status, created_at_ns, usage) \
+             VALUES ('call_1', 'inbound', '+1', '+2', 'completed', 0, '{}')",
+            [],
+        )
+        .expect("a version-1 call");
+
+        migrate(&mut conn).expect("migrates");
+        let (skipped, dropped): (i64, Option<String>) = conn
+            .query_row(
+                "SELECT skipped_frames, dropped FROM calls WHERE id = 'call_1'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .expect("the call is still there");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .expect("a version");
+
+        assert_eq!((skipped, dropped), (0, None));
+        assert_eq!(version, 3);
+    }
 }

@@ -49,7 +49,9 @@ fn a_fatal_error_hangs_up_with_its_code() {
 
     assert_eq!(
         out,
-        [Action::HangUp(EndReason::Error("invalid_api_key".into()))]
+        [Action::HangUp(EndReason::Error(CallFailure::OpenAiFatal(
+            "invalid_api_key".into()
+        )))]
     );
 }
 

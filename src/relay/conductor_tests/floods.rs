@@ -282,9 +282,9 @@ fn a_fatal_error_still_ends_the_call_after_an_error_flood() {
 
     assert_eq!(
         out,
-        [Action::HangUp(EndReason::Error(
+        [Action::HangUp(EndReason::Error(CallFailure::OpenAiFatal(
             "insufficient_quota".into()
-        ))]
+        )))]
     );
 }
 

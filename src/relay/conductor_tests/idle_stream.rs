@@ -29,12 +29,12 @@ fn a_stream_that_sends_nothing_for_the_idle_timeout_is_hung_up_as_stream_idle() 
     assert!(before.is_empty(), "{before:?}");
     assert_eq!(
         at_timeout,
-        [Action::HangUp(EndReason::Error("stream_idle".into()))]
+        [Action::HangUp(EndReason::Error(CallFailure::StreamIdle))]
     );
     let end = call.at(IDLE_MS);
     let record = call
         .conductor
-        .finish(EndReason::Error("stream_idle".into()), end);
+        .finish(EndReason::Error(CallFailure::StreamIdle), end);
     assert_eq!(
         record.end_reason.map(|r| r.to_string()).as_deref(),
         Some("error:stream_idle")
@@ -62,7 +62,7 @@ fn every_twilio_event_restarts_the_idle_timer() {
     assert_eq!(deadline, call.at(4_000 + IDLE_MS));
     assert_eq!(
         at_new_timeout,
-        [Action::HangUp(EndReason::Error("stream_idle".into()))]
+        [Action::HangUp(EndReason::Error(CallFailure::StreamIdle))]
     );
 }
 
@@ -87,7 +87,7 @@ fn a_stream_that_never_sends_start_is_hung_up_when_idle() {
 
     assert_eq!(
         out,
-        [Action::HangUp(EndReason::Error("stream_idle".into()))]
+        [Action::HangUp(EndReason::Error(CallFailure::StreamIdle))]
     );
 }
 

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::calls::{CallRecord, Direction, EndReason, Speaker};
+use crate::calls::{CallFailure, CallRecord, Direction, EndReason, Speaker};
 use crate::realtime::server_events::parse_server_event;
 use crate::relay::budget::{LOG_BURST, LOG_REFILL, LOGGED_TEXT_MAX_BYTES};
 use crate::twilio::media::parse_twilio_event;

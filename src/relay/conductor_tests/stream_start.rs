@@ -35,7 +35,9 @@ fn a_start_whose_call_sid_differs_from_the_configured_one_ends_the_call_with_cal
 
     assert_eq!(
         out,
-        [Action::HangUp(EndReason::Error("call_sid_mismatch".into()))]
+        [Action::HangUp(EndReason::Error(
+            CallFailure::CallSidMismatch
+        ))]
     );
     assert!(!call.conductor.stream_started());
     assert!(call.twilio(20, TWILIO_MEDIA).is_empty());
