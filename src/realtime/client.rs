@@ -31,6 +31,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument as _;
 use url::Url;
 
+use super::rebind::RebindableTcp;
 use super::server_events::ApiError;
 
 /// How long opening the Realtime socket (TCP, TLS, upgrade, the first events) may take.
@@ -124,7 +125,7 @@ pub enum SendError {
 /// An open Realtime session, polled by the call's bridge (see the module docs).
 pub struct RealtimeLink {
     /// The socket.
-    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    socket: WebSocketStream<MaybeTlsStream<RebindableTcp>>,
     /// Client events not yet handed to the socket, oldest first.
     queue: VecDeque<Message>,
     /// Bytes in `queue`.
@@ -150,7 +151,7 @@ impl std::fmt::Debug for RealtimeLink {
 }
 
 impl RealtimeLink {
-    fn new(socket: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
+    fn new(socket: WebSocketStream<MaybeTlsStream<RebindableTcp>>) -> Self {
         RealtimeLink {
             socket,
             queue: VecDeque::with_capacity(8),
@@ -180,6 +181,25 @@ impl RealtimeLink {
         self.queued_bytes += event.len();
         self.queue.push_back(Message::text(event));
         Ok(())
+    }
+
+    /// Moves the socket to the I/O driver of the runtime this is called on (the call's own worker), so its events
+    /// wake the bridge task directly instead of through the runtime that opened it (see
+    /// [`RebindableTcp`]). Call it before the first poll on the new runtime. A failed move closes the link: the next
+    /// [`Self::next_event`] reports it.
+    pub fn adopt_current_runtime(&mut self) {
+        let tcp = match self.socket.get_mut() {
+            MaybeTlsStream::Plain(tcp) => tcp,
+            MaybeTlsStream::Rustls(tls) => tls.get_mut().0,
+            _ => return,
+        };
+        if let Err(e) = tcp.rebind_to_current_runtime() {
+            self.closed = true;
+            self.failure = Some(LinkEvent::Closed {
+                code: None,
+                reason: format!("cannot move the socket to the call's runtime: {e}"),
+            });
+        }
     }
 
     /// Since when queued events have waited without progress; `None` when everything queued is written.
@@ -429,21 +449,40 @@ async fn open(
     value.set_sensitive(true);
     request.headers_mut().insert(name, value);
 
-    let (mut socket, _response) =
-        match tokio_tungstenite::connect_async_with_config(request, Some(websocket_config()), true)
-            .await
-        {
-            Err(tungstenite::Error::Http(response)) => {
-                let (code, message) = refusal_body(response.body().as_deref().unwrap_or_default());
-                return Err(RealtimeError::Rejected {
-                    status: response.status().as_u16(),
-                    code,
-                    message,
-                });
-            }
-            Err(e) => return Err(RealtimeError::Connect(e.to_string())),
-            Ok(pair) => pair,
-        };
+    let host = endpoint
+        .url
+        .host_str()
+        .ok_or_else(|| RealtimeError::Connect("the Realtime URL has no host".into()))?;
+    let port = endpoint
+        .url
+        .port_or_known_default()
+        .ok_or_else(|| RealtimeError::Connect("the Realtime URL has no port".into()))?;
+    // IPv6 literals come bracketed from the URL; the resolver wants them bare.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let tcp = TcpStream::connect((host, port))
+        .await
+        .map_err(|e| RealtimeError::Connect(e.to_string()))?;
+    tcp.set_nodelay(true)
+        .map_err(|e| RealtimeError::Connect(e.to_string()))?;
+    let (mut socket, _response) = match tokio_tungstenite::client_async_tls_with_config(
+        request,
+        RebindableTcp::new(tcp),
+        Some(websocket_config()),
+        None,
+    )
+    .await
+    {
+        Err(tungstenite::Error::Http(response)) => {
+            let (code, message) = refusal_body(response.body().as_deref().unwrap_or_default());
+            return Err(RealtimeError::Rejected {
+                status: response.status().as_u16(),
+                code,
+                message,
+            });
+        }
+        Err(e) => return Err(RealtimeError::Connect(e.to_string())),
+        Ok(pair) => pair,
+    };
     for event in first_events {
         socket
             .feed(Message::text(event))

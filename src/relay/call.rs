@@ -93,7 +93,11 @@ pub async fn run_call(
     });
     let mut record = CallRecord::new(call_sid.clone(), plan.direction, plan.from, plan.to);
     let link = match link {
-        Ok(link) => link,
+        Ok(mut link) => {
+            // The session was opened on the main runtime; from now on this task is its only user.
+            link.adopt_current_runtime();
+            link
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot open the OpenAI Realtime session; ending the call");
             let failure = match e.end_reason() {
