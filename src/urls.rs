@@ -27,6 +27,19 @@ pub fn outbound_call_path(call_id: &str) -> String {
     format!("/outbound-call/{call_id}")
 }
 
+/// The `wss://` URL Twilio opens for a stream token: `{public_base}/media-stream/{token}` (`ws://` when the public URL
+/// is plain http, for local testing).
+pub fn stream_url(public_base: &str, token: &str) -> String {
+    let url = format!("{public_base}/media-stream/{token}");
+    if let Some(rest) = url.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        url
+    }
+}
+
 /// Joins a route path onto the public base URL, keeping any path prefix: `https://h/p` + `/incoming-call` →
 /// `https://h/p/incoming-call`. `path` starts with `/`.
 pub fn public_endpoint(public_url: &Url, path: &str) -> String {

@@ -18,6 +18,8 @@ pub enum CallControl {
     HangUp,
     /// Add this text to the conversation as a system message.
     Instruct(String),
+    /// Press these keys on the call's keypad (a call update and a stream handover).
+    SendDigits(crate::twilio::dtmf::DtmfDigits),
 }
 
 /// The live calls by CallSid. Cheap to clone; all clones share one table.

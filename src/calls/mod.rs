@@ -23,6 +23,8 @@ pub enum Speaker {
     Caller,
     /// The voice model (from `response.output_audio_transcript.done`).
     Assistant,
+    /// Something the assistant did on the line rather than said: keypad tones sent, a transfer (`pressed 1`).
+    Action,
 }
 
 /// One turn of the transcript.
@@ -60,6 +62,9 @@ pub enum EndReason {
     HungUpByApi,
     /// The server is shutting down.
     Shutdown,
+    /// The call moved to a new media stream (keypad tones, a transfer that came back) and no new stream opened
+    /// within the handover deadline.
+    StreamHandoverTimeout,
     /// Something failed; the text says what (`openai_closed`, `invalid_api_key`, `call_sid_mismatch`, ...).
     Error(String),
 }
@@ -72,6 +77,7 @@ impl std::fmt::Display for EndReason {
             EndReason::MaxDuration => f.write_str("max_duration"),
             EndReason::HungUpByApi => f.write_str("hung_up_by_api"),
             EndReason::Shutdown => f.write_str("shutdown"),
+            EndReason::StreamHandoverTimeout => f.write_str("stream_handover_timeout"),
             EndReason::Error(what) => write!(f, "error:{what}"),
         }
     }
@@ -126,6 +132,24 @@ pub struct CallRecord {
     pub skipped_frames: u64,
     /// What the call's peers sent that was dropped or ignored rather than acted on.
     pub dropped: DroppedInput,
+    /// Each time the call moved to a new media stream on the same Realtime session, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub handovers: Vec<StreamHandover>,
+}
+
+/// One move of a call to a new media stream (a Twilio call update ended the old `<Connect><Stream>`; the new one
+/// opened with a fresh stream token), on the same Realtime session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamHandover {
+    /// Why: `dtmf` (keypad tones played between the streams) or `transfer_returned`.
+    pub cause: String,
+    /// The new stream's StreamSid.
+    pub stream_sid: String,
+    /// Ms from the start of the call to the new stream's `start`.
+    pub offset_ms: u64,
+    /// The audio gap: ms from the old stream's last frame to the new stream's first `media` frame (the keypad tones
+    /// and Twilio's stream set-up). `None` until the first media frame arrived.
+    pub gap_ms: Option<u64>,
 }
 
 /// Input from a call's peers that was dropped or ignored rather than acted on, by kind. Each kind is also logged,
@@ -162,6 +186,7 @@ impl CallRecord {
             usage: Usage::default(),
             skipped_frames: 0,
             dropped: DroppedInput::default(),
+            handovers: Vec::new(),
         }
     }
 

@@ -61,6 +61,10 @@ pub struct PlaceCall {
     /// Anything the caller wants stored with the call and returned untouched.
     #[serde(default)]
     pub metadata: Option<serde_json::Value>,
+    /// Keys Twilio presses as soon as the call is answered (an extension known in advance: `ww123`), sent as
+    /// Twilio's `SendDigits`: `0-9`, `*`, `#`, `w` for a half-second pause.
+    #[serde(default)]
+    pub send_digits: Option<String>,
 }
 
 /// What can go wrong; each has a stable `code` for JSON errors and MCP tool errors.
@@ -470,6 +474,12 @@ impl CallService {
                 "instructions are empty: say what the call is for".into(),
             ));
         }
+        let send_digits = request
+            .send_digits
+            .as_deref()
+            .map(crate::twilio::dtmf::DtmfDigits::parse)
+            .transpose()
+            .map_err(|e| ServiceError::InvalidRequest(format!("send_digits: {e}")))?;
         if request.max_duration_s == Some(0) {
             return Err(ServiceError::InvalidRequest(
                 "max_duration_s must be at least 1".into(),
@@ -569,6 +579,7 @@ impl CallService {
                 status_callback: public_endpoint(public_url, CALL_STATUS_PATH),
                 ring_timeout_s: outbound.ring_timeout_s,
                 time_limit_s: max_duration_s,
+                send_digits: send_digits.map(|d| d.as_str().to_owned()),
             })
             .await;
         match created {
@@ -724,6 +735,28 @@ impl CallService {
                 .live
                 .send(sid, CallControl::Instruct(text.to_owned()))
         });
+        if live {
+            Ok(())
+        } else {
+            Err(ServiceError::NotLive(id.to_owned()))
+        }
+    }
+
+    /// Presses keys on a live call's keypad (`0-9`, `*`, `#`, `w` for a half-second pause): Twilio plays them with a
+    /// call update and the call continues on a new media stream. The call may refuse it (another keypress under way,
+    /// the per-call rate limit, the call ending); that is logged with the call.
+    ///
+    /// # Errors
+    /// [`ServiceError::InvalidRequest`] for digits outside `0-9*#w`, none, or too many; [`ServiceError::NotFound`];
+    /// [`ServiceError::NotLive`] when the call is not in progress on this server.
+    pub fn send_dtmf(&self, id: &str, digits: &str) -> Result<(), ServiceError> {
+        let digits = crate::twilio::dtmf::DtmfDigits::parse(digits)
+            .map_err(|e| ServiceError::InvalidRequest(e.to_string()))?;
+        let call = self.get(id)?;
+        let live = call
+            .call_sid
+            .as_deref()
+            .is_some_and(|sid| self.inner.live.send(sid, CallControl::SendDigits(digits)));
         if live {
             Ok(())
         } else {

@@ -143,6 +143,7 @@ impl ApiClient {
             "language": request.language,
             "max_duration_s": request.max_duration_s,
             "metadata": request.metadata,
+            "send_digits": request.send_digits,
         });
         let url = self.endpoint(&["calls"])?;
         self.call(Method::Post, url, Some(body), REQUEST_TIMEOUT)
@@ -194,6 +195,19 @@ impl ApiClient {
         let url = self.endpoint(&["calls", id, "instruct"])?;
         let body =
             serde_json::to_value(InstructBody { text }).map_err(|e| internal(e.to_string()))?;
+        let _: serde_json::Value = self
+            .call(Method::Post, url, Some(body), REQUEST_TIMEOUT)
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /api/calls/{id}/dtmf`: presses keys on a live call's keypad.
+    ///
+    /// # Errors
+    /// `not_found`, `not_live`, `invalid_request`, and the errors common to every request.
+    pub async fn send_dtmf(&self, id: &str, digits: &str) -> Result<(), BackendError> {
+        let url = self.endpoint(&["calls", id, "dtmf"])?;
+        let body = serde_json::json!({ "digits": digits });
         let _: serde_json::Value = self
             .call(Method::Post, url, Some(body), REQUEST_TIMEOUT)
             .await?;
@@ -374,6 +388,10 @@ impl CallBackend for ApiClient {
 
     async fn instruct_call(&self, id: String, text: String) -> Result<(), BackendError> {
         ApiClient::instruct_call(self, &id, &text).await
+    }
+
+    async fn send_dtmf(&self, id: String, digits: String) -> Result<(), BackendError> {
+        ApiClient::send_dtmf(self, &id, &digits).await
     }
 }
 

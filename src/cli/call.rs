@@ -107,6 +107,7 @@ pub async fn run(args: CallArgs) -> ExitCode {
         language: args.language.clone(),
         max_duration_s: args.max_duration_s,
         metadata: None,
+        send_digits: None,
     };
     let placed = match client.place_call(request).await {
         Ok(call) => call,
@@ -215,6 +216,7 @@ impl Follower {
             let speaker = match turn.speaker {
                 Speaker::Caller => "caller",
                 Speaker::Assistant => "assistant",
+                Speaker::Action => "action",
             };
             let cut = if turn.interrupted {
                 " [interrupted]"

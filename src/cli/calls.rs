@@ -245,6 +245,7 @@ pub fn render_call(call: &CallView) -> String {
         let speaker = match turn.speaker {
             Speaker::Caller => "caller",
             Speaker::Assistant => "assistant",
+            Speaker::Action => "action",
         };
         let interrupted = if turn.interrupted {
             " (interrupted)"

@@ -252,7 +252,10 @@ impl Settings {
             turn_detection: rt.turn_detection.clone(),
             noise_reduction: rt.noise_reduction,
             transcription_model: rt.transcription_model.clone(),
-            tools: vec![crate::realtime::session::end_call_tool(false)],
+            tools: vec![
+                crate::realtime::session::end_call_tool(false),
+                crate::realtime::session::send_dtmf_tool(),
+            ],
         }
     }
 

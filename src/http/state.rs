@@ -47,6 +47,8 @@ pub struct AppState {
     pub shutdown: crate::shutdown::Shutdown,
     /// Request rate limits per client IP and per API key (checked before routing).
     pub limits: crate::security::rate_limit::Limits,
+    /// Running calls that can take a new media stream (a stream handover).
+    pub attachments: crate::relay::handover::StreamAttachments,
 }
 
 impl AppState {
@@ -59,6 +61,8 @@ impl AppState {
             rest: self.rest.clone(),
             goodbye: self.goodbye.clone(),
             shutdown: self.shutdown.goodbye_token(),
+            tokens: self.tokens.clone(),
+            attachments: self.attachments.clone(),
         }
     }
 }

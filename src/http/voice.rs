@@ -137,6 +137,7 @@ pub async fn incoming_call(
             greeting: realtime.greeting.clone(),
             max_call_duration: state.settings.calls.max_call_duration,
             session_update: session.to_json(),
+            public_base: base.clone(),
         },
     );
     drop(admission);

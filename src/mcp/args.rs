@@ -40,6 +40,10 @@ pub struct PlaceCallArgs {
     /// Any JSON object to store with the call and return untouched (e.g. your own reference for the task).
     #[serde(default)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Keys to press as soon as the call is answered, when you know the extension in advance: 0-9, * and #; w waits
+    /// half a second (e.g. "ww123"). For menus you do not know, the voice model presses keys itself.
+    #[serde(default)]
+    pub send_digits: Option<String>,
 }
 
 impl From<PlaceCallArgs> for PlaceCall {
@@ -52,6 +56,7 @@ impl From<PlaceCallArgs> for PlaceCall {
             language: args.language,
             max_duration_s: args.max_duration_s,
             metadata: args.metadata.map(serde_json::Value::Object),
+            send_digits: args.send_digits,
         }
     }
 }
@@ -107,6 +112,15 @@ pub struct InstructCallArgs {
     /// The instruction to add to the live conversation, written to the voice model (e.g. "Also ask whether they
     /// have a window table.").
     pub text: String,
+}
+
+/// Arguments of `send_dtmf`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+pub struct SendDtmfArgs {
+    /// The call's id (`call_...`); the call must be in progress.
+    pub call_id: String,
+    /// Keys to press, in order: 0-9, * and #; w waits half a second. At most 32 characters (e.g. "1", "w2w#").
+    pub digits: String,
 }
 
 /// Arguments of the `make-restaurant-reservation` prompt. MCP prompt arguments are strings.

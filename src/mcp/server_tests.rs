@@ -114,6 +114,12 @@ impl CallBackend for FakeBackend {
         self.state().instructed.push((id, text));
         Ok(())
     }
+
+    async fn send_dtmf(&self, id: String, digits: String) -> Result<(), BackendError> {
+        self.find(&id)?;
+        self.state().instructed.push((id, format!("dtmf:{digits}")));
+        Ok(())
+    }
 }
 
 fn sample_call(id: &str, status: CallStatus) -> CallView {
@@ -268,7 +274,7 @@ async fn initialize_advertises_tools_resources_prompts_and_instructions() {
 }
 
 #[tokio::test]
-async fn the_five_tools_are_listed_with_their_input_schemas() {
+async fn the_six_tools_are_listed_with_their_input_schemas() {
     let mut client = Client::connect(McpServer::new(FakeBackend::default())).await;
 
     let response = client.call("tools/list", json!({})).await;
@@ -283,7 +289,8 @@ async fn the_five_tools_are_listed_with_their_input_schemas() {
             "hang_up",
             "instruct_call",
             "list_calls",
-            "place_call"
+            "place_call",
+            "send_dtmf"
         ]
     );
     let place_call = tools

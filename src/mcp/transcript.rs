@@ -120,6 +120,7 @@ pub fn render_transcript(call: &CallView) -> String {
         let speaker = match turn.speaker {
             Speaker::Caller => "Caller",
             Speaker::Assistant => "Assistant",
+            Speaker::Action => "Action",
         };
         let interrupted = if turn.interrupted {
             " (interrupted)"

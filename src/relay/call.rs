@@ -19,7 +19,9 @@ use crate::realtime::client::Preconnect;
 use crate::relay::bridge::{Bridge, close_twilio, log_record};
 use crate::relay::conductor::{Conductor, ConductorConfig};
 use crate::relay::goodbye::GoodbyeMatcher;
+use crate::relay::handover::{HandoverDeps, StreamAttachments};
 use crate::relay::twilio_socket::{TwilioReader, TwilioWriter};
+use crate::security::tokens::StreamTokens;
 use crate::twilio::rest::TwilioRest;
 
 /// Everything a call's media stream needs, decided when its webhook is answered.
@@ -41,6 +43,8 @@ pub struct StreamPlan {
     pub max_call_duration: std::time::Duration,
     /// The `session.update` JSON for this call.
     pub session_update: String,
+    /// The public base URL the webhook was addressed to (`https://host`): the call's next streams connect there.
+    pub public_base: String,
 }
 
 /// A call between its webhook and its media stream: what its stream needs, and its Realtime session being opened.
@@ -70,6 +74,10 @@ pub struct CallDeps {
     pub goodbye: GoodbyeMatcher,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
+    /// Issues the handover tokens of a call's next streams.
+    pub tokens: StreamTokens,
+    /// Running calls that can take a new media stream (a handover).
+    pub attachments: StreamAttachments,
 }
 
 /// Runs the call `call_sid` on its accepted media stream to its end: waits for the pre-connected Realtime session
@@ -88,7 +96,12 @@ pub async fn run_call(
         calls: deps.calls.clone(),
         call_id,
     });
-    let mut record = CallRecord::new(call_sid.clone(), plan.direction, plan.from, plan.to);
+    let mut record = CallRecord::new(
+        call_sid.clone(),
+        plan.direction,
+        plan.from.clone(),
+        plan.to.clone(),
+    );
     let link = match link {
         Ok(link) => link,
         Err(e) => {
@@ -105,6 +118,15 @@ pub async fn run_call(
         }
     };
     let (control, guard) = deps.live_calls.register(&call_sid);
+    let (new_streams, attachment_guard) = deps.attachments.register(&call_sid);
+    let handover = HandoverDeps {
+        tokens: deps.tokens.clone(),
+        public_base: plan.public_base.clone(),
+        parameters: vec![
+            ("caller".to_owned(), plan.from.clone()),
+            ("called".to_owned(), plan.to.clone()),
+        ],
+    };
     let conductor = Conductor::new(
         ConductorConfig {
             call_sid,
@@ -128,9 +150,12 @@ pub async fn run_call(
         shutdown: deps.shutdown.clone(),
         persistence,
         stall_timeout: deps.settings.calls.peer_stall_timeout,
+        handover,
+        new_streams,
     }
     .run()
     .await;
+    drop(attachment_guard);
     drop(guard);
     deps.live_calls.remember(record);
 }

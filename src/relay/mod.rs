@@ -5,6 +5,8 @@ pub mod budget;
 pub mod call;
 pub mod conductor;
 pub mod goodbye;
+pub mod handover;
+pub mod media_link;
 pub mod playback;
 pub mod responses;
 pub mod transcript;

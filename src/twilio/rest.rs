@@ -259,6 +259,24 @@ impl TwilioRest {
     }
 }
 
+impl TwilioRest {
+    /// Replaces the running TwiML of a live call: `POST .../Calls/{CallSid}.json` with `Twiml=`. The call's current
+    /// `<Connect><Stream>` ends (Twilio sends `stop` and closes that media stream) and `twiml` runs instead.
+    /// Follows <https://www.twilio.com/docs/voice/api/call-resource#update-a-call-resource>.
+    ///
+    /// # Errors
+    /// [`RestError::Twilio`] with Twilio's code (21220: the call is not in progress; 20404: no such call); transport
+    /// errors as for every request.
+    pub async fn update_twiml(&self, call_sid: &str, twiml: &str) -> Result<(), RestError> {
+        let url = self.account_url(&format!("Calls/{call_sid}.json"));
+        let answer = self.send(Method::Post, &url, &[("Twiml", twiml)]).await?;
+        if answer.is_success() {
+            return Ok(());
+        }
+        Err(RestError::from_answer(answer.status, &answer.body))
+    }
+}
+
 /// A call to create: `POST .../Calls.json` (<https://www.twilio.com/docs/voice/api/call-resource#create-a-call-resource>).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateCall {
@@ -274,6 +292,8 @@ pub struct CreateCall {
     pub ring_timeout_s: u32,
     /// The call's maximum duration, seconds (Twilio's `TimeLimit`).
     pub time_limit_s: u64,
+    /// Keys to press once the call is answered (Twilio's `SendDigits`: `0-9`, `*`, `#`, `w` a half-second pause).
+    pub send_digits: Option<String>,
 }
 
 /// The part of Twilio's call resource callbridge reads after creating a call.
@@ -287,7 +307,8 @@ pub struct CreatedCall {
 
 impl TwilioRest {
     /// Creates an outbound call. The form carries `To`, `From`, `Url` (POST), `StatusCallback` (POST) with the
-    /// `StatusCallbackEvent`s `initiated`, `ringing`, `answered` and `completed`, `Timeout` and `TimeLimit`.
+    /// `StatusCallbackEvent`s `initiated`, `ringing`, `answered` and `completed`, `Timeout` and `TimeLimit`, and
+    /// `SendDigits` when given.
     ///
     /// # Errors
     /// [`RestError::Twilio`] with Twilio's code and message (21211 invalid `To`, 21219 unverified number on a trial
@@ -296,7 +317,7 @@ impl TwilioRest {
         let url = self.account_url("Calls.json");
         let ring_timeout = call.ring_timeout_s.to_string();
         let time_limit = call.time_limit_s.to_string();
-        let form: [(&str, &str); 12] = [
+        let mut form: Vec<(&str, &str)> = vec![
             ("To", &call.to),
             ("From", &call.from),
             ("Url", &call.url),
@@ -310,6 +331,9 @@ impl TwilioRest {
             ("Timeout", &ring_timeout),
             ("TimeLimit", &time_limit),
         ];
+        if let Some(digits) = &call.send_digits {
+            form.push(("SendDigits", digits));
+        }
         self.send_json(Method::Post, &url, &form).await
     }
 

@@ -49,29 +49,61 @@ pub fn connect_stream(stream_url: &str, parameters: &[(&str, &str)]) -> String {
     render(|writer| {
         writer
             .create_element("Response")
+            .write_inner_content(|writer| write_connect_stream(writer, stream_url, parameters))?;
+        Ok(())
+    })
+}
+
+/// `<Response><Play digits="…"/><Connect><Stream url="…">…</Stream></Connect></Response>`: plays keypad tones on the
+/// call, then connects it to a fresh bidirectional Media Stream (the call update that sends DTMF while a stream runs:
+/// Media Streams cannot carry keypresses to the far end). `digits` must already be checked
+/// ([`crate::twilio::dtmf::DtmfDigits`]); `stream_url` and `parameters` as for [`connect_stream`].
+///
+/// See <https://www.twilio.com/docs/voice/twiml/play> ("digits") and <https://www.twilio.com/docs/voice/twiml/stream>.
+pub fn play_digits_then_connect(
+    digits: &str,
+    stream_url: &str,
+    parameters: &[(&str, &str)],
+) -> String {
+    render(|writer| {
+        writer
+            .create_element("Response")
             .write_inner_content(|writer| {
                 writer
-                    .create_element("Connect")
-                    .write_inner_content(|writer| {
-                        writer
-                            .create_element("Stream")
-                            .with_attribute(("url", xml_chars(stream_url)))
-                            .write_inner_content(|writer| {
-                                for (name, value) in parameters {
-                                    writer
-                                        .create_element("Parameter")
-                                        .with_attribute(("name", xml_chars(name)))
-                                        .with_attribute(("value", xml_chars(value)))
-                                        .write_empty()?;
-                                }
-                                Ok(())
-                            })?;
-                        Ok(())
-                    })?;
-                Ok(())
+                    .create_element("Play")
+                    .with_attribute(("digits", xml_chars(digits)))
+                    .write_empty()?;
+                write_connect_stream(writer, stream_url, parameters)
             })?;
         Ok(())
     })
+}
+
+/// Writes `<Connect><Stream url="…"><Parameter …/>…</Stream></Connect>`.
+fn write_connect_stream(
+    writer: &mut Writer<Vec<u8>>,
+    stream_url: &str,
+    parameters: &[(&str, &str)],
+) -> io::Result<()> {
+    writer
+        .create_element("Connect")
+        .write_inner_content(|writer| {
+            writer
+                .create_element("Stream")
+                .with_attribute(("url", xml_chars(stream_url)))
+                .write_inner_content(|writer| {
+                    for (name, value) in parameters {
+                        writer
+                            .create_element("Parameter")
+                            .with_attribute(("name", xml_chars(name)))
+                            .with_attribute(("value", xml_chars(value)))
+                            .write_empty()?;
+                    }
+                    Ok(())
+                })?;
+            Ok(())
+        })?;
+    Ok(())
 }
 
 /// `<Response><Reject reason="rejected|busy"/></Response>`, preceded by the XML declaration: refuses an inbound
@@ -250,6 +282,24 @@ mod tests {
             .iter()
             .find(|(name, _)| name == key)
             .map(|(_, value)| value.as_str())
+    }
+
+    #[test]
+    fn play_digits_then_connect_plays_the_tones_before_the_new_stream() {
+        let twiml = play_digits_then_connect(
+            "1w#",
+            "wss://example.test/media-stream/t2",
+            &[("caller", "+1")],
+        );
+
+        assert_eq!(
+            twiml,
+            concat!(
+                r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+                r#"<Response><Play digits="1w#"/><Connect><Stream url="wss://example.test/media-stream/t2">"#,
+                r#"<Parameter name="caller" value="+1"/></Stream></Connect></Response>"#,
+            )
+        );
     }
 
     #[test]

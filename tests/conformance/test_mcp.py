@@ -48,7 +48,7 @@ GOOD_NUMBER = "+14155552671"
 REJECTED_NUMBER = "+14155552672"  # valid E.164; the fake Twilio refuses it with error 21211
 BAD_NUMBER = "+1555"  # not a valid phone number
 
-TOOLS = {"place_call", "get_call", "list_calls", "hang_up", "instruct_call"}
+TOOLS = {"place_call", "get_call", "list_calls", "hang_up", "instruct_call", "send_dtmf"}
 STATUS_STEPS = ["initiated", "ringing", "in-progress", "completed"]
 
 REQUEST_TIMEOUT_S = 10.0
@@ -323,6 +323,7 @@ def test_the_five_tools_are_listed_with_their_input_schemas(server, transport):
     assert tools["get_call"].input_schema["required"] == ["call_id"]
     assert tools["get_call"].input_schema["properties"]["wait_s"]["maximum"] == 120
     assert set(tools["instruct_call"].input_schema["required"]) == {"call_id", "text"}
+    assert set(tools["send_dtmf"].input_schema["required"]) == {"call_id", "digits"}
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])

@@ -141,6 +141,7 @@ async fn a_twilio_that_does_not_answer_times_out_with_a_clear_error() {
             status_callback: "https://callbridge.test/call-status".into(),
             ring_timeout_s: 30,
             time_limit_s: 600,
+            send_digits: None,
         })
         .await;
 

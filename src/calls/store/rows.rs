@@ -204,6 +204,7 @@ impl ToSql for Speaker {
         Ok(ToSqlOutput::from(match self {
             Speaker::Caller => "caller",
             Speaker::Assistant => "assistant",
+            Speaker::Action => "action",
         }))
     }
 }
@@ -213,6 +214,7 @@ impl FromSql for Speaker {
         text_column(value, |s| match s {
             "caller" => Some(Speaker::Caller),
             "assistant" => Some(Speaker::Assistant),
+            "action" => Some(Speaker::Action),
             _ => None,
         })
     }
