@@ -8,6 +8,7 @@ mod helpers;
 
 mod api;
 mod barge_in;
+mod dtmf;
 mod ending;
 mod floods;
 mod frames;
