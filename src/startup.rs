@@ -227,6 +227,7 @@ impl Application {
             derived_public_url: Default::default(),
             limits: Limits::new(&settings),
             attachments: Default::default(),
+            transfers: Default::default(),
             settings: Arc::new(settings),
         });
         let max_body_bytes = state.settings.security.max_body_bytes;

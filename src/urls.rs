@@ -27,6 +27,21 @@ pub fn outbound_call_path(call_id: &str) -> String {
     format!("/outbound-call/{call_id}")
 }
 
+/// The route of a transfer's whisper (`<Number url>`): TwiML `<Say>` for the person before the two are connected.
+pub const TRANSFER_WHISPER_ROUTE: &str = "/transfer/{id}/whisper";
+/// The route of a transfer's `<Dial action>`: Twilio reports `DialCallStatus` there.
+pub const TRANSFER_ACTION_ROUTE: &str = "/transfer/{id}/action";
+
+/// The path of transfer `id`'s whisper webhook.
+pub fn transfer_whisper_path(id: &str) -> String {
+    format!("/transfer/{id}/whisper")
+}
+
+/// The path of transfer `id`'s `<Dial action>` webhook.
+pub fn transfer_action_path(id: &str) -> String {
+    format!("/transfer/{id}/action")
+}
+
 /// The `wss://` URL Twilio opens for a stream token: `{public_base}/media-stream/{token}` (`ws://` when the public URL
 /// is plain http, for local testing).
 pub fn stream_url(public_base: &str, token: &str) -> String {

@@ -20,6 +20,15 @@ pub enum CallControl {
     Instruct(String),
     /// Press these keys on the call's keypad (a call update and a stream handover).
     SendDigits(crate::twilio::dtmf::DtmfDigits),
+    /// Transfer the call to a person at `target`, whispering `summary` to them first (a call update to `<Dial>`).
+    Transfer {
+        /// Who to dial.
+        target: crate::twilio::dial::TransferTarget,
+        /// What the person hears before the two are connected.
+        summary: String,
+    },
+    /// What Twilio reported about the call's transfer under way (the whisper fetched, the `<Dial action>`).
+    TransferEvent(crate::twilio::dial::TransferEvent),
 }
 
 /// The live calls by CallSid. Cheap to clone; all clones share one table.
@@ -127,6 +136,11 @@ impl LiveCalls {
                 return self.finished_record(call_sid);
             }
         }
+    }
+
+    /// True while the call `call_sid` is live on this server.
+    pub fn is_live(&self, call_sid: &str) -> bool {
+        self.lock().contains_key(call_sid)
     }
 
     /// Sends `control` to the call `call_sid`; false when no such call is live.

@@ -65,6 +65,9 @@ pub enum EndReason {
     /// The call moved to a new media stream (keypad tones, a transfer that came back) and no new stream opened
     /// within the handover deadline.
     StreamHandoverTimeout,
+    /// The call was transferred to a person (a `<Dial>` they answered); the assistant left the call. The target is in
+    /// [`CallRecord::transfers`].
+    Transferred,
     /// Something failed; the text says what (`openai_closed`, `invalid_api_key`, `call_sid_mismatch`, ...).
     Error(String),
 }
@@ -78,6 +81,7 @@ impl std::fmt::Display for EndReason {
             EndReason::HungUpByApi => f.write_str("hung_up_by_api"),
             EndReason::Shutdown => f.write_str("shutdown"),
             EndReason::StreamHandoverTimeout => f.write_str("stream_handover_timeout"),
+            EndReason::Transferred => f.write_str("transferred"),
             EndReason::Error(what) => write!(f, "error:{what}"),
         }
     }
@@ -135,6 +139,24 @@ pub struct CallRecord {
     /// Each time the call moved to a new media stream on the same Realtime session, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub handovers: Vec<StreamHandover>,
+    /// Each transfer to a person the call attempted, in order; the last one of a call that ended `transferred` is
+    /// the person it went to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transfers: Vec<TransferAttempt>,
+}
+
+/// One transfer of a call to a person (a Twilio call update to `<Dial>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TransferAttempt {
+    /// Who: `front desk (+14155550100)` for a configured target, the E.164 number for an agent's.
+    pub target: String,
+    /// The number dialled (E.164).
+    pub number: String,
+    /// Ms from the start of the call to the transfer request.
+    pub offset_ms: u64,
+    /// How it ended: Twilio's `DialCallStatus` (`completed`, `no-answer`, ...), `answered` once the person picked
+    /// up (the whisper was fetched), `update_failed` when Twilio refused the call update; `None` while under way.
+    pub status: Option<String>,
 }
 
 /// One move of a call to a new media stream (a Twilio call update ended the old `<Connect><Stream>`; the new one
@@ -187,6 +209,7 @@ impl CallRecord {
             skipped_frames: 0,
             dropped: DroppedInput::default(),
             handovers: Vec::new(),
+            transfers: Vec::new(),
         }
     }
 

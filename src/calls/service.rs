@@ -763,6 +763,37 @@ impl CallService {
             Err(ServiceError::NotLive(id.to_owned()))
         }
     }
+
+    /// Transfers a live call to a person at `to` (E.164), who hears `summary` first (cut to
+    /// [`crate::twilio::dial::SUMMARY_MAX_CHARS`]): a Twilio call update to `<Dial>`. `to` must pass the outbound
+    /// destination policy, as for [`CallService::place_call`]. The call may still refuse (another action under way,
+    /// its transfers used, the call ending); that is logged with the call.
+    ///
+    /// # Errors
+    /// [`ServiceError::InvalidNumber`] for a `to` that is not E.164; [`ServiceError::DestinationNotAllowed`] when the
+    /// policy refuses it; [`ServiceError::NotFound`]; [`ServiceError::NotLive`] when the call is not in progress here.
+    pub fn transfer(&self, id: &str, to: &str, summary: &str) -> Result<(), ServiceError> {
+        let number =
+            E164::parse(to).map_err(|e| ServiceError::InvalidNumber(format!("{to:?}: {e}")))?;
+        if let Err(refused) = self.inner.outbound.destinations.check(number.as_str()) {
+            tracing::warn!(%number, reason = %refused, "transfer refused by the destination policy");
+            return Err(refused.into());
+        }
+        let call = self.get(id)?;
+        let control = CallControl::Transfer {
+            target: crate::twilio::dial::TransferTarget { name: None, number },
+            summary: summary.to_owned(),
+        };
+        let live = call
+            .call_sid
+            .as_deref()
+            .is_some_and(|sid| self.inner.live.send(sid, control));
+        if live {
+            Ok(())
+        } else {
+            Err(ServiceError::NotLive(id.to_owned()))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -214,6 +214,24 @@ impl ApiClient {
         Ok(())
     }
 
+    /// `POST /api/calls/{id}/transfer`: transfers a live call to a person.
+    ///
+    /// # Errors
+    /// `not_found`, `not_live`, `invalid_number`, `destination_not_allowed`, and the errors common to every request.
+    pub async fn transfer_call(
+        &self,
+        id: &str,
+        to: &str,
+        summary: &str,
+    ) -> Result<(), BackendError> {
+        let url = self.endpoint(&["calls", id, "transfer"])?;
+        let body = serde_json::json!({ "to": to, "summary": summary });
+        let _: serde_json::Value = self
+            .call(Method::Post, url, Some(body), REQUEST_TIMEOUT)
+            .await?;
+        Ok(())
+    }
+
     /// `{base}/api/{segments...}`, each segment percent-encoded.
     fn endpoint(&self, segments: &[&str]) -> Result<Url, BackendError> {
         let mut url = self.base_url.clone();
@@ -392,6 +410,15 @@ impl CallBackend for ApiClient {
 
     async fn send_dtmf(&self, id: String, digits: String) -> Result<(), BackendError> {
         ApiClient::send_dtmf(self, &id, &digits).await
+    }
+
+    async fn transfer_call(
+        &self,
+        id: String,
+        to: String,
+        summary: String,
+    ) -> Result<(), BackendError> {
+        ApiClient::transfer_call(self, &id, &to, &summary).await
     }
 }
 

@@ -8,6 +8,7 @@
 //! | `POST /api/calls/{id}/hangup` | | `200` [`CallView`] |
 //! | `POST /api/calls/{id}/instruct` | `{"text":"..."}` | `202 {"ok":true}` |
 //! | `POST /api/calls/{id}/dtmf` | `{"digits":"1w2"}` | `202 {"ok":true}` |
+//! | `POST /api/calls/{id}/transfer` | `{"to":"+14155550100","summary":"..."}` | `202 {"ok":true}` |
 //!
 //! Errors are `{"error":{"code":"...","message":"..."}}` (see [`ServiceError::code`]): `invalid_number` and
 //! `invalid_request` 400, `unauthorized` 401, `destination_not_allowed` 403, `not_found` 404, `not_live` 409,
@@ -47,6 +48,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             .route("/calls/{id}/hangup", web::post().to(hang_up))
             .route("/calls/{id}/instruct", web::post().to(instruct))
             .route("/calls/{id}/dtmf", web::post().to(send_dtmf))
+            .route("/calls/{id}/transfer", web::post().to(transfer))
             .default_service(web::to(unknown_route)),
     );
 }
@@ -182,6 +184,16 @@ pub struct DtmfBody {
     pub digits: String,
 }
 
+/// The body of `POST /api/calls/{id}/transfer`.
+#[derive(Debug, Deserialize)]
+pub struct TransferBody {
+    /// The person's number, E.164; it must pass the outbound destination policy.
+    pub to: String,
+    /// What the person hears before the two are connected (cut to 300 characters).
+    #[serde(default)]
+    pub summary: String,
+}
+
 /// The answer of `GET /api/calls`: `{"calls":[...]}`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CallList {
@@ -270,6 +282,20 @@ pub async fn send_dtmf(
     body: web::Json<DtmfBody>,
 ) -> Result<HttpResponse, ApiError> {
     state.calls.send_dtmf(&id, &body.digits)?;
+    Ok(HttpResponse::Accepted().json(Accepted { ok: true }))
+}
+
+/// `POST /api/calls/{id}/transfer`: transfers a live call to a person; `202 {"ok":true}`.
+///
+/// # Errors
+/// `invalid_number`; `destination_not_allowed` (403) when the destination policy refuses `to`; `not_found`;
+/// `not_live` (409).
+pub async fn transfer(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<TransferBody>,
+) -> Result<HttpResponse, ApiError> {
+    state.calls.transfer(&id, &body.to, &body.summary)?;
     Ok(HttpResponse::Accepted().json(Accepted { ok: true }))
 }
 

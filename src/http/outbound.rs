@@ -112,6 +112,7 @@ pub async fn outbound_call(
         .settings
         .session_config(outbound_instructions(&realtime.system_message, &call));
     session.tools = vec![end_call_tool(true), send_dtmf_tool()];
+    session.tools.extend(state.settings.transfer_tool());
     if let Some(voice) = &call.voice {
         session.voice = voice.clone();
     }

@@ -49,6 +49,8 @@ pub struct AppState {
     pub limits: crate::security::rate_limit::Limits,
     /// Running calls that can take a new media stream (a stream handover).
     pub attachments: crate::relay::handover::StreamAttachments,
+    /// Transfers under way, by id (the whisper and `<Dial action>` webhooks).
+    pub transfers: crate::relay::transfer::Transfers,
 }
 
 impl AppState {
@@ -63,6 +65,7 @@ impl AppState {
             shutdown: self.shutdown.goodbye_token(),
             tokens: self.tokens.clone(),
             attachments: self.attachments.clone(),
+            transfers: self.transfers.clone(),
         }
     }
 }

@@ -123,6 +123,17 @@ pub struct SendDtmfArgs {
     pub digits: String,
 }
 
+/// Arguments of `transfer_call`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+pub struct TransferCallArgs {
+    /// The call's id (`call_...`); the call must be in progress.
+    pub call_id: String,
+    /// The person's phone number in E.164 (e.g. "+14155550100"); it must be an allowed outbound destination.
+    pub to: String,
+    /// One or two sentences the person hears before being connected: who is calling and what they need.
+    pub summary: String,
+}
+
 /// Arguments of the `make-restaurant-reservation` prompt. MCP prompt arguments are strings.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 pub struct ReservationArgs {

@@ -42,7 +42,7 @@ use crate::calls::backend::{BackendError, CallBackend};
 use crate::calls::model::CallSummary;
 use crate::mcp::args::{
     GetCallArgs, HangUpArgs, InstructCallArgs, ListCallsArgs, PlaceCallArgs, ReservationArgs,
-    SendDtmfArgs,
+    SendDtmfArgs, TransferCallArgs,
 };
 use crate::mcp::prompt::{RESERVATION_PROMPT_DESCRIPTION, reservation_message};
 use crate::mcp::transcript::{
@@ -90,6 +90,13 @@ pub const SEND_DTMF_DESCRIPTION: &str = "Press keys on the keypad of a call in p
      the voice model cannot (\"press 1 for reservations\"). digits: 0-9, * and #; w waits half a second; at most 32. \
      The voice model usually presses menu keys itself; use this when you know better. The call moves to a new audio \
      stream for the tones (a short gap). Fails with not_live when the call is not in progress.";
+
+/// `transfer_call`'s description.
+pub const TRANSFER_CALL_DESCRIPTION: &str = "Transfer a call in progress to a person: Twilio dials `to` (E.164; it \
+     must be an allowed outbound destination, else destination_not_allowed), whispers `summary` to them when they \
+     answer, then connects them with the callee and the voice model leaves the call (end reason transferred). If \
+     nobody answers, the callee comes back to the voice model, which is told. At most 2 transfers per call. Fails \
+     with not_live when the call is not in progress.";
 
 /// `instruct_call`'s description.
 pub const INSTRUCT_CALL_DESCRIPTION: &str = "Give the voice model a new instruction during a call in progress \
@@ -342,6 +349,31 @@ impl<B: CallBackend> McpServer<B> {
             .await
             .map(|()| json!({ "ok": true, "call_id": call_id }));
         Ok(tool_result("send_dtmf", sent))
+    }
+
+    #[tool(
+        name = "transfer_call",
+        description = TRANSFER_CALL_DESCRIPTION,
+        annotations(
+            title = "Transfer a live call to a person",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn transfer_call(
+        &self,
+        Parameters(args): Parameters<TransferCallArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let backend = self.backend(&context)?;
+        let call_id = args.call_id;
+        let transferred = backend
+            .transfer_call(call_id.clone(), args.to, args.summary)
+            .await
+            .map(|()| json!({ "ok": true, "call_id": call_id }));
+        Ok(tool_result("transfer_call", transferred))
     }
 }
 

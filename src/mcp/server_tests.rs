@@ -120,6 +120,19 @@ impl CallBackend for FakeBackend {
         self.state().instructed.push((id, format!("dtmf:{digits}")));
         Ok(())
     }
+
+    async fn transfer_call(
+        &self,
+        id: String,
+        to: String,
+        summary: String,
+    ) -> Result<(), BackendError> {
+        self.find(&id)?;
+        self.state()
+            .instructed
+            .push((id, format!("transfer:{to}:{summary}")));
+        Ok(())
+    }
 }
 
 fn sample_call(id: &str, status: CallStatus) -> CallView {
@@ -274,7 +287,7 @@ async fn initialize_advertises_tools_resources_prompts_and_instructions() {
 }
 
 #[tokio::test]
-async fn the_six_tools_are_listed_with_their_input_schemas() {
+async fn the_seven_tools_are_listed_with_their_input_schemas() {
     let mut client = Client::connect(McpServer::new(FakeBackend::default())).await;
 
     let response = client.call("tools/list", json!({})).await;
@@ -290,7 +303,8 @@ async fn the_six_tools_are_listed_with_their_input_schemas() {
             "instruct_call",
             "list_calls",
             "place_call",
-            "send_dtmf"
+            "send_dtmf",
+            "transfer_call"
         ]
     );
     let place_call = tools

@@ -220,6 +220,12 @@ impl Bridge {
                     Some(CallControl::SendDigits(digits)) => {
                         conductor.on_send_digits_request(digits, Instant::now(), &mut actions)
                     }
+                    Some(CallControl::Transfer { target, summary }) => {
+                        conductor.on_transfer_request(target, &summary, Instant::now(), &mut actions)
+                    }
+                    Some(CallControl::TransferEvent(event)) => {
+                        conductor.on_transfer_event(event, Instant::now(), &mut actions)
+                    }
                     // Nobody can reach this call any more: stop polling a channel that would answer at once forever.
                     None => control_open = false,
                 },
@@ -305,7 +311,9 @@ impl Bridge {
         } else {
             link.close().await;
         }
+        // A transferred call goes on between the caller and the person: only the assistant leaves it.
         if reason != EndReason::CallerHungUp
+            && reason != EndReason::Transferred
             && let Some(rest) = rest
             && let Err(e) = rest.hang_up(&record.call_sid).await
         {
@@ -418,7 +426,8 @@ pub fn close_reason(reason: &EndReason) -> Option<CloseReason> {
         | EndReason::MaxDuration
         | EndReason::HungUpByApi
         | EndReason::Shutdown
-        | EndReason::StreamHandoverTimeout => CloseCode::Normal,
+        | EndReason::StreamHandoverTimeout
+        | EndReason::Transferred => CloseCode::Normal,
         EndReason::Error(what) => match what.as_str() {
             "twilio_stalled" => return None,
             "frame_too_large" => CloseCode::Size,
@@ -450,6 +459,7 @@ pub fn log_record(record: &CallRecord) {
         end_reason = %record.end_reason.as_ref().map(ToString::to_string).unwrap_or_default(),
         duration_ms = record.duration_ms,
         turns = record.turns.len(),
+        transfers = record.transfers.len(),
         total_tokens = record.usage.total_tokens,
         record = %json,
         "call ended"

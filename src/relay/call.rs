@@ -78,6 +78,8 @@ pub struct CallDeps {
     pub tokens: StreamTokens,
     /// Running calls that can take a new media stream (a handover).
     pub attachments: StreamAttachments,
+    /// Transfers under way, read by the whisper and `<Dial action>` webhooks.
+    pub transfers: crate::relay::transfer::Transfers,
 }
 
 /// Runs the call `call_sid` on its accepted media stream to its end: waits for the pre-connected Realtime session
@@ -126,8 +128,14 @@ pub async fn run_call(
             ("caller".to_owned(), plan.from.clone()),
             ("called".to_owned(), plan.to.clone()),
         ],
+        transfers: deps.transfers.clone(),
+        // The caller ID a transferred person sees: the call's own Twilio number.
+        twilio_number: match plan.direction {
+            crate::calls::Direction::Inbound => plan.to.clone(),
+            crate::calls::Direction::OutboundApi => plan.from.clone(),
+        },
     };
-    let conductor = Conductor::new(
+    let mut conductor = Conductor::new(
         ConductorConfig {
             call_sid,
             assistant_speaks_first: plan.assistant_speaks_first,
@@ -140,6 +148,7 @@ pub async fn run_call(
         record,
         Instant::now(),
     );
+    conductor.set_transfer_targets(deps.settings.calls.transfer_targets.clone());
     let record = Bridge {
         twilio,
         twilio_frames: frames,

@@ -138,6 +138,8 @@ pub struct Conductor {
     dtmf_out_budget: Budget,
     /// A move to a new media stream under way, if any.
     handover: handover::HandoverState,
+    /// Transfers to a person: the targets, the attempts, the one under way.
+    transfer: transfer::TransferState,
 }
 
 impl Conductor {
@@ -160,6 +162,7 @@ impl Conductor {
             logs: LogBudgets::default(),
             dtmf_out_budget: Budget::new(handover::DTMF_OUT_BURST, handover::DTMF_OUT_REFILL),
             handover: handover::HandoverState::default(),
+            transfer: transfer::TransferState::default(),
         }
     }
 
@@ -371,6 +374,7 @@ impl Conductor {
                     return;
                 }
                 if self.on_handover_start(&stream_sid, now) {
+                    self.after_handover_start(out);
                     return;
                 }
                 tracing::info!(stream_sid = %stream_sid, "media stream started");
@@ -662,10 +666,13 @@ impl Conductor {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
-        let dtmf_output;
+        let tool_output;
         let output = if name == crate::realtime::session::SEND_DTMF_TOOL_NAME {
-            dtmf_output = self.on_send_dtmf_call(arguments, now, out);
-            dtmf_output.as_str()
+            tool_output = self.on_send_dtmf_call(arguments, now, out);
+            tool_output.as_str()
+        } else if name == crate::realtime::session::TRANSFER_CALL_TOOL_NAME {
+            tool_output = self.on_transfer_call(arguments, now, out);
+            tool_output.as_str()
         } else if name == "end_call" {
             let outcome = serde_json::from_str::<serde_json::Value>(arguments)
                 .ok()
@@ -807,6 +814,9 @@ mod tests {
 #[path = "conductor_handover.rs"]
 mod handover;
 pub use handover::{DTMF_OUT_BURST, DTMF_OUT_REFILL, DtmfRefusal, HANDOVER_TIMEOUT};
+#[path = "conductor_transfer.rs"]
+mod transfer;
+pub use transfer::TransferRefusal;
 
 #[cfg(test)]
 #[path = "conductor_tests/mod.rs"]

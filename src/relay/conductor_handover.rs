@@ -184,16 +184,22 @@ impl Conductor {
 
     /// The call update failed (`error`): no handover after all; the model is told the keys were not pressed.
     pub fn on_call_update_failed(&mut self, error: &str, out: &mut Vec<Action>) {
-        if self.handover.phase == HandoverPhase::Idle {
+        let (HandoverPhase::Requested { cause, .. } | HandoverPhase::Detached { cause, .. }) =
+            self.handover.phase
+        else {
             return;
-        }
-        tracing::warn!(%error, "call update failed; the call stays on its stream");
+        };
+        tracing::warn!(%error, cause, "call update failed; the call stays on its stream");
         self.handover.phase = HandoverPhase::Idle;
+        let note = if cause == "transfer" {
+            self.on_transfer_update_failed();
+            "The transfer could not be started: the phone system refused. Tell the caller briefly and help them yourself."
+        } else {
+            "The keypad tones could not be sent: the phone system refused. Tell the person briefly, or try again."
+        };
         out.push(Action::OpenAi(
             ClientEvent::ConversationItemCreate {
-                item: ConversationItem::system_text(
-                    "The keypad tones could not be sent: the phone system refused. Tell the person briefly, or try again.",
-                ),
+                item: ConversationItem::system_text(note),
             }
             .to_json(),
         ));

@@ -20,10 +20,12 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use crate::relay::media_link::RemoteStream;
+use crate::relay::transfer::Transfers;
 use crate::security::tokens::StreamTokens;
+use crate::twilio::dial::{DIAL_TIMEOUT_S, TransferTarget};
 use crate::twilio::dtmf::DtmfDigits;
 use crate::twilio::twiml;
-use crate::urls::stream_url;
+use crate::urls::{stream_url, transfer_action_path, transfer_whisper_path};
 
 /// A new media stream of a running call, accepted at the upgrade with a handover token. Its socket stays on the
 /// worker thread that accepted it ([`crate::relay::media_link::pump`]); the call uses it through channels.
@@ -40,22 +42,22 @@ pub struct StreamAttachment {
 pub enum CallUpdate {
     /// Play these keypad tones, then connect a new stream.
     PlayDigits(DtmfDigits),
+    /// Dial a person (`<Dial><Number url>`) and whisper `summary` to them; the `<Dial action>` connects a new stream
+    /// only if they do not answer.
+    Transfer {
+        /// Who to dial.
+        target: TransferTarget,
+        /// What the person hears first (already bounded).
+        summary: String,
+    },
 }
 
 impl CallUpdate {
-    /// What the record and the log call this handover: `dtmf`.
+    /// What the record and the log call this handover: `dtmf`, `transfer`.
     pub fn cause(&self) -> &'static str {
         match self {
             CallUpdate::PlayDigits(_) => "dtmf",
-        }
-    }
-
-    /// The TwiML of the update: the update's own verbs, then `<Connect><Stream>` on `stream_url` with `parameters`.
-    pub fn twiml(&self, stream_url: &str, parameters: &[(&str, &str)]) -> String {
-        match self {
-            CallUpdate::PlayDigits(digits) => {
-                twiml::play_digits_then_connect(digits.as_str(), stream_url, parameters)
-            }
+            CallUpdate::Transfer { .. } => "transfer",
         }
     }
 }
@@ -139,18 +141,47 @@ pub struct HandoverDeps {
     pub public_base: String,
     /// The `<Parameter>`s of the call's stream (`caller`, `called`).
     pub parameters: Vec<(String, String)>,
+    /// The transfer legs the whisper and action webhooks read.
+    pub transfers: Transfers,
+    /// The call's Twilio number (E.164): the caller ID a transferred person sees.
+    pub twilio_number: String,
 }
 
 impl HandoverDeps {
-    /// Issues a handover token for `call_sid` and returns the TwiML of `update` ending in a stream on that token.
+    /// The TwiML of `update` for the call `call_sid`. Keypad tones end in a stream on a fresh handover token; a
+    /// transfer opens a leg in [`Transfers`] and dials with its signed whisper and action URLs (the stream that may
+    /// bring the caller back is made by the action).
     pub fn update_twiml(&self, call_sid: &str, update: &CallUpdate) -> String {
-        let token = self.tokens.issue_handover(call_sid);
-        let parameters: Vec<(&str, &str)> = self
-            .parameters
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        update.twiml(&stream_url(&self.public_base, &token), &parameters)
+        match update {
+            CallUpdate::PlayDigits(digits) => {
+                let token = self.tokens.issue_handover(call_sid);
+                let parameters: Vec<(&str, &str)> = self
+                    .parameters
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                twiml::play_digits_then_connect(
+                    digits.as_str(),
+                    &stream_url(&self.public_base, &token),
+                    &parameters,
+                )
+            }
+            CallUpdate::Transfer { target, summary } => {
+                let id = self.transfers.open(
+                    call_sid,
+                    &target.label(),
+                    summary,
+                    self.parameters.clone(),
+                );
+                twiml::dial_number(
+                    target.number.as_str(),
+                    &self.twilio_number,
+                    &format!("{}{}", self.public_base, transfer_action_path(&id)),
+                    &format!("{}{}", self.public_base, transfer_whisper_path(&id)),
+                    DIAL_TIMEOUT_S,
+                )
+            }
+        }
     }
 }
 
@@ -165,6 +196,8 @@ mod tests {
             tokens: tokens.clone(),
             public_base: "https://cb.test".into(),
             parameters: vec![("caller".into(), "+15550100001".into())],
+            transfers: Transfers::default(),
+            twilio_number: "+15550100002".into(),
         };
         let update = CallUpdate::PlayDigits(DtmfDigits::parse("1").expect("valid"));
 
@@ -182,5 +215,45 @@ mod tests {
         let grant = tokens.consume(token).expect("the token was issued");
         assert!(grant.handover);
         assert_eq!(grant.call_sid, "CA0123456789abcdef0123456789abcdef");
+    }
+
+    #[test]
+    fn the_transfer_update_dials_from_the_call_number_with_urls_of_a_stored_leg() {
+        let transfers = Transfers::default();
+        let deps = HandoverDeps {
+            tokens: StreamTokens::new(std::time::Duration::from_secs(60), 100),
+            public_base: "https://cb.test".into(),
+            parameters: Vec::new(),
+            transfers: transfers.clone(),
+            twilio_number: "+15550100002".into(),
+        };
+        let update = CallUpdate::Transfer {
+            target: TransferTarget {
+                name: Some("desk".into()),
+                number: crate::phone::E164::parse("+14155550100").expect("E.164"),
+            },
+            summary: "Ann wants to move her booking".into(),
+        };
+
+        let twiml = deps.update_twiml("CA0123456789abcdef0123456789abcdef", &update);
+
+        let id = twiml
+            .split("https://cb.test/transfer/")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .expect("a transfer URL");
+        assert!(
+            twiml.contains(r#"<Dial callerId="+15550100002""#),
+            "{twiml}"
+        );
+        assert!(twiml.contains(&format!(r#"url="https://cb.test/transfer/{id}/whisper""#)));
+        assert!(twiml.contains(">+14155550100</Number>"));
+        assert!(
+            !twiml.contains("booking"),
+            "the summary stays on the server"
+        );
+        let leg = transfers.get(id).expect("the leg is stored");
+        assert_eq!(leg.summary, "Ann wants to move her booking");
+        assert_eq!(leg.target, "desk (+14155550100)");
     }
 }

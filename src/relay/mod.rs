@@ -10,4 +10,5 @@ pub mod media_link;
 pub mod playback;
 pub mod responses;
 pub mod transcript;
+pub mod transfer;
 pub mod twilio_socket;

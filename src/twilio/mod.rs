@@ -1,5 +1,6 @@
 //! Twilio: webhook signatures, TwiML, Media Streams message types and the REST client.
 
+pub mod dial;
 pub mod dtmf;
 pub mod media;
 pub mod numbers;

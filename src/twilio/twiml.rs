@@ -144,6 +144,77 @@ pub fn say_and_hang_up(text: &str) -> String {
     })
 }
 
+/// `<Response><Dial callerId="…" action="…" method="POST" timeout="…"><Number url="…" method="POST">+1…</Number>
+/// </Dial></Response>`: transfers the call to `number`, shown to the person as `caller_id`; when the person answers,
+/// Twilio runs the TwiML at `whisper_url` for them alone before the two are connected; when the dial ends, Twilio
+/// POSTs `DialCallStatus` to `action_url` and runs the TwiML it answers. `timeout_s`: how long it rings.
+///
+/// See <https://www.twilio.com/docs/voice/twiml/dial> and <https://www.twilio.com/docs/voice/twiml/number>.
+pub fn dial_number(
+    number: &str,
+    caller_id: &str,
+    action_url: &str,
+    whisper_url: &str,
+    timeout_s: u32,
+) -> String {
+    let timeout = timeout_s.to_string();
+    render(|writer| {
+        writer
+            .create_element("Response")
+            .write_inner_content(|writer| {
+                writer
+                    .create_element("Dial")
+                    .with_attribute(("callerId", xml_chars(caller_id)))
+                    .with_attribute(("action", xml_chars(action_url)))
+                    .with_attribute(("method", "POST"))
+                    .with_attribute(("timeout", timeout.as_str()))
+                    .write_inner_content(|writer| {
+                        writer
+                            .create_element("Number")
+                            .with_attribute(("url", xml_chars(whisper_url)))
+                            .with_attribute(("method", "POST"))
+                            .write_text_content(BytesText::new(&xml_chars(number)))?;
+                        Ok(())
+                    })?;
+                Ok(())
+            })?;
+        Ok(())
+    })
+}
+
+/// `<Response><Say>text</Say></Response>`: what the person hears before a transferred call is connected (the TwiML
+/// of a `<Number url>`). `text` is escaped as in [`say_and_hang_up`].
+///
+/// See <https://www.twilio.com/docs/voice/twiml/say>.
+pub fn say(text: &str) -> String {
+    render(|writer| {
+        writer
+            .create_element("Response")
+            .write_inner_content(|writer| {
+                writer
+                    .create_element("Say")
+                    .write_text_content(BytesText::new(&xml_chars(text)))?;
+                Ok(())
+            })?;
+        Ok(())
+    })
+}
+
+/// `<Response><Hangup/></Response>`: ends the call (a transfer's `<Dial action>` answer once the person was reached).
+///
+/// See <https://www.twilio.com/docs/voice/twiml/hangup>.
+pub fn hang_up() -> String {
+    render(|writer| {
+        writer
+            .create_element("Response")
+            .write_inner_content(|writer| {
+                writer.create_element("Hangup").write_empty()?;
+                Ok(())
+            })?;
+        Ok(())
+    })
+}
+
 /// Writes the XML declaration, lets `body` write the document element, and returns the document as a `String`.
 fn render(body: impl FnOnce(&mut Writer<Vec<u8>>) -> io::Result<()>) -> String {
     let mut writer = Writer::new(Vec::new());
@@ -282,6 +353,35 @@ mod tests {
             .iter()
             .find(|(name, _)| name == key)
             .map(|(_, value)| value.as_str())
+    }
+
+    #[test]
+    fn dial_number_dials_with_caller_id_action_timeout_and_a_whisper_url() {
+        let twiml = dial_number(
+            "+14155550100",
+            "+15550100002",
+            "https://cb.test/transfer/t1/action",
+            "https://cb.test/transfer/t1/whisper",
+            20,
+        );
+
+        assert_eq!(
+            twiml,
+            concat!(
+                r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+                r#"<Response><Dial callerId="+15550100002" action="https://cb.test/transfer/t1/action" "#,
+                r#"method="POST" timeout="20"><Number url="https://cb.test/transfer/t1/whisper" method="POST">"#,
+                r#"+14155550100</Number></Dial></Response>"#,
+            )
+        );
+    }
+
+    #[test]
+    fn say_escapes_the_whispered_text() {
+        assert!(
+            say("Caller <Ann> & billing").contains("<Say>Caller &lt;Ann&gt; &amp; billing</Say>")
+        );
+        assert!(hang_up().ends_with("<Response><Hangup/></Response>"));
     }
 
     #[test]
