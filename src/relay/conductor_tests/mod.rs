@@ -490,3 +490,4 @@ mod handover;
 mod idle_stream;
 mod response_requests;
 mod stream_start;
+mod transfer;
