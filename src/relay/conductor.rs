@@ -291,7 +291,7 @@ impl Conductor {
             tracing::info!("maximum call duration reached");
             out.push(Action::HangUp(EndReason::MaxDuration));
         } else if self.handover_timed_out(now) {
-            out.push(handover::handover_timeout_action());
+            out.push(self.handover_deadline_action());
         } else if !self.awaiting_stream()
             && now >= self.last_frame + self.config.stream_idle_timeout
         {
@@ -816,7 +816,7 @@ mod handover;
 pub use handover::{DTMF_OUT_BURST, DTMF_OUT_REFILL, DtmfRefusal, HANDOVER_TIMEOUT};
 #[path = "conductor_transfer.rs"]
 mod transfer;
-pub use transfer::TransferRefusal;
+pub use transfer::{ANSWERED_GRACE, TransferRefusal};
 
 #[cfg(test)]
 #[path = "conductor_tests/mod.rs"]

@@ -12,6 +12,11 @@
 
 use std::time::{Duration, Instant};
 
+/// After the person answered (the whisper was fetched), how long the call waits for a `<Dial action>` that brings
+/// the caller back (the person hung up during the whisper) before it counts as transferred: the whisper's length
+/// and Twilio's reporting.
+pub const ANSWERED_GRACE: Duration = Duration::from_secs(20);
+
 use super::handover::{HANDOVER_TIMEOUT, HandoverPhase};
 use super::{Action, Conductor, Farewell};
 use crate::calls::{EndReason, Speaker, TransferAttempt};
@@ -31,6 +36,8 @@ pub(super) struct TransferState {
     attempts: u32,
     /// True while a transfer is under way (from the request to its outcome).
     under_way: bool,
+    /// True once the person of the transfer under way answered (the whisper was fetched).
+    answered: bool,
     /// The caller came back from a failed transfer: ask the model to speak once the new stream starts.
     respond_on_start: bool,
 }
@@ -87,6 +94,7 @@ impl Conductor {
         }
         self.transfer.attempts += 1;
         self.transfer.under_way = true;
+        self.transfer.answered = false;
         let label = target.label();
         tracing::info!(target = %label, "transferring the call (call update, <Dial>)");
         let offset_ms = self.offset_ms(now);
@@ -180,25 +188,38 @@ impl Conductor {
         }
     }
 
-    /// What Twilio reported about the transfer under way, at `now`: the person answered → the call ends
-    /// `transferred`; the dial failed → the caller comes back on a new stream and the model is told.
+    /// What Twilio reported about the transfer under way, at `now`. The person answered (the whisper): they hear
+    /// the summary and are connected, and Twilio reports the dial only when that call ends, so the call ends
+    /// `transferred` within [`ANSWERED_GRACE`] (sooner on `completed`); a whisper hung up on still comes back as
+    /// a failure. The dial ended `completed`/`answered` → the call ends `transferred`; any other status → the caller
+    /// comes back on a new stream and the model is told.
     pub fn on_transfer_event(&mut self, event: TransferEvent, now: Instant, out: &mut Vec<Action>) {
         if !self.transfer.under_way {
             tracing::info!(?event, "transfer report for no transfer under way; ignored");
             return;
         }
         let status = match event {
-            TransferEvent::Answered => "answered",
-            TransferEvent::Ended(status) => status.as_str(),
+            TransferEvent::Answered => {
+                tracing::info!("the person answered the transfer; the summary is whispered");
+                self.transfer.answered = true;
+                if let Some(last) = self.record.transfers.last_mut() {
+                    last.status = Some("answered".to_owned());
+                }
+                if let HandoverPhase::Requested { deadline, .. }
+                | HandoverPhase::Detached { deadline, .. } = &mut self.handover.phase
+                {
+                    *deadline = (*deadline).min(now + ANSWERED_GRACE);
+                }
+                return;
+            }
+            TransferEvent::Ended(status) => status,
         };
+        let connected = status.connected();
+        let status = status.as_str();
         if let Some(last) = self.record.transfers.last_mut() {
             last.status = Some(status.to_owned());
         }
         self.transfer.under_way = false;
-        let connected = match event {
-            TransferEvent::Answered => true,
-            TransferEvent::Ended(status) => status.connected(),
-        };
         if connected {
             tracing::info!(
                 status,
@@ -244,6 +265,18 @@ impl Conductor {
             self.request_response(out);
         } else {
             self.transfer.respond_on_start = true;
+        }
+    }
+
+    /// What the handover deadline does: a transfer the person answered is done (the assistant leaves the call);
+    /// any other handover that got no new stream in time ends the call.
+    pub(super) fn handover_deadline_action(&mut self) -> Action {
+        if self.transfer.under_way && self.transfer.answered {
+            self.transfer.under_way = false;
+            tracing::info!("the transferred person is connected; the assistant leaves the call");
+            Action::HangUp(EndReason::Transferred)
+        } else {
+            super::handover::handover_timeout_action()
         }
     }
 

@@ -30,4 +30,5 @@ mod shutdown;
 mod simulate_cli;
 mod slow_bodies;
 mod store;
+mod transfer;
 mod twilio_cli;

@@ -118,14 +118,22 @@ fn while_the_person_rings_the_idle_timer_gives_way_to_the_dial_timeout_plus_marg
 }
 
 #[test]
-fn the_person_answering_ends_the_call_as_transferred_with_the_target_recorded() {
+fn once_the_person_answered_the_call_ends_as_transferred_after_the_grace_with_the_target_recorded()
+{
     let (mut call, _) = model_transfers_to("front desk");
     call.twilio(1_200, TWILIO_STOP);
+    let grace_end_ms = 6_000 + ANSWERED_GRACE.as_millis() as u64;
 
-    let out = report(&mut call, 6_000, TransferEvent::Answered);
+    let answered = report(&mut call, 6_000, TransferEvent::Answered);
+    let before = call.tick(grace_end_ms - 1);
+    let out = call.tick(grace_end_ms);
 
+    assert!(
+        answered.is_empty() && before.is_empty(),
+        "{answered:?} {before:?}"
+    );
     assert_eq!(out, [Action::HangUp(EndReason::Transferred)]);
-    let record = call.finish(EndReason::Transferred, 6_001);
+    let record = call.finish(EndReason::Transferred, grace_end_ms);
     assert_eq!(record.end_reason, Some(EndReason::Transferred));
     assert_eq!(record.transfers[0].target, "front desk (+14155550100)");
     assert_eq!(record.transfers[0].status.as_deref(), Some("answered"));
@@ -184,6 +192,37 @@ fn no_answer_tells_the_model_and_it_speaks_once_the_new_stream_starts() {
             .iter()
             .any(|t| t.text == "transfer failed: no-answer")
     );
+}
+
+#[test]
+fn a_person_who_hangs_up_during_the_whisper_brings_the_caller_back() {
+    let (mut call, _) = model_transfers_to("front desk");
+    call.twilio(1_200, TWILIO_STOP);
+    report(&mut call, 6_000, TransferEvent::Answered);
+
+    let out = report(&mut call, 8_000, TransferEvent::Ended(DialStatus::NoAnswer));
+
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::HangUp(_))),
+        "{out:?}"
+    );
+    assert!(call.conductor.awaiting_stream());
+    assert_eq!(
+        call.conductor.record().transfers[0].status.as_deref(),
+        Some("no-answer")
+    );
+}
+
+#[test]
+fn a_transfer_that_was_never_answered_times_out_as_a_handover() {
+    let (mut call, _) = model_transfers_to("front desk");
+    call.twilio(1_200, TWILIO_STOP);
+    let deadline_ms =
+        1_000 + u64::from(DIAL_TIMEOUT_S) * 1_000 + TRANSFER_MARGIN.as_millis() as u64;
+
+    let out = call.tick(deadline_ms);
+
+    assert_eq!(out, [Action::HangUp(EndReason::StreamHandoverTimeout)]);
 }
 
 #[test]
