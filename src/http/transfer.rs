@@ -28,6 +28,9 @@ use crate::urls::{stream_url, transfer_action_path, transfer_whisper_path};
 const TRANSFER_LOST_APOLOGY: &str =
     "Sorry, nobody could take your call. Please call again later. Goodbye.";
 
+/// What the person hears when the transfer came with no summary.
+const DEFAULT_WHISPER: &str = "You have a transferred call from the assistant.";
+
 /// `POST /transfer/{id}/whisper`: `<Response><Say>summary</Say></Response>` for the person; the call is told once
 /// that they answered.
 ///
@@ -41,7 +44,13 @@ pub async fn whisper(
 ) -> Result<HttpResponse, WebhookError> {
     let base = request_public_base(&state, &req)?;
     verify_form(&state, &req, &base, &transfer_whisper_path(&id), &body)?;
-    let Some(answer) = state.transfers.whisper(&id, twiml::say) else {
+    let Some(answer) = state.transfers.whisper(&id, |summary| {
+        twiml::say(if summary.is_empty() {
+            DEFAULT_WHISPER
+        } else {
+            summary
+        })
+    }) else {
         return Ok(HttpResponse::NotFound().body("unknown transfer"));
     };
     if answer.first {
