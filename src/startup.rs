@@ -236,6 +236,8 @@ impl Application {
             public_url: settings.public_url.clone(),
             derived_public_url: Default::default(),
             limits: Limits::new(&settings),
+            attachments: Default::default(),
+            transfers: Default::default(),
             settings: Arc::new(settings),
         });
         let max_body_bytes = state.settings.security.max_body_bytes;

@@ -36,6 +36,34 @@ pub fn amd_status_path(call_id: &str) -> String {
     format!("/amd-status/{call_id}")
 }
 
+/// The route of a transfer's whisper (`<Number url>`): TwiML `<Say>` for the person before the two are connected.
+pub const TRANSFER_WHISPER_ROUTE: &str = "/transfer/{id}/whisper";
+/// The route of a transfer's `<Dial action>`: Twilio reports `DialCallStatus` there.
+pub const TRANSFER_ACTION_ROUTE: &str = "/transfer/{id}/action";
+
+/// The path of transfer `id`'s whisper webhook.
+pub fn transfer_whisper_path(id: &str) -> String {
+    format!("/transfer/{id}/whisper")
+}
+
+/// The path of transfer `id`'s `<Dial action>` webhook.
+pub fn transfer_action_path(id: &str) -> String {
+    format!("/transfer/{id}/action")
+}
+
+/// The `wss://` URL Twilio opens for a stream token: `{public_base}/media-stream/{token}` (`ws://` when the public URL
+/// is plain http, for local testing).
+pub fn stream_url(public_base: &str, token: &str) -> String {
+    let url = format!("{public_base}/media-stream/{token}");
+    if let Some(rest) = url.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        url
+    }
+}
+
 /// Joins a route path onto the public base URL, keeping any path prefix: `https://h/p` + `/incoming-call` →
 /// `https://h/p/incoming-call`. `path` starts with `/`.
 pub fn public_endpoint(public_url: &Url, path: &str) -> String {

@@ -57,6 +57,19 @@ pub trait CallBackend: Clone + Send + Sync + 'static {
         id: String,
         text: String,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Presses keys on a live call's keypad.
+    fn send_dtmf(
+        &self,
+        id: String,
+        digits: String,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Transfers a live call to a person at `to` (E.164, within the destination policy), who hears `summary` first.
+    fn transfer_call(
+        &self,
+        id: String,
+        to: String,
+        summary: String,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
 }
 
 impl CallBackend for CallService {
@@ -78,5 +91,18 @@ impl CallBackend for CallService {
 
     async fn instruct_call(&self, id: String, text: String) -> Result<(), BackendError> {
         Ok(CallService::instruct(self, &id, &text)?)
+    }
+
+    async fn send_dtmf(&self, id: String, digits: String) -> Result<(), BackendError> {
+        Ok(CallService::send_dtmf(self, &id, &digits)?)
+    }
+
+    async fn transfer_call(
+        &self,
+        id: String,
+        to: String,
+        summary: String,
+    ) -> Result<(), BackendError> {
+        Ok(CallService::transfer(self, &id, &to, &summary)?)
     }
 }

@@ -5,7 +5,8 @@
 use serde::Serialize;
 
 /// Why a call ended. Serialized as `caller_hung_up`, `goodbye`, `max_duration`, `hung_up_by_api`, `shutdown`,
-/// `voicemail_left`, `machine_hung_up`, or `error:<what>` (see [`CallFailure`]).
+/// `voicemail_left`, `machine_hung_up`, `stream_handover_timeout`, `transferred`, or `error:<what>` (see
+/// [`CallFailure`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndReason {
     /// The caller hung up (Twilio sent `stop` or closed the stream).
@@ -22,6 +23,12 @@ pub enum EndReason {
     VoicemailLeft,
     /// An answering machine (policy `hang_up`) or a fax took the call, and callbridge hung up.
     MachineHungUp,
+    /// The call moved to a new media stream (keypad tones, a transfer that came back) and no new stream opened
+    /// within the handover deadline.
+    StreamHandoverTimeout,
+    /// The call was transferred to a person (a `<Dial>` they answered); the assistant left the call. The target is in
+    /// [`crate::calls::CallRecord::transfers`].
+    Transferred,
     /// Something failed; printed `error:<what>`.
     Error(CallFailure),
 }
@@ -61,6 +68,10 @@ pub enum CallFailure {
     /// `stream_never_opened`: the call was answered but its stream token expired before Twilio opened the media
     /// stream (no stream to close).
     StreamNeverOpened,
+    /// `stream_not_awaited`: a handover stream (opened with a fresh token for a call that moves to a new media stream)
+    /// arrived when its call no longer awaited one (the call had ended, or another stream took its place). Only that
+    /// stream is closed with it; the call itself never ends with this failure.
+    StreamNotAwaited,
     /// `server_stopped`: the server stopped (killed, crashed) while the call was in progress; written at the next
     /// start when the store's records are reconciled.
     ServerStopped,
@@ -82,6 +93,7 @@ impl CallFailure {
             CallFailure::CallSidMismatch => "call_sid_mismatch",
             CallFailure::StreamExpired => "stream_expired",
             CallFailure::StreamNeverOpened => "stream_never_opened",
+            CallFailure::StreamNotAwaited => "stream_not_awaited",
             CallFailure::ServerStopped => "server_stopped",
         }
     }
@@ -103,6 +115,8 @@ impl std::fmt::Display for EndReason {
             EndReason::Shutdown => f.write_str("shutdown"),
             EndReason::VoicemailLeft => f.write_str("voicemail_left"),
             EndReason::MachineHungUp => f.write_str("machine_hung_up"),
+            EndReason::StreamHandoverTimeout => f.write_str("stream_handover_timeout"),
+            EndReason::Transferred => f.write_str("transferred"),
             EndReason::Error(failure) => write!(f, "error:{failure}"),
         }
     }

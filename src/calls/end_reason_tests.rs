@@ -16,6 +16,7 @@ fn named_failures() -> Vec<(CallFailure, &'static str)> {
         (CallFailure::OpenAiError, "openai_error"),
         (CallFailure::StreamExpired, "stream_expired"),
         (CallFailure::StreamNeverOpened, "stream_never_opened"),
+        (CallFailure::StreamNotAwaited, "stream_not_awaited"),
         (CallFailure::ServerStopped, "server_stopped"),
     ]
 }
@@ -35,6 +36,7 @@ fn is_listed(failure: &CallFailure) -> bool {
         | CallFailure::CallSidMismatch
         | CallFailure::StreamExpired
         | CallFailure::StreamNeverOpened
+        | CallFailure::StreamNotAwaited
         | CallFailure::ServerStopped => named_failures().iter().any(|(f, _)| f == failure),
         CallFailure::OpenAiFatal(_) => true,
     }
@@ -58,6 +60,8 @@ fn end_reasons_serialize_as_their_documented_names() {
         EndReason::Shutdown,
         EndReason::VoicemailLeft,
         EndReason::MachineHungUp,
+        EndReason::StreamHandoverTimeout,
+        EndReason::Transferred,
         EndReason::Error(CallFailure::OpenAiClosed),
     ]
     .iter()
@@ -73,6 +77,8 @@ fn end_reasons_serialize_as_their_documented_names() {
             "shutdown",
             "voicemail_left",
             "machine_hung_up",
+            "stream_handover_timeout",
+            "transferred",
             "error:openai_closed"
         ]
     );

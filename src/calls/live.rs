@@ -28,6 +28,17 @@ pub enum CallControl {
     Instruct(String),
     /// Twilio's answering machine verdict for this call (`AsyncAmdStatusCallback`).
     AnsweredBy(AnsweredBy),
+    /// Press these keys on the call's keypad (a call update and a stream handover).
+    SendDigits(crate::twilio::dtmf::DtmfDigits),
+    /// Transfer the call to a person at `target`, whispering `summary` to them first (a call update to `<Dial>`).
+    Transfer {
+        /// Who to dial.
+        target: crate::twilio::dial::TransferTarget,
+        /// What the person hears before the two are connected.
+        summary: String,
+    },
+    /// What Twilio reported about the call's transfer under way (the whisper fetched, the `<Dial action>`).
+    TransferEvent(crate::twilio::dial::TransferEvent),
 }
 
 /// What became of an answering machine verdict handed to [`LiveCalls::deliver_verdict`].

@@ -26,6 +26,8 @@ pub enum Speaker {
     Caller,
     /// The voice model (from `response.output_audio_transcript.done`).
     Assistant,
+    /// Something the assistant did on the line rather than said: keypad tones sent, a transfer (`pressed 1`).
+    Action,
 }
 
 /// One turn of the transcript.
@@ -98,6 +100,42 @@ pub struct CallRecord {
     pub voicemail_left: bool,
     /// The voicemail message as spoken (the assistant's turns after the beep), when one was started.
     pub voicemail_transcript: Option<String>,
+    /// Each time the call moved to a new media stream on the same Realtime session, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub handovers: Vec<StreamHandover>,
+    /// Each transfer to a person the call attempted, in order; the last one of a call that ended `transferred` is
+    /// the person it went to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transfers: Vec<TransferAttempt>,
+}
+
+/// One transfer of a call to a person (a Twilio call update to `<Dial>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferAttempt {
+    /// Who: `front desk (+14155550100)` for a configured target, the E.164 number for an agent's.
+    pub target: String,
+    /// The number dialled (E.164).
+    pub number: String,
+    /// Ms from the start of the call to the transfer request.
+    pub offset_ms: u64,
+    /// How it ended: Twilio's `DialCallStatus` (`completed`, `no-answer`, ...), `answered` once the person picked
+    /// up (the whisper was fetched), `update_failed` when Twilio refused the call update; `None` while under way.
+    pub status: Option<String>,
+}
+
+/// One move of a call to a new media stream (a Twilio call update ended the old `<Connect><Stream>`; the new one
+/// opened with a fresh stream token), on the same Realtime session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamHandover {
+    /// Why: `dtmf` (keypad tones played between the streams) or `transfer_returned`.
+    pub cause: String,
+    /// The new stream's StreamSid.
+    pub stream_sid: String,
+    /// Ms from the start of the call to the new stream's `start`.
+    pub offset_ms: u64,
+    /// The audio gap: ms from the old stream's last frame to the new stream's first `media` frame (the keypad tones
+    /// and Twilio's stream set-up). `None` until the first media frame arrived.
+    pub gap_ms: Option<u64>,
 }
 
 /// Input from a call's peers that was dropped or ignored rather than acted on, by kind. Each kind is also logged,
@@ -138,6 +176,8 @@ impl CallRecord {
             answered_by: None,
             voicemail_left: false,
             voicemail_transcript: None,
+            handovers: Vec::new(),
+            transfers: Vec::new(),
         }
     }
 

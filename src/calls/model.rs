@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::calls::{Direction, DroppedInput, Turn};
+use crate::calls::{Direction, DroppedInput, StreamHandover, TransferAttempt, Turn};
 use crate::realtime::usage::Usage;
 use crate::twilio::amd::{AnsweredBy, MachinePolicy};
 
@@ -218,6 +218,14 @@ pub struct CallView {
     /// What the call's peers sent that was dropped or ignored rather than acted on, by kind, once the call ended.
     #[serde(default)]
     pub dropped: DroppedInput,
+    /// Each move of the call to a new media stream on the same Realtime session (keypad tones, a transfer that came
+    /// back), once the call ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handovers: Vec<StreamHandover>,
+    /// Each transfer to a person the call attempted, once the call ended; a call that ended `transferred` went to
+    /// the last one's target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transfers: Vec<TransferAttempt>,
 }
 
 impl CallView {
@@ -424,6 +432,8 @@ mod tests {
             stream_sid: None,
             skipped_frames: 0,
             dropped: Default::default(),
+            handovers: Vec::new(),
+            transfers: Vec::new(),
             usage: Usage {
                 total_tokens: 12,
                 ..Usage::default()

@@ -70,6 +70,10 @@ pub struct PlaceCall {
     /// task); without it the model composes a short message from the instructions.
     #[serde(default)]
     pub voicemail_message: Option<String>,
+    /// Keys Twilio presses as soon as the call is answered (an extension known in advance: `ww123`), sent as
+    /// Twilio's `SendDigits`: `0-9`, `*`, `#`, `w` for a half-second pause.
+    #[serde(default)]
+    pub send_digits: Option<String>,
 }
 
 /// What can go wrong; each has a stable `code` for JSON errors and MCP tool errors.
@@ -490,6 +494,12 @@ impl CallService {
                 "instructions are empty: say what the call is for".into(),
             ));
         }
+        let send_digits = request
+            .send_digits
+            .as_deref()
+            .map(crate::twilio::dtmf::DtmfDigits::parse)
+            .transpose()
+            .map_err(|e| ServiceError::InvalidRequest(format!("send_digits: {e}")))?;
         if request.max_duration_s == Some(0) {
             return Err(ServiceError::InvalidRequest(
                 "max_duration_s must be at least 1".into(),
@@ -604,6 +614,7 @@ impl CallService {
                         tuning: outbound.amd_tuning,
                     }
                 }),
+                send_digits: send_digits.map(|d| d.as_str().to_owned()),
             })
             .await;
         match created {
@@ -759,6 +770,59 @@ impl CallService {
                 .live
                 .send(sid, CallControl::Instruct(text.to_owned()))
         });
+        if live {
+            Ok(())
+        } else {
+            Err(ServiceError::NotLive(id.to_owned()))
+        }
+    }
+
+    /// Presses keys on a live call's keypad (`0-9`, `*`, `#`, `w` for a half-second pause): Twilio plays them with a
+    /// call update and the call continues on a new media stream. The call may refuse it (another keypress under way,
+    /// the per-call rate limit, the call ending); that is logged with the call.
+    ///
+    /// # Errors
+    /// [`ServiceError::InvalidRequest`] for digits outside `0-9*#w`, none, or too many; [`ServiceError::NotFound`];
+    /// [`ServiceError::NotLive`] when the call is not in progress on this server.
+    pub fn send_dtmf(&self, id: &str, digits: &str) -> Result<(), ServiceError> {
+        let digits = crate::twilio::dtmf::DtmfDigits::parse(digits)
+            .map_err(|e| ServiceError::InvalidRequest(e.to_string()))?;
+        let call = self.get(id)?;
+        let live = call
+            .call_sid
+            .as_deref()
+            .is_some_and(|sid| self.inner.live.send(sid, CallControl::SendDigits(digits)));
+        if live {
+            Ok(())
+        } else {
+            Err(ServiceError::NotLive(id.to_owned()))
+        }
+    }
+
+    /// Transfers a live call to a person at `to` (E.164), who hears `summary` first (cut to
+    /// [`crate::twilio::dial::SUMMARY_MAX_CHARS`]): a Twilio call update to `<Dial>`. `to` must pass the outbound
+    /// destination policy, as for [`CallService::place_call`]. The call may still refuse (another action under way,
+    /// its transfers used, the call ending); that is logged with the call.
+    ///
+    /// # Errors
+    /// [`ServiceError::InvalidNumber`] for a `to` that is not E.164; [`ServiceError::DestinationNotAllowed`] when the
+    /// policy refuses it; [`ServiceError::NotFound`]; [`ServiceError::NotLive`] when the call is not in progress here.
+    pub fn transfer(&self, id: &str, to: &str, summary: &str) -> Result<(), ServiceError> {
+        let number =
+            E164::parse(to).map_err(|e| ServiceError::InvalidNumber(format!("{to:?}: {e}")))?;
+        if let Err(refused) = self.inner.outbound.destinations.check(number.as_str()) {
+            tracing::warn!(%number, reason = %refused, "transfer refused by the destination policy");
+            return Err(refused.into());
+        }
+        let call = self.get(id)?;
+        let control = CallControl::Transfer {
+            target: crate::twilio::dial::TransferTarget { name: None, number },
+            summary: summary.to_owned(),
+        };
+        let live = call
+            .call_sid
+            .as_deref()
+            .is_some_and(|sid| self.inner.live.send(sid, control));
         if live {
             Ok(())
         } else {

@@ -145,6 +145,7 @@ impl ApiClient {
             "metadata": request.metadata,
             "answering_machine": request.answering_machine,
             "voicemail_message": request.voicemail_message,
+            "send_digits": request.send_digits,
         });
         let url = self.endpoint(&["calls"])?;
         self.call(Method::Post, url, Some(body), REQUEST_TIMEOUT)
@@ -196,6 +197,37 @@ impl ApiClient {
         let url = self.endpoint(&["calls", id, "instruct"])?;
         let body =
             serde_json::to_value(InstructBody { text }).map_err(|e| internal(e.to_string()))?;
+        let _: serde_json::Value = self
+            .call(Method::Post, url, Some(body), REQUEST_TIMEOUT)
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /api/calls/{id}/dtmf`: presses keys on a live call's keypad.
+    ///
+    /// # Errors
+    /// `not_found`, `not_live`, `invalid_request`, and the errors common to every request.
+    pub async fn send_dtmf(&self, id: &str, digits: &str) -> Result<(), BackendError> {
+        let url = self.endpoint(&["calls", id, "dtmf"])?;
+        let body = serde_json::json!({ "digits": digits });
+        let _: serde_json::Value = self
+            .call(Method::Post, url, Some(body), REQUEST_TIMEOUT)
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /api/calls/{id}/transfer`: transfers a live call to a person.
+    ///
+    /// # Errors
+    /// `not_found`, `not_live`, `invalid_number`, `destination_not_allowed`, and the errors common to every request.
+    pub async fn transfer_call(
+        &self,
+        id: &str,
+        to: &str,
+        summary: &str,
+    ) -> Result<(), BackendError> {
+        let url = self.endpoint(&["calls", id, "transfer"])?;
+        let body = serde_json::json!({ "to": to, "summary": summary });
         let _: serde_json::Value = self
             .call(Method::Post, url, Some(body), REQUEST_TIMEOUT)
             .await?;
@@ -376,6 +408,19 @@ impl CallBackend for ApiClient {
 
     async fn instruct_call(&self, id: String, text: String) -> Result<(), BackendError> {
         ApiClient::instruct_call(self, &id, &text).await
+    }
+
+    async fn send_dtmf(&self, id: String, digits: String) -> Result<(), BackendError> {
+        ApiClient::send_dtmf(self, &id, &digits).await
+    }
+
+    async fn transfer_call(
+        &self,
+        id: String,
+        to: String,
+        summary: String,
+    ) -> Result<(), BackendError> {
+        ApiClient::transfer_call(self, &id, &to, &summary).await
     }
 }
 

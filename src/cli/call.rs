@@ -116,6 +116,7 @@ pub async fn run(args: CallArgs) -> ExitCode {
         metadata: None,
         answering_machine: args.answering_machine,
         voicemail_message: args.voicemail_message.clone(),
+        send_digits: None,
     };
     let placed = match client.place_call(request).await {
         Ok(call) => call,
@@ -224,6 +225,7 @@ impl Follower {
             let speaker = match turn.speaker {
                 Speaker::Caller => "caller",
                 Speaker::Assistant => "assistant",
+                Speaker::Action => "action",
             };
             let cut = if turn.interrupted {
                 " [interrupted]"
@@ -339,6 +341,8 @@ mod tests {
             stream_sid: None,
             skipped_frames: 0,
             dropped: Default::default(),
+            handovers: Vec::new(),
+            transfers: Vec::new(),
             usage: Default::default(),
             answering: Default::default(),
         }

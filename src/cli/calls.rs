@@ -254,6 +254,7 @@ pub fn render_call(call: &CallView) -> String {
         let speaker = match turn.speaker {
             Speaker::Caller => "caller",
             Speaker::Assistant => "assistant",
+            Speaker::Action => "action",
         };
         let interrupted = if turn.interrupted {
             " (interrupted)"
@@ -459,6 +460,8 @@ mod tests {
             stream_sid: None,
             skipped_frames: 0,
             dropped: Default::default(),
+            handovers: Vec::new(),
+            transfers: Vec::new(),
             usage: Usage {
                 total_tokens: 900,
                 input_tokens: 600,

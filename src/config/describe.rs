@@ -184,6 +184,16 @@ impl Settings {
             "peer_stall_timeout_ms",
             self.calls.peer_stall_timeout.as_millis().to_string(),
         );
+        let targets: Vec<String> = self
+            .calls
+            .transfer_targets
+            .iter()
+            .map(crate::twilio::dial::TransferTarget::label)
+            .collect();
+        line(
+            "transfer_targets",
+            list_or(&targets, "(none: no transfer tool)"),
+        );
         out
     }
 }

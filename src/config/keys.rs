@@ -242,6 +242,12 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         None,
         "end a call whose Twilio or OpenAI socket takes nothing for this long, ms",
     ),
+    (
+        "transfer_targets",
+        None,
+        "comma-separated name=+E164 people the model may transfer a call to (e.g. front desk=+14155550100); empty \
+         offers no transfer tool",
+    ),
 ];
 
 /// The default `goodbye_phrases`: farewell phrases in English, Spanish, French, German, Italian, Portuguese and Dutch. Chosen for precision: words that
@@ -362,6 +368,7 @@ pub(super) struct Raw {
     pub(super) farewell_grace_ms: Option<String>,
     pub(super) max_frame_bytes: Option<String>,
     pub(super) peer_stall_timeout_ms: Option<String>,
+    pub(super) transfer_targets: Option<ListOrCsv>,
 }
 
 /// A list setting: a TOML array, or a comma-separated string (environment).

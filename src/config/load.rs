@@ -509,7 +509,18 @@ fn calls(errors: &mut Vec<String>, raw: &mut Raw) -> CallSettings {
         5000u64,
         100,
     );
+    let transfer_targets = crate::twilio::dial::parse_targets(
+        &raw.transfer_targets
+            .take()
+            .map(ListOrCsv::into_vec)
+            .unwrap_or_default(),
+    )
+    .unwrap_or_else(|e| {
+        errors.push(format!("CALLBRIDGE_TRANSFER_TARGETS is invalid: {e}"));
+        Vec::new()
+    });
     CallSettings {
+        transfer_targets,
         max_call_duration: Duration::from_secs(max_call_duration_s),
         stream_token_ttl: Duration::from_secs(stream_token_ttl_s),
         farewell_grace: Duration::from_millis(farewell_grace_ms),

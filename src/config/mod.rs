@@ -179,6 +179,9 @@ pub struct CallSettings {
     /// How long frames queued for Twilio or OpenAI may wait for the peer to take them before the call ends
     /// (`error:twilio_stalled` / `error:openai_stalled`).
     pub peer_stall_timeout: Duration,
+    /// The people the model may transfer a call to, by name (`CALLBRIDGE_TRANSFER_TARGETS`); empty offers no
+    /// `transfer_call` tool.
+    pub transfer_targets: Vec<crate::twilio::dial::TransferTarget>,
 }
 
 /// Answering machine detection on outbound calls (see [`crate::twilio::amd`]).
@@ -350,6 +353,17 @@ impl Settings {
         ))
     }
 
+    /// The `transfer_call` tool naming the configured targets, when there are any.
+    pub fn transfer_tool(&self) -> Option<crate::realtime::session::FunctionTool> {
+        let names: Vec<String> = self
+            .calls
+            .transfer_targets
+            .iter()
+            .filter_map(|t| t.name.clone())
+            .collect();
+        (!names.is_empty()).then(|| crate::realtime::session::transfer_call_tool(&names))
+    }
+
     /// The realtime session configuration for a call, with `instructions` as the assistant's instructions.
     pub fn session_config(&self, instructions: String) -> SessionConfig {
         let rt = &self.realtime;
@@ -361,7 +375,14 @@ impl Settings {
             turn_detection: rt.turn_detection.clone(),
             noise_reduction: rt.noise_reduction,
             transcription_model: rt.transcription_model.clone(),
-            tools: vec![crate::realtime::session::end_call_tool(false)],
+            tools: {
+                let mut tools = vec![
+                    crate::realtime::session::end_call_tool(false),
+                    crate::realtime::session::send_dtmf_tool(),
+                ];
+                tools.extend(self.transfer_tool());
+                tools
+            },
         }
     }
 

@@ -7,6 +7,8 @@
 //! | `GET /api/calls/{id}?wait_s=N` | | `200` [`CallView`]; with `wait_s` (≤ 120) as soon as the status changes or the call ends |
 //! | `POST /api/calls/{id}/hangup` | | `200` [`CallView`] |
 //! | `POST /api/calls/{id}/instruct` | `{"text":"..."}` | `202 {"ok":true}` |
+//! | `POST /api/calls/{id}/dtmf` | `{"digits":"1w2"}` | `202 {"ok":true}` |
+//! | `POST /api/calls/{id}/transfer` | `{"to":"+14155550100","summary":"..."}` | `202 {"ok":true}` |
 //!
 //! Errors are `{"error":{"code":"...","message":"..."}}` (see [`ServiceError::code`]): `invalid_number` and
 //! `invalid_request` 400, `unauthorized` 401, `destination_not_allowed` 403, `not_found` 404, `not_live` 409,
@@ -45,6 +47,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             .route("/calls/{id}", web::get().to(get_call))
             .route("/calls/{id}/hangup", web::post().to(hang_up))
             .route("/calls/{id}/instruct", web::post().to(instruct))
+            .route("/calls/{id}/dtmf", web::post().to(send_dtmf))
+            .route("/calls/{id}/transfer", web::post().to(transfer))
             .default_service(web::to(unknown_route)),
     );
 }
@@ -175,6 +179,23 @@ pub struct InstructBody {
     pub text: String,
 }
 
+/// The body of `POST /api/calls/{id}/dtmf`.
+#[derive(Debug, Deserialize)]
+pub struct DtmfBody {
+    /// Keys to press: `0-9`, `*`, `#`, and `w` for a half-second pause; at most 32 characters.
+    pub digits: String,
+}
+
+/// The body of `POST /api/calls/{id}/transfer`.
+#[derive(Debug, Deserialize)]
+pub struct TransferBody {
+    /// The person's number, E.164; it must pass the outbound destination policy.
+    pub to: String,
+    /// What the person hears before the two are connected (cut to 300 characters).
+    #[serde(default)]
+    pub summary: String,
+}
+
 /// The answer of `GET /api/calls`: `{"calls":[...]}`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CallList {
@@ -250,6 +271,33 @@ pub async fn instruct(
     body: web::Json<InstructBody>,
 ) -> Result<HttpResponse, ApiError> {
     state.calls.instruct(&id, &body.text)?;
+    Ok(HttpResponse::Accepted().json(Accepted { ok: true }))
+}
+
+/// `POST /api/calls/{id}/dtmf`: presses keys on a live call's keypad; `202 {"ok":true}`.
+///
+/// # Errors
+/// `invalid_request` for bad digits; `not_found`; `not_live` (409) when the call is not in progress on this server.
+pub async fn send_dtmf(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<DtmfBody>,
+) -> Result<HttpResponse, ApiError> {
+    state.calls.send_dtmf(&id, &body.digits)?;
+    Ok(HttpResponse::Accepted().json(Accepted { ok: true }))
+}
+
+/// `POST /api/calls/{id}/transfer`: transfers a live call to a person; `202 {"ok":true}`.
+///
+/// # Errors
+/// `invalid_number`; `destination_not_allowed` (403) when the destination policy refuses `to`; `not_found`;
+/// `not_live` (409).
+pub async fn transfer(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<TransferBody>,
+) -> Result<HttpResponse, ApiError> {
+    state.calls.transfer(&id, &body.to, &body.summary)?;
     Ok(HttpResponse::Accepted().json(Accepted { ok: true }))
 }
 

@@ -6,7 +6,8 @@
 //! the real call (whoever knows the token could connect without a signature anyway: the token alone decides when the
 //! header is absent).
 //! A good token hands the socket and the call's pending Realtime session to one task running
-//! [`crate::relay::call::run_call`], which owns the rest of the call's life.
+//! [`crate::relay::call::run_call`], which owns the rest of the call's life. A handover token (issued by a running
+//! call for its next stream, see [`crate::relay::handover`]) hands the socket to that running call instead.
 //! Follows <https://www.twilio.com/docs/voice/media-streams/websocket-messages> and
 //! <https://www.twilio.com/docs/usage/webhooks/webhooks-security>.
 
@@ -16,8 +17,10 @@ use tracing::Instrument as _;
 use crate::calls::{CallFailure, EndReason};
 use crate::http::state::AppState;
 use crate::http::webhook::{call_span, request_public_base, request_validator, stream_url};
-use crate::relay::bridge::close_twilio;
+use crate::relay::bridge::{close_reason, close_twilio};
 use crate::relay::call::run_call;
+use crate::relay::handover::StreamAttachment;
+use crate::relay::media_link::{MediaLink, pump};
 use crate::relay::twilio_socket;
 
 /// Why a media-stream upgrade's `X-Twilio-Signature` was refused (answered 403; the stream token stays unused).
@@ -86,6 +89,23 @@ pub async fn media_stream(
             return Ok(HttpResponse::Forbidden().body("invalid stream token"));
         }
     };
+    if grant.handover {
+        // The next stream of a running call (keypad tones, a transfer that came back): hand the socket over.
+        let span = call_span(&grant.call_sid);
+        let attachment = StreamAttachment {
+            stream: pump(twilio, frames),
+            opened_at: std::time::Instant::now(),
+        };
+        if let Err(refused) = state.attachments.attach(&grant.call_sid, attachment) {
+            span.in_scope(|| {
+                tracing::warn!("handover stream for a call that is not running; closing it")
+            });
+            MediaLink::Remote(refused.stream).close(close_reason(&EndReason::Error(
+                CallFailure::StreamNotAwaited,
+            )));
+        }
+        return Ok(response);
+    }
     let pending = state
         .pending
         .remove(&token)

@@ -1,5 +1,6 @@
-//! HTTP route handlers: `/health`, `/ready`, the `/incoming-call`, `/outbound-call/{id}`, `/amd-status/{id}` and `/call-status`
-//! webhooks, the `/media-stream/{token}` upgrade, the bearer-protected `/api` REST API and `/mcp`.
+//! HTTP route handlers: `/health`, `/ready`, the `/incoming-call`, `/outbound-call/{id}`, `/amd-status/{id}`,
+//! `/call-status` and `/transfer/{id}/whisper|action` webhooks, the `/media-stream/{token}` upgrade, the
+//! bearer-protected `/api` REST API and `/mcp`.
 //!
 //! [`configure`] registers every route on an actix `ServiceConfig`; [`crate::startup`] and the tests share it.
 //! Request bodies are limited in size and time on every route by [`body_guard::guard_body`] (wrapped around the
@@ -16,13 +17,17 @@ pub mod media_stream;
 pub mod outbound;
 pub mod rate_limit;
 pub mod state;
+pub mod transfer;
 pub mod voice;
 pub mod webhook;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
 
-use crate::urls::{AMD_STATUS_ROUTE, CALL_STATUS_PATH, INCOMING_CALL_PATH, OUTBOUND_CALL_ROUTE};
+use crate::urls::{
+    AMD_STATUS_ROUTE, CALL_STATUS_PATH, INCOMING_CALL_PATH, OUTBOUND_CALL_ROUTE,
+    TRANSFER_ACTION_ROUTE, TRANSFER_WHISPER_ROUTE,
+};
 
 /// Registers every route; `/api` and `/mcp` refuse bodies over `max_body_bytes` (the app-wide extractors get the
 /// same limit in [`crate::startup`]).
@@ -49,6 +54,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             web::resource(CALL_STATUS_PATH)
                 .wrap(from_fn(body_guard::require_twilio_signature))
                 .route(web::post().to(outbound::call_status)),
+        )
+        .service(
+            web::resource(TRANSFER_WHISPER_ROUTE)
+                .wrap(from_fn(body_guard::require_twilio_signature))
+                .route(web::post().to(transfer::whisper)),
+        )
+        .service(
+            web::resource(TRANSFER_ACTION_ROUTE)
+                .wrap(from_fn(body_guard::require_twilio_signature))
+                .route(web::post().to(transfer::action)),
         )
         .route(
             "/media-stream/{token}",

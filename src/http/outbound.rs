@@ -17,7 +17,7 @@ use crate::http::webhook::{
     SHUTTING_DOWN_APOLOGY, WebhookError, begin_stream, call_span, param, request_public_base,
     required_call_sid, twiml_response, verify_form,
 };
-use crate::realtime::session::{end_call_tool, turn_detection_update};
+use crate::realtime::session::{end_call_tool, send_dtmf_tool, turn_detection_update};
 use crate::relay::call::StreamPlan;
 use crate::relay::machine::MachinePlan;
 use crate::twilio::amd::MachinePolicy;
@@ -39,6 +39,10 @@ pub fn outbound_instructions(system_message: &str, call: &CallView) -> String {
     if let Some(language) = &call.language {
         text.push_str(&format!("\nSpeak {language}.\n"));
     }
+    text.push_str(
+        "\nIf an automated phone menu answers, listen to the options and press the right key with the send_dtmf \
+         tool, then wait silently for the next prompt or a person.",
+    );
     text.push_str(
         "\nWhen the task is done, or clearly cannot be done, say goodbye and call the end_call tool with an outcome: \
          one or two sentences of what was achieved.",
@@ -109,7 +113,8 @@ pub async fn outbound_call(
     let mut session = state
         .settings
         .session_config(outbound_instructions(&realtime.system_message, &call));
-    session.tools = vec![end_call_tool(true)];
+    session.tools = vec![end_call_tool(true), send_dtmf_tool()];
+    session.tools.extend(state.settings.transfer_tool());
     if let Some(voice) = &call.voice {
         session.voice = voice.clone();
     }
@@ -150,6 +155,7 @@ pub async fn outbound_call(
             max_call_duration,
             session_update,
             machine,
+            public_base: base.clone(),
         },
     );
     drop(_entered);

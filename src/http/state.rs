@@ -48,6 +48,10 @@ pub struct AppState {
     pub shutdown: crate::shutdown::Shutdown,
     /// Request rate limits per client IP and per API key (checked before routing).
     pub limits: crate::security::rate_limit::Limits,
+    /// Running calls that can take a new media stream (a stream handover).
+    pub attachments: crate::relay::handover::StreamAttachments,
+    /// Transfers under way, by id (the whisper and `<Dial action>` webhooks).
+    pub transfers: crate::relay::transfer::Transfers,
 }
 
 impl AppState {
@@ -60,6 +64,9 @@ impl AppState {
             rest: self.rest.clone(),
             goodbye: self.goodbye.clone(),
             shutdown: self.shutdown.goodbye_token(),
+            tokens: self.tokens.clone(),
+            attachments: self.attachments.clone(),
+            transfers: self.transfers.clone(),
         }
     }
 }

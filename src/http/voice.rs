@@ -139,6 +139,7 @@ pub async fn incoming_call(
             max_call_duration: state.settings.calls.max_call_duration,
             session_update: session.to_json(),
             machine: None,
+            public_base: base.clone(),
         },
     );
     drop(admission);

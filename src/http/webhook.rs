@@ -208,17 +208,7 @@ pub fn is_call_sid(text: &str) -> bool {
     text.len() == 34 && text.starts_with("CA") && text[2..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The `wss://` URL Twilio opens for a token (`ws://` when the public URL is plain http, for local testing).
-pub fn stream_url(public_base: &str, token: &str) -> String {
-    let url = format!("{public_base}/media-stream/{token}");
-    if let Some(rest) = url.strip_prefix("https://") {
-        format!("wss://{rest}")
-    } else if let Some(rest) = url.strip_prefix("http://") {
-        format!("ws://{rest}")
-    } else {
-        url
-    }
-}
+pub use crate::urls::stream_url;
 
 /// The span every log line of a call carries: its CallSid, and its StreamSid once the stream started.
 pub fn call_span(call_sid: &str) -> tracing::Span {

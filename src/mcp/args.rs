@@ -51,6 +51,10 @@ pub struct PlaceCallArgs {
     /// the model composes a short message from the instructions.
     #[serde(default)]
     pub voicemail_message: Option<String>,
+    /// Keys to press as soon as the call is answered, when you know the extension in advance: 0-9, * and #; w waits
+    /// half a second (e.g. "ww123"). For menus you do not know, the voice model presses keys itself.
+    #[serde(default)]
+    pub send_digits: Option<String>,
 }
 
 impl From<PlaceCallArgs> for PlaceCall {
@@ -65,6 +69,7 @@ impl From<PlaceCallArgs> for PlaceCall {
             metadata: args.metadata.map(serde_json::Value::Object),
             answering_machine: args.answering_machine,
             voicemail_message: args.voicemail_message,
+            send_digits: args.send_digits,
         }
     }
 }
@@ -120,6 +125,26 @@ pub struct InstructCallArgs {
     /// The instruction to add to the live conversation, written to the voice model (e.g. "Also ask whether they
     /// have a window table.").
     pub text: String,
+}
+
+/// Arguments of `send_dtmf`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+pub struct SendDtmfArgs {
+    /// The call's id (`call_...`); the call must be in progress.
+    pub call_id: String,
+    /// Keys to press, in order: 0-9, * and #; w waits half a second. At most 32 characters (e.g. "1", "w2w#").
+    pub digits: String,
+}
+
+/// Arguments of `transfer_call`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+pub struct TransferCallArgs {
+    /// The call's id (`call_...`); the call must be in progress.
+    pub call_id: String,
+    /// The person's phone number in E.164 (e.g. "+14155550100"); it must be an allowed outbound destination.
+    pub to: String,
+    /// One or two sentences the person hears before being connected: who is calling and what they need.
+    pub summary: String,
 }
 
 /// Arguments of the `make-restaurant-reservation` prompt. MCP prompt arguments are strings.

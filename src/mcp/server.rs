@@ -7,7 +7,8 @@
 //!   (≤ 120) seconds for its status to change or for it to end;
 //! - `list_calls {limit?}` → `{"calls": [summary...]}`, newest first;
 //! - `hang_up {call_id}` → the call;
-//! - `instruct_call {call_id, text}` → `{"ok": true, "call_id": ...}`.
+//! - `instruct_call {call_id, text}` → `{"ok": true, "call_id": ...}`;
+//! - `send_dtmf {call_id, digits}` → `{"ok": true, "call_id": ...}`.
 //!
 //! A result is the JSON (the REST API's shapes, [`crate::calls::model`]) as text content and as structured content.
 //! A failure of the backend (an invalid number, Twilio's refusal with its code, an unknown call, ...) is a tool
@@ -41,6 +42,7 @@ use crate::calls::backend::{BackendError, CallBackend};
 use crate::calls::model::CallSummary;
 use crate::mcp::args::{
     GetCallArgs, HangUpArgs, InstructCallArgs, ListCallsArgs, PlaceCallArgs, ReservationArgs,
+    SendDtmfArgs, TransferCallArgs,
 };
 use crate::mcp::prompt::{RESERVATION_PROMPT_DESCRIPTION, reservation_message};
 use crate::mcp::transcript::{
@@ -82,6 +84,19 @@ pub const LIST_CALLS_DESCRIPTION: &str = "List recent calls, newest first: id, d
 /// `hang_up`'s description.
 pub const HANG_UP_DESCRIPTION: &str = "Hang up a call now: a call in progress ends at once, a call still \
      ringing is canceled. Returns the call; a call that has already ended is returned unchanged.";
+
+/// `send_dtmf`'s description.
+pub const SEND_DTMF_DESCRIPTION: &str = "Press keys on the keypad of a call in progress, to get through a phone menu \
+     the voice model cannot (\"press 1 for reservations\"). digits: 0-9, * and #; w waits half a second; at most 32. \
+     The voice model usually presses menu keys itself; use this when you know better. The call moves to a new audio \
+     stream for the tones (a short gap). Fails with not_live when the call is not in progress.";
+
+/// `transfer_call`'s description.
+pub const TRANSFER_CALL_DESCRIPTION: &str = "Transfer a call in progress to a person: Twilio dials `to` (E.164; it \
+     must be an allowed outbound destination, else destination_not_allowed), whispers `summary` to them when they \
+     answer, then connects them with the callee and the voice model leaves the call (end reason transferred). If \
+     nobody answers, the callee comes back to the voice model, which is told. At most 2 transfers per call. Fails \
+     with not_live when the call is not in progress.";
 
 /// `instruct_call`'s description.
 pub const INSTRUCT_CALL_DESCRIPTION: &str = "Give the voice model a new instruction during a call in progress \
@@ -309,6 +324,56 @@ impl<B: CallBackend> McpServer<B> {
             .await
             .map(|()| json!({ "ok": true, "call_id": call_id }));
         Ok(tool_result("instruct_call", instructed))
+    }
+
+    #[tool(
+        name = "send_dtmf",
+        description = SEND_DTMF_DESCRIPTION,
+        annotations(
+            title = "Press keys on a live call",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn send_dtmf(
+        &self,
+        Parameters(args): Parameters<SendDtmfArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let backend = self.backend(&context)?;
+        let call_id = args.call_id;
+        let sent = backend
+            .send_dtmf(call_id.clone(), args.digits)
+            .await
+            .map(|()| json!({ "ok": true, "call_id": call_id }));
+        Ok(tool_result("send_dtmf", sent))
+    }
+
+    #[tool(
+        name = "transfer_call",
+        description = TRANSFER_CALL_DESCRIPTION,
+        annotations(
+            title = "Transfer a live call to a person",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn transfer_call(
+        &self,
+        Parameters(args): Parameters<TransferCallArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let backend = self.backend(&context)?;
+        let call_id = args.call_id;
+        let transferred = backend
+            .transfer_call(call_id.clone(), args.to, args.summary)
+            .await
+            .map(|()| json!({ "ok": true, "call_id": call_id }));
+        Ok(tool_result("transfer_call", transferred))
     }
 }
 

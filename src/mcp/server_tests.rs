@@ -114,6 +114,25 @@ impl CallBackend for FakeBackend {
         self.state().instructed.push((id, text));
         Ok(())
     }
+
+    async fn send_dtmf(&self, id: String, digits: String) -> Result<(), BackendError> {
+        self.find(&id)?;
+        self.state().instructed.push((id, format!("dtmf:{digits}")));
+        Ok(())
+    }
+
+    async fn transfer_call(
+        &self,
+        id: String,
+        to: String,
+        summary: String,
+    ) -> Result<(), BackendError> {
+        self.find(&id)?;
+        self.state()
+            .instructed
+            .push((id, format!("transfer:{to}:{summary}")));
+        Ok(())
+    }
 }
 
 fn sample_call(id: &str, status: CallStatus) -> CallView {
@@ -142,6 +161,8 @@ fn sample_call(id: &str, status: CallStatus) -> CallView {
         stream_sid: None,
         skipped_frames: 0,
         dropped: Default::default(),
+        handovers: Vec::new(),
+        transfers: Vec::new(),
         usage: Usage::default(),
         answering: Default::default(),
     }
@@ -272,7 +293,7 @@ async fn initialize_advertises_tools_resources_prompts_and_instructions() {
 }
 
 #[tokio::test]
-async fn the_five_tools_are_listed_with_their_input_schemas() {
+async fn the_seven_tools_are_listed_with_their_input_schemas() {
     let mut client = Client::connect(McpServer::new(FakeBackend::default())).await;
 
     let response = client.call("tools/list", json!({})).await;
@@ -287,7 +308,9 @@ async fn the_five_tools_are_listed_with_their_input_schemas() {
             "hang_up",
             "instruct_call",
             "list_calls",
-            "place_call"
+            "place_call",
+            "send_dtmf",
+            "transfer_call"
         ]
     );
     let place_call = tools

@@ -120,6 +120,7 @@ pub fn render_transcript(call: &CallView) -> String {
         let speaker = match turn.speaker {
             Speaker::Caller => "Caller",
             Speaker::Assistant => "Assistant",
+            Speaker::Action => "Action",
         };
         let interrupted = if turn.interrupted {
             " (interrupted)"
@@ -172,6 +173,8 @@ mod tests {
             stream_sid: None,
             skipped_frames: 0,
             dropped: Default::default(),
+            handovers: Vec::new(),
+            transfers: Vec::new(),
             usage: Usage::default(),
             answering: Default::default(),
         }

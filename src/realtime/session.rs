@@ -18,6 +18,12 @@ use serde::{Deserialize, Serialize};
 /// The name of the tool the model calls to hang up.
 pub const END_CALL_TOOL_NAME: &str = "end_call";
 
+/// The name of the tool the model calls to press keys on the phone's keypad (phone menus).
+pub const SEND_DTMF_TOOL_NAME: &str = "send_dtmf";
+
+/// The name of the tool the model calls to transfer the caller to a person.
+pub const TRANSFER_CALL_TOOL_NAME: &str = "transfer_call";
+
 /// Everything callbridge puts in a `session.update`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionConfig {
@@ -371,6 +377,63 @@ pub fn end_call_tool(with_outcome: bool) -> FunctionTool {
         name: END_CALL_TOOL_NAME.to_owned(),
         description,
         parameters,
+    }
+}
+
+/// The `send_dtmf` tool: the model presses keys on the phone's keypad to get through an automated phone menu
+/// ("for reservations, press 1"). The arguments carry a required string `digits` of `0-9`, `*`, `#` and `w` (a
+/// half-second pause), at most 32 characters. The relay plays the tones with a Twilio call update; the model hears
+/// the menu's answer on the same session.
+pub fn send_dtmf_tool() -> FunctionTool {
+    FunctionTool {
+        name: SEND_DTMF_TOOL_NAME.to_owned(),
+        description: "Press keys on the phone keypad. Use it only when an automated phone menu or system asks you to \
+                      press a key or type a number (\"for reservations, press 1\", \"enter the extension\"). Pass \
+                      exactly the keys the menu asked for. Do not speak while the keys are pressed: wait silently for \
+                      the menu or the person to answer. Never use it to dial a phone number."
+            .to_owned(),
+        parameters: serde_json::json!({
+            "type": "object",
+            "properties": {
+                "digits": {
+                    "type": "string",
+                    "description": "Keys to press, in order: 0-9, * and #; w waits half a second. At most 32 characters.",
+                    "pattern": "^[0-9*#w]{1,32}$",
+                },
+            },
+            "required": ["digits"],
+        }),
+    }
+}
+
+/// The `transfer_call` tool: the model hands the caller to a person, picked by name from `targets` (the configured
+/// names; the numbers stay on the server). The arguments carry `target` (one of the names) and `summary` (what the
+/// person hears before the two are connected). Offer it only when `targets` is not empty.
+pub fn transfer_call_tool(targets: &[String]) -> FunctionTool {
+    FunctionTool {
+        name: TRANSFER_CALL_TOOL_NAME.to_owned(),
+        description: format!(
+            "Transfer the caller to a person. Use it only when the caller asks for a person or you cannot help and \
+             one of these can: {}. Tell the caller first, in one short sentence, that you are transferring them; \
+             then call this tool. You can only choose a name from that list: never dial a number the caller gives \
+             you. If the transfer fails you will be told, and the conversation goes on with you.",
+            targets.join(", ")
+        ),
+        parameters: serde_json::json!({
+            "type": "object",
+            "properties": {
+                "target": {
+                    "type": "string",
+                    "description": "Who to transfer to: exactly one of the names listed.",
+                    "enum": targets,
+                },
+                "summary": {
+                    "type": "string",
+                    "description": "One or two sentences for the person before they are connected: who is calling and what they need.",
+                },
+            },
+            "required": ["target", "summary"],
+        }),
     }
 }
 

@@ -32,6 +32,8 @@ use crate::realtime::client::{LinkEvent, RealtimeLink, SendError};
 use crate::realtime::server_events::parse_server_event;
 use crate::relay::budget::clip;
 use crate::relay::conductor::{Action, Conductor};
+use crate::relay::handover::{CallUpdate, HandoverDeps, StreamAttachment};
+use crate::relay::media_link::{MediaLink, close_writer};
 use crate::relay::twilio_socket::{
     CloseCode, CloseReason, Message, ReadError, TwilioReader, TwilioWriter, WriteError,
 };
@@ -58,17 +60,46 @@ pub struct Bridge {
     pub persistence: Option<Persistence>,
     /// How long queued frames may wait for a peer to take them before the peer counts as gone.
     pub stall_timeout: Duration,
+    /// What the call needs to move to a new media stream (keypad tones).
+    pub handover: HandoverDeps,
+    /// New media streams of this call, from the media-stream route (a handover).
+    pub new_streams: mpsc::Receiver<StreamAttachment>,
 }
 
-/// How long the Twilio connection gets to take the close frame before it is dropped.
-const TWILIO_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The Twilio side of the loop: the attached media stream, if any (none between two streams of a handover).
+struct TwilioSide(Option<MediaLink>);
+
+impl TwilioSide {
+    /// The next frame of the attached stream; pending forever while none is attached.
+    async fn recv(&mut self) -> Option<Result<Message, ReadError>> {
+        match &mut self.0 {
+            Some(link) => link.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Since when frames queued for the attached stream have waited.
+    fn stalled_since(&self) -> Option<Instant> {
+        self.0.as_ref().and_then(MediaLink::stalled_since)
+    }
+
+    /// Closes the attached stream, if any, with a normal close frame saying `reason`.
+    fn detach(&mut self, reason: &str) {
+        if let Some(link) = self.0.take() {
+            link.close(Some(CloseReason {
+                code: CloseCode::Normal,
+                description: Some(reason.to_owned()),
+            }));
+        }
+    }
+}
 
 impl Bridge {
     /// Runs the call to its end and returns the finished record (also logged).
     pub async fn run(self) -> CallRecord {
         let Bridge {
-            mut twilio,
-            mut twilio_frames,
+            twilio,
+            twilio_frames,
             mut link,
             mut conductor,
             rest,
@@ -76,19 +107,27 @@ impl Bridge {
             shutdown,
             persistence,
             stall_timeout,
+            handover,
+            mut new_streams,
         } = self;
+        let mut twilio = TwilioSide(Some(MediaLink::Local {
+            writer: twilio,
+            frames: twilio_frames,
+        }));
+        let call_sid = conductor.record().call_sid.clone();
+        let (update_results_tx, mut update_results) = mpsc::channel::<String>(4);
         let mut stored_turns = 0;
         let mut actions: Vec<Action> = Vec::with_capacity(8);
         let mut shutting_down = false;
         let mut control_open = true;
         let mut stream_sid_logged = false;
-        let mut deadline = next_deadline(&conductor, &twilio, &link, stall_timeout);
+        let mut deadline = next_deadline(&conductor, twilio.stalled_since(), &link, stall_timeout);
         let timer = tokio::time::sleep_until(deadline.into());
         tokio::pin!(timer);
 
         let reason = loop {
             tokio::select! {
-                frame = twilio_frames.recv() => {
+                frame = twilio.recv() => {
                     let now = Instant::now();
                     if frame.is_some() {
                         // Any frame, even one skipped below, shows the stream is alive (the idle timeout).
@@ -110,14 +149,20 @@ impl Bridge {
                             }
                         }
                         Some(Ok(Message::Ping(bytes))) => {
-                            if let Err(e) = twilio.pong(&bytes) {
+                            if let Some(link) = &mut twilio.0
+                                && let Err(e) = link.pong(&bytes)
+                            {
                                 break write_failed(e);
                             }
                         }
                         Some(Ok(Message::Close(reason))) => {
                             tracing::info!(code = reason.as_ref().map(|r| u16::from(r.code)),
                                 "Twilio closed the media stream");
-                            break EndReason::CallerHungUp;
+                            if conductor.on_stream_closed(now, &mut actions) {
+                                twilio.detach("stream_handover");
+                            } else {
+                                break EndReason::CallerHungUp;
+                            }
                         }
                         Some(Ok(_)) => {}
                         Some(Err(e @ ReadError::Oversized { .. })) => {
@@ -135,11 +180,19 @@ impl Bridge {
                         }
                         Some(Err(e @ ReadError::Connection(_))) => {
                             tracing::info!(error = %e, "Twilio media stream connection failed");
-                            break EndReason::CallerHungUp;
+                            if conductor.on_stream_closed(now, &mut actions) {
+                                twilio.detach("stream_handover");
+                            } else {
+                                break EndReason::CallerHungUp;
+                            }
                         }
                         None => {
                             tracing::info!("Twilio media stream ended");
-                            break EndReason::CallerHungUp;
+                            if conductor.on_stream_closed(now, &mut actions) {
+                                twilio.detach("stream_handover");
+                            } else {
+                                break EndReason::CallerHungUp;
+                            }
                         }
                     }
                 },
@@ -166,9 +219,31 @@ impl Bridge {
                     Some(CallControl::Instruct(text)) => conductor.on_instruction(&text, &mut actions),
                     Some(CallControl::AnsweredBy(answered_by)) =>
                         conductor.on_answered_by(answered_by, Instant::now(), &mut actions),
+                    Some(CallControl::SendDigits(digits)) => {
+                        conductor.on_send_digits_request(digits, Instant::now(), &mut actions)
+                    }
+                    Some(CallControl::Transfer { target, summary }) => {
+                        conductor.on_transfer_request(target, &summary, Instant::now(), &mut actions)
+                    }
+                    Some(CallControl::TransferEvent(event)) => {
+                        conductor.on_transfer_event(event, Instant::now(), &mut actions)
+                    }
                     // Nobody can reach this call any more: stop polling a channel that would answer at once forever.
                     None => control_open = false,
                 },
+                Some(attachment) = new_streams.recv() => {
+                    if conductor.on_stream_attached(Instant::now(), &mut actions) {
+                        // Any old stream still attached ends here; the new one takes its place.
+                        twilio.detach("stream_handover");
+                        tracing::info!("new media stream attached to the call");
+                        twilio.0 = Some(MediaLink::Remote(attachment.stream));
+                    } else {
+                        tracing::warn!("a media stream for this call arrived while none was awaited; closed");
+                        MediaLink::Remote(attachment.stream)
+                            .close(close_reason(&EndReason::Error(CallFailure::StreamNotAwaited)));
+                    }
+                }
+                Some(error) = update_results.recv() => conductor.on_call_update_failed(&error, &mut actions),
                 () = &mut timer => {
                     let now = Instant::now();
                     if is_stalled(twilio.stalled_since(), stall_timeout, now) {
@@ -202,13 +277,21 @@ impl Bridge {
                     stored_turns = turns.len();
                 }
             }
-            let end = perform(&mut actions, &mut twilio, &mut link);
+            let end = perform(&mut actions, &mut twilio.0, &mut link, &mut |update| {
+                request_update(
+                    &call_sid,
+                    &handover,
+                    rest.as_ref(),
+                    update,
+                    &update_results_tx,
+                )
+            });
             // What was queued leaves now, before the loop waits again.
             link.write_ready();
             if let Some(reason) = end {
                 break reason;
             }
-            let next = next_deadline(&conductor, &twilio, &link, stall_timeout);
+            let next = next_deadline(&conductor, twilio.stalled_since(), &link, stall_timeout);
             if next != deadline {
                 deadline = next;
                 timer.as_mut().reset(deadline.into());
@@ -216,7 +299,9 @@ impl Bridge {
         };
 
         // Either side is gone or the call is over: close the media stream with a code that says why.
-        close_twilio(twilio, &reason);
+        if let Some(link) = twilio.0.take() {
+            link.close(close_reason(&reason));
+        }
         let record = conductor.finish(reason.clone(), Instant::now());
         // Store the record first: readers waiting for the outcome should not wait on either socket or Twilio's API.
         log_record(&record);
@@ -228,7 +313,9 @@ impl Bridge {
         } else {
             link.close().await;
         }
+        // A transferred call goes on between the caller and the person: only the assistant leaves it.
         if reason != EndReason::CallerHungUp
+            && reason != EndReason::Transferred
             && let Some(rest) = rest
             && let Err(e) = rest.hang_up(&record.call_sid).await
         {
@@ -241,11 +328,11 @@ impl Bridge {
 /// The earliest of the conductor's next deadline and the stall deadlines of both sides.
 fn next_deadline(
     conductor: &Conductor,
-    twilio: &TwilioWriter,
+    twilio_stalled_since: Option<Instant>,
     link: &RealtimeLink,
     stall_timeout: Duration,
 ) -> Instant {
-    [twilio.stalled_since(), link.stalled_since()]
+    [twilio_stalled_since, link.stalled_since()]
         .into_iter()
         .flatten()
         .map(|since| since + stall_timeout)
@@ -269,18 +356,23 @@ fn write_failed(e: WriteError) -> EndReason {
 /// it does.
 fn perform(
     actions: &mut Vec<Action>,
-    twilio: &mut TwilioWriter,
+    twilio: &mut Option<MediaLink>,
     link: &mut RealtimeLink,
+    update_call: &mut dyn FnMut(CallUpdate),
 ) -> Option<EndReason> {
     let mut end = None;
     for action in actions.drain(..) {
         match action {
             Action::Twilio(text) => {
-                if let Err(e) = twilio.send_text(&text) {
+                // Between two streams of a handover there is no one to send to: the frame is dropped.
+                if let Some(twilio) = twilio
+                    && let Err(e) = twilio.send_text(&text)
+                {
                     end = Some(write_failed(e));
                     break;
                 }
             }
+            Action::UpdateCall(update) => update_call(update),
             Action::OpenAi(text) => match link.send(text) {
                 Ok(()) => {}
                 Err(SendError::Closed) => {
@@ -302,6 +394,30 @@ fn perform(
     end
 }
 
+/// Sends the call update `update` (a fresh handover token in its TwiML) through the REST API in a task of its own;
+/// a failure comes back on `failed` as text. Without REST credentials it fails at once.
+fn request_update(
+    call_sid: &str,
+    handover: &HandoverDeps,
+    rest: Option<&TwilioRest>,
+    update: CallUpdate,
+    failed: &mpsc::Sender<String>,
+) {
+    let Some(rest) = rest.cloned() else {
+        let _ = failed.try_send("no Twilio REST credentials configured".into());
+        return;
+    };
+    let twiml = handover.update_twiml(call_sid, &update);
+    let call_sid = call_sid.to_owned();
+    let failed = failed.clone();
+    actix_web::rt::spawn(async move {
+        // The REST client's own timeout bounds this request.
+        if let Err(e) = rest.update_twiml(&call_sid, &twiml).await {
+            let _ = failed.try_send(e.to_string());
+        }
+    });
+}
+
 /// The close frame that tells Twilio (or whoever holds the stream) why the call ended: its code follows RFC 6455
 /// §7.4.1 and its reason is the end reason (`goodbye`, `error:openai_closed`, ...). `None` for a peer that is not
 /// reading, whose connection is dropped instead.
@@ -313,7 +429,9 @@ pub fn close_reason(reason: &EndReason) -> Option<CloseReason> {
         | EndReason::HungUpByApi
         | EndReason::Shutdown
         | EndReason::VoicemailLeft
-        | EndReason::MachineHungUp => CloseCode::Normal,
+        | EndReason::MachineHungUp
+        | EndReason::StreamHandoverTimeout
+        | EndReason::Transferred => CloseCode::Normal,
         EndReason::Error(failure) => match failure {
             CallFailure::TwilioStalled => return None,
             CallFailure::FrameTooLarge => CloseCode::Size,
@@ -327,6 +445,7 @@ pub fn close_reason(reason: &EndReason) -> Option<CloseReason> {
             | CallFailure::OpenAiFatal(_)
             | CallFailure::StreamExpired
             | CallFailure::StreamNeverOpened
+            | CallFailure::StreamNotAwaited
             | CallFailure::ServerStopped => CloseCode::Error,
         },
     };
@@ -337,21 +456,9 @@ pub fn close_reason(reason: &EndReason) -> Option<CloseReason> {
 }
 
 /// Closes the media stream for `reason`: a close frame after what is queued, and the connection dropped if it has not
-/// taken it within [`TWILIO_CLOSE_TIMEOUT`]; a stalled peer's connection is dropped at once.
+/// taken it within [`crate::relay::media_link::CLOSE_TIMEOUT`]; a stalled peer's connection is dropped at once.
 pub fn close_twilio(twilio: TwilioWriter, reason: &EndReason) {
-    match close_reason(reason) {
-        None => twilio.abort(),
-        Some(close) => {
-            let handle = twilio.abort_handle();
-            twilio.close(Some(close));
-            if !handle.is_gone() {
-                actix_web::rt::spawn(async move {
-                    tokio::time::sleep(TWILIO_CLOSE_TIMEOUT).await;
-                    handle.abort();
-                });
-            }
-        }
-    }
+    close_writer(twilio, close_reason(reason));
 }
 
 /// Logs the finished call as one structured line (target `callbridge::call`).
@@ -364,6 +471,7 @@ pub fn log_record(record: &CallRecord) {
         end_reason = %record.end_reason.as_ref().map(ToString::to_string).unwrap_or_default(),
         duration_ms = record.duration_ms,
         turns = record.turns.len(),
+        transfers = record.transfers.len(),
         total_tokens = record.usage.total_tokens,
         record = %json,
         "call ended"

@@ -19,7 +19,9 @@ use crate::realtime::client::Preconnect;
 use crate::relay::bridge::{Bridge, close_twilio, log_record};
 use crate::relay::conductor::{Conductor, ConductorConfig};
 use crate::relay::goodbye::GoodbyeMatcher;
+use crate::relay::handover::{HandoverDeps, StreamAttachments};
 use crate::relay::twilio_socket::{TwilioReader, TwilioWriter};
+use crate::security::tokens::StreamTokens;
 use crate::twilio::rest::TwilioRest;
 
 /// Everything a call's media stream needs, decided when its webhook is answered.
@@ -43,6 +45,8 @@ pub struct StreamPlan {
     pub session_update: String,
     /// Answering machine detection: the model is held back until the verdict (outbound calls that asked for it).
     pub machine: Option<crate::relay::machine::MachinePlan>,
+    /// The public base URL the webhook was addressed to (`https://host`): the call's next streams connect there.
+    pub public_base: String,
 }
 
 /// A call between its webhook and its media stream: what its stream needs, and its Realtime session being opened.
@@ -72,6 +76,12 @@ pub struct CallDeps {
     pub goodbye: GoodbyeMatcher,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
+    /// Issues the handover tokens of a call's next streams.
+    pub tokens: StreamTokens,
+    /// Running calls that can take a new media stream (a handover).
+    pub attachments: StreamAttachments,
+    /// Transfers under way, read by the whisper and `<Dial action>` webhooks.
+    pub transfers: crate::relay::transfer::Transfers,
 }
 
 /// Runs the call `call_sid` on its accepted media stream to its end: waits for the pre-connected Realtime session
@@ -91,7 +101,12 @@ pub async fn run_call(
         calls: deps.calls.clone(),
         call_id,
     });
-    let mut record = CallRecord::new(call_sid.clone(), plan.direction, plan.from, plan.to);
+    let mut record = CallRecord::new(
+        call_sid.clone(),
+        plan.direction,
+        plan.from.clone(),
+        plan.to.clone(),
+    );
     let link = match link {
         Ok(mut link) => {
             // The session was opened on the main runtime; from now on this task is its only user.
@@ -115,7 +130,22 @@ pub async fn run_call(
         }
     };
     let (control, guard) = deps.live_calls.register(&call_sid);
-    let conductor = Conductor::new(
+    let (new_streams, attachment_guard) = deps.attachments.register(&call_sid);
+    let handover = HandoverDeps {
+        tokens: deps.tokens.clone(),
+        public_base: plan.public_base.clone(),
+        parameters: vec![
+            ("caller".to_owned(), plan.from.clone()),
+            ("called".to_owned(), plan.to.clone()),
+        ],
+        transfers: deps.transfers.clone(),
+        // The caller ID a transferred person sees: the call's own Twilio number.
+        twilio_number: match plan.direction {
+            crate::calls::Direction::Inbound => plan.to.clone(),
+            crate::calls::Direction::OutboundApi => plan.from.clone(),
+        },
+    };
+    let mut conductor = Conductor::new(
         ConductorConfig {
             call_sid,
             assistant_speaks_first: plan.assistant_speaks_first,
@@ -129,6 +159,7 @@ pub async fn run_call(
         record,
         Instant::now(),
     );
+    conductor.set_transfer_targets(deps.settings.calls.transfer_targets.clone());
     // The bridge stores and logs the finished record; the call is unregistered once it has.
     Bridge {
         twilio,
@@ -140,8 +171,11 @@ pub async fn run_call(
         shutdown: deps.shutdown.clone(),
         persistence,
         stall_timeout: deps.settings.calls.peer_stall_timeout,
+        handover,
+        new_streams,
     }
     .run()
     .await;
+    drop(attachment_guard);
     drop(guard);
 }

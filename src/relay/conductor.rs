@@ -37,6 +37,7 @@ use crate::realtime::client_events::{ClientEvent, ConversationItem};
 use crate::realtime::server_events::ServerEvent;
 use crate::relay::budget::{Budget, LogBudgets};
 use crate::relay::goodbye::GoodbyeMatcher;
+use crate::relay::handover::CallUpdate;
 use crate::relay::machine::{MachineHold, MachinePlan};
 use crate::relay::playback::{MarkEcho, MarkName, PlaybackLedger};
 use crate::relay::responses::Responses;
@@ -64,6 +65,9 @@ pub enum Action {
     OpenAi(String),
     /// End the call for this reason. Nothing after it in the same batch needs doing.
     HangUp(EndReason),
+    /// Send this Twilio call update, whose TwiML ends in a new stream of this call (a stream handover); report a
+    /// failure with [`Conductor::on_call_update_failed`].
+    UpdateCall(CallUpdate),
 }
 
 /// Settings of one call.
@@ -141,6 +145,12 @@ pub struct Conductor {
     machine: Option<MachineHold>,
     /// Once a voicemail message was asked for: how many turns the record had then (the message's turns follow).
     voicemail_from: Option<usize>,
+    /// Keypad-tone requests the call may still make.
+    dtmf_out_budget: Budget,
+    /// A move to a new media stream under way, if any.
+    handover: handover::HandoverState,
+    /// Transfers to a person: the targets, the attempts, the one under way.
+    transfer: transfer::TransferState,
 }
 
 impl Conductor {
@@ -167,6 +177,9 @@ impl Conductor {
             logs: LogBudgets::default(),
             machine,
             voicemail_from: None,
+            dtmf_out_budget: Budget::new(handover::DTMF_OUT_BURST, handover::DTMF_OUT_REFILL),
+            handover: handover::HandoverState::default(),
+            transfer: transfer::TransferState::default(),
         }
     }
 
@@ -245,8 +258,12 @@ impl Conductor {
 
     /// The earliest instant at which [`Conductor::on_tick`] has something to do.
     pub fn next_deadline(&self) -> Instant {
-        let mut next = (self.started + self.config.max_call_duration)
-            .min(self.last_frame + self.config.stream_idle_timeout);
+        // While the call moves to a new stream, the handover deadline stands in for the idle timer.
+        let stream_deadline = self
+            .handover
+            .deadline()
+            .unwrap_or(self.last_frame + self.config.stream_idle_timeout);
+        let mut next = (self.started + self.config.max_call_duration).min(stream_deadline);
         if let Farewell::MarkSent { deadline, .. } = &self.farewell {
             next = next.min(*deadline);
         }
@@ -308,7 +325,11 @@ impl Conductor {
         if now >= self.started + self.config.max_call_duration {
             tracing::info!("maximum call duration reached");
             out.push(Action::HangUp(EndReason::MaxDuration));
-        } else if now >= self.last_frame + self.config.stream_idle_timeout {
+        } else if self.handover_timed_out(now) {
+            out.push(self.handover_deadline_action());
+        } else if !self.awaiting_stream()
+            && now >= self.last_frame + self.config.stream_idle_timeout
+        {
             tracing::warn!(
                 idle_ms = now.saturating_duration_since(self.last_frame).as_millis() as u64,
                 "no frame from Twilio for the stream idle timeout; hanging up"
@@ -348,6 +369,7 @@ impl Conductor {
         self.last_frame = now;
         match event {
             TwilioEvent::Media { media, .. } => {
+                self.on_handover_media(now);
                 if self.stream_sid.is_some() {
                     out.push(Action::OpenAi(
                         ClientEvent::InputAudioBufferAppend {
@@ -386,6 +408,10 @@ impl Conductor {
                     out.push(Action::HangUp(EndReason::Error(
                         CallFailure::CallSidMismatch,
                     )));
+                    return;
+                }
+                if self.on_handover_start(&stream_sid, now) {
+                    self.after_handover_start(out);
                     return;
                 }
                 tracing::info!(stream_sid = %stream_sid, "media stream started");
@@ -443,6 +469,11 @@ impl Conductor {
                             "stop message for another CallSid or StreamSid ignored"
                         );
                     }
+                    return;
+                }
+                if self.awaiting_stream() {
+                    // The call update ended this stream; the call goes on on the next one.
+                    self.detach_stream(now, out);
                     return;
                 }
                 tracing::info!("Twilio stopped the stream");
@@ -523,7 +554,7 @@ impl Conductor {
                 name,
                 arguments,
                 ..
-            } => self.on_function_call(response_id, &call_id, &name, &arguments, out),
+            } => self.on_function_call(response_id, &call_id, &name, &arguments, now, out),
             ServerEvent::Error { error } => {
                 let code = error.code.as_deref().map(clip);
                 if error.is_fatal() {
@@ -676,9 +707,17 @@ impl Conductor {
         call_id: &str,
         name: &str,
         arguments: &str,
+        now: Instant,
         out: &mut Vec<Action>,
     ) {
-        let output = if name == "end_call" {
+        let tool_output;
+        let output = if name == crate::realtime::session::SEND_DTMF_TOOL_NAME {
+            tool_output = self.on_send_dtmf_call(arguments, now, out);
+            tool_output.as_str()
+        } else if name == crate::realtime::session::TRANSFER_CALL_TOOL_NAME {
+            tool_output = self.on_transfer_call(arguments, now, out);
+            tool_output.as_str()
+        } else if name == "end_call" {
             let outcome = serde_json::from_str::<serde_json::Value>(arguments)
                 .ok()
                 .and_then(|v| v.get("outcome").and_then(|o| o.as_str()).map(str::to_owned));
@@ -821,6 +860,12 @@ mod tests {
 
 #[path = "conductor_machine.rs"]
 mod conductor_machine;
+#[path = "conductor_handover.rs"]
+mod handover;
+pub use handover::{DTMF_OUT_BURST, DTMF_OUT_REFILL, DtmfRefusal, HANDOVER_TIMEOUT};
+#[path = "conductor_transfer.rs"]
+mod transfer;
+pub use transfer::{ANSWERED_GRACE, TransferRefusal};
 
 #[cfg(test)]
 #[path = "conductor_tests/mod.rs"]

@@ -32,6 +32,9 @@ pub struct StreamGrant {
     pub call_sid: String,
     /// When the token was issued; it expires `ttl` later.
     pub issued_at: Instant,
+    /// True for a token a running call issued for its next stream (a stream handover: keypad tones, a transfer
+    /// that came back): the upgrade hands the socket to that call instead of starting one.
+    pub handover: bool,
 }
 
 /// Why a token was refused.
@@ -87,6 +90,20 @@ impl StreamTokens {
     /// If the operating system cannot provide randomness (`getrandom` fails). That is a broken host, not
     /// something a peer can cause, and issuing a guessable token instead would be worse.
     pub fn issue(&self, call_sid: &str) -> String {
+        self.issue_grant(call_sid, false)
+    }
+
+    /// Issues a fresh token for the next media stream of the running call `call_sid` (a stream handover); its grant
+    /// has [`StreamGrant::handover`] set. Otherwise exactly as [`StreamTokens::issue`].
+    ///
+    /// # Panics
+    ///
+    /// As [`StreamTokens::issue`].
+    pub fn issue_handover(&self, call_sid: &str) -> String {
+        self.issue_grant(call_sid, true)
+    }
+
+    fn issue_grant(&self, call_sid: &str, handover: bool) -> String {
         let mut random = [0_u8; TOKEN_RANDOM_BYTES];
         SysRng
             .try_fill_bytes(&mut random)
@@ -97,6 +114,7 @@ impl StreamTokens {
             StreamGrant {
                 call_sid: call_sid.to_owned(),
                 issued_at: Instant::now(),
+                handover,
             },
         );
         token
@@ -131,6 +149,21 @@ mod tests {
 
     fn tokens() -> StreamTokens {
         StreamTokens::new(DEFAULT_TOKEN_TTL, 1_000)
+    }
+
+    #[test]
+    fn a_handover_token_is_single_use_bound_to_its_call_and_marked_as_a_handover() {
+        let tokens = tokens();
+        let first = tokens.issue(CALL_SID);
+        let next = tokens.issue_handover(CALL_SID);
+
+        let first_grant = tokens.consume(&first).expect("the first token works");
+        let next_grant = tokens.consume(&next).expect("the handover token works");
+
+        assert!(!first_grant.handover);
+        assert!(next_grant.handover);
+        assert_eq!(next_grant.call_sid, CALL_SID);
+        assert_eq!(tokens.consume(&next), Err(TokenError::Unknown));
     }
 
     #[test]

@@ -126,6 +126,27 @@ impl WebhookCall {
     }
 }
 
+impl WebhookCall {
+    /// POSTs `params` form-encoded to the server's `path` (`/transfer/…/action`), signed as Twilio signs it over
+    /// `{public_url}{path}` with the auth token: how Twilio calls the webhooks a call's TwiML names. Returns the
+    /// status and the body.
+    ///
+    /// # Errors
+    /// [`SimulateError::Http`] when the request cannot be sent or times out.
+    pub async fn post_signed(
+        &self,
+        path: &str,
+        params: Vec<(String, String)>,
+    ) -> Result<(u16, String), SimulateError> {
+        let signed_url = format!("{}{path}", self.public_url.trim_end_matches('/'));
+        let target_url = format!("{}{path}", self.server_url.trim_end_matches('/'));
+        let signature = twilio_signature(&self.auth_token, &signed_url, &params);
+        let headers = vec![("X-Twilio-Signature".to_owned(), signature)];
+        let (status, body, _) = post_form(target_url, headers, params).await?;
+        Ok((status, body))
+    }
+}
+
 /// Twilio's request signature over `url` and the form `params` (none for a Media Streams WebSocket upgrade),
 /// computed by the server's own [`RequestValidator`] so both sides agree by construction; the published test vector
 /// pins it to what Twilio sends.

@@ -1,6 +1,8 @@
 //! Twilio: answering machine detection, webhook signatures, TwiML, Media Streams message types and the REST client.
 
 pub mod amd;
+pub mod dial;
+pub mod dtmf;
 pub mod media;
 pub mod numbers;
 pub mod rest;

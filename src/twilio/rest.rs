@@ -259,6 +259,24 @@ impl TwilioRest {
     }
 }
 
+impl TwilioRest {
+    /// Replaces the running TwiML of a live call: `POST .../Calls/{CallSid}.json` with `Twiml=`. The call's current
+    /// `<Connect><Stream>` ends (Twilio sends `stop` and closes that media stream) and `twiml` runs instead.
+    /// Follows <https://www.twilio.com/docs/voice/api/call-resource#update-a-call-resource>.
+    ///
+    /// # Errors
+    /// [`RestError::Twilio`] with Twilio's code (21220: the call is not in progress; 20404: no such call); transport
+    /// errors as for every request.
+    pub async fn update_twiml(&self, call_sid: &str, twiml: &str) -> Result<(), RestError> {
+        let url = self.account_url(&format!("Calls/{call_sid}.json"));
+        let answer = self.send(Method::Post, &url, &[("Twiml", twiml)]).await?;
+        if answer.is_success() {
+            return Ok(());
+        }
+        Err(RestError::from_answer(answer.status, &answer.body))
+    }
+}
+
 /// A call to create: `POST .../Calls.json` (<https://www.twilio.com/docs/voice/api/call-resource#create-a-call-resource>).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateCall {
@@ -276,6 +294,8 @@ pub struct CreateCall {
     pub time_limit_s: u64,
     /// Asynchronous answering machine detection, when the call asks for it.
     pub machine_detection: Option<crate::twilio::amd::MachineDetection>,
+    /// Keys to press once the call is answered (Twilio's `SendDigits`: `0-9`, `*`, `#`, `w` a half-second pause).
+    pub send_digits: Option<String>,
 }
 
 /// The part of Twilio's call resource callbridge reads after creating a call.
@@ -291,7 +311,7 @@ impl TwilioRest {
     /// Creates an outbound call. The form carries `To`, `From`, `Url` (POST), `StatusCallback` (POST) with the
     /// `StatusCallbackEvent`s `initiated`, `ringing`, `answered` and `completed`, `Timeout` and `TimeLimit`, and
     /// with [`CreateCall::machine_detection`] the asynchronous AMD fields
-    /// ([`crate::twilio::amd::MachineDetection::form_fields`]).
+    /// ([`crate::twilio::amd::MachineDetection::form_fields`]), and `SendDigits` when given.
     ///
     /// # Errors
     /// [`RestError::Twilio`] with Twilio's code and message (21211 invalid `To`, 21219 unverified number on a trial
@@ -320,6 +340,9 @@ impl TwilioRest {
             ("TimeLimit", &time_limit),
         ];
         form.extend(amd.iter().map(|(name, value)| (*name, value.as_str())));
+        if let Some(digits) = &call.send_digits {
+            form.push(("SendDigits", digits));
+        }
         self.send_json(Method::Post, &url, &form).await
     }
 

@@ -49,29 +49,61 @@ pub fn connect_stream(stream_url: &str, parameters: &[(&str, &str)]) -> String {
     render(|writer| {
         writer
             .create_element("Response")
+            .write_inner_content(|writer| write_connect_stream(writer, stream_url, parameters))?;
+        Ok(())
+    })
+}
+
+/// `<Response><Play digits="…"/><Connect><Stream url="…">…</Stream></Connect></Response>`: plays keypad tones on the
+/// call, then connects it to a fresh bidirectional Media Stream (the call update that sends DTMF while a stream runs:
+/// Media Streams cannot carry keypresses to the far end). `digits` must already be checked
+/// ([`crate::twilio::dtmf::DtmfDigits`]); `stream_url` and `parameters` as for [`connect_stream`].
+///
+/// See <https://www.twilio.com/docs/voice/twiml/play> ("digits") and <https://www.twilio.com/docs/voice/twiml/stream>.
+pub fn play_digits_then_connect(
+    digits: &str,
+    stream_url: &str,
+    parameters: &[(&str, &str)],
+) -> String {
+    render(|writer| {
+        writer
+            .create_element("Response")
             .write_inner_content(|writer| {
                 writer
-                    .create_element("Connect")
-                    .write_inner_content(|writer| {
-                        writer
-                            .create_element("Stream")
-                            .with_attribute(("url", xml_chars(stream_url)))
-                            .write_inner_content(|writer| {
-                                for (name, value) in parameters {
-                                    writer
-                                        .create_element("Parameter")
-                                        .with_attribute(("name", xml_chars(name)))
-                                        .with_attribute(("value", xml_chars(value)))
-                                        .write_empty()?;
-                                }
-                                Ok(())
-                            })?;
-                        Ok(())
-                    })?;
-                Ok(())
+                    .create_element("Play")
+                    .with_attribute(("digits", xml_chars(digits)))
+                    .write_empty()?;
+                write_connect_stream(writer, stream_url, parameters)
             })?;
         Ok(())
     })
+}
+
+/// Writes `<Connect><Stream url="…"><Parameter …/>…</Stream></Connect>`.
+fn write_connect_stream(
+    writer: &mut Writer<Vec<u8>>,
+    stream_url: &str,
+    parameters: &[(&str, &str)],
+) -> io::Result<()> {
+    writer
+        .create_element("Connect")
+        .write_inner_content(|writer| {
+            writer
+                .create_element("Stream")
+                .with_attribute(("url", xml_chars(stream_url)))
+                .write_inner_content(|writer| {
+                    for (name, value) in parameters {
+                        writer
+                            .create_element("Parameter")
+                            .with_attribute(("name", xml_chars(name)))
+                            .with_attribute(("value", xml_chars(value)))
+                            .write_empty()?;
+                    }
+                    Ok(())
+                })?;
+            Ok(())
+        })?;
+    Ok(())
 }
 
 /// `<Response><Reject reason="rejected|busy"/></Response>`, preceded by the XML declaration: refuses an inbound
@@ -105,6 +137,77 @@ pub fn say_and_hang_up(text: &str) -> String {
                 writer
                     .create_element("Say")
                     .write_text_content(BytesText::new(&xml_chars(text)))?;
+                writer.create_element("Hangup").write_empty()?;
+                Ok(())
+            })?;
+        Ok(())
+    })
+}
+
+/// `<Response><Dial callerId="…" action="…" method="POST" timeout="…"><Number url="…" method="POST">+1…</Number>
+/// </Dial></Response>`: transfers the call to `number`, shown to the person as `caller_id`; when the person answers,
+/// Twilio runs the TwiML at `whisper_url` for them alone before the two are connected; when the dial ends, Twilio
+/// POSTs `DialCallStatus` to `action_url` and runs the TwiML it answers. `timeout_s`: how long it rings.
+///
+/// See <https://www.twilio.com/docs/voice/twiml/dial> and <https://www.twilio.com/docs/voice/twiml/number>.
+pub fn dial_number(
+    number: &str,
+    caller_id: &str,
+    action_url: &str,
+    whisper_url: &str,
+    timeout_s: u32,
+) -> String {
+    let timeout = timeout_s.to_string();
+    render(|writer| {
+        writer
+            .create_element("Response")
+            .write_inner_content(|writer| {
+                writer
+                    .create_element("Dial")
+                    .with_attribute(("callerId", xml_chars(caller_id)))
+                    .with_attribute(("action", xml_chars(action_url)))
+                    .with_attribute(("method", "POST"))
+                    .with_attribute(("timeout", timeout.as_str()))
+                    .write_inner_content(|writer| {
+                        writer
+                            .create_element("Number")
+                            .with_attribute(("url", xml_chars(whisper_url)))
+                            .with_attribute(("method", "POST"))
+                            .write_text_content(BytesText::new(&xml_chars(number)))?;
+                        Ok(())
+                    })?;
+                Ok(())
+            })?;
+        Ok(())
+    })
+}
+
+/// `<Response><Say>text</Say></Response>`: what the person hears before a transferred call is connected (the TwiML
+/// of a `<Number url>`). `text` is escaped as in [`say_and_hang_up`].
+///
+/// See <https://www.twilio.com/docs/voice/twiml/say>.
+pub fn say(text: &str) -> String {
+    render(|writer| {
+        writer
+            .create_element("Response")
+            .write_inner_content(|writer| {
+                writer
+                    .create_element("Say")
+                    .write_text_content(BytesText::new(&xml_chars(text)))?;
+                Ok(())
+            })?;
+        Ok(())
+    })
+}
+
+/// `<Response><Hangup/></Response>`: ends the call (a transfer's `<Dial action>` answer once the person was reached).
+///
+/// See <https://www.twilio.com/docs/voice/twiml/hangup>.
+pub fn hang_up() -> String {
+    render(|writer| {
+        writer
+            .create_element("Response")
+            .write_inner_content(|writer| {
                 writer.create_element("Hangup").write_empty()?;
                 Ok(())
             })?;
@@ -250,6 +353,53 @@ mod tests {
             .iter()
             .find(|(name, _)| name == key)
             .map(|(_, value)| value.as_str())
+    }
+
+    #[test]
+    fn dial_number_dials_with_caller_id_action_timeout_and_a_whisper_url() {
+        let twiml = dial_number(
+            "+14155550100",
+            "+15550100002",
+            "https://cb.test/transfer/t1/action",
+            "https://cb.test/transfer/t1/whisper",
+            20,
+        );
+
+        assert_eq!(
+            twiml,
+            concat!(
+                r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+                r#"<Response><Dial callerId="+15550100002" action="https://cb.test/transfer/t1/action" "#,
+                r#"method="POST" timeout="20"><Number url="https://cb.test/transfer/t1/whisper" method="POST">"#,
+                r#"+14155550100</Number></Dial></Response>"#,
+            )
+        );
+    }
+
+    #[test]
+    fn say_escapes_the_whispered_text() {
+        assert!(
+            say("Caller <Ann> & billing").contains("<Say>Caller &lt;Ann&gt; &amp; billing</Say>")
+        );
+        assert!(hang_up().ends_with("<Response><Hangup/></Response>"));
+    }
+
+    #[test]
+    fn play_digits_then_connect_plays_the_tones_before_the_new_stream() {
+        let twiml = play_digits_then_connect(
+            "1w#",
+            "wss://example.test/media-stream/t2",
+            &[("caller", "+1")],
+        );
+
+        assert_eq!(
+            twiml,
+            concat!(
+                r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+                r#"<Response><Play digits="1w#"/><Connect><Stream url="wss://example.test/media-stream/t2">"#,
+                r#"<Parameter name="caller" value="+1"/></Stream></Connect></Response>"#,
+            )
+        );
     }
 
     #[test]

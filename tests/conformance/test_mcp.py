@@ -48,7 +48,8 @@ GOOD_NUMBER = "+14155552671"
 REJECTED_NUMBER = "+14155552672"  # valid E.164; the fake Twilio refuses it with error 21211
 BAD_NUMBER = "+1555"  # not a valid phone number
 
-TOOLS = {"place_call", "get_call", "list_calls", "hang_up", "instruct_call"}
+TOOLS = {"place_call", "get_call", "list_calls", "hang_up", "instruct_call", "send_dtmf", "transfer_call"}
+REFUSED_DESTINATION = "+33142685300"  # valid E.164, outside CALLBRIDGE_OUTBOUND_ALLOWED_PREFIXES
 STATUS_STEPS = ["initiated", "ringing", "in-progress", "completed"]
 
 REQUEST_TIMEOUT_S = 10.0
@@ -305,7 +306,7 @@ def post_status_callback(server, call_sid, status):
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
-def test_the_five_tools_are_listed_with_their_input_schemas(server, transport):
+def test_the_seven_tools_are_listed_with_their_input_schemas(server, transport):
     async def body(session):
         return (await session.list_tools()).tools
 
@@ -323,6 +324,25 @@ def test_the_five_tools_are_listed_with_their_input_schemas(server, transport):
     assert tools["get_call"].input_schema["required"] == ["call_id"]
     assert tools["get_call"].input_schema["properties"]["wait_s"]["maximum"] == 120
     assert set(tools["instruct_call"].input_schema["required"]) == {"call_id", "text"}
+    assert set(tools["send_dtmf"].input_schema["required"]) == {"call_id", "digits"}
+    assert set(tools["transfer_call"].input_schema["required"]) == {"call_id", "to", "summary"}
+    assert "E.164" in tools["transfer_call"].input_schema["properties"]["to"]["description"]
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_a_transfer_to_a_destination_the_policy_refuses_is_a_tool_error_and_nothing_is_dialed(
+    server, twilio, transport
+):
+    async def body(session):
+        return await session.call_tool(
+            "transfer_call", {"call_id": "call_unknown", "to": REFUSED_DESTINATION, "summary": "Billing question."}
+        )
+
+    result = run_with_session(server, transport, body)
+
+    assert result.is_error is True
+    assert result.structured_content["error"]["code"] == "destination_not_allowed", text_of(result)
+    assert twilio.creates_to(REFUSED_DESTINATION) == []
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])

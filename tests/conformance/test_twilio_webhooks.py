@@ -517,3 +517,74 @@ def test_the_rust_signature_fixture_matches_the_installed_sdk():
 
     assert [case["signature"] for case in stored] == recomputed, "re-run make_signature_fixture.py"
     assert [case["name"] for case in stored] == [name for name, *_ in CASES]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Transfer webhooks: the <Number url> whisper and the <Dial action>, signed like every other webhook. No transfer is
+# under way on this server, so a correctly signed request passes the signature check and reaches the lookup of its
+# transfer id (404), while a tampered or unsigned one stops at the check (403).
+
+TRANSFER_ID = "AAAAAAAAAAAAAAAAAAAAAA"
+WHISPER_PATH = f"/transfer/{TRANSFER_ID}/whisper"
+ACTION_PATH = f"/transfer/{TRANSFER_ID}/action"
+
+
+def dial_action_form(status="no-answer"):
+    """The form Twilio posts to a <Dial action> when the dial ends (twilio.com/docs/voice/twiml/dial#action)."""
+    return inbound_call_form()[:-3] + [
+        ("CallStatus", "in-progress"),
+        ("DialCallDuration", "0"),
+        ("DialCallSid", "CA" + secrets.token_hex(16)),
+        ("DialCallStatus", status),
+        ("Direction", "inbound"),
+    ]
+
+
+def post_to(base_url, path, form, signature=None):
+    """POST `form` urlencoded to base_url + path, with X-Twilio-Signature when `signature` is given."""
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "TwilioProxy/1.1"}
+    if signature is not None:
+        headers["X-Twilio-Signature"] = signature
+    request = urllib.request.Request(
+        base_url + path, data=urllib.parse.urlencode(form).encode("utf-8"), headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as reply:
+            return Response(reply.status, reply.headers, reply.read())
+    except urllib.error.HTTPError as error:
+        return Response(error.code, error.headers, error.read())
+
+
+@pytest.mark.parametrize("path", [WHISPER_PATH, ACTION_PATH])
+def test_an_sdk_signed_transfer_webhook_passes_the_signature_check(server, path):
+    form = dial_action_form()
+
+    response = post_to(server.base_url, path, form, sign(PUBLIC_URL + path, form))
+
+    assert response.status == 404, response
+
+
+@pytest.mark.parametrize("path", [WHISPER_PATH, ACTION_PATH])
+def test_an_unsigned_transfer_webhook_is_forbidden(server, path):
+    response = post_to(server.base_url, path, dial_action_form())
+
+    assert response.status == 403, response
+
+
+def test_a_dial_action_whose_status_was_changed_after_signing_is_forbidden(server):
+    form = dial_action_form("no-answer")
+    signature = sign(PUBLIC_URL + ACTION_PATH, form)
+    tampered = [(k, "completed" if k == "DialCallStatus" else v) for k, v in form]
+
+    response = post_to(server.base_url, ACTION_PATH, tampered, signature)
+
+    assert response.status == 403, response
+
+
+def test_a_dial_action_signed_for_another_transfer_or_with_another_token_is_forbidden(server):
+    form = dial_action_form()
+    other_transfer = sign(PUBLIC_URL + "/transfer/BBBBBBBBBBBBBBBBBBBBBB/action", form)
+    other_token = sign(PUBLIC_URL + ACTION_PATH, form, token=OTHER_AUTH_TOKEN)
+
+    assert post_to(server.base_url, ACTION_PATH, form, other_transfer).status == 403
+    assert post_to(server.base_url, ACTION_PATH, form, other_token).status == 403

@@ -1,11 +1,20 @@
 //! A fake Twilio REST API: records every request and answers with a configured status and JSON body, either the same
 //! answer to every request ([`FakeTwilio::start`]) or one per method and path ([`FakeTwilio::start_routes`]).
+//!
+//! It also plays Twilio's part of a call update (`POST .../Calls/{CallSid}.json` with `Twiml=`), as the real one
+//! does: the running `<Connect><Stream>` ends (`stop`, then the socket closes), the new TwiML's `<Play digits>` is
+//! played (recorded here), and its `<Connect><Stream>` opens the new stream ([`FakeTwilio::play_call_update`]).
+//! A call update to `<Dial><Number url>` is played too ([`FakeTwilio::play_dial`]): `stop` on the old stream, the
+//! whisper URL fetched (signed) when the person "answers", then the signed `<Dial action>` with a `DialCallStatus`.
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use callbridge::simulate::{
+    ConnectStream, MediaStreamClient, WebhookCall, local_stream_url, parse_connect_stream,
+};
 
 /// One request the fake received.
 #[derive(Debug, Clone)]
@@ -57,6 +66,88 @@ struct Shared {
     answer: Mutex<(u16, String)>,
     /// Answers by method and path, tried in order.
     routes: Mutex<Vec<Route>>,
+    /// Keypad tones played by call updates, in order.
+    played_digits: Mutex<Vec<String>>,
+}
+
+/// A call update the fake received: `POST .../Calls/{CallSid}.json` with `Twiml=`.
+#[derive(Debug, Clone)]
+pub struct CallUpdate {
+    /// The request.
+    pub request: RecordedRequest,
+    /// The new TwiML.
+    pub twiml: String,
+}
+
+impl CallUpdate {
+    /// The `digits` of the TwiML's `<Play>`, if any.
+    pub fn play_digits(&self) -> Option<String> {
+        let after = self.twiml.split("<Play digits=\"").nth(1)?;
+        Some(after.split('"').next()?.to_owned())
+    }
+
+    /// The TwiML's `<Connect><Stream>`, if any.
+    pub fn stream(&self) -> Option<ConnectStream> {
+        parse_connect_stream(&self.twiml).ok().flatten()
+    }
+
+    /// The TwiML's `<Dial>`, if any.
+    pub fn dial(&self) -> Option<Dial> {
+        let attribute = |tag: &str, name: &str| -> Option<String> {
+            let element = self
+                .twiml
+                .split(&format!("<{tag} "))
+                .nth(1)?
+                .split('>')
+                .next()?;
+            let value = element
+                .split(&format!("{name}=\""))
+                .nth(1)?
+                .split('"')
+                .next()?;
+            Some(value.replace("&amp;", "&"))
+        };
+        let number = self
+            .twiml
+            .split("<Number ")
+            .nth(1)?
+            .split_once('>')?
+            .1
+            .split("</Number>")
+            .next()?
+            .to_owned();
+        Some(Dial {
+            caller_id: attribute("Dial", "callerId")?,
+            action: attribute("Dial", "action")?,
+            timeout: attribute("Dial", "timeout")?,
+            whisper_url: attribute("Number", "url")?,
+            number,
+        })
+    }
+}
+
+/// A `<Dial callerId action timeout><Number url>number</Number></Dial>` of a call update.
+#[derive(Debug, Clone)]
+pub struct Dial {
+    /// `callerId`.
+    pub caller_id: String,
+    /// `action` (absolute, on the public URL).
+    pub action: String,
+    /// `timeout`, seconds.
+    pub timeout: String,
+    /// The `<Number url>` (absolute, on the public URL).
+    pub whisper_url: String,
+    /// The number dialled.
+    pub number: String,
+}
+
+/// What the fake Twilio saw while playing a `<Dial>`.
+#[derive(Debug, Clone)]
+pub struct DialPlayed {
+    /// The whisper's status and TwiML (fetched only when the person answers).
+    pub whisper: Option<(u16, String)>,
+    /// The action's status and TwiML.
+    pub action: (u16, String),
 }
 
 /// The running fake; dropping it leaves the server running until the test process ends (it holds nothing else).
@@ -113,6 +204,123 @@ impl FakeTwilio {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         None
+    }
+}
+
+impl FakeTwilio {
+    /// The call updates received so far (requests carrying `Twiml`), in order.
+    pub fn call_updates(&self) -> Vec<CallUpdate> {
+        self.requests()
+            .into_iter()
+            .filter_map(|request| {
+                let twiml = request
+                    .form
+                    .iter()
+                    .find(|(k, _)| k == "Twiml")
+                    .map(|(_, v)| v.clone())?;
+                Some(CallUpdate { request, twiml })
+            })
+            .collect()
+    }
+
+    /// Waits up to `timeout` for the `n`th call update (0-based).
+    pub async fn wait_for_call_update(&self, n: usize, timeout: Duration) -> Option<CallUpdate> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(update) = self.call_updates().into_iter().nth(n) {
+                return Some(update);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Keypad tones the call updates played, in order.
+    pub fn played_digits(&self) -> Vec<String> {
+        self.shared.played_digits.lock().expect("lock").clone()
+    }
+
+    /// Plays Twilio's part of `update` on the call `call_sid` whose stream is `old`, against the server at
+    /// `server_address`: `stop` and close on the old stream, the `<Play digits>` recorded, then the new stream opened
+    /// from the TwiML's `<Connect><Stream>` and started. Returns the new stream and its (local) URL.
+    pub async fn play_call_update(
+        &self,
+        update: &CallUpdate,
+        old: &MediaStreamClient,
+        server_address: &str,
+        call_sid: &str,
+    ) -> (MediaStreamClient, String) {
+        old.stop().await;
+        if let Some(digits) = update.play_digits() {
+            self.shared.played_digits.lock().expect("lock").push(digits);
+        }
+        let stream = update
+            .stream()
+            .expect("the update ends in <Connect><Stream>");
+        let url = local_stream_url(&stream.url, server_address).expect("a stream URL");
+        let client = MediaStreamClient::connect(&url)
+            .await
+            .expect("the new stream's upgrade succeeds");
+        client
+            .start(call_sid, &stream.parameters)
+            .await
+            .expect("start is sent");
+        (client, url)
+    }
+}
+
+impl FakeTwilio {
+    /// Plays Twilio's part of a transfer `update` (`<Dial><Number url>`) on the call of `webhook`, whose stream is
+    /// `old`: `stop` and close on the old stream; when `status` is `completed` or `answered` the person answers and
+    /// the whisper URL is fetched (signed) first; then the `<Dial action>` is posted (signed) with `DialCallStatus`.
+    pub async fn play_dial(
+        &self,
+        update: &CallUpdate,
+        old: &MediaStreamClient,
+        webhook: &WebhookCall,
+        status: &str,
+    ) -> DialPlayed {
+        let dial = update.dial().expect("the update is a <Dial>");
+        old.stop().await;
+        let params = |extra: &[(&str, &str)]| -> Vec<(String, String)> {
+            [
+                ("AccountSid", webhook.account_sid.as_str()),
+                ("CallSid", webhook.call_sid.as_str()),
+                ("From", webhook.from.as_str()),
+                ("To", webhook.to.as_str()),
+            ]
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+        };
+        let path = |url: &str| {
+            url.strip_prefix(webhook.public_url.trim_end_matches('/'))
+                .expect("the URL is on the public URL")
+                .to_owned()
+        };
+        let whisper = if status == "completed" || status == "answered" {
+            let answered = webhook
+                .post_signed(
+                    &path(&dial.whisper_url),
+                    params(&[("CallStatus", "in-progress")]),
+                )
+                .await
+                .expect("the whisper is answered");
+            Some(answered)
+        } else {
+            None
+        };
+        let action = webhook
+            .post_signed(
+                &path(&dial.action),
+                params(&[("DialCallStatus", status), ("CallStatus", "in-progress")]),
+            )
+            .await
+            .expect("the action is answered");
+        DialPlayed { whisper, action }
     }
 }
 

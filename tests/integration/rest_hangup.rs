@@ -142,6 +142,7 @@ async fn a_twilio_that_does_not_answer_times_out_with_a_clear_error() {
             ring_timeout_s: 30,
             time_limit_s: 600,
             machine_detection: None,
+            send_digits: None,
         })
         .await;
 

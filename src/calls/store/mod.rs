@@ -29,7 +29,8 @@ mod rows;
 mod schema;
 
 use rows::{
-    SUMMARY_COLUMNS, Unsigned, dropped_json, read_view, summary_from_row, to_ns, usage_json,
+    SUMMARY_COLUMNS, Unsigned, dropped_json, list_json, read_view, summary_from_row, to_ns,
+    usage_json,
 };
 use schema::migrate;
 
@@ -557,7 +558,8 @@ impl CallStore {
                  duration_ms = ?4, usage = ?5, stream_sid = COALESCE(?6, stream_sid), \
                  ended_at_ns = COALESCE(?7, ended_at_ns), call_sid = COALESCE(call_sid, ?8), skipped_frames = ?9, \
                  dropped = ?10, answered_by = COALESCE(answered_by, ?11), voicemail_left = ?12, \
-                 voicemail_transcript = COALESCE(?13, voicemail_transcript) WHERE id = ?1",
+                 voicemail_transcript = COALESCE(?13, voicemail_transcript), handovers = ?14, transfers = ?15 \
+                 WHERE id = ?1",
                 params![
                     id,
                     record.outcome,
@@ -572,6 +574,8 @@ impl CallStore {
                     record.answered_by.map(|a| a.as_str()),
                     record.voicemail_left,
                     record.voicemail_transcript,
+                    list_json(&record.handovers),
+                    list_json(&record.transfers),
                 ],
             )
             .map_err(ctx(CONTEXT))?;
@@ -1222,7 +1226,7 @@ mod tests {
                 result,
                 Err(StoreError::SchemaTooNew {
                     found: 99,
-                    supported: 3
+                    supported: 4
                 })
             ),
             "{result:?}"

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::{StoreError, ctx};
 use crate::calls::model::{Answering, CallError, CallStatus, CallSummary, CallView, StatusChange};
-use crate::calls::{Direction, DroppedInput, Speaker, Turn};
+use crate::calls::{Direction, DroppedInput, Speaker, StreamHandover, TransferAttempt, Turn};
 use crate::realtime::usage::Usage;
 use crate::twilio::amd::{AnsweredBy, MachinePolicy};
 
@@ -15,7 +15,7 @@ use crate::twilio::amd::{AnsweredBy, MachinePolicy};
 pub(super) const VIEW_COLUMNS: &str = "id, direction, from_number, to_number, call_sid, status, instructions, greeting, voice, \
      language, max_duration_s, metadata, outcome, end_reason, error_code, error_message, created_at_ns, \
      answered_at_ns, ended_at_ns, duration_ms, usage, stream_sid, skipped_frames, dropped, answering_machine, \
-     voicemail_message, answered_by, voicemail_left, voicemail_transcript";
+     voicemail_message, answered_by, voicemail_left, voicemail_transcript, handovers, transfers";
 
 /// The columns of `calls` that make a [`CallSummary`], in [`summary_from_row`]'s order.
 pub(super) const SUMMARY_COLUMNS: &str = "id, direction, from_number, to_number, status, created_at_ns, outcome, end_reason, duration_ms";
@@ -115,6 +115,14 @@ pub(super) fn view_from_row(row: &Row<'_>) -> rusqlite::Result<CallView> {
             voicemail_left: row.get(27)?,
             voicemail_transcript: row.get(28)?,
         },
+        handovers: row
+            .get::<_, Option<Json<Vec<StreamHandover>>>>(29)?
+            .map(|j| j.0)
+            .unwrap_or_default(),
+        transfers: row
+            .get::<_, Option<Json<Vec<TransferAttempt>>>>(30)?
+            .map(|j| j.0)
+            .unwrap_or_default(),
     })
 }
 
@@ -157,6 +165,14 @@ where
             .map(Parsed)
             .map_err(|e| FromSqlError::Other(Box::new(e)))
     }
+}
+
+/// The JSON text of a list of a call's handovers or transfers; `None` (NULL) for an empty list.
+pub(super) fn list_json<T: serde::Serialize>(items: &[T]) -> Option<String> {
+    if items.is_empty() {
+        return None;
+    }
+    serde_json::to_string(items).ok()
 }
 
 /// The JSON text of a call's dropped-input counters (serializing plain integers cannot fail).
@@ -242,6 +258,7 @@ impl ToSql for Speaker {
         Ok(ToSqlOutput::from(match self {
             Speaker::Caller => "caller",
             Speaker::Assistant => "assistant",
+            Speaker::Action => "action",
         }))
     }
 }
@@ -251,6 +268,7 @@ impl FromSql for Speaker {
         text_column(value, |s| match s {
             "caller" => Some(Speaker::Caller),
             "assistant" => Some(Speaker::Assistant),
+            "action" => Some(Speaker::Action),
             _ => None,
         })
     }

@@ -71,6 +71,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE calls ADD COLUMN skipped_frames INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE calls ADD COLUMN dropped TEXT;
     ",
+    // Version 4: the call's moves to new media streams and its transfers to a person (JSON lists).
+    "
+    ALTER TABLE calls ADD COLUMN handovers TEXT;
+    ALTER TABLE calls ADD COLUMN transfers TEXT;
+    ",
 ];
 
 /// Brings the schema up to the newest version, one migration at a time, each in its own transaction.
@@ -127,6 +132,6 @@ mod tests {
             .expect("a version");
 
         assert_eq!((skipped, dropped), (0, None));
-        assert_eq!(version, 3);
+        assert_eq!(version, 4);
     }
 }

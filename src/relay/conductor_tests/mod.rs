@@ -277,6 +277,7 @@ fn kinds(actions: &[Action]) -> Vec<String> {
                 )
             }
             Action::HangUp(reason) => format!("hang_up:{reason}"),
+            Action::UpdateCall(update) => format!("update_call:{update:?}"),
         })
         .collect()
 }
@@ -487,6 +488,8 @@ mod dtmf;
 mod floods;
 mod goodbye_phrase;
 mod goodbye_tool;
+mod handover;
 mod idle_stream;
 mod response_requests;
 mod stream_start;
+mod transfer;
