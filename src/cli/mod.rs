@@ -23,6 +23,7 @@ pub mod calls;
 pub mod check_config;
 pub mod demo;
 pub mod mcp;
+pub mod mcp_config;
 pub mod output;
 pub mod serve;
 pub mod twilio;

@@ -520,3 +520,73 @@ def test_stdio_with_a_wrong_key_answers_tool_errors_naming_the_key(server):
 
     assert result.is_error is True
     assert "CALLBRIDGE_API_KEY" in text_of(result), text_of(result)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# `callbridge mcp config`: what it prints connects the official client, with the key from the settings
+
+
+def mcp_config(server, *flags):
+    """Runs `callbridge mcp config FLAGS` as a user would, the key only in the settings (here the environment)."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(server.workdir),
+        "CALLBRIDGE_URL": server.base_url,
+        "CALLBRIDGE_API_KEY": API_KEY,
+    }
+    result = subprocess.run(
+        [str(server.binary), "mcp", "config", *flags],
+        cwd=server.workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=REQUEST_TIMEOUT_S,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_claude_desktop_block_from_mcp_config_starts_a_stdio_server_that_reaches_the_running_one(server):
+    entry = json.loads(mcp_config(server, "--claude-desktop"))["mcpServers"]["callbridge"]
+    params = StdioServerParameters(
+        command=entry["command"],
+        args=entry["args"],
+        env={**entry["env"], "HOME": str(server.workdir)},
+        cwd=str(server.workdir),
+    )
+
+    async def main():
+        with anyio.fail_after(SESSION_TIMEOUT_S):
+            with open(server.workdir / "callbridge-mcp.log", "a") as errlog:
+                async with stdio_client(params, errlog=errlog) as (read, write):
+                    async with ClientSession(read, write) as session:
+                        await session.initialize()
+                        return await session.call_tool("list_calls", {})
+
+    result = anyio.run(main)
+
+    assert result.is_error is not True, text_of(result)
+    assert "CALLBRIDGE_API_KEY" not in text_of(result)
+
+
+def test_the_claude_code_command_from_mcp_config_opens_an_http_session_with_the_key(server):
+    import shlex
+
+    words = shlex.split(mcp_config(server, "--claude-code"))
+    assert words[:6] == ["claude", "mcp", "add", "--transport", "http", "callbridge"]
+    endpoint = words[6]
+    header_name, _, header_value = words[words.index("--header") + 1].partition(": ")
+
+    async def main():
+        with anyio.fail_after(SESSION_TIMEOUT_S):
+            headers = {header_name: header_value}
+            async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0)) as client:
+                async with streamable_http_client(endpoint, http_client=client) as (read, write):
+                    async with ClientSession(read, write) as session:
+                        await session.initialize()
+                        return (await session.list_tools()).tools
+
+    tools = anyio.run(main)
+
+    assert endpoint == server.base_url + "/mcp"
+    assert {tool.name for tool in tools} == TOOLS
