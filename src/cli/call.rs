@@ -74,6 +74,10 @@ pub struct CallArgs {
     /// For leave_message: what to say after the beep (default: the model composes it from the instructions).
     #[arg(long = "voicemail-message", value_name = "TEXT")]
     pub voicemail_message: Option<String>,
+    /// Keys Twilio presses as soon as the call is answered, for an extension known in advance: 0-9, *, #, and w
+    /// for a half-second pause (e.g. ww123). The server refuses anything else (exit 2).
+    #[arg(long = "send-digits", value_name = "KEYS")]
+    pub send_digits: Option<String>,
     /// Place the call, print its id and exit without following it.
     #[arg(long)]
     pub no_follow: bool,
@@ -116,7 +120,7 @@ pub async fn run(args: CallArgs) -> ExitCode {
         metadata: None,
         answering_machine: args.answering_machine,
         voicemail_message: args.voicemail_message.clone(),
-        send_digits: None,
+        send_digits: args.send_digits.clone(),
     };
     let placed = match client.place_call(request).await {
         Ok(call) => call,
