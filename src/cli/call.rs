@@ -110,19 +110,7 @@ pub async fn run(args: CallArgs) -> ExitCode {
         return ExitCode::from(EXIT_NOT_PLACED);
     }
     let client = ApiClient::new(base_url, settings.api_key.clone());
-    let request = PlaceCall {
-        to: args.to.clone(),
-        instructions: args.instructions.clone(),
-        greeting: args.greeting.clone(),
-        voice: args.voice.clone(),
-        language: args.language.clone(),
-        max_duration_s: args.max_duration_s,
-        metadata: None,
-        answering_machine: args.answering_machine,
-        voicemail_message: args.voicemail_message.clone(),
-        send_digits: args.send_digits.clone(),
-    };
-    let placed = match client.place_call(request).await {
+    let placed = match client.place_call(place_request(&args)).await {
         Ok(call) => call,
         Err(error) => {
             eprintln!("could not place the call: {}", printable(&error.message));
@@ -144,6 +132,22 @@ pub async fn run(args: CallArgs) -> ExitCode {
 }
 
 /// Follows the call until it ends, printing as it goes; returns the exit code.
+/// The `place_call` request the command line asks for (the server validates it).
+fn place_request(args: &CallArgs) -> PlaceCall {
+    PlaceCall {
+        to: args.to.clone(),
+        instructions: args.instructions.clone(),
+        greeting: args.greeting.clone(),
+        voice: args.voice.clone(),
+        language: args.language.clone(),
+        max_duration_s: args.max_duration_s,
+        metadata: None,
+        answering_machine: args.answering_machine,
+        voicemail_message: args.voicemail_message.clone(),
+        send_digits: args.send_digits.clone(),
+    }
+}
+
 async fn follow(client: &ApiClient, placed: CallView) -> ExitCode {
     let mut follower = Follower::default();
     emit_lines(&follower.update(&placed));
@@ -361,6 +365,38 @@ mod tests {
             interrupted: false,
             item_id: None,
         }
+    }
+
+    #[test]
+    fn the_phone_network_options_reach_the_place_call_request() {
+        use clap::Parser as _;
+        let cli = crate::cli::Cli::try_parse_from([
+            "callbridge",
+            "call",
+            "+14155550100",
+            "--instructions",
+            "Book a table",
+            "--answering-machine",
+            "leave_message",
+            "--voicemail-message",
+            "Please call back",
+            "--send-digits",
+            "ww123",
+        ])
+        .expect("parses");
+        let crate::cli::Command::Call(args) = cli.command else {
+            panic!("not the call command");
+        };
+
+        let request = place_request(&args);
+
+        assert_eq!(request.to, "+14155550100");
+        assert_eq!(request.answering_machine, Some(MachinePolicy::LeaveMessage));
+        assert_eq!(
+            request.voicemail_message.as_deref(),
+            Some("Please call back")
+        );
+        assert_eq!(request.send_digits.as_deref(), Some("ww123"));
     }
 
     #[test]
