@@ -14,6 +14,7 @@
 pub mod audio;
 pub mod cli;
 pub mod media_client;
+pub mod observation;
 pub mod playback_model;
 pub mod scenario;
 pub mod webhook;

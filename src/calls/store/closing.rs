@@ -1,0 +1,120 @@
+//! Closing records the call itself never finished: a call answered whose media stream never opened
+//! ([`CallStore::close_unopened`]), and at start-up every record an earlier process left open
+//! ([`CallStore::reconcile`], which returns what it closed as [`Reconciled`]).
+
+use rusqlite::{TransactionBehavior, params};
+use time::OffsetDateTime;
+
+use super::rows::to_ns;
+use super::{CallStore, StoreError, advance_status, ctx, found};
+use crate::calls::model::CallStatus;
+use crate::calls::{CallFailure, Direction, EndReason};
+
+/// A record [`CallStore::reconcile`] closed at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    /// The call's id.
+    pub id: String,
+    /// Twilio's CallSid, when known.
+    pub call_sid: Option<String>,
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// The status it was left in.
+    pub was: CallStatus,
+    /// The terminal status it has now: `completed` when it was answered, `canceled` when not.
+    pub now: CallStatus,
+}
+
+impl CallStore {
+    /// Closes a call that was answered but whose media stream never opened (its stream token expired unused): the
+    /// end reason is set (unless one is stored) and the call moves to `completed`. Returns whether it changed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown id, [`StoreError::Sqlite`] when the write fails.
+    pub fn close_unopened(
+        &self,
+        id: &str,
+        end_reason: &EndReason,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        const CONTEXT: &str = "close a call whose stream never opened";
+        let at_ns = to_ns(at, "end time")?;
+        let end_reason = end_reason.to_string();
+        self.write(CONTEXT, |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE calls SET end_reason = COALESCE(end_reason, ?2), duration_ms = COALESCE(duration_ms, 0) \
+                     WHERE id = ?1",
+                    params![id, end_reason],
+                )
+                .map_err(ctx(CONTEXT))?;
+            found(changed, id)?;
+            advance_status(tx, id, CallStatus::Completed, at_ns)
+        })
+    }
+
+    /// Closes every record an earlier process left non-terminal (it crashed, was killed or got a second signal
+    /// mid-call), so that no record stays open for ever; call it at start-up, before any call of this process.
+    ///
+    /// - A call that was answered (inbound, or `in-progress`) becomes `completed`.
+    /// - An outbound call not answered yet (`queued`, `initiated`, `ringing`) becomes `canceled`: nothing of this
+    ///   process would bridge it; the caller of this function cancels it at Twilio when it can.
+    ///
+    /// Each gets the end reason `error:server_stopped` ([`CallFailure::ServerStopped`]) unless it has one, and keeps its stored turns; its
+    /// `ended_at` is `now` (when it was closed) unless set. Returns the closed calls.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sqlite`] when the read or a write fails (nothing is changed then).
+    pub fn reconcile(&self, now: OffsetDateTime) -> Result<Vec<Reconciled>, StoreError> {
+        const CONTEXT: &str = "close the calls an earlier process left open";
+        let now_ns = to_ns(now, "now")?;
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(ctx(CONTEXT))?;
+        let open: Vec<(String, Option<String>, Direction, CallStatus)> = tx
+            .prepare(
+                "SELECT id, call_sid, direction, status FROM calls WHERE status IN (?1, ?2, ?3, ?4) \
+                 ORDER BY created_at_ns",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map(
+                    params![
+                        CallStatus::Queued,
+                        CallStatus::Initiated,
+                        CallStatus::Ringing,
+                        CallStatus::InProgress
+                    ],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                )?
+                .collect()
+            })
+            .map_err(ctx(CONTEXT))?;
+        let server_stopped = EndReason::Error(CallFailure::ServerStopped).to_string();
+        let mut closed = Vec::with_capacity(open.len());
+        for (id, call_sid, direction, was) in open {
+            let now_status = if direction == Direction::Inbound || was == CallStatus::InProgress {
+                CallStatus::Completed
+            } else {
+                CallStatus::Canceled
+            };
+            tx.execute(
+                "UPDATE calls SET end_reason = COALESCE(end_reason, ?2) WHERE id = ?1",
+                params![id, server_stopped],
+            )
+            .map_err(ctx(CONTEXT))?;
+            advance_status(&tx, &id, now_status, now_ns)?;
+            closed.push(Reconciled {
+                id,
+                call_sid,
+                direction,
+                was,
+                now: now_status,
+            });
+        }
+        tx.commit().map_err(ctx(CONTEXT))?;
+        Ok(closed)
+    }
+}
