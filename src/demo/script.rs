@@ -102,7 +102,7 @@ pub fn caller_audio() -> Vec<u8> {
 }
 
 /// When the caller talks over the answer, counted from the stream's `start`: the answer starts about
-/// [`VAD_SILENCE`] after the request ends, and the caller cuts in [`BARGE_IN_FRACTION`] of the way through it. The
+/// `VAD_SILENCE` after the request ends, and the caller cuts in `BARGE_IN_FRACTION` of the way through it. The
 /// margin either side is more than two seconds, so a slow machine still barges in mid-answer.
 pub fn barge_in_at() -> Duration {
     let request_ends = Duration::from_millis(caller_audio().len() as u64 / MULAW_BYTES_PER_MS);

@@ -86,7 +86,7 @@ pub struct RateLimited {
     pub retry_after_s: u64,
 }
 
-/// The rate limiters of the server, shared by every worker through [`AppState`].
+/// The rate limiters of the server, shared by every worker through the HTTP layer's app state (`AppState`).
 pub struct Limits {
     /// Per client IP on the webhooks, media-stream upgrades and unknown paths.
     webhook: DefaultKeyedRateLimiter<IpAddr>,

@@ -662,7 +662,8 @@ fn advance_status(
     Ok(true)
 }
 
-/// A fresh call id: `call_` and 26 characters of [`CALL_ID_ALPHABET`] (130 random bits).
+/// A fresh call id: `call_` and 26 characters of Crockford's base-32 alphabet in lower case (`0-9a-z` without
+/// `i l o u`; 130 random bits).
 pub fn new_call_id() -> String {
     let bytes: [u8; CALL_ID_RANDOM_CHARS] = rand::random();
     let mut id = String::with_capacity(5 + CALL_ID_RANDOM_CHARS);
