@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::fake_realtime::{Script, ScriptedResponse};
 use crate::fake_twilio::{FakeTwilio, Route};
-use crate::helpers::{CALLER_HELLO, TestApp, fixture, post_signed, spawn_app_with};
+use crate::helpers::{CALLER_HELLO, TestApp, fixture, post_signed, server_closed, spawn_app_with};
 
 const CALL_SID: &str = "CA22223333444455556666777788889999";
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -116,19 +116,7 @@ async fn verdict(app: &TestApp, call_id: &str, answered_by: &str, token: Option<
 }
 
 async fn closed_by_server(stream: &MediaStreamClient) {
-    stream
-        .wait_for(
-            |e| {
-                matches!(
-                    e.kind,
-                    Observation::Closed {
-                        by_server: true,
-                        ..
-                    }
-                )
-            },
-            Duration::from_secs(20),
-        )
+    server_closed(&stream, Duration::from_secs(20))
         .await
         .expect("the server ends the call");
 }

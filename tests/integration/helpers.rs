@@ -207,6 +207,24 @@ async fn finished_record(calls: &CallService, call_sid: &str) -> CallView {
     }
 }
 
+/// Waits up to `timeout` for the server to close `stream` (a hang-up, a refusal); `None` if it did not.
+pub async fn server_closed(stream: &MediaStreamClient, timeout: Duration) -> Option<ObservedEvent> {
+    stream
+        .wait_for(
+            |e| {
+                matches!(
+                    e.kind,
+                    Observation::Closed {
+                        by_server: true,
+                        ..
+                    }
+                )
+            },
+            timeout,
+        )
+        .await
+}
+
 /// A call in progress: the webhook Twilio sent and the media stream it opened.
 pub struct TestCall {
     /// The webhook (CallSid, numbers).

@@ -15,7 +15,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::fake_realtime::{FakeRealtime, Script, ScriptedResponse};
 use crate::fake_twilio::FakeTwilio;
-use crate::helpers::{AUTH_TOKEN, CALLER_HELLO, PUBLIC_URL, TestApp, spawn_app, spawn_binary};
+use crate::helpers::{
+    AUTH_TOKEN, CALLER_HELLO, PUBLIC_URL, TestApp, server_closed, spawn_app, spawn_binary,
+};
 use crate::helpers::{TestCall, spawn_app_with};
 
 // ---- The idle stream ----
@@ -373,19 +375,7 @@ async fn full_call_logs_show_no_secret(rust_log: &str, level: &str) {
     )
     .await;
     assert_eq!(hung_up, 200, "{view}");
-    stream
-        .wait_for(
-            |e| {
-                matches!(
-                    e.kind,
-                    Observation::Closed {
-                        by_server: true,
-                        ..
-                    }
-                )
-            },
-            Duration::from_secs(10),
-        )
+    server_closed(&stream, Duration::from_secs(10))
         .await
         .expect("the server hangs up");
     let rest_request = twilio

@@ -11,7 +11,7 @@ use callbridge::simulate::{
 
 use crate::fake_realtime::{Script, ScriptedResponse};
 use crate::fake_twilio::{FakeTwilio, Route};
-use crate::helpers::{CALLER_HELLO, TestApp, post_signed, spawn_app_with};
+use crate::helpers::{CALLER_HELLO, TestApp, post_signed, server_closed, spawn_app_with};
 
 const CALL_SID: &str = "CA11112222333344445555666677778888";
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -151,19 +151,7 @@ async fn an_outbound_call_is_placed_answered_relayed_and_ends_with_its_outcome()
             .expect("stream");
     stream.start(CALL_SID, &[]).await.expect("start");
     stream.send_audio(&CALLER_HELLO);
-    stream
-        .wait_for(
-            |e| {
-                matches!(
-                    e.kind,
-                    Observation::Closed {
-                        by_server: true,
-                        ..
-                    }
-                )
-            },
-            Duration::from_secs(20),
-        )
+    server_closed(&stream, Duration::from_secs(20))
         .await
         .expect("the model ends the call");
     assert_eq!(status(&app, "completed", "idem-3").await, 204);

@@ -3,12 +3,14 @@
 use std::time::Duration;
 
 use callbridge::calls::{CallFailure, EndReason};
-use callbridge::simulate::{MediaClientConfig, MediaStreamClient, Observation, SimulateError};
+use callbridge::simulate::{MediaClientConfig, MediaStreamClient, SimulateError};
 
 use callbridge::twilio::signature::RequestValidator;
 
 use crate::fake_realtime::{FakeRealtime, Script};
-use crate::helpers::{AUTH_TOKEN, PUBLIC_URL, TestApp, spawn_app, spawn_app_with, spawn_binary};
+use crate::helpers::{
+    AUTH_TOKEN, PUBLIC_URL, TestApp, server_closed, spawn_app, spawn_app_with, spawn_binary,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_signature_is_refused_with_403_and_opens_nothing() {
@@ -115,20 +117,7 @@ async fn a_start_message_for_another_call_ends_the_stream() {
         .await
         .expect("start is sent");
 
-    let closed = stream
-        .wait_for(
-            |e| {
-                matches!(
-                    e.kind,
-                    Observation::Closed {
-                        by_server: true,
-                        ..
-                    }
-                )
-            },
-            Duration::from_secs(5),
-        )
-        .await;
+    let closed = server_closed(&stream, Duration::from_secs(5)).await;
     assert!(
         closed.is_some(),
         "the server must close a stream whose CallSid does not match its token"

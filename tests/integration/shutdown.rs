@@ -5,7 +5,7 @@ use std::time::Duration;
 use callbridge::simulate::Observation;
 
 use crate::fake_realtime::{FakeRealtime, Script, ScriptedResponse};
-use crate::helpers::{CALLER_HELLO, TestApp, TestCall, get_status, spawn_binary};
+use crate::helpers::{CALLER_HELLO, TestApp, TestCall, get_status, server_closed, spawn_binary};
 
 #[actix_web::test]
 async fn sigterm_turns_new_calls_away_ends_the_live_call_with_a_goodbye_and_exits_0() {
@@ -57,19 +57,7 @@ async fn sigterm_turns_new_calls_away_ends_the_live_call_with_a_goodbye_and_exit
         answer.body
     );
     // The live call is ended after the drain timeout, with the goodbye played first.
-    let closed = stream
-        .wait_for(
-            |e| {
-                matches!(
-                    e.kind,
-                    Observation::Closed {
-                        by_server: true,
-                        ..
-                    }
-                )
-            },
-            Duration::from_secs(15),
-        )
+    let closed = server_closed(&stream, Duration::from_secs(15))
         .await
         .expect("the server hangs up the live call");
     let goodbye_played = stream
