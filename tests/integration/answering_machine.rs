@@ -116,7 +116,7 @@ async fn verdict(app: &TestApp, call_id: &str, answered_by: &str, token: Option<
 }
 
 async fn closed_by_server(stream: &MediaStreamClient) {
-    server_closed(&stream, Duration::from_secs(20))
+    server_closed(stream, Duration::from_secs(20))
         .await
         .expect("the server ends the call");
 }
