@@ -269,6 +269,7 @@ pub fn render_call(call: &CallView) -> String {
             printable(&turn.text)
         );
     }
+    render_recordings(&mut out, call);
 
     out.push('\n');
     let none = || "-".to_owned();
@@ -295,6 +296,44 @@ pub fn render_call(call: &CallView) -> String {
         usage.output_tokens
     );
     out
+}
+
+/// The `Recordings:` part of the report, for a call that was to be recorded: one line per recording (`RE…
+/// completed 42 s, 2 channels` and its URL; when it is to be deleted at Twilio, or was).
+fn render_recordings(out: &mut String, call: &CallView) {
+    if !call.record && call.recordings.is_empty() {
+        return;
+    }
+    out.push_str("\nRecordings:\n");
+    if call.recordings.is_empty() {
+        out.push_str("  (none reported yet)\n");
+    }
+    for recording in &call.recordings {
+        let mut line = format!(
+            "  {} {}",
+            printable(&recording.sid),
+            printable(&recording.status)
+        );
+        if let Some(duration_s) = recording.duration_s {
+            let _ = write!(line, " {duration_s} s");
+        }
+        if let Some(channels) = recording.channels {
+            let _ = write!(line, ", {channels} channels");
+        }
+        if let Some(at) = recording.deleted_at {
+            let _ = write!(line, ", deleted at Twilio {}", format_time(at));
+        } else if let Some(at) = recording.delete_due_at {
+            let _ = write!(line, ", to be deleted {}", format_time(at));
+        }
+        let _ = writeln!(out, "{line}");
+        if let Some(url) = recording
+            .url
+            .as_deref()
+            .filter(|_| recording.deleted_at.is_none())
+        {
+            let _ = writeln!(out, "    {}", printable(url));
+        }
+    }
 }
 
 /// `inbound` or `outbound-api`.
@@ -462,6 +501,8 @@ mod tests {
             dropped: Default::default(),
             handovers: Vec::new(),
             transfers: Vec::new(),
+            record: false,
+            recordings: Vec::new(),
             usage: Usage {
                 total_tokens: 900,
                 input_tokens: 600,
