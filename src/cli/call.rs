@@ -410,6 +410,24 @@ mod tests {
             Some("Please call back")
         );
         assert_eq!(request.send_digits.as_deref(), Some("ww123"));
+        assert_eq!(request.record, None, "the server's default");
+    }
+
+    #[test]
+    fn record_and_no_record_reach_the_place_call_request_and_cannot_be_given_together() {
+        use clap::Parser as _;
+        let parse = |flags: &[&str]| {
+            let mut argv = vec!["callbridge", "call", "+14155550100", "--instructions", "Hi"];
+            argv.extend_from_slice(flags);
+            crate::cli::Cli::try_parse_from(argv).map(|cli| match cli.command {
+                crate::cli::Command::Call(args) => place_request(&args).record,
+                _ => panic!("not the call command"),
+            })
+        };
+
+        assert_eq!(parse(&["--record"]).expect("parses"), Some(true));
+        assert_eq!(parse(&["--no-record"]).expect("parses"), Some(false));
+        assert!(parse(&["--record", "--no-record"]).is_err());
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! form-encoded with `CallSid`, `RecordingSid`, `RecordingStatus`, `RecordingUrl`, `RecordingDuration`,
 //! `RecordingChannels`, signed like every Twilio webhook.
 //!
-//! A forged signature is refused with 403 and changes nothing; an unknown call id, or a CallSid that is not the
-//! call's, gets 404; a malformed callback 400. The recording (SID, URL, duration) is stored with the call, with its
+//! A forged signature is refused with 403 and changes nothing; an unknown call id, a CallSid that is not the
+//! call's, or a RecordingSid already stored for another call, gets 404; a malformed callback 400. The recording (SID, URL, duration) is stored with the call, with its
 //! deletion due after the retention (`CALLBRIDGE_RECORDING_RETENTION_DAYS`), and the retention task is woken. A
 //! retried delivery stores the same values again and keeps the first due time.
 //! Follows <https://www.twilio.com/docs/voice/api/recording> and
@@ -14,6 +14,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use time::OffsetDateTime;
 
 use crate::calls::service::STORE_DEADLINE;
+use crate::calls::store::StoreError;
 use crate::calls::writer::Write;
 use crate::config::recording::RecordingSettings;
 use crate::http::state::AppState;
@@ -89,6 +90,13 @@ pub async fn recording_status(
         Err(None) => span.in_scope(|| {
             tracing::warn!("recording status queued: the call records database is locked")
         }),
+        Err(Some(StoreError::NotFound(_))) => {
+            // The RecordingSid is stored under another call.
+            span.in_scope(|| {
+                tracing::warn!("recording status for another call's recording refused")
+            });
+            return Ok(HttpResponse::NotFound().body("unknown recording"));
+        }
         Err(Some(error)) => span.in_scope(|| {
             tracing::error!(%error, "recording status not stored");
         }),

@@ -213,11 +213,13 @@ mod tests {
             "greeting": "Hello!",
             "max_duration_s": 300,
             "metadata": {"ticket": 7},
+            "record": true,
             "something_else": true
         }))
         .expect("unknown fields are ignored");
 
         let request = PlaceCall::from(args);
+        assert_eq!(request.record, Some(true));
 
         assert_eq!(request.to, "+14155550100");
         assert_eq!(request.instructions, "Book a table");
