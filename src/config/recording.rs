@@ -16,6 +16,9 @@ pub const DEFAULT_CONSENT_MESSAGE: &str = "This call is recorded.";
 /// The value of `CALLBRIDGE_RECORDING_CONSENT_MESSAGE` that turns the consent line off.
 pub const NO_CONSENT_MESSAGE: &str = "none";
 
+/// The longest retention accepted, days (a hundred years: longer is a mistake, and would not fit a timestamp).
+pub const MAX_RETENTION_DAYS: u64 = 36_500;
+
 /// Call recording ([`crate::config::Settings::recording`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordingSettings {
@@ -68,6 +71,17 @@ pub(super) fn recording(errors: &mut Vec<String>, raw: &mut Raw) -> RecordingSet
         raw.recording_retention_s.take(),
         0u64,
     );
+    if days > MAX_RETENTION_DAYS {
+        errors.push(format!(
+            "CALLBRIDGE_RECORDING_RETENTION_DAYS is invalid: {days} (at most {MAX_RETENTION_DAYS})"
+        ));
+    }
+    if seconds > MAX_RETENTION_DAYS * 24 * 3600 {
+        errors.push(format!(
+            "CALLBRIDGE_RECORDING_RETENTION_S is invalid: {seconds} (at most {} s)",
+            MAX_RETENTION_DAYS * 24 * 3600
+        ));
+    }
     let retention_s = if seconds > 0 {
         seconds
     } else {
@@ -181,5 +195,15 @@ mod tests {
         assert_eq!(days.retention, Some(Duration::from_secs(30 * 24 * 3600)));
         assert_eq!(seconds.retention, Some(Duration::from_secs(5)));
         assert_eq!(zero.retention, None);
+    }
+
+    #[test]
+    fn a_retention_over_a_hundred_years_is_refused() {
+        let errors = load(&[("recording_retention_days", "1000000000000")]).expect_err("too long");
+
+        assert!(
+            errors[0].starts_with("CALLBRIDGE_RECORDING_RETENTION_DAYS is invalid"),
+            "{errors:?}"
+        );
     }
 }

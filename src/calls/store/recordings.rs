@@ -45,7 +45,13 @@ impl CallStore {
         let at_ns = to_ns(at, "recording report time")?;
         let due_ns = match (update.status, retention) {
             (RecordingStatus::Completed, Some(retention)) => {
-                Some(to_ns(at + retention, "recording deletion time")?)
+                let due = time::Duration::try_from(retention)
+                    .ok()
+                    .and_then(|retention| at.checked_add(retention))
+                    .ok_or(StoreError::OutOfRange {
+                        what: "recording deletion time",
+                    })?;
+                Some(to_ns(due, "recording deletion time")?)
             }
             _ => None,
         };
