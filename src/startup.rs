@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::calls::live::LiveCalls;
 use crate::calls::model::CallStatus;
+use crate::calls::retention::RecordingRetention;
 use crate::calls::service::{CallService, OutboundSettings};
 use crate::calls::store::CallStore;
 use crate::config::Settings;
@@ -161,6 +162,7 @@ impl Application {
             );
         }
         let rest_handle = rest.clone().map(RestHandle::spawn).transpose()?;
+        let retention_rest = rest_handle.clone();
         if settings.api_key.expose_secret().is_empty() {
             tracing::info!("CALLBRIDGE_API_KEY is not set: /api and /mcp refuse every request");
         }
@@ -192,6 +194,7 @@ impl Application {
                 max_concurrent_calls: settings.security.max_concurrent_calls,
                 answering_machine: settings.amd.policy,
                 amd_tuning: settings.amd.tuning,
+                record: settings.recording.outbound,
             },
             pending_streams,
         );
@@ -207,6 +210,8 @@ impl Application {
                 });
             }
         }
+        let recording_retention =
+            start_recording_retention(&settings, &calls, retention_rest, &shutdown);
         let ttl = settings.calls.stream_token_ttl;
         let drain_timeout = settings.drain_timeout;
         let state = web::Data::new(AppState {
@@ -238,6 +243,7 @@ impl Application {
             limits: Limits::new(&settings),
             attachments: Default::default(),
             transfers: Default::default(),
+            recording_retention,
             settings: Arc::new(settings),
         });
         let max_body_bytes = state.settings.security.max_body_bytes;
@@ -373,6 +379,34 @@ impl Application {
             handle.stop(true).await;
         });
         server.await
+    }
+}
+
+/// Starts the task that deletes recordings at Twilio when their retention runs out, when Twilio REST credentials
+/// are set: recordings a retention was set for are deleted even if the retention was turned off since (their due
+/// time is stored). Without credentials nothing can be deleted: a retention setting is then warned about.
+fn start_recording_retention(
+    settings: &Settings,
+    calls: &CallService,
+    rest: Option<RestHandle>,
+    shutdown: &Shutdown,
+) -> RecordingRetention {
+    match rest {
+        Some(rest) => RecordingRetention::spawn(
+            calls.store().clone(),
+            calls.writer().clone(),
+            rest,
+            shutdown.goodbye_token(),
+        ),
+        None => {
+            if settings.recording.retention.is_some() {
+                tracing::warn!(
+                    "CALLBRIDGE_RECORDING_RETENTION_DAYS is set but TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are \
+                     not: recordings cannot be deleted at Twilio"
+                );
+            }
+            RecordingRetention::default()
+        }
     }
 }
 

@@ -36,6 +36,15 @@ pub fn amd_status_path(call_id: &str) -> String {
     format!("/amd-status/{call_id}")
 }
 
+/// The route pattern (actix syntax) of the recording status callback; see [`recording_status_path`].
+pub const RECORDING_STATUS_ROUTE: &str = "/recording-status/{call_id}";
+
+/// The path of the webhook Twilio requests with the status of a recording of the call `call_id`
+/// (`RecordingStatusCallback`, `<Recording recordingStatusCallback>`).
+pub fn recording_status_path(call_id: &str) -> String {
+    format!("/recording-status/{call_id}")
+}
+
 /// The route of a transfer's whisper (`<Number url>`): TwiML `<Say>` for the person before the two are connected.
 pub const TRANSFER_WHISPER_ROUTE: &str = "/transfer/{id}/whisper";
 /// The route of a transfer's `<Dial action>`: Twilio reports `DialCallStatus` there.

@@ -7,6 +7,8 @@ pub mod end_reason;
 pub mod live;
 pub mod model;
 pub mod recorder;
+pub mod recording;
+pub mod retention;
 pub mod service;
 pub mod store;
 pub mod writer;

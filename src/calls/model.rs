@@ -226,6 +226,13 @@ pub struct CallView {
     /// the last one's target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transfers: Vec<TransferAttempt>,
+    /// Whether Twilio was asked to record the call (both channels).
+    #[serde(default)]
+    pub record: bool,
+    /// The call's recordings at Twilio, as its recording status callbacks reported them (URL, duration), and their
+    /// deletion when the retention ran out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recordings: Vec<crate::calls::recording::Recording>,
 }
 
 impl CallView {
@@ -305,6 +312,9 @@ pub struct NewCall {
     /// The answering machine policy and voicemail message of an outbound call (the verdict fields stay empty).
     #[serde(default, flatten)]
     pub answering: Answering,
+    /// Whether Twilio records the call.
+    #[serde(default)]
+    pub record: bool,
 }
 
 /// Answering machine detection on one call: what was asked for and what happened. Every field is optional in JSON
@@ -434,6 +444,8 @@ mod tests {
             dropped: Default::default(),
             handovers: Vec::new(),
             transfers: Vec::new(),
+            record: false,
+            recordings: Vec::new(),
             usage: Usage {
                 total_tokens: 12,
                 ..Usage::default()

@@ -23,7 +23,9 @@ use crate::phone::E164;
 use crate::security::policy::DestinationPolicy;
 use crate::twilio::amd::{AmdTuning, MachineDetection, MachinePolicy};
 use crate::twilio::rest::{CreateCall, RestHandle};
-use crate::urls::{CALL_STATUS_PATH, amd_status_path, outbound_call_path, public_endpoint};
+use crate::urls::{
+    CALL_STATUS_PATH, amd_status_path, outbound_call_path, public_endpoint, recording_status_path,
+};
 
 /// The longest `wait_s` a caller may ask for.
 pub const MAX_WAIT_S: u64 = 120;
@@ -74,6 +76,10 @@ pub struct PlaceCall {
     /// Twilio's `SendDigits`: `0-9`, `*`, `#`, `w` for a half-second pause.
     #[serde(default)]
     pub send_digits: Option<String>,
+    /// Record the call at Twilio, both channels (default: the server's `CALLBRIDGE_RECORDING`). The callee hears
+    /// the consent line first; the recording's URL and duration are stored with the call.
+    #[serde(default)]
+    pub record: Option<bool>,
 }
 
 #[path = "service_error.rs"]
@@ -101,6 +107,8 @@ pub struct OutboundSettings {
     pub answering_machine: MachinePolicy,
     /// Twilio's answering machine detection tuning (`CALLBRIDGE_AMD_*`).
     pub amd_tuning: AmdTuning,
+    /// Whether a call is recorded when its request does not say (`CALLBRIDGE_RECORDING`).
+    pub record: bool,
 }
 
 /// True when nothing more will happen to the call: its status is final and, if it was answered, its record (outcome,
@@ -424,6 +432,7 @@ impl CallService {
             .answering_machine
             .unwrap_or(outbound.answering_machine);
         let voicemail_message = request.voicemail_message.filter(|m| !m.trim().is_empty());
+        let record = request.record.unwrap_or(outbound.record);
         let id = new_call_id();
         let new_call = NewCall {
             direction: Direction::OutboundApi,
@@ -441,6 +450,7 @@ impl CallService {
                 voicemail_message,
                 ..Answering::default()
             },
+            record,
         };
         let (stored, written) = tokio::sync::oneshot::channel();
         {
@@ -501,6 +511,8 @@ impl CallService {
                     }
                 }),
                 send_digits: send_digits.map(|d| d.as_str().to_owned()),
+                recording_callback: record
+                    .then(|| public_endpoint(public_url, &recording_status_path(&call.id))),
             })
             .await;
         match created {
@@ -737,6 +749,7 @@ mod tests {
                 max_concurrent_calls,
                 answering_machine: MachinePolicy::Ignore,
                 amd_tuning: AmdTuning::default(),
+                record: false,
             },
             Arc::new(move || pending_streams),
         )
@@ -755,6 +768,7 @@ mod tests {
             max_duration_s: None,
             metadata: None,
             answering: Default::default(),
+            record: false,
         }
     }
 

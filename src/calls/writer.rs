@@ -108,6 +108,34 @@ pub enum Write {
         /// When the token expired.
         at: OffsetDateTime,
     },
+    /// Store a recording status callback ([`CallStore::apply_recording_update`]).
+    Recording {
+        /// The call's id.
+        call_id: String,
+        /// What Twilio reported.
+        update: Box<crate::twilio::recording::RecordingUpdate>,
+        /// When it arrived.
+        at: OffsetDateTime,
+        /// How long the recording is kept at Twilio once completed; `None` keeps it.
+        retention: Option<Duration>,
+    },
+    /// Record that a recording was deleted at Twilio ([`CallStore::mark_recording_deleted`]).
+    RecordingDeleted {
+        /// The RecordingSid.
+        sid: String,
+        /// When.
+        at: OffsetDateTime,
+    },
+    /// Record a failed attempt to delete a recording and when to try again
+    /// ([`CallStore::postpone_recording_deletion`]).
+    RecordingDeleteFailed {
+        /// The RecordingSid.
+        sid: String,
+        /// When to try again.
+        retry_at: OffsetDateTime,
+        /// What went wrong.
+        error: String,
+    },
 }
 
 impl Write {
@@ -123,6 +151,9 @@ impl Write {
             Write::Finish { .. } => "store a call's final record",
             Write::CloseUnopened { .. } => "close a call whose stream never opened",
             Write::AnsweredBy { .. } => "record an answering machine verdict",
+            Write::Recording { .. } => "store a recording",
+            Write::RecordingDeleted { .. } => "record a recording's deletion",
+            Write::RecordingDeleteFailed { .. } => "postpone a recording's deletion",
         }
     }
 
@@ -183,6 +214,32 @@ impl Write {
                     tracing::info!(call_id = %id, %answered_by, "answered by");
                 }
             }
+            Write::Recording {
+                call_id,
+                update,
+                at,
+                retention,
+            } => {
+                let new = store.apply_recording_update(call_id, update, *at, *retention)?;
+                tracing::info!(
+                    %call_id,
+                    recording_sid = %update.sid,
+                    status = %update.status,
+                    duration_s = ?update.duration_s,
+                    new,
+                    "recording reported"
+                );
+            }
+            Write::RecordingDeleted { sid, at } => {
+                if store.mark_recording_deleted(sid, *at)? {
+                    tracing::info!(recording_sid = %sid, "recording deleted at Twilio");
+                }
+            }
+            Write::RecordingDeleteFailed {
+                sid,
+                retry_at,
+                error,
+            } => store.postpone_recording_deletion(sid, *retry_at, error)?,
         }
         Ok(())
     }
@@ -456,6 +513,7 @@ mod tests {
             max_duration_s: None,
             metadata: None,
             answering: Default::default(),
+            record: false,
         }
     }
 

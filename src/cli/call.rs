@@ -78,6 +78,12 @@ pub struct CallArgs {
     /// for a half-second pause (e.g. ww123). The server refuses anything else (exit 2).
     #[arg(long = "send-digits", value_name = "KEYS")]
     pub send_digits: Option<String>,
+    /// Record the call at Twilio, both sides (default: the server's CALLBRIDGE_RECORDING).
+    #[arg(long, conflicts_with = "no_record")]
+    pub record: bool,
+    /// Do not record the call, whatever the server's default.
+    #[arg(long = "no-record")]
+    pub no_record: bool,
     /// Place the call, print its id and exit without following it.
     #[arg(long)]
     pub no_follow: bool,
@@ -145,6 +151,11 @@ fn place_request(args: &CallArgs) -> PlaceCall {
         answering_machine: args.answering_machine,
         voicemail_message: args.voicemail_message.clone(),
         send_digits: args.send_digits.clone(),
+        record: match (args.record, args.no_record) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
     }
 }
 
@@ -351,6 +362,8 @@ mod tests {
             dropped: Default::default(),
             handovers: Vec::new(),
             transfers: Vec::new(),
+            record: false,
+            recordings: Vec::new(),
             usage: Default::default(),
             answering: Default::default(),
         }
@@ -397,6 +410,24 @@ mod tests {
             Some("Please call back")
         );
         assert_eq!(request.send_digits.as_deref(), Some("ww123"));
+        assert_eq!(request.record, None, "the server's default");
+    }
+
+    #[test]
+    fn record_and_no_record_reach_the_place_call_request_and_cannot_be_given_together() {
+        use clap::Parser as _;
+        let parse = |flags: &[&str]| {
+            let mut argv = vec!["callbridge", "call", "+14155550100", "--instructions", "Hi"];
+            argv.extend_from_slice(flags);
+            crate::cli::Cli::try_parse_from(argv).map(|cli| match cli.command {
+                crate::cli::Command::Call(args) => place_request(&args).record,
+                _ => panic!("not the call command"),
+            })
+        };
+
+        assert_eq!(parse(&["--record"]).expect("parses"), Some(true));
+        assert_eq!(parse(&["--no-record"]).expect("parses"), Some(false));
+        assert!(parse(&["--record", "--no-record"]).is_err());
     }
 
     #[test]

@@ -269,6 +269,7 @@ pub fn render_call(call: &CallView) -> String {
             printable(&turn.text)
         );
     }
+    render_recordings(&mut out, call);
 
     out.push('\n');
     let none = || "-".to_owned();
@@ -295,6 +296,44 @@ pub fn render_call(call: &CallView) -> String {
         usage.output_tokens
     );
     out
+}
+
+/// The `Recordings:` part of the report, for a call that was to be recorded: one line per recording (`RE…
+/// completed 42 s, 2 channels` and its URL; when it is to be deleted at Twilio, or was).
+fn render_recordings(out: &mut String, call: &CallView) {
+    if !call.record && call.recordings.is_empty() {
+        return;
+    }
+    out.push_str("\nRecordings:\n");
+    if call.recordings.is_empty() {
+        out.push_str("  (none reported yet)\n");
+    }
+    for recording in &call.recordings {
+        let mut line = format!(
+            "  {} {}",
+            printable(&recording.sid),
+            printable(&recording.status)
+        );
+        if let Some(duration_s) = recording.duration_s {
+            let _ = write!(line, " {duration_s} s");
+        }
+        if let Some(channels) = recording.channels {
+            let _ = write!(line, ", {channels} channels");
+        }
+        if let Some(at) = recording.deleted_at {
+            let _ = write!(line, ", deleted at Twilio {}", format_time(at));
+        } else if let Some(at) = recording.delete_due_at {
+            let _ = write!(line, ", to be deleted {}", format_time(at));
+        }
+        let _ = writeln!(out, "{line}");
+        if let Some(url) = recording
+            .url
+            .as_deref()
+            .filter(|_| recording.deleted_at.is_none())
+        {
+            let _ = writeln!(out, "    {}", printable(url));
+        }
+    }
 }
 
 /// `inbound` or `outbound-api`.
@@ -462,6 +501,8 @@ mod tests {
             dropped: Default::default(),
             handovers: Vec::new(),
             transfers: Vec::new(),
+            record: false,
+            recordings: Vec::new(),
             usage: Usage {
                 total_tokens: 900,
                 input_tokens: 600,
@@ -497,5 +538,64 @@ mod tests {
         );
         assert!(!report.contains('\u{1b}'), "no escape reaches the terminal");
         assert!(!report.contains("Answered:"), "unset fields are left out");
+    }
+
+    #[test]
+    fn a_report_shows_the_recordings_beside_the_transcript_with_their_url_and_deletion() {
+        use crate::twilio::recording::{RecordingStatus, RecordingUpdate};
+        let store = CallStore::open_in_memory().expect("opens");
+        let call = store
+            .create(&crate::calls::model::NewCall {
+                direction: Direction::Inbound,
+                from: "+15550100".into(),
+                to: "+15550199".into(),
+                call_sid: Some("CA1".into()),
+                instructions: None,
+                greeting: None,
+                voice: None,
+                language: None,
+                max_duration_s: None,
+                metadata: None,
+                answering: Default::default(),
+                record: true,
+            })
+            .expect("stored");
+        let before = render_call(&call);
+        let update = |sid: &str| RecordingUpdate {
+            sid: sid.into(),
+            status: RecordingStatus::Completed,
+            url: Some(format!("https://api.twilio.com/Recordings/{sid}")),
+            duration_s: Some(42),
+            channels: Some(2),
+            source: None,
+            error_code: None,
+        };
+        let at = datetime!(2025-03-04 05:06:07 UTC);
+        let retention = Some(std::time::Duration::from_secs(60));
+        for sid in ["RE1", "RE2"] {
+            store
+                .apply_recording_update(&call.id, &update(sid), at, retention)
+                .expect("stored");
+        }
+        store
+            .mark_recording_deleted("RE2", datetime!(2025-03-04 05:07:30 UTC))
+            .expect("deleted");
+        let call = store.get(&call.id).expect("reads").expect("exists");
+
+        let report = render_call(&call);
+
+        assert!(
+            before.contains("\nRecordings:\n  (none reported yet)\n"),
+            "{before}"
+        );
+        let recordings = &report[report.find("Transcript:").expect("transcript")..];
+        assert!(
+            recordings.contains(
+                "Recordings:\n  RE1 completed 42 s, 2 channels, to be deleted 2025-03-04 05:07:07\n    \
+                 https://api.twilio.com/Recordings/RE1\n  RE2 deleted 42 s, 2 channels, deleted at Twilio \
+                 2025-03-04 05:07:30\n"
+            ),
+            "{report}"
+        );
     }
 }

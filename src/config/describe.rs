@@ -194,6 +194,27 @@ impl Settings {
             "transfer_targets",
             list_or(&targets, "(none: no transfer tool)"),
         );
+        let on_off = |on: bool| if on { "on" } else { "off" }.to_owned();
+        let rec = &self.recording;
+        line("recording", on_off(rec.outbound));
+        line("recording_inbound", on_off(rec.inbound));
+        line(
+            "recording_consent_message",
+            rec.consent_message
+                .as_ref()
+                .map_or("none".to_owned(), |m| format!("{m:?}")),
+        );
+        let retention_s = rec.retention.map(|r| r.as_secs());
+        line(
+            "recording_retention_days",
+            retention_s.map_or("(not set: recordings are kept)".to_owned(), |s| {
+                format!("{:.2}", s as f64 / 86_400.0)
+            }),
+        );
+        line(
+            "recording_retention_s",
+            retention_s.map_or("(not set)".to_owned(), |s| s.to_string()),
+        );
         out
     }
 }

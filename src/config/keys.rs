@@ -248,6 +248,31 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "comma-separated name=+E164 people the model may transfer a call to (e.g. front desk=+14155550100); empty \
          offers no transfer tool",
     ),
+    (
+        "recording",
+        None,
+        "record calls at Twilio (both channels): off or on; place_call's record overrides it per call",
+    ),
+    (
+        "recording_inbound",
+        None,
+        "record inbound calls: off or on; unset follows CALLBRIDGE_RECORDING",
+    ),
+    (
+        "recording_consent_message",
+        None,
+        "what a recorded call hears first (TwiML <Say>); none for nothing",
+    ),
+    (
+        "recording_retention_days",
+        None,
+        "delete recordings at Twilio this many days after they completed; unset or 0 keeps them",
+    ),
+    (
+        "recording_retention_s",
+        None,
+        "the retention in seconds (tests); wins over recording_retention_days",
+    ),
 ];
 
 /// The default `goodbye_phrases`: farewell phrases in English, Spanish, French, German, Italian, Portuguese and Dutch. Chosen for precision: words that
@@ -369,6 +394,11 @@ pub(super) struct Raw {
     pub(super) max_frame_bytes: Option<String>,
     pub(super) peer_stall_timeout_ms: Option<String>,
     pub(super) transfer_targets: Option<ListOrCsv>,
+    pub(super) recording: Option<String>,
+    pub(super) recording_inbound: Option<String>,
+    pub(super) recording_consent_message: Option<String>,
+    pub(super) recording_retention_days: Option<String>,
+    pub(super) recording_retention_s: Option<String>,
 }
 
 /// A list setting: a TOML array, or a comma-separated string (environment).

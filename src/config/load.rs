@@ -35,6 +35,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
     let calls = calls(&mut errors, &mut raw);
     let ring_timeout_s = ring_timeout_s(&mut errors, &mut raw);
     let amd = amd(&mut errors, &mut raw);
+    let recording = super::recording::recording(&mut errors, &mut raw);
 
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(errors));
@@ -65,6 +66,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
         realtime,
         twilio,
         calls,
+        recording,
         sources: Default::default(),
     })
 }
@@ -626,11 +628,11 @@ fn in_range(
     }
 }
 
-fn nonempty(value: Option<String>) -> Option<String> {
+pub(super) fn nonempty(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
-fn parse_or<T: std::str::FromStr>(
+pub(super) fn parse_or<T: std::str::FromStr>(
     errors: &mut Vec<String>,
     name: &str,
     raw: Option<String>,

@@ -18,6 +18,7 @@
 mod describe;
 pub mod keys;
 mod load;
+pub mod recording;
 pub mod sources;
 #[cfg(test)]
 mod sources_tests;
@@ -73,6 +74,8 @@ pub struct Settings {
     pub twilio: TwilioSettings,
     /// Call limits and timings.
     pub calls: CallSettings,
+    /// Call recording at Twilio: on or off, the consent line, the retention.
+    pub recording: recording::RecordingSettings,
     /// Where each value came from (default, `.env`, environment, `callbridge.toml`), for `check-config`.
     pub sources: Sources,
 }

@@ -1,5 +1,5 @@
 //! HTTP route handlers: `/health`, `/ready`, the `/incoming-call`, `/outbound-call/{id}`, `/amd-status/{id}`,
-//! `/call-status` and `/transfer/{id}/whisper|action` webhooks, the `/media-stream/{token}` upgrade, the
+//! `/call-status`, `/recording-status/{id}` and `/transfer/{id}/whisper|action` webhooks, the `/media-stream/{token}` upgrade, the
 //! bearer-protected `/api` REST API and `/mcp`.
 //!
 //! [`configure`] registers every route on an actix `ServiceConfig`; [`crate::startup`] and the tests share it.
@@ -16,6 +16,7 @@ pub mod mcp;
 pub mod media_stream;
 pub mod outbound;
 pub mod rate_limit;
+pub mod recording;
 pub mod state;
 pub mod transfer;
 pub mod voice;
@@ -26,7 +27,7 @@ use actix_web::web;
 
 use crate::urls::{
     AMD_STATUS_ROUTE, CALL_STATUS_PATH, INCOMING_CALL_PATH, OUTBOUND_CALL_ROUTE,
-    TRANSFER_ACTION_ROUTE, TRANSFER_WHISPER_ROUTE,
+    RECORDING_STATUS_ROUTE, TRANSFER_ACTION_ROUTE, TRANSFER_WHISPER_ROUTE,
 };
 
 /// Registers every route; `/api` and `/mcp` refuse bodies over `max_body_bytes` (the app-wide extractors get the
@@ -54,6 +55,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             web::resource(CALL_STATUS_PATH)
                 .wrap(from_fn(body_guard::require_twilio_signature))
                 .route(web::post().to(outbound::call_status)),
+        )
+        .service(
+            web::resource(RECORDING_STATUS_ROUTE)
+                .wrap(from_fn(body_guard::require_twilio_signature))
+                .route(web::post().to(recording::recording_status)),
         )
         .service(
             web::resource(TRANSFER_WHISPER_ROUTE)

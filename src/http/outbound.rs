@@ -12,9 +12,10 @@ use time::OffsetDateTime;
 use crate::calls::model::{CallStatus, CallView};
 use crate::calls::service::STORE_DEADLINE;
 use crate::calls::writer::Write;
+use crate::http::recording::recording_prelude;
 use crate::http::state::AppState;
 use crate::http::webhook::{
-    SHUTTING_DOWN_APOLOGY, WebhookError, begin_stream, call_span, param, request_public_base,
+    SHUTTING_DOWN_APOLOGY, WebhookError, begin_stream_after, call_span, param, request_public_base,
     required_call_sid, twiml_response, verify_form,
 };
 use crate::realtime::session::{end_call_tool, send_dtmf_tool, turn_detection_update};
@@ -139,7 +140,9 @@ pub async fn outbound_call(
         .map(std::time::Duration::from_secs)
         .unwrap_or(state.settings.calls.max_call_duration)
         .min(state.settings.calls.max_call_duration);
-    let twiml = begin_stream(
+    // Recorded since it was answered (`Record=true` on create): the callee hears the consent line first.
+    let prelude = recording_prelude(&state.settings.recording, call.record, None);
+    let twiml = begin_stream_after(
         &state,
         &base,
         &call_sid,
@@ -157,6 +160,7 @@ pub async fn outbound_call(
             machine,
             public_base: base.clone(),
         },
+        &prelude,
     );
     drop(_entered);
     if tokio::time::timeout(STORE_DEADLINE, answered)

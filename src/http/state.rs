@@ -52,6 +52,8 @@ pub struct AppState {
     pub attachments: crate::relay::handover::StreamAttachments,
     /// Transfers under way, by id (the whisper and `<Dial action>` webhooks).
     pub transfers: crate::relay::transfer::Transfers,
+    /// The recording retention task, woken when a recording is stored.
+    pub recording_retention: crate::calls::retention::RecordingRetention,
 }
 
 impl AppState {

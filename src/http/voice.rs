@@ -18,15 +18,16 @@ use crate::calls::model::NewCall;
 use crate::calls::service::STORE_DEADLINE;
 use crate::calls::store::new_call_id;
 use crate::calls::writer::Write;
+use crate::http::recording::recording_prelude;
 use crate::http::state::AppState;
 use crate::http::webhook::{
-    SHUTTING_DOWN_APOLOGY, WebhookError, begin_stream, call_span, connect_twiml, param,
+    SHUTTING_DOWN_APOLOGY, WebhookError, begin_stream_after, call_span, connect_twiml_after, param,
     request_public_base, required_call_sid, twiml_response, verify_form,
 };
 use crate::relay::call::StreamPlan;
 use crate::security::policy::CallerAllowlist;
 use crate::twilio::twiml;
-use crate::urls::INCOMING_CALL_PATH;
+use crate::urls::{INCOMING_CALL_PATH, recording_status_path};
 
 /// Handles `POST /incoming-call`: TwiML `<Connect><Stream>`, or `<Reject reason="rejected"/>` for a caller not on the
 /// allowlist, `<Reject reason="busy"/>` over the concurrency cap, `<Say>` + `<Hangup/>` while shutting down.
@@ -66,7 +67,17 @@ pub async fn incoming_call(
             "incoming-call webhook delivered again; answered with the stream already pending"
         );
         drop(admission);
-        return Ok(twiml_response(connect_twiml(&base, &token, &from, &to)));
+        let (record, callback) = match &state.calls.store().get_by_call_sid(&call_sid) {
+            Ok(Some(call)) => (
+                call.record,
+                Some(format!("{base}{}", recording_status_path(&call.id))),
+            ),
+            _ => (false, None),
+        };
+        let prelude = recording_prelude(&state.settings.recording, record, callback.as_deref());
+        return Ok(twiml_response(connect_twiml_after(
+            &prelude, &base, &token, &from, &to,
+        )));
     }
     let known = match state.calls.store().get_by_call_sid(&call_sid) {
         Ok(known) => known,
@@ -84,10 +95,12 @@ pub async fn incoming_call(
         return Ok(twiml_response(twiml::reject(twiml::RejectReason::Busy)));
     }
     let mut stored = None;
+    let mut record = state.settings.recording.inbound;
     let call_id = match known {
         // The same call again after its stream opened or its token expired: one record per CallSid.
         Some(call) => {
             tracing::info!(call_id = %call.id, "incoming-call webhook for a call already stored; same record");
+            record = call.record;
             call.id
         }
         None => {
@@ -110,6 +123,7 @@ pub async fn incoming_call(
                         max_duration_s: None,
                         metadata: None,
                         answering: Default::default(),
+                        record,
                     }),
                     answered: true,
                 },
@@ -124,7 +138,13 @@ pub async fn incoming_call(
     let session = state
         .settings
         .session_config(realtime.system_message.clone());
-    let twiml = begin_stream(
+    let recording_callback = format!("{base}{}", recording_status_path(&call_id));
+    let prelude = recording_prelude(
+        &state.settings.recording,
+        record,
+        Some(recording_callback.as_str()),
+    );
+    let twiml = begin_stream_after(
         &state,
         &base,
         &call_sid,
@@ -141,6 +161,7 @@ pub async fn incoming_call(
             machine: None,
             public_base: base.clone(),
         },
+        &prelude,
     );
     drop(admission);
     drop(_entered);

@@ -225,6 +225,25 @@ pub fn begin_stream(
     span: tracing::Span,
     plan: StreamPlan,
 ) -> String {
+    begin_stream_after(
+        state,
+        public_base,
+        call_sid,
+        span,
+        plan,
+        &twiml::Prelude::default(),
+    )
+}
+
+/// [`begin_stream`], with `prelude` (start a recording, say the recording notice) before the `<Connect><Stream>`.
+pub fn begin_stream_after(
+    state: &AppState,
+    public_base: &str,
+    call_sid: &str,
+    span: tracing::Span,
+    plan: StreamPlan,
+    prelude: &twiml::Prelude<'_>,
+) -> String {
     let token = state.tokens.issue(call_sid);
     let preconnect = span.in_scope(|| {
         preconnect(
@@ -233,7 +252,7 @@ pub fn begin_stream(
             vec![plan.session_update.clone()],
         )
     });
-    let twiml = connect_twiml(public_base, &token, &plan.from, &plan.to);
+    let twiml = connect_twiml_after(prelude, public_base, &token, &plan.from, &plan.to);
     state.calls.await_stream(call_sid, &token);
     state.pending.insert(
         token.clone(),
@@ -281,8 +300,19 @@ pub fn begin_stream(
 
 /// The `<Connect><Stream>` TwiML for a stream token, with the caller's and called numbers as `<Parameter>`s.
 pub fn connect_twiml(public_base: &str, token: &str, from: &str, to: &str) -> String {
+    connect_twiml_after(&twiml::Prelude::default(), public_base, token, from, to)
+}
+
+/// [`connect_twiml`] after `prelude` ([`twiml::connect_stream_after`]).
+pub fn connect_twiml_after(
+    prelude: &twiml::Prelude<'_>,
+    public_base: &str,
+    token: &str,
+    from: &str,
+    to: &str,
+) -> String {
     let url = stream_url(public_base, token);
-    twiml::connect_stream(&url, &[("caller", from), ("called", to)])
+    twiml::connect_stream_after(prelude, &url, &[("caller", from), ("called", to)])
 }
 
 /// Answers TwiML (`text/xml`).

@@ -55,6 +55,11 @@ pub struct PlaceCallArgs {
     /// half a second (e.g. "ww123"). For menus you do not know, the voice model presses keys itself.
     #[serde(default)]
     pub send_digits: Option<String>,
+    /// Record the call (both sides) at Twilio: true or false. Default: the server's setting. Recording may need
+    /// the callee's consent where you call; the callee hears the server's recording notice first. get_call then
+    /// shows the recordings with their URL and duration.
+    #[serde(default)]
+    pub record: Option<bool>,
 }
 
 impl From<PlaceCallArgs> for PlaceCall {
@@ -70,6 +75,7 @@ impl From<PlaceCallArgs> for PlaceCall {
             answering_machine: args.answering_machine,
             voicemail_message: args.voicemail_message,
             send_digits: args.send_digits,
+            record: args.record,
         }
     }
 }
@@ -207,11 +213,13 @@ mod tests {
             "greeting": "Hello!",
             "max_duration_s": 300,
             "metadata": {"ticket": 7},
+            "record": true,
             "something_else": true
         }))
         .expect("unknown fields are ignored");
 
         let request = PlaceCall::from(args);
+        assert_eq!(request.record, Some(true));
 
         assert_eq!(request.to, "+14155550100");
         assert_eq!(request.instructions, "Book a table");

@@ -163,6 +163,8 @@ fn sample_call(id: &str, status: CallStatus) -> CallView {
         dropped: Default::default(),
         handovers: Vec::new(),
         transfers: Vec::new(),
+        record: false,
+        recordings: Vec::new(),
         usage: Usage::default(),
         answering: Default::default(),
     }

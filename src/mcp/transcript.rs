@@ -175,6 +175,8 @@ mod tests {
             dropped: Default::default(),
             handovers: Vec::new(),
             transfers: Vec::new(),
+            record: false,
+            recordings: Vec::new(),
             usage: Usage::default(),
             answering: Default::default(),
         }

@@ -127,6 +127,8 @@ pub(crate) enum Method {
     Get,
     /// Create or update a resource with a form body.
     Post,
+    /// Delete a resource (no body).
+    Delete,
 }
 
 /// An answer from Twilio: its HTTP status and body (at most [`MAX_RESPONSE_BYTES`]).
@@ -194,11 +196,12 @@ impl TwilioRest {
         let request = match method {
             Method::Get => client.get(url),
             Method::Post => client.post(url),
+            Method::Delete => client.delete(url),
         }
         .insert_header(("Accept", "application/json"))
         .basic_auth(&self.account_sid, self.auth_token.expose_secret());
         let sent = match method {
-            Method::Get => request.send().await,
+            Method::Get | Method::Delete => request.send().await,
             Method::Post => request.send_form(&form).await,
         };
         let mut response = sent.map_err(|e| match e {
@@ -296,6 +299,9 @@ pub struct CreateCall {
     pub machine_detection: Option<crate::twilio::amd::MachineDetection>,
     /// Keys to press once the call is answered (Twilio's `SendDigits`: `0-9`, `*`, `#`, `w` a half-second pause).
     pub send_digits: Option<String>,
+    /// Record the call in two channels, with the recording status callback at this URL
+    /// ([`crate::twilio::recording::create_form_fields`]); `None` does not record.
+    pub recording_callback: Option<String>,
 }
 
 /// The part of Twilio's call resource callbridge reads after creating a call.
@@ -311,7 +317,8 @@ impl TwilioRest {
     /// Creates an outbound call. The form carries `To`, `From`, `Url` (POST), `StatusCallback` (POST) with the
     /// `StatusCallbackEvent`s `initiated`, `ringing`, `answered` and `completed`, `Timeout` and `TimeLimit`, and
     /// with [`CreateCall::machine_detection`] the asynchronous AMD fields
-    /// ([`crate::twilio::amd::MachineDetection::form_fields`]), and `SendDigits` when given.
+    /// ([`crate::twilio::amd::MachineDetection::form_fields`]), `SendDigits` when given, and with
+    /// [`CreateCall::recording_callback`] the recording fields ([`crate::twilio::recording::create_form_fields`]).
     ///
     /// # Errors
     /// [`RestError::Twilio`] with Twilio's code and message (21211 invalid `To`, 21219 unverified number on a trial
@@ -343,6 +350,16 @@ impl TwilioRest {
         if let Some(digits) = &call.send_digits {
             form.push(("SendDigits", digits));
         }
+        let recording = call
+            .recording_callback
+            .as_deref()
+            .map(crate::twilio::recording::create_form_fields)
+            .unwrap_or_default();
+        form.extend(
+            recording
+                .iter()
+                .map(|(name, value)| (*name, value.as_str())),
+        );
         self.send_json(Method::Post, &url, &form).await
     }
 
@@ -359,6 +376,30 @@ impl TwilioRest {
             return Ok(());
         }
         Err(RestError::from_answer(answer.status, &answer.body))
+    }
+}
+
+impl TwilioRest {
+    /// Deletes a recording: `DELETE .../Recordings/{RecordingSid}.json` (Twilio answers 204). A recording Twilio no
+    /// longer has (404, error 20404) counts as deleted.
+    /// Follows <https://www.twilio.com/docs/voice/api/recording>.
+    ///
+    /// # Errors
+    /// [`RestError::Twilio`] for any other error status; transport errors as for every request.
+    pub async fn delete_recording(&self, recording_sid: &str) -> Result<(), RestError> {
+        let url = self.account_url(&format!("Recordings/{recording_sid}.json"));
+        let answer = self.send(Method::Delete, &url, &[]).await?;
+        if answer.is_success() {
+            return Ok(());
+        }
+        match RestError::from_answer(answer.status, &answer.body) {
+            RestError::Twilio {
+                status: 404,
+                code: None | Some(20404),
+                ..
+            } => Ok(()),
+            error => Err(error),
+        }
     }
 }
 
@@ -429,6 +470,15 @@ impl RestHandle {
     /// As [`TwilioRest::hang_up`].
     pub async fn hang_up(&self, call_sid: String) -> Result<(), RestError> {
         self.run(move |rest| async move { rest.hang_up(&call_sid).await })
+            .await
+    }
+
+    /// [`TwilioRest::delete_recording`] on the REST thread.
+    ///
+    /// # Errors
+    /// As [`TwilioRest::delete_recording`].
+    pub async fn delete_recording(&self, recording_sid: String) -> Result<(), RestError> {
+        self.run(move |rest| async move { rest.delete_recording(&recording_sid).await })
             .await
     }
 

@@ -54,6 +54,59 @@ pub fn connect_stream(stream_url: &str, parameters: &[(&str, &str)]) -> String {
     })
 }
 
+/// What a call does before its `<Connect><Stream>`: start recording it, then say a line (the recording notice).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prelude<'a> {
+    /// Start a dual-channel recording reported to this recording status callback URL:
+    /// `<Start><Recording channels="dual" recordingStatusCallback="…" recordingStatusCallbackMethod="POST"
+    /// recordingStatusCallbackEvent="completed absent"/></Start>` (<https://www.twilio.com/docs/voice/twiml/recording>).
+    pub recording_callback: Option<&'a str>,
+    /// Say this before the stream opens (`<Say>`, escaped as in [`say`]).
+    pub say: Option<&'a str>,
+}
+
+/// `<Response>[<Start><Recording …/></Start>][<Say>…</Say>]<Connect><Stream url="…">…</Stream></Connect></Response>`:
+/// [`connect_stream`] after the `prelude`. Twilio starts the recording at once and goes on with the next verb
+/// (<https://www.twilio.com/docs/voice/twiml/recording>), so the recording holds the spoken line too; the stream
+/// opens once the line is said. With an empty prelude the document is [`connect_stream`]'s.
+pub fn connect_stream_after(
+    prelude: &Prelude<'_>,
+    stream_url: &str,
+    parameters: &[(&str, &str)],
+) -> String {
+    render(|writer| {
+        writer
+            .create_element("Response")
+            .write_inner_content(|writer| {
+                if let Some(callback) = prelude.recording_callback {
+                    let events = crate::twilio::recording::RECORDING_STATUS_EVENTS.join(" ");
+                    writer
+                        .create_element("Start")
+                        .write_inner_content(|writer| {
+                            writer
+                                .create_element("Recording")
+                                .with_attribute((
+                                    "channels",
+                                    crate::twilio::recording::RECORDING_CHANNELS,
+                                ))
+                                .with_attribute(("recordingStatusCallback", xml_chars(callback)))
+                                .with_attribute(("recordingStatusCallbackMethod", "POST"))
+                                .with_attribute(("recordingStatusCallbackEvent", events.as_str()))
+                                .write_empty()?;
+                            Ok(())
+                        })?;
+                }
+                if let Some(text) = prelude.say {
+                    writer
+                        .create_element("Say")
+                        .write_text_content(BytesText::new(&xml_chars(text)))?;
+                }
+                write_connect_stream(writer, stream_url, parameters)
+            })?;
+        Ok(())
+    })
+}
+
 /// `<Response><Play digits="…"/><Connect><Stream url="…">…</Stream></Connect></Response>`: plays keypad tones on the
 /// call, then connects it to a fresh bidirectional Media Stream (the call update that sends DTMF while a stream runs:
 /// Media Streams cannot carry keypresses to the far end). `digits` must already be checked
@@ -602,5 +655,62 @@ mod tests {
             prop_assert_eq!(attribute(&stream_elements[3], "value"), Some(expected_value.as_ref()));
             prop_assert_eq!(say_elements[1].text.as_str(), expected_text.as_ref());
         }
+    }
+
+    #[test]
+    fn a_recorded_stream_starts_the_recording_then_says_the_notice_then_connects() {
+        let twiml = connect_stream_after(
+            &Prelude {
+                recording_callback: Some("https://cb.test/recording-status/call_1?a=1&b=2"),
+                say: Some("This call is recorded & kept <30 days>."),
+            },
+            "wss://cb.test/media-stream/tok",
+            &[("caller", "+15550100")],
+        );
+
+        let elements = parse(&twiml);
+        assert_eq!(
+            names(&elements),
+            [
+                "Response",
+                "Start",
+                "Recording",
+                "Say",
+                "Connect",
+                "Stream",
+                "Parameter"
+            ]
+        );
+        let recording = &elements[2];
+        assert_eq!(attribute(recording, "channels"), Some("dual"));
+        assert_eq!(
+            attribute(recording, "recordingStatusCallback"),
+            Some("https://cb.test/recording-status/call_1?a=1&b=2")
+        );
+        assert_eq!(
+            attribute(recording, "recordingStatusCallbackMethod"),
+            Some("POST")
+        );
+        assert_eq!(
+            attribute(recording, "recordingStatusCallbackEvent"),
+            Some("completed absent")
+        );
+        assert_eq!(elements[3].text, "This call is recorded & kept <30 days>.");
+        assert_eq!(
+            attribute(&elements[5], "url"),
+            Some("wss://cb.test/media-stream/tok")
+        );
+    }
+
+    #[test]
+    fn an_empty_prelude_gives_the_plain_connect_stream_document() {
+        let plain = connect_stream("wss://cb.test/media-stream/tok", &[("caller", "+1")]);
+        let after = connect_stream_after(
+            &Prelude::default(),
+            "wss://cb.test/media-stream/tok",
+            &[("caller", "+1")],
+        );
+
+        assert_eq!(after, plain);
     }
 }

@@ -588,3 +588,115 @@ def test_a_dial_action_signed_for_another_transfer_or_with_another_token_is_forb
 
     assert post_to(server.base_url, ACTION_PATH, form, other_transfer).status == 403
     assert post_to(server.base_url, ACTION_PATH, form, other_token).status == 403
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Call recording: the inbound TwiML's <Start><Recording> is what the SDK's VoiceResponse writes, and the recording
+# status callback the SDK signs is accepted (a forged one is not).
+
+from twilio.twiml.voice_response import VoiceResponse  # noqa: E402
+
+RECORDING_NOTICE = "This call is recorded."
+
+
+@pytest.fixture(scope="module")
+def recording_server(tmp_path_factory):
+    """`callbridge serve` recording inbound calls, with the default recording notice."""
+    workdir = tmp_path_factory.mktemp("callbridge-recording")
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(workdir),
+        "PORT": str(port),
+        "PUBLIC_URL": PUBLIC_URL,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/v1/realtime",
+        "CALLBRIDGE_RECORDING_INBOUND": "on",
+        "RUST_LOG": "info",
+    }
+    log_path = workdir / "callbridge.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(resolve_binary()), "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    running = Server(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_until_healthy(running)
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=SHUTDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def shape(element):
+    """An element as (tag, attributes, text, children), for comparing two TwiML documents."""
+    return (
+        element.tag,
+        dict(element.attrib),
+        (element.text or "").strip(),
+        [shape(child) for child in element],
+    )
+
+
+def test_the_inbound_recording_twiml_is_what_the_sdks_voice_response_writes(recording_server):
+    form = inbound_call_form()
+
+    response = post_form(recording_server.base_url, form, sign(SIGNED_URL, form))
+
+    assert response.status == 200, f"{response}\n{recording_server.log_tail()}"
+    served = ET.fromstring(response.body)
+    recording = served.find("./Start/Recording")
+    assert recording is not None, response
+    callback = recording.get("recordingStatusCallback")
+    assert callback.startswith(PUBLIC_URL + "/recording-status/call_"), callback
+    stream = served.find("./Connect/Stream")
+    expected = VoiceResponse()
+    expected.start().recording(
+        channels="dual",
+        recording_status_callback=callback,
+        recording_status_callback_method="POST",
+        recording_status_callback_event="completed absent",
+    )
+    expected.say(RECORDING_NOTICE)
+    connect = expected.connect()
+    sdk_stream = connect.stream(url=stream.get("url"))
+    for parameter in stream.findall("./Parameter"):
+        sdk_stream.parameter(name=parameter.get("name"), value=parameter.get("value"))
+    assert shape(served) == shape(ET.fromstring(expected.to_xml())), response
+
+
+def test_a_recording_callback_the_sdk_signs_is_accepted_and_a_forged_one_is_forbidden(recording_server):
+    call = inbound_call_form()
+    answered = post_form(recording_server.base_url, call, sign(SIGNED_URL, call))
+    assert answered.status == 200, answered
+    callback = ET.fromstring(answered.body).find("./Start/Recording").get("recordingStatusCallback")
+    path = callback.removeprefix(PUBLIC_URL)
+    account_sid, call_sid = dict(call)["AccountSid"], dict(call)["CallSid"]
+    recording_sid = "RE" + secrets.token_hex(16)
+    form = [
+        ("AccountSid", account_sid),
+        ("CallSid", call_sid),
+        ("ErrorCode", "0"),
+        ("RecordingChannels", "2"),
+        ("RecordingDuration", "42"),
+        ("RecordingSid", recording_sid),
+        ("RecordingSource", "StartCallRecordingAPI"),
+        ("RecordingStatus", "completed"),
+        ("RecordingUrl", f"https://api.twilio.com/2010-04-01/Accounts/{account_sid}/Recordings/{recording_sid}"),
+    ]
+    # The call record is written off the request path: give it a moment before the callback looks it up.
+    deadline = time.monotonic() + REQUEST_TIMEOUT_S
+
+    forged = post_to(recording_server.base_url, path, form, sign(callback, form, token=OTHER_AUTH_TOKEN))
+    signed = post_to(recording_server.base_url, path, form, sign(callback, form))
+    while signed.status == 404 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        signed = post_to(recording_server.base_url, path, form, sign(callback, form))
+
+    assert forged.status == 403, forged
+    assert signed.status == 204, f"{signed}\n{recording_server.log_tail()}"

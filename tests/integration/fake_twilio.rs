@@ -6,6 +6,11 @@
 //! played (recorded here), and its `<Connect><Stream>` opens the new stream ([`FakeTwilio::play_call_update`]).
 //! A call update to `<Dial><Number url>` is played too ([`FakeTwilio::play_dial`]): `stop` on the old stream, the
 //! whisper URL fetched (signed) when the person "answers", then the signed `<Dial action>` with a `DialCallStatus`.
+//!
+//! Call recording: the create form's recording fields are recorded like every field ([`FakeTwilio::form_values`]);
+//! the fake posts Twilio's signed recording status callback to the URL a call gave
+//! ([`FakeTwilio::post_recording_completed`]), and `DELETE .../Recordings/{Sid}.json` requests are recorded and
+//! answered by a `DELETE` route ([`FakeTwilio::deleted_recordings`]).
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -34,7 +39,7 @@ pub struct RecordedRequest {
 /// One canned answer of [`FakeTwilio::start_routes`]: to `method` requests whose path ends with `path_suffix`.
 #[derive(Debug, Clone)]
 pub struct Route {
-    /// `GET` or `POST`.
+    /// `GET`, `POST` or `DELETE`.
     pub method: &'static str,
     /// The end of the path, e.g. `/IncomingPhoneNumbers.json`.
     pub path_suffix: String,
@@ -321,6 +326,93 @@ impl FakeTwilio {
             .await
             .expect("the action is answered");
         DialPlayed { whisper, action }
+    }
+}
+
+impl FakeTwilio {
+    /// Every value of form field `name` of the `n`th request (0-based), in order.
+    pub fn form_values(&self, n: usize, name: &str) -> Vec<String> {
+        self.requests()
+            .get(n)
+            .map(|request| {
+                request
+                    .form
+                    .iter()
+                    .filter(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The RecordingSids of the `DELETE .../Recordings/{Sid}.json` requests received so far, in order.
+    pub fn deleted_recordings(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .filter(|request| request.method == "DELETE")
+            .filter_map(|request| {
+                let file = request.path.split("/Recordings/").nth(1)?;
+                Some(file.strip_suffix(".json")?.to_owned())
+            })
+            .collect()
+    }
+
+    /// Waits up to `timeout` for a `DELETE` of recording `sid`; true when it came.
+    pub async fn wait_for_recording_deletion(&self, sid: &str, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.deleted_recordings().iter().any(|s| s == sid) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Plays Twilio's recording status callback for a completed recording: POSTs, signed with `auth_token` over
+    /// `callback_url` (a URL on the test public URL), to the same path on the server at `server_address`, the form
+    /// Twilio sends (`AccountSid`, `CallSid`, `RecordingSid`, `RecordingUrl`, `RecordingStatus=completed`,
+    /// `RecordingDuration`, `RecordingChannels=2`, `RecordingSource`, `RecordingStartTime`, `ErrorCode=0`).
+    /// Returns the status and body.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn post_recording_completed(
+        &self,
+        server_address: &str,
+        callback_url: &str,
+        auth_token: &str,
+        account_sid: &str,
+        call_sid: &str,
+        recording_sid: &str,
+        duration_s: u64,
+    ) -> (u16, String) {
+        let path = callback_url
+            .strip_prefix(crate::helpers::PUBLIC_URL)
+            .expect("the callback is on the public URL");
+        let recording_url = format!(
+            "https://api.twilio.com/2010-04-01/Accounts/{account_sid}/Recordings/{recording_sid}"
+        );
+        let duration = duration_s.to_string();
+        crate::helpers::post_signed(
+            server_address,
+            path,
+            &[
+                ("AccountSid", account_sid),
+                ("CallSid", call_sid),
+                ("RecordingSid", recording_sid),
+                ("RecordingUrl", &recording_url),
+                ("RecordingStatus", "completed"),
+                ("RecordingDuration", &duration),
+                ("RecordingChannels", "2"),
+                ("RecordingSource", "OutboundAPI"),
+                ("RecordingStartTime", "Mon, 30 Nov 2026 21:00:00 +0000"),
+                ("ErrorCode", "0"),
+            ],
+            Some(auth_token),
+            None,
+        )
+        .await
     }
 }
 

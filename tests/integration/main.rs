@@ -23,6 +23,7 @@ mod module_graph;
 mod outbound;
 mod policy;
 mod public_url;
+mod recording;
 mod records;
 mod reliability;
 mod rest_hangup;

@@ -143,6 +143,7 @@ async fn a_twilio_that_does_not_answer_times_out_with_a_clear_error() {
             time_limit_s: 600,
             machine_detection: None,
             send_digits: None,
+            recording_callback: None,
         })
         .await;
 

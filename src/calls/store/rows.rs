@@ -61,6 +61,7 @@ pub(super) fn read_view(conn: &Connection, id: &str) -> Result<Option<CallView>,
             .collect()
         })
         .map_err(ctx(CONTEXT))?;
+    (view.record, view.recordings) = super::recordings::read_recordings(conn, id)?;
     Ok(Some(view))
 }
 
@@ -100,6 +101,8 @@ pub(super) fn view_from_row(row: &Row<'_>) -> rusqlite::Result<CallView> {
         duration_ms: row.get::<_, Option<Unsigned>>(19)?.map(|n| n.0),
         status_timeline: Vec::new(),
         transcript: Vec::new(),
+        record: false,
+        recordings: Vec::new(),
         usage: row.get::<_, Json<Usage>>(20)?.0,
         skipped_frames: row.get::<_, Unsigned>(22)?.0,
         dropped: row
