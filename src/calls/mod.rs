@@ -9,6 +9,7 @@ pub mod model;
 pub mod recorder;
 pub mod service;
 pub mod store;
+pub mod webhook_delivery;
 pub mod writer;
 
 use serde::{Deserialize, Serialize};

@@ -226,6 +226,10 @@ pub struct CallView {
     /// the last one's target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transfers: Vec<TransferAttempt>,
+    /// Where the call's signed webhooks go (its own `webhook_url`, else the server's `CALLBRIDGE_WEBHOOK_URL`);
+    /// absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
 }
 
 impl CallView {
@@ -305,6 +309,9 @@ pub struct NewCall {
     /// The answering machine policy and voicemail message of an outbound call (the verdict fields stay empty).
     #[serde(default, flatten)]
     pub answering: Answering,
+    /// Where the call's signed webhooks go (checked by the caller: https, or loopback http).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
 }
 
 /// Answering machine detection on one call: what was asked for and what happened. Every field is optional in JSON
@@ -434,6 +441,7 @@ mod tests {
             dropped: Default::default(),
             handovers: Vec::new(),
             transfers: Vec::new(),
+            webhook_url: None,
             usage: Usage {
                 total_tokens: 12,
                 ..Usage::default()

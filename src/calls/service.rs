@@ -74,6 +74,10 @@ pub struct PlaceCall {
     /// Twilio's `SendDigits`: `0-9`, `*`, `#`, `w` for a half-second pause.
     #[serde(default)]
     pub send_digits: Option<String>,
+    /// Where to POST this call's signed webhooks (`call.status_changed`, `call.answered_by`, `call.completed`):
+    /// https, or http to a loopback host (default: the server's `CALLBRIDGE_WEBHOOK_URL`, if any).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
 }
 
 #[path = "service_error.rs"]
@@ -101,6 +105,8 @@ pub struct OutboundSettings {
     pub answering_machine: MachinePolicy,
     /// Twilio's answering machine detection tuning (`CALLBRIDGE_AMD_*`).
     pub amd_tuning: AmdTuning,
+    /// Which webhook URL a call gets (`CALLBRIDGE_WEBHOOK_URL`, `CALLBRIDGE_WEBHOOK_SECRET`).
+    pub webhooks: crate::webhooks::destination::WebhookPolicy,
 }
 
 /// True when nothing more will happen to the call: its status is final and, if it was answered, its record (outcome,
@@ -350,6 +356,17 @@ impl CallService {
         Ok(())
     }
 
+    /// Where the webhooks of a call that names none go (inbound calls): `CALLBRIDGE_WEBHOOK_URL` when webhooks
+    /// are signed.
+    pub fn default_webhook_url(&self) -> Option<String> {
+        self.inner.outbound.webhooks.resolve(None).ok().flatten()
+    }
+
+    /// Woken after every store write but transcript turns (the webhook delivery task waits on it).
+    pub fn changes(&self) -> Arc<Notify> {
+        self.inner.changed.clone()
+    }
+
     /// Tells waiters (`get_call` with `wait_s`) that a call changed.
     pub fn notify_changed(&self) {
         self.inner.changed.notify_waiters();
@@ -392,6 +409,7 @@ impl CallService {
             ));
         }
         let outbound = &self.inner.outbound;
+        let webhook_url = outbound.webhooks.resolve(request.webhook_url.as_deref())?;
         if let Err(refused) = outbound.destinations.check(to.as_str()) {
             tracing::warn!(%to, reason = %refused, "outbound call refused by the destination policy");
             return Err(refused.into());
@@ -441,6 +459,7 @@ impl CallService {
                 voicemail_message,
                 ..Answering::default()
             },
+            webhook_url,
         };
         let (stored, written) = tokio::sync::oneshot::channel();
         {
@@ -737,6 +756,7 @@ mod tests {
                 max_concurrent_calls,
                 answering_machine: MachinePolicy::Ignore,
                 amd_tuning: AmdTuning::default(),
+                webhooks: Default::default(),
             },
             Arc::new(move || pending_streams),
         )
@@ -755,6 +775,7 @@ mod tests {
             max_duration_s: None,
             metadata: None,
             answering: Default::default(),
+            webhook_url: None,
         }
     }
 

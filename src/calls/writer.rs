@@ -108,6 +108,8 @@ pub enum Write {
         /// When the token expired.
         at: OffsetDateTime,
     },
+    /// A write to the webhook outbox ([`crate::calls::store::OutboxWrite`]).
+    Webhook(crate::calls::store::OutboxWrite),
 }
 
 impl Write {
@@ -123,6 +125,7 @@ impl Write {
             Write::Finish { .. } => "store a call's final record",
             Write::CloseUnopened { .. } => "close a call whose stream never opened",
             Write::AnsweredBy { .. } => "record an answering machine verdict",
+            Write::Webhook(write) => write.what(),
         }
     }
 
@@ -183,6 +186,7 @@ impl Write {
                     tracing::info!(call_id = %id, %answered_by, "answered by");
                 }
             }
+            Write::Webhook(write) => write.apply(store)?,
         }
         Ok(())
     }
@@ -456,6 +460,7 @@ mod tests {
             max_duration_s: None,
             metadata: None,
             answering: Default::default(),
+            webhook_url: None,
         }
     }
 

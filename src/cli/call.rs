@@ -78,6 +78,10 @@ pub struct CallArgs {
     /// for a half-second pause (e.g. ww123). The server refuses anything else (exit 2).
     #[arg(long = "send-digits", value_name = "KEYS")]
     pub send_digits: Option<String>,
+    /// Where to POST this call's signed webhooks (https, or http to a loopback host); default: the server's
+    /// CALLBRIDGE_WEBHOOK_URL.
+    #[arg(long = "webhook-url", value_name = "URL")]
+    pub webhook_url: Option<String>,
     /// Place the call, print its id and exit without following it.
     #[arg(long)]
     pub no_follow: bool,
@@ -145,6 +149,7 @@ fn place_request(args: &CallArgs) -> PlaceCall {
         answering_machine: args.answering_machine,
         voicemail_message: args.voicemail_message.clone(),
         send_digits: args.send_digits.clone(),
+        webhook_url: args.webhook_url.clone(),
     }
 }
 
@@ -351,6 +356,7 @@ mod tests {
             dropped: Default::default(),
             handovers: Vec::new(),
             transfers: Vec::new(),
+            webhook_url: None,
             usage: Default::default(),
             answering: Default::default(),
         }

@@ -248,6 +248,26 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "comma-separated name=+E164 people the model may transfer a call to (e.g. front desk=+14155550100); empty \
          offers no transfer tool",
     ),
+    (
+        "webhook_url",
+        None,
+        "where every call's signed webhooks go unless the call names its own (https, or loopback http)",
+    ),
+    (
+        "webhook_secret",
+        None,
+        "Standard Webhooks signing secret (secret), whsec_ + base64 of 24-64 random bytes",
+    ),
+    (
+        "webhook_retry_base_ms",
+        None,
+        "wait before a failed webhook's first retry, ms; each next one waits 5 times longer (up to 6 h)",
+    ),
+    (
+        "webhook_max_attempts",
+        None,
+        "attempts per webhook, the first included, before it is failed (1 to 20)",
+    ),
 ];
 
 /// The default `goodbye_phrases`: farewell phrases in English, Spanish, French, German, Italian, Portuguese and Dutch. Chosen for precision: words that
@@ -369,6 +389,10 @@ pub(super) struct Raw {
     pub(super) max_frame_bytes: Option<String>,
     pub(super) peer_stall_timeout_ms: Option<String>,
     pub(super) transfer_targets: Option<ListOrCsv>,
+    pub(super) webhook_url: Option<String>,
+    pub(super) webhook_secret: Option<String>,
+    pub(super) webhook_retry_base_ms: Option<String>,
+    pub(super) webhook_max_attempts: Option<String>,
 }
 
 /// A list setting: a TOML array, or a comma-separated string (environment).

@@ -35,6 +35,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
     let calls = calls(&mut errors, &mut raw);
     let ring_timeout_s = ring_timeout_s(&mut errors, &mut raw);
     let amd = amd(&mut errors, &mut raw);
+    let webhooks = super::webhooks::webhooks(&mut errors, &mut raw, required);
 
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(errors));
@@ -65,6 +66,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
         realtime,
         twilio,
         calls,
+        webhooks,
         sources: Default::default(),
     })
 }

@@ -21,6 +21,7 @@ mod load;
 pub mod sources;
 #[cfg(test)]
 mod sources_tests;
+pub mod webhooks;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -73,6 +74,8 @@ pub struct Settings {
     pub twilio: TwilioSettings,
     /// Call limits and timings.
     pub calls: CallSettings,
+    /// Signed webhooks: the default destination, the secret, the retry schedule.
+    pub webhooks: webhooks::WebhookSettings,
     /// Where each value came from (default, `.env`, environment, `callbridge.toml`), for `check-config`.
     pub sources: Sources,
 }

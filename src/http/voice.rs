@@ -110,6 +110,7 @@ pub async fn incoming_call(
                         max_duration_s: None,
                         metadata: None,
                         answering: Default::default(),
+                        webhook_url: state.calls.default_webhook_url(),
                     }),
                     answered: true,
                 },

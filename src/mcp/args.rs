@@ -55,6 +55,11 @@ pub struct PlaceCallArgs {
     /// half a second (e.g. "ww123"). For menus you do not know, the voice model presses keys itself.
     #[serde(default)]
     pub send_digits: Option<String>,
+    /// An https URL to receive this call's events as signed webhooks (Standard Webhooks: call.status_changed,
+    /// call.answered_by, call.completed with the whole record), so you need not poll get_call. Default: the
+    /// server's webhook URL, if any.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
 }
 
 impl From<PlaceCallArgs> for PlaceCall {
@@ -70,6 +75,7 @@ impl From<PlaceCallArgs> for PlaceCall {
             answering_machine: args.answering_machine,
             voicemail_message: args.voicemail_message,
             send_digits: args.send_digits,
+            webhook_url: args.webhook_url,
         }
     }
 }

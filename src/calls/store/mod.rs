@@ -26,6 +26,7 @@ use crate::realtime::usage::Usage;
 
 mod answering;
 mod closing;
+mod outbox;
 mod rows;
 mod schema;
 
@@ -36,6 +37,10 @@ use rows::{
 use schema::migrate;
 
 pub use closing::Reconciled;
+pub use outbox::{
+    AttemptOutcome, DeliveryStatus, DueDelivery, OutboxWrite, UnknownDeliveryStatus,
+    WebhookDelivery,
+};
 
 /// How long a write waits for another connection's lock before it fails with `SQLITE_BUSY` (the server's writer
 /// then retries it, see [`crate::calls::writer`]).
@@ -266,8 +271,8 @@ impl CallStore {
             .map_err(ctx("store a new call"))?;
         tx.execute(
             "INSERT INTO calls (id, direction, from_number, to_number, call_sid, status, instructions, greeting, \
-             voice, language, max_duration_s, metadata, created_at_ns, usage, answering_machine, voicemail_message) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+             voice, language, max_duration_s, metadata, created_at_ns, usage, answering_machine, voicemail_message, \
+             webhook_url) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             params![
                 id,
                 call.direction,
@@ -285,6 +290,7 @@ impl CallStore {
                 usage,
                 call.answering.answering_machine.map(|p| p.as_str()),
                 call.answering.voicemail_message,
+                call.webhook_url,
             ],
         )
         .map_err(ctx("store a new call"))?;
@@ -481,6 +487,8 @@ impl CallStore {
         for (seq, turn) in (0_i64..).zip(&record.turns) {
             insert_turn(&tx, id, seq, turn)?;
         }
+        let now_ns = to_ns(OffsetDateTime::now_utc(), "now")?;
+        outbox::queue_completed(&tx, id, ended_at_ns.unwrap_or(now_ns), false)?;
         tx.commit().map_err(ctx(CONTEXT))
     }
 
@@ -659,6 +667,7 @@ fn advance_status(
         params![id, status, at_ns],
     )
     .map_err(ctx(CONTEXT))?;
+    outbox::on_status_changed(conn, id, current, status, at_ns)?;
     Ok(true)
 }
 
@@ -766,6 +775,7 @@ mod tests {
             max_duration_s: Some(300),
             metadata: Some(serde_json::json!({"ticket": 42, "tags": ["dinner"]})),
             answering: Default::default(),
+            webhook_url: None,
         }
     }
 

@@ -76,6 +76,27 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE calls ADD COLUMN handovers TEXT;
     ALTER TABLE calls ADD COLUMN transfers TEXT;
     ",
+    // Signed webhooks: the call's webhook URL, and the durable outbox of its deliveries (`store/outbox.rs`).
+    "
+    ALTER TABLE calls ADD COLUMN webhook_url TEXT;
+    CREATE TABLE webhook_deliveries (
+        id                 TEXT PRIMARY KEY NOT NULL,
+        call_id            TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+        event              TEXT NOT NULL,
+        url                TEXT NOT NULL,
+        body               TEXT NOT NULL,
+        status             TEXT NOT NULL,
+        attempts           INTEGER NOT NULL DEFAULT 0,
+        created_at_ns      INTEGER NOT NULL,
+        next_attempt_at_ns INTEGER NOT NULL,
+        last_attempt_at_ns INTEGER,
+        last_status_code   INTEGER,
+        last_error         TEXT,
+        delivered_at_ns    INTEGER
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at_ns);
+    CREATE INDEX webhook_deliveries_by_call ON webhook_deliveries (call_id, event);
+    ",
 ];
 
 /// Brings the schema up to the newest version, one migration at a time, each in its own transaction.
@@ -132,6 +153,6 @@ mod tests {
             .expect("a version");
 
         assert_eq!((skipped, dropped), (0, None));
-        assert_eq!(version, 4);
+        assert_eq!(version, i64::try_from(MIGRATIONS.len()).expect("few"));
     }
 }
