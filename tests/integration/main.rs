@@ -34,3 +34,4 @@ mod slow_bodies;
 mod store;
 mod transfer;
 mod twilio_cli;
+mod webhook_outbox;

@@ -489,7 +489,7 @@ impl CallStore {
         self.write(CONTEXT, |tx| {
             let ids: Vec<String> = tx
                 .prepare(
-                    "SELECT id FROM calls WHERE webhook_url IS NOT NULL AND created_at_ns >= ?1 \
+                    "SELECT id FROM calls WHERE webhook_url IS NOT NULL AND ended_at_ns >= ?1 \
                      AND ended_at_ns < ?2 AND end_reason IS NULL AND answered_at_ns IS NOT NULL \
                      AND status IN (?3, ?4, ?5, ?6, ?7) AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
                      WHERE d.call_id = calls.id AND d.event = ?8)",
