@@ -836,4 +836,34 @@ mod tests {
         );
         assert!(service.list_calls(10).expect("listed").is_empty());
     }
+
+    #[tokio::test]
+    async fn a_plain_http_webhook_url_or_one_without_a_signing_secret_is_refused_and_nothing_stored()
+     {
+        let service = service(10, 0);
+        let call = |url: &str| PlaceCall {
+            to: "+14155552671".into(),
+            instructions: "Say hello.".into(),
+            webhook_url: Some(url.into()),
+            ..PlaceCall::default()
+        };
+
+        let plain_http = service
+            .place_call(call("http://hooks.example.com/cb"))
+            .await
+            .expect_err("not https");
+        let unsigned = service
+            .place_call(call("https://hooks.example.com/cb"))
+            .await
+            .expect_err("no secret on this server");
+
+        assert_eq!(plain_http.code(), "invalid_request");
+        assert!(plain_http.to_string().contains("https://"), "{plain_http}");
+        assert_eq!(unsigned.code(), "not_configured");
+        assert!(
+            unsigned.to_string().contains("CALLBRIDGE_WEBHOOK_SECRET"),
+            "{unsigned}"
+        );
+        assert!(service.list_calls(10).expect("listed").is_empty());
+    }
 }

@@ -206,6 +206,23 @@ mod tests {
     }
 
     #[test]
+    fn a_webhook_url_argument_reaches_the_services_request() {
+        let args: PlaceCallArgs = serde_json::from_value(json!({
+            "to": "+14155550100",
+            "instructions": "Book a table",
+            "webhook_url": "https://hooks.example.com/cb",
+        }))
+        .expect("valid arguments");
+
+        let request = PlaceCall::from(args);
+
+        assert_eq!(
+            request.webhook_url.as_deref(),
+            Some("https://hooks.example.com/cb")
+        );
+    }
+
+    #[test]
     fn place_call_arguments_become_the_services_request() {
         let args: PlaceCallArgs = serde_json::from_value(json!({
             "to": "+14155550100",

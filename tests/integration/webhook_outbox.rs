@@ -72,7 +72,7 @@ fn finished_record(call_sid: &str) -> CallRecord {
         "Hi, a table for four tonight?",
         1_500,
         false,
-        Some("item_1".into()),
+        Some("item_1"),
     );
     record.outcome = Some("Booked for 7:30".into());
     record.finish(EndReason::Goodbye, 42_000);
