@@ -35,3 +35,4 @@ mod store;
 mod transfer;
 mod twilio_cli;
 mod webhook_outbox;
+mod webhooks;
