@@ -20,7 +20,8 @@
 //!   all on loopback.
 //! - [`shutdown`] is the server's shutdown: draining, the goodbye token and the call tasks it waits for.
 //! - Leaves every layer may use: [`phone`] (the [`phone::E164`] number, parsed once), [`urls`] (public URLs and route
-//!   paths), [`awc_worker`] (awc on a thread of its own, for `Send` futures).
+//!   paths), [`awc_worker`] (awc on a thread of its own, for `Send` futures), [`webhooks`] (the signature, the
+//!   destination check and the retry schedule of the signed webhooks callbridge sends).
 //! - [`cli`] is the command line: one module per subcommand (`serve`, `check-config`, `twilio`, `calls`, `call`,
 //!   `mcp`; `simulate` dispatches to [`simulate::cli`]), the client for a running server's `/api`
 //!   ([`cli::api_client`], used by `callbridge call` and `callbridge mcp`) and one output module
@@ -49,3 +50,4 @@ pub mod telemetry;
 mod test_support;
 pub mod twilio;
 pub mod urls;
+pub mod webhooks;

@@ -8,7 +8,8 @@
 //! 3. calls still going are then ended: the assistant is asked to say goodbye, and each call is hung up once that has
 //!    played (at most [`GOODBYE_TIMEOUT`] later);
 //! 4. every call record is written (logged, and the store writer's queue flushed to the database, for at most
-//!    [`STORE_FLUSH_TIMEOUT`]), the server stops and the process exits 0.
+//!    [`STORE_FLUSH_TIMEOUT`]), the webhook delivery thread stops (pending deliveries stay in the outbox for the
+//!    next start), the server stops and the process exits 0.
 //!
 //! A second signal while draining exits at once (status 130). Records that a crash, a kill or a second signal left
 //! open are closed at the next start ([`CallStore::reconcile`], end reason `error:server_stopped`).
@@ -85,6 +86,8 @@ pub struct Application {
     drain_timeout: Duration,
     /// The call service (store, outbound calls).
     calls: CallService,
+    /// Stops the webhook delivery thread (cancelled as the server stops; pending deliveries wait for the next start).
+    webhooks_stop: CancellationToken,
 }
 
 impl Application {
@@ -195,6 +198,10 @@ impl Application {
                 answering_machine: settings.amd.policy,
                 amd_tuning: settings.amd.tuning,
                 record: settings.recording.outbound,
+                webhooks: crate::webhooks::destination::WebhookPolicy {
+                    default_url: settings.webhooks.default_url.clone(),
+                    signing: settings.webhooks.secret.is_some(),
+                },
             },
             pending_streams,
         );
@@ -212,6 +219,21 @@ impl Application {
         }
         let recording_retention =
             start_recording_retention(&settings, &calls, retention_rest, &shutdown);
+        let webhooks_stop = CancellationToken::new();
+        if let Some(secret) = settings.webhooks.secret.clone() {
+            crate::calls::webhook_delivery::spawn(
+                calls.store().clone(),
+                calls.writer().clone(),
+                calls.changes(),
+                crate::calls::webhook_delivery::DeliveryConfig {
+                    secret,
+                    schedule: settings.webhooks.schedule,
+                    clock: Arc::new(crate::calls::webhook_delivery::SystemClock),
+                },
+                webhooks_stop.clone(),
+            )
+            .context("cannot start the webhook delivery thread")?;
+        }
         let ttl = settings.calls.stream_token_ttl;
         let drain_timeout = settings.drain_timeout;
         let state = web::Data::new(AppState {
@@ -285,6 +307,7 @@ impl Application {
             live_calls,
             drain_timeout,
             calls,
+            webhooks_stop,
         })
     }
 
@@ -338,6 +361,7 @@ impl Application {
             shutdown,
             drain_timeout,
             calls,
+            webhooks_stop,
             ..
         } = self;
         let handle = server.handle();
@@ -375,6 +399,7 @@ impl Application {
                     "call records not all written in time (database locked?); the next start closes them"
                 );
             }
+            webhooks_stop.cancel();
             tracing::info!("stopping the server");
             handle.stop(true).await;
         });

@@ -11,6 +11,7 @@ pub mod recording;
 pub mod retention;
 pub mod service;
 pub mod store;
+pub mod webhook_delivery;
 pub mod writer;
 
 use serde::{Deserialize, Serialize};

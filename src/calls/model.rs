@@ -233,6 +233,10 @@ pub struct CallView {
     /// deletion when the retention ran out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recordings: Vec<crate::calls::recording::Recording>,
+    /// Where the call's signed webhooks go (its own `webhook_url`, else the server's `CALLBRIDGE_WEBHOOK_URL`);
+    /// absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
 }
 
 impl CallView {
@@ -315,6 +319,9 @@ pub struct NewCall {
     /// Whether Twilio records the call.
     #[serde(default)]
     pub record: bool,
+    /// Where the call's signed webhooks go (checked by the caller: https, or loopback http).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
 }
 
 /// Answering machine detection on one call: what was asked for and what happened. Every field is optional in JSON
@@ -446,6 +453,7 @@ mod tests {
             transfers: Vec::new(),
             record: false,
             recordings: Vec::new(),
+            webhook_url: None,
             usage: Usage {
                 total_tokens: 12,
                 ..Usage::default()

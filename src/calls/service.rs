@@ -80,6 +80,10 @@ pub struct PlaceCall {
     /// the consent line first; the recording's URL and duration are stored with the call.
     #[serde(default)]
     pub record: Option<bool>,
+    /// Where to POST this call's signed webhooks (`call.status_changed`, `call.answered_by`, `call.completed`):
+    /// https, or http to a loopback host (default: the server's `CALLBRIDGE_WEBHOOK_URL`, if any).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
 }
 
 #[path = "service_error.rs"]
@@ -109,6 +113,8 @@ pub struct OutboundSettings {
     pub amd_tuning: AmdTuning,
     /// Whether a call is recorded when its request does not say (`CALLBRIDGE_RECORDING`).
     pub record: bool,
+    /// Which webhook URL a call gets (`CALLBRIDGE_WEBHOOK_URL`, `CALLBRIDGE_WEBHOOK_SECRET`).
+    pub webhooks: crate::webhooks::destination::WebhookPolicy,
 }
 
 /// True when nothing more will happen to the call: its status is final and, if it was answered, its record (outcome,
@@ -358,6 +364,17 @@ impl CallService {
         Ok(())
     }
 
+    /// Where the webhooks of a call that names none go (inbound calls): `CALLBRIDGE_WEBHOOK_URL` when webhooks
+    /// are signed.
+    pub fn default_webhook_url(&self) -> Option<String> {
+        self.inner.outbound.webhooks.resolve(None).ok().flatten()
+    }
+
+    /// Woken after every store write but transcript turns (the webhook delivery task waits on it).
+    pub fn changes(&self) -> Arc<Notify> {
+        self.inner.changed.clone()
+    }
+
     /// Tells waiters (`get_call` with `wait_s`) that a call changed.
     pub fn notify_changed(&self) {
         self.inner.changed.notify_waiters();
@@ -400,6 +417,7 @@ impl CallService {
             ));
         }
         let outbound = &self.inner.outbound;
+        let webhook_url = outbound.webhooks.resolve(request.webhook_url.as_deref())?;
         if let Err(refused) = outbound.destinations.check(to.as_str()) {
             tracing::warn!(%to, reason = %refused, "outbound call refused by the destination policy");
             return Err(refused.into());
@@ -451,6 +469,7 @@ impl CallService {
                 ..Answering::default()
             },
             record,
+            webhook_url,
         };
         let (stored, written) = tokio::sync::oneshot::channel();
         {
@@ -750,6 +769,7 @@ mod tests {
                 answering_machine: MachinePolicy::Ignore,
                 amd_tuning: AmdTuning::default(),
                 record: false,
+                webhooks: Default::default(),
             },
             Arc::new(move || pending_streams),
         )
@@ -769,6 +789,7 @@ mod tests {
             metadata: None,
             answering: Default::default(),
             record: false,
+            webhook_url: None,
         }
     }
 
@@ -826,6 +847,36 @@ mod tests {
                 .to_string()
                 .contains("CALLBRIDGE_OUTBOUND_ALLOWED_PREFIXES"),
             "{error}"
+        );
+        assert!(service.list_calls(10).expect("listed").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_plain_http_webhook_url_or_one_without_a_signing_secret_is_refused_and_nothing_stored()
+     {
+        let service = service(10, 0);
+        let call = |url: &str| PlaceCall {
+            to: "+14155552671".into(),
+            instructions: "Say hello.".into(),
+            webhook_url: Some(url.into()),
+            ..PlaceCall::default()
+        };
+
+        let plain_http = service
+            .place_call(call("http://hooks.example.com/cb"))
+            .await
+            .expect_err("not https");
+        let unsigned = service
+            .place_call(call("https://hooks.example.com/cb"))
+            .await
+            .expect_err("no secret on this server");
+
+        assert_eq!(plain_http.code(), "invalid_request");
+        assert!(plain_http.to_string().contains("https://"), "{plain_http}");
+        assert_eq!(unsigned.code(), "not_configured");
+        assert!(
+            unsigned.to_string().contains("CALLBRIDGE_WEBHOOK_SECRET"),
+            "{unsigned}"
         );
         assert!(service.list_calls(10).expect("listed").is_empty());
     }

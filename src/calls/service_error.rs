@@ -101,6 +101,19 @@ impl ServiceError {
     }
 }
 
+impl From<crate::webhooks::destination::WebhookRefusal> for ServiceError {
+    fn from(error: crate::webhooks::destination::WebhookRefusal) -> Self {
+        match error {
+            crate::webhooks::destination::WebhookRefusal::Invalid(_) => {
+                ServiceError::InvalidRequest(error.to_string())
+            }
+            crate::webhooks::destination::WebhookRefusal::NoSecret => {
+                ServiceError::NotConfigured(error.to_string())
+            }
+        }
+    }
+}
+
 impl From<PolicyError> for ServiceError {
     fn from(error: PolicyError) -> Self {
         match error {

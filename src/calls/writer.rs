@@ -136,6 +136,8 @@ pub enum Write {
         /// What went wrong.
         error: String,
     },
+    /// A write to the webhook outbox ([`crate::calls::store::OutboxWrite`]).
+    Webhook(crate::calls::store::OutboxWrite),
 }
 
 impl Write {
@@ -154,6 +156,7 @@ impl Write {
             Write::Recording { .. } => "store a recording",
             Write::RecordingDeleted { .. } => "record a recording's deletion",
             Write::RecordingDeleteFailed { .. } => "postpone a recording's deletion",
+            Write::Webhook(write) => write.what(),
         }
     }
 
@@ -240,6 +243,7 @@ impl Write {
                 retry_at,
                 error,
             } => store.postpone_recording_deletion(sid, *retry_at, error)?,
+            Write::Webhook(write) => write.apply(store)?,
         }
         Ok(())
     }
@@ -514,6 +518,7 @@ mod tests {
             metadata: None,
             answering: Default::default(),
             record: false,
+            webhook_url: None,
         }
     }
 

@@ -24,6 +24,8 @@ use crate::awc_worker::AwcWorker;
 use crate::calls::backend::{BackendError, CallBackend};
 use crate::calls::model::{CallSummary, CallView};
 use crate::calls::service::PlaceCall;
+use crate::calls::store::{DeliveryStatus, WebhookDelivery};
+use crate::http::webhooks_api::WebhookList;
 
 /// How long a request may take, answer body included, when it does not wait on purpose.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -147,6 +149,7 @@ impl ApiClient {
             "voicemail_message": request.voicemail_message,
             "send_digits": request.send_digits,
             "record": request.record,
+            "webhook_url": request.webhook_url,
         });
         let url = self.endpoint(&["calls"])?;
         self.call(Method::Post, url, Some(body), REQUEST_TIMEOUT)
@@ -233,6 +236,36 @@ impl ApiClient {
             .call(Method::Post, url, Some(body), REQUEST_TIMEOUT)
             .await?;
         Ok(())
+    }
+
+    /// `GET /api/webhooks?status=S&limit=N`: the webhook deliveries, newest first.
+    ///
+    /// # Errors
+    /// `invalid_request` (an unknown status), and the errors common to every request.
+    pub async fn list_webhooks(
+        &self,
+        status: Option<DeliveryStatus>,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>, BackendError> {
+        let mut url = self.endpoint(&["webhooks"])?;
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(status) = status {
+                query.append_pair("status", status.as_str());
+            }
+            query.append_pair("limit", &limit.to_string());
+        }
+        let list: WebhookList = self.call(Method::Get, url, None, REQUEST_TIMEOUT).await?;
+        Ok(list.deliveries)
+    }
+
+    /// `POST /api/webhooks/{id}/retry`: sends the delivery again now.
+    ///
+    /// # Errors
+    /// `not_found`, and the errors common to every request.
+    pub async fn retry_webhook(&self, id: &str) -> Result<WebhookDelivery, BackendError> {
+        let url = self.endpoint(&["webhooks", id, "retry"])?;
+        self.call(Method::Post, url, None, REQUEST_TIMEOUT).await
     }
 
     /// `{base}/api/{segments...}`, each segment percent-encoded.

@@ -84,6 +84,10 @@ pub struct CallArgs {
     /// Do not record the call, whatever the server's default.
     #[arg(long = "no-record")]
     pub no_record: bool,
+    /// Where to POST this call's signed webhooks (https, or http to a loopback host); default: the server's
+    /// CALLBRIDGE_WEBHOOK_URL.
+    #[arg(long = "webhook-url", value_name = "URL")]
+    pub webhook_url: Option<String>,
     /// Place the call, print its id and exit without following it.
     #[arg(long)]
     pub no_follow: bool,
@@ -156,6 +160,7 @@ fn place_request(args: &CallArgs) -> PlaceCall {
             (_, true) => Some(false),
             _ => None,
         },
+        webhook_url: args.webhook_url.clone(),
     }
 }
 
@@ -364,6 +369,7 @@ mod tests {
             transfers: Vec::new(),
             record: false,
             recordings: Vec::new(),
+            webhook_url: None,
             usage: Default::default(),
             answering: Default::default(),
         }

@@ -503,6 +503,7 @@ mod tests {
             transfers: Vec::new(),
             record: false,
             recordings: Vec::new(),
+            webhook_url: None,
             usage: Usage {
                 total_tokens: 900,
                 input_tokens: 600,

@@ -6,6 +6,7 @@
 //! - [`calls`]: list and show the stored call records, read from the database file.
 //! - [`call`]: place a call through a running server's REST API and follow it to its end.
 //! - [`mcp`]: the MCP tools over stdio, forwarding to a running server.
+//! - [`webhooks`]: list a running server's signed webhook deliveries, or send one again.
 //! - [`demo`]: a whole call on this machine against a local stand-in for OpenAI ([`crate::demo`]).
 //! - `simulate` plays Twilio against a running server; it lives in [`crate::simulate::cli`] beside the simulator.
 //! - [`api_client`] is the REST API client that `call` and `mcp` use; [`output`] holds what every subcommand prints
@@ -27,6 +28,7 @@ pub mod mcp_config;
 pub mod output;
 pub mod serve;
 pub mod twilio;
+pub mod webhooks;
 
 /// callbridge: put an OpenAI Realtime voice on your Twilio number.
 #[derive(Debug, Parser)]
@@ -57,6 +59,8 @@ pub enum Command {
     /// Watch a whole call with no account: the server, a local stand-in for OpenAI (not OpenAI) and a simulated
     /// caller who talks over the assistant, all on this machine.
     Demo(demo::DemoArgs),
+    /// List the signed webhook deliveries of a running server, or send one again.
+    Webhooks(webhooks::WebhooksArgs),
 }
 
 /// Runs the parsed command line and returns the process's exit code (each subcommand's module documents its codes).
@@ -81,6 +85,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Demo(args) => {
             crate::telemetry::init(LogFormat::Text, "warn");
             demo::run(args).await
+        }
+        Command::Webhooks(args) => {
+            crate::telemetry::init(LogFormat::Text, "warn");
+            webhooks::run(args).await
         }
         Command::Simulate(args) => {
             crate::telemetry::init(LogFormat::Text, "warn");

@@ -214,6 +214,32 @@ impl Settings {
         line(
             "recording_retention_s",
             retention_s.map_or("(not set)".to_owned(), |s| s.to_string()),
+        let hooks = &self.webhooks;
+        line(
+            "webhook_url",
+            hooks
+                .default_url
+                .as_ref()
+                .map_or("(none: only calls that name one)".to_owned(), |u| {
+                    u.to_string()
+                }),
+        );
+        line(
+            "webhook_secret",
+            if hooks.secret.is_some() {
+                "whsec_******** (set)"
+            } else {
+                "(not set)"
+            }
+            .to_owned(),
+        );
+        line(
+            "webhook_retry_base_ms",
+            hooks.schedule.base.as_millis().to_string(),
+        );
+        line(
+            "webhook_max_attempts",
+            hooks.schedule.max_attempts.to_string(),
         );
         out
     }

@@ -272,6 +272,24 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "recording_retention_s",
         None,
         "the retention in seconds (tests); wins over recording_retention_days",
+        "webhook_url",
+        None,
+        "where every call's signed webhooks go unless the call names its own (https, or loopback http)",
+    ),
+    (
+        "webhook_secret",
+        None,
+        "Standard Webhooks signing secret (secret), whsec_ + base64 of 24-64 random bytes",
+    ),
+    (
+        "webhook_retry_base_ms",
+        None,
+        "wait before a failed webhook's first retry, ms; each next one waits 5 times longer (up to 6 h)",
+    ),
+    (
+        "webhook_max_attempts",
+        None,
+        "attempts per webhook, the first included, before it is failed (1 to 20)",
     ),
 ];
 
@@ -399,6 +417,10 @@ pub(super) struct Raw {
     pub(super) recording_consent_message: Option<String>,
     pub(super) recording_retention_days: Option<String>,
     pub(super) recording_retention_s: Option<String>,
+    pub(super) webhook_url: Option<String>,
+    pub(super) webhook_secret: Option<String>,
+    pub(super) webhook_retry_base_ms: Option<String>,
+    pub(super) webhook_max_attempts: Option<String>,
 }
 
 /// A list setting: a TOML array, or a comma-separated string (environment).

@@ -36,6 +36,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
     let ring_timeout_s = ring_timeout_s(&mut errors, &mut raw);
     let amd = amd(&mut errors, &mut raw);
     let recording = super::recording::recording(&mut errors, &mut raw);
+    let webhooks = super::webhooks::webhooks(&mut errors, &mut raw, required);
 
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(errors));
@@ -67,6 +68,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
         twilio,
         calls,
         recording,
+        webhooks,
         sources: Default::default(),
     })
 }

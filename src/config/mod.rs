@@ -22,6 +22,7 @@ pub mod recording;
 pub mod sources;
 #[cfg(test)]
 mod sources_tests;
+pub mod webhooks;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -76,6 +77,8 @@ pub struct Settings {
     pub calls: CallSettings,
     /// Call recording at Twilio: on or off, the consent line, the retention.
     pub recording: recording::RecordingSettings,
+    /// Signed webhooks: the default destination, the secret, the retry schedule.
+    pub webhooks: webhooks::WebhookSettings,
     /// Where each value came from (default, `.env`, environment, `callbridge.toml`), for `check-config`.
     pub sources: Sources,
 }

@@ -9,6 +9,7 @@
 //! | `POST /api/calls/{id}/instruct` | `{"text":"..."}` | `202 {"ok":true}` |
 //! | `POST /api/calls/{id}/dtmf` | `{"digits":"1w2"}` | `202 {"ok":true}` |
 //! | `POST /api/calls/{id}/transfer` | `{"to":"+14155550100","summary":"..."}` | `202 {"ok":true}` |
+//! | `GET /api/webhooks`, `POST /api/webhooks/{id}/retry` | | the webhook outbox ([`super::webhooks_api`]) |
 //!
 //! Errors are `{"error":{"code":"...","message":"..."}}` (see [`ServiceError::code`]): `invalid_number` and
 //! `invalid_request` 400, `unauthorized` 401, `destination_not_allowed` 403, `not_found` 404, `not_live` 409,
@@ -49,6 +50,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
             .route("/calls/{id}/instruct", web::post().to(instruct))
             .route("/calls/{id}/dtmf", web::post().to(send_dtmf))
             .route("/calls/{id}/transfer", web::post().to(transfer))
+            .route(
+                "/webhooks",
+                web::get().to(super::webhooks_api::list_webhooks),
+            )
+            .route(
+                "/webhooks/{id}/retry",
+                web::post().to(super::webhooks_api::retry_webhook),
+            )
             .default_service(web::to(unknown_route)),
     );
 }

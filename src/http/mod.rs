@@ -21,6 +21,7 @@ pub mod state;
 pub mod transfer;
 pub mod voice;
 pub mod webhook;
+pub mod webhooks_api;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;

@@ -124,6 +124,7 @@ pub async fn incoming_call(
                         metadata: None,
                         answering: Default::default(),
                         record,
+                        webhook_url: state.calls.default_webhook_url(),
                     }),
                     answered: true,
                 },

@@ -60,6 +60,11 @@ pub struct PlaceCallArgs {
     /// shows the recordings with their URL and duration.
     #[serde(default)]
     pub record: Option<bool>,
+    /// An https URL to receive this call's events as signed webhooks (Standard Webhooks: call.status_changed,
+    /// call.answered_by, call.completed with the whole record), so you need not poll get_call. Default: the
+    /// server's webhook URL, if any.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
 }
 
 impl From<PlaceCallArgs> for PlaceCall {
@@ -76,6 +81,7 @@ impl From<PlaceCallArgs> for PlaceCall {
             voicemail_message: args.voicemail_message,
             send_digits: args.send_digits,
             record: args.record,
+            webhook_url: args.webhook_url,
         }
     }
 }
@@ -203,6 +209,23 @@ mod tests {
 
         assert!(description.contains("E.164"), "{description}");
         assert!(description.contains("+14155550100"), "{description}");
+    }
+
+    #[test]
+    fn a_webhook_url_argument_reaches_the_services_request() {
+        let args: PlaceCallArgs = serde_json::from_value(json!({
+            "to": "+14155550100",
+            "instructions": "Book a table",
+            "webhook_url": "https://hooks.example.com/cb",
+        }))
+        .expect("valid arguments");
+
+        let request = PlaceCall::from(args);
+
+        assert_eq!(
+            request.webhook_url.as_deref(),
+            Some("https://hooks.example.com/cb")
+        );
     }
 
     #[test]

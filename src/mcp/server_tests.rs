@@ -165,6 +165,7 @@ fn sample_call(id: &str, status: CallStatus) -> CallView {
         transfers: Vec::new(),
         record: false,
         recordings: Vec::new(),
+        webhook_url: None,
         usage: Usage::default(),
         answering: Default::default(),
     }

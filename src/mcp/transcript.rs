@@ -177,6 +177,7 @@ mod tests {
             transfers: Vec::new(),
             record: false,
             recordings: Vec::new(),
+            webhook_url: None,
             usage: Usage::default(),
             answering: Default::default(),
         }

@@ -35,3 +35,5 @@ mod slow_bodies;
 mod store;
 mod transfer;
 mod twilio_cli;
+mod webhook_outbox;
+mod webhooks;

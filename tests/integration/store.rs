@@ -67,6 +67,7 @@ fn new_call(direction: Direction, from: &str, to: &str) -> NewCall {
         metadata: None,
         answering: Default::default(),
         record: false,
+        webhook_url: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! What the store keeps of answering machine detection: Twilio's verdict, written when its callback arrives (the
 //! first verdict stays: a retried callback changes nothing). The policy and the voicemail are written with the call
-//! ([`CallStore::create_with_id`]) and its end ([`CallStore::finish`]).
+//! ([`CallStore::create_with_id`]) and its end ([`CallStore::finish`]). A first verdict queues the call's
+//! `call.answered_by` webhook in the same transaction.
 
 use rusqlite::params;
 
@@ -23,6 +24,10 @@ impl CallStore {
                     params![id, answered_by.as_str()],
                 )
                 .map_err(ctx(CONTEXT))?;
+            if changed == 1 {
+                let now_ns = super::rows::to_ns(time::OffsetDateTime::now_utc(), "now")?;
+                super::outbox::on_answered_by(tx, id, answered_by, now_ns)?;
+            }
             Ok(changed == 1)
         })
     }
@@ -52,6 +57,7 @@ mod tests {
             metadata: None,
             answering,
             record: false,
+            webhook_url: None,
         }
     }
 

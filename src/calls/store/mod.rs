@@ -27,6 +27,7 @@ use crate::realtime::usage::Usage;
 mod answering;
 mod closing;
 mod recordings;
+mod outbox;
 mod rows;
 mod schema;
 
@@ -38,6 +39,10 @@ use schema::migrate;
 
 pub use closing::Reconciled;
 pub use recordings::DueRecording;
+pub use outbox::{
+    AttemptOutcome, DeliveryStatus, DueDelivery, OutboxWrite, UnknownDeliveryStatus,
+    WebhookDelivery,
+};
 
 /// How long a write waits for another connection's lock before it fails with `SQLITE_BUSY` (the server's writer
 /// then retries it, see [`crate::calls::writer`]).
@@ -268,8 +273,8 @@ impl CallStore {
             .map_err(ctx("store a new call"))?;
         tx.execute(
             "INSERT INTO calls (id, direction, from_number, to_number, call_sid, status, instructions, greeting, \
-             voice, language, max_duration_s, metadata, created_at_ns, usage, answering_machine, voicemail_message) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+             voice, language, max_duration_s, metadata, created_at_ns, usage, answering_machine, voicemail_message, \
+             webhook_url) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             params![
                 id,
                 call.direction,
@@ -287,6 +292,7 @@ impl CallStore {
                 usage,
                 call.answering.answering_machine.map(|p| p.as_str()),
                 call.answering.voicemail_message,
+                call.webhook_url,
             ],
         )
         .map_err(ctx("store a new call"))?;
@@ -484,6 +490,8 @@ impl CallStore {
         for (seq, turn) in (0_i64..).zip(&record.turns) {
             insert_turn(&tx, id, seq, turn)?;
         }
+        let now_ns = to_ns(OffsetDateTime::now_utc(), "now")?;
+        outbox::queue_completed(&tx, id, ended_at_ns.unwrap_or(now_ns), false)?;
         tx.commit().map_err(ctx(CONTEXT))
     }
 
@@ -662,6 +670,7 @@ fn advance_status(
         params![id, status, at_ns],
     )
     .map_err(ctx(CONTEXT))?;
+    outbox::on_status_changed(conn, id, current, status, at_ns)?;
     Ok(true)
 }
 
@@ -770,6 +779,7 @@ mod tests {
             metadata: Some(serde_json::json!({"ticket": 42, "tags": ["dinner"]})),
             answering: Default::default(),
             record: false,
+            webhook_url: None,
         }
     }
 

@@ -99,6 +99,27 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX recordings_by_due ON recordings (delete_due_at_ns)
         WHERE deleted_at_ns IS NULL AND delete_due_at_ns IS NOT NULL;
     ",
+    // Signed webhooks: the call's webhook URL, and the durable outbox of its deliveries (`store/outbox.rs`).
+    "
+    ALTER TABLE calls ADD COLUMN webhook_url TEXT;
+    CREATE TABLE webhook_deliveries (
+        id                 TEXT PRIMARY KEY NOT NULL,
+        call_id            TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+        event              TEXT NOT NULL,
+        url                TEXT NOT NULL,
+        body               TEXT NOT NULL,
+        status             TEXT NOT NULL,
+        attempts           INTEGER NOT NULL DEFAULT 0,
+        created_at_ns      INTEGER NOT NULL,
+        next_attempt_at_ns INTEGER NOT NULL,
+        last_attempt_at_ns INTEGER,
+        last_status_code   INTEGER,
+        last_error         TEXT,
+        delivered_at_ns    INTEGER
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at_ns);
+    CREATE INDEX webhook_deliveries_by_call ON webhook_deliveries (call_id, event);
+    ",
 ];
 
 /// Brings the schema up to the newest version, one migration at a time, each in its own transaction.
