@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use url::Url;
 
 use crate::calls::Direction;
+use crate::calls::clock::{SharedClock, SystemClock};
 use crate::calls::live::{CallControl, LiveCalls};
 use crate::calls::model::{Answering, CallError, CallStatus, CallSummary, CallView, NewCall};
 use crate::calls::store::{CallStore, new_call_id};
@@ -74,11 +75,26 @@ pub struct PlaceCall {
     /// Twilio's `SendDigits`: `0-9`, `*`, `#`, `w` for a half-second pause.
     #[serde(default)]
     pub send_digits: Option<String>,
+    /// Try again when an attempt ends with a result listed in `retry_on` (`busy`, `no-answer`, `failed`): at most
+    /// `max_attempts` attempts in all, `backoff_s` apart. The call is then placed by the scheduler.
+    #[serde(default)]
+    pub retry: Option<crate::calls::schedule::RetryPlan>,
+    /// The earliest the call may start, RFC 3339 (`2026-01-15T09:30:00+01:00`), at most 30 days ahead.
+    #[serde(default)]
+    pub not_before: Option<String>,
+    /// Local hours in which the call (and each retry) may start, with an IANA time zone:
+    /// `09:00-18:00 Europe/Berlin`.
+    #[serde(default)]
+    pub call_window: Option<String>,
 }
 
 #[path = "service_error.rs"]
 mod error;
 pub use error::ServiceError;
+
+#[path = "service_schedule.rs"]
+mod schedule;
+pub use schedule::CAP_RETRY_DELAY;
 
 /// What outbound calls need from the settings.
 #[derive(Debug, Clone)]
@@ -139,6 +155,10 @@ struct Inner {
     /// Held from counting the calls to storing a new one, so two requests cannot both take the last slot (or the
     /// last call of the budget). Never held across an `.await`.
     admission: Mutex<()>,
+    /// The time scheduled and retried calls are due by.
+    clock: SharedClock,
+    /// Woken when a call is scheduled, so the scheduler looks at once.
+    scheduled: Arc<Notify>,
 }
 
 /// Room for one more call under the concurrency cap: hold it until the new call counts (its stream token is pending,
@@ -170,6 +190,25 @@ impl CallService {
         outbound: OutboundSettings,
         pending_streams: PendingStreams,
     ) -> Self {
+        Self::with_clock(
+            store,
+            rest,
+            live,
+            outbound,
+            pending_streams,
+            Arc::new(SystemClock),
+        )
+    }
+
+    /// [`CallService::new`] with the clock scheduled and retried calls are due by (tests move it forward).
+    pub fn with_clock(
+        store: CallStore,
+        rest: Option<RestHandle>,
+        live: LiveCalls,
+        outbound: OutboundSettings,
+        pending_streams: PendingStreams,
+        clock: SharedClock,
+    ) -> Self {
         let changed = Arc::new(Notify::new());
         let writer = StoreWriter::spawn(store.clone(), changed.clone(), RetryPolicy::default());
         CallService {
@@ -184,6 +223,8 @@ impl CallService {
                 pending_streams,
                 awaited: Mutex::new(std::collections::HashMap::new()),
                 admission: Mutex::new(()),
+                clock,
+                scheduled: Arc::new(Notify::new()),
             }),
         }
     }
@@ -386,6 +427,7 @@ impl CallService {
             .map(crate::twilio::dtmf::DtmfDigits::parse)
             .transpose()
             .map_err(|e| ServiceError::InvalidRequest(format!("send_digits: {e}")))?;
+        let schedule = self.schedule_of(&request)?;
         if request.max_duration_s == Some(0) {
             return Err(ServiceError::InvalidRequest(
                 "max_duration_s must be at least 1".into(),
@@ -442,6 +484,10 @@ impl CallService {
                 ..Answering::default()
             },
         };
+        if let Some(mut schedule) = schedule {
+            schedule.send_digits = send_digits.map(|d| d.as_str().to_owned());
+            return self.place_scheduled(id, new_call, schedule).await;
+        }
         let (stored, written) = tokio::sync::oneshot::channel();
         {
             // Counting and queueing under one admission: the reserved call counts until its record is written,
@@ -605,7 +651,8 @@ impl CallService {
     }
 
     /// Hangs up the call `id`: a live call ends at once (end reason `hung_up_by_api`); a call still ringing is
-    /// canceled at Twilio (a call stored but not placed yet is returned as it is).
+    /// canceled at Twilio (a call stored but not placed yet is returned as it is); a call waiting for its next
+    /// attempt (`scheduled`, `retry-pending`) is `canceled` and no attempt follows.
     ///
     /// # Errors
     /// [`ServiceError::NotFound`]; [`ServiceError::AlreadyEnded`] (409 `call_ended`) when the call has ended;
@@ -619,6 +666,9 @@ impl CallService {
                 status: call.status,
                 end_reason: call.end_reason,
             });
+        }
+        if call.status.is_waiting() {
+            return self.cancel_waiting(call).await;
         }
         let Some(call_sid) = call.call_sid.clone() else {
             return Ok(call);

@@ -23,6 +23,7 @@ use super::output::{emit, format_duration, printable, server_url};
 use crate::calls::Speaker;
 use crate::calls::backend::BackendError;
 use crate::calls::model::{CallStatus, CallView};
+use crate::calls::schedule::{RetryOn, RetryPlan};
 use crate::calls::service::PlaceCall;
 use crate::config::{Requirement, Settings};
 use crate::twilio::amd::MachinePolicy;
@@ -78,6 +79,21 @@ pub struct CallArgs {
     /// for a half-second pause (e.g. ww123). The server refuses anything else (exit 2).
     #[arg(long = "send-digits", value_name = "KEYS")]
     pub send_digits: Option<String>,
+    /// Try the call again when it ends busy, no-answer or failed (see --retry-on): at most N attempts in all.
+    #[arg(long = "retry-max-attempts", value_name = "N")]
+    pub retry_max_attempts: Option<u32>,
+    /// Seconds between the end of an attempt and the next one (default 300).
+    #[arg(long = "retry-backoff", value_name = "S")]
+    pub retry_backoff_s: Option<u64>,
+    /// Which results are tried again, comma-separated: busy, no-answer, failed (default busy,no-answer).
+    #[arg(long = "retry-on", value_name = "RESULTS", value_delimiter = ',', value_parser = parse_retry_on)]
+    pub retry_on: Vec<RetryOn>,
+    /// The earliest the call may start, RFC 3339 (2026-01-15T09:30:00+01:00).
+    #[arg(long = "not-before", value_name = "TIME")]
+    pub not_before: Option<String>,
+    /// Local hours the call (and each retry) may start in, with an IANA time zone: "09:00-18:00 Europe/Berlin".
+    #[arg(long = "call-window", value_name = "WINDOW")]
+    pub call_window: Option<String>,
     /// Place the call, print its id and exit without following it.
     #[arg(long)]
     pub no_follow: bool,
@@ -145,7 +161,36 @@ fn place_request(args: &CallArgs) -> PlaceCall {
         answering_machine: args.answering_machine,
         voicemail_message: args.voicemail_message.clone(),
         send_digits: args.send_digits.clone(),
+        retry: retry_plan(args),
+        not_before: args.not_before.clone(),
+        call_window: args.call_window.clone(),
     }
+}
+
+/// The `retry` of the command line: `None` unless a `--retry-*` option is given; the others default.
+fn retry_plan(args: &CallArgs) -> Option<RetryPlan> {
+    if args.retry_max_attempts.is_none()
+        && args.retry_backoff_s.is_none()
+        && args.retry_on.is_empty()
+    {
+        return None;
+    }
+    let defaults: RetryPlan = serde_json::from_str("{}").expect("every retry field has a default");
+    Some(RetryPlan {
+        max_attempts: args.retry_max_attempts.unwrap_or(defaults.max_attempts),
+        backoff_s: args.retry_backoff_s.unwrap_or(defaults.backoff_s),
+        retry_on: if args.retry_on.is_empty() {
+            defaults.retry_on
+        } else {
+            args.retry_on.clone()
+        },
+    })
+}
+
+/// One `--retry-on` result: `busy`, `no-answer` or `failed`.
+fn parse_retry_on(text: &str) -> Result<RetryOn, String> {
+    RetryOn::from_status(text.trim())
+        .ok_or_else(|| format!("{text:?} is not one of busy, no-answer, failed"))
 }
 
 async fn follow(client: &ApiClient, placed: CallView) -> ExitCode {
@@ -260,8 +305,13 @@ fn placed_line(call: &CallView) -> String {
         .as_deref()
         .map(|sid| format!(", CallSid {}", printable(sid)))
         .unwrap_or_default();
+    let due = call
+        .schedule
+        .next_attempt_at
+        .map(|at| format!(", first attempt due {}", clock(at)))
+        .unwrap_or_default();
     format!(
-        "Calling {} from {} (call {}{sid}); times are UTC",
+        "Calling {} from {} (call {}{sid}{due}); times are UTC",
         printable(&call.to),
         printable(&call.from),
         call.id
@@ -351,6 +401,7 @@ mod tests {
             dropped: Default::default(),
             handovers: Vec::new(),
             transfers: Vec::new(),
+            schedule: Default::default(),
             usage: Default::default(),
             answering: Default::default(),
         }

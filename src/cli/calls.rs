@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use time::OffsetDateTime;
 
 use crate::calls::model::{CallSummary, CallView};
+use crate::calls::schedule::RetryOn;
 use crate::calls::store::CallStore;
 use crate::calls::{Direction, Speaker};
 use crate::config::{Requirement, Settings};
@@ -241,6 +242,7 @@ pub fn render_call(call: &CallView) -> String {
         }),
     );
 
+    render_schedule(&mut out, call);
     out.push_str("\nStatus timeline:\n");
     for change in &call.status_timeline {
         let _ = writeln!(out, "  {}  {}", format_time(change.at), change.status);
@@ -295,6 +297,63 @@ pub fn render_call(call: &CallView) -> String {
         usage.output_tokens
     );
     out
+}
+
+/// A scheduled or retried call's plan, next due time and attempts (nothing for a call placed at once).
+fn render_schedule(out: &mut String, call: &CallView) {
+    let schedule = &call.schedule;
+    if let Some(window) = &schedule.call_window {
+        let _ = writeln!(out, "{:<14}{}", "Call window:", printable(window));
+    }
+    if let Some(not_before) = schedule.not_before {
+        let _ = writeln!(out, "{:<14}{}", "Not before:", format_time(not_before));
+    }
+    if let Some(retry) = &schedule.retry {
+        let on: Vec<&str> = retry
+            .retry_on
+            .iter()
+            .map(|r| match r {
+                RetryOn::Busy => "busy",
+                RetryOn::NoAnswer => "no-answer",
+                RetryOn::Failed => "failed",
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<14}up to {} attempts, {} s apart, on {}",
+            "Retry:",
+            retry.max_attempts,
+            retry.backoff_s,
+            on.join(", ")
+        );
+    }
+    if let Some(due) = schedule.next_attempt_at {
+        let _ = writeln!(out, "{:<14}{}", "Next attempt:", format_time(due));
+    }
+    if schedule.attempts.is_empty() {
+        return;
+    }
+    out.push_str("\nAttempts:\n");
+    for attempt in &schedule.attempts {
+        let ended = attempt
+            .ended_at
+            .map(|at| format!(" - {}", format_time(at)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {}. {}  {}{ended}  {}",
+            attempt.number,
+            attempt
+                .call_sid
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), printable),
+            format_time(attempt.started_at),
+            attempt
+                .result
+                .as_deref()
+                .map_or_else(|| attempt.status.to_string(), printable)
+        );
+    }
 }
 
 /// `inbound` or `outbound-api`.
@@ -462,6 +521,7 @@ mod tests {
             dropped: Default::default(),
             handovers: Vec::new(),
             transfers: Vec::new(),
+            schedule: Default::default(),
             usage: Usage {
                 total_tokens: 900,
                 input_tokens: 600,

@@ -163,6 +163,7 @@ fn sample_call(id: &str, status: CallStatus) -> CallView {
         dropped: Default::default(),
         handovers: Vec::new(),
         transfers: Vec::new(),
+        schedule: Default::default(),
         usage: Usage::default(),
         answering: Default::default(),
     }

@@ -175,6 +175,7 @@ mod tests {
             dropped: Default::default(),
             handovers: Vec::new(),
             transfers: Vec::new(),
+            schedule: Default::default(),
             usage: Usage::default(),
             answering: Default::default(),
         }

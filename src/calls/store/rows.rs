@@ -61,6 +61,7 @@ pub(super) fn read_view(conn: &Connection, id: &str) -> Result<Option<CallView>,
             .collect()
         })
         .map_err(ctx(CONTEXT))?;
+    view.schedule = super::scheduling::read_schedule(conn, id)?;
     Ok(Some(view))
 }
 
@@ -123,6 +124,7 @@ pub(super) fn view_from_row(row: &Row<'_>) -> rusqlite::Result<CallView> {
             .get::<_, Option<Json<Vec<TransferAttempt>>>>(30)?
             .map(|j| j.0)
             .unwrap_or_default(),
+        schedule: Default::default(),
     })
 }
 
