@@ -240,7 +240,7 @@ impl CallService {
     pub fn concurrent_calls(&self) -> u64 {
         let outbound = &self.inner.outbound;
         let window = Duration::from_secs(u64::from(outbound.ring_timeout_s)) + RINGING_GRACE;
-        let since = time::OffsetDateTime::now_utc() - window;
+        let since = self.now() - window;
         let ringing = self
             .inner
             .store
@@ -300,7 +300,7 @@ impl CallService {
     /// [`ServiceError::DailyBudgetExhausted`]; [`ServiceError::Store`] when the calls cannot be counted.
     fn check_daily_budget(&self) -> Result<(), ServiceError> {
         let budget = self.inner.outbound.daily_outbound_budget;
-        let midnight = time::OffsetDateTime::now_utc().replace_time(time::Time::MIDNIGHT);
+        let midnight = self.now().replace_time(time::Time::MIDNIGHT);
         let placed = self
             .inner
             .store
