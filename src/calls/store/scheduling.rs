@@ -540,3 +540,7 @@ pub(super) fn read_schedule(conn: &Connection, id: &str) -> Result<Schedule, Sto
         attempts,
     })
 }
+
+#[cfg(test)]
+#[path = "scheduling_tests.rs"]
+mod tests;
