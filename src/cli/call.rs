@@ -451,6 +451,60 @@ mod tests {
     }
 
     #[test]
+    fn the_retry_and_window_options_reach_the_place_call_request() {
+        use clap::Parser as _;
+        let parse = |extra: &[&str]| {
+            let mut argv = vec![
+                "callbridge",
+                "call",
+                "+14155550100",
+                "--instructions",
+                "Ask",
+            ];
+            argv.extend_from_slice(extra);
+            let cli = crate::cli::Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+            let crate::cli::Command::Call(args) = cli.command else {
+                panic!("not the call command");
+            };
+            Ok::<_, String>(place_request(&args))
+        };
+
+        let request = parse(&[
+            "--retry-max-attempts",
+            "4",
+            "--retry-on",
+            "busy,failed",
+            "--not-before",
+            "2026-01-15T09:30:00+01:00",
+            "--call-window",
+            "09:00-18:00 Europe/Berlin",
+        ])
+        .expect("parses");
+        let plain = parse(&[]).expect("parses");
+        let bad = parse(&["--retry-on", "completed"]);
+
+        assert_eq!(
+            request.retry,
+            Some(RetryPlan {
+                max_attempts: 4,
+                backoff_s: crate::calls::schedule::DEFAULT_BACKOFF_S,
+                retry_on: vec![RetryOn::Busy, RetryOn::Failed],
+            })
+        );
+        assert_eq!(
+            request.not_before.as_deref(),
+            Some("2026-01-15T09:30:00+01:00")
+        );
+        assert_eq!(
+            request.call_window.as_deref(),
+            Some("09:00-18:00 Europe/Berlin")
+        );
+        assert_eq!(plain.retry, None, "no --retry-* option, no retry");
+        let bad = bad.expect_err("completed is never retried");
+        assert!(bad.contains("busy, no-answer, failed"), "{bad}");
+    }
+
+    #[test]
     fn each_status_change_is_printed_once_with_its_utc_time() {
         let mut follower = Follower::default();
         let mut view = call(CallStatus::Queued);

@@ -558,4 +558,56 @@ mod tests {
         assert!(!report.contains('\u{1b}'), "no escape reaches the terminal");
         assert!(!report.contains("Answered:"), "unset fields are left out");
     }
+
+    #[test]
+    fn a_report_shows_a_retried_calls_plan_next_attempt_and_attempts() {
+        use crate::calls::model::{Attempt, Schedule};
+        use crate::calls::schedule::RetryPlan;
+        let mut call: CallView = serde_json::from_value(serde_json::json!({
+            "id": "call_x", "direction": "outbound-api", "from": "+15550100", "to": "+15550199",
+            "call_sid": null, "status": "retry-pending", "instructions": null, "greeting": null, "voice": null,
+            "language": null, "max_duration_s": null, "metadata": null, "outcome": null, "end_reason": null,
+            "error": null, "created_at": "2026-01-15T08:00:00Z", "duration_ms": null, "status_timeline": [],
+            "transcript": []
+        }))
+        .expect("a minimal call");
+        call.schedule = Schedule {
+            retry: Some(RetryPlan {
+                max_attempts: 3,
+                backoff_s: 600,
+                retry_on: vec![RetryOn::Busy, RetryOn::NoAnswer],
+            }),
+            not_before: None,
+            call_window: Some("09:00-18:00 Europe/Berlin".into()),
+            next_attempt_at: Some(datetime!(2026-01-15 08:11 UTC)),
+            attempts: vec![Attempt {
+                number: 1,
+                call_sid: Some("CA1".into()),
+                status: CallStatus::Busy,
+                started_at: datetime!(2026-01-15 08:00 UTC),
+                ended_at: Some(datetime!(2026-01-15 08:01 UTC)),
+                result: Some("busy, retried".into()),
+            }],
+        };
+
+        let report = render_call(&call);
+
+        assert!(report.contains("Status:       retry-pending\n"), "{report}");
+        assert!(
+            report.contains("Call window:  09:00-18:00 Europe/Berlin\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("Retry:        up to 3 attempts, 600 s apart, on busy, no-answer\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("Next attempt: 2026-01-15 08:11:00\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("  1. CA1  2026-01-15 08:00:00 - 2026-01-15 08:01:00  busy, retried\n"),
+            "{report}"
+        );
+    }
 }
