@@ -76,7 +76,7 @@ fn a_scheduled_call_is_due_at_its_first_attempt_time_only() {
     let at = store.due_attempts(T0).expect("read");
 
     assert!(before.is_empty());
-    assert_eq!(at, [id.clone()]);
+    assert_eq!(at, std::slice::from_ref(&id));
     assert_eq!(store.next_attempt_due().expect("read"), Some(T0));
     let view = store.get(&id).expect("read").expect("present");
     assert_eq!(view.status, CallStatus::Scheduled);
