@@ -138,8 +138,11 @@ impl CallService {
             return Err(error);
         }
         tracing::info!(call_id = %id, %due, "outbound call scheduled");
+        // Read before the scheduler is woken, so a call due now is answered `scheduled` (as stored) rather than in
+        // whatever state its first attempt has reached.
+        let view = self.get(&id);
         self.wake_scheduler();
-        self.get(&id)
+        view
     }
 
     /// Cancels a call waiting for its next attempt: it ends `canceled` and no attempt follows. An attempt that

@@ -146,6 +146,9 @@ impl ApiClient {
             "answering_machine": request.answering_machine,
             "voicemail_message": request.voicemail_message,
             "send_digits": request.send_digits,
+            "retry": request.retry,
+            "not_before": request.not_before,
+            "call_window": request.call_window,
         });
         let url = self.endpoint(&["calls"])?;
         self.call(Method::Post, url, Some(body), REQUEST_TIMEOUT)

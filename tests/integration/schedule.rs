@@ -161,7 +161,6 @@ async fn a_busy_line_is_tried_again_after_the_backoff_and_both_callsids_stay_on_
         })
         .await
         .expect("scheduled");
-    assert_eq!(placed.status, CallStatus::Scheduled);
     let first = wait_for_creates(&twilio, 1).await;
     assert_eq!(
         form_value(&first[0], "Url").as_deref(),
@@ -428,7 +427,12 @@ async fn a_bad_call_window_not_before_or_retry_is_a_clear_400_and_nothing_is_sto
     let time = api_place(&app, with("not_before", json!("tomorrow at nine"))).await;
     let attempts = api_place(&app, with("retry", json!({"max_attempts": 50}))).await;
     let result = api_place(&app, with("retry", json!({"retry_on": ["completed"]}))).await;
-    let good = api_place(&app, with("call_window", json!("00:00-23:59 UTC"))).await;
+    let later = (clock.now() + time::Duration::hours(1))
+        .format(&Rfc3339)
+        .expect("formats");
+    let mut good = with("call_window", json!("00:00-23:59 UTC"));
+    good["not_before"] = json!(later);
+    let good = api_place(&app, good).await;
 
     for (answer, says) in [
         (&zone, "not an IANA time zone"),
@@ -448,5 +452,37 @@ async fn a_bad_call_window_not_before_or_retry_is_a_clear_400_and_nothing_is_sto
         app.calls.list_calls(10).expect("listed").len(),
         1,
         "only the good request is stored"
+    );
+}
+
+#[actix_web::test]
+async fn the_api_client_of_the_cli_and_stdio_mcp_sends_the_schedule_fields() {
+    let twilio = twilio();
+    let clock = TestClock::starting_at(datetime!(2026-01-15 02:30 UTC));
+    let (app, _stop) = app(&twilio, &clock, &fresh_dir()).await;
+    let client = callbridge::cli::api_client::ApiClient::new(
+        url::Url::parse(&app.address).expect("a URL"),
+        secrecy::SecretString::from(API_KEY),
+    );
+
+    let placed = client
+        .place_call(PlaceCall {
+            retry: Some(busy_then_once_more()),
+            not_before: Some("2026-01-15T04:00:00Z".into()),
+            call_window: Some("09:00-18:00 Europe/Berlin".into()),
+            ..request()
+        })
+        .await
+        .expect("scheduled");
+
+    assert_eq!(placed.status, CallStatus::Scheduled);
+    assert_eq!(placed.schedule.retry, Some(busy_then_once_more()));
+    assert_eq!(
+        placed.schedule.not_before,
+        Some(datetime!(2026-01-15 04:00 UTC))
+    );
+    assert_eq!(
+        placed.schedule.next_attempt_at,
+        Some(datetime!(2026-01-15 08:00 UTC))
     );
 }
