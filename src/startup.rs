@@ -26,9 +26,11 @@ use anyhow::Context as _;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
+use crate::calls::clock::{SharedClock, SystemClock};
 use crate::calls::live::LiveCalls;
 use crate::calls::model::CallStatus;
 use crate::calls::retention::RecordingRetention;
+use crate::calls::scheduler;
 use crate::calls::service::{CallService, OutboundSettings};
 use crate::calls::store::CallStore;
 use crate::config::Settings;
@@ -109,6 +111,19 @@ impl Application {
     /// When neither `PUBLIC_URL` nor trusted forwarded headers can tell the public URL, or the listener cannot be
     /// used.
     pub fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, listener, Arc::new(SystemClock))
+    }
+
+    /// [`Application::build_with_listener`] with the clock scheduled and retried calls are due by (tests move it
+    /// forward instead of waiting).
+    ///
+    /// # Errors
+    /// As [`Application::build_with_listener`].
+    pub fn build_with_clock(
+        settings: Settings,
+        listener: TcpListener,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
         install_crypto_provider();
         let port = listener.local_addr()?.port();
         if settings.public_url.is_none() && !settings.trust_forwarded_headers {
@@ -183,7 +198,7 @@ impl Application {
             let pending = pending.clone();
             Arc::new(move || pending.iter().count())
         };
-        let calls = CallService::new(
+        let calls = CallService::with_clock(
             store,
             rest_handle,
             live_calls.clone(),
@@ -204,6 +219,7 @@ impl Application {
                 },
             },
             pending_streams,
+            clock,
         );
         // Outbound calls the earlier run left ringing: cancel them at Twilio, so a callee who answers now is not
         // connected to nothing (their webhook would hang up anyway: the record is terminal).
@@ -365,8 +381,12 @@ impl Application {
             ..
         } = self;
         let handle = server.handle();
+        // Scheduled and retried calls are placed while the server runs, and no longer once it drains.
+        let scheduler_stop = CancellationToken::new();
+        tokio::spawn(scheduler::run(calls.clone(), scheduler_stop.clone()));
         tokio::spawn(async move {
             stop.await;
+            scheduler_stop.cancel();
             shutdown.start_draining();
             tracing::info!(
                 live_calls = shutdown.calls_in_progress(),

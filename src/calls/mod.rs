@@ -3,12 +3,15 @@
 //! and logs it as one structured line at the end. (A persistent store comes with outbound calls.)
 
 pub mod backend;
+pub mod clock;
 pub mod end_reason;
 pub mod live;
 pub mod model;
 pub mod recorder;
 pub mod recording;
 pub mod retention;
+pub mod schedule;
+pub mod scheduler;
 pub mod service;
 pub mod store;
 pub mod webhook_delivery;

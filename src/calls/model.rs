@@ -43,11 +43,20 @@ pub enum CallStatus {
     Failed,
     /// The call was canceled (hung up) before it was answered.
     Canceled,
+    /// callbridge's own: an outbound call placed with `not_before` or `call_window` (or `retry`) waits for its
+    /// first attempt, due at `next_attempt_at`.
+    Scheduled,
+    /// callbridge's own: an attempt ended with a result its `retry` counts (`busy`, `no-answer`, `failed`); the
+    /// next attempt is due at `next_attempt_at`.
+    RetryPending,
 }
 
 impl CallStatus {
-    /// Every status, in rank order (the terminal ones last, in Twilio's documentation order).
-    pub const ALL: [CallStatus; 9] = [
+    /// Every status, in rank order (the terminal ones last, in Twilio's documentation order; callbridge's own
+    /// waiting statuses first).
+    pub const ALL: [CallStatus; 11] = [
+        CallStatus::Scheduled,
+        CallStatus::RetryPending,
         CallStatus::Queued,
         CallStatus::Initiated,
         CallStatus::Ringing,
@@ -65,10 +74,12 @@ impl CallStatus {
     }
 
     /// Where the status sits in a call's life: `queued` 0 < `initiated` 1 < `ringing` 2 < `in-progress` 3 < every
-    /// terminal status 4. Status callbacks can arrive out of order; a call only ever moves to a higher rank.
+    /// terminal status 4. Status callbacks can arrive out of order; a call only ever moves to a higher rank. The
+    /// waiting statuses `scheduled` and `retry-pending` rank 0; a call leaves them only when its next attempt
+    /// starts (back to `queued`) or when it is canceled or refused (see [`CallStatus::is_waiting`]).
     pub fn rank(self) -> u8 {
         match self {
-            CallStatus::Queued => 0,
+            CallStatus::Scheduled | CallStatus::RetryPending | CallStatus::Queued => 0,
             CallStatus::Initiated => 1,
             CallStatus::Ringing => 2,
             CallStatus::InProgress => 3,
@@ -80,9 +91,17 @@ impl CallStatus {
         }
     }
 
-    /// The status as Twilio spells it (`in-progress`, `no-answer`, ...).
+    /// Whether the call waits for its next attempt (`scheduled`, `retry-pending`): status callbacks do not move it.
+    pub fn is_waiting(self) -> bool {
+        matches!(self, CallStatus::Scheduled | CallStatus::RetryPending)
+    }
+
+    /// The status as Twilio spells it (`in-progress`, `no-answer`, ...; callbridge's own `scheduled` and
+    /// `retry-pending`).
     pub fn as_str(self) -> &'static str {
         match self {
+            CallStatus::Scheduled => "scheduled",
+            CallStatus::RetryPending => "retry-pending",
             CallStatus::Queued => "queued",
             CallStatus::Initiated => "initiated",
             CallStatus::Ringing => "ringing",
@@ -105,8 +124,8 @@ impl fmt::Display for CallStatus {
 /// A string that is not one of Twilio's call statuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown call status {0:?}; expected one of queued, initiated, ringing, in-progress, completed, busy, \
-     no-answer, failed, canceled"
+    "unknown call status {0:?}; expected one of scheduled, retry-pending, queued, initiated, ringing, in-progress, \
+     completed, busy, no-answer, failed, canceled"
 )]
 pub struct UnknownCallStatus(pub String);
 
@@ -237,6 +256,60 @@ pub struct CallView {
     /// absent when none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
+    /// A scheduled or retried call's plan, its next attempt's due time and its attempts (flattened: `retry`,
+    /// `not_before`, `call_window`, `next_attempt_at`, `attempts`; absent for a call placed at once).
+    #[serde(default, flatten)]
+    pub schedule: Schedule,
+}
+
+/// A scheduled or retried outbound call: what the request asked for and what happened so far. Every field is
+/// absent from the JSON for a call placed at once.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// The call's retry plan (`max_attempts`, `backoff_s`, `retry_on`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<crate::calls::schedule::RetryPlan>,
+    /// The earliest the first attempt may start, RFC 3339.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub not_before: Option<OffsetDateTime>,
+    /// The local hours the call may start in (`09:00-18:00 Europe/Berlin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_window: Option<String>,
+    /// When the next attempt is due, RFC 3339, while the call is `scheduled` or `retry-pending`.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub next_attempt_at: Option<OffsetDateTime>,
+    /// Every attempt so far, first first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+}
+
+/// One attempt of a scheduled or retried call: Twilio's call for it and how it went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1 for the first attempt.
+    pub number: u32,
+    /// Twilio's CallSid of this attempt, once Twilio created it.
+    pub call_sid: Option<String>,
+    /// The attempt's latest status (Twilio's).
+    pub status: CallStatus,
+    /// When it was started, RFC 3339.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    /// When it ended, RFC 3339.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<OffsetDateTime>,
+    /// How it ended: Twilio's terminal status (`busy`, `no-answer`, `completed`, ...), followed by `, retried` when
+    /// another attempt was scheduled, or `failed: <why>` when Twilio refused to place it.
+    #[serde(default)]
+    pub result: Option<String>,
 }
 
 impl CallView {
@@ -358,6 +431,8 @@ mod tests {
     #[test]
     fn statuses_serialize_display_and_parse_as_twilio_spells_them() {
         let spelled = [
+            "scheduled",
+            "retry-pending",
             "queued",
             "initiated",
             "ringing",
@@ -392,7 +467,7 @@ mod tests {
     #[test]
     fn ranks_rise_through_the_call_and_every_terminal_status_ranks_highest() {
         let ranks: Vec<u8> = CallStatus::ALL.into_iter().map(CallStatus::rank).collect();
-        assert_eq!(ranks, [0, 1, 2, 3, 4, 4, 4, 4, 4]);
+        assert_eq!(ranks, [0, 0, 0, 1, 2, 3, 4, 4, 4, 4, 4]);
         let terminal: Vec<CallStatus> = CallStatus::ALL
             .into_iter()
             .filter(|s| s.is_terminal())
@@ -454,6 +529,7 @@ mod tests {
             record: false,
             recordings: Vec::new(),
             webhook_url: None,
+            schedule: Schedule::default(),
             usage: Usage {
                 total_tokens: 12,
                 ..Usage::default()

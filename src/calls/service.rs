@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use url::Url;
 
 use crate::calls::Direction;
+use crate::calls::clock::{SharedClock, SystemClock};
 use crate::calls::live::{CallControl, LiveCalls};
 use crate::calls::model::{Answering, CallError, CallStatus, CallSummary, CallView, NewCall};
 use crate::calls::store::{CallStore, new_call_id};
@@ -84,11 +85,26 @@ pub struct PlaceCall {
     /// https, or http to a loopback host (default: the server's `CALLBRIDGE_WEBHOOK_URL`, if any).
     #[serde(default)]
     pub webhook_url: Option<String>,
+    /// Try again when an attempt ends with a result listed in `retry_on` (`busy`, `no-answer`, `failed`): at most
+    /// `max_attempts` attempts in all, `backoff_s` apart. The call is then placed by the scheduler.
+    #[serde(default)]
+    pub retry: Option<crate::calls::schedule::RetryPlan>,
+    /// The earliest the call may start, RFC 3339 (`2026-01-15T09:30:00+01:00`), at most 30 days ahead.
+    #[serde(default)]
+    pub not_before: Option<String>,
+    /// Local hours in which the call (and each retry) may start, with an IANA time zone:
+    /// `09:00-18:00 Europe/Berlin`.
+    #[serde(default)]
+    pub call_window: Option<String>,
 }
 
 #[path = "service_error.rs"]
 mod error;
 pub use error::ServiceError;
+
+#[path = "service_schedule.rs"]
+mod schedule;
+pub use schedule::CAP_RETRY_DELAY;
 
 /// What outbound calls need from the settings.
 #[derive(Debug, Clone)]
@@ -153,6 +169,10 @@ struct Inner {
     /// Held from counting the calls to storing a new one, so two requests cannot both take the last slot (or the
     /// last call of the budget). Never held across an `.await`.
     admission: Mutex<()>,
+    /// The time scheduled and retried calls are due by.
+    clock: SharedClock,
+    /// Woken when a call is scheduled, so the scheduler looks at once.
+    scheduled: Arc<Notify>,
 }
 
 /// Room for one more call under the concurrency cap: hold it until the new call counts (its stream token is pending,
@@ -184,6 +204,25 @@ impl CallService {
         outbound: OutboundSettings,
         pending_streams: PendingStreams,
     ) -> Self {
+        Self::with_clock(
+            store,
+            rest,
+            live,
+            outbound,
+            pending_streams,
+            Arc::new(SystemClock),
+        )
+    }
+
+    /// [`CallService::new`] with the clock scheduled and retried calls are due by (tests move it forward).
+    pub fn with_clock(
+        store: CallStore,
+        rest: Option<RestHandle>,
+        live: LiveCalls,
+        outbound: OutboundSettings,
+        pending_streams: PendingStreams,
+        clock: SharedClock,
+    ) -> Self {
         let changed = Arc::new(Notify::new());
         let writer = StoreWriter::spawn(store.clone(), changed.clone(), RetryPolicy::default());
         CallService {
@@ -198,6 +237,8 @@ impl CallService {
                 pending_streams,
                 awaited: Mutex::new(std::collections::HashMap::new()),
                 admission: Mutex::new(()),
+                clock,
+                scheduled: Arc::new(Notify::new()),
             }),
         }
     }
@@ -213,7 +254,7 @@ impl CallService {
     pub fn concurrent_calls(&self) -> u64 {
         let outbound = &self.inner.outbound;
         let window = Duration::from_secs(u64::from(outbound.ring_timeout_s)) + RINGING_GRACE;
-        let since = time::OffsetDateTime::now_utc() - window;
+        let since = self.now() - window;
         let ringing = self
             .inner
             .store
@@ -273,7 +314,7 @@ impl CallService {
     /// [`ServiceError::DailyBudgetExhausted`]; [`ServiceError::Store`] when the calls cannot be counted.
     fn check_daily_budget(&self) -> Result<(), ServiceError> {
         let budget = self.inner.outbound.daily_outbound_budget;
-        let midnight = time::OffsetDateTime::now_utc().replace_time(time::Time::MIDNIGHT);
+        let midnight = self.now().replace_time(time::Time::MIDNIGHT);
         let placed = self
             .inner
             .store
@@ -411,6 +452,7 @@ impl CallService {
             .map(crate::twilio::dtmf::DtmfDigits::parse)
             .transpose()
             .map_err(|e| ServiceError::InvalidRequest(format!("send_digits: {e}")))?;
+        let schedule = self.schedule_of(&request)?;
         if request.max_duration_s == Some(0) {
             return Err(ServiceError::InvalidRequest(
                 "max_duration_s must be at least 1".into(),
@@ -471,6 +513,10 @@ impl CallService {
             record,
             webhook_url,
         };
+        if let Some(mut schedule) = schedule {
+            schedule.send_digits = send_digits.map(|d| d.as_str().to_owned());
+            return self.place_scheduled(id, new_call, schedule).await;
+        }
         let (stored, written) = tokio::sync::oneshot::channel();
         {
             // Counting and queueing under one admission: the reserved call counts until its record is written,
@@ -636,7 +682,8 @@ impl CallService {
     }
 
     /// Hangs up the call `id`: a live call ends at once (end reason `hung_up_by_api`); a call still ringing is
-    /// canceled at Twilio (a call stored but not placed yet is returned as it is).
+    /// canceled at Twilio (a call stored but not placed yet is returned as it is); a call waiting for its next
+    /// attempt (`scheduled`, `retry-pending`) is `canceled` and no attempt follows.
     ///
     /// # Errors
     /// [`ServiceError::NotFound`]; [`ServiceError::AlreadyEnded`] (409 `call_ended`) when the call has ended;
@@ -650,6 +697,9 @@ impl CallService {
                 status: call.status,
                 end_reason: call.end_reason,
             });
+        }
+        if call.status.is_waiting() {
+            return self.cancel_waiting(call).await;
         }
         let Some(call_sid) = call.call_sid.clone() else {
             return Ok(call);

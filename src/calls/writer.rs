@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Notify, oneshot};
 
 use crate::calls::model::{CallError, CallStatus, NewCall};
-use crate::calls::store::{CallStore, StoreError};
+use crate::calls::store::{CallStore, NewSchedule, StoreError};
 use crate::calls::{CallRecord, Direction, EndReason, Turn};
 
 /// How long a write is retried while the database is locked before it is given up (and logged as lost). A record
@@ -99,6 +99,49 @@ pub enum Write {
         /// The verdict.
         answered_by: crate::twilio::amd::AnsweredBy,
     },
+    /// Store a new scheduled call under a chosen id ([`CallStore::create_scheduled`]).
+    CreateScheduled {
+        /// The id.
+        id: String,
+        /// The call.
+        call: Box<NewCall>,
+        /// Its plan and first due time.
+        schedule: Box<NewSchedule>,
+    },
+    /// Start a waiting call's next attempt ([`CallStore::begin_attempt`]).
+    BeginAttempt {
+        /// The call's id.
+        id: String,
+        /// When it starts.
+        at: OffsetDateTime,
+    },
+    /// Move a waiting call's next attempt later ([`CallStore::defer_attempt`]).
+    DeferAttempt {
+        /// The call's id.
+        id: String,
+        /// The new due time.
+        until: OffsetDateTime,
+    },
+    /// End a waiting call: hung up, or refused by the budget or the policy ([`CallStore::end_waiting`]).
+    EndWaiting {
+        /// The call's id.
+        id: String,
+        /// `canceled` or `failed`.
+        status: CallStatus,
+        /// Why, when refused.
+        error: Option<CallError>,
+        /// When.
+        at: OffsetDateTime,
+    },
+    /// Twilio refused an attempt's call ([`CallStore::attempt_refused`]).
+    AttemptRefused {
+        /// The call's id.
+        id: String,
+        /// Twilio's code and message.
+        error: CallError,
+        /// When.
+        at: OffsetDateTime,
+    },
     /// Close an answered call whose stream never opened ([`CallStore::close_unopened`]).
     CloseUnopened {
         /// The call's id.
@@ -157,6 +200,11 @@ impl Write {
             Write::RecordingDeleted { .. } => "record a recording's deletion",
             Write::RecordingDeleteFailed { .. } => "postpone a recording's deletion",
             Write::Webhook(write) => write.what(),
+            Write::CreateScheduled { .. } => "store a scheduled call",
+            Write::BeginAttempt { .. } => "start a call's attempt",
+            Write::DeferAttempt { .. } => "defer a call's attempt",
+            Write::EndWaiting { .. } => "end a waiting call",
+            Write::AttemptRefused { .. } => "record a refused attempt",
         }
     }
 
@@ -211,6 +259,34 @@ impl Write {
             }
             Write::CloseUnopened { id, end_reason, at } => {
                 store.close_unopened(id, end_reason, *at)?;
+            }
+            Write::CreateScheduled { id, call, schedule } => {
+                store.create_scheduled(id, call, schedule)?;
+                tracing::info!(call_id = %id, due = %schedule.first_attempt_at, "call scheduled");
+            }
+            Write::BeginAttempt { id, at } => {
+                if store.begin_attempt(id, *at)? {
+                    tracing::info!(call_id = %id, status = %CallStatus::Queued, "call status: attempt started");
+                }
+            }
+            Write::DeferAttempt { id, until } => {
+                if store.defer_attempt(id, *until)? {
+                    tracing::info!(call_id = %id, due = %until, "attempt deferred");
+                }
+            }
+            Write::EndWaiting {
+                id,
+                status,
+                error,
+                at,
+            } => {
+                if store.end_waiting(id, *status, error.as_ref(), *at)? {
+                    tracing::info!(call_id = %id, %status, "call status");
+                }
+            }
+            Write::AttemptRefused { id, error, at } => {
+                let retried = store.attempt_refused(id, error, *at)?;
+                tracing::info!(call_id = %id, retried, "call status: attempt refused by Twilio");
             }
             Write::AnsweredBy { id, answered_by } => {
                 if store.set_answered_by(id, *answered_by)? {

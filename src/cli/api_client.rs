@@ -150,6 +150,9 @@ impl ApiClient {
             "send_digits": request.send_digits,
             "record": request.record,
             "webhook_url": request.webhook_url,
+            "retry": request.retry,
+            "not_before": request.not_before,
+            "call_window": request.call_window,
         });
         let url = self.endpoint(&["calls"])?;
         self.call(Method::Post, url, Some(body), REQUEST_TIMEOUT)

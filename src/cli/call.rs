@@ -23,6 +23,7 @@ use super::output::{emit, format_duration, printable, server_url};
 use crate::calls::Speaker;
 use crate::calls::backend::BackendError;
 use crate::calls::model::{CallStatus, CallView};
+use crate::calls::schedule::{RetryOn, RetryPlan};
 use crate::calls::service::PlaceCall;
 use crate::config::{Requirement, Settings};
 use crate::twilio::amd::MachinePolicy;
@@ -88,6 +89,21 @@ pub struct CallArgs {
     /// CALLBRIDGE_WEBHOOK_URL.
     #[arg(long = "webhook-url", value_name = "URL")]
     pub webhook_url: Option<String>,
+    /// Try the call again when it ends busy, no-answer or failed (see --retry-on): at most N attempts in all.
+    #[arg(long = "retry-max-attempts", value_name = "N")]
+    pub retry_max_attempts: Option<u32>,
+    /// Seconds between the end of an attempt and the next one (default 300).
+    #[arg(long = "retry-backoff", value_name = "S")]
+    pub retry_backoff_s: Option<u64>,
+    /// Which results are tried again, comma-separated: busy, no-answer, failed (default busy,no-answer).
+    #[arg(long = "retry-on", value_name = "RESULTS", value_delimiter = ',', value_parser = parse_retry_on)]
+    pub retry_on: Vec<RetryOn>,
+    /// The earliest the call may start, RFC 3339 (2026-01-15T09:30:00+01:00).
+    #[arg(long = "not-before", value_name = "TIME")]
+    pub not_before: Option<String>,
+    /// Local hours the call (and each retry) may start in, with an IANA time zone: "09:00-18:00 Europe/Berlin".
+    #[arg(long = "call-window", value_name = "WINDOW")]
+    pub call_window: Option<String>,
     /// Place the call, print its id and exit without following it.
     #[arg(long)]
     pub no_follow: bool,
@@ -161,7 +177,36 @@ fn place_request(args: &CallArgs) -> PlaceCall {
             _ => None,
         },
         webhook_url: args.webhook_url.clone(),
+        retry: retry_plan(args),
+        not_before: args.not_before.clone(),
+        call_window: args.call_window.clone(),
     }
+}
+
+/// The `retry` of the command line: `None` unless a `--retry-*` option is given; the others default.
+fn retry_plan(args: &CallArgs) -> Option<RetryPlan> {
+    if args.retry_max_attempts.is_none()
+        && args.retry_backoff_s.is_none()
+        && args.retry_on.is_empty()
+    {
+        return None;
+    }
+    let defaults: RetryPlan = serde_json::from_str("{}").expect("every retry field has a default");
+    Some(RetryPlan {
+        max_attempts: args.retry_max_attempts.unwrap_or(defaults.max_attempts),
+        backoff_s: args.retry_backoff_s.unwrap_or(defaults.backoff_s),
+        retry_on: if args.retry_on.is_empty() {
+            defaults.retry_on
+        } else {
+            args.retry_on.clone()
+        },
+    })
+}
+
+/// One `--retry-on` result: `busy`, `no-answer` or `failed`.
+fn parse_retry_on(text: &str) -> Result<RetryOn, String> {
+    RetryOn::from_status(text.trim())
+        .ok_or_else(|| format!("{text:?} is not one of busy, no-answer, failed"))
 }
 
 async fn follow(client: &ApiClient, placed: CallView) -> ExitCode {
@@ -276,8 +321,13 @@ fn placed_line(call: &CallView) -> String {
         .as_deref()
         .map(|sid| format!(", CallSid {}", printable(sid)))
         .unwrap_or_default();
+    let due = call
+        .schedule
+        .next_attempt_at
+        .map(|at| format!(", first attempt due {}", clock(at)))
+        .unwrap_or_default();
     format!(
-        "Calling {} from {} (call {}{sid}); times are UTC",
+        "Calling {} from {} (call {}{sid}{due}); times are UTC",
         printable(&call.to),
         printable(&call.from),
         call.id
@@ -370,6 +420,7 @@ mod tests {
             record: false,
             recordings: Vec::new(),
             webhook_url: None,
+            schedule: Default::default(),
             usage: Default::default(),
             answering: Default::default(),
         }
@@ -434,6 +485,60 @@ mod tests {
         assert_eq!(parse(&["--record"]).expect("parses"), Some(true));
         assert_eq!(parse(&["--no-record"]).expect("parses"), Some(false));
         assert!(parse(&["--record", "--no-record"]).is_err());
+    }
+
+    #[test]
+    fn the_retry_and_window_options_reach_the_place_call_request() {
+        use clap::Parser as _;
+        let parse = |extra: &[&str]| {
+            let mut argv = vec![
+                "callbridge",
+                "call",
+                "+14155550100",
+                "--instructions",
+                "Ask",
+            ];
+            argv.extend_from_slice(extra);
+            let cli = crate::cli::Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+            let crate::cli::Command::Call(args) = cli.command else {
+                panic!("not the call command");
+            };
+            Ok::<_, String>(place_request(&args))
+        };
+
+        let request = parse(&[
+            "--retry-max-attempts",
+            "4",
+            "--retry-on",
+            "busy,failed",
+            "--not-before",
+            "2026-01-15T09:30:00+01:00",
+            "--call-window",
+            "09:00-18:00 Europe/Berlin",
+        ])
+        .expect("parses");
+        let plain = parse(&[]).expect("parses");
+        let bad = parse(&["--retry-on", "completed"]);
+
+        assert_eq!(
+            request.retry,
+            Some(RetryPlan {
+                max_attempts: 4,
+                backoff_s: crate::calls::schedule::DEFAULT_BACKOFF_S,
+                retry_on: vec![RetryOn::Busy, RetryOn::Failed],
+            })
+        );
+        assert_eq!(
+            request.not_before.as_deref(),
+            Some("2026-01-15T09:30:00+01:00")
+        );
+        assert_eq!(
+            request.call_window.as_deref(),
+            Some("09:00-18:00 Europe/Berlin")
+        );
+        assert_eq!(plain.retry, None, "no --retry-* option, no retry");
+        let bad = bad.expect_err("completed is never retried");
+        assert!(bad.contains("busy, no-answer, failed"), "{bad}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use time::OffsetDateTime;
 
 use crate::calls::model::{CallSummary, CallView};
+use crate::calls::schedule::RetryOn;
 use crate::calls::store::CallStore;
 use crate::calls::{Direction, Speaker};
 use crate::config::{Requirement, Settings};
@@ -241,6 +242,7 @@ pub fn render_call(call: &CallView) -> String {
         }),
     );
 
+    render_schedule(&mut out, call);
     out.push_str("\nStatus timeline:\n");
     for change in &call.status_timeline {
         let _ = writeln!(out, "  {}  {}", format_time(change.at), change.status);
@@ -333,6 +335,63 @@ fn render_recordings(out: &mut String, call: &CallView) {
         {
             let _ = writeln!(out, "    {}", printable(url));
         }
+    }
+}
+
+/// A scheduled or retried call's plan, next due time and attempts (nothing for a call placed at once).
+fn render_schedule(out: &mut String, call: &CallView) {
+    let schedule = &call.schedule;
+    if let Some(window) = &schedule.call_window {
+        let _ = writeln!(out, "{:<14}{}", "Call window:", printable(window));
+    }
+    if let Some(not_before) = schedule.not_before {
+        let _ = writeln!(out, "{:<14}{}", "Not before:", format_time(not_before));
+    }
+    if let Some(retry) = &schedule.retry {
+        let on: Vec<&str> = retry
+            .retry_on
+            .iter()
+            .map(|r| match r {
+                RetryOn::Busy => "busy",
+                RetryOn::NoAnswer => "no-answer",
+                RetryOn::Failed => "failed",
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<14}up to {} attempts, {} s apart, on {}",
+            "Retry:",
+            retry.max_attempts,
+            retry.backoff_s,
+            on.join(", ")
+        );
+    }
+    if let Some(due) = schedule.next_attempt_at {
+        let _ = writeln!(out, "{:<14}{}", "Next attempt:", format_time(due));
+    }
+    if schedule.attempts.is_empty() {
+        return;
+    }
+    out.push_str("\nAttempts:\n");
+    for attempt in &schedule.attempts {
+        let ended = attempt
+            .ended_at
+            .map(|at| format!(" - {}", format_time(at)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {}. {}  {}{ended}  {}",
+            attempt.number,
+            attempt
+                .call_sid
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), printable),
+            format_time(attempt.started_at),
+            attempt
+                .result
+                .as_deref()
+                .map_or_else(|| attempt.status.to_string(), printable)
+        );
     }
 }
 
@@ -504,6 +563,7 @@ mod tests {
             record: false,
             recordings: Vec::new(),
             webhook_url: None,
+            schedule: Default::default(),
             usage: Usage {
                 total_tokens: 900,
                 input_tokens: 600,
@@ -596,6 +656,58 @@ mod tests {
                  https://api.twilio.com/Recordings/RE1\n  RE2 deleted 42 s, 2 channels, deleted at Twilio \
                  2025-03-04 05:07:30\n"
             ),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn a_report_shows_a_retried_calls_plan_next_attempt_and_attempts() {
+        use crate::calls::model::{Attempt, Schedule};
+        use crate::calls::schedule::RetryPlan;
+        let mut call: CallView = serde_json::from_value(serde_json::json!({
+            "id": "call_x", "direction": "outbound-api", "from": "+15550100", "to": "+15550199",
+            "call_sid": null, "status": "retry-pending", "instructions": null, "greeting": null, "voice": null,
+            "language": null, "max_duration_s": null, "metadata": null, "outcome": null, "end_reason": null,
+            "error": null, "created_at": "2026-01-15T08:00:00Z", "duration_ms": null, "status_timeline": [],
+            "transcript": []
+        }))
+        .expect("a minimal call");
+        call.schedule = Schedule {
+            retry: Some(RetryPlan {
+                max_attempts: 3,
+                backoff_s: 600,
+                retry_on: vec![RetryOn::Busy, RetryOn::NoAnswer],
+            }),
+            not_before: None,
+            call_window: Some("09:00-18:00 Europe/Berlin".into()),
+            next_attempt_at: Some(datetime!(2026-01-15 08:11 UTC)),
+            attempts: vec![Attempt {
+                number: 1,
+                call_sid: Some("CA1".into()),
+                status: CallStatus::Busy,
+                started_at: datetime!(2026-01-15 08:00 UTC),
+                ended_at: Some(datetime!(2026-01-15 08:01 UTC)),
+                result: Some("busy, retried".into()),
+            }],
+        };
+
+        let report = render_call(&call);
+
+        assert!(report.contains("Status:       retry-pending\n"), "{report}");
+        assert!(
+            report.contains("Call window:  09:00-18:00 Europe/Berlin\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("Retry:        up to 3 attempts, 600 s apart, on busy, no-answer\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("Next attempt: 2026-01-15 08:11:00\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("  1. CA1  2026-01-15 08:00:00 - 2026-01-15 08:01:00  busy, retried\n"),
             "{report}"
         );
     }

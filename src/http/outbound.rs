@@ -213,7 +213,8 @@ pub async fn call_status(
                 call_sid,
                 status,
                 idempotency_token,
-                at: OffsetDateTime::now_utc(),
+                // The service's clock: a retry's due time counts from here.
+                at: state.calls.now(),
             },
             STORE_DEADLINE,
         )

@@ -65,6 +65,20 @@ pub struct PlaceCallArgs {
     /// server's webhook URL, if any.
     #[serde(default)]
     pub webhook_url: Option<String>,
+    /// Try again when the line is busy, nobody answers or the call fails: {"max_attempts": 3, "backoff_s": 300,
+    /// "retry_on": ["busy", "no-answer"]} (every field optional; max_attempts counts the first attempt, at most 10;
+    /// backoff_s 1 to 86400). The call is then `scheduled`, placed at once by the scheduler, and `retry-pending`
+    /// between attempts; get_call shows next_attempt_at and each attempt's CallSid and result.
+    #[serde(default)]
+    pub retry: Option<crate::calls::schedule::RetryPlan>,
+    /// The earliest the call may start, RFC 3339 with an offset (e.g. 2026-01-15T09:30:00+01:00), at most 30 days
+    /// ahead. The call stays `scheduled` until then.
+    #[serde(default)]
+    pub not_before: Option<String>,
+    /// Local hours in which the call (and each retry) may start, with an IANA time zone, e.g. "09:00-18:00
+    /// Europe/Berlin" (the callee's business hours). Outside them the call waits for the next opening.
+    #[serde(default)]
+    pub call_window: Option<String>,
 }
 
 impl From<PlaceCallArgs> for PlaceCall {
@@ -82,6 +96,9 @@ impl From<PlaceCallArgs> for PlaceCall {
             send_digits: args.send_digits,
             record: args.record,
             webhook_url: args.webhook_url,
+            retry: args.retry,
+            not_before: args.not_before,
+            call_window: args.call_window,
         }
     }
 }

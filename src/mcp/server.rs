@@ -68,11 +68,14 @@ pub const PLACE_CALL_DESCRIPTION: &str = "Phone someone on the user's behalf: ca
      cost money and reach real people: place one only when the user asked for it, to a number the user gave. \
      Returns at once with the call's id and status `queued`; then follow the call with get_call(call_id, \
      wait_s=60), again and again, until its status is completed, busy, no-answer, failed or canceled, and read \
-     its outcome and transcript.";
+     its outcome and transcript. To call later or try again: `not_before` (RFC 3339), `call_window` (local hours \
+     and an IANA time zone, e.g. \"09:00-18:00 Europe/Berlin\") and `retry` (busy, no-answer, failed) make the call \
+     `scheduled` (then `retry-pending` between attempts) with its next_attempt_at; hang_up cancels it.";
 
 /// `get_call`'s description.
 pub const GET_CALL_DESCRIPTION: &str = "Read a call: its status (queued, initiated, ringing, in-progress, then \
-     completed, busy, no-answer, failed or canceled), the status timeline, the transcript so far and, once it \
+     completed, busy, no-answer, failed or canceled; scheduled or retry-pending while a scheduled or retried call \
+     waits for next_attempt_at, with each attempt's CallSid and result in attempts), the status timeline, the transcript so far and, once it \
      ended, its outcome and end reason (or Twilio's error). With wait_s (at most 120 seconds) it first waits for \
      the call's status to change or for the call to end, so you can follow a call without your client timing \
      out: call get_call again with wait_s until the status is final.";
@@ -83,7 +86,7 @@ pub const LIST_CALLS_DESCRIPTION: &str = "List recent calls, newest first: id, d
 
 /// `hang_up`'s description.
 pub const HANG_UP_DESCRIPTION: &str = "Hang up a call now: a call in progress ends at once, a call still \
-     ringing is canceled. Returns the call; a call that has already ended is returned unchanged.";
+     ringing is canceled, a scheduled or retry-pending call is canceled with no further attempt. Returns the call; a call that has already ended is returned unchanged.";
 
 /// `send_dtmf`'s description.
 pub const SEND_DTMF_DESCRIPTION: &str = "Press keys on the keypad of a call in progress, to get through a phone menu \

@@ -166,6 +166,7 @@ fn sample_call(id: &str, status: CallStatus) -> CallView {
         record: false,
         recordings: Vec::new(),
         webhook_url: None,
+        schedule: Default::default(),
         usage: Usage::default(),
         answering: Default::default(),
     }

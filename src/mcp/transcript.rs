@@ -178,6 +178,7 @@ mod tests {
             record: false,
             recordings: Vec::new(),
             webhook_url: None,
+            schedule: Default::default(),
             usage: Usage::default(),
             answering: Default::default(),
         }

@@ -17,6 +17,7 @@ Run from the repository root:
 """
 
 import contextlib
+import datetime
 import http.server
 import json
 import os
@@ -369,6 +370,41 @@ def test_a_twilio_refusal_is_a_tool_error_keeping_twilios_code_and_message(serve
     text = text_of(result)
     assert "21211" in text and "is not a valid phone number" in text, text
     assert result.structured_content["error"]["code"] == "twilio_error"
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_a_bad_call_window_is_a_tool_error_and_a_later_call_is_scheduled_until_hung_up(server, twilio, transport):
+    not_before = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)).isoformat()
+
+    async def body(session):
+        bad = await session.call_tool(
+            "place_call",
+            {"to": GOOD_NUMBER, "instructions": "Say hello.", "call_window": "09:00-18:00 Mars/Olympus_Mons"},
+        )
+        later = await session.call_tool(
+            "place_call",
+            {
+                "to": GOOD_NUMBER,
+                "instructions": "Say hello.",
+                "not_before": not_before,
+                "retry": {"max_attempts": 2, "retry_on": ["busy"]},
+            },
+        )
+        assert later.is_error is not True, text_of(later)
+        hung_up = await session.call_tool("hang_up", {"call_id": later.structured_content["id"]})
+        return bad, later, hung_up
+
+    bad, later, hung_up = run_with_session(server, transport, body)
+
+    assert bad.is_error is True
+    assert bad.structured_content["error"]["code"] == "invalid_request"
+    assert "not an IANA time zone" in text_of(bad), text_of(bad)
+    call = later.structured_content
+    assert call["status"] == "scheduled"
+    assert call["retry"] == {"max_attempts": 2, "backoff_s": 300, "retry_on": ["busy"]}
+    assert datetime.datetime.fromisoformat(call["next_attempt_at"]) >= datetime.datetime.fromisoformat(not_before)
+    assert hung_up.structured_content["status"] == "canceled"
+    assert [form for form in twilio.creates_to(GOOD_NUMBER) if form["Url"].endswith(call["id"])] == []
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])

@@ -439,6 +439,9 @@ async fn record(shared: web::Data<Shared>, req: HttpRequest, body: web::Bytes) -
         })
         .map(|route| (route.status, route.body.clone()));
     let (status, body) = routed.unwrap_or_else(|| shared.answer.lock().expect("lock").clone());
+    // `{n}` in an answer is the request's number (1 for the first request), so each created call gets its own sid.
+    let n = shared.requests.lock().expect("lock").len();
+    let body = body.replace("{n}", &format!("{n:04}"));
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("valid status"))
         .content_type("application/json")
         .body(body)

@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use callbridge::calls::clock::{SharedClock, SystemClock};
 use callbridge::calls::live::LiveCalls;
 use callbridge::calls::model::CallView;
 use callbridge::calls::service::{CallService, MAX_WAIT_S, is_done};
@@ -79,6 +80,35 @@ pub async fn spawn_app(script: Script) -> TestApp {
 
 /// Like [`spawn_app`], with extra environment settings (`CALLBRIDGE_...` or well-known names) on top.
 pub async fn spawn_app_with(script: Script, extra_env: &[(&str, &str)]) -> TestApp {
+    // Dropping the stop handle leaves the app running until the test process ends.
+    spawn_app_with_clock(script, extra_env, Arc::new(SystemClock))
+        .await
+        .0
+}
+
+/// Stops an app started by [`spawn_app_with_clock`].
+pub struct StopApp {
+    /// Sent to start the graceful shutdown.
+    stop: tokio::sync::oneshot::Sender<()>,
+    /// The server's run.
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl StopApp {
+    /// Shuts the app down gracefully and waits until it has stopped (its records written), as a SIGTERM does.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+    }
+}
+
+/// Like [`spawn_app_with`], with the clock scheduled and retried calls are due by, and a handle that stops the app
+/// (a restart is a stop and a new app on the same `CALLBRIDGE_DATA_DIR`).
+pub async fn spawn_app_with_clock(
+    script: Script,
+    extra_env: &[(&str, &str)],
+    clock: SharedClock,
+) -> (TestApp, StopApp) {
     LazyLock::force(&TRACING);
     let fake = FakeRealtime::start(script).await;
     let mut env: HashMap<String, String> = [
@@ -105,20 +135,27 @@ pub async fn spawn_app_with(script: Script, extra_env: &[(&str, &str)]) -> TestA
     }
     let settings = Settings::load(&env, None, Requirement::Serve).expect("test settings are valid");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    let app = Application::build_with_listener(settings, listener).expect("build the app");
+    let app = Application::build_with_clock(settings, listener, clock).expect("build the app");
     let port = app.port();
     let live_calls = app.live_calls();
     let shutdown = app.shutdown_token();
     let calls = app.calls();
-    tokio::spawn(app.run_until(std::future::pending()));
-    TestApp {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        if stopped.await.is_err() {
+            // The handle was dropped: run on.
+            std::future::pending::<()>().await;
+        }
+    }));
+    let app = TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
         fake,
         live_calls,
         shutdown,
         calls,
-    }
+    };
+    (app, StopApp { stop, server })
 }
 
 /// A server running in another process: only its address.

@@ -28,6 +28,7 @@ mod records;
 mod reliability;
 mod rest_hangup;
 mod restart;
+mod schedule;
 mod security;
 mod shutdown;
 mod simulate_cli;

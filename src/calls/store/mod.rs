@@ -29,6 +29,7 @@ mod closing;
 mod recordings;
 mod outbox;
 mod rows;
+mod scheduling;
 mod schema;
 
 use rows::{
@@ -43,6 +44,7 @@ pub use outbox::{
     AttemptOutcome, DeliveryStatus, DueDelivery, OutboxWrite, UnknownDeliveryStatus,
     WebhookDelivery,
 };
+pub use scheduling::{DUE_BATCH, NewSchedule};
 
 /// How long a write waits for another connection's lock before it fails with `SQLITE_BUSY` (the server's writer
 /// then retries it, see [`crate::calls::writer`]).
@@ -313,14 +315,16 @@ impl CallStore {
     ///
     /// [`StoreError::NotFound`] for an unknown id, [`StoreError::Sqlite`] when the write fails.
     pub fn set_call_sid(&self, id: &str, call_sid: &str) -> Result<(), StoreError> {
-        let conn = self.lock();
-        let changed = conn
-            .execute(
-                "UPDATE calls SET call_sid = ?2 WHERE id = ?1",
-                params![id, call_sid],
-            )
-            .map_err(ctx("record a CallSid"))?;
-        found(changed, id)
+        self.write("record a CallSid", |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE calls SET call_sid = ?2 WHERE id = ?1",
+                    params![id, call_sid],
+                )
+                .map_err(ctx("record a CallSid"))?;
+            found(changed, id)?;
+            scheduling::set_attempt_call_sid(tx, id, call_sid)
+        })
     }
 
     /// Moves the call to `status`, observed at `at`, if that is a step forward: only when `status.rank()` is above
@@ -381,11 +385,18 @@ impl CallStore {
             )
             .optional()
             .map_err(ctx(CONTEXT))?;
+        let id = match id {
+            Some(id) => Some(id),
+            None => scheduling::call_of_attempt(&tx, call_sid)?,
+        };
         let Some(id) = id else {
             tx.commit().map_err(ctx(CONTEXT))?;
             return Ok(None);
         };
-        let changed = advance_status(&tx, &id, status, at_ns)?;
+        let changed = match scheduling::on_attempt_status(&tx, &id, call_sid, status, at_ns)? {
+            Some(changed) => changed,
+            None => advance_status(&tx, &id, status, at_ns)?,
+        };
         tx.commit().map_err(ctx(CONTEXT))?;
         Ok(Some((id, changed)))
     }
@@ -547,7 +558,8 @@ impl CallStore {
     }
 
     /// How many outbound calls were created (placed or attempted: a call Twilio refused counts too) at or after
-    /// `since`. The daily outbound budget counts these since UTC midnight.
+    /// `since`; a scheduled or retried call counts each attempt started at or after `since` instead. The daily
+    /// outbound budget counts these since UTC midnight.
     ///
     /// # Errors
     ///
@@ -556,18 +568,22 @@ impl CallStore {
         const CONTEXT: &str = "count outbound calls";
         let since_ns = to_ns(since, "since")?;
         let conn = self.read();
-        conn.query_row(
-            "SELECT COUNT(*) FROM calls WHERE direction = ?1 AND created_at_ns >= ?2",
-            params![Direction::OutboundApi, since_ns],
-            |row| row.get::<_, Unsigned>(0),
-        )
-        .map(|n| n.0)
-        .map_err(ctx(CONTEXT))
+        let placed = conn
+            .query_row(
+                "SELECT COUNT(*) FROM calls WHERE direction = ?1 AND created_at_ns >= ?2 \
+                 AND NOT EXISTS (SELECT 1 FROM call_schedules s WHERE s.call_id = calls.id)",
+                params![Direction::OutboundApi, since_ns],
+                |row| row.get::<_, Unsigned>(0),
+            )
+            .map(|n| n.0)
+            .map_err(ctx(CONTEXT))?;
+        Ok(placed.saturating_add(scheduling::count_attempts_since(&conn, since_ns)?))
     }
 
-    /// How many outbound calls created at or after `since` are not answered yet and not over: `queued`,
-    /// `initiated` or `ringing`. The concurrency cap counts these (they become calls if answered); `since` keeps a
-    /// call whose status callbacks never arrived from counting forever.
+    /// How many outbound calls created (or, for a scheduled or retried call, whose latest attempt started) at or
+    /// after `since` are not answered yet and not over: `queued`, `initiated` or `ringing`. The concurrency cap
+    /// counts these (they become calls if answered); `since` keeps a call whose status callbacks never arrived from
+    /// counting forever.
     ///
     /// # Errors
     ///
@@ -577,8 +593,9 @@ impl CallStore {
         let since_ns = to_ns(since, "since")?;
         let conn = self.read();
         conn.query_row(
-            "SELECT COUNT(*) FROM calls WHERE direction = ?1 AND created_at_ns >= ?2 \
-             AND status IN (?3, ?4, ?5)",
+            "SELECT COUNT(*) FROM calls WHERE direction = ?1 AND status IN (?3, ?4, ?5) \
+             AND COALESCE((SELECT MAX(a.started_at_ns) FROM call_attempts a WHERE a.call_id = calls.id), \
+             created_at_ns) >= ?2",
             params![
                 Direction::OutboundApi,
                 since_ns,
@@ -653,9 +670,31 @@ fn advance_status(
         .optional()
         .map_err(ctx(CONTEXT))?
         .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
-    if status.rank() <= current.rank() {
+    if status.rank() <= current.rank() || current.is_waiting() {
         return Ok(false);
     }
+    record_status(conn, id, status, at_ns)?;
+    Ok(true)
+}
+
+/// Moves the call to `status` at `at_ns` whatever its current status, and appends the change to its timeline:
+/// `in-progress` sets `answered_at`, a terminal status sets `ended_at` unless set. Every accepted status change is
+/// written here ([`advance_status`] for Twilio's statuses; the scheduled and retried calls' own moves in
+/// [`scheduling`]).
+fn record_status(
+    conn: &Connection,
+    id: &str,
+    status: CallStatus,
+    at_ns: i64,
+) -> Result<(), StoreError> {
+    const CONTEXT: &str = "update a call's status";
+    let previous: CallStatus = conn
+        .query_row("SELECT status FROM calls WHERE id = ?1", [id], |row| {
+            row.get(0)
+        })
+        .optional()
+        .map_err(ctx(CONTEXT))?
+        .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
     let answered_at_ns = (status == CallStatus::InProgress).then_some(at_ns);
     let ended_at_ns = status.is_terminal().then_some(at_ns);
     conn.execute(
@@ -670,8 +709,8 @@ fn advance_status(
         params![id, status, at_ns],
     )
     .map_err(ctx(CONTEXT))?;
-    outbox::on_status_changed(conn, id, current, status, at_ns)?;
-    Ok(true)
+    outbox::on_status_changed(conn, id, previous, status, at_ns)?;
+    Ok(())
 }
 
 /// A fresh call id: `call_` and 26 characters of Crockford's base-32 alphabet in lower case (`0-9a-z` without

@@ -62,6 +62,7 @@ pub(super) fn read_view(conn: &Connection, id: &str) -> Result<Option<CallView>,
         })
         .map_err(ctx(CONTEXT))?;
     (view.record, view.recordings) = super::recordings::read_recordings(conn, id)?;
+    view.schedule = super::scheduling::read_schedule(conn, id)?;
     Ok(Some(view))
 }
 
@@ -127,6 +128,7 @@ pub(super) fn view_from_row(row: &Row<'_>) -> rusqlite::Result<CallView> {
             .map(|j| j.0)
             .unwrap_or_default(),
         webhook_url: row.get(31)?,
+        schedule: Default::default(),
     })
 }
 

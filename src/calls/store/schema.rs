@@ -120,6 +120,34 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at_ns);
     CREATE INDEX webhook_deliveries_by_call ON webhook_deliveries (call_id, event);
     ",
+    // Scheduled and retried outbound calls: the plan and the next attempt's due time (one row per such call), and
+    // each attempt with its own CallSid and status. Calls placed at once have neither.
+    "
+    CREATE TABLE call_schedules (
+        call_id            TEXT PRIMARY KEY NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+        max_attempts       INTEGER NOT NULL,
+        backoff_s          INTEGER NOT NULL,
+        retry_on           TEXT NOT NULL,
+        retry_asked        INTEGER NOT NULL DEFAULT 0,
+        not_before_ns      INTEGER,
+        call_window        TEXT,
+        send_digits        TEXT,
+        next_attempt_at_ns INTEGER
+    );
+    CREATE INDEX call_schedules_by_due ON call_schedules (next_attempt_at_ns);
+    CREATE TABLE call_attempts (
+        call_id       TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+        seq           INTEGER NOT NULL,
+        call_sid      TEXT,
+        status        TEXT NOT NULL,
+        started_at_ns INTEGER NOT NULL,
+        ended_at_ns   INTEGER,
+        result        TEXT,
+        PRIMARY KEY (call_id, seq)
+    );
+    CREATE INDEX call_attempts_by_call_sid ON call_attempts (call_sid);
+    CREATE INDEX call_attempts_by_start ON call_attempts (started_at_ns);
+    ",
 ];
 
 /// Brings the schema up to the newest version, one migration at a time, each in its own transaction.
