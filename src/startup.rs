@@ -192,6 +192,7 @@ impl Application {
                 max_concurrent_calls: settings.security.max_concurrent_calls,
                 answering_machine: settings.amd.policy,
                 amd_tuning: settings.amd.tuning,
+                voice_mcp_servers: settings.calls.voice_mcp_servers.clone(),
             },
             pending_streams,
         );

@@ -74,6 +74,14 @@ pub struct PlaceCall {
     /// Twilio's `SendDigits`: `0-9`, `*`, `#`, `w` for a half-second pause.
     #[serde(default)]
     pub send_digits: Option<String>,
+    /// A JSON Schema object the call's outcome must match (at most 16 KiB): the model's `end_call` then takes an
+    /// `outcome` of that shape, checked before the call ends, and `get_call` returns it as `structured_outcome`.
+    #[serde(default)]
+    pub outcome_schema: Option<serde_json::Value>,
+    /// Remote MCP servers for the call's voice, by label (or URL) of `CALLBRIDGE_VOICE_MCP_SERVERS` entries;
+    /// default: the entries marked `default`; `[]`: none.
+    #[serde(default)]
+    pub mcp_servers: Option<Vec<String>>,
 }
 
 #[path = "service_error.rs"]
@@ -101,6 +109,8 @@ pub struct OutboundSettings {
     pub answering_machine: MachinePolicy,
     /// Twilio's answering machine detection tuning (`CALLBRIDGE_AMD_*`).
     pub amd_tuning: AmdTuning,
+    /// The remote MCP servers a call may name for its voice (`CALLBRIDGE_VOICE_MCP_SERVERS`).
+    pub voice_mcp_servers: crate::realtime::mcp_tools::VoiceMcpServers,
 }
 
 /// True when nothing more will happen to the call: its status is final and, if it was answered, its record (outcome,
@@ -386,6 +396,18 @@ impl CallService {
             .map(crate::twilio::dtmf::DtmfDigits::parse)
             .transpose()
             .map_err(|e| ServiceError::InvalidRequest(format!("send_digits: {e}")))?;
+        let outcome_schema = request
+            .outcome_schema
+            .map(crate::calls::outcome::OutcomeSchema::parse)
+            .transpose()
+            .map_err(|e| ServiceError::InvalidRequest(e.to_string()))?
+            .map(|schema| schema.schema().clone());
+        let mcp_servers = request
+            .mcp_servers
+            .as_deref()
+            .map(|names| self.inner.outbound.voice_mcp_servers.resolve(names))
+            .transpose()
+            .map_err(ServiceError::InvalidRequest)?;
         if request.max_duration_s == Some(0) {
             return Err(ServiceError::InvalidRequest(
                 "max_duration_s must be at least 1".into(),
@@ -441,6 +463,8 @@ impl CallService {
                 voicemail_message,
                 ..Answering::default()
             },
+            outcome_schema,
+            mcp_servers,
         };
         let (stored, written) = tokio::sync::oneshot::channel();
         {
@@ -737,6 +761,7 @@ mod tests {
                 max_concurrent_calls,
                 answering_machine: MachinePolicy::Ignore,
                 amd_tuning: AmdTuning::default(),
+                voice_mcp_servers: Default::default(),
             },
             Arc::new(move || pending_streams),
         )
@@ -755,6 +780,8 @@ mod tests {
             max_duration_s: None,
             metadata: None,
             answering: Default::default(),
+            outcome_schema: None,
+            mcp_servers: None,
         }
     }
 

@@ -456,6 +456,8 @@ mod tests {
             max_duration_s: None,
             metadata: None,
             answering: Default::default(),
+            outcome_schema: None,
+            mcp_servers: None,
         }
     }
 

@@ -146,6 +146,8 @@ impl ApiClient {
             "answering_machine": request.answering_machine,
             "voicemail_message": request.voicemail_message,
             "send_digits": request.send_digits,
+            "outcome_schema": request.outcome_schema,
+            "mcp_servers": request.mcp_servers,
         });
         let url = self.endpoint(&["calls"])?;
         self.call(Method::Post, url, Some(body), REQUEST_TIMEOUT)

@@ -78,6 +78,14 @@ pub struct CallArgs {
     /// for a half-second pause (e.g. ww123). The server refuses anything else (exit 2).
     #[arg(long = "send-digits", value_name = "KEYS")]
     pub send_digits: Option<String>,
+    /// A JSON Schema the call's outcome must match: a file, or the JSON itself (starting with `{`); at most
+    /// 16 KiB. The model's end_call then returns an outcome of that shape, shown as JSON at the end.
+    #[arg(long = "outcome-schema", value_name = "FILE|JSON")]
+    pub outcome_schema: Option<String>,
+    /// A remote MCP server for the call's voice, by its label in the server's CALLBRIDGE_VOICE_MCP_SERVERS
+    /// (repeatable; default: the server's default ones).
+    #[arg(long = "mcp-server", value_name = "LABEL")]
+    pub mcp_servers: Vec<String>,
     /// Place the call, print its id and exit without following it.
     #[arg(long)]
     pub no_follow: bool,
@@ -109,8 +117,24 @@ pub async fn run(args: CallArgs) -> ExitCode {
         );
         return ExitCode::from(EXIT_NOT_PLACED);
     }
+    let outcome_schema = match args
+        .outcome_schema
+        .as_deref()
+        .map(read_outcome_schema)
+        .transpose()
+    {
+        Ok(schema) => schema,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(EXIT_NOT_PLACED);
+        }
+    };
     let client = ApiClient::new(base_url, settings.api_key.clone());
-    let placed = match client.place_call(place_request(&args)).await {
+    let request = PlaceCall {
+        outcome_schema,
+        ..place_request(&args)
+    };
+    let placed = match client.place_call(request).await {
         Ok(call) => call,
         Err(error) => {
             eprintln!("could not place the call: {}", printable(&error.message));
@@ -145,7 +169,24 @@ fn place_request(args: &CallArgs) -> PlaceCall {
         answering_machine: args.answering_machine,
         voicemail_message: args.voicemail_message.clone(),
         send_digits: args.send_digits.clone(),
+        outcome_schema: None,
+        mcp_servers: (!args.mcp_servers.is_empty()).then(|| args.mcp_servers.clone()),
     }
+}
+
+/// `--outcome-schema`: the JSON itself when it starts with `{`, else the file it names, parsed as JSON (the server
+/// checks that it is a valid JSON Schema).
+///
+/// # Errors
+/// A line naming the file that cannot be read, or the JSON error.
+fn read_outcome_schema(arg: &str) -> Result<serde_json::Value, String> {
+    let text = if arg.trim_start().starts_with('{') {
+        arg.to_owned()
+    } else {
+        std::fs::read_to_string(arg)
+            .map_err(|e| format!("--outcome-schema: cannot read {arg:?}: {e}"))?
+    };
+    serde_json::from_str(&text).map_err(|e| format!("--outcome-schema: not JSON: {e}"))
 }
 
 async fn follow(client: &ApiClient, placed: CallView) -> ExitCode {
@@ -353,6 +394,9 @@ mod tests {
             transfers: Vec::new(),
             usage: Default::default(),
             answering: Default::default(),
+            outcome_schema: None,
+            structured_outcome: None,
+            mcp_servers: None,
         }
     }
 

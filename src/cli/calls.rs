@@ -468,6 +468,9 @@ mod tests {
                 output_tokens: 300,
                 ..Usage::default()
             },
+            outcome_schema: None,
+            structured_outcome: None,
+            mcp_servers: None,
         };
 
         let report = render_call(&call);

@@ -248,6 +248,12 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "comma-separated name=+E164 people the model may transfer a call to (e.g. front desk=+14155550100); empty \
          offers no transfer tool",
     ),
+    (
+        "voice_mcp_servers",
+        None,
+        "remote MCP servers the voice may use: a JSON array of {label, url, allowed_tools, headers (secret), \
+         require_approval, default} (or [[voice_mcp_servers]] tables in callbridge.toml); calls name them by label",
+    ),
 ];
 
 /// The default `goodbye_phrases`: farewell phrases in English, Spanish, French, German, Italian, Portuguese and Dutch. Chosen for precision: words that
@@ -369,6 +375,17 @@ pub(super) struct Raw {
     pub(super) max_frame_bytes: Option<String>,
     pub(super) peer_stall_timeout_ms: Option<String>,
     pub(super) transfer_targets: Option<ListOrCsv>,
+    pub(super) voice_mcp_servers: Option<JsonOrTables>,
+}
+
+/// A setting of JSON objects: a JSON array in one string (environment), or an array of TOML tables.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum JsonOrTables {
+    /// `[[voice_mcp_servers]]` tables in callbridge.toml.
+    Tables(Vec<serde_json::Value>),
+    /// A JSON array, as the environment gives it.
+    Json(String),
 }
 
 /// A list setting: a TOML array, or a comma-separated string (environment).

@@ -182,6 +182,9 @@ pub struct CallSettings {
     /// The people the model may transfer a call to, by name (`CALLBRIDGE_TRANSFER_TARGETS`); empty offers no
     /// `transfer_call` tool.
     pub transfer_targets: Vec<crate::twilio::dial::TransferTarget>,
+    /// The remote MCP servers the voice may use (`CALLBRIDGE_VOICE_MCP_SERVERS`): those marked `default` go into
+    /// every session; a call may name others by label.
+    pub voice_mcp_servers: crate::realtime::mcp_tools::VoiceMcpServers,
 }
 
 /// Answering machine detection on outbound calls (see [`crate::twilio::amd`]).
@@ -383,6 +386,7 @@ impl Settings {
                 tools.extend(self.transfer_tool());
                 tools
             },
+            mcp_servers: self.calls.voice_mcp_servers.tools_for(None),
         }
     }
 

@@ -110,6 +110,8 @@ pub async fn incoming_call(
                         max_duration_s: None,
                         metadata: None,
                         answering: Default::default(),
+                        outcome_schema: None,
+                        mcp_servers: None,
                     }),
                     answered: true,
                 },
@@ -140,6 +142,7 @@ pub async fn incoming_call(
             session_update: session.to_json(),
             machine: None,
             public_base: base.clone(),
+            outcome_schema: None,
         },
     );
     drop(admission);

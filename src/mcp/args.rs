@@ -55,6 +55,16 @@ pub struct PlaceCallArgs {
     /// half a second (e.g. "ww123"). For menus you do not know, the voice model presses keys itself.
     #[serde(default)]
     pub send_digits: Option<String>,
+    /// A JSON Schema object the call's outcome must match (at most 16 KiB), e.g. {"type":"object","properties":
+    /// {"booked":{"type":"boolean"},"time":{"type":"string"}},"required":["booked"]}. The voice model then ends the
+    /// call with an outcome of that shape (checked; it is told the errors and tries again), and get_call returns it
+    /// as structured_outcome. Without it the outcome is one or two sentences of text.
+    #[serde(default)]
+    pub outcome_schema: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Remote MCP servers the voice may use during the call (to check a calendar, a CRM, ...), by the labels the
+    /// server's operator configured. Default: the server's default ones; [] for none. Others are refused.
+    #[serde(default)]
+    pub mcp_servers: Option<Vec<String>>,
 }
 
 impl From<PlaceCallArgs> for PlaceCall {
@@ -70,6 +80,8 @@ impl From<PlaceCallArgs> for PlaceCall {
             answering_machine: args.answering_machine,
             voicemail_message: args.voicemail_message,
             send_digits: args.send_digits,
+            outcome_schema: args.outcome_schema.map(serde_json::Value::Object),
+            mcp_servers: args.mcp_servers,
         }
     }
 }

@@ -165,6 +165,9 @@ fn sample_call(id: &str, status: CallStatus) -> CallView {
         transfers: Vec::new(),
         usage: Usage::default(),
         answering: Default::default(),
+        outcome_schema: None,
+        structured_outcome: None,
+        mcp_servers: None,
     }
 }
 

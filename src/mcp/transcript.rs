@@ -177,6 +177,9 @@ mod tests {
             transfers: Vec::new(),
             usage: Usage::default(),
             answering: Default::default(),
+            outcome_schema: None,
+            structured_outcome: None,
+            mcp_servers: None,
         }
     }
 

@@ -21,6 +21,7 @@ import http.server
 import json
 import os
 import secrets
+import sqlite3
 import subprocess
 import threading
 import time
@@ -318,6 +319,7 @@ def test_the_seven_tools_are_listed_with_their_input_schemas(server, transport):
     assert {"to", "instructions", "greeting", "voice", "language", "max_duration_s", "metadata"} <= set(
         place_call.input_schema["properties"]
     )
+    assert {"outcome_schema", "mcp_servers"} <= set(place_call.input_schema["properties"])
     assert "E.164" in place_call.description
     assert "E.164" in place_call.input_schema["properties"]["to"]["description"]
     assert "cost money" in place_call.description
@@ -453,6 +455,95 @@ def test_the_reservation_prompt_asks_for_place_call_with_the_booking(server, tra
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The bearer key and the Host allowlist
+
+
+BOOKING_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "booked": {"type": "boolean"},
+        "time": {"type": "string"},
+        "party_size": {"type": "integer"},
+    },
+    "required": ["booked", "party_size"],
+    "additionalProperties": False,
+}
+
+
+def finish_with_outcome(server, call_id, outcome):
+    """Stores the end of `call_id` as the relay does when the model's end_call outcome passed the schema: no media
+    stream runs in this module (the Rust end-to-end test `outcomes.rs` drives the model's side), so the record is
+    written straight into the server's SQLite database, which callbridge reads on every get_call."""
+    database = server.workdir / "data" / "callbridge.db"
+    with contextlib.closing(sqlite3.connect(database, timeout=10)) as connection, connection:
+        changed = connection.execute(
+            "UPDATE calls SET structured_outcome = ?, outcome = ?, end_reason = 'goodbye' WHERE id = ?",
+            (json.dumps(outcome), json.dumps(outcome, separators=(",", ":")), call_id),
+        ).rowcount
+    assert changed == 1
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_get_call_carries_the_structured_outcome_as_structured_content(server, transport):
+    outcome = {"booked": True, "time": "19:30", "party_size": 4}
+
+    async def body(session):
+        placed = await session.call_tool(
+            "place_call",
+            {"to": GOOD_NUMBER, "instructions": "Book a table for 4 at 19:30.", "outcome_schema": BOOKING_SCHEMA},
+        )
+        assert placed.is_error is not True, text_of(placed)
+        call = placed.structured_content
+        await anyio.to_thread.run_sync(finish_with_outcome, server, call["id"], outcome)
+        for status in STATUS_STEPS:
+            await anyio.to_thread.run_sync(post_status_callback, server, call["call_sid"], status)
+        got = await session.call_tool("get_call", {"call_id": call["id"], "wait_s": WAIT_S})
+        return call, got
+
+    call, got = run_with_session(server, transport, body)
+
+    assert call["outcome_schema"] == BOOKING_SCHEMA
+    assert got.is_error is not True, text_of(got)
+    assert got.structured_content["status"] == "completed"
+    assert got.structured_content["structured_outcome"] == outcome
+    assert got.structured_content["outcome_schema"] == BOOKING_SCHEMA
+    # The text content is the same JSON, for clients that read only text.
+    assert json.loads(text_of(got))["structured_outcome"] == outcome
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_an_outcome_schema_that_is_not_a_json_schema_is_a_tool_error_and_nothing_is_dialed(server, twilio, transport):
+    async def body(session):
+        before = len(twilio.creates_to(GOOD_NUMBER))
+        result = await session.call_tool(
+            "place_call",
+            {"to": GOOD_NUMBER, "instructions": "Ask something.", "outcome_schema": {"type": "objekt"}},
+        )
+        return before, result
+
+    before, result = run_with_session(server, transport, body)
+
+    assert result.is_error is True
+    assert result.structured_content["error"]["code"] == "invalid_request"
+    assert "outcome_schema is not a valid JSON Schema" in text_of(result), text_of(result)
+    assert len(twilio.creates_to(GOOD_NUMBER)) == before
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_an_mcp_server_url_not_in_the_setting_is_a_tool_error_and_nothing_is_dialed(server, twilio, transport):
+    async def body(session):
+        before = len(twilio.creates_to(GOOD_NUMBER))
+        result = await session.call_tool(
+            "place_call",
+            {"to": GOOD_NUMBER, "instructions": "Ask something.", "mcp_servers": ["https://evil.example.net/mcp"]},
+        )
+        return before, result
+
+    before, result = run_with_session(server, transport, body)
+
+    assert result.is_error is True
+    assert result.structured_content["error"]["code"] == "invalid_request"
+    assert "https://evil.example.net/mcp" in text_of(result), text_of(result)
+    assert len(twilio.creates_to(GOOD_NUMBER)) == before
 
 
 def test_http_without_a_key_is_refused_with_401(server):

@@ -66,6 +66,8 @@ fn new_call(direction: Direction, from: &str, to: &str) -> NewCall {
         max_duration_s: Some(300),
         metadata: None,
         answering: Default::default(),
+        outcome_schema: None,
+        mcp_servers: None,
     }
 }
 

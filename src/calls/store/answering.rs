@@ -51,6 +51,8 @@ mod tests {
             max_duration_s: None,
             metadata: None,
             answering,
+            outcome_schema: None,
+            mcp_servers: None,
         }
     }
 

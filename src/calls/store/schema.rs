@@ -76,6 +76,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE calls ADD COLUMN handovers TEXT;
     ALTER TABLE calls ADD COLUMN transfers TEXT;
     ",
+    // Structured outcomes and the voice's remote MCP servers: the outcome's JSON Schema and the outcome that passed
+    // it (JSON text), and the labels of the MCP servers the call named (a JSON list; NULL: the server's defaults).
+    "
+    ALTER TABLE calls ADD COLUMN outcome_schema TEXT;
+    ALTER TABLE calls ADD COLUMN structured_outcome TEXT;
+    ALTER TABLE calls ADD COLUMN mcp_servers TEXT;
+    ",
 ];
 
 /// Brings the schema up to the newest version, one migration at a time, each in its own transaction.
@@ -132,6 +139,6 @@ mod tests {
             .expect("a version");
 
         assert_eq!((skipped, dropped), (0, None));
-        assert_eq!(version, 4);
+        assert_eq!(version, i64::try_from(MIGRATIONS.len()).expect("a handful"));
     }
 }
