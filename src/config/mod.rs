@@ -493,6 +493,41 @@ mod tests {
     }
 
     #[test]
+    fn voice_mcp_servers_are_read_from_toml_tables() {
+        let dir =
+            std::env::temp_dir().join(format!("callbridge-config-mcp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("callbridge.toml");
+        std::fs::write(
+            &path,
+            "[[voice_mcp_servers]]\nlabel = \"calendar\"\nurl = \"https://mcp.example.com/cal\"\n\
+             allowed_tools = [\"find_slot\"]\nheaders = { Authorization = \"Bearer x\" }\ndefault = true\n\n\
+             [[voice_mcp_servers]]\nlabel = \"crm\"\nurl = \"https://crm.example.com/mcp\"\n\
+             require_approval = \"always\"\n",
+        )
+        .expect("write toml");
+
+        let settings =
+            Settings::load(&env(&minimal()), Some(&path), Requirement::Serve).expect("valid");
+
+        let tools = settings.calls.voice_mcp_servers.tools_for(None);
+        assert_eq!(tools.len(), 1, "{tools:?}");
+        assert_eq!(tools[0]["server_label"], "calendar");
+        assert_eq!(tools[0]["allowed_tools"][0], "find_slot");
+        assert_eq!(
+            tools[0]["headers"].as_object().map(|h| h.len()),
+            Some(1),
+            "{tools:?}"
+        );
+        let crm = settings
+            .calls
+            .voice_mcp_servers
+            .tools_for(Some(&["crm".to_owned()]));
+        assert_eq!(crm[0]["require_approval"], "always");
+        assert_eq!(settings.session_config(String::new()).mcp_servers, tools);
+    }
+
+    #[test]
     fn invalid_values_name_the_setting_and_the_value() {
         let mut pairs = minimal();
         pairs.push(("PORT", "seventy"));
