@@ -174,7 +174,7 @@ impl ServerEvent<'_> {
     }
 }
 
-/// An item of a response, as sent in `response.output_item.added` / `.done` (content and arguments are not kept).
+/// An item of a response, as sent in `response.output_item.added` / `.done` (content is not kept).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct OutputItem {
     /// The item's ID (`item_...`).
@@ -644,7 +644,7 @@ mod tests {
                     call_id: Some(CALL_ID.into()),
                     status: Some("completed".into()),
                     server_label: None,
-                    arguments: None,
+                    arguments: Some(OUTCOME_ARGUMENTS.into()),
                     output: None,
                     error: None,
                 },
