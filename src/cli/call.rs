@@ -444,6 +444,60 @@ mod tests {
     }
 
     #[test]
+    fn repeated_mcp_server_options_reach_the_place_call_request_and_none_leaves_the_default() {
+        use clap::Parser as _;
+        let parse = |extra: &[&str]| {
+            let mut argv = vec![
+                "callbridge",
+                "call",
+                "+14155550100",
+                "--instructions",
+                "Book",
+            ];
+            argv.extend_from_slice(extra);
+            let cli = crate::cli::Cli::try_parse_from(argv).expect("parses");
+            let crate::cli::Command::Call(args) = cli.command else {
+                panic!("not the call command");
+            };
+            place_request(&args)
+        };
+
+        let named = parse(&["--mcp-server", "calendar", "--mcp-server", "crm"]);
+        let default = parse(&[]);
+
+        assert_eq!(
+            named.mcp_servers,
+            Some(vec!["calendar".to_owned(), "crm".to_owned()])
+        );
+        assert_eq!(default.mcp_servers, None);
+    }
+
+    #[test]
+    fn an_outcome_schema_is_read_inline_or_from_a_file_and_bad_json_is_named() {
+        let path =
+            std::env::temp_dir().join(format!("callbridge-schema-{}.json", std::process::id()));
+        std::fs::write(&path, r#"{"type":"object"}"#).expect("write the schema");
+
+        let inline = read_outcome_schema(r#" {"type":"object"}"#);
+        let from_file = read_outcome_schema(path.to_str().expect("UTF-8 path"));
+        let missing = read_outcome_schema("/nonexistent/booking.json");
+        let bad = read_outcome_schema("{type: object}");
+        std::fs::remove_file(&path).expect("remove the schema");
+
+        assert_eq!(inline, Ok(serde_json::json!({"type": "object"})));
+        assert_eq!(from_file, inline);
+        assert!(
+            missing
+                .expect_err("no file")
+                .contains("cannot read \"/nonexistent/booking.json\"")
+        );
+        assert!(
+            bad.expect_err("not JSON")
+                .starts_with("--outcome-schema: not JSON")
+        );
+    }
+
+    #[test]
     fn each_status_change_is_printed_once_with_its_utc_time() {
         let mut follower = Follower::default();
         let mut view = call(CallStatus::Queued);
