@@ -102,8 +102,9 @@ impl Conductor {
     /// A remote MCP item finished (`response.output_item.done` of an `mcp_call`, `mcp_approval_request` or
     /// `mcp_list_tools` item) at `now`: the calls and approval requests go into the transcript.
     pub(super) fn on_mcp_item(&mut self, item: &OutputItem, now: Instant) {
-        let server = item.server_label.as_deref().unwrap_or("?");
-        let tool = item.name.as_deref().unwrap_or("?");
+        // Names come from the MCP server through OpenAI: cut like the rest of the turn.
+        let server = shorten(item.server_label.as_deref().unwrap_or("?"));
+        let tool = shorten(item.name.as_deref().unwrap_or("?"));
         let text = match item.kind.as_str() {
             "mcp_call" => {
                 let arguments = shorten(item.arguments.as_deref().unwrap_or(""));
@@ -120,15 +121,15 @@ impl Conductor {
                     (_, Some(output)) => shorten(output),
                     _ => "no result".to_owned(),
                 };
-                tracing::info!(server = %clip(server), tool = %clip(tool), "the voice called a remote MCP tool");
+                tracing::info!(server = %clip(&server), tool = %clip(&tool), "the voice called a remote MCP tool");
                 format!("mcp {server}.{tool}({arguments}) → {result}")
             }
             "mcp_approval_request" => {
-                tracing::info!(server = %clip(server), tool = %clip(tool), "remote MCP tool needs an approval; none given");
+                tracing::info!(server = %clip(&server), tool = %clip(&tool), "remote MCP tool needs an approval; none given");
                 format!("mcp {server}.{tool}: approval requested, not given")
             }
             other => {
-                tracing::debug!(kind = %clip(other), server = %clip(server), "remote MCP item");
+                tracing::debug!(kind = %clip(other), server = %clip(&server), "remote MCP item");
                 return;
             }
         };

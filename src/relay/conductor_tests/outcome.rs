@@ -184,3 +184,25 @@ fn an_mcp_approval_request_is_recorded_as_not_given() {
         "mcp crm.delete_contact: approval requested, not given"
     );
 }
+
+#[test]
+fn a_long_mcp_result_is_cut_in_the_transcript() {
+    let mut call = Call::started();
+
+    call.openai(
+        300,
+        &json!({"type": "response.output_item.done", "event_id": "event_1", "response_id": RESPONSE_1,
+                "output_index": 0,
+                "item": {"id": "item_mcp1", "type": "mcp_call", "server_label": "calendar", "name": "list",
+                         "arguments": "{}", "output": "x".repeat(10_000)}})
+        .to_string(),
+    );
+
+    let text = &call.conductor.record().turns[0].text;
+    let result = text.split_once(" → ").expect("a result").1;
+    assert_eq!(
+        result.chars().count(),
+        super::super::outcome::MCP_TURN_TEXT_MAX_CHARS + 1
+    );
+    assert!(result.ends_with('…'), "{text}");
+}
