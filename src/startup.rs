@@ -217,6 +217,7 @@ impl Application {
                     default_url: settings.webhooks.default_url.clone(),
                     signing: settings.webhooks.secret.is_some(),
                 },
+                voice_mcp_servers: settings.calls.voice_mcp_servers.clone(),
             },
             pending_streams,
             clock,

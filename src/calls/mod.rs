@@ -7,6 +7,7 @@ pub mod clock;
 pub mod end_reason;
 pub mod live;
 pub mod model;
+pub mod outcome;
 pub mod recorder;
 pub mod recording;
 pub mod retention;
@@ -94,6 +95,8 @@ pub struct CallRecord {
     pub turns: Vec<Turn>,
     /// What the call achieved, in the model's words (the `end_call` tool's `outcome` argument), when it said.
     pub outcome: Option<String>,
+    /// The outcome as JSON, when the call has an outcome schema and the model's outcome passed it.
+    pub structured_outcome: Option<serde_json::Value>,
     /// Token usage summed over every `response.done`.
     pub usage: Usage,
     /// Frames from Twilio that were skipped (malformed, oversized, binary, a DTMF digit outside `0-9*#`).
@@ -176,6 +179,7 @@ impl CallRecord {
             end_reason: None,
             turns: Vec::new(),
             outcome: None,
+            structured_outcome: None,
             usage: Usage::default(),
             skipped_frames: 0,
             dropped: DroppedInput::default(),

@@ -201,8 +201,19 @@ pub struct CallView {
     pub max_duration_s: Option<u64>,
     /// The caller's own data, stored and returned untouched.
     pub metadata: Option<Value>,
-    /// What the call achieved, in the model's words (`end_call`'s `outcome`).
+    /// What the call achieved, in the model's words (`end_call`'s `outcome`); for a call with an `outcome_schema`,
+    /// the structured outcome as compact JSON text.
     pub outcome: Option<String>,
+    /// The JSON Schema the call's outcome must match, as given to `place_call`; `null` for a free-text outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome_schema: Option<Value>,
+    /// The outcome as JSON, valid against `outcome_schema`, once the model ended the call with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structured_outcome: Option<Value>,
+    /// The labels of the remote MCP servers attached to the call's voice session, when the call named them
+    /// (`null`: the server's defaults). Never their URLs' secrets or headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_servers: Option<Vec<String>>,
     /// Why the call ended (`goodbye`, `caller_hung_up`, `max_duration`, `hung_up_by_api`, `shutdown`,
     /// `error:<what>`), once the media stream ended.
     pub end_reason: Option<String>,
@@ -395,6 +406,13 @@ pub struct NewCall {
     /// Where the call's signed webhooks go (checked by the caller: https, or loopback http).
     #[serde(default)]
     pub webhook_url: Option<String>,
+    /// The JSON Schema the outcome must match (already checked by the call service).
+    #[serde(default)]
+    pub outcome_schema: Option<Value>,
+    /// The labels of the remote MCP servers for the call's voice (already checked against the setting); `None`
+    /// attaches the server's defaults.
+    #[serde(default)]
+    pub mcp_servers: Option<Vec<String>>,
 }
 
 /// Answering machine detection on one call: what was asked for and what happened. Every field is optional in JSON
@@ -534,6 +552,9 @@ mod tests {
                 total_tokens: 12,
                 ..Usage::default()
             },
+            outcome_schema: None,
+            structured_outcome: None,
+            mcp_servers: None,
         }
     }
 

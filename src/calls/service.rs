@@ -96,6 +96,14 @@ pub struct PlaceCall {
     /// `09:00-18:00 Europe/Berlin`.
     #[serde(default)]
     pub call_window: Option<String>,
+    /// A JSON Schema object the call's outcome must match (at most 16 KiB): the model's `end_call` then takes an
+    /// `outcome` of that shape, checked before the call ends, and `get_call` returns it as `structured_outcome`.
+    #[serde(default)]
+    pub outcome_schema: Option<serde_json::Value>,
+    /// Remote MCP servers for the call's voice, by label (or URL) of `CALLBRIDGE_VOICE_MCP_SERVERS` entries;
+    /// default: the entries marked `default`; `[]`: none.
+    #[serde(default)]
+    pub mcp_servers: Option<Vec<String>>,
 }
 
 #[path = "service_error.rs"]
@@ -131,6 +139,8 @@ pub struct OutboundSettings {
     pub record: bool,
     /// Which webhook URL a call gets (`CALLBRIDGE_WEBHOOK_URL`, `CALLBRIDGE_WEBHOOK_SECRET`).
     pub webhooks: crate::webhooks::destination::WebhookPolicy,
+    /// The remote MCP servers a call may name for its voice (`CALLBRIDGE_VOICE_MCP_SERVERS`).
+    pub voice_mcp_servers: crate::realtime::mcp_tools::VoiceMcpServers,
 }
 
 /// True when nothing more will happen to the call: its status is final and, if it was answered, its record (outcome,
@@ -453,6 +463,18 @@ impl CallService {
             .transpose()
             .map_err(|e| ServiceError::InvalidRequest(format!("send_digits: {e}")))?;
         let schedule = self.schedule_of(&request)?;
+        let outcome_schema = request
+            .outcome_schema
+            .map(crate::calls::outcome::OutcomeSchema::parse)
+            .transpose()
+            .map_err(|e| ServiceError::InvalidRequest(e.to_string()))?
+            .map(|schema| schema.schema().clone());
+        let mcp_servers = request
+            .mcp_servers
+            .as_deref()
+            .map(|names| self.inner.outbound.voice_mcp_servers.resolve(names))
+            .transpose()
+            .map_err(ServiceError::InvalidRequest)?;
         if request.max_duration_s == Some(0) {
             return Err(ServiceError::InvalidRequest(
                 "max_duration_s must be at least 1".into(),
@@ -512,6 +534,8 @@ impl CallService {
             },
             record,
             webhook_url,
+            outcome_schema,
+            mcp_servers,
         };
         if let Some(mut schedule) = schedule {
             schedule.send_digits = send_digits.map(|d| d.as_str().to_owned());
@@ -820,6 +844,7 @@ mod tests {
                 amd_tuning: AmdTuning::default(),
                 record: false,
                 webhooks: Default::default(),
+                voice_mcp_servers: Default::default(),
             },
             Arc::new(move || pending_streams),
         )
@@ -840,6 +865,8 @@ mod tests {
             answering: Default::default(),
             record: false,
             webhook_url: None,
+            outcome_schema: None,
+            mcp_servers: None,
         }
     }
 

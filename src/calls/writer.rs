@@ -595,6 +595,8 @@ mod tests {
             answering: Default::default(),
             record: false,
             webhook_url: None,
+            outcome_schema: None,
+            mcp_servers: None,
         }
     }
 

@@ -153,6 +153,8 @@ impl ApiClient {
             "retry": request.retry,
             "not_before": request.not_before,
             "call_window": request.call_window,
+            "outcome_schema": request.outcome_schema,
+            "mcp_servers": request.mcp_servers,
         });
         let url = self.endpoint(&["calls"])?;
         self.call(Method::Post, url, Some(body), REQUEST_TIMEOUT)

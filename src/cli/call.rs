@@ -104,6 +104,14 @@ pub struct CallArgs {
     /// Local hours the call (and each retry) may start in, with an IANA time zone: "09:00-18:00 Europe/Berlin".
     #[arg(long = "call-window", value_name = "WINDOW")]
     pub call_window: Option<String>,
+    /// A JSON Schema the call's outcome must match: a file, or the JSON itself (starting with `{`); at most
+    /// 16 KiB. The model's end_call then returns an outcome of that shape, shown as JSON at the end.
+    #[arg(long = "outcome-schema", value_name = "FILE|JSON")]
+    pub outcome_schema: Option<String>,
+    /// A remote MCP server for the call's voice, by its label in the server's CALLBRIDGE_VOICE_MCP_SERVERS
+    /// (repeatable; default: the server's default ones).
+    #[arg(long = "mcp-server", value_name = "LABEL")]
+    pub mcp_servers: Vec<String>,
     /// Place the call, print its id and exit without following it.
     #[arg(long)]
     pub no_follow: bool,
@@ -135,8 +143,24 @@ pub async fn run(args: CallArgs) -> ExitCode {
         );
         return ExitCode::from(EXIT_NOT_PLACED);
     }
+    let outcome_schema = match args
+        .outcome_schema
+        .as_deref()
+        .map(read_outcome_schema)
+        .transpose()
+    {
+        Ok(schema) => schema,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(EXIT_NOT_PLACED);
+        }
+    };
     let client = ApiClient::new(base_url, settings.api_key.clone());
-    let placed = match client.place_call(place_request(&args)).await {
+    let request = PlaceCall {
+        outcome_schema,
+        ..place_request(&args)
+    };
+    let placed = match client.place_call(request).await {
         Ok(call) => call,
         Err(error) => {
             eprintln!("could not place the call: {}", printable(&error.message));
@@ -180,6 +204,8 @@ fn place_request(args: &CallArgs) -> PlaceCall {
         retry: retry_plan(args),
         not_before: args.not_before.clone(),
         call_window: args.call_window.clone(),
+        outcome_schema: None,
+        mcp_servers: (!args.mcp_servers.is_empty()).then(|| args.mcp_servers.clone()),
     }
 }
 
@@ -207,6 +233,22 @@ fn retry_plan(args: &CallArgs) -> Option<RetryPlan> {
 fn parse_retry_on(text: &str) -> Result<RetryOn, String> {
     RetryOn::from_status(text.trim())
         .ok_or_else(|| format!("{text:?} is not one of busy, no-answer, failed"))
+}
+
+
+/// `--outcome-schema`: the JSON itself when it starts with `{`, else the file it names, parsed as JSON (the server
+/// checks that it is a valid JSON Schema).
+///
+/// # Errors
+/// A line naming the file that cannot be read, or the JSON error.
+fn read_outcome_schema(arg: &str) -> Result<serde_json::Value, String> {
+    let text = if arg.trim_start().starts_with('{') {
+        arg.to_owned()
+    } else {
+        std::fs::read_to_string(arg)
+            .map_err(|e| format!("--outcome-schema: cannot read {arg:?}: {e}"))?
+    };
+    serde_json::from_str(&text).map_err(|e| format!("--outcome-schema: not JSON: {e}"))
 }
 
 async fn follow(client: &ApiClient, placed: CallView) -> ExitCode {
@@ -423,6 +465,9 @@ mod tests {
             schedule: Default::default(),
             usage: Default::default(),
             answering: Default::default(),
+            outcome_schema: None,
+            structured_outcome: None,
+            mcp_servers: None,
         }
     }
 
@@ -539,6 +584,60 @@ mod tests {
         assert_eq!(plain.retry, None, "no --retry-* option, no retry");
         let bad = bad.expect_err("completed is never retried");
         assert!(bad.contains("busy, no-answer, failed"), "{bad}");
+    }
+
+    #[test]
+    fn repeated_mcp_server_options_reach_the_place_call_request_and_none_leaves_the_default() {
+        use clap::Parser as _;
+        let parse = |extra: &[&str]| {
+            let mut argv = vec![
+                "callbridge",
+                "call",
+                "+14155550100",
+                "--instructions",
+                "Book",
+            ];
+            argv.extend_from_slice(extra);
+            let cli = crate::cli::Cli::try_parse_from(argv).expect("parses");
+            let crate::cli::Command::Call(args) = cli.command else {
+                panic!("not the call command");
+            };
+            place_request(&args)
+        };
+
+        let named = parse(&["--mcp-server", "calendar", "--mcp-server", "crm"]);
+        let default = parse(&[]);
+
+        assert_eq!(
+            named.mcp_servers,
+            Some(vec!["calendar".to_owned(), "crm".to_owned()])
+        );
+        assert_eq!(default.mcp_servers, None);
+    }
+
+    #[test]
+    fn an_outcome_schema_is_read_inline_or_from_a_file_and_bad_json_is_named() {
+        let path =
+            std::env::temp_dir().join(format!("callbridge-schema-{}.json", std::process::id()));
+        std::fs::write(&path, r#"{"type":"object"}"#).expect("write the schema");
+
+        let inline = read_outcome_schema(r#" {"type":"object"}"#);
+        let from_file = read_outcome_schema(path.to_str().expect("UTF-8 path"));
+        let missing = read_outcome_schema("/nonexistent/booking.json");
+        let bad = read_outcome_schema("{type: object}");
+        std::fs::remove_file(&path).expect("remove the schema");
+
+        assert_eq!(inline, Ok(serde_json::json!({"type": "object"})));
+        assert_eq!(from_file, inline);
+        assert!(
+            missing
+                .expect_err("no file")
+                .contains("cannot read \"/nonexistent/booking.json\"")
+        );
+        assert!(
+            bad.expect_err("not JSON")
+                .starts_with("--outcome-schema: not JSON")
+        );
     }
 
     #[test]

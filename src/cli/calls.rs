@@ -235,6 +235,22 @@ pub fn render_call(call: &CallView) -> String {
         call.metadata.as_ref().map(|m| printable(&m.to_string())),
     );
     field(
+        "Schema",
+        call.outcome_schema
+            .as_ref()
+            .map(|s| printable(&s.to_string())),
+    );
+    field(
+        "MCP servers",
+        call.mcp_servers.as_ref().map(|labels| {
+            if labels.is_empty() {
+                "(none)".to_owned()
+            } else {
+                printable(&labels.join(", "))
+            }
+        }),
+    );
+    field(
         "Error",
         call.error.as_ref().map(|e| match e.code {
             Some(code) => format!("{code}: {}", printable(&e.message)),
@@ -570,6 +586,9 @@ mod tests {
                 output_tokens: 300,
                 ..Usage::default()
             },
+            outcome_schema: None,
+            structured_outcome: None,
+            mcp_servers: None,
         };
 
         let report = render_call(&call);
@@ -708,6 +727,29 @@ mod tests {
         );
         assert!(
             report.contains("  1. CA1  2026-01-15 08:00:00 - 2026-01-15 08:01:00  busy, retried\n"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn a_report_of_a_call_with_a_schema_shows_it_the_mcp_servers_and_the_json_outcome() {
+        let call: CallView = serde_json::from_value(serde_json::json!({
+            "id": "call_x", "direction": "outbound-api", "from": "+15550100", "to": "+15550199",
+            "status": "completed", "created_at": "2025-03-04T05:06:07Z", "status_timeline": [], "transcript": [],
+            "outcome": "{\"booked\":true}", "outcome_schema": {"type": "object"},
+            "structured_outcome": {"booked": true}, "mcp_servers": ["calendar", "crm"],
+        }))
+        .expect("a call");
+
+        let report = render_call(&call);
+
+        assert!(
+            report.contains("Schema:       {\"type\":\"object\"}\n"),
+            "{report}"
+        );
+        assert!(report.contains("MCP servers:  calendar, crm\n"), "{report}");
+        assert!(
+            report.contains("Outcome:      {\"booked\":true}\n"),
             "{report}"
         );
     }

@@ -241,6 +241,31 @@ impl Settings {
             "webhook_max_attempts",
             hooks.schedule.max_attempts.to_string(),
         );
+        let mcp: Vec<String> = self
+            .calls
+            .voice_mcp_servers
+            .all()
+            .iter()
+            .map(|server| {
+                let mut text = format!("{} = {}", server.label, server.url);
+                if let Some(tools) = &server.allowed_tools {
+                    text.push_str(&format!(" tools [{}]", tools.join(" ")));
+                }
+                let headers = server.header_names_masked();
+                if !headers.is_empty() {
+                    text.push_str(&format!(" headers [{}]", headers.join("; ")));
+                }
+                text.push_str(&format!(" approval {}", server.require_approval));
+                if server.default {
+                    text.push_str(" (default)");
+                }
+                text
+            })
+            .collect();
+        line(
+            "voice_mcp_servers",
+            list_or(&mcp, "(none: the voice has no remote MCP tools)"),
+        );
         out
     }
 }
@@ -303,6 +328,46 @@ mod tests {
             Some(
                 "webhooks_sharedkey_a=********AAAA (21 chars), key2=********BBBB (22 chars)  (environment: CALLBRIDGE_TWILIO_SIGNING_KEYS)"
             )
+        );
+    }
+
+    #[test]
+    fn describe_shows_the_voice_mcp_servers_with_their_header_values_masked() {
+        let mut pairs = minimal();
+        pairs.push((
+            "CALLBRIDGE_VOICE_MCP_SERVERS",
+            r#"[{"label":"calendar","url":"https://mcp.example.com/cal","allowed_tools":["find_slot"],
+                 "headers":{"Authorization":"Bearer mcpsecretvalue"},"default":true}]"#,
+        ));
+        let settings = Settings::load(&env(&pairs), None, Requirement::Serve).expect("valid");
+        let text = settings.describe();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("voice_mcp_servers"))
+            .expect("a voice_mcp_servers line");
+        assert!(!text.contains("mcpsecretvalue"), "{line}");
+        assert!(
+            line.contains(
+                "calendar = https://mcp.example.com/cal tools [find_slot] headers [Authorization: ***] \
+                 approval \"never\" (default)"
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn an_invalid_voice_mcp_servers_setting_is_refused_naming_it() {
+        let mut pairs = minimal();
+        pairs.push((
+            "CALLBRIDGE_VOICE_MCP_SERVERS",
+            r#"[{"label":"x","url":"ftp://x"}]"#,
+        ));
+        let error = Settings::load(&env(&pairs), None, Requirement::Serve).expect_err("ftp URL");
+        assert!(
+            error
+                .to_string()
+                .contains("CALLBRIDGE_VOICE_MCP_SERVERS is invalid"),
+            "{error}"
         );
     }
 

@@ -290,6 +290,10 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "webhook_max_attempts",
         None,
         "attempts per webhook, the first included, before it is failed (1 to 20)",
+        "voice_mcp_servers",
+        None,
+        "remote MCP servers the voice may use: a JSON array of {label, url, allowed_tools, headers (secret), \
+         require_approval, default} (or [[voice_mcp_servers]] tables in callbridge.toml); calls name them by label",
     ),
 ];
 
@@ -421,6 +425,17 @@ pub(super) struct Raw {
     pub(super) webhook_secret: Option<String>,
     pub(super) webhook_retry_base_ms: Option<String>,
     pub(super) webhook_max_attempts: Option<String>,
+    pub(super) voice_mcp_servers: Option<JsonOrTables>,
+}
+
+/// A setting of JSON objects: a JSON array in one string (environment), or an array of TOML tables.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum JsonOrTables {
+    /// `[[voice_mcp_servers]]` tables in callbridge.toml.
+    Tables(Vec<serde_json::Value>),
+    /// A JSON array, as the environment gives it.
+    Json(String),
 }
 
 /// A list setting: a TOML array, or a comma-separated string (environment).

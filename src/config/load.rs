@@ -523,8 +523,22 @@ fn calls(errors: &mut Vec<String>, raw: &mut Raw) -> CallSettings {
         errors.push(format!("CALLBRIDGE_TRANSFER_TARGETS is invalid: {e}"));
         Vec::new()
     });
+    let voice_mcp_servers = match raw.voice_mcp_servers.take() {
+        None => Ok(Default::default()),
+        Some(super::keys::JsonOrTables::Json(text)) => {
+            crate::realtime::mcp_tools::VoiceMcpServers::parse_json(&text)
+        }
+        Some(super::keys::JsonOrTables::Tables(entries)) => {
+            crate::realtime::mcp_tools::VoiceMcpServers::parse(entries)
+        }
+    }
+    .unwrap_or_else(|e| {
+        errors.push(format!("CALLBRIDGE_VOICE_MCP_SERVERS is invalid: {e}"));
+        Default::default()
+    });
     CallSettings {
         transfer_targets,
+        voice_mcp_servers,
         max_call_duration: Duration::from_secs(max_call_duration_s),
         stream_token_ttl: Duration::from_secs(stream_token_ttl_s),
         farewell_grace: Duration::from_millis(farewell_grace_ms),

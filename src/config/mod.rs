@@ -188,6 +188,9 @@ pub struct CallSettings {
     /// The people the model may transfer a call to, by name (`CALLBRIDGE_TRANSFER_TARGETS`); empty offers no
     /// `transfer_call` tool.
     pub transfer_targets: Vec<crate::twilio::dial::TransferTarget>,
+    /// The remote MCP servers the voice may use (`CALLBRIDGE_VOICE_MCP_SERVERS`): those marked `default` go into
+    /// every session; a call may name others by label.
+    pub voice_mcp_servers: crate::realtime::mcp_tools::VoiceMcpServers,
 }
 
 /// Answering machine detection on outbound calls (see [`crate::twilio::amd`]).
@@ -389,6 +392,7 @@ impl Settings {
                 tools.extend(self.transfer_tool());
                 tools
             },
+            mcp_servers: self.calls.voice_mcp_servers.tools_for(None),
         }
     }
 
@@ -492,6 +496,41 @@ mod tests {
             settings.realtime.goodbye_phrases,
             vec!["ciao ciao", "later"]
         );
+    }
+
+    #[test]
+    fn voice_mcp_servers_are_read_from_toml_tables() {
+        let dir =
+            std::env::temp_dir().join(format!("callbridge-config-mcp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("callbridge.toml");
+        std::fs::write(
+            &path,
+            "[[voice_mcp_servers]]\nlabel = \"calendar\"\nurl = \"https://mcp.example.com/cal\"\n\
+             allowed_tools = [\"find_slot\"]\nheaders = { Authorization = \"Bearer x\" }\ndefault = true\n\n\
+             [[voice_mcp_servers]]\nlabel = \"crm\"\nurl = \"https://crm.example.com/mcp\"\n\
+             require_approval = \"always\"\n",
+        )
+        .expect("write toml");
+
+        let settings =
+            Settings::load(&env(&minimal()), Some(&path), Requirement::Serve).expect("valid");
+
+        let tools = settings.calls.voice_mcp_servers.tools_for(None);
+        assert_eq!(tools.len(), 1, "{tools:?}");
+        assert_eq!(tools[0]["server_label"], "calendar");
+        assert_eq!(tools[0]["allowed_tools"][0], "find_slot");
+        assert_eq!(
+            tools[0]["headers"].as_object().map(|h| h.len()),
+            Some(1),
+            "{tools:?}"
+        );
+        let crm = settings
+            .calls
+            .voice_mcp_servers
+            .tools_for(Some(&["crm".to_owned()]));
+        assert_eq!(crm[0]["require_approval"], "always");
+        assert_eq!(settings.session_config(String::new()).mcp_servers, tools);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use time::OffsetDateTime;
 
 use crate::calls::model::{CallStatus, CallView};
+use crate::calls::outcome::OutcomeSchema;
 use crate::calls::service::STORE_DEADLINE;
 use crate::calls::writer::Write;
 use crate::http::recording::recording_prelude;
@@ -18,7 +19,9 @@ use crate::http::webhook::{
     SHUTTING_DOWN_APOLOGY, WebhookError, begin_stream_after, call_span, param, request_public_base,
     required_call_sid, twiml_response, verify_form,
 };
-use crate::realtime::session::{end_call_tool, send_dtmf_tool, turn_detection_update};
+use crate::realtime::session::{
+    end_call_tool, end_call_tool_with_schema, send_dtmf_tool, turn_detection_update,
+};
 use crate::relay::call::StreamPlan;
 use crate::relay::machine::MachinePlan;
 use crate::twilio::amd::MachinePolicy;
@@ -48,6 +51,12 @@ pub fn outbound_instructions(system_message: &str, call: &CallView) -> String {
         "\nWhen the task is done, or clearly cannot be done, say goodbye and call the end_call tool with an outcome: \
          one or two sentences of what was achieved.",
     );
+    if call.outcome_schema.is_some() {
+        text.push_str(
+            " The outcome is structured: fill in end_call's outcome exactly as its schema says, from what was \
+             actually agreed on the call.",
+        );
+    }
     text
 }
 
@@ -114,8 +123,29 @@ pub async fn outbound_call(
     let mut session = state
         .settings
         .session_config(outbound_instructions(&realtime.system_message, &call));
-    session.tools = vec![end_call_tool(true), send_dtmf_tool()];
+    // A stored schema passed its check when the call was placed; one that no longer compiles (a crate upgrade)
+    // leaves the outcome free text rather than failing the call.
+    let outcome_schema = call.outcome_schema.clone().and_then(|schema| {
+        OutcomeSchema::parse(schema)
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "stored outcome schema refused; free-text outcome"),
+            )
+            .ok()
+            .map(std::sync::Arc::new)
+    });
+    let end_call = outcome_schema.as_ref().map_or_else(
+        || end_call_tool(true),
+        |schema| end_call_tool_with_schema(schema.schema()),
+    );
+    session.tools = vec![end_call, send_dtmf_tool()];
     session.tools.extend(state.settings.transfer_tool());
+    if let Some(labels) = &call.mcp_servers {
+        session.mcp_servers = state
+            .settings
+            .calls
+            .voice_mcp_servers
+            .tools_for(Some(labels));
+    }
     if let Some(voice) = &call.voice {
         session.voice = voice.clone();
     }
@@ -159,6 +189,7 @@ pub async fn outbound_call(
             session_update,
             machine,
             public_base: base.clone(),
+            outcome_schema,
         },
         &prelude,
     );

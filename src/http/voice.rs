@@ -125,6 +125,8 @@ pub async fn incoming_call(
                         answering: Default::default(),
                         record,
                         webhook_url: state.calls.default_webhook_url(),
+                        outcome_schema: None,
+                        mcp_servers: None,
                     }),
                     answered: true,
                 },
@@ -161,6 +163,7 @@ pub async fn incoming_call(
             session_update: session.to_json(),
             machine: None,
             public_base: base.clone(),
+            outcome_schema: None,
         },
         &prelude,
     );

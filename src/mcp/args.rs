@@ -79,6 +79,16 @@ pub struct PlaceCallArgs {
     /// Europe/Berlin" (the callee's business hours). Outside them the call waits for the next opening.
     #[serde(default)]
     pub call_window: Option<String>,
+    /// A JSON Schema object the call's outcome must match (at most 16 KiB), e.g. {"type":"object","properties":
+    /// {"booked":{"type":"boolean"},"time":{"type":"string"}},"required":["booked"]}. The voice model then ends the
+    /// call with an outcome of that shape (checked; it is told the errors and tries again), and get_call returns it
+    /// as structured_outcome. Without it the outcome is one or two sentences of text.
+    #[serde(default)]
+    pub outcome_schema: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Remote MCP servers the voice may use during the call (to check a calendar, a CRM, ...), by the labels the
+    /// server's operator configured. Default: the server's default ones; [] for none. Others are refused.
+    #[serde(default)]
+    pub mcp_servers: Option<Vec<String>>,
 }
 
 impl From<PlaceCallArgs> for PlaceCall {
@@ -99,6 +109,8 @@ impl From<PlaceCallArgs> for PlaceCall {
             retry: args.retry,
             not_before: args.not_before,
             call_window: args.call_window,
+            outcome_schema: args.outcome_schema.map(serde_json::Value::Object),
+            mcp_servers: args.mcp_servers,
         }
     }
 }

@@ -76,7 +76,8 @@ pub const PLACE_CALL_DESCRIPTION: &str = "Phone someone on the user's behalf: ca
 pub const GET_CALL_DESCRIPTION: &str = "Read a call: its status (queued, initiated, ringing, in-progress, then \
      completed, busy, no-answer, failed or canceled; scheduled or retry-pending while a scheduled or retried call \
      waits for next_attempt_at, with each attempt's CallSid and result in attempts), the status timeline, the transcript so far and, once it \
-     ended, its outcome and end reason (or Twilio's error). With wait_s (at most 120 seconds) it first waits for \
+     ended, its outcome and end reason (or Twilio's error); a call placed with outcome_schema has its outcome as \
+     JSON in structured_outcome. With wait_s (at most 120 seconds) it first waits for \
      the call's status to change or for the call to end, so you can follow a call without your client timing \
      out: call get_call again with wait_s until the status is final.";
 

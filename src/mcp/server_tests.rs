@@ -169,6 +169,9 @@ fn sample_call(id: &str, status: CallStatus) -> CallView {
         schedule: Default::default(),
         usage: Usage::default(),
         answering: Default::default(),
+        outcome_schema: None,
+        structured_outcome: None,
+        mcp_servers: None,
     }
 }
 

@@ -181,6 +181,9 @@ mod tests {
             schedule: Default::default(),
             usage: Usage::default(),
             answering: Default::default(),
+            outcome_schema: None,
+            structured_outcome: None,
+            mcp_servers: None,
         }
     }
 

@@ -174,7 +174,7 @@ impl ServerEvent<'_> {
     }
 }
 
-/// An item of a response, as sent in `response.output_item.added` / `.done` (content and arguments are not kept).
+/// An item of a response, as sent in `response.output_item.added` / `.done` (content is not kept).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct OutputItem {
     /// The item's ID (`item_...`).
@@ -194,6 +194,18 @@ pub struct OutputItem {
     /// `"in_progress"`, `"completed"` or `"incomplete"`.
     #[serde(default)]
     pub status: Option<String>,
+    /// For a remote MCP tool call (`mcp_call`) or approval request (`mcp_approval_request`): the server's label.
+    #[serde(default)]
+    pub server_label: Option<String>,
+    /// For an MCP tool call: the arguments, JSON text.
+    #[serde(default)]
+    pub arguments: Option<String>,
+    /// For a finished MCP tool call: what the tool returned.
+    #[serde(default)]
+    pub output: Option<String>,
+    /// For a failed MCP tool call: `{"type":"protocol_error"|"tool_execution_error"|"http_error","message":..}`.
+    #[serde(default)]
+    pub error: Option<serde_json::Value>,
 }
 
 /// The `response` object of a `response.done` event (output items are not kept).
@@ -605,6 +617,10 @@ mod tests {
                     name: None,
                     call_id: None,
                     status: Some("in_progress".into()),
+                    server_label: None,
+                    arguments: None,
+                    output: None,
+                    error: None,
                 },
             }
         );
@@ -627,6 +643,10 @@ mod tests {
                     name: Some("end_call".into()),
                     call_id: Some(CALL_ID.into()),
                     status: Some("completed".into()),
+                    server_label: None,
+                    arguments: Some(OUTCOME_ARGUMENTS.into()),
+                    output: None,
+                    error: None,
                 },
             }
         );

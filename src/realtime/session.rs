@@ -43,6 +43,9 @@ pub struct SessionConfig {
     pub transcription_model: Option<String>,
     /// Function tools the model may call.
     pub tools: Vec<FunctionTool>,
+    /// Remote MCP servers' `{"type":"mcp",...}` tool entries, sent after the function tools
+    /// ([`crate::realtime::mcp_tools`]).
+    pub mcp_servers: Vec<serde_json::Value>,
 }
 
 /// Room for the fixed keys of a `session.update` (audio formats, turn detection, ...), tools excluded.
@@ -380,6 +383,18 @@ pub fn end_call_tool(with_outcome: bool) -> FunctionTool {
     }
 }
 
+/// The `end_call` tool of a call placed with an `outcome_schema`: the arguments carry a required `outcome` that must
+/// match `schema` (a JSON Schema object). The relay checks what the model sends and answers an outcome that does not
+/// match with the errors, without hanging up, so the model can call the tool again with a corrected one.
+pub fn end_call_tool_with_schema(schema: &serde_json::Value) -> FunctionTool {
+    let mut tool = end_call_tool(true);
+    tool.description.push_str(
+        " The outcome must match the given JSON schema exactly; if it does not, you get the errors back and must          call end_call again with a corrected outcome, without telling the callee.",
+    );
+    tool.parameters["properties"]["outcome"] = schema.clone();
+    tool
+}
+
 /// The `send_dtmf` tool: the model presses keys on the phone's keypad to get through an automated phone menu
 /// ("for reservations, press 1"). The arguments carry a required string `digits` of `0-9`, `*`, `#` and `w` (a
 /// half-second pause), at most 32 characters. The relay plays the tones with a Twilio call update; the model hears
@@ -448,8 +463,31 @@ struct WireSession<'a> {
     output_modalities: [&'static str; 1],
     instructions: &'a str,
     audio: WireAudio<'a>,
-    tools: &'a [FunctionTool],
+    tools: WireTools<'a>,
     tool_choice: &'static str,
+}
+
+/// `session.tools`: the function tools, then the remote MCP servers' entries.
+struct WireTools<'a> {
+    functions: &'a [FunctionTool],
+    mcp: &'a [serde_json::Value],
+}
+
+impl Serialize for WireTools<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(untagged)]
+        enum WireTool<'a> {
+            Function(&'a FunctionTool),
+            Mcp(&'a serde_json::Value),
+        }
+        serializer.collect_seq(
+            self.functions
+                .iter()
+                .map(WireTool::Function)
+                .chain(self.mcp.iter().map(WireTool::Mcp)),
+        )
+    }
 }
 
 impl<'a> WireSession<'a> {
@@ -477,7 +515,10 @@ impl<'a> WireSession<'a> {
                     speed: config.speed,
                 },
             },
-            tools: &config.tools,
+            tools: WireTools {
+                functions: &config.tools,
+                mcp: &config.mcp_servers,
+            },
             tool_choice: "auto",
         }
     }
@@ -593,7 +634,37 @@ pub(crate) mod tests {
             noise_reduction: Some(NoiseReduction::NearField),
             transcription_model: Some("gpt-4o-mini-transcribe".into()),
             tools: vec![end_call_tool(false)],
+            mcp_servers: Vec::new(),
         }
+    }
+
+    #[test]
+    fn remote_mcp_servers_follow_the_function_tools() {
+        let mcp = json!({"type": "mcp", "server_label": "calendar", "server_url": "https://mcp.example.com",
+                         "require_approval": "never"});
+        let config = SessionConfig {
+            mcp_servers: vec![mcp.clone()],
+            ..server_vad_config()
+        };
+
+        let value = update_json(&config);
+
+        assert_eq!(value["session"]["tools"][0]["name"], "end_call");
+        assert_eq!(value["session"]["tools"][1], mcp);
+        assert_eq!(value["session"]["tools"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn end_call_with_a_schema_takes_that_schema_as_its_required_outcome() {
+        let schema = json!({"type": "object", "properties": {"booked": {"type": "boolean"}},
+                            "required": ["booked"]});
+
+        let tool = end_call_tool_with_schema(&schema);
+
+        assert_eq!(tool.name, "end_call");
+        assert_eq!(tool.parameters["properties"]["outcome"], schema);
+        assert_eq!(tool.parameters["required"], json!(["outcome"]));
+        assert!(tool.description.contains("schema"), "{}", tool.description);
     }
 
     fn update_json(config: &SessionConfig) -> Value {

@@ -47,6 +47,8 @@ pub struct StreamPlan {
     pub machine: Option<crate::relay::machine::MachinePlan>,
     /// The public base URL the webhook was addressed to (`https://host`): the call's next streams connect there.
     pub public_base: String,
+    /// The schema `end_call`'s outcome must match, for a call placed with an `outcome_schema`.
+    pub outcome_schema: Option<Arc<crate::calls::outcome::OutcomeSchema>>,
 }
 
 /// A call between its webhook and its media stream: what its stream needs, and its Realtime session being opened.
@@ -160,6 +162,7 @@ pub async fn run_call(
         Instant::now(),
     );
     conductor.set_transfer_targets(deps.settings.calls.transfer_targets.clone());
+    conductor.set_outcome_schema(plan.outcome_schema);
     // The bridge stores and logs the finished record; the call is unregistered once it has.
     Bridge {
         twilio,

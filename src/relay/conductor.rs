@@ -151,6 +151,8 @@ pub struct Conductor {
     handover: handover::HandoverState,
     /// Transfers to a person: the targets, the attempts, the one under way.
     transfer: transfer::TransferState,
+    /// The call's outcome schema and the invalid outcomes sent back so far.
+    outcome: outcome::OutcomeState,
 }
 
 impl Conductor {
@@ -180,6 +182,7 @@ impl Conductor {
             dtmf_out_budget: Budget::new(handover::DTMF_OUT_BURST, handover::DTMF_OUT_REFILL),
             handover: handover::HandoverState::default(),
             transfer: transfer::TransferState::default(),
+            outcome: outcome::OutcomeState::default(),
         }
     }
 
@@ -578,6 +581,9 @@ impl Conductor {
             ServerEvent::SessionCreated | ServerEvent::SessionUpdated => {
                 tracing::debug!("realtime session ready")
             }
+            ServerEvent::OutputItemDone { item, .. } if item.kind.starts_with("mcp_") => {
+                self.on_mcp_item(&item, now)
+            }
             ServerEvent::ItemTruncated {
                 item_id,
                 audio_end_ms,
@@ -634,11 +640,10 @@ impl Conductor {
             tool_output = self.on_transfer_call(arguments, now, out);
             tool_output.as_str()
         } else if name == "end_call" {
-            let outcome = serde_json::from_str::<serde_json::Value>(arguments)
-                .ok()
-                .and_then(|v| v.get("outcome").and_then(|o| o.as_str()).map(str::to_owned));
-            if outcome.is_some() {
-                self.record.outcome = outcome;
+            if let Some(rejection) = self.take_outcome(arguments, &response_id) {
+                tool_output = rejection;
+                self.responses.queue();
+                return self.answer_tool(call_id, &tool_output, out);
             }
             tracing::info!("the model called end_call");
             if self.farewell == Farewell::None {
@@ -653,6 +658,11 @@ impl Conductor {
             self.responses.queue();
             r#"{"ok":false,"error":"unknown tool"}"#
         };
+        self.answer_tool(call_id, output, out);
+    }
+
+    /// Answers the function call `call_id` with `output` (`function_call_output`).
+    fn answer_tool(&self, call_id: &str, output: &str, out: &mut Vec<Action>) {
         out.push(Action::OpenAi(
             ClientEvent::ConversationItemCreate {
                 item: ConversationItem::function_call_output(call_id, output),
@@ -781,6 +791,8 @@ mod conductor_machine;
 #[path = "conductor_handover.rs"]
 mod handover;
 pub use handover::{DTMF_OUT_BURST, DTMF_OUT_REFILL, DtmfRefusal, HANDOVER_TIMEOUT};
+#[path = "conductor_outcome.rs"]
+mod outcome;
 #[path = "conductor_transfer.rs"]
 mod transfer;
 pub use transfer::{ANSWERED_GRACE, TransferRefusal};

@@ -7,8 +7,10 @@
 The server places calls through a fake Twilio REST API started here (`POST .../Calls.json` answers 201 with a fresh
 CallSid, or Twilio's 400 error 21211 for one rejected number). Status callbacks are then posted to `/call-status` as
 Twilio would, signed with the official `twilio` SDK's RequestValidator over PUBLIC_URL, so `get_call(wait_s)` can be
-watched returning as the call goes initiated → ringing → in-progress → completed. No real call, no audio: the full
-call with a media stream is the Rust end-to-end test's job.
+watched returning as the call goes initiated → ringing → in-progress → completed. One scenario runs a whole call:
+a second server whose Realtime sessions go to a fake model here (`FakeRealtimeModel`), the media stream played from
+here, and an `outcome_schema` the model first breaks, then meets; get_call's structured content carries the outcome.
+Speech, barge-in and the rest of the relay are the Rust end-to-end tests' job.
 
 Run from the repository root:
 
@@ -30,7 +32,11 @@ import urllib.parse
 import urllib.request
 
 import anyio
+import asyncio
+import base64
+import re
 import httpx2
+import websockets
 import pytest
 from callbridge_process import free_port, resolve_binary, wait_until_healthy
 from mcp import ClientSession, MCPError, StdioServerParameters
@@ -319,6 +325,7 @@ def test_the_seven_tools_are_listed_with_their_input_schemas(server, transport):
     assert {"to", "instructions", "greeting", "voice", "language", "max_duration_s", "metadata"} <= set(
         place_call.input_schema["properties"]
     )
+    assert {"outcome_schema", "mcp_servers"} <= set(place_call.input_schema["properties"])
     assert "E.164" in place_call.description
     assert "E.164" in place_call.input_schema["properties"]["to"]["description"]
     assert "cost money" in place_call.description
@@ -489,6 +496,253 @@ def test_the_reservation_prompt_asks_for_place_call_with_the_booking(server, tra
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The bearer key and the Host allowlist
+
+
+BOOKING_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "booked": {"type": "boolean"},
+        "time": {"type": "string"},
+        "party_size": {"type": "integer"},
+    },
+    "required": ["booked", "party_size"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_an_outcome_schema_that_is_not_a_json_schema_is_a_tool_error_and_nothing_is_dialed(server, twilio, transport):
+    async def body(session):
+        before = len(twilio.creates_to(GOOD_NUMBER))
+        result = await session.call_tool(
+            "place_call",
+            {"to": GOOD_NUMBER, "instructions": "Ask something.", "outcome_schema": {"type": "objekt"}},
+        )
+        return before, result
+
+    before, result = run_with_session(server, transport, body)
+
+    assert result.is_error is True
+    assert result.structured_content["error"]["code"] == "invalid_request"
+    assert "outcome_schema is not a valid JSON Schema" in text_of(result), text_of(result)
+    assert len(twilio.creates_to(GOOD_NUMBER)) == before
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_an_mcp_server_url_not_in_the_setting_is_a_tool_error_and_nothing_is_dialed(server, twilio, transport):
+    async def body(session):
+        before = len(twilio.creates_to(GOOD_NUMBER))
+        result = await session.call_tool(
+            "place_call",
+            {"to": GOOD_NUMBER, "instructions": "Ask something.", "mcp_servers": ["https://evil.example.net/mcp"]},
+        )
+        return before, result
+
+    before, result = run_with_session(server, transport, body)
+
+    assert result.is_error is True
+    assert result.structured_content["error"]["code"] == "invalid_request"
+    assert "https://evil.example.net/mcp" in text_of(result), text_of(result)
+    assert len(twilio.creates_to(GOOD_NUMBER)) == before
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A whole call with a structured outcome: a fake OpenAI Realtime model and a media stream played from here
+
+
+INVALID_OUTCOME = {"booked": True, "time": "19:30", "party_size": "four"}
+VALID_OUTCOME = {"booked": True, "time": "19:30", "party_size": 4}
+
+
+class FakeRealtimeModel:
+    """A WebSocket server playing OpenAI's Realtime side of one call (GA event shapes): once caller audio arrives it
+    calls end_call with an outcome that breaks the booking schema, on the next response.create with a valid one,
+    then says nothing more (an empty farewell response). It records the client events of each connection."""
+
+    def __init__(self):
+        self.connections = []
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10), "the fake Realtime server did not start"
+
+    def _run(self):
+        asyncio.set_event_loop(self.loop)
+
+        async def start():
+            self.server = await websockets.serve(self._connection, "127.0.0.1", 0)
+            self.port = self.server.sockets[0].getsockname()[1]
+            self.ready.set()
+
+        self.loop.run_until_complete(start())
+        self.loop.run_forever()
+
+    async def _connection(self, socket):
+        responses = 0
+        events = []
+        self.connections.append(events)
+        await socket.send(json.dumps({"type": "session.created", "event_id": "event_0", "session": {}}))
+        async for text in socket:
+            event = json.loads(text)
+            events.append(event)
+            kind = event.get("type")
+            if kind == "session.update":
+                await socket.send(json.dumps({"type": "session.updated", "event_id": "event_1", "session": {}}))
+            elif (kind == "input_audio_buffer.append" and responses == 0) or kind == "response.create":
+                responses += 1
+                await self._respond(socket, responses)
+
+    async def _respond(self, socket, n):
+        response_id = f"resp_{n}"
+        await socket.send(json.dumps({"type": "response.created", "event_id": f"event_c{n}",
+                                      "response": {"id": response_id, "object": "realtime.response",
+                                                   "status": "in_progress", "output": []}}))
+        if n <= 2:
+            outcome = INVALID_OUTCOME if n == 1 else VALID_OUTCOME
+            await socket.send(json.dumps({"type": "response.function_call_arguments.done", "event_id": f"event_f{n}",
+                                          "response_id": response_id, "item_id": f"item_{n}", "output_index": 0,
+                                          "call_id": f"call_{n}", "name": "end_call",
+                                          "arguments": json.dumps({"outcome": outcome})}))
+        await socket.send(json.dumps({"type": "response.done", "event_id": f"event_d{n}",
+                                      "response": {"id": response_id, "object": "realtime.response",
+                                                   "status": "completed", "output": []}}))
+
+    def close(self):
+        async def stop():
+            self.server.close()
+            await self.server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def model():
+    fake = FakeRealtimeModel()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="module")
+def talking_server(tmp_path_factory, twilio, model):
+    """A second `callbridge serve` whose Realtime sessions go to the fake model."""
+    binary = resolve_binary()
+    workdir = tmp_path_factory.mktemp("callbridge-mcp-outcome")
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(workdir),
+        "PORT": str(port),
+        "PUBLIC_URL": PUBLIC_URL,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_PHONE_NUMBER": TWILIO_NUMBER,
+        "TWILIO_API_BASE_URL": twilio.base_url,
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_REALTIME_URL": f"ws://127.0.0.1:{model.port}/v1/realtime",
+        "CALLBRIDGE_API_KEY": API_KEY,
+        "CALLBRIDGE_OUTBOUND_ALLOWED_PREFIXES": "+1",
+        "CALLBRIDGE_DATA_DIR": str(workdir / "data"),
+        "CALLBRIDGE_FAREWELL_GRACE_MS": "500",
+        "RUST_LOG": "info",
+    }
+    with open(workdir / "callbridge.log", "wb") as log:
+        process = subprocess.Popen([str(binary), "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    running = Server(process, f"http://127.0.0.1:{port}", workdir, binary)
+    try:
+        wait_until_healthy(running)
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=SHUTDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def answer_outbound_call(server, call_id, call_sid):
+    """Twilio's webhook when the callee answers, signed over PUBLIC_URL; returns the stream URL on this server."""
+    path = f"/outbound-call/{call_id}"
+    form = {"AccountSid": ACCOUNT_SID, "CallSid": call_sid, "CallStatus": "in-progress", "Direction": "outbound-api",
+            "From": TWILIO_NUMBER, "To": GOOD_NUMBER}
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(PUBLIC_URL + path, form)
+    status, _, body = http_post(
+        server.base_url + path,
+        urllib.parse.urlencode(form).encode(),
+        {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature},
+    )
+    assert status == 200, (status, body)
+    stream = re.search(r'<Stream url="wss://[^/"]+(/media-stream/[^"]+)"', body.decode())
+    assert stream, body
+    return server.base_url.replace("http://", "ws://") + stream.group(1)
+
+
+async def play_media_stream(url, call_sid):
+    """Plays Twilio's side of the media stream: start, silence every 20 ms, marks echoed; returns when the server
+    closes the stream."""
+    stream_sid = "MZ" + secrets.token_hex(16)
+    async with websockets.connect(url) as socket:
+        await socket.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        await socket.send(json.dumps({
+            "event": "start", "sequenceNumber": "1", "streamSid": stream_sid,
+            "start": {"accountSid": ACCOUNT_SID, "streamSid": stream_sid, "callSid": call_sid, "tracks": ["inbound"],
+                      "customParameters": {},
+                      "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}},
+        }))
+        silence = base64.b64encode(b"\xff" * 160).decode()
+
+        async def send_audio():
+            for chunk in range(1, 1500):
+                await socket.send(json.dumps({
+                    "event": "media", "sequenceNumber": str(chunk + 1), "streamSid": stream_sid,
+                    "media": {"track": "inbound", "chunk": str(chunk), "timestamp": str(chunk * 20),
+                              "payload": silence},
+                }))
+                await asyncio.sleep(0.02)
+
+        sender = asyncio.ensure_future(send_audio())
+        try:
+            async for text in socket:
+                message = json.loads(text)
+                if message.get("event") == "mark":
+                    await socket.send(json.dumps({"event": "mark", "streamSid": stream_sid, "mark": message["mark"]}))
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            sender.cancel()
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_a_call_whose_model_corrects_its_outcome_returns_it_as_structured_content(talking_server, model, transport):
+    async def body(session):
+        placed = await session.call_tool(
+            "place_call",
+            {"to": GOOD_NUMBER, "instructions": "Book a table for 4 at 19:30.", "outcome_schema": BOOKING_SCHEMA},
+        )
+        assert placed.is_error is not True, text_of(placed)
+        call = placed.structured_content
+        url = await anyio.to_thread.run_sync(answer_outbound_call, talking_server, call["id"], call["call_sid"])
+        await play_media_stream(url, call["call_sid"])
+        await anyio.to_thread.run_sync(post_status_callback, talking_server, call["call_sid"], "completed")
+        return await session.call_tool("get_call", {"call_id": call["id"], "wait_s": WAIT_S})
+
+    got = run_with_session(talking_server, transport, body)
+
+    assert got.is_error is not True, text_of(got)
+    assert got.structured_content["structured_outcome"] == VALID_OUTCOME
+    assert got.structured_content["end_reason"] == "goodbye"
+    assert got.structured_content["outcome_schema"] == BOOKING_SCHEMA
+    assert json.loads(text_of(got))["structured_outcome"] == VALID_OUTCOME  # the text content, for text-only clients
+    outputs = [
+        json.loads(event["item"]["output"])
+        for event in model.connections[-1]
+        if event.get("type") == "conversation.item.create" and event["item"]["type"] == "function_call_output"
+    ]
+    assert [output["ok"] for output in outputs] == [False, True], outputs
+    assert any(error.startswith("/party_size") for error in outputs[0]["errors"]), outputs[0]
 
 
 def test_http_without_a_key_is_refused_with_401(server):

@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 from openai.types.realtime import RealtimeClientEvent
+from openai.types.realtime.realtime_tools_config_union import Mcp as SdkMcpTool
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -174,6 +175,25 @@ def test_the_recorded_events_include_every_event_type_a_call_needs():
     assert not missing, f"the relay never sent: {sorted(missing)}"
 
 
+def test_the_recorded_sessions_carry_remote_mcp_servers_that_validate_as_the_sdks_mcp_tool():
+    """The outcome and voice-MCP scenarios (tests/integration/outcomes.rs) configure remote MCP servers: their
+    session.update must carry them as `type: "mcp"` tool entries that the SDK parses as its `Mcp` tool model."""
+    entries = []
+    for where, event in load_events():
+        if isinstance(event, dict) and event.get("type") == "session.update":
+            for tool in event["session"].get("tools") or []:
+                if isinstance(tool, dict) and tool.get("type") == "mcp":
+                    entries.append((where, tool))
+    if not entries and "REALTIME_EVENTS_JSONL" in os.environ:
+        pytest.skip("a single events file without the remote MCP scenario")
+    assert entries, "no recorded session.update carries a remote MCP server (run tests/integration/outcomes.rs)"
+    for where, tool in entries:
+        validated = TypeAdapter(SdkMcpTool).validate_python(tool, strict=True)
+        assert validated.server_label and validated.server_url, where
+        assert _unexpected_keys(validated, tool, "$") == [], where
+        assert validated.require_approval is not None, where
+
+
 # --- the validator itself ---------------------------------------------------------------------------------------
 
 GOOD_EVENTS = [
@@ -206,7 +226,15 @@ GOOD_EVENTS = [
                     "name": "end_call",
                     "description": "Hang up.",
                     "parameters": {"type": "object", "properties": {}},
-                }
+                },
+                {
+                    "type": "mcp",
+                    "server_label": "calendar",
+                    "server_url": "https://mcp.example.com/calendar",
+                    "allowed_tools": ["find_slot"],
+                    "headers": {"Authorization": "Bearer x"},
+                    "require_approval": {"always": {"tool_names": ["delete_event"]}},
+                },
             ],
             "tool_choice": "auto",
         },
@@ -230,6 +258,20 @@ GOOD_EVENTS = [
 @pytest.mark.parametrize("event", GOOD_EVENTS, ids=lambda e: e["type"])
 def test_the_validator_accepts_a_well_formed_ga_client_event(event):
     assert client_event_problems(event) == []
+
+
+def test_the_validator_rejects_an_unknown_key_in_a_remote_mcp_tool_entry():
+    event = {
+        "type": "session.update",
+        "session": {
+            "type": "realtime",
+            "tools": [{"type": "mcp", "server_label": "calendar", "server_url": "https://x.example", "default": True}],
+        },
+    }
+
+    problems = client_event_problems(event)
+
+    assert problems == ["session.update: unexpected key $.session.tools[0].default"]
 
 
 def test_the_validator_rejects_an_extra_top_level_key():

@@ -21,6 +21,7 @@ mod limits;
 mod logs;
 mod module_graph;
 mod outbound;
+mod outcomes;
 mod policy;
 mod public_url;
 mod recording;

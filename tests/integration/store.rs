@@ -68,6 +68,8 @@ fn new_call(direction: Direction, from: &str, to: &str) -> NewCall {
         answering: Default::default(),
         record: false,
         webhook_url: None,
+        outcome_schema: None,
+        mcp_servers: None,
     }
 }
 

@@ -58,6 +58,8 @@ mod tests {
             answering,
             record: false,
             webhook_url: None,
+            outcome_schema: None,
+            mcp_servers: None,
         }
     }
 

@@ -298,6 +298,21 @@ impl CallStore {
             ],
         )
         .map_err(ctx("store a new call"))?;
+        if call.outcome_schema.is_some() || call.mcp_servers.is_some() {
+            tx.execute(
+                "UPDATE calls SET outcome_schema = ?2, mcp_servers = ?3 WHERE id = ?1",
+                params![
+                    id,
+                    call.outcome_schema
+                        .as_ref()
+                        .map(serde_json::Value::to_string),
+                    call.mcp_servers
+                        .as_ref()
+                        .map(|labels| serde_json::json!(labels).to_string()),
+                ],
+            )
+            .map_err(ctx("store a new call"))?;
+        }
         tx.execute(
             "INSERT INTO status_changes (call_id, seq, status, at_ns) VALUES (?1, 0, ?2, ?3)",
             params![id, CallStatus::Queued, created_at_ns],
@@ -496,6 +511,13 @@ impl CallStore {
             )
             .map_err(ctx(CONTEXT))?;
         found(changed, id)?;
+        if let Some(outcome) = &record.structured_outcome {
+            tx.execute(
+                "UPDATE calls SET structured_outcome = ?2 WHERE id = ?1",
+                params![id, outcome.to_string()],
+            )
+            .map_err(ctx(CONTEXT))?;
+        }
         tx.execute("DELETE FROM turns WHERE call_id = ?1", [id])
             .map_err(ctx(CONTEXT))?;
         for (seq, turn) in (0_i64..).zip(&record.turns) {
@@ -819,6 +841,8 @@ mod tests {
             answering: Default::default(),
             record: false,
             webhook_url: None,
+            outcome_schema: None,
+            mcp_servers: None,
         }
     }
 
@@ -1049,6 +1073,47 @@ mod tests {
             after.status,
             CallStatus::InProgress,
             "status callbacks own the status"
+        );
+    }
+
+    #[test]
+    fn the_outcome_schema_mcp_servers_and_structured_outcome_are_stored_and_read_back_as_json() {
+        let store = store();
+        let schema = serde_json::json!({"type": "object", "required": ["booked"]});
+        let call = store
+            .create(&NewCall {
+                outcome_schema: Some(schema.clone()),
+                mcp_servers: Some(vec!["calendar".into()]),
+                ..outbound("+15550199")
+            })
+            .expect("stored");
+        let mut record = CallRecord::new(
+            "CA7".into(),
+            Direction::OutboundApi,
+            call.from.clone(),
+            call.to.clone(),
+        );
+        record.structured_outcome = Some(serde_json::json!({"booked": true}));
+        record.finish(EndReason::Goodbye, 10);
+
+        store.finish(&call.id, &record).expect("finished");
+        let view = store.get(&call.id).expect("read").expect("present");
+        let plain = store.create(&outbound("+15550198")).expect("stored");
+
+        assert_eq!(call.outcome_schema, Some(schema.clone()));
+        assert_eq!(view.outcome_schema, Some(schema));
+        assert_eq!(view.mcp_servers, Some(vec!["calendar".to_owned()]));
+        assert_eq!(
+            view.structured_outcome,
+            Some(serde_json::json!({"booked": true}))
+        );
+        assert_eq!(
+            (
+                plain.outcome_schema,
+                plain.mcp_servers,
+                plain.structured_outcome
+            ),
+            (None, None, None)
         );
     }
 

@@ -15,7 +15,8 @@ use crate::twilio::amd::{AnsweredBy, MachinePolicy};
 pub(super) const VIEW_COLUMNS: &str = "id, direction, from_number, to_number, call_sid, status, instructions, greeting, voice, \
      language, max_duration_s, metadata, outcome, end_reason, error_code, error_message, created_at_ns, \
      answered_at_ns, ended_at_ns, duration_ms, usage, stream_sid, skipped_frames, dropped, answering_machine, \
-     voicemail_message, answered_by, voicemail_left, voicemail_transcript, handovers, transfers, webhook_url";
+     voicemail_message, answered_by, voicemail_left, voicemail_transcript, handovers, transfers, webhook_url, \
+     outcome_schema, structured_outcome, mcp_servers";
 
 /// The columns of `calls` that make a [`CallSummary`], in [`summary_from_row`]'s order.
 pub(super) const SUMMARY_COLUMNS: &str = "id, direction, from_number, to_number, status, created_at_ns, outcome, end_reason, duration_ms";
@@ -94,6 +95,16 @@ pub(super) fn view_from_row(row: &Row<'_>) -> rusqlite::Result<CallView> {
             .get::<_, Option<Json<serde_json::Value>>>(11)?
             .map(|j| j.0),
         outcome: row.get(12)?,
+        // Read by name: the columns added after version 4 sit at the end of VIEW_COLUMNS.
+        outcome_schema: row
+            .get::<_, Option<Json<serde_json::Value>>>("outcome_schema")?
+            .map(|j| j.0),
+        structured_outcome: row
+            .get::<_, Option<Json<serde_json::Value>>>("structured_outcome")?
+            .map(|j| j.0),
+        mcp_servers: row
+            .get::<_, Option<Json<Vec<String>>>>("mcp_servers")?
+            .map(|j| j.0),
         end_reason: row.get(13)?,
         error,
         created_at: row.get::<_, Ns>(16)?.0,
@@ -127,7 +138,7 @@ pub(super) fn view_from_row(row: &Row<'_>) -> rusqlite::Result<CallView> {
             .get::<_, Option<Json<Vec<TransferAttempt>>>>(30)?
             .map(|j| j.0)
             .unwrap_or_default(),
-        webhook_url: row.get(31)?,
+        webhook_url: row.get("webhook_url")?,
         schedule: Default::default(),
     })
 }

@@ -148,6 +148,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX call_attempts_by_call_sid ON call_attempts (call_sid);
     CREATE INDEX call_attempts_by_start ON call_attempts (started_at_ns);
     ",
+    // Structured outcomes and the voice's remote MCP servers: the outcome's JSON Schema and the outcome that passed
+    // it (JSON text), and the labels of the MCP servers the call named (a JSON list; NULL: the server's defaults).
+    "
+    ALTER TABLE calls ADD COLUMN outcome_schema TEXT;
+    ALTER TABLE calls ADD COLUMN structured_outcome TEXT;
+    ALTER TABLE calls ADD COLUMN mcp_servers TEXT;
+    ",
 ];
 
 /// Brings the schema up to the newest version, one migration at a time, each in its own transaction.

@@ -490,6 +490,7 @@ mod goodbye_phrase;
 mod goodbye_tool;
 mod handover;
 mod idle_stream;
+mod outcome;
 mod response_requests;
 mod stream_start;
 mod transfer;
