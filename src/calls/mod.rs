@@ -7,6 +7,7 @@ pub mod end_reason;
 pub mod live;
 pub mod model;
 pub mod recorder;
+pub mod say;
 pub mod service;
 pub mod store;
 pub mod writer;

@@ -226,6 +226,10 @@ pub struct CallView {
     /// the last one's target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transfers: Vec<TransferAttempt>,
+    /// Who decides what the voice says: `autonomous` (the voice model, the default) or `relay` (the agent, through
+    /// `say`).
+    #[serde(default)]
+    pub mode: crate::calls::say::CallMode,
 }
 
 impl CallView {
@@ -305,6 +309,9 @@ pub struct NewCall {
     /// The answering machine policy and voicemail message of an outbound call (the verdict fields stay empty).
     #[serde(default, flatten)]
     pub answering: Answering,
+    /// Who decides what the voice says (`relay`: the agent, through `say`).
+    #[serde(default)]
+    pub mode: crate::calls::say::CallMode,
 }
 
 /// Answering machine detection on one call: what was asked for and what happened. Every field is optional in JSON
@@ -438,6 +445,7 @@ mod tests {
                 total_tokens: 12,
                 ..Usage::default()
             },
+            mode: Default::default(),
         }
     }
 

@@ -74,11 +74,19 @@ pub struct PlaceCall {
     /// Twilio's `SendDigits`: `0-9`, `*`, `#`, `w` for a half-second pause.
     #[serde(default)]
     pub send_digits: Option<String>,
+    /// `relay`: the agent decides every word through `say` and the voice never answers on its own (the
+    /// instructions are then context for tone and pronunciation); `autonomous` (the default): the voice model holds
+    /// the conversation.
+    #[serde(default)]
+    pub mode: Option<crate::calls::say::CallMode>,
 }
 
 #[path = "service_error.rs"]
 mod error;
 pub use error::ServiceError;
+#[path = "service_say.rs"]
+mod say;
+pub use say::SayCall;
 
 /// What outbound calls need from the settings.
 #[derive(Debug, Clone)]
@@ -441,6 +449,7 @@ impl CallService {
                 voicemail_message,
                 ..Answering::default()
             },
+            mode: request.mode.unwrap_or_default(),
         };
         let (stored, written) = tokio::sync::oneshot::channel();
         {
@@ -755,6 +764,7 @@ mod tests {
             max_duration_s: None,
             metadata: None,
             answering: Default::default(),
+            mode: Default::default(),
         }
     }
 

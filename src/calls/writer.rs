@@ -456,6 +456,7 @@ mod tests {
             max_duration_s: None,
             metadata: None,
             answering: Default::default(),
+            mode: Default::default(),
         }
     }
 

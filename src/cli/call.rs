@@ -78,6 +78,10 @@ pub struct CallArgs {
     /// for a half-second pause (e.g. ww123). The server refuses anything else (exit 2).
     #[arg(long = "send-digits", value_name = "KEYS")]
     pub send_digits: Option<String>,
+    /// Who decides what the voice says: autonomous (the voice model, the default) or relay (an agent, through
+    /// POST /api/calls/{id}/say or the MCP say tool).
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<crate::calls::say::CallMode>,
     /// Place the call, print its id and exit without following it.
     #[arg(long)]
     pub no_follow: bool,
@@ -145,6 +149,7 @@ fn place_request(args: &CallArgs) -> PlaceCall {
         answering_machine: args.answering_machine,
         voicemail_message: args.voicemail_message.clone(),
         send_digits: args.send_digits.clone(),
+        mode: args.mode,
     }
 }
 
@@ -353,6 +358,7 @@ mod tests {
             transfers: Vec::new(),
             usage: Default::default(),
             answering: Default::default(),
+            mode: Default::default(),
         }
     }
 

@@ -468,6 +468,7 @@ mod tests {
                 output_tokens: 300,
                 ..Usage::default()
             },
+            mode: Default::default(),
         };
 
         let report = render_call(&call);

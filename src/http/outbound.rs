@@ -10,6 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use time::OffsetDateTime;
 
 use crate::calls::model::{CallStatus, CallView};
+use crate::calls::say::CallMode;
 use crate::calls::service::STORE_DEADLINE;
 use crate::calls::writer::Write;
 use crate::http::state::AppState;
@@ -17,7 +18,9 @@ use crate::http::webhook::{
     SHUTTING_DOWN_APOLOGY, WebhookError, begin_stream, call_span, param, request_public_base,
     required_call_sid, twiml_response, verify_form,
 };
-use crate::realtime::session::{end_call_tool, send_dtmf_tool, turn_detection_update};
+use crate::realtime::session::{
+    end_call_tool, relay_instructions, send_dtmf_tool, turn_detection_update,
+};
 use crate::relay::call::StreamPlan;
 use crate::relay::machine::MachinePlan;
 use crate::twilio::amd::MachinePolicy;
@@ -110,11 +113,20 @@ pub async fn outbound_call(
     tracing::info!(%call_id, to = %call.to, "outbound call answered");
 
     let realtime = &state.settings.realtime;
-    let mut session = state
-        .settings
-        .session_config(outbound_instructions(&realtime.system_message, &call));
-    session.tools = vec![end_call_tool(true), send_dtmf_tool()];
-    session.tools.extend(state.settings.transfer_tool());
+    let relay = call.mode == CallMode::Relay;
+    let instructions = if relay {
+        relay_instructions(call.instructions.as_deref(), call.language.as_deref())
+    } else {
+        outbound_instructions(&realtime.system_message, &call)
+    };
+    let mut session = state.settings.session_config(instructions);
+    if relay {
+        // The agent speaks through `say`: the voice has no tools, and never answers on its own (below).
+        session.tools = Vec::new();
+    } else {
+        session.tools = vec![end_call_tool(true), send_dtmf_tool()];
+        session.tools.extend(state.settings.transfer_tool());
+    }
     if let Some(voice) = &call.voice {
         session.voice = voice.clone();
     }
@@ -127,9 +139,15 @@ pub async fn outbound_call(
             policy,
             voicemail_message: call.answering.voicemail_message.clone(),
             verdict_wait: state.settings.amd.verdict_wait,
-            release_update: turn_detection_update(Some(&session.turn_detection)),
+            // A relay-mode call stays without automatic responses after the verdict.
+            release_update: if relay {
+                session.to_json_holding()
+            } else {
+                turn_detection_update(Some(&session.turn_detection))
+            },
         });
-    let session_update = if machine.is_some() {
+    // A relay-mode call never creates responses on its own: server VAD with `create_response: false`.
+    let session_update = if machine.is_some() || relay {
         session.to_json_holding()
     } else {
         session.to_json()
@@ -149,13 +167,15 @@ pub async fn outbound_call(
             direction: call.direction,
             from: call.from.clone(),
             to: call.to.clone(),
-            // With a greeting the model speaks first; without one it waits for the callee's "hello".
-            assistant_speaks_first: call.greeting.is_some(),
+            // With a greeting the model speaks first; without one it waits for the callee's "hello". In relay
+            // mode the agent's first `say` is the greeting.
+            assistant_speaks_first: call.greeting.is_some() && !relay,
             greeting: call.greeting.clone().unwrap_or_default(),
             max_call_duration,
             session_update,
             machine,
             public_base: base.clone(),
+            mode: call.mode,
         },
     );
     drop(_entered);

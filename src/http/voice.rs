@@ -110,6 +110,7 @@ pub async fn incoming_call(
                         max_duration_s: None,
                         metadata: None,
                         answering: Default::default(),
+                        mode: Default::default(),
                     }),
                     answered: true,
                 },
@@ -139,6 +140,7 @@ pub async fn incoming_call(
             max_call_duration: state.settings.calls.max_call_duration,
             session_update: session.to_json(),
             machine: None,
+            mode: Default::default(),
             public_base: base.clone(),
         },
     );

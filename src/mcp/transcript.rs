@@ -177,6 +177,7 @@ mod tests {
             transfers: Vec::new(),
             usage: Usage::default(),
             answering: Default::default(),
+            mode: Default::default(),
         }
     }
 

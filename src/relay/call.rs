@@ -47,6 +47,8 @@ pub struct StreamPlan {
     pub machine: Option<crate::relay::machine::MachinePlan>,
     /// The public base URL the webhook was addressed to (`https://host`): the call's next streams connect there.
     pub public_base: String,
+    /// Who decides what the voice says (`relay`: the agent, through `say`).
+    pub mode: crate::calls::say::CallMode,
 }
 
 /// A call between its webhook and its media stream: what its stream needs, and its Realtime session being opened.
@@ -160,6 +162,9 @@ pub async fn run_call(
         Instant::now(),
     );
     conductor.set_transfer_targets(deps.settings.calls.transfer_targets.clone());
+    if plan.mode == crate::calls::say::CallMode::Relay {
+        conductor.set_relay_mode();
+    }
     // The bridge stores and logs the finished record; the call is unregistered once it has.
     Bridge {
         twilio,

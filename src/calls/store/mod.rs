@@ -288,6 +288,13 @@ impl CallStore {
             ],
         )
         .map_err(ctx("store a new call"))?;
+        if call.mode != crate::calls::say::CallMode::default() {
+            tx.execute(
+                "UPDATE calls SET mode = ?2 WHERE id = ?1",
+                params![id, call.mode.as_str()],
+            )
+            .map_err(ctx("store a new call"))?;
+        }
         tx.execute(
             "INSERT INTO status_changes (call_id, seq, status, at_ns) VALUES (?1, 0, ?2, ?3)",
             params![id, CallStatus::Queued, created_at_ns],
@@ -766,6 +773,7 @@ mod tests {
             max_duration_s: Some(300),
             metadata: Some(serde_json::json!({"ticket": 42, "tags": ["dinner"]})),
             answering: Default::default(),
+            mode: Default::default(),
         }
     }
 
