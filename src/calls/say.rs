@@ -27,7 +27,9 @@ pub const SAY_SPEAKING_TIMEOUT: Duration = Duration::from_secs(90);
 pub const REPLY_TRANSCRIPT_GRACE: Duration = Duration::from_secs(10);
 
 /// Who decides what the voice says on a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CallMode {
     /// The voice model holds the conversation itself, following the call's instructions (the default).
@@ -116,7 +118,9 @@ impl SayRefusal {
     /// In words for the agent.
     pub fn as_str(self) -> &'static str {
         match self {
-            SayRefusal::NotRelay => "the call was not placed with mode \"relay\"; use instruct_call instead",
+            SayRefusal::NotRelay => {
+                "the call was not placed with mode \"relay\"; use instruct_call instead"
+            }
             SayRefusal::Busy => "another say is still under way on this call; wait for its result",
             SayRefusal::Ending => "the call is ending",
             SayRefusal::AwaitingVerdict => {

@@ -79,14 +79,13 @@ impl CallService {
             hang_up_after: request.hang_up_after,
         };
         let (reply, report) = SayReplySlot::new();
-        if !self
-            .inner
-            .live
-            .send(&call_sid, CallControl::Say {
+        if !self.inner.live.send(
+            &call_sid,
+            CallControl::Say {
                 request: say,
                 reply,
-            })
-        {
+            },
+        ) {
             return Err(ServiceError::NotLive(id.to_owned()));
         }
         let deadline = SAY_SPEAKING_TIMEOUT

@@ -182,6 +182,7 @@ fn sample_call(id: &str, status: CallStatus) -> CallView {
         transfers: Vec::new(),
         usage: Usage::default(),
         answering: Default::default(),
+        mode: Default::default(),
     }
 }
 

@@ -213,7 +213,10 @@ mod tests {
         assert_eq!(value["type"], "response.create");
         assert_eq!(value["response"]["tool_choice"], "none");
         let instructions = value["response"]["instructions"].as_str().expect("text");
-        assert!(instructions.contains("<<<\nTable for four at seven, please.\n>>>"), "{instructions}");
+        assert!(
+            instructions.contains("<<<\nTable for four at seven, please.\n>>>"),
+            "{instructions}"
+        );
         assert_eq!(value["response"].as_object().map(|o| o.len()), Some(2));
     }
 

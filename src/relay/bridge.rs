@@ -286,15 +286,21 @@ impl Bridge {
                     stored_turns = turns.len();
                 }
             }
-            let end = perform(&mut actions, &mut twilio.0, &mut link, &mut say_reply, &mut |update| {
-                request_update(
-                    &call_sid,
-                    &handover,
-                    rest.as_ref(),
-                    update,
-                    &update_results_tx,
-                )
-            });
+            let end = perform(
+                &mut actions,
+                &mut twilio.0,
+                &mut link,
+                &mut say_reply,
+                &mut |update| {
+                    request_update(
+                        &call_sid,
+                        &handover,
+                        rest.as_ref(),
+                        update,
+                        &update_results_tx,
+                    )
+                },
+            );
             // What was queued leaves now, before the loop waits again.
             link.write_ready();
             if let Some(reason) = end {

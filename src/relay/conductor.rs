@@ -809,10 +809,10 @@ mod conductor_machine;
 #[path = "conductor_handover.rs"]
 mod handover;
 pub use handover::{DTMF_OUT_BURST, DTMF_OUT_REFILL, DtmfRefusal, HANDOVER_TIMEOUT};
-#[path = "conductor_transfer.rs"]
-mod transfer;
 #[path = "conductor_say.rs"]
 mod say;
+#[path = "conductor_transfer.rs"]
+mod transfer;
 pub use say::say_report_at_end;
 pub use transfer::{ANSWERED_GRACE, TransferRefusal};
 

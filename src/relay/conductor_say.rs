@@ -181,9 +181,9 @@ impl Conductor {
 
     /// Twilio echoed `mark`: when it is the say's, its words were heard to the end.
     pub(super) fn say_on_mark(&mut self, mark: MarkName, now: Instant, out: &mut Vec<Action>) {
-        let ours = self.say.turn.as_ref().is_some_and(|turn| {
-            matches!(turn.phase(), SayPhase::Playing { mark: Some(m), .. } if *m == mark)
-        });
+        let ours = self.say.turn.as_ref().is_some_and(
+            |turn| matches!(turn.phase(), SayPhase::Playing { mark: Some(m), .. } if *m == mark),
+        );
         if ours {
             self.say_spoken(now, out);
         }
