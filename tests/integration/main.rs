@@ -24,6 +24,7 @@ mod outbound;
 mod policy;
 mod public_url;
 mod records;
+mod relay_say;
 mod reliability;
 mod rest_hangup;
 mod restart;
