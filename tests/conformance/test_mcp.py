@@ -48,7 +48,7 @@ GOOD_NUMBER = "+14155552671"
 REJECTED_NUMBER = "+14155552672"  # valid E.164; the fake Twilio refuses it with error 21211
 BAD_NUMBER = "+1555"  # not a valid phone number
 
-TOOLS = {"place_call", "get_call", "list_calls", "hang_up", "instruct_call", "send_dtmf", "transfer_call"}
+TOOLS = {"place_call", "get_call", "list_calls", "hang_up", "instruct_call", "send_dtmf", "transfer_call", "say"}
 REFUSED_DESTINATION = "+33142685300"  # valid E.164, outside CALLBRIDGE_OUTBOUND_ALLOWED_PREFIXES
 STATUS_STEPS = ["initiated", "ringing", "in-progress", "completed"]
 
@@ -306,7 +306,7 @@ def post_status_callback(server, call_sid, status):
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
-def test_the_seven_tools_are_listed_with_their_input_schemas(server, transport):
+def test_the_eight_tools_are_listed_with_their_input_schemas(server, transport):
     async def body(session):
         return (await session.list_tools()).tools
 
@@ -327,6 +327,11 @@ def test_the_seven_tools_are_listed_with_their_input_schemas(server, transport):
     assert set(tools["send_dtmf"].input_schema["required"]) == {"call_id", "digits"}
     assert set(tools["transfer_call"].input_schema["required"]) == {"call_id", "to", "summary"}
     assert "E.164" in tools["transfer_call"].input_schema["properties"]["to"]["description"]
+    say = tools["say"]
+    assert set(say.input_schema["required"]) == {"call_id", "text"}
+    assert {"wait_for_reply", "timeout_s", "hang_up_after"} <= set(say.input_schema["properties"])
+    assert "relay" in say.description
+    assert "relay" in place_call.input_schema["properties"]["mode"]["description"]
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
@@ -369,6 +374,30 @@ def test_a_twilio_refusal_is_a_tool_error_keeping_twilios_code_and_message(serve
     text = text_of(result)
     assert "21211" in text and "is not a valid phone number" in text, text
     assert result.structured_content["error"]["code"] == "twilio_error"
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_say_reaches_the_call_service_and_refuses_a_call_not_in_relay_mode_or_not_answered(server, transport):
+    async def body(session):
+        plain = await session.call_tool("place_call", {"to": GOOD_NUMBER, "instructions": "Say hello."})
+        relay = await session.call_tool(
+            "place_call", {"to": GOOD_NUMBER, "instructions": "Context: a booking.", "mode": "relay"}
+        )
+        on_plain = await session.call_tool(
+            "say", {"call_id": plain.structured_content["id"], "text": "Hello.", "wait_for_reply": True}
+        )
+        on_ringing = await session.call_tool("say", {"call_id": relay.structured_content["id"], "text": "Hello."})
+        return plain, relay, on_plain, on_ringing
+
+    plain, relay, on_plain, on_ringing = run_with_session(server, transport, body)
+
+    assert plain.structured_content["mode"] == "autonomous"
+    assert relay.structured_content["mode"] == "relay"
+    assert on_plain.is_error is True
+    assert on_plain.structured_content["error"]["code"] == "invalid_request"
+    assert "relay" in text_of(on_plain)
+    assert on_ringing.is_error is True
+    assert on_ringing.structured_content["error"]["code"] == "not_live"
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
