@@ -130,21 +130,24 @@ impl SayRefusal {
     }
 }
 
+/// What a live call answers to a `say`: the report, or why it did not take the line.
+pub type SayAnswer = Result<SayReport, SayRefusal>;
+
 /// The one-shot answer to a `say`, carried to the live call inside
 /// [`CallControl::Say`](crate::calls::live::CallControl::Say). Cheap to clone; the first answer sent wins and the
 /// others are dropped. Two slots are equal when they are the same slot.
 #[derive(Debug, Clone)]
-pub struct SayReplySlot(Arc<Mutex<Option<oneshot::Sender<Result<SayReport, SayRefusal>>>>>);
+pub struct SayReplySlot(Arc<Mutex<Option<oneshot::Sender<SayAnswer>>>>);
 
 impl SayReplySlot {
     /// A slot and the receiver its answer arrives on.
-    pub fn new() -> (Self, oneshot::Receiver<Result<SayReport, SayRefusal>>) {
+    pub fn new() -> (Self, oneshot::Receiver<SayAnswer>) {
         let (tx, rx) = oneshot::channel();
         (SayReplySlot(Arc::new(Mutex::new(Some(tx)))), rx)
     }
 
     /// Answers the `say`; nothing happens when it was answered already or nobody waits any more.
-    pub fn send(&self, answer: Result<SayReport, SayRefusal>) {
+    pub fn send(&self, answer: SayAnswer) {
         // One take under the lock: a panic elsewhere cannot leave the slot inconsistent.
         let sender = self
             .0
