@@ -122,6 +122,12 @@ pub async fn run(args: CallArgs) -> ExitCode {
         }
     };
     emit_lines(&[placed_line(&placed)]);
+    if placed.mode == crate::calls::say::CallMode::Relay {
+        emit_lines(&[format!(
+            "Relay mode: the voice speaks only what POST /api/calls/{}/say (or the MCP say tool) gives it",
+            placed.id
+        )]);
+    }
     if args.no_follow {
         return ExitCode::SUCCESS;
     }
