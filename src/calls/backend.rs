@@ -63,6 +63,13 @@ pub trait CallBackend: Clone + Send + Sync + 'static {
         id: String,
         digits: String,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Makes the voice of a relay-mode call speak `request.text` verbatim; returns what was heard and, when asked,
+    /// the callee's reply.
+    fn say(
+        &self,
+        id: String,
+        request: crate::calls::service::SayCall,
+    ) -> impl Future<Output = Result<crate::calls::say::SayReport, BackendError>> + Send;
     /// Transfers a live call to a person at `to` (E.164, within the destination policy), who hears `summary` first.
     fn transfer_call(
         &self,
@@ -95,6 +102,14 @@ impl CallBackend for CallService {
 
     async fn send_dtmf(&self, id: String, digits: String) -> Result<(), BackendError> {
         Ok(CallService::send_dtmf(self, &id, &digits)?)
+    }
+
+    async fn say(
+        &self,
+        id: String,
+        request: crate::calls::service::SayCall,
+    ) -> Result<crate::calls::say::SayReport, BackendError> {
+        Ok(CallService::say(self, &id, request).await?)
     }
 
     async fn transfer_call(

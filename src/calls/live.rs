@@ -39,6 +39,13 @@ pub enum CallControl {
     },
     /// What Twilio reported about the call's transfer under way (the whisper fetched, the `<Dial action>`).
     TransferEvent(crate::twilio::dial::TransferEvent),
+    /// Speak this line verbatim on a relay-mode call; the report (or the refusal) goes back through `reply`.
+    Say {
+        /// The line and how to wait.
+        request: crate::calls::say::SayRequest,
+        /// Where the call answers.
+        reply: crate::calls::say::SayReplySlot,
+    },
 }
 
 /// What became of an answering machine verdict handed to [`LiveCalls::deliver_verdict`].

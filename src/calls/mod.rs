@@ -13,6 +13,7 @@ pub mod recording;
 pub mod retention;
 pub mod schedule;
 pub mod scheduler;
+pub mod say;
 pub mod service;
 pub mod store;
 pub mod webhook_delivery;

@@ -321,6 +321,10 @@ pub struct Attempt {
     /// another attempt was scheduled, or `failed: <why>` when Twilio refused to place it.
     #[serde(default)]
     pub result: Option<String>,
+    /// Who decides what the voice says: `autonomous` (the voice model, the default) or `relay` (the agent, through
+    /// `say`).
+    #[serde(default)]
+    pub mode: crate::calls::say::CallMode,
 }
 
 impl CallView {
@@ -413,6 +417,9 @@ pub struct NewCall {
     /// attaches the server's defaults.
     #[serde(default)]
     pub mcp_servers: Option<Vec<String>>,
+    /// Who decides what the voice says (`relay`: the agent, through `say`).
+    #[serde(default)]
+    pub mode: crate::calls::say::CallMode,
 }
 
 /// Answering machine detection on one call: what was asked for and what happened. Every field is optional in JSON
@@ -555,6 +562,7 @@ mod tests {
             outcome_schema: None,
             structured_outcome: None,
             mcp_servers: None,
+            mode: Default::default(),
         }
     }
 

@@ -104,11 +104,19 @@ pub struct PlaceCall {
     /// default: the entries marked `default`; `[]`: none.
     #[serde(default)]
     pub mcp_servers: Option<Vec<String>>,
+    /// `relay`: the agent decides every word through `say` and the voice never answers on its own (the
+    /// instructions are then context for tone and pronunciation); `autonomous` (the default): the voice model holds
+    /// the conversation.
+    #[serde(default)]
+    pub mode: Option<crate::calls::say::CallMode>,
 }
 
 #[path = "service_error.rs"]
 mod error;
 pub use error::ServiceError;
+#[path = "service_say.rs"]
+mod say;
+pub use say::SayCall;
 
 #[path = "service_schedule.rs"]
 mod schedule;
@@ -536,6 +544,7 @@ impl CallService {
             webhook_url,
             outcome_schema,
             mcp_servers,
+            mode: request.mode.unwrap_or_default(),
         };
         if let Some(mut schedule) = schedule {
             schedule.send_digits = send_digits.map(|d| d.as_str().to_owned());
@@ -867,6 +876,7 @@ mod tests {
             webhook_url: None,
             outcome_schema: None,
             mcp_servers: None,
+            mode: Default::default(),
         }
     }
 

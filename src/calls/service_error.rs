@@ -76,12 +76,15 @@ pub enum ServiceError {
         /// Why it ended, when known.
         end_reason: Option<String>,
     },
+    /// The live call did not take the `say` (another one under way, the call ending, ...), or did not answer it.
+    #[error("{0}")]
+    SayRefused(String),
 }
 
 impl ServiceError {
     /// A stable machine-readable code: `invalid_number`, `invalid_request`, `not_found`, `not_live`,
     /// `not_configured`, `twilio_error`, `destination_not_allowed`, `daily_budget_exhausted`, `too_many_calls`,
-    /// `call_ended`, `store_busy`, `internal`.
+    /// `call_ended`, `store_busy`, `say_refused`, `internal`.
     pub fn code(&self) -> &'static str {
         match self {
             ServiceError::DestinationNotAllowed(_) => "destination_not_allowed",
@@ -97,6 +100,7 @@ impl ServiceError {
             ServiceError::Store(_) => "internal",
             ServiceError::StoreBusy => "store_busy",
             ServiceError::AlreadyEnded { .. } => "call_ended",
+            ServiceError::SayRefused(_) => "say_refused",
         }
     }
 }

@@ -597,6 +597,7 @@ mod tests {
             webhook_url: None,
             outcome_schema: None,
             mcp_servers: None,
+            mode: Default::default(),
         }
     }
 

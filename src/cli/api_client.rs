@@ -155,6 +155,7 @@ impl ApiClient {
             "call_window": request.call_window,
             "outcome_schema": request.outcome_schema,
             "mcp_servers": request.mcp_servers,
+            "mode": request.mode,
         });
         let url = self.endpoint(&["calls"])?;
         self.call(Method::Post, url, Some(body), REQUEST_TIMEOUT)
@@ -223,6 +224,28 @@ impl ApiClient {
             .call(Method::Post, url, Some(body), REQUEST_TIMEOUT)
             .await?;
         Ok(())
+    }
+
+    /// `POST /api/calls/{id}/say`: the voice of a relay-mode call speaks `request.text`; the report once spoken (and
+    /// answered). The request may take as long as the say's own deadlines and [`WAIT_MARGIN`].
+    ///
+    /// # Errors
+    /// `not_found`, `not_live`, `invalid_request`, `say_refused`, and the errors common to every request.
+    pub async fn say(
+        &self,
+        id: &str,
+        request: &crate::calls::service::SayCall,
+    ) -> Result<crate::calls::say::SayReport, BackendError> {
+        let url = self.endpoint(&["calls", id, "say"])?;
+        let body = serde_json::to_value(request).map_err(|e| internal(e.to_string()))?;
+        let reply_s = request
+            .timeout_s
+            .unwrap_or(crate::calls::say::DEFAULT_REPLY_TIMEOUT_S);
+        let timeout = crate::calls::say::SAY_SPEAKING_TIMEOUT
+            + crate::calls::say::REPLY_TRANSCRIPT_GRACE
+            + Duration::from_secs(reply_s).saturating_add(WAIT_MARGIN)
+            + REQUEST_TIMEOUT;
+        self.call(Method::Post, url, Some(body), timeout).await
     }
 
     /// `POST /api/calls/{id}/transfer`: transfers a live call to a person.
@@ -451,6 +474,14 @@ impl CallBackend for ApiClient {
 
     async fn send_dtmf(&self, id: String, digits: String) -> Result<(), BackendError> {
         ApiClient::send_dtmf(self, &id, &digits).await
+    }
+
+    async fn say(
+        &self,
+        id: String,
+        request: crate::calls::service::SayCall,
+    ) -> Result<crate::calls::say::SayReport, BackendError> {
+        ApiClient::say(self, &id, &request).await
     }
 
     async fn transfer_call(

@@ -112,6 +112,10 @@ pub struct CallArgs {
     /// (repeatable; default: the server's default ones).
     #[arg(long = "mcp-server", value_name = "LABEL")]
     pub mcp_servers: Vec<String>,
+    /// Who decides what the voice says: autonomous (the voice model, the default) or relay (an agent, through
+    /// POST /api/calls/{id}/say or the MCP say tool).
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<crate::calls::say::CallMode>,
     /// Place the call, print its id and exit without following it.
     #[arg(long)]
     pub no_follow: bool,
@@ -168,6 +172,12 @@ pub async fn run(args: CallArgs) -> ExitCode {
         }
     };
     emit_lines(&[placed_line(&placed)]);
+    if placed.mode == crate::calls::say::CallMode::Relay {
+        emit_lines(&[format!(
+            "Relay mode: the voice speaks only what POST /api/calls/{}/say (or the MCP say tool) gives it",
+            placed.id
+        )]);
+    }
     if args.no_follow {
         return ExitCode::SUCCESS;
     }
@@ -206,6 +216,7 @@ fn place_request(args: &CallArgs) -> PlaceCall {
         call_window: args.call_window.clone(),
         outcome_schema: None,
         mcp_servers: (!args.mcp_servers.is_empty()).then(|| args.mcp_servers.clone()),
+        mode: args.mode,
     }
 }
 
@@ -468,6 +479,7 @@ mod tests {
             outcome_schema: None,
             structured_outcome: None,
             mcp_servers: None,
+            mode: Default::default(),
         }
     }
 

@@ -589,6 +589,7 @@ mod tests {
             outcome_schema: None,
             structured_outcome: None,
             mcp_servers: None,
+            mode: Default::default(),
         };
 
         let report = render_call(&call);

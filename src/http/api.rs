@@ -10,10 +10,11 @@
 //! | `POST /api/calls/{id}/dtmf` | `{"digits":"1w2"}` | `202 {"ok":true}` |
 //! | `POST /api/calls/{id}/transfer` | `{"to":"+14155550100","summary":"..."}` | `202 {"ok":true}` |
 //! | `GET /api/webhooks`, `POST /api/webhooks/{id}/retry` | | the webhook outbox ([`super::webhooks_api`]) |
+//! | `POST /api/calls/{id}/say` | [`SayCall`] `{"text":"...","wait_for_reply":true,"timeout_s":30,"hang_up_after":false}` | `200` [`SayReport`] once spoken (and answered) |
 //!
 //! Errors are `{"error":{"code":"...","message":"..."}}` (see [`ServiceError::code`]): `invalid_number` and
 //! `invalid_request` 400, `unauthorized` 401, `destination_not_allowed` 403, `not_found` 404, `not_live` 409,
-//! `payload_too_large` 413, `daily_budget_exhausted` 429, `twilio_error` and `twilio_unreachable` 502, `not_configured` and `too_many_calls`
+//! `say_refused` 409, `payload_too_large` 413, `daily_budget_exhausted` 429, `twilio_error` and `twilio_unreachable` 502, `not_configured` and `too_many_calls`
 //! 503, `internal` 500 with an opaque message. A body that is not valid JSON for the route is a
 //! 400 `invalid_request` carrying serde's message; bodies are limited to the server's `max_body_bytes` setting.
 
@@ -24,7 +25,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::{Deserialize, Serialize};
 
 use crate::calls::model::{CallSummary, CallView};
-use crate::calls::service::{PlaceCall, ServiceError};
+use crate::calls::service::{PlaceCall, SayCall, ServiceError};
 use crate::http::auth::{json_error, require_bearer};
 use crate::http::state::AppState;
 
@@ -58,6 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
                 "/webhooks/{id}/retry",
                 web::post().to(super::webhooks_api::retry_webhook),
             )
+            .route("/calls/{id}/say", web::post().to(say))
             .default_service(web::to(unknown_route)),
     );
 }
@@ -114,6 +116,7 @@ impl ResponseError for ApiError {
                 // Another process holds the database locked: retry shortly.
                 ServiceError::StoreBusy => StatusCode::SERVICE_UNAVAILABLE,
                 ServiceError::AlreadyEnded { .. } => StatusCode::CONFLICT,
+                ServiceError::SayRefused(_) => StatusCode::CONFLICT,
             },
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -308,6 +311,23 @@ pub async fn transfer(
 ) -> Result<HttpResponse, ApiError> {
     state.calls.transfer(&id, &body.to, &body.summary)?;
     Ok(HttpResponse::Accepted().json(Accepted { ok: true }))
+}
+
+/// `POST /api/calls/{id}/say`: the voice of a relay-mode call speaks `text` verbatim; `200` with the
+/// [`SayReport`](crate::calls::say::SayReport) once the words were spoken (and, with `wait_for_reply`, the callee
+/// answered or `timeout_s` passed).
+///
+/// # Errors
+/// `invalid_request` (400) for empty or too long text, a too long timeout, or a call not in relay mode;
+/// `not_found`; `not_live` (409) when the call is not in progress here; `say_refused` (409) when another `say` is
+/// under way or the call is ending.
+pub async fn say(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<SayCall>,
+) -> Result<HttpResponse, ApiError> {
+    let report = state.calls.say(&id, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(report))
 }
 
 /// Any other path or method under `/api`: a JSON 404.

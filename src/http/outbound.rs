@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use crate::calls::model::{CallStatus, CallView};
 use crate::calls::outcome::OutcomeSchema;
+use crate::calls::say::CallMode;
 use crate::calls::service::STORE_DEADLINE;
 use crate::calls::writer::Write;
 use crate::http::recording::recording_prelude;
@@ -21,6 +22,7 @@ use crate::http::webhook::{
 };
 use crate::realtime::session::{
     end_call_tool, end_call_tool_with_schema, send_dtmf_tool, turn_detection_update,
+    end_call_tool, relay_instructions, send_dtmf_tool, turn_detection_update,
 };
 use crate::relay::call::StreamPlan;
 use crate::relay::machine::MachinePlan;
@@ -120,9 +122,13 @@ pub async fn outbound_call(
     tracing::info!(%call_id, to = %call.to, "outbound call answered");
 
     let realtime = &state.settings.realtime;
-    let mut session = state
-        .settings
-        .session_config(outbound_instructions(&realtime.system_message, &call));
+    let relay = call.mode == CallMode::Relay;
+    let instructions = if relay {
+        relay_instructions(call.instructions.as_deref(), call.language.as_deref())
+    } else {
+        outbound_instructions(&realtime.system_message, &call)
+    };
+    let mut session = state.settings.session_config(instructions);
     // A stored schema passed its check when the call was placed; one that no longer compiles (a crate upgrade)
     // leaves the outcome free text rather than failing the call.
     let outcome_schema = call.outcome_schema.clone().and_then(|schema| {
@@ -133,18 +139,23 @@ pub async fn outbound_call(
             .ok()
             .map(std::sync::Arc::new)
     });
-    let end_call = outcome_schema.as_ref().map_or_else(
-        || end_call_tool(true),
-        |schema| end_call_tool_with_schema(schema.schema()),
-    );
-    session.tools = vec![end_call, send_dtmf_tool()];
-    session.tools.extend(state.settings.transfer_tool());
-    if let Some(labels) = &call.mcp_servers {
-        session.mcp_servers = state
-            .settings
-            .calls
-            .voice_mcp_servers
-            .tools_for(Some(labels));
+    if relay {
+        // The agent speaks through `say`: the voice has no tools, and never answers on its own (below).
+        session.tools = Vec::new();
+    } else {
+        let end_call = outcome_schema.as_ref().map_or_else(
+            || end_call_tool(true),
+            |schema| end_call_tool_with_schema(schema.schema()),
+        );
+        session.tools = vec![end_call, send_dtmf_tool()];
+        session.tools.extend(state.settings.transfer_tool());
+        if let Some(labels) = &call.mcp_servers {
+            session.mcp_servers = state
+                .settings
+                .calls
+                .voice_mcp_servers
+                .tools_for(Some(labels));
+        }
     }
     if let Some(voice) = &call.voice {
         session.voice = voice.clone();
@@ -158,9 +169,15 @@ pub async fn outbound_call(
             policy,
             voicemail_message: call.answering.voicemail_message.clone(),
             verdict_wait: state.settings.amd.verdict_wait,
-            release_update: turn_detection_update(Some(&session.turn_detection)),
+            // A relay-mode call stays without automatic responses after the verdict.
+            release_update: if relay {
+                session.to_json_holding()
+            } else {
+                turn_detection_update(Some(&session.turn_detection))
+            },
         });
-    let session_update = if machine.is_some() {
+    // A relay-mode call never creates responses on its own: server VAD with `create_response: false`.
+    let session_update = if machine.is_some() || relay {
         session.to_json_holding()
     } else {
         session.to_json()
@@ -182,14 +199,16 @@ pub async fn outbound_call(
             direction: call.direction,
             from: call.from.clone(),
             to: call.to.clone(),
-            // With a greeting the model speaks first; without one it waits for the callee's "hello".
-            assistant_speaks_first: call.greeting.is_some(),
+            // With a greeting the model speaks first; without one it waits for the callee's "hello". In relay
+            // mode the agent's first `say` is the greeting.
+            assistant_speaks_first: call.greeting.is_some() && !relay,
             greeting: call.greeting.clone().unwrap_or_default(),
             max_call_duration,
             session_update,
             machine,
             public_base: base.clone(),
             outcome_schema,
+            mode: call.mode,
         },
         &prelude,
     );

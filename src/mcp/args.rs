@@ -89,6 +89,11 @@ pub struct PlaceCallArgs {
     /// server's operator configured. Default: the server's default ones; [] for none. Others are refused.
     #[serde(default)]
     pub mcp_servers: Option<Vec<String>>,
+    /// "relay" to hold the conversation yourself: the voice then speaks only what you pass to the say tool, word
+    /// for word, and never answers on its own; say returns what the callee heard and replied. The instructions are
+    /// then only context for tone and pronunciation. Default "autonomous": the voice model holds the conversation.
+    #[serde(default)]
+    pub mode: Option<crate::calls::say::CallMode>,
 }
 
 impl From<PlaceCallArgs> for PlaceCall {
@@ -111,6 +116,7 @@ impl From<PlaceCallArgs> for PlaceCall {
             call_window: args.call_window,
             outcome_schema: args.outcome_schema.map(serde_json::Value::Object),
             mcp_servers: args.mcp_servers,
+            mode: args.mode,
         }
     }
 }
@@ -338,6 +344,39 @@ mod tests {
                     .contains(&json!(name)),
                 "{name} is required"
             );
+        }
+    }
+}
+
+/// Arguments of `say` (relay-mode calls).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+pub struct SayArgs {
+    /// The call's id (`call_...`); it must have been placed with mode "relay" and be in progress (a call answered
+    /// a moment ago is waited for).
+    pub call_id: String,
+    /// The exact words for the voice to say to the callee, as you would say them (at most 4096 bytes).
+    pub text: String,
+    /// Wait, once the words were spoken, for the callee's answer and return it as reply. Default false: return
+    /// once the words were spoken.
+    #[serde(default)]
+    pub wait_for_reply: bool,
+    /// How long to wait for the answer, in seconds from the end of the words (default 30, at most 300).
+    #[serde(default)]
+    #[schemars(range(max = 300))]
+    pub timeout_s: Option<u64>,
+    /// Hang up once the words have played: your final line (e.g. "Thank you, goodbye!"). If the callee talks over
+    /// it the call stays up and the result says interrupted.
+    #[serde(default)]
+    pub hang_up_after: bool,
+}
+
+impl From<SayArgs> for crate::calls::service::SayCall {
+    fn from(args: SayArgs) -> Self {
+        crate::calls::service::SayCall {
+            text: args.text,
+            wait_for_reply: args.wait_for_reply,
+            timeout_s: args.timeout_s,
+            hang_up_after: args.hang_up_after,
         }
     }
 }

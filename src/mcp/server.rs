@@ -1,4 +1,4 @@
-//! [`McpServer`]: the MCP server over a [`CallBackend`] — five tools, the transcript resources and the
+//! [`McpServer`]: the MCP server over a [`CallBackend`] — its tools, the transcript resources and the
 //! `make-restaurant-reservation` prompt.
 //!
 //! Tools (arguments in [`crate::mcp::args`]):
@@ -8,7 +8,10 @@
 //! - `list_calls {limit?}` → `{"calls": [summary...]}`, newest first;
 //! - `hang_up {call_id}` → the call;
 //! - `instruct_call {call_id, text}` → `{"ok": true, "call_id": ...}`;
-//! - `send_dtmf {call_id, digits}` → `{"ok": true, "call_id": ...}`.
+//! - `send_dtmf {call_id, digits}` → `{"ok": true, "call_id": ...}`;
+//! - `say {call_id, text, wait_for_reply?, timeout_s?, hang_up_after?}` (relay-mode calls) → `{"spoken",
+//!   "interrupted", "heard_text", "reply", "reply_timed_out", "call_ended"}` once the words were spoken (and
+//!   answered).
 //!
 //! A result is the JSON (the REST API's shapes, [`crate::calls::model`]) as text content and as structured content.
 //! A failure of the backend (an invalid number, Twilio's refusal with its code, an unknown call, ...) is a tool
@@ -42,7 +45,7 @@ use crate::calls::backend::{BackendError, CallBackend};
 use crate::calls::model::CallSummary;
 use crate::mcp::args::{
     GetCallArgs, HangUpArgs, InstructCallArgs, ListCallsArgs, PlaceCallArgs, ReservationArgs,
-    SendDtmfArgs, TransferCallArgs,
+    SayArgs, SendDtmfArgs, TransferCallArgs,
 };
 use crate::mcp::prompt::{RESERVATION_PROMPT_DESCRIPTION, reservation_message};
 use crate::mcp::transcript::{
@@ -107,12 +110,20 @@ pub const INSTRUCT_CALL_DESCRIPTION: &str = "Give the voice model a new instruct
      (e.g. something more to ask, or a changed request); it follows it from then on. The callee does not hear \
      the instruction itself. Fails with not_live when the call is not in progress.";
 
+/// `say`'s description.
+pub const SAY_DESCRIPTION: &str = "Speak through a call placed with mode \"relay\": the voice says exactly text, \
+     word for word, and never answers the callee on its own, so you hold the conversation turn by turn. Returns \
+     once the words were spoken: heard_text is what the callee heard (cut short, with interrupted true, when they \
+     talked over it). With wait_for_reply it also waits (timeout_s, default 30) for the callee's answer and \
+     returns their words as reply (null and reply_timed_out true if they said nothing). hang_up_after ends the call \
+     after a final line. Use get_call for the whole transcript.";
+
 /// The MCP server. Cheap to clone; generic over where the calls are: [`crate::calls::service::CallService`] in
 /// the server process, or the REST API client in `callbridge mcp`.
 pub struct McpServer<B: CallBackend> {
     /// The backend, when fixed; `None` reads it from each request's extensions (see [`McpServer::per_request`]).
     backend: Option<B>,
-    /// The five tools.
+    /// The tools.
     tool_router: ToolRouter<Self>,
     /// The one prompt.
     prompt_router: PromptRouter<Self>,
@@ -328,6 +339,27 @@ impl<B: CallBackend> McpServer<B> {
             .await
             .map(|()| json!({ "ok": true, "call_id": call_id }));
         Ok(tool_result("instruct_call", instructed))
+    }
+
+    #[tool(
+        name = "say",
+        description = SAY_DESCRIPTION,
+        annotations(
+            title = "Speak on a relay-mode call",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn say(
+        &self,
+        Parameters(args): Parameters<SayArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let backend = self.backend(&context)?;
+        let call_id = args.call_id.clone();
+        Ok(tool_result("say", backend.say(call_id, args.into()).await))
     }
 
     #[tool(

@@ -121,6 +121,23 @@ impl CallBackend for FakeBackend {
         Ok(())
     }
 
+    async fn say(
+        &self,
+        id: String,
+        request: crate::calls::service::SayCall,
+    ) -> Result<crate::calls::say::SayReport, BackendError> {
+        self.find(&id)?;
+        self.state()
+            .instructed
+            .push((id, format!("say:{}", request.text)));
+        Ok(crate::calls::say::SayReport {
+            spoken: request.text.clone(),
+            heard_text: request.text,
+            reply: request.wait_for_reply.then(|| "Yes, please.".to_owned()),
+            ..Default::default()
+        })
+    }
+
     async fn transfer_call(
         &self,
         id: String,
@@ -172,6 +189,7 @@ fn sample_call(id: &str, status: CallStatus) -> CallView {
         outcome_schema: None,
         structured_outcome: None,
         mcp_servers: None,
+        mode: Default::default(),
     }
 }
 
@@ -300,7 +318,7 @@ async fn initialize_advertises_tools_resources_prompts_and_instructions() {
 }
 
 #[tokio::test]
-async fn the_seven_tools_are_listed_with_their_input_schemas() {
+async fn the_eight_tools_are_listed_with_their_input_schemas() {
     let mut client = Client::connect(McpServer::new(FakeBackend::default())).await;
 
     let response = client.call("tools/list", json!({})).await;
@@ -316,6 +334,7 @@ async fn the_seven_tools_are_listed_with_their_input_schemas() {
             "instruct_call",
             "list_calls",
             "place_call",
+            "say",
             "send_dtmf",
             "transfer_call"
         ]

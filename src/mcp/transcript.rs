@@ -184,6 +184,7 @@ mod tests {
             outcome_schema: None,
             structured_outcome: None,
             mcp_servers: None,
+            mode: Default::default(),
         }
     }
 

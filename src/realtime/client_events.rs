@@ -90,6 +90,28 @@ pub struct ResponseParams {
     pub tool_choice: Option<&'static str>,
 }
 
+impl ResponseParams {
+    /// The overrides that make one response speak `text` verbatim (a relay-mode call's `say`): instructions that
+    /// quote the words and forbid anything else, and no tool call. Sent as
+    /// `{"type":"response.create","response":{"instructions":"...","tool_choice":"none"}}` in the default
+    /// conversation, so the words become an assistant item that a barge-in can truncate like any other.
+    ///
+    /// `instructions` on `response.create` replace the session's for that response only
+    /// (<https://platform.openai.com/docs/api-reference/realtime-client-events/response/create>, the SDK's
+    /// `RealtimeResponseCreateParams`); the model follows them closely but is not bound to, so the transcript
+    /// of what it actually said is what the relay reports as heard.
+    pub fn verbatim(text: &str) -> Self {
+        ResponseParams {
+            instructions: Some(format!(
+                "Say exactly the words between the markers below to the person on the phone, word for word, in \
+                 this call's voice and language. Add nothing before or after them, answer nothing else, and do not \
+                 read the markers.\n<<<\n{text}\n>>>"
+            )),
+            tool_choice: Some("none"),
+        }
+    }
+}
+
 /// An item the client adds with `conversation.item.create`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -178,6 +200,24 @@ mod tests {
 
     fn json_of(event: &ClientEvent<'_>) -> Value {
         serde_json::from_str(&event.to_json()).expect("to_json writes JSON")
+    }
+
+    #[test]
+    fn a_verbatim_response_create_quotes_the_text_and_calls_no_tool() {
+        let event = ClientEvent::ResponseCreate {
+            response: Some(ResponseParams::verbatim("Table for four at seven, please.")),
+        };
+
+        let value = json_of(&event);
+
+        assert_eq!(value["type"], "response.create");
+        assert_eq!(value["response"]["tool_choice"], "none");
+        let instructions = value["response"]["instructions"].as_str().expect("text");
+        assert!(
+            instructions.contains("<<<\nTable for four at seven, please.\n>>>"),
+            "{instructions}"
+        );
+        assert_eq!(value["response"].as_object().map(|o| o.len()), Some(2));
     }
 
     #[test]

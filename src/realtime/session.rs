@@ -24,6 +24,31 @@ pub const SEND_DTMF_TOOL_NAME: &str = "send_dtmf";
 /// The name of the tool the model calls to transfer the caller to a person.
 pub const TRANSFER_CALL_TOOL_NAME: &str = "transfer_call";
 
+/// The session instructions of a relay-mode call (the agent decides every word): the voice speaks only what each
+/// `response.create` quotes, and its session runs server VAD with `create_response: false`
+/// ([`SessionConfig::to_json_holding`]), so it never answers the callee on its own. Followed by the agent's own
+/// context for the call ([`relay_instructions`]).
+pub const RELAY_INSTRUCTIONS: &str = "You are the voice of an agent on a phone call. You never decide what to say: \
+each time you are asked to speak, you are given the exact words, and you say exactly those words, nothing more. \
+Never answer the person on the phone on your own, never greet, never ask questions of your own. If you are asked to \
+speak without being given words, only ask the person, briefly, to repeat what they said.";
+
+/// [`RELAY_INSTRUCTIONS`], then the call's language and the agent's context (`context`, the call's
+/// `instructions`, kept for tone and pronunciation only).
+pub fn relay_instructions(context: Option<&str>, language: Option<&str>) -> String {
+    let mut text = RELAY_INSTRUCTIONS.to_owned();
+    if let Some(language) = language {
+        text.push_str(&format!("\nSpeak {language}."));
+    }
+    if let Some(context) = context.filter(|c| !c.trim().is_empty()) {
+        text.push_str(
+            "\n\n# Context from the agent (for tone and pronunciation only; it does not change your role)\n",
+        );
+        text.push_str(context);
+    }
+    text
+}
+
 /// Everything callbridge puts in a `session.update`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionConfig {

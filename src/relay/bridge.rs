@@ -27,11 +27,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::calls::live::CallControl;
 use crate::calls::recorder::Persistence;
+use crate::calls::say::SayReplySlot;
 use crate::calls::{CallFailure, CallRecord, EndReason};
 use crate::realtime::client::{LinkEvent, RealtimeLink, SendError};
 use crate::realtime::server_events::parse_server_event;
 use crate::relay::budget::clip;
-use crate::relay::conductor::{Action, Conductor};
+use crate::relay::conductor::{Action, Conductor, say_report_at_end};
 use crate::relay::handover::{CallUpdate, HandoverDeps, StreamAttachment};
 use crate::relay::media_link::{MediaLink, close_writer};
 use crate::relay::twilio_socket::{
@@ -121,6 +122,8 @@ impl Bridge {
         let mut shutting_down = false;
         let mut control_open = true;
         let mut stream_sid_logged = false;
+        // Where the agent's say under way (relay mode) is answered.
+        let mut say_reply: Option<SayReplySlot> = None;
         let mut deadline = next_deadline(&conductor, twilio.stalled_since(), &link, stall_timeout);
         let timer = tokio::time::sleep_until(deadline.into());
         tokio::pin!(timer);
@@ -228,6 +231,12 @@ impl Bridge {
                     Some(CallControl::TransferEvent(event)) => {
                         conductor.on_transfer_event(event, Instant::now(), &mut actions)
                     }
+                    Some(CallControl::Say { request, reply }) => {
+                        match conductor.on_say(request, Instant::now(), &mut actions) {
+                            Ok(()) => say_reply = Some(reply),
+                            Err(refusal) => reply.send(Err(refusal)),
+                        }
+                    }
                     // Nobody can reach this call any more: stop polling a channel that would answer at once forever.
                     None => control_open = false,
                 },
@@ -277,15 +286,21 @@ impl Bridge {
                     stored_turns = turns.len();
                 }
             }
-            let end = perform(&mut actions, &mut twilio.0, &mut link, &mut |update| {
-                request_update(
-                    &call_sid,
-                    &handover,
-                    rest.as_ref(),
-                    update,
-                    &update_results_tx,
-                )
-            });
+            let end = perform(
+                &mut actions,
+                &mut twilio.0,
+                &mut link,
+                &mut say_reply,
+                &mut |update| {
+                    request_update(
+                        &call_sid,
+                        &handover,
+                        rest.as_ref(),
+                        update,
+                        &update_results_tx,
+                    )
+                },
+            );
             // What was queued leaves now, before the loop waits again.
             link.write_ready();
             if let Some(reason) = end {
@@ -302,7 +317,11 @@ impl Bridge {
         if let Some(link) = twilio.0.take() {
             link.close(close_reason(&reason));
         }
+        let say_under_way = conductor.take_say();
         let record = conductor.finish(reason.clone(), Instant::now());
+        if let (Some(turn), Some(reply)) = (say_under_way, say_reply.take()) {
+            reply.send(Ok(say_report_at_end(&turn, &record)));
+        }
         // Store the record first: readers waiting for the outcome should not wait on either socket or Twilio's API.
         log_record(&record);
         if let Some(persistence) = &persistence {
@@ -358,6 +377,7 @@ fn perform(
     actions: &mut Vec<Action>,
     twilio: &mut Option<MediaLink>,
     link: &mut RealtimeLink,
+    say_reply: &mut Option<SayReplySlot>,
     update_call: &mut dyn FnMut(CallUpdate),
 ) -> Option<EndReason> {
     let mut end = None;
@@ -373,6 +393,11 @@ fn perform(
                 }
             }
             Action::UpdateCall(update) => update_call(update),
+            Action::SayDone(report) => {
+                if let Some(reply) = say_reply.take() {
+                    reply.send(Ok(report));
+                }
+            }
             Action::OpenAi(text) => match link.send(text) {
                 Ok(()) => {}
                 Err(SendError::Closed) => {

@@ -49,6 +49,8 @@ pub struct StreamPlan {
     pub public_base: String,
     /// The schema `end_call`'s outcome must match, for a call placed with an `outcome_schema`.
     pub outcome_schema: Option<Arc<crate::calls::outcome::OutcomeSchema>>,
+    /// Who decides what the voice says (`relay`: the agent, through `say`).
+    pub mode: crate::calls::say::CallMode,
 }
 
 /// A call between its webhook and its media stream: what its stream needs, and its Realtime session being opened.
@@ -163,6 +165,9 @@ pub async fn run_call(
     );
     conductor.set_transfer_targets(deps.settings.calls.transfer_targets.clone());
     conductor.set_outcome_schema(plan.outcome_schema);
+    if plan.mode == crate::calls::say::CallMode::Relay {
+        conductor.set_relay_mode();
+    }
     // The bridge stores and logs the finished record; the call is unregistered once it has.
     Bridge {
         twilio,

@@ -68,6 +68,8 @@ pub enum Action {
     /// Send this Twilio call update, whose TwiML ends in a new stream of this call (a stream handover); report a
     /// failure with [`Conductor::on_call_update_failed`].
     UpdateCall(CallUpdate),
+    /// Answer the agent's `say` under way with this report (relay mode).
+    SayDone(crate::calls::say::SayReport),
 }
 
 /// Settings of one call.
@@ -153,6 +155,8 @@ pub struct Conductor {
     transfer: transfer::TransferState,
     /// The call's outcome schema and the invalid outcomes sent back so far.
     outcome: outcome::OutcomeState,
+    /// Relay mode (the agent decides every word) and the agent's say under way.
+    say: say::SayState,
 }
 
 impl Conductor {
@@ -183,6 +187,7 @@ impl Conductor {
             handover: handover::HandoverState::default(),
             transfer: transfer::TransferState::default(),
             outcome: outcome::OutcomeState::default(),
+            say: say::SayState::default(),
         }
     }
 
@@ -276,6 +281,9 @@ impl Conductor {
         if let Some(deadline) = self.machine.as_ref().and_then(MachineHold::deadline) {
             next = next.min(deadline);
         }
+        if let Some(deadline) = self.say_deadline() {
+            next = next.min(deadline);
+        }
         next
     }
 
@@ -321,6 +329,7 @@ impl Conductor {
     /// Time passed: enforces the maximum duration, the idle-stream timeout, the farewell deadline and the shutdown
     /// deadline (in that order of precedence).
     pub fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.say_on_tick(now, out);
         let started = self.stream_started();
         if let Some(step) = self.machine.as_mut().and_then(|m| m.on_tick(now, started)) {
             self.take_machine_step(step, out);
@@ -384,6 +393,7 @@ impl Conductor {
             }
             TwilioEvent::Mark { name, .. } => match self.ledger.on_mark(&name, now) {
                 MarkEcho::Played { mark: echo, .. } => {
+                    self.say_on_mark(echo, now, out);
                     if matches!(&self.farewell, Farewell::MarkSent { mark, .. } if *mark == echo) {
                         tracing::info!("farewell played; hanging up");
                         out.push(Action::HangUp(self.goodbye_reason()));
@@ -425,6 +435,7 @@ impl Conductor {
                 } else if self.config.assistant_speaks_first && !self.is_holding() {
                     self.greet(out);
                 }
+                self.send_waiting_say(out);
             }
             TwilioEvent::Dtmf { digit, .. } => {
                 if self.stream_sid.is_none() {
@@ -499,7 +510,13 @@ impl Conductor {
                 item_id,
                 delta,
             } => self.on_audio_delta(response_id, item_id, delta, now, out),
-            ServerEvent::SpeechStarted { .. } => self.on_speech_started(now, out),
+            ServerEvent::SpeechStarted { item_id, .. } => {
+                let say_ends = self.say_on_speech_started(&item_id, now);
+                self.on_speech_started(now, out);
+                if say_ends {
+                    self.say_spoken(now, out);
+                }
+            }
             ServerEvent::SpeechStopped { .. } => {
                 if let Some(hold) = &mut self.machine {
                     hold.on_speech_stopped();
@@ -507,6 +524,7 @@ impl Conductor {
             }
             ServerEvent::ResponseCreated { response_id } => {
                 self.responses.on_created(&response_id);
+                self.say_on_response_created(&response_id);
                 // A response created while our goodbye request still waits is not the goodbye.
                 if !self.responses.is_queued()
                     && let Farewell::Speaking {
@@ -526,6 +544,7 @@ impl Conductor {
                 transcript,
             } => {
                 let cancelled = self.responses.is_cancelled(&response_id);
+                self.say_on_item(&response_id, &item_id);
                 let offset = self.offset_ms(now);
                 self.transcript.on_assistant_done(
                     &mut self.record,
@@ -545,11 +564,15 @@ impl Conductor {
                     };
                 }
             }
-            ServerEvent::InputTranscriptionCompleted { transcript, .. } => {
+            ServerEvent::InputTranscriptionCompleted {
+                item_id,
+                transcript,
+            } => {
                 let offset = self.offset_ms(now);
                 self.transcript
                     .on_caller(&mut self.record, &transcript, offset);
                 self.caller_said_goodbye = self.config.goodbye.is_farewell(&transcript);
+                self.say_on_caller_transcript(&item_id, &transcript, out);
             }
             ServerEvent::FunctionCallArgumentsDone {
                 response_id,
@@ -607,6 +630,7 @@ impl Conductor {
             tracing::debug!(%response_id, "late delta of a cancelled response dropped");
             return;
         }
+        self.say_on_item(response_id, item_id);
         let Some(stream_sid) = self.stream_sid.as_deref() else {
             tracing::debug!("assistant audio before the stream started dropped");
             return;
@@ -688,6 +712,7 @@ impl Conductor {
         }
         let offset = self.offset_ms(now);
         self.transcript.flush(&mut self.record, offset);
+        self.say_on_response_done(&response.id, completed, now, out);
         match &self.farewell {
             Farewell::AfterResponse {
                 response_id,
@@ -750,6 +775,9 @@ impl Conductor {
         if self.is_holding() {
             return; // nothing is said before the answering machine verdict
         }
+        if self.is_relay() && self.farewell == Farewell::None {
+            return; // in relay mode the voice speaks only the agent's lines
+        }
         if self.responses.request() {
             out.push(Action::OpenAi(
                 ClientEvent::ResponseCreate { response: None }.to_json(),
@@ -793,8 +821,11 @@ mod handover;
 pub use handover::{DTMF_OUT_BURST, DTMF_OUT_REFILL, DtmfRefusal, HANDOVER_TIMEOUT};
 #[path = "conductor_outcome.rs"]
 mod outcome;
+#[path = "conductor_say.rs"]
+mod say;
 #[path = "conductor_transfer.rs"]
 mod transfer;
+pub use say::say_report_at_end;
 pub use transfer::{ANSWERED_GRACE, TransferRefusal};
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod machine;
 pub mod media_link;
 pub mod playback;
 pub mod responses;
+pub mod say;
 pub mod transcript;
 pub mod transfer;
 pub mod twilio_socket;

@@ -10,6 +10,8 @@ Twilio would, signed with the official `twilio` SDK's RequestValidator over PUBL
 watched returning as the call goes initiated → ringing → in-progress → completed. One scenario runs a whole call:
 a second server whose Realtime sessions go to a fake model here (`FakeRealtimeModel`), the media stream played from
 here, and an `outcome_schema` the model first breaks, then meets; get_call's structured content carries the outcome.
+One test (`say`) answers a relay-mode call and plays a minimal Twilio media stream (`websockets`) against a
+minimal stand-in for the OpenAI Realtime API (`FakeRealtime`), so the tool's report comes back for real.
 Speech, barge-in and the rest of the relay are the Rust end-to-end tests' job.
 
 Run from the repository root:
@@ -30,6 +32,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+
+import asyncio
+import base64
+import re
 
 import anyio
 import asyncio
@@ -55,7 +61,7 @@ GOOD_NUMBER = "+14155552671"
 REJECTED_NUMBER = "+14155552672"  # valid E.164; the fake Twilio refuses it with error 21211
 BAD_NUMBER = "+1555"  # not a valid phone number
 
-TOOLS = {"place_call", "get_call", "list_calls", "hang_up", "instruct_call", "send_dtmf", "transfer_call"}
+TOOLS = {"place_call", "get_call", "list_calls", "hang_up", "instruct_call", "send_dtmf", "transfer_call", "say"}
 REFUSED_DESTINATION = "+33142685300"  # valid E.164, outside CALLBRIDGE_OUTBOUND_ALLOWED_PREFIXES
 STATUS_STEPS = ["initiated", "ringing", "in-progress", "completed"]
 
@@ -194,8 +200,71 @@ def twilio():
     fake.close()
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# A minimal OpenAI Realtime stand-in
+
+
+class FakeRealtime:
+    """A WebSocket server on 127.0.0.1 that answers `session.update` and, for each `response.create`, speaks the
+    words quoted in its instructions as one 100 ms audio delta (GA event names and shapes), then `response.done`."""
+
+    def __init__(self):
+        self.events = []  # every client event, parsed
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        async def handler(ws):
+            await ws.send(json.dumps({"type": "session.created", "event_id": "event_1", "session": {}}))
+            responses = 0
+            async for text in ws:
+                event = json.loads(text)
+                self.events.append(event)
+                if event["type"] == "session.update":
+                    await ws.send(json.dumps({"type": "session.updated", "event_id": "event_2", "session": {}}))
+                elif event["type"] == "response.create":
+                    responses += 1
+                    await self.speak(ws, responses, event["response"]["instructions"])
+
+        async def serve():
+            self.server = await websockets.serve(handler, "127.0.0.1", 0)
+            self.url = f"ws://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1/realtime"
+            started.set()
+            await self.server.wait_closed()
+
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(serve(),), daemon=True)
+        self.thread.start()
+        started.wait(REQUEST_TIMEOUT_S)
+
+    async def speak(self, ws, n, instructions):
+        words = re.search(r"<<<\n(.*)\n>>>", instructions, re.S).group(1)
+        response_id, item_id = f"resp_{n:020d}", f"item_{n:020d}"
+        audio = base64.b64encode(b"\xff" * 800).decode()  # 100 ms of μ-law silence
+        part = {"response_id": response_id, "item_id": item_id, "output_index": 0, "content_index": 0}
+        for event in [
+            {"type": "response.created", "response": {"id": response_id, "object": "realtime.response",
+                                                      "status": "in_progress", "output": []}},
+            {"type": "response.output_audio.delta", **part, "delta": audio},
+            {"type": "response.output_audio_transcript.done", **part, "transcript": words},
+            {"type": "response.output_audio.done", **part},
+            {"type": "response.done", "response": {"id": response_id, "object": "realtime.response",
+                                                   "status": "completed", "output": [], "usage": None}},
+        ]:
+            await ws.send(json.dumps({"event_id": f"event_{n}", **event}))
+
+    def close(self):
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.thread.join(SHUTDOWN_TIMEOUT_S)
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, twilio):
+def realtime():
+    fake = FakeRealtime()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, twilio, realtime):
     binary = resolve_binary()
     workdir = tmp_path_factory.mktemp("callbridge-mcp")  # no stray .env or callbridge.toml; the database goes here
     port = free_port()
@@ -209,7 +278,8 @@ def server(tmp_path_factory, twilio):
         "TWILIO_PHONE_NUMBER": TWILIO_NUMBER,
         "TWILIO_API_BASE_URL": twilio.base_url,
         "OPENAI_API_KEY": "sk-test",
-        "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/v1/realtime",  # nothing listens, and no media stream starts here
+        # Only the relay-mode `say` test answers a call and opens a media stream.
+        "OPENAI_REALTIME_URL": realtime.url,
         "CALLBRIDGE_API_KEY": API_KEY,
         "CALLBRIDGE_OUTBOUND_ALLOWED_PREFIXES": "+1",  # outbound calls go nowhere until allowed
         "CALLBRIDGE_MAX_CONCURRENT_CALLS": "100",  # the fake Twilio never completes most of these calls
@@ -313,7 +383,7 @@ def post_status_callback(server, call_sid, status):
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
-def test_the_seven_tools_are_listed_with_their_input_schemas(server, transport):
+def test_the_eight_tools_are_listed_with_their_input_schemas(server, transport):
     async def body(session):
         return (await session.list_tools()).tools
 
@@ -335,6 +405,11 @@ def test_the_seven_tools_are_listed_with_their_input_schemas(server, transport):
     assert set(tools["send_dtmf"].input_schema["required"]) == {"call_id", "digits"}
     assert set(tools["transfer_call"].input_schema["required"]) == {"call_id", "to", "summary"}
     assert "E.164" in tools["transfer_call"].input_schema["properties"]["to"]["description"]
+    say = tools["say"]
+    assert set(say.input_schema["required"]) == {"call_id", "text"}
+    assert {"wait_for_reply", "timeout_s", "hang_up_after"} <= set(say.input_schema["properties"])
+    assert "relay" in say.description
+    assert "relay" in place_call.input_schema["properties"]["mode"]["description"]
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
@@ -412,6 +487,112 @@ def test_a_bad_call_window_is_a_tool_error_and_a_later_call_is_scheduled_until_h
     assert datetime.datetime.fromisoformat(call["next_attempt_at"]) >= datetime.datetime.fromisoformat(not_before)
     assert hung_up.structured_content["status"] == "canceled"
     assert [form for form in twilio.creates_to(GOOD_NUMBER) if form["Url"].endswith(call["id"])] == []
+
+
+def test_say_reaches_the_call_service_and_refuses_a_call_not_in_relay_mode_or_not_answered(server, transport):
+    async def body(session):
+        plain = await session.call_tool("place_call", {"to": GOOD_NUMBER, "instructions": "Say hello."})
+        relay = await session.call_tool(
+            "place_call", {"to": GOOD_NUMBER, "instructions": "Context: a booking.", "mode": "relay"}
+        )
+        on_plain = await session.call_tool(
+            "say", {"call_id": plain.structured_content["id"], "text": "Hello.", "wait_for_reply": True}
+        )
+        on_ringing = await session.call_tool("say", {"call_id": relay.structured_content["id"], "text": "Hello."})
+        return plain, relay, on_plain, on_ringing
+
+    plain, relay, on_plain, on_ringing = run_with_session(server, transport, body)
+
+    assert plain.structured_content["mode"] == "autonomous"
+    assert relay.structured_content["mode"] == "relay"
+    assert on_plain.is_error is True
+    assert on_plain.structured_content["error"]["code"] == "invalid_request"
+    assert "relay" in text_of(on_plain)
+    assert on_ringing.is_error is True
+    assert on_ringing.structured_content["error"]["code"] == "not_live"
+
+
+def answer_outbound_call(server, call_id, call_sid):
+    """Posts Twilio's signed `/outbound-call/{id}` webhook (the callee answered); returns the stream URL on this
+    server (`ws://127.0.0.1:PORT/media-stream/TOKEN`) from the TwiML."""
+    form = {"AccountSid": ACCOUNT_SID, "CallSid": call_sid, "CallStatus": "in-progress", "Direction": "outbound-api"}
+    path = f"/outbound-call/{call_id}"
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(PUBLIC_URL + path, form)
+    status, _, twiml = http_post(
+        server.base_url + path,
+        urllib.parse.urlencode(form).encode(),
+        {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature},
+    )
+    assert status == 200, (status, twiml)
+    stream_url = re.search(r'<Stream url="([^"]+)"', twiml.decode()).group(1)
+    return server.base_url.replace("http://", "ws://") + urllib.parse.urlparse(stream_url).path
+
+
+async def play_twilio_media_stream(url, call_sid, marks_echoed):
+    """Twilio's side of a media stream: `connected`, `start`, 20 ms of silence every 20 ms, every mark echoed."""
+    stream_sid = "MZ" + secrets.token_hex(16)
+    async with websockets.connect(url) as ws:
+        await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        await ws.send(json.dumps({
+            "event": "start", "sequenceNumber": "1", "streamSid": stream_sid,
+            "start": {"accountSid": ACCOUNT_SID, "streamSid": stream_sid, "callSid": call_sid, "tracks": ["inbound"],
+                      "customParameters": {}, "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000,
+                                                              "channels": 1}},
+        }))
+
+        async def pump():
+            silence = base64.b64encode(b"\xff" * 160).decode()
+            for chunk in range(1, 100_000):
+                await ws.send(json.dumps({"event": "media", "streamSid": stream_sid, "sequenceNumber": str(chunk + 1),
+                                          "media": {"track": "inbound", "chunk": str(chunk),
+                                                    "timestamp": str(chunk * 20), "payload": silence}}))
+                await asyncio.sleep(0.02)
+
+        pumping = asyncio.ensure_future(pump())
+        try:
+            async for text in ws:
+                frame = json.loads(text)
+                if frame.get("event") == "mark":
+                    marks_echoed.append(frame["mark"]["name"])
+                    await ws.send(json.dumps({"event": "mark", "streamSid": stream_sid, "mark": frame["mark"]}))
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            pumping.cancel()
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_say_speaks_on_a_relay_mode_call_and_reports_what_was_heard(server, realtime, transport):
+    line = "Hi, this is Sam calling to book a table for four."
+    marks_echoed = []
+    events_before = len(realtime.events)
+
+    async def body(session):
+        placed = await session.call_tool(
+            "place_call", {"to": GOOD_NUMBER, "instructions": "Context: a booking.", "mode": "relay"}
+        )
+        call_id, call_sid = placed.structured_content["id"], placed.structured_content["call_sid"]
+        url = answer_outbound_call(server, call_id, call_sid)
+        stream = asyncio.ensure_future(play_twilio_media_stream(url, call_sid, marks_echoed))
+        said = await session.call_tool("say", {"call_id": call_id, "text": line, "hang_up_after": True})
+        with anyio.fail_after(REQUEST_TIMEOUT_S):
+            await stream  # the final line ends the call: the server closes the stream
+        record = await session.call_tool("get_call", {"call_id": call_id})
+        return said, record
+
+    said, record = run_with_session(server, transport, body)
+
+    assert said.is_error is not True, text_of(said)
+    report = said.structured_content
+    assert report["spoken"] == line
+    assert report["heard_text"] == line
+    assert report["interrupted"] is False
+    assert report["call_ended"] is True and report["reply"] is None
+    assert marks_echoed, "the line's audio was followed by a mark"
+    creates = [e for e in realtime.events[events_before:] if e["type"] == "response.create"]
+    assert len(creates) == 1 and line in creates[0]["response"]["instructions"], creates
+    assert record.structured_content["end_reason"] == "goodbye"
+    assert [(t["speaker"], t["text"]) for t in record.structured_content["transcript"]] == [("assistant", line)]
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])

@@ -26,6 +26,7 @@ mod policy;
 mod public_url;
 mod recording;
 mod records;
+mod relay_say;
 mod reliability;
 mod rest_hangup;
 mod restart;

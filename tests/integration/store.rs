@@ -70,6 +70,7 @@ fn new_call(direction: Direction, from: &str, to: &str) -> NewCall {
         webhook_url: None,
         outcome_schema: None,
         mcp_servers: None,
+        mode: Default::default(),
     }
 }
 

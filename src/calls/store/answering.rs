@@ -60,6 +60,7 @@ mod tests {
             webhook_url: None,
             outcome_schema: None,
             mcp_servers: None,
+            mode: Default::default(),
         }
     }
 

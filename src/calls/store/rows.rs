@@ -16,7 +16,7 @@ pub(super) const VIEW_COLUMNS: &str = "id, direction, from_number, to_number, ca
      language, max_duration_s, metadata, outcome, end_reason, error_code, error_message, created_at_ns, \
      answered_at_ns, ended_at_ns, duration_ms, usage, stream_sid, skipped_frames, dropped, answering_machine, \
      voicemail_message, answered_by, voicemail_left, voicemail_transcript, handovers, transfers, webhook_url, \
-     outcome_schema, structured_outcome, mcp_servers";
+     outcome_schema, structured_outcome, mcp_servers, mode";
 
 /// The columns of `calls` that make a [`CallSummary`], in [`summary_from_row`]'s order.
 pub(super) const SUMMARY_COLUMNS: &str = "id, direction, from_number, to_number, status, created_at_ns, outcome, end_reason, duration_ms";
@@ -140,6 +140,12 @@ pub(super) fn view_from_row(row: &Row<'_>) -> rusqlite::Result<CallView> {
             .unwrap_or_default(),
         webhook_url: row.get("webhook_url")?,
         schedule: Default::default(),
+        // Read by name: a column added by a later migration.
+        mode: row
+            .get::<_, Option<String>>("mode")?
+            .as_deref()
+            .and_then(crate::calls::say::CallMode::parse)
+            .unwrap_or_default(),
     })
 }
 

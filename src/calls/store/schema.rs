@@ -155,6 +155,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE calls ADD COLUMN structured_outcome TEXT;
     ALTER TABLE calls ADD COLUMN mcp_servers TEXT;
     ",
+    // Agent-in-the-loop calls: who decides what the voice says. Calls stored before it are autonomous.
+    "
+    ALTER TABLE calls ADD COLUMN mode TEXT NOT NULL DEFAULT 'autonomous';
+    ",
 ];
 
 /// Brings the schema up to the newest version, one migration at a time, each in its own transaction.

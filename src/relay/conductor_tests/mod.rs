@@ -278,6 +278,7 @@ fn kinds(actions: &[Action]) -> Vec<String> {
             }
             Action::HangUp(reason) => format!("hang_up:{reason}"),
             Action::UpdateCall(update) => format!("update_call:{update:?}"),
+            Action::SayDone(_) => "say_done".to_owned(),
         })
         .collect()
 }
@@ -491,6 +492,7 @@ mod goodbye_tool;
 mod handover;
 mod idle_stream;
 mod outcome;
+mod relay_say;
 mod response_requests;
 mod stream_start;
 mod transfer;
