@@ -192,6 +192,7 @@ impl Application {
                 max_concurrent_calls: settings.security.max_concurrent_calls,
                 answering_machine: settings.amd.policy,
                 amd_tuning: settings.amd.tuning,
+                daily_cost_budget_usd: settings.cost.daily_cost_budget_usd,
             },
             pending_streams,
         );

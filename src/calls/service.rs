@@ -70,6 +70,10 @@ pub struct PlaceCall {
     /// task); without it the model composes a short message from the instructions.
     #[serde(default)]
     pub voicemail_message: Option<String>,
+    /// The call's own estimated cost cap, USD: at it the assistant wraps up and says goodbye (the server's
+    /// `CALLBRIDGE_MAX_CALL_COST_USD` still applies when lower).
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
     /// Keys Twilio presses as soon as the call is answered (an extension known in advance: `ww123`), sent as
     /// Twilio's `SendDigits`: `0-9`, `*`, `#`, `w` for a half-second pause.
     #[serde(default)]
@@ -101,6 +105,8 @@ pub struct OutboundSettings {
     pub answering_machine: MachinePolicy,
     /// Twilio's answering machine detection tuning (`CALLBRIDGE_AMD_*`).
     pub amd_tuning: AmdTuning,
+    /// Once the calls of the UTC day cost this much (estimated), new calls are refused (`CALLBRIDGE_DAILY_COST_BUDGET_USD`).
+    pub daily_cost_budget_usd: Option<f64>,
 }
 
 /// True when nothing more will happen to the call: its status is final and, if it was answered, its record (outcome,
@@ -276,6 +282,31 @@ impl CallService {
         Ok(())
     }
 
+    /// Whether today's estimated spend leaves room for one more call: the calls created since 00:00 UTC cost less
+    /// than `CALLBRIDGE_DAILY_COST_BUDGET_USD` (when set). Inbound and outbound calls both count and are both refused.
+    ///
+    /// # Errors
+    /// [`ServiceError::DailyCostBudgetExhausted`]; [`ServiceError::Store`] when the costs cannot be added up.
+    pub fn check_daily_cost_budget(&self) -> Result<(), ServiceError> {
+        let Some(budget_usd) = self.inner.outbound.daily_cost_budget_usd else {
+            return Ok(());
+        };
+        let midnight = time::OffsetDateTime::now_utc().replace_time(time::Time::MIDNIGHT);
+        let spent_usd = self.inner.store.cost_since(midnight)?;
+        if spent_usd >= budget_usd {
+            tracing::warn!(
+                spent_usd,
+                budget_usd,
+                "call refused: the daily cost budget is spent"
+            );
+            return Err(ServiceError::DailyCostBudgetExhausted {
+                budget_usd,
+                spent_usd,
+            });
+        }
+        Ok(())
+    }
+
     /// The call store. The server reads it directly (reads never wait for a lock in WAL mode) and writes only
     /// through [`CallService::writer`].
     pub fn store(&self) -> &CallStore {
@@ -386,6 +417,14 @@ impl CallService {
             .map(crate::twilio::dtmf::DtmfDigits::parse)
             .transpose()
             .map_err(|e| ServiceError::InvalidRequest(format!("send_digits: {e}")))?;
+        if request
+            .max_cost_usd
+            .is_some_and(|usd| !usd.is_finite() || usd <= 0.0)
+        {
+            return Err(ServiceError::InvalidRequest(
+                "max_cost_usd must be a number of US dollars above 0".into(),
+            ));
+        }
         if request.max_duration_s == Some(0) {
             return Err(ServiceError::InvalidRequest(
                 "max_duration_s must be at least 1".into(),
@@ -441,6 +480,7 @@ impl CallService {
                 voicemail_message,
                 ..Answering::default()
             },
+            max_cost_usd: request.max_cost_usd,
         };
         let (stored, written) = tokio::sync::oneshot::channel();
         {
@@ -448,6 +488,7 @@ impl CallService {
             // and from then on as a stored `queued` call.
             let _admission = self.lock_admission();
             self.check_daily_budget()?;
+            self.check_daily_cost_budget()?;
             self.check_capacity()?;
             self.inner.reserved.fetch_add(1, Ordering::SeqCst);
             let reserved = self.inner.reserved.clone();
@@ -737,6 +778,7 @@ mod tests {
                 max_concurrent_calls,
                 answering_machine: MachinePolicy::Ignore,
                 amd_tuning: AmdTuning::default(),
+                daily_cost_budget_usd: None,
             },
             Arc::new(move || pending_streams),
         )
@@ -755,6 +797,7 @@ mod tests {
             max_duration_s: None,
             metadata: None,
             answering: Default::default(),
+            max_cost_usd: None,
         }
     }
 

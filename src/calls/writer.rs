@@ -456,6 +456,7 @@ mod tests {
             max_duration_s: None,
             metadata: None,
             answering: Default::default(),
+            max_cost_usd: None,
         }
     }
 

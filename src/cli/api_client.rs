@@ -146,6 +146,7 @@ impl ApiClient {
             "answering_machine": request.answering_machine,
             "voicemail_message": request.voicemail_message,
             "send_digits": request.send_digits,
+            "max_cost_usd": request.max_cost_usd,
         });
         let url = self.endpoint(&["calls"])?;
         self.call(Method::Post, url, Some(body), REQUEST_TIMEOUT)

@@ -78,6 +78,9 @@ pub struct CallArgs {
     /// for a half-second pause (e.g. ww123). The server refuses anything else (exit 2).
     #[arg(long = "send-digits", value_name = "KEYS")]
     pub send_digits: Option<String>,
+    /// The most the call may cost, US dollars (estimated); at it the assistant wraps up and says goodbye.
+    #[arg(long = "max-cost", value_name = "USD")]
+    pub max_cost_usd: Option<f64>,
     /// Place the call, print its id and exit without following it.
     #[arg(long)]
     pub no_follow: bool,
@@ -145,6 +148,7 @@ fn place_request(args: &CallArgs) -> PlaceCall {
         answering_machine: args.answering_machine,
         voicemail_message: args.voicemail_message.clone(),
         send_digits: args.send_digits.clone(),
+        max_cost_usd: args.max_cost_usd,
     }
 }
 
@@ -353,6 +357,8 @@ mod tests {
             transfers: Vec::new(),
             usage: Default::default(),
             answering: Default::default(),
+            cost: None,
+            max_cost_usd: None,
         }
     }
 

@@ -73,6 +73,8 @@ pub struct Settings {
     pub twilio: TwilioSettings,
     /// Call limits and timings.
     pub calls: CallSettings,
+    /// Prices, the per-call cost cap and the daily cost budget.
+    pub cost: CostSettings,
     /// Where each value came from (default, `.env`, environment, `callbridge.toml`), for `check-config`.
     pub sources: Sources,
 }
@@ -182,6 +184,17 @@ pub struct CallSettings {
     /// The people the model may transfer a call to, by name (`CALLBRIDGE_TRANSFER_TARGETS`); empty offers no
     /// `transfer_call` tool.
     pub transfer_targets: Vec<crate::twilio::dial::TransferTarget>,
+}
+
+/// What calls cost and how much they may cost (see [`crate::cost`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostSettings {
+    /// The price table: the built-in prices with the overrides of `CALLBRIDGE_MODEL_PRICES` and the Twilio prices.
+    pub prices: crate::cost::PriceTable,
+    /// At this estimated cost a call is wrapped up: the assistant says goodbye and the call ends (`cost_cap`), USD.
+    pub max_call_cost_usd: Option<f64>,
+    /// Once the calls of the UTC day have cost this much (estimated), new calls are refused, USD.
+    pub daily_cost_budget_usd: Option<f64>,
 }
 
 /// Answering machine detection on outbound calls (see [`crate::twilio::amd`]).
@@ -384,6 +397,26 @@ impl Settings {
                 tools
             },
         }
+    }
+
+    /// One warning line per configured model (the Realtime model, the input transcription model) that OpenAI has
+    /// deprecated, as of `today` (`YYYY-MM-DD`); see [`crate::realtime::models`].
+    pub fn model_warnings(&self, today: &str) -> Vec<String> {
+        let rt = &self.realtime;
+        let mut warnings = Vec::new();
+        warnings.extend(crate::realtime::models::deprecation_warning(
+            "openai_model",
+            &rt.model,
+            today,
+        ));
+        if let Some(model) = &rt.transcription_model {
+            warnings.extend(crate::realtime::models::deprecation_warning(
+                "transcription_model",
+                model,
+                today,
+            ));
+        }
+        warnings
     }
 
     /// The call records database file: `data_dir/callbridge.db`.

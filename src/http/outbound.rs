@@ -60,6 +60,7 @@ pub async fn outbound_call(
     call_id: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, WebhookError> {
+    let _timer = crate::metrics::WebhookTimer::start("outbound-call");
     let call_id = call_id.into_inner();
     let base = request_public_base(&state, &req)?;
     let params = verify_form(&state, &req, &base, &outbound_call_path(&call_id), &body)?;
@@ -156,6 +157,7 @@ pub async fn outbound_call(
             session_update,
             machine,
             public_base: base.clone(),
+            max_cost_usd: call.max_cost_usd,
         },
     );
     drop(_entered);

@@ -38,6 +38,7 @@ pub async fn incoming_call(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, WebhookError> {
+    let _timer = crate::metrics::WebhookTimer::start("incoming-call");
     let base = request_public_base(&state, &req)?;
     let params = verify_form(&state, &req, &base, INCOMING_CALL_PATH, &body)?;
     let call_sid = required_call_sid(&params)?;
@@ -83,6 +84,10 @@ pub async fn incoming_call(
         tracing::info!(%from, %to, "incoming call rejected busy: the concurrency cap is reached");
         return Ok(twiml_response(twiml::reject(twiml::RejectReason::Busy)));
     }
+    if known.is_none() && state.calls.check_daily_cost_budget().is_err() {
+        tracing::info!(%from, %to, "incoming call rejected busy: the daily cost budget is spent");
+        return Ok(twiml_response(twiml::reject(twiml::RejectReason::Busy)));
+    }
     let mut stored = None;
     let call_id = match known {
         // The same call again after its stream opened or its token expired: one record per CallSid.
@@ -110,6 +115,7 @@ pub async fn incoming_call(
                         max_duration_s: None,
                         metadata: None,
                         answering: Default::default(),
+                        max_cost_usd: None,
                     }),
                     answered: true,
                 },
@@ -140,6 +146,7 @@ pub async fn incoming_call(
             session_update: session.to_json(),
             machine: None,
             public_base: base.clone(),
+            max_cost_usd: None,
         },
     );
     drop(admission);

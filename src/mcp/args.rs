@@ -55,6 +55,11 @@ pub struct PlaceCallArgs {
     /// half a second (e.g. "ww123"). For menus you do not know, the voice model presses keys itself.
     #[serde(default)]
     pub send_digits: Option<String>,
+    /// The most this call may cost, in US dollars (estimated from OpenAI's token usage and Twilio's minutes). At it
+    /// the voice model wraps up and says goodbye, and the call ends with end_reason cost_cap. The server's own cap
+    /// still applies when lower. get_call shows the call's cost.
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
 }
 
 impl From<PlaceCallArgs> for PlaceCall {
@@ -70,6 +75,7 @@ impl From<PlaceCallArgs> for PlaceCall {
             answering_machine: args.answering_machine,
             voicemail_message: args.voicemail_message,
             send_digits: args.send_digits,
+            max_cost_usd: args.max_cost_usd,
         }
     }
 }

@@ -165,6 +165,8 @@ fn sample_call(id: &str, status: CallStatus) -> CallView {
         transfers: Vec::new(),
         usage: Usage::default(),
         answering: Default::default(),
+        cost: None,
+        max_cost_usd: None,
     }
 }
 

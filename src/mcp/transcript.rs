@@ -177,6 +177,8 @@ mod tests {
             transfers: Vec::new(),
             usage: Usage::default(),
             answering: Default::default(),
+            cost: None,
+            max_cost_usd: None,
         }
     }
 

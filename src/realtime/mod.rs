@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod client_events;
+pub mod models;
 pub mod rebind;
 pub mod server_events;
 pub mod session;

@@ -151,6 +151,12 @@ pub struct Conductor {
     handover: handover::HandoverState,
     /// Transfers to a person: the targets, the attempts, the one under way.
     transfer: transfer::TransferState,
+    /// The call's cost meter and cap, when metered.
+    cost: Option<cost::CostMeter>,
+    /// Why the call ends once the wrap-up under `shutdown_deadline` is over, when not `shutdown` (the cost cap).
+    wrap_up_reason: Option<EndReason>,
+    /// Latency spans and frame counts for the metrics.
+    probe: crate::relay::latency::LatencyProbe,
 }
 
 impl Conductor {
@@ -180,12 +186,21 @@ impl Conductor {
             dtmf_out_budget: Budget::new(handover::DTMF_OUT_BURST, handover::DTMF_OUT_REFILL),
             handover: handover::HandoverState::default(),
             transfer: transfer::TransferState::default(),
+            cost: None,
+            wrap_up_reason: None,
+            probe: Default::default(),
         }
     }
 
     /// The record so far.
     pub fn record(&self) -> &CallRecord {
         &self.record
+    }
+
+    /// When the `speech_started` of the last barge-in that cleared Twilio's audio arrived, once: the bridge times
+    /// the `clear` from it ([`crate::relay::latency`]).
+    pub fn take_clear(&mut self) -> Option<Instant> {
+        self.probe.take_clear()
     }
 
     /// A frame of any kind arrived from Twilio at `now` (parsed or skipped, a ping included): the stream is not
@@ -233,6 +248,8 @@ impl Conductor {
         }
         let duration_ms = self.offset_ms(now);
         self.transcript.flush(&mut self.record, duration_ms);
+        self.price_record(duration_ms);
+        self.probe.flush(self.record.skipped_frames);
         if let Some(from) = self.voicemail_from {
             let words: Vec<&str> = self.record.turns[from.min(self.record.turns.len())..]
                 .iter()
@@ -279,7 +296,7 @@ impl Conductor {
     /// Why the call ends when its goodbye has played: `shutdown` while the server shuts down, else `goodbye`.
     fn goodbye_reason(&self) -> EndReason {
         if self.shutdown_deadline.is_some() {
-            EndReason::Shutdown
+            self.wrap_up_reason.clone().unwrap_or(EndReason::Shutdown)
         } else if self.voicemail_from.is_some() {
             EndReason::VoicemailLeft
         } else {
@@ -344,8 +361,10 @@ impl Conductor {
             .shutdown_deadline
             .is_some_and(|deadline| now >= deadline)
         {
-            tracing::info!("no goodbye in time while shutting down; hanging up");
-            out.push(Action::HangUp(EndReason::Shutdown));
+            tracing::info!("no goodbye in time while wrapping up; hanging up");
+            out.push(Action::HangUp(
+                self.wrap_up_reason.clone().unwrap_or(EndReason::Shutdown),
+            ));
         }
     }
 
@@ -371,6 +390,7 @@ impl Conductor {
             TwilioEvent::Media { media, .. } => {
                 self.on_handover_media(now);
                 if self.stream_sid.is_some() {
+                    self.probe.on_caller_frame();
                     out.push(Action::OpenAi(
                         ClientEvent::InputAudioBufferAppend {
                             audio: media.payload,
@@ -417,6 +437,7 @@ impl Conductor {
                 tracing::info!(stream_sid = %stream_sid, "media stream started");
                 self.record.stream_sid = Some(stream_sid.clone());
                 self.stream_sid = Some(stream_sid);
+                self.probe.on_stream_start(now);
                 if let Some(step) = self.machine.as_mut().and_then(MachineHold::on_stream_start) {
                     self.take_machine_step(step, out);
                 } else if self.config.assistant_speaks_first && !self.is_holding() {
@@ -496,8 +517,12 @@ impl Conductor {
                 item_id,
                 delta,
             } => self.on_audio_delta(response_id, item_id, delta, now, out),
-            ServerEvent::SpeechStarted { .. } => self.on_speech_started(now, out),
+            ServerEvent::SpeechStarted { .. } => {
+                self.probe.on_speech_started();
+                self.on_speech_started(now, out)
+            }
             ServerEvent::SpeechStopped { .. } => {
+                self.probe.on_speech_stopped(now);
                 if let Some(hold) = &mut self.machine {
                     hold.on_speech_stopped();
                 }
@@ -557,6 +582,7 @@ impl Conductor {
             } => self.on_function_call(response_id, &call_id, &name, &arguments, now, out),
             ServerEvent::Error { error } => {
                 let code = error.code.as_deref().map(clip);
+                crate::metrics::realtime_error(code);
                 if error.is_fatal() {
                     tracing::error!(?code, message = %clip(&error.message), "OpenAI Realtime fatal error");
                     let failure = code.map_or(CallFailure::OpenAiError, |code| {
@@ -615,6 +641,7 @@ impl Conductor {
             .record_sent(item_id, base64_decoded_len(delta), now);
         out.push(Action::Twilio(media_message(stream_sid, delta)));
         out.push(Action::Twilio(mark_message(stream_sid, mark)));
+        self.probe.on_assistant_audio(now);
     }
 
     fn on_function_call(
@@ -717,6 +744,7 @@ impl Conductor {
                 ClientEvent::ResponseCreate { response: None }.to_json(),
             ));
         }
+        self.check_cost_cap(now, out);
     }
 
     /// Queues the final mark behind the farewell audio; the call ends when Twilio echoes it.
@@ -781,6 +809,9 @@ mod conductor_machine;
 #[path = "conductor_handover.rs"]
 mod handover;
 pub use handover::{DTMF_OUT_BURST, DTMF_OUT_REFILL, DtmfRefusal, HANDOVER_TIMEOUT};
+#[path = "conductor_cost.rs"]
+mod cost;
+pub use cost::{COST_CAP_INSTRUCTION, CostMeter};
 #[path = "conductor_transfer.rs"]
 mod transfer;
 pub use transfer::{ANSWERED_GRACE, TransferRefusal};

@@ -28,6 +28,7 @@ impl Conductor {
             && let Some(stream_sid) = &self.stream_sid
         {
             out.push(Action::Twilio(clear_message(stream_sid)));
+            self.probe.on_clear(now);
         }
         let cancelled = self.responses.cancel_active().map(str::to_owned);
         if let Some(response_id) = &cancelled {

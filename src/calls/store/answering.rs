@@ -51,6 +51,7 @@ mod tests {
             max_duration_s: None,
             metadata: None,
             answering,
+            max_cost_usd: None,
         }
     }
 
