@@ -811,7 +811,7 @@ mod handover;
 pub use handover::{DTMF_OUT_BURST, DTMF_OUT_REFILL, DtmfRefusal, HANDOVER_TIMEOUT};
 #[path = "conductor_cost.rs"]
 mod cost;
-pub use cost::{COST_CAP_INSTRUCTION, CostMeter};
+pub use cost::{COST_CAP_GOODBYE_TIMEOUT, COST_CAP_INSTRUCTION, CostMeter};
 #[path = "conductor_transfer.rs"]
 mod transfer;
 pub use transfer::{ANSWERED_GRACE, TransferRefusal};
