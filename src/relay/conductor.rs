@@ -197,12 +197,6 @@ impl Conductor {
         &self.record
     }
 
-    /// When the `speech_started` of the last barge-in that cleared Twilio's audio arrived, once: the bridge times
-    /// the `clear` from it ([`crate::relay::latency`]).
-    pub fn take_clear(&mut self) -> Option<Instant> {
-        self.probe.take_clear()
-    }
-
     /// A frame of any kind arrived from Twilio at `now` (parsed or skipped, a ping included): the stream is not
     /// idle. [`Conductor::on_twilio`] notes this itself; the bridge calls it for the frames it does not hand over.
     /// Costs one `Instant` copy.

@@ -10,6 +10,12 @@ use crate::realtime::client_events::ClientEvent;
 use crate::twilio::media::clear_message;
 
 impl Conductor {
+    /// When the `speech_started` of the last barge-in that cleared Twilio's audio arrived, once: the bridge times
+    /// the `clear` from it ([`crate::relay::latency`]).
+    pub fn take_clear(&mut self) -> Option<Instant> {
+        self.probe.take_clear()
+    }
+
     /// Barge-in: the caller started speaking.
     pub(super) fn on_speech_started(&mut self, now: Instant, out: &mut Vec<Action>) {
         if self.voicemail_from.is_some() {
