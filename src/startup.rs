@@ -218,6 +218,7 @@ impl Application {
                     signing: settings.webhooks.secret.is_some(),
                 },
                 voice_mcp_servers: settings.calls.voice_mcp_servers.clone(),
+                daily_cost_budget_usd: settings.cost.daily_cost_budget_usd,
             },
             pending_streams,
             clock,

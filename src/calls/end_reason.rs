@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 /// Why a call ended. Serialized as `caller_hung_up`, `goodbye`, `max_duration`, `hung_up_by_api`, `shutdown`,
-/// `voicemail_left`, `machine_hung_up`, `stream_handover_timeout`, `transferred`, or `error:<what>` (see
+/// `voicemail_left`, `machine_hung_up`, `stream_handover_timeout`, `transferred`, `cost_cap`, or `error:<what>` (see
 /// [`CallFailure`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndReason {
@@ -29,6 +29,9 @@ pub enum EndReason {
     /// The call was transferred to a person (a `<Dial>` they answered); the assistant left the call. The target is in
     /// [`crate::calls::CallRecord::transfers`].
     Transferred,
+    /// The call reached its estimated cost cap (`max_call_cost_usd`, or the call's own `max_cost_usd`): the assistant
+    /// was asked to wrap up, and the call ended after its goodbye.
+    CostCap,
     /// Something failed; printed `error:<what>`.
     Error(CallFailure),
 }
@@ -117,6 +120,7 @@ impl std::fmt::Display for EndReason {
             EndReason::MachineHungUp => f.write_str("machine_hung_up"),
             EndReason::StreamHandoverTimeout => f.write_str("stream_handover_timeout"),
             EndReason::Transferred => f.write_str("transferred"),
+            EndReason::CostCap => f.write_str("cost_cap"),
             EndReason::Error(failure) => write!(f, "error:{failure}"),
         }
     }

@@ -117,6 +117,9 @@ pub struct CallRecord {
     /// the person it went to.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub transfers: Vec<TransferAttempt>,
+    /// The call's estimated cost, set when it ends (see [`crate::cost`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::cost::CallCost>,
 }
 
 /// One transfer of a call to a person (a Twilio call update to `<Dial>`).
@@ -189,6 +192,7 @@ impl CallRecord {
             voicemail_transcript: None,
             handovers: Vec::new(),
             transfers: Vec::new(),
+            cost: None,
         }
     }
 

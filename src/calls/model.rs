@@ -14,6 +14,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::calls::{Direction, DroppedInput, StreamHandover, TransferAttempt, Turn};
+use crate::cost::CallCost;
 use crate::realtime::usage::Usage;
 use crate::twilio::amd::{AnsweredBy, MachinePolicy};
 
@@ -325,6 +326,13 @@ pub struct Attempt {
     /// `say`).
     #[serde(default)]
     pub mode: crate::calls::say::CallMode,
+    /// The call's estimated cost (OpenAI tokens, transcription, Twilio minutes), once it ended; see
+    /// [`crate::cost`].
+    #[serde(default)]
+    pub cost: Option<CallCost>,
+    /// The call's own cost cap, USD, when `place_call` gave one.
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
 }
 
 impl CallView {
@@ -340,6 +348,7 @@ impl CallView {
             outcome: self.outcome.clone(),
             end_reason: self.end_reason.clone(),
             duration_ms: self.duration_ms,
+            cost_usd: self.cost.as_ref().map(|c| c.total_usd),
         }
     }
 }
@@ -367,6 +376,9 @@ pub struct CallSummary {
     pub end_reason: Option<String>,
     /// How long the media stream lasted, in milliseconds, once it ended.
     pub duration_ms: Option<u64>,
+    /// The call's estimated cost in US dollars, once it ended.
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
 }
 
 /// What it takes to store a new call ([`crate::calls::store::CallStore::create`]); the store adds the id, the
@@ -420,6 +432,9 @@ pub struct NewCall {
     /// Who decides what the voice says (`relay`: the agent, through `say`).
     #[serde(default)]
     pub mode: crate::calls::say::CallMode,
+    /// The call's own cost cap, USD (the server's `max_call_cost_usd` still applies when lower).
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
 }
 
 /// Answering machine detection on one call: what was asked for and what happened. Every field is optional in JSON
@@ -563,6 +578,8 @@ mod tests {
             structured_outcome: None,
             mcp_servers: None,
             mode: Default::default(),
+            cost: None,
+            max_cost_usd: None,
         }
     }
 

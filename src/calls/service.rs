@@ -73,6 +73,10 @@ pub struct PlaceCall {
     /// task); without it the model composes a short message from the instructions.
     #[serde(default)]
     pub voicemail_message: Option<String>,
+    /// The call's own estimated cost cap, USD: at it the assistant wraps up and says goodbye (the server's
+    /// `CALLBRIDGE_MAX_CALL_COST_USD` still applies when lower).
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
     /// Keys Twilio presses as soon as the call is answered (an extension known in advance: `ww123`), sent as
     /// Twilio's `SendDigits`: `0-9`, `*`, `#`, `w` for a half-second pause.
     #[serde(default)]
@@ -149,6 +153,8 @@ pub struct OutboundSettings {
     pub webhooks: crate::webhooks::destination::WebhookPolicy,
     /// The remote MCP servers a call may name for its voice (`CALLBRIDGE_VOICE_MCP_SERVERS`).
     pub voice_mcp_servers: crate::realtime::mcp_tools::VoiceMcpServers,
+    /// Once the calls of the UTC day cost this much (estimated), new calls are refused (`CALLBRIDGE_DAILY_COST_BUDGET_USD`).
+    pub daily_cost_budget_usd: Option<f64>,
 }
 
 /// True when nothing more will happen to the call: its status is final and, if it was answered, its record (outcome,
@@ -349,6 +355,31 @@ impl CallService {
         Ok(())
     }
 
+    /// Whether today's estimated spend leaves room for one more call: the calls created since 00:00 UTC cost less
+    /// than `CALLBRIDGE_DAILY_COST_BUDGET_USD` (when set). Inbound and outbound calls both count and are both refused.
+    ///
+    /// # Errors
+    /// [`ServiceError::DailyCostBudgetExhausted`]; [`ServiceError::Store`] when the costs cannot be added up.
+    pub fn check_daily_cost_budget(&self) -> Result<(), ServiceError> {
+        let Some(budget_usd) = self.inner.outbound.daily_cost_budget_usd else {
+            return Ok(());
+        };
+        let midnight = time::OffsetDateTime::now_utc().replace_time(time::Time::MIDNIGHT);
+        let spent_usd = self.inner.store.cost_since(midnight)?;
+        if spent_usd >= budget_usd {
+            tracing::warn!(
+                spent_usd,
+                budget_usd,
+                "call refused: the daily cost budget is spent"
+            );
+            return Err(ServiceError::DailyCostBudgetExhausted {
+                budget_usd,
+                spent_usd,
+            });
+        }
+        Ok(())
+    }
+
     /// The call store. The server reads it directly (reads never wait for a lock in WAL mode) and writes only
     /// through [`CallService::writer`].
     pub fn store(&self) -> &CallStore {
@@ -483,6 +514,14 @@ impl CallService {
             .map(|names| self.inner.outbound.voice_mcp_servers.resolve(names))
             .transpose()
             .map_err(ServiceError::InvalidRequest)?;
+        if request
+            .max_cost_usd
+            .is_some_and(|usd| !usd.is_finite() || usd <= 0.0)
+        {
+            return Err(ServiceError::InvalidRequest(
+                "max_cost_usd must be a number of US dollars above 0".into(),
+            ));
+        }
         if request.max_duration_s == Some(0) {
             return Err(ServiceError::InvalidRequest(
                 "max_duration_s must be at least 1".into(),
@@ -545,6 +584,7 @@ impl CallService {
             outcome_schema,
             mcp_servers,
             mode: request.mode.unwrap_or_default(),
+            max_cost_usd: request.max_cost_usd,
         };
         if let Some(mut schedule) = schedule {
             schedule.send_digits = send_digits.map(|d| d.as_str().to_owned());
@@ -556,6 +596,7 @@ impl CallService {
             // and from then on as a stored `queued` call.
             let _admission = self.lock_admission();
             self.check_daily_budget()?;
+            self.check_daily_cost_budget()?;
             self.check_capacity()?;
             self.inner.reserved.fetch_add(1, Ordering::SeqCst);
             let reserved = self.inner.reserved.clone();
@@ -854,6 +895,7 @@ mod tests {
                 record: false,
                 webhooks: Default::default(),
                 voice_mcp_servers: Default::default(),
+                daily_cost_budget_usd: None,
             },
             Arc::new(move || pending_streams),
         )
@@ -877,6 +919,7 @@ mod tests {
             outcome_schema: None,
             mcp_servers: None,
             mode: Default::default(),
+            max_cost_usd: None,
         }
     }
 

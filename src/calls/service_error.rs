@@ -48,6 +48,17 @@ pub enum ServiceError {
         /// The budget: most outbound calls placed per UTC day.
         budget: u32,
     },
+    /// The daily cost budget is spent: the calls of the UTC day have cost this much already (estimated).
+    #[error(
+        "the daily cost budget of ${budget_usd} (CALLBRIDGE_DAILY_COST_BUDGET_USD) is spent: today's calls cost an \
+         estimated ${spent_usd:.4}; it renews at 00:00 UTC"
+    )]
+    DailyCostBudgetExhausted {
+        /// The budget, USD per UTC day.
+        budget_usd: f64,
+        /// What today's calls cost, estimated, USD.
+        spent_usd: f64,
+    },
     /// The server already has as many calls in progress (or ringing) as it takes at once.
     #[error(
         "{max} calls are already in progress or ringing, the most this server takes at once \
@@ -89,6 +100,7 @@ impl ServiceError {
         match self {
             ServiceError::DestinationNotAllowed(_) => "destination_not_allowed",
             ServiceError::DailyBudgetExhausted { .. } => "daily_budget_exhausted",
+            ServiceError::DailyCostBudgetExhausted { .. } => "daily_cost_budget_exhausted",
             ServiceError::TooManyCalls { .. } => "too_many_calls",
             ServiceError::InvalidNumber(_) => "invalid_number",
             ServiceError::InvalidRequest(_) => "invalid_request",

@@ -156,6 +156,7 @@ impl ApiClient {
             "outcome_schema": request.outcome_schema,
             "mcp_servers": request.mcp_servers,
             "mode": request.mode,
+            "max_cost_usd": request.max_cost_usd,
         });
         let url = self.endpoint(&["calls"])?;
         self.call(Method::Post, url, Some(body), REQUEST_TIMEOUT)

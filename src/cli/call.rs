@@ -116,6 +116,9 @@ pub struct CallArgs {
     /// POST /api/calls/{id}/say or the MCP say tool).
     #[arg(long, value_name = "MODE")]
     pub mode: Option<crate::calls::say::CallMode>,
+    /// The most the call may cost, US dollars (estimated); at it the assistant wraps up and says goodbye.
+    #[arg(long = "max-cost", value_name = "USD")]
+    pub max_cost_usd: Option<f64>,
     /// Place the call, print its id and exit without following it.
     #[arg(long)]
     pub no_follow: bool,
@@ -217,6 +220,7 @@ fn place_request(args: &CallArgs) -> PlaceCall {
         outcome_schema: None,
         mcp_servers: (!args.mcp_servers.is_empty()).then(|| args.mcp_servers.clone()),
         mode: args.mode,
+        max_cost_usd: args.max_cost_usd,
     }
 }
 
@@ -480,6 +484,8 @@ mod tests {
             structured_outcome: None,
             mcp_servers: None,
             mode: Default::default(),
+            cost: None,
+            max_cost_usd: None,
         }
     }
 

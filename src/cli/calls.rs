@@ -143,7 +143,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 }
 
 /// The `list` table: a header row, then one row per call (id, created, direction, the other party, status (see
-/// `list_status`), duration, outcome cut to 60 characters), columns padded to their widest cell.
+/// `list_status`), duration, estimated cost, outcome cut to 60 characters), columns padded to their widest cell.
 pub fn render_list(calls: &[CallSummary]) -> String {
     let header = [
         "ID",
@@ -152,10 +152,11 @@ pub fn render_list(calls: &[CallSummary]) -> String {
         "NUMBER",
         "STATUS",
         "DURATION",
+        "COST",
         "OUTCOME",
     ]
     .map(str::to_owned);
-    let rows: Vec<[String; 7]> = calls
+    let rows: Vec<[String; 8]> = calls
         .iter()
         .map(|call| {
             [
@@ -166,6 +167,7 @@ pub fn render_list(calls: &[CallSummary]) -> String {
                 list_status(call),
                 call.duration_ms
                     .map_or_else(|| "-".to_owned(), format_duration),
+                call.cost_usd.map_or_else(|| "-".to_owned(), format_usd),
                 call.outcome.as_deref().map_or_else(
                     || "-".to_owned(),
                     |o| cut_chars(&printable(o), LIST_OUTCOME_CHARS),
@@ -204,7 +206,7 @@ fn list_status(call: &CallSummary) -> String {
 }
 
 /// The `show` report: header fields, the status timeline, the transcript (`[+12.3s] caller: text`, an interrupted
-/// assistant turn marked `(interrupted)`), outcome, end reason and token usage.
+/// assistant turn marked `(interrupted)`), outcome, end reason, token usage and estimated cost.
 pub fn render_call(call: &CallView) -> String {
     let mut out = String::new();
     let mut field = |label: &str, value: Option<String>| {
@@ -313,6 +315,19 @@ pub fn render_call(call: &CallView) -> String {
         usage.input_token_details.cached_tokens,
         usage.output_tokens
     );
+    if let Some(cost) = &call.cost {
+        let _ = writeln!(
+            out,
+            "{:<14}{} estimated (OpenAI {}, transcription {}, Twilio {}; {} prices of {})",
+            "Cost:",
+            format_usd(cost.total_usd),
+            format_usd(cost.openai_usd),
+            format_usd(cost.transcription_usd),
+            format_usd(cost.twilio_usd),
+            printable(&cost.model),
+            printable(&cost.prices_as_of),
+        );
+    }
     out
 }
 
@@ -411,6 +426,11 @@ fn render_schedule(out: &mut String, call: &CallView) {
     }
 }
 
+/// A dollar amount as `$0.0123` (four decimals: a call costs cents).
+fn format_usd(usd: f64) -> String {
+    format!("${usd:.4}")
+}
+
 /// `inbound` or `outbound-api`.
 fn direction_name(direction: Direction) -> &'static str {
     match direction {
@@ -464,6 +484,7 @@ mod tests {
             outcome: outcome.map(str::to_owned),
             end_reason: Some("goodbye".into()),
             duration_ms: Some(83_400),
+            cost_usd: None,
         }
     }
 
@@ -590,6 +611,8 @@ mod tests {
             structured_outcome: None,
             mcp_servers: None,
             mode: Default::default(),
+            cost: None,
+            max_cost_usd: None,
         };
 
         let report = render_call(&call);

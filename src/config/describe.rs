@@ -184,6 +184,22 @@ impl Settings {
             "peer_stall_timeout_ms",
             self.calls.peer_stall_timeout.as_millis().to_string(),
         );
+        let cost = &self.cost;
+        let dollars = |v: Option<f64>| v.map_or("(none)".to_owned(), |v| format!("{v}"));
+        line("max_call_cost_usd", dollars(cost.max_call_cost_usd));
+        line("daily_cost_budget_usd", dollars(cost.daily_cost_budget_usd));
+        line(
+            "model_prices",
+            format!("(built-in, as of {})", crate::cost::PRICES_AS_OF),
+        );
+        line(
+            "twilio_inbound_price_per_min_usd",
+            cost.prices.twilio_inbound_per_min_usd.to_string(),
+        );
+        line(
+            "twilio_outbound_price_per_min_usd",
+            cost.prices.twilio_outbound_per_min_usd.to_string(),
+        );
         let targets: Vec<String> = self
             .calls
             .transfer_targets

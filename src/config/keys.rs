@@ -12,6 +12,10 @@ pub const DEFAULT_OPENAI_REALTIME_URL: &str = "wss://api.openai.com/v1/realtime"
 pub const DEFAULT_TWILIO_API_BASE_URL: &str = "https://api.twilio.com";
 /// The default realtime model.
 pub const DEFAULT_OPENAI_MODEL: &str = "gpt-realtime-2.1";
+/// The default input transcription model: `gpt-transcribe`, OpenAI's model for the committed turns of a Realtime
+/// session (<https://developers.openai.com/api/docs/models/gpt-transcribe>); `gpt-4o-mini-transcribe` shuts down on
+/// 2027-02-26 (see [`crate::realtime::models`]).
+pub const DEFAULT_TRANSCRIPTION_MODEL: &str = "gpt-transcribe";
 /// The default system message: what the assistant is told before every call.
 pub const DEFAULT_SYSTEM_MESSAGE: &str = "You are a helpful, friendly voice assistant on a phone call. Keep answers \
 short and conversational: one to three sentences. Speak in the caller's language. When the conversation is over and \
@@ -243,6 +247,32 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "end a call whose Twilio or OpenAI socket takes nothing for this long, ms",
     ),
     (
+        "max_call_cost_usd",
+        None,
+        "estimated cost at which a call is wrapped up (the assistant says goodbye), USD; empty: no cap",
+    ),
+    (
+        "daily_cost_budget_usd",
+        None,
+        "estimated spend per UTC day after which new calls are refused, USD; empty: no budget",
+    ),
+    (
+        "model_prices",
+        None,
+        "price overrides, comma-separated model:key=value ... (text_in, text_cached_in, text_out, audio_in, \
+         audio_cached_in, audio_out per 1M tokens; per_min per minute; USD)",
+    ),
+    (
+        "twilio_inbound_price_per_min_usd",
+        None,
+        "Twilio's price per minute of an inbound call, USD (default: US local number)",
+    ),
+    (
+        "twilio_outbound_price_per_min_usd",
+        None,
+        "Twilio's price per minute of an outbound call, USD (default: to a US number)",
+    ),
+    (
         "transfer_targets",
         None,
         "comma-separated name=+E164 people the model may transfer a call to (e.g. front desk=+14155550100); empty \
@@ -426,6 +456,11 @@ pub(super) struct Raw {
     pub(super) webhook_retry_base_ms: Option<String>,
     pub(super) webhook_max_attempts: Option<String>,
     pub(super) voice_mcp_servers: Option<JsonOrTables>,
+    pub(super) max_call_cost_usd: Option<String>,
+    pub(super) daily_cost_budget_usd: Option<String>,
+    pub(super) model_prices: Option<ListOrCsv>,
+    pub(super) twilio_inbound_price_per_min_usd: Option<String>,
+    pub(super) twilio_outbound_price_per_min_usd: Option<String>,
 }
 
 /// A setting of JSON objects: a JSON array in one string (environment), or an array of TOML tables.

@@ -16,7 +16,7 @@ use super::keys::{
     DEFAULT_SYSTEM_MESSAGE, DEFAULT_TWILIO_API_BASE_URL, ListOrCsv, Raw,
 };
 use super::{
-    AmdSettings, CallSettings, ConfigError, LogFormat, RealtimeSettings, Requirement,
+    AmdSettings, CallSettings, ConfigError, CostSettings, LogFormat, RealtimeSettings, Requirement,
     SecuritySettings, Settings, TwilioSettings,
 };
 use crate::phone::{E164, is_e164_prefix};
@@ -37,6 +37,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
     let amd = amd(&mut errors, &mut raw);
     let recording = super::recording::recording(&mut errors, &mut raw);
     let webhooks = super::webhooks::webhooks(&mut errors, &mut raw, required);
+    let cost = cost(&mut errors, &mut raw);
 
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(errors));
@@ -69,6 +70,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
         calls,
         recording,
         webhooks,
+        cost,
         sources: Default::default(),
     })
 }
@@ -169,7 +171,7 @@ fn realtime(
     let transcription_model = match nonempty(raw.transcription_model.take()) {
         Some(model) if model == "none" => None,
         Some(model) => Some(model),
-        None => Some("gpt-4o-mini-transcribe".to_owned()),
+        None => Some(super::keys::DEFAULT_TRANSCRIPTION_MODEL.to_owned()),
     };
     let goodbye_phrases = raw
         .goodbye_phrases
@@ -544,6 +546,56 @@ fn calls(errors: &mut Vec<String>, raw: &mut Raw) -> CallSettings {
         farewell_grace: Duration::from_millis(farewell_grace_ms),
         max_frame_bytes,
         peer_stall_timeout: Duration::from_millis(peer_stall_timeout_ms),
+    }
+}
+
+/// The price table (built-in prices, `CALLBRIDGE_MODEL_PRICES` overrides, Twilio's per-minute prices), the per-call
+/// cost cap and the daily cost budget; every price and limit is a number of dollars, at least 0.
+fn cost(errors: &mut Vec<String>, raw: &mut Raw) -> CostSettings {
+    let mut prices = crate::cost::PriceTable::default();
+    for item in raw
+        .model_prices
+        .take()
+        .map(ListOrCsv::into_vec)
+        .unwrap_or_default()
+    {
+        if let Err(e) = prices.apply_override(&item) {
+            errors.push(format!("CALLBRIDGE_MODEL_PRICES is invalid: {e}"));
+        }
+    }
+    let mut usd = |name: &str, value: Option<String>| -> Option<f64> {
+        let text = nonempty(value)?;
+        match text.parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= 0.0 => Some(v),
+            _ => {
+                errors.push(format!(
+                    "{name} is invalid: {text:?} (a number of US dollars, at least 0)"
+                ));
+                None
+            }
+        }
+    };
+    if let Some(v) = usd(
+        "CALLBRIDGE_TWILIO_INBOUND_PRICE_PER_MIN_USD",
+        raw.twilio_inbound_price_per_min_usd.take(),
+    ) {
+        prices.twilio_inbound_per_min_usd = v;
+    }
+    if let Some(v) = usd(
+        "CALLBRIDGE_TWILIO_OUTBOUND_PRICE_PER_MIN_USD",
+        raw.twilio_outbound_price_per_min_usd.take(),
+    ) {
+        prices.twilio_outbound_per_min_usd = v;
+    }
+    let max_call_cost_usd = usd("CALLBRIDGE_MAX_CALL_COST_USD", raw.max_call_cost_usd.take());
+    let daily_cost_budget_usd = usd(
+        "CALLBRIDGE_DAILY_COST_BUDGET_USD",
+        raw.daily_cost_budget_usd.take(),
+    );
+    CostSettings {
+        prices,
+        max_call_cost_usd,
+        daily_cost_budget_usd,
     }
 }
 

@@ -79,6 +79,8 @@ pub struct Settings {
     pub recording: recording::RecordingSettings,
     /// Signed webhooks: the default destination, the secret, the retry schedule.
     pub webhooks: webhooks::WebhookSettings,
+    /// Prices, the per-call cost cap and the daily cost budget.
+    pub cost: CostSettings,
     /// Where each value came from (default, `.env`, environment, `callbridge.toml`), for `check-config`.
     pub sources: Sources,
 }
@@ -191,6 +193,17 @@ pub struct CallSettings {
     /// The remote MCP servers the voice may use (`CALLBRIDGE_VOICE_MCP_SERVERS`): those marked `default` go into
     /// every session; a call may name others by label.
     pub voice_mcp_servers: crate::realtime::mcp_tools::VoiceMcpServers,
+}
+
+/// What calls cost and how much they may cost (see [`crate::cost`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostSettings {
+    /// The price table: the built-in prices with the overrides of `CALLBRIDGE_MODEL_PRICES` and the Twilio prices.
+    pub prices: crate::cost::PriceTable,
+    /// At this estimated cost a call is wrapped up: the assistant says goodbye and the call ends (`cost_cap`), USD.
+    pub max_call_cost_usd: Option<f64>,
+    /// Once the calls of the UTC day have cost this much (estimated), new calls are refused, USD.
+    pub daily_cost_budget_usd: Option<f64>,
 }
 
 /// Answering machine detection on outbound calls (see [`crate::twilio::amd`]).
@@ -394,6 +407,26 @@ impl Settings {
             },
             mcp_servers: self.calls.voice_mcp_servers.tools_for(None),
         }
+    }
+
+    /// One warning line per configured model (the Realtime model, the input transcription model) that OpenAI has
+    /// deprecated, as of `today` (`YYYY-MM-DD`); see [`crate::realtime::models`].
+    pub fn model_warnings(&self, today: &str) -> Vec<String> {
+        let rt = &self.realtime;
+        let mut warnings = Vec::new();
+        warnings.extend(crate::realtime::models::deprecation_warning(
+            "openai_model",
+            &rt.model,
+            today,
+        ));
+        if let Some(model) = &rt.transcription_model {
+            warnings.extend(crate::realtime::models::deprecation_warning(
+                "transcription_model",
+                model,
+                today,
+            ));
+        }
+        warnings
     }
 
     /// The call records database file: `data_dir/callbridge.db`.

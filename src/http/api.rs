@@ -109,7 +109,8 @@ impl ResponseError for ApiError {
                 // The operator's policy refuses this destination: not a malformed request, not retryable.
                 ServiceError::DestinationNotAllowed(_) => StatusCode::FORBIDDEN,
                 // A quota of the caller's: retry tomorrow.
-                ServiceError::DailyBudgetExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
+                ServiceError::DailyBudgetExhausted { .. }
+                | ServiceError::DailyCostBudgetExhausted { .. } => StatusCode::TOO_MANY_REQUESTS,
                 // The server is at capacity for now, whoever asks: retry when a call has ended.
                 ServiceError::TooManyCalls { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 ServiceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,

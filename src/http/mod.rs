@@ -1,6 +1,6 @@
 //! HTTP route handlers: `/health`, `/ready`, the `/incoming-call`, `/outbound-call/{id}`, `/amd-status/{id}`,
-//! `/call-status`, `/recording-status/{id}` and `/transfer/{id}/whisper|action` webhooks, the `/media-stream/{token}` upgrade, the
-//! bearer-protected `/api` REST API and `/mcp`.
+//! `/call-status`, `/recording-status/{id}` and `/transfer/{id}/whisper|action` webhooks, the `/media-stream/{token}`
+//! upgrade, the bearer-protected `/api` REST API, `/mcp` and `/metrics` (Prometheus).
 //!
 //! [`configure`] registers every route on an actix `ServiceConfig`; [`crate::startup`] and the tests share it.
 //! Request bodies are limited in size and time on every route by [`body_guard::guard_body`] (wrapped around the
@@ -17,6 +17,7 @@ pub mod media_stream;
 pub mod outbound;
 pub mod rate_limit;
 pub mod recording;
+pub mod scrape;
 pub mod state;
 pub mod transfer;
 pub mod voice;
@@ -75,6 +76,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
         .route(
             "/media-stream/{token}",
             web::get().to(media_stream::media_stream),
+        )
+        .service(
+            web::resource("/metrics")
+                .wrap(from_fn(auth::require_bearer))
+                .route(web::get().to(scrape::metrics)),
         )
         .configure(|cfg| api::configure(cfg, max_body_bytes));
     cfg.service(mcp::service(max_body_bytes));

@@ -72,6 +72,7 @@ pub async fn outbound_call(
     call_id: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, WebhookError> {
+    let _timer = crate::metrics::WebhookTimer::start("outbound-call");
     let call_id = call_id.into_inner();
     let base = request_public_base(&state, &req)?;
     let params = verify_form(&state, &req, &base, &outbound_call_path(&call_id), &body)?;
@@ -209,6 +210,7 @@ pub async fn outbound_call(
             public_base: base.clone(),
             outcome_schema,
             mode: call.mode,
+            max_cost_usd: call.max_cost_usd,
         },
         &prelude,
     );

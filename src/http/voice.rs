@@ -39,6 +39,7 @@ pub async fn incoming_call(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, WebhookError> {
+    let _timer = crate::metrics::WebhookTimer::start("incoming-call");
     let base = request_public_base(&state, &req)?;
     let params = verify_form(&state, &req, &base, INCOMING_CALL_PATH, &body)?;
     let call_sid = required_call_sid(&params)?;
@@ -94,6 +95,10 @@ pub async fn incoming_call(
         tracing::info!(%from, %to, "incoming call rejected busy: the concurrency cap is reached");
         return Ok(twiml_response(twiml::reject(twiml::RejectReason::Busy)));
     }
+    if known.is_none() && state.calls.check_daily_cost_budget().is_err() {
+        tracing::info!(%from, %to, "incoming call rejected busy: the daily cost budget is spent");
+        return Ok(twiml_response(twiml::reject(twiml::RejectReason::Busy)));
+    }
     let mut stored = None;
     let mut record = state.settings.recording.inbound;
     let call_id = match known {
@@ -128,6 +133,7 @@ pub async fn incoming_call(
                         outcome_schema: None,
                         mcp_servers: None,
                         mode: Default::default(),
+                        max_cost_usd: None,
                     }),
                     answered: true,
                 },
@@ -166,6 +172,7 @@ pub async fn incoming_call(
             mode: Default::default(),
             public_base: base.clone(),
             outcome_schema: None,
+            max_cost_usd: None,
         },
         &prelude,
     );

@@ -94,6 +94,11 @@ pub struct PlaceCallArgs {
     /// then only context for tone and pronunciation. Default "autonomous": the voice model holds the conversation.
     #[serde(default)]
     pub mode: Option<crate::calls::say::CallMode>,
+    /// The most this call may cost, in US dollars (estimated from OpenAI's token usage and Twilio's minutes). At it
+    /// the voice model wraps up and says goodbye, and the call ends with end_reason cost_cap. The server's own cap
+    /// still applies when lower. get_call shows the call's cost.
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
 }
 
 impl From<PlaceCallArgs> for PlaceCall {
@@ -117,6 +122,7 @@ impl From<PlaceCallArgs> for PlaceCall {
             outcome_schema: args.outcome_schema.map(serde_json::Value::Object),
             mcp_servers: args.mcp_servers,
             mode: args.mode,
+            max_cost_usd: args.max_cost_usd,
         }
     }
 }

@@ -190,6 +190,8 @@ fn sample_call(id: &str, status: CallStatus) -> CallView {
         structured_outcome: None,
         mcp_servers: None,
         mode: Default::default(),
+        cost: None,
+        max_cost_usd: None,
     }
 }
 

@@ -185,6 +185,8 @@ mod tests {
             structured_outcome: None,
             mcp_servers: None,
             mode: Default::default(),
+            cost: None,
+            max_cost_usd: None,
         }
     }
 

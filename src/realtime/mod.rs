@@ -4,6 +4,7 @@
 pub mod client;
 pub mod client_events;
 pub mod mcp_tools;
+pub mod models;
 pub mod rebind;
 pub mod server_events;
 pub mod session;

@@ -301,6 +301,9 @@ impl Bridge {
                     )
                 },
             );
+            if let Some(received) = conductor.take_clear() {
+                crate::metrics::barge_in_cleared(received.elapsed());
+            }
             // What was queued leaves now, before the loop waits again.
             link.write_ready();
             if let Some(reason) = end {
@@ -456,7 +459,8 @@ pub fn close_reason(reason: &EndReason) -> Option<CloseReason> {
         | EndReason::VoicemailLeft
         | EndReason::MachineHungUp
         | EndReason::StreamHandoverTimeout
-        | EndReason::Transferred => CloseCode::Normal,
+        | EndReason::Transferred
+        | EndReason::CostCap => CloseCode::Normal,
         EndReason::Error(failure) => match failure {
             CallFailure::TwilioStalled => return None,
             CallFailure::FrameTooLarge => CloseCode::Size,
@@ -498,6 +502,7 @@ pub fn log_record(record: &CallRecord) {
         turns = record.turns.len(),
         transfers = record.transfers.len(),
         total_tokens = record.usage.total_tokens,
+        cost_usd = record.cost.as_ref().map_or(0.0, |c| c.total_usd),
         record = %json,
         "call ended"
     );

@@ -51,6 +51,8 @@ pub struct StreamPlan {
     pub outcome_schema: Option<Arc<crate::calls::outcome::OutcomeSchema>>,
     /// Who decides what the voice says (`relay`: the agent, through `say`).
     pub mode: crate::calls::say::CallMode,
+    /// The call's own estimated cost cap, USD (`place_call`'s `max_cost_usd`); the server's applies when lower.
+    pub max_cost_usd: Option<f64>,
 }
 
 /// A call between its webhook and its media stream: what its stream needs, and its Realtime session being opened.
@@ -88,6 +90,27 @@ pub struct CallDeps {
     pub transfers: crate::relay::transfer::Transfers,
 }
 
+/// The cost meter of a call of `direction` with its own cap `max_cost_usd`: the configured model's and transcription
+/// model's prices, and the lower of the call's cap and `CALLBRIDGE_MAX_CALL_COST_USD`.
+fn cost_meter(
+    settings: &Settings,
+    &(direction, max_cost_usd): &(Direction, Option<f64>),
+) -> crate::relay::conductor::CostMeter {
+    let realtime = &settings.realtime;
+    let cap_usd = match (max_cost_usd, settings.cost.max_call_cost_usd) {
+        (Some(own), Some(server)) => Some(own.min(server)),
+        (own, server) => own.or(server),
+    };
+    crate::relay::conductor::CostMeter {
+        rates: settings.cost.prices.rates(
+            &realtime.model,
+            realtime.transcription_model.as_deref(),
+            direction == Direction::Inbound,
+        ),
+        cap_usd,
+    }
+}
+
 /// Runs the call `call_sid` on its accepted media stream to its end: waits for the pre-connected Realtime session
 /// (a failure ends the call with close code 1011 and `error:` + OpenAI's refusal code, e.g. `error:invalid_api_key`,
 /// or `error:openai_unavailable` when OpenAI could not be reached or gave no code), then bridges the two until either
@@ -100,6 +123,7 @@ pub async fn run_call(
     pending: PendingCall,
 ) {
     let PendingCall { plan, preconnect } = pending;
+    let plan_cost = (plan.direction, plan.max_cost_usd);
     let link = preconnect.ready().await;
     let persistence = plan.call_id.clone().map(|call_id| Persistence {
         calls: deps.calls.clone(),
@@ -130,6 +154,7 @@ pub async fn run_call(
             if let Some(persistence) = &persistence {
                 persistence.finish(&record);
             }
+            crate::metrics::call_ended(&record);
             return;
         }
     };
@@ -168,8 +193,10 @@ pub async fn run_call(
     if plan.mode == crate::calls::say::CallMode::Relay {
         conductor.set_relay_mode();
     }
+    conductor.set_cost_meter(cost_meter(&deps.settings, &plan_cost));
+    let live_metric = crate::metrics::call_live();
     // The bridge stores and logs the finished record; the call is unregistered once it has.
-    Bridge {
+    let record = Bridge {
         twilio,
         twilio_frames: frames,
         link,
@@ -184,6 +211,8 @@ pub async fn run_call(
     }
     .run()
     .await;
+    crate::metrics::call_ended(&record);
+    drop(live_metric);
     drop(attachment_guard);
     drop(guard);
 }

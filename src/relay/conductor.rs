@@ -157,6 +157,12 @@ pub struct Conductor {
     outcome: outcome::OutcomeState,
     /// Relay mode (the agent decides every word) and the agent's say under way.
     say: say::SayState,
+    /// The call's cost meter and cap, when metered.
+    cost: Option<cost::CostMeter>,
+    /// Why the call ends once the wrap-up under `shutdown_deadline` is over, when not `shutdown` (the cost cap).
+    wrap_up_reason: Option<EndReason>,
+    /// Latency spans and frame counts for the metrics.
+    probe: crate::relay::latency::LatencyProbe,
 }
 
 impl Conductor {
@@ -188,6 +194,9 @@ impl Conductor {
             transfer: transfer::TransferState::default(),
             outcome: outcome::OutcomeState::default(),
             say: say::SayState::default(),
+            cost: None,
+            wrap_up_reason: None,
+            probe: Default::default(),
         }
     }
 
@@ -241,6 +250,8 @@ impl Conductor {
         }
         let duration_ms = self.offset_ms(now);
         self.transcript.flush(&mut self.record, duration_ms);
+        self.price_record(duration_ms);
+        self.probe.flush(self.record.skipped_frames);
         if let Some(from) = self.voicemail_from {
             let words: Vec<&str> = self.record.turns[from.min(self.record.turns.len())..]
                 .iter()
@@ -290,7 +301,7 @@ impl Conductor {
     /// Why the call ends when its goodbye has played: `shutdown` while the server shuts down, else `goodbye`.
     fn goodbye_reason(&self) -> EndReason {
         if self.shutdown_deadline.is_some() {
-            EndReason::Shutdown
+            self.wrap_up_reason.clone().unwrap_or(EndReason::Shutdown)
         } else if self.voicemail_from.is_some() {
             EndReason::VoicemailLeft
         } else {
@@ -356,8 +367,10 @@ impl Conductor {
             .shutdown_deadline
             .is_some_and(|deadline| now >= deadline)
         {
-            tracing::info!("no goodbye in time while shutting down; hanging up");
-            out.push(Action::HangUp(EndReason::Shutdown));
+            tracing::info!("no goodbye in time while wrapping up; hanging up");
+            out.push(Action::HangUp(
+                self.wrap_up_reason.clone().unwrap_or(EndReason::Shutdown),
+            ));
         }
     }
 
@@ -383,6 +396,7 @@ impl Conductor {
             TwilioEvent::Media { media, .. } => {
                 self.on_handover_media(now);
                 if self.stream_sid.is_some() {
+                    self.probe.on_caller_frame();
                     out.push(Action::OpenAi(
                         ClientEvent::InputAudioBufferAppend {
                             audio: media.payload,
@@ -430,6 +444,7 @@ impl Conductor {
                 tracing::info!(stream_sid = %stream_sid, "media stream started");
                 self.record.stream_sid = Some(stream_sid.clone());
                 self.stream_sid = Some(stream_sid);
+                self.probe.on_stream_start(now);
                 if let Some(step) = self.machine.as_mut().and_then(MachineHold::on_stream_start) {
                     self.take_machine_step(step, out);
                 } else if self.config.assistant_speaks_first && !self.is_holding() {
@@ -511,6 +526,7 @@ impl Conductor {
                 delta,
             } => self.on_audio_delta(response_id, item_id, delta, now, out),
             ServerEvent::SpeechStarted { item_id, .. } => {
+                self.probe.on_speech_started();
                 let say_ends = self.say_on_speech_started(&item_id, now);
                 self.on_speech_started(now, out);
                 if say_ends {
@@ -518,6 +534,7 @@ impl Conductor {
                 }
             }
             ServerEvent::SpeechStopped { .. } => {
+                self.probe.on_speech_stopped(now);
                 if let Some(hold) = &mut self.machine {
                     hold.on_speech_stopped();
                 }
@@ -583,6 +600,7 @@ impl Conductor {
             } => self.on_function_call(response_id, &call_id, &name, &arguments, now, out),
             ServerEvent::Error { error } => {
                 let code = error.code.as_deref().map(clip);
+                crate::metrics::realtime_error(code);
                 if error.is_fatal() {
                     tracing::error!(?code, message = %clip(&error.message), "OpenAI Realtime fatal error");
                     let failure = code.map_or(CallFailure::OpenAiError, |code| {
@@ -645,6 +663,7 @@ impl Conductor {
             .record_sent(item_id, base64_decoded_len(delta), now);
         out.push(Action::Twilio(media_message(stream_sid, delta)));
         out.push(Action::Twilio(mark_message(stream_sid, mark)));
+        self.probe.on_assistant_audio(now);
     }
 
     fn on_function_call(
@@ -752,6 +771,7 @@ impl Conductor {
                 ClientEvent::ResponseCreate { response: None }.to_json(),
             ));
         }
+        self.check_cost_cap(now, out);
     }
 
     /// Queues the final mark behind the farewell audio; the call ends when Twilio echoes it.
@@ -823,6 +843,9 @@ pub use handover::{DTMF_OUT_BURST, DTMF_OUT_REFILL, DtmfRefusal, HANDOVER_TIMEOU
 mod outcome;
 #[path = "conductor_say.rs"]
 mod say;
+#[path = "conductor_cost.rs"]
+mod cost;
+pub use cost::{COST_CAP_GOODBYE_TIMEOUT, COST_CAP_INSTRUCTION, CostMeter};
 #[path = "conductor_transfer.rs"]
 mod transfer;
 pub use say::say_report_at_end;

@@ -10,6 +10,12 @@ use crate::realtime::client_events::ClientEvent;
 use crate::twilio::media::clear_message;
 
 impl Conductor {
+    /// When the `speech_started` of the last barge-in that cleared Twilio's audio arrived, once: the bridge times
+    /// the `clear` from it ([`crate::relay::latency`]).
+    pub fn take_clear(&mut self) -> Option<Instant> {
+        self.probe.take_clear()
+    }
+
     /// Barge-in: the caller started speaking.
     pub(super) fn on_speech_started(&mut self, now: Instant, out: &mut Vec<Action>) {
         if self.voicemail_from.is_some() {
@@ -28,6 +34,7 @@ impl Conductor {
             && let Some(stream_sid) = &self.stream_sid
         {
             out.push(Action::Twilio(clear_message(stream_sid)));
+            self.probe.on_clear(now);
         }
         let cancelled = self.responses.cancel_active().map(str::to_owned);
         if let Some(response_id) = &cancelled {

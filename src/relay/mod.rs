@@ -6,6 +6,7 @@ pub mod call;
 pub mod conductor;
 pub mod goodbye;
 pub mod handover;
+pub mod latency;
 pub mod machine;
 pub mod media_link;
 pub mod playback;

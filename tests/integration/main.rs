@@ -19,6 +19,7 @@ mod hostile;
 mod inbound_call;
 mod limits;
 mod logs;
+mod metering;
 mod module_graph;
 mod outbound;
 mod outcomes;

@@ -71,6 +71,7 @@ fn new_call(direction: Direction, from: &str, to: &str) -> NewCall {
         outcome_schema: None,
         mcp_servers: None,
         mode: Default::default(),
+        max_cost_usd: None,
     }
 }
 

@@ -61,6 +61,7 @@ mod tests {
             outcome_schema: None,
             mcp_servers: None,
             mode: Default::default(),
+            max_cost_usd: None,
         }
     }
 

@@ -276,7 +276,7 @@ impl CallStore {
         tx.execute(
             "INSERT INTO calls (id, direction, from_number, to_number, call_sid, status, instructions, greeting, \
              voice, language, max_duration_s, metadata, created_at_ns, usage, answering_machine, voicemail_message, \
-             webhook_url) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+             webhook_url, max_cost_usd) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             params![
                 id,
                 call.direction,
@@ -295,6 +295,7 @@ impl CallStore {
                 call.answering.answering_machine.map(|p| p.as_str()),
                 call.answering.voicemail_message,
                 call.webhook_url,
+                call.max_cost_usd,
             ],
         )
         .map_err(ctx("store a new call"))?;
@@ -310,6 +311,9 @@ impl CallStore {
                         .as_ref()
                         .map(|labels| serde_json::json!(labels).to_string()),
                 ],
+            )
+            .map_err(ctx("store a new call"))?;
+        }
         if call.mode != crate::calls::say::CallMode::default() {
             tx.execute(
                 "UPDATE calls SET mode = ?2 WHERE id = ?1",
@@ -493,8 +497,8 @@ impl CallStore {
                  duration_ms = ?4, usage = ?5, stream_sid = COALESCE(?6, stream_sid), \
                  ended_at_ns = COALESCE(?7, ended_at_ns), call_sid = COALESCE(call_sid, ?8), skipped_frames = ?9, \
                  dropped = ?10, answered_by = COALESCE(answered_by, ?11), voicemail_left = ?12, \
-                 voicemail_transcript = COALESCE(?13, voicemail_transcript), handovers = ?14, transfers = ?15 \
-                 WHERE id = ?1",
+                 voicemail_transcript = COALESCE(?13, voicemail_transcript), handovers = ?14, transfers = ?15, \
+                 cost = COALESCE(?16, cost), cost_usd = COALESCE(?17, cost_usd) WHERE id = ?1",
                 params![
                     id,
                     record.outcome,
@@ -511,6 +515,8 @@ impl CallStore {
                     record.voicemail_transcript,
                     list_json(&record.handovers),
                     list_json(&record.transfers),
+                    record.cost.as_ref().and_then(|c| serde_json::to_string(c).ok()),
+                    record.cost.as_ref().map(|c| c.total_usd),
                 ],
             )
             .map_err(ctx(CONTEXT))?;
@@ -604,6 +610,23 @@ impl CallStore {
             .map(|n| n.0)
             .map_err(ctx(CONTEXT))?;
         Ok(placed.saturating_add(scheduling::count_attempts_since(&conn, since_ns)?))
+    }
+
+    /// The estimated cost of the calls created at or after `since`, inbound and outbound, USD (calls still in
+    /// progress count as nothing until they end).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Sqlite`] when the read fails, [`StoreError::OutOfRange`] for a time outside 1677–2262.
+    pub fn cost_since(&self, since: OffsetDateTime) -> Result<f64, StoreError> {
+        let since_ns = to_ns(since, "since")?;
+        let conn = self.read();
+        conn.query_row(
+            "SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE created_at_ns >= ?1",
+            params![since_ns],
+            |row| row.get::<_, f64>(0),
+        )
+        .map_err(ctx("add up the cost of calls"))
     }
 
     /// How many outbound calls created (or, for a scheduled or retried call, whose latest attempt started) at or
@@ -848,6 +871,7 @@ mod tests {
             outcome_schema: None,
             mcp_servers: None,
             mode: Default::default(),
+            max_cost_usd: None,
         }
     }
 

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use super::{StoreError, ctx};
 use crate::calls::model::{Answering, CallError, CallStatus, CallSummary, CallView, StatusChange};
 use crate::calls::{Direction, DroppedInput, Speaker, StreamHandover, TransferAttempt, Turn};
+use crate::cost::CallCost;
 use crate::realtime::usage::Usage;
 use crate::twilio::amd::{AnsweredBy, MachinePolicy};
 
@@ -16,10 +17,10 @@ pub(super) const VIEW_COLUMNS: &str = "id, direction, from_number, to_number, ca
      language, max_duration_s, metadata, outcome, end_reason, error_code, error_message, created_at_ns, \
      answered_at_ns, ended_at_ns, duration_ms, usage, stream_sid, skipped_frames, dropped, answering_machine, \
      voicemail_message, answered_by, voicemail_left, voicemail_transcript, handovers, transfers, webhook_url, \
-     outcome_schema, structured_outcome, mcp_servers, mode";
+     outcome_schema, structured_outcome, mcp_servers, mode, cost, max_cost_usd";
 
 /// The columns of `calls` that make a [`CallSummary`], in [`summary_from_row`]'s order.
-pub(super) const SUMMARY_COLUMNS: &str = "id, direction, from_number, to_number, status, created_at_ns, outcome, end_reason, duration_ms";
+pub(super) const SUMMARY_COLUMNS: &str = "id, direction, from_number, to_number, status, created_at_ns, outcome, end_reason, duration_ms, cost";
 
 /// Reads a whole call: its row, its timeline and its transcript.
 pub(super) fn read_view(conn: &Connection, id: &str) -> Result<Option<CallView>, StoreError> {
@@ -146,6 +147,8 @@ pub(super) fn view_from_row(row: &Row<'_>) -> rusqlite::Result<CallView> {
             .as_deref()
             .and_then(crate::calls::say::CallMode::parse)
             .unwrap_or_default(),
+        cost: row.get::<_, Option<Json<CallCost>>>("cost")?.map(|j| j.0),
+        max_cost_usd: row.get("max_cost_usd")?,
     })
 }
 
@@ -161,6 +164,9 @@ pub(super) fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<CallSummary> {
         outcome: row.get(6)?,
         end_reason: row.get(7)?,
         duration_ms: row.get::<_, Option<Unsigned>>(8)?.map(|n| n.0),
+        cost_usd: row
+            .get::<_, Option<Json<CallCost>>>(9)?
+            .map(|j| j.0.total_usd),
     })
 }
 

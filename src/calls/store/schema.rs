@@ -159,6 +159,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE calls ADD COLUMN mode TEXT NOT NULL DEFAULT 'autonomous';
     ",
+    // The estimated cost of a call (`CallRecord::cost`, JSON, and its total in dollars for the daily budget) and an
+    // outbound call's own cost cap.
+    "
+    ALTER TABLE calls ADD COLUMN cost TEXT;
+    ALTER TABLE calls ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0;
+    ALTER TABLE calls ADD COLUMN max_cost_usd REAL;
+    ",
 ];
 
 /// Brings the schema up to the newest version, one migration at a time, each in its own transaction.

@@ -485,6 +485,7 @@ mod assistant_audio;
 mod barge_in;
 mod call_end;
 mod call_record;
+mod cost_cap;
 mod dtmf;
 mod floods;
 mod goodbye_phrase;
