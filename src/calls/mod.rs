@@ -107,6 +107,27 @@ pub struct CallRecord {
     /// the person it went to.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub transfers: Vec<TransferAttempt>,
+    /// Each time the call moved to a new OpenAI Realtime session (the session limit, or a session OpenAI closed),
+    /// in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollovers: Vec<SessionRollover>,
+}
+
+/// One move of a call to a new OpenAI Realtime session, seeded with the conversation so far; the call, its record
+/// and its transcript go on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRollover {
+    /// Seconds from the start of the call to the switch.
+    pub at_s: u64,
+    /// The gap in the audio path, ms: from the old session's last use (the switch, or the moment OpenAI closed it)
+    /// to the new session taking the caller's audio (the first caller frame forwarded to it). `None` when no
+    /// caller audio reached the new session before the call ended.
+    pub gap_ms: Option<u64>,
+    /// Why: `session_limit` (the planned rollover before OpenAI's limit) or `session_closed` (OpenAI closed the
+    /// session unexpectedly; the assistant apologised and went on).
+    pub reason: String,
+    /// Attempts it took to open the new session (1 when the first succeeded).
+    pub attempts: u32,
 }
 
 /// One transfer of a call to a person (a Twilio call update to `<Dial>`).
@@ -178,6 +199,7 @@ impl CallRecord {
             voicemail_transcript: None,
             handovers: Vec::new(),
             transfers: Vec::new(),
+            rollovers: Vec::new(),
         }
     }
 

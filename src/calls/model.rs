@@ -226,6 +226,10 @@ pub struct CallView {
     /// the last one's target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transfers: Vec<TransferAttempt>,
+    /// Each move of the call to a new OpenAI Realtime session (the session limit, or a session OpenAI closed), once
+    /// the call ended: `{at_s, gap_ms, reason, attempts}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollovers: Vec<crate::calls::SessionRollover>,
 }
 
 impl CallView {
@@ -434,6 +438,7 @@ mod tests {
             dropped: Default::default(),
             handovers: Vec::new(),
             transfers: Vec::new(),
+            rollovers: Vec::new(),
             usage: Usage {
                 total_tokens: 12,
                 ..Usage::default()

@@ -351,6 +351,7 @@ mod tests {
             dropped: Default::default(),
             handovers: Vec::new(),
             transfers: Vec::new(),
+            rollovers: Vec::new(),
             usage: Default::default(),
             answering: Default::default(),
         }

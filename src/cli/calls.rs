@@ -462,6 +462,7 @@ mod tests {
             dropped: Default::default(),
             handovers: Vec::new(),
             transfers: Vec::new(),
+            rollovers: Vec::new(),
             usage: Usage {
                 total_tokens: 900,
                 input_tokens: 600,

@@ -248,6 +248,33 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "comma-separated name=+E164 people the model may transfer a call to (e.g. front desk=+14155550100); empty \
          offers no transfer tool",
     ),
+    (
+        "realtime_session_limit_s",
+        None,
+        "open a fresh Realtime session and switch the call over to it after this long, seconds (OpenAI ends a \
+         session at 60 minutes)",
+    ),
+    (
+        "realtime_reconnect_attempts",
+        None,
+        "times a call reopens a Realtime session OpenAI closed unexpectedly before it ends; 0 ends the call at once",
+    ),
+    (
+        "truncation",
+        None,
+        "what OpenAI drops when the conversation outgrows its limit: retention_ratio, auto or disabled",
+    ),
+    (
+        "truncation_retention_ratio",
+        None,
+        "retention_ratio: fraction of the conversation kept when truncating, 0.0 to 1.0",
+    ),
+    (
+        "truncation_max_tokens",
+        None,
+        "retention_ratio: conversation tokens (after the instructions) that trigger a truncation; empty: the \
+         model's limit",
+    ),
 ];
 
 /// The default `goodbye_phrases`: farewell phrases in English, Spanish, French, German, Italian, Portuguese and Dutch. Chosen for precision: words that
@@ -369,6 +396,11 @@ pub(super) struct Raw {
     pub(super) max_frame_bytes: Option<String>,
     pub(super) peer_stall_timeout_ms: Option<String>,
     pub(super) transfer_targets: Option<ListOrCsv>,
+    pub(super) realtime_session_limit_s: Option<String>,
+    pub(super) realtime_reconnect_attempts: Option<String>,
+    pub(super) truncation: Option<String>,
+    pub(super) truncation_retention_ratio: Option<String>,
+    pub(super) truncation_max_tokens: Option<String>,
 }
 
 /// A list setting: a TOML array, or a comma-separated string (environment).

@@ -163,6 +163,7 @@ fn sample_call(id: &str, status: CallStatus) -> CallView {
         dropped: Default::default(),
         handovers: Vec::new(),
         transfers: Vec::new(),
+        rollovers: Vec::new(),
         usage: Usage::default(),
         answering: Default::default(),
     }

@@ -175,6 +175,7 @@ mod tests {
             dropped: Default::default(),
             handovers: Vec::new(),
             transfers: Vec::new(),
+            rollovers: Vec::new(),
             usage: Usage::default(),
             answering: Default::default(),
         }

@@ -6,4 +6,5 @@ pub mod client_events;
 pub mod rebind;
 pub mod server_events;
 pub mod session;
+pub mod truncation;
 pub mod usage;

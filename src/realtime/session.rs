@@ -43,6 +43,8 @@ pub struct SessionConfig {
     pub transcription_model: Option<String>,
     /// Function tools the model may call.
     pub tools: Vec<FunctionTool>,
+    /// What OpenAI drops once the conversation outgrows the input limit (`session.truncation`).
+    pub truncation: super::truncation::Truncation,
 }
 
 /// Room for the fixed keys of a `session.update` (audio formats, turn detection, ...), tools excluded.
@@ -61,7 +63,8 @@ impl SessionConfig {
     ///
     /// Shape: `session` = `{type:"realtime", model, output_modalities:["audio"], instructions,
     /// audio:{input:{format:{type:"audio/pcmu"}, noise_reduction:{type}|null, transcription:{model}|null,
-    /// turn_detection:{...}}, output:{format:{type:"audio/pcmu"}, voice, speed}}, tools:[...], tool_choice:"auto"}`.
+    /// turn_detection:{...}}, output:{format:{type:"audio/pcmu"}, voice, speed}}, tools:[...], tool_choice:"auto",
+    /// truncation}` (truncation as [`super::truncation::Truncation`] writes it).
     /// `noise_reduction` and `transcription` are sent as `null` when off, so that the update is authoritative (an
     /// omitted key would leave the server's current setting unchanged).
     pub fn to_json(&self) -> String {
@@ -450,6 +453,7 @@ struct WireSession<'a> {
     audio: WireAudio<'a>,
     tools: &'a [FunctionTool],
     tool_choice: &'static str,
+    truncation: super::truncation::Truncation,
 }
 
 impl<'a> WireSession<'a> {
@@ -479,6 +483,7 @@ impl<'a> WireSession<'a> {
             },
             tools: &config.tools,
             tool_choice: "auto",
+            truncation: config.truncation,
         }
     }
 }
@@ -593,6 +598,7 @@ pub(crate) mod tests {
             noise_reduction: Some(NoiseReduction::NearField),
             transcription_model: Some("gpt-4o-mini-transcribe".into()),
             tools: vec![end_call_tool(false)],
+            truncation: crate::realtime::truncation::Truncation::default(),
         }
     }
 
@@ -665,6 +671,8 @@ pub(crate) mod tests {
                 },
                 "tools": [end_call_json()],
                 "tool_choice": "auto",
+                "truncation": {"type": "retention_ratio", "retention_ratio": 0.8,
+                               "token_limits": {"post_instructions": 16000}},
             }})
         );
     }

@@ -28,12 +28,13 @@ use tokio_util::sync::CancellationToken;
 use crate::calls::live::CallControl;
 use crate::calls::recorder::Persistence;
 use crate::calls::{CallFailure, CallRecord, EndReason};
-use crate::realtime::client::{LinkEvent, RealtimeLink, SendError};
+use crate::realtime::client::{LinkEvent, SendError};
 use crate::realtime::server_events::parse_server_event;
 use crate::relay::budget::clip;
 use crate::relay::conductor::{Action, Conductor};
 use crate::relay::handover::{CallUpdate, HandoverDeps, StreamAttachment};
 use crate::relay::media_link::{MediaLink, close_writer};
+use crate::relay::sessions::RealtimeSessions;
 use crate::relay::twilio_socket::{
     CloseCode, CloseReason, Message, ReadError, TwilioReader, TwilioWriter, WriteError,
 };
@@ -46,8 +47,8 @@ pub struct Bridge {
     pub twilio: TwilioWriter,
     /// Frames from Twilio (limited to the maximum frame size: larger frames arrive as errors, from their header).
     pub twilio_frames: TwilioReader,
-    /// The OpenAI Realtime session.
-    pub link: RealtimeLink,
+    /// The OpenAI Realtime session, and the next one during a rollover or a reopening.
+    pub sessions: RealtimeSessions,
     /// The call's decisions.
     pub conductor: Conductor,
     /// REST client for the hang-up, when credentials are configured.
@@ -100,7 +101,7 @@ impl Bridge {
         let Bridge {
             twilio,
             twilio_frames,
-            mut link,
+            mut sessions,
             mut conductor,
             rest,
             mut control,
@@ -121,7 +122,12 @@ impl Bridge {
         let mut shutting_down = false;
         let mut control_open = true;
         let mut stream_sid_logged = false;
-        let mut deadline = next_deadline(&conductor, twilio.stalled_since(), &link, stall_timeout);
+        let mut deadline = next_deadline(
+            &conductor,
+            twilio.stalled_since(),
+            sessions.stalled_since(),
+            stall_timeout,
+        );
         let timer = tokio::time::sleep_until(deadline.into());
         tokio::pin!(timer);
 
@@ -196,7 +202,7 @@ impl Bridge {
                         }
                     }
                 },
-                event = link.next_event() => match event {
+                event = sessions.link.next_event() => match event {
                     LinkEvent::Text(text) => {
                         let now = Instant::now();
                         match parse_server_event(&text) {
@@ -209,10 +215,13 @@ impl Bridge {
                             }
                         }
                     }
-                    LinkEvent::Closed { code, reason } => {
-                        tracing::warn!(?code, reason = clip(&reason), "OpenAI Realtime closed the session");
-                        break EndReason::Error(CallFailure::OpenAiClosed);
-                    }
+                    // Not the end of the call: the conductor reopens the session, or ends the call if it cannot.
+                    LinkEvent::Closed { code, reason } =>
+                        conductor.on_session_closed(code, clip(&reason), Instant::now(), &mut actions),
+                },
+                opened = sessions.next.opened() => match opened {
+                    Ok(()) => conductor.on_session_opened(Instant::now(), &mut actions),
+                    Err(e) => conductor.on_session_open_failed(&e.to_string(), Instant::now(), &mut actions),
                 },
                 request = control.recv(), if control_open => match request {
                     Some(CallControl::HangUp) => conductor.on_hang_up_request(&mut actions),
@@ -251,7 +260,7 @@ impl Bridge {
                             "Twilio is not taking the media stream's frames; ending the call");
                         break EndReason::Error(CallFailure::TwilioStalled);
                     }
-                    if is_stalled(link.stalled_since(), stall_timeout, now) {
+                    if is_stalled(sessions.stalled_since(), stall_timeout, now) {
                         tracing::warn!(stall_timeout_ms = stall_timeout.as_millis() as u64,
                             "OpenAI Realtime is not taking client events; ending the call");
                         break EndReason::Error(CallFailure::OpenAiStalled);
@@ -277,7 +286,7 @@ impl Bridge {
                     stored_turns = turns.len();
                 }
             }
-            let end = perform(&mut actions, &mut twilio.0, &mut link, &mut |update| {
+            let end = perform(&mut actions, &mut twilio.0, &mut sessions, &mut |update| {
                 request_update(
                     &call_sid,
                     &handover,
@@ -287,11 +296,16 @@ impl Bridge {
                 )
             });
             // What was queued leaves now, before the loop waits again.
-            link.write_ready();
+            sessions.link.write_ready();
             if let Some(reason) = end {
                 break reason;
             }
-            let next = next_deadline(&conductor, twilio.stalled_since(), &link, stall_timeout);
+            let next = next_deadline(
+                &conductor,
+                twilio.stalled_since(),
+                sessions.stalled_since(),
+                stall_timeout,
+            );
             if next != deadline {
                 deadline = next;
                 timer.as_mut().reset(deadline.into());
@@ -309,9 +323,9 @@ impl Bridge {
             persistence.finish(&record);
         }
         if matches!(reason, EndReason::Error(CallFailure::OpenAiStalled)) {
-            drop(link);
+            drop(sessions);
         } else {
-            link.close().await;
+            sessions.close().await;
         }
         // A transferred call goes on between the caller and the person: only the assistant leaves it.
         if reason != EndReason::CallerHungUp
@@ -329,10 +343,10 @@ impl Bridge {
 fn next_deadline(
     conductor: &Conductor,
     twilio_stalled_since: Option<Instant>,
-    link: &RealtimeLink,
+    openai_stalled_since: Option<Instant>,
     stall_timeout: Duration,
 ) -> Instant {
-    [twilio_stalled_since, link.stalled_since()]
+    [twilio_stalled_since, openai_stalled_since]
         .into_iter()
         .flatten()
         .map(|since| since + stall_timeout)
@@ -357,7 +371,7 @@ fn write_failed(e: WriteError) -> EndReason {
 fn perform(
     actions: &mut Vec<Action>,
     twilio: &mut Option<MediaLink>,
-    link: &mut RealtimeLink,
+    sessions: &mut RealtimeSessions,
     update_call: &mut dyn FnMut(CallUpdate),
 ) -> Option<EndReason> {
     let mut end = None;
@@ -373,11 +387,11 @@ fn perform(
                 }
             }
             Action::UpdateCall(update) => update_call(update),
-            Action::OpenAi(text) => match link.send(text) {
+            Action::OpenAi(text) => match sessions.link.send(text) {
                 Ok(()) => {}
+                // The link reports its close with its next event; the conductor decides then.
                 Err(SendError::Closed) => {
-                    end = Some(EndReason::Error(CallFailure::OpenAiClosed));
-                    break;
+                    tracing::debug!("client event for a closed Realtime session dropped")
                 }
                 Err(SendError::Full) => {
                     end = Some(EndReason::Error(CallFailure::OpenAiStalled));
@@ -387,6 +401,12 @@ fn perform(
             Action::HangUp(reason) => {
                 end = Some(reason);
                 break;
+            }
+            Action::OpenSession => sessions.next.open(),
+            Action::SwitchSession => {
+                if !sessions.switch() {
+                    tracing::warn!("no new Realtime session to switch to");
+                }
             }
         }
     }
@@ -440,6 +460,7 @@ pub fn close_reason(reason: &EndReason) -> Option<CloseReason> {
             CallFailure::StreamIdle => CloseCode::Normal,
             CallFailure::OpenAiUnavailable
             | CallFailure::OpenAiClosed
+            | CallFailure::OpenAiReconnectFailed
             | CallFailure::OpenAiStalled
             | CallFailure::OpenAiError
             | CallFailure::OpenAiFatal(_)

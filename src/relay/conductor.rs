@@ -68,6 +68,12 @@ pub enum Action {
     /// Send this Twilio call update, whose TwiML ends in a new stream of this call (a stream handover); report a
     /// failure with [`Conductor::on_call_update_failed`].
     UpdateCall(CallUpdate),
+    /// Open a new Realtime session in the background with the call's `session.update`; report the outcome with
+    /// [`Conductor::on_session_opened`] or [`Conductor::on_session_open_failed`].
+    OpenSession,
+    /// Make the session that opened the call's session and close the old one; the events after this action go to
+    /// the new session.
+    SwitchSession,
 }
 
 /// Settings of one call.
@@ -151,6 +157,8 @@ pub struct Conductor {
     handover: handover::HandoverState,
     /// Transfers to a person: the targets, the attempts, the one under way.
     transfer: transfer::TransferState,
+    /// The Realtime session: its age, a rollover or a reopening under way.
+    session: rollover::SessionState,
 }
 
 impl Conductor {
@@ -180,6 +188,7 @@ impl Conductor {
             dtmf_out_budget: Budget::new(handover::DTMF_OUT_BURST, handover::DTMF_OUT_REFILL),
             handover: handover::HandoverState::default(),
             transfer: transfer::TransferState::default(),
+            session: rollover::SessionState::new(now),
         }
     }
 
@@ -273,7 +282,9 @@ impl Conductor {
         if let Some(deadline) = self.machine.as_ref().and_then(MachineHold::deadline) {
             next = next.min(deadline);
         }
-        next
+        self.session
+            .deadline()
+            .map_or(next, |deadline| next.min(deadline))
     }
 
     /// Why the call ends when its goodbye has played: `shutdown` while the server shuts down, else `goodbye`.
@@ -322,6 +333,7 @@ impl Conductor {
         if let Some(step) = self.machine.as_mut().and_then(|m| m.on_tick(now, started)) {
             self.take_machine_step(step, out);
         }
+        self.on_session_tick(now, out);
         if now >= self.started + self.config.max_call_duration {
             tracing::info!("maximum call duration reached");
             out.push(Action::HangUp(EndReason::MaxDuration));
@@ -356,6 +368,7 @@ impl Conductor {
 
     /// Adds an instruction to the live conversation as a system message.
     pub fn on_instruction(&mut self, text: &str, out: &mut Vec<Action>) {
+        self.remember_instruction(text);
         out.push(Action::OpenAi(
             ClientEvent::ConversationItemCreate {
                 item: ConversationItem::system_text(text),
@@ -370,7 +383,9 @@ impl Conductor {
         match event {
             TwilioEvent::Media { media, .. } => {
                 self.on_handover_media(now);
-                if self.stream_sid.is_some() {
+                // While no Realtime session serves the call (reopening one), the caller's audio has nowhere to go.
+                if self.stream_sid.is_some() && !self.session.is_lost() {
+                    self.on_audio_forwarded(now);
                     out.push(Action::OpenAi(
                         ClientEvent::InputAudioBufferAppend {
                             audio: media.payload,
@@ -496,8 +511,12 @@ impl Conductor {
                 item_id,
                 delta,
             } => self.on_audio_delta(response_id, item_id, delta, now, out),
-            ServerEvent::SpeechStarted { .. } => self.on_speech_started(now, out),
+            ServerEvent::SpeechStarted { .. } => {
+                self.session.caller_speaking = true;
+                self.on_speech_started(now, out)
+            }
             ServerEvent::SpeechStopped { .. } => {
+                self.session.caller_speaking = false;
                 if let Some(hold) = &mut self.machine {
                     hold.on_speech_stopped();
                 }
@@ -781,8 +800,11 @@ mod conductor_machine;
 #[path = "conductor_handover.rs"]
 mod handover;
 pub use handover::{DTMF_OUT_BURST, DTMF_OUT_REFILL, DtmfRefusal, HANDOVER_TIMEOUT};
+#[path = "conductor_rollover.rs"]
+mod rollover;
 #[path = "conductor_transfer.rs"]
 mod transfer;
+pub use rollover::{MAX_QUIET_WAIT, QUIET_CHECK_INTERVAL, RECONNECT_BACKOFF};
 pub use transfer::{ANSWERED_GRACE, TransferRefusal};
 
 #[cfg(test)]

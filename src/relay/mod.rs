@@ -10,6 +10,8 @@ pub mod machine;
 pub mod media_link;
 pub mod playback;
 pub mod responses;
+pub mod session_seed;
+pub mod sessions;
 pub mod transcript;
 pub mod transfer;
 pub mod twilio_socket;

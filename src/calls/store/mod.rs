@@ -454,8 +454,8 @@ impl CallStore {
                  duration_ms = ?4, usage = ?5, stream_sid = COALESCE(?6, stream_sid), \
                  ended_at_ns = COALESCE(?7, ended_at_ns), call_sid = COALESCE(call_sid, ?8), skipped_frames = ?9, \
                  dropped = ?10, answered_by = COALESCE(answered_by, ?11), voicemail_left = ?12, \
-                 voicemail_transcript = COALESCE(?13, voicemail_transcript), handovers = ?14, transfers = ?15 \
-                 WHERE id = ?1",
+                 voicemail_transcript = COALESCE(?13, voicemail_transcript), handovers = ?14, transfers = ?15, \
+                 rollovers = ?16 WHERE id = ?1",
                 params![
                     id,
                     record.outcome,
@@ -472,6 +472,7 @@ impl CallStore {
                     record.voicemail_transcript,
                     list_json(&record.handovers),
                     list_json(&record.transfers),
+                    list_json(&record.rollovers),
                 ],
             )
             .map_err(ctx(CONTEXT))?;

@@ -76,6 +76,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE calls ADD COLUMN handovers TEXT;
     ALTER TABLE calls ADD COLUMN transfers TEXT;
     ",
+    // Next version: the call's moves to new OpenAI Realtime sessions (a JSON list; NULL for none).
+    "
+    ALTER TABLE calls ADD COLUMN rollovers TEXT;
+    ",
 ];
 
 /// Brings the schema up to the newest version, one migration at a time, each in its own transaction.
@@ -132,6 +136,6 @@ mod tests {
             .expect("a version");
 
         assert_eq!((skipped, dropped), (0, None));
-        assert_eq!(version, 4);
+        assert_eq!(version, i64::try_from(MIGRATIONS.len()).expect("a handful"));
     }
 }

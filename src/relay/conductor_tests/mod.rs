@@ -278,6 +278,8 @@ fn kinds(actions: &[Action]) -> Vec<String> {
             }
             Action::HangUp(reason) => format!("hang_up:{reason}"),
             Action::UpdateCall(update) => format!("update_call:{update:?}"),
+            Action::OpenSession => "open_session".to_owned(),
+            Action::SwitchSession => "switch_session".to_owned(),
         })
         .collect()
 }
@@ -491,5 +493,6 @@ mod goodbye_tool;
 mod handover;
 mod idle_stream;
 mod response_requests;
+mod rollover;
 mod stream_start;
 mod transfer;
