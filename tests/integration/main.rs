@@ -27,6 +27,7 @@ mod records;
 mod reliability;
 mod rest_hangup;
 mod restart;
+mod rollover;
 mod security;
 mod shutdown;
 mod simulate_cli;
