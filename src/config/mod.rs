@@ -602,3 +602,7 @@ mod tests {
         assert_eq!(settings.realtime.goodbye_phrases, vec!["see ya", "so long"]);
     }
 }
+
+#[cfg(test)]
+#[path = "lifetime_tests.rs"]
+mod lifetime_tests;
