@@ -241,6 +241,22 @@ pub fn render_call(call: &CallView) -> String {
         }),
     );
 
+    field(
+        "Rollovers",
+        (!call.rollovers.is_empty()).then(|| {
+            call.rollovers
+                .iter()
+                .map(|r| {
+                    let gap = r
+                        .gap_ms
+                        .map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms"));
+                    format!("at {} s ({}, gap {gap})", r.at_s, printable(&r.reason))
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        }),
+    );
+
     out.push_str("\nStatus timeline:\n");
     for change in &call.status_timeline {
         let _ = writeln!(out, "  {}  {}", format_time(change.at), change.status);
