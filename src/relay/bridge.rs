@@ -493,6 +493,7 @@ pub fn log_record(record: &CallRecord) {
         duration_ms = record.duration_ms,
         turns = record.turns.len(),
         transfers = record.transfers.len(),
+        rollovers = record.rollovers.len(),
         total_tokens = record.usage.total_tokens,
         record = %json,
         "call ended"
