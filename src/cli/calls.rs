@@ -515,4 +515,28 @@ mod tests {
         assert!(!report.contains('\u{1b}'), "no escape reaches the terminal");
         assert!(!report.contains("Answered:"), "unset fields are left out");
     }
+    #[test]
+    fn a_report_shows_each_move_to_a_new_realtime_session_with_its_gap() {
+        let mut call: CallView = serde_json::from_value(serde_json::json!({
+            "id": "call_r", "direction": "inbound", "from": "+15550100", "to": "+15550199",
+            "status": "completed", "created_at": "2025-03-04T05:06:07Z", "status_timeline": [], "transcript": [],
+            "rollovers": [
+                {"at_s": 3300, "gap_ms": 18, "reason": "session_limit", "attempts": 1},
+                {"at_s": 3400, "gap_ms": null, "reason": "session_closed", "attempts": 2}
+            ]
+        }))
+        .expect("a stored call's JSON");
+
+        let report = render_call(&call);
+        call.rollovers.clear();
+        let without = render_call(&call);
+
+        assert!(
+            report.contains(
+                "Rollovers:    at 3300 s (session_limit, gap 18 ms); at 3400 s (session_closed, gap -)\n"
+            ),
+            "{report}"
+        );
+        assert!(!without.contains("Rollovers:"), "{without}");
+    }
 }
