@@ -5,7 +5,7 @@
 //! skipped ones included, is reported to the conductor for its idle-stream timer. Every decision is the
 //! [`Conductor`]'s; the loop parses frames, hands them over and performs the returned [`Action`]s.
 //!
-//! **Nothing in the loop waits on a peer.** Sends are queued ([`TwilioWriter`], [`RealtimeLink::send`]) and written as
+//! **Nothing in the loop waits on a peer.** Sends are queued ([`TwilioWriter`], [`RealtimeLink::send`](crate::realtime::client::RealtimeLink::send)) and written as
 //! the sockets take them, several frames per write when several are ready; the loop never awaits a send. A side whose
 //! queued frames make no progress for the call's stall timeout is gone: the call ends with `error:twilio_stalled` or
 //! `error:openai_stalled`, and the stalled Twilio connection is dropped without a close frame. So the idle timeout,

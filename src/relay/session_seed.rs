@@ -23,7 +23,7 @@ pub const RECENT_TURNS: usize = 10;
 /// The summary of the earlier turns keeps at most this many characters (the newest ones).
 pub const SUMMARY_MAX_CHARS: usize = 4000;
 /// One earlier turn contributes at most this many characters to the summary.
-const SUMMARY_TURN_MAX_CHARS: usize = 240;
+pub const SUMMARY_TURN_MAX_CHARS: usize = 240;
 
 /// What the assistant is told after a session OpenAI closed was reopened.
 pub const APOLOGY_INSTRUCTION: &str = "The line to you dropped for a moment and the caller heard silence. Apologise \
