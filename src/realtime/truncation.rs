@@ -2,7 +2,8 @@
 //! limit, and so how many input tokens every response re-reads.
 //!
 //! Shapes follow the GA session (`RealtimeTruncation` in the `openai` Python SDK,
-//! `openai.types.realtime.realtime_truncation`; <https://platform.openai.com/docs/api-reference/realtime-client-events/session/update>):
+//! `openai.types.realtime.realtime_truncation`;
+//! <https://platform.openai.com/docs/api-reference/realtime-client-events/session/update>):
 //! the string `"auto"` or `"disabled"`, or `{"type":"retention_ratio","retention_ratio":0.8,
 //! "token_limits":{"post_instructions":16000}}` (`token_limits` optional; without it the model's own limit applies).
 //! `retention_ratio` is the fraction of the post-instruction conversation kept when a truncation happens, so one
