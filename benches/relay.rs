@@ -288,7 +288,11 @@ fn output_bytes(out: &[Action]) -> usize {
     out.iter()
         .map(|action| match action {
             Action::Twilio(text) | Action::OpenAi(text) => text.len(),
-            Action::HangUp(_) | Action::UpdateCall(_) | Action::SayDone(_) => 0,
+            Action::HangUp(_)
+            | Action::UpdateCall(_)
+            | Action::SayDone(_)
+            | Action::OpenSession
+            | Action::SwitchSession => 0,
         })
         .sum()
 }

@@ -46,6 +46,9 @@ pub enum CallFailure {
     /// `openai_closed`: OpenAI closed the Realtime session (a close frame, the socket's end, or a send on a closed
     /// session) while the call was going on.
     OpenAiClosed,
+    /// `openai_reconnect_failed`: OpenAI closed the Realtime session mid-call and every attempt to open a new one
+    /// (`realtime_reconnect_attempts`, each within the connect deadline) failed.
+    OpenAiReconnectFailed,
     /// `openai_stalled`: OpenAI took none of the client events queued for it for the peer stall timeout.
     OpenAiStalled,
     /// `openai_error`: OpenAI sent a fatal `error` event without a `code`.
@@ -86,6 +89,7 @@ impl CallFailure {
         match self {
             CallFailure::OpenAiUnavailable => "openai_unavailable",
             CallFailure::OpenAiClosed => "openai_closed",
+            CallFailure::OpenAiReconnectFailed => "openai_reconnect_failed",
             CallFailure::OpenAiStalled => "openai_stalled",
             CallFailure::OpenAiError => "openai_error",
             CallFailure::OpenAiFatal(code) => code,

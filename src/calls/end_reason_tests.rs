@@ -9,6 +9,10 @@ fn named_failures() -> Vec<(CallFailure, &'static str)> {
         (CallFailure::TwilioStalled, "twilio_stalled"),
         (CallFailure::OpenAiStalled, "openai_stalled"),
         (CallFailure::OpenAiClosed, "openai_closed"),
+        (
+            CallFailure::OpenAiReconnectFailed,
+            "openai_reconnect_failed",
+        ),
         (CallFailure::FrameTooLarge, "frame_too_large"),
         (CallFailure::TwilioProtocolError, "twilio_protocol_error"),
         (CallFailure::CallSidMismatch, "call_sid_mismatch"),
@@ -27,6 +31,7 @@ fn is_listed(failure: &CallFailure) -> bool {
     match failure {
         CallFailure::OpenAiUnavailable
         | CallFailure::OpenAiClosed
+        | CallFailure::OpenAiReconnectFailed
         | CallFailure::OpenAiStalled
         | CallFailure::OpenAiError
         | CallFailure::TwilioStalled

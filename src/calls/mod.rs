@@ -120,6 +120,27 @@ pub struct CallRecord {
     /// The call's estimated cost, set when it ends (see [`crate::cost`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost: Option<crate::cost::CallCost>,
+    /// Each time the call moved to a new OpenAI Realtime session (the session limit, or a session OpenAI closed),
+    /// in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollovers: Vec<SessionRollover>,
+}
+
+/// One move of a call to a new OpenAI Realtime session, seeded with the conversation so far; the call, its record
+/// and its transcript go on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRollover {
+    /// Seconds from the start of the call to the switch.
+    pub at_s: u64,
+    /// The gap in the audio path, ms: from the old session's last use (the switch, or the moment OpenAI closed it)
+    /// to the new session taking the caller's audio (the first caller frame forwarded to it). `None` when no
+    /// caller audio reached the new session before the call ended.
+    pub gap_ms: Option<u64>,
+    /// Why: `session_limit` (the planned rollover before OpenAI's limit) or `session_closed` (OpenAI closed the
+    /// session unexpectedly; the assistant apologised and went on).
+    pub reason: String,
+    /// Attempts it took to open the new session (1 when the first succeeded).
+    pub attempts: u32,
 }
 
 /// One transfer of a call to a person (a Twilio call update to `<Dial>`).
@@ -193,6 +214,7 @@ impl CallRecord {
             handovers: Vec::new(),
             transfers: Vec::new(),
             cost: None,
+            rollovers: Vec::new(),
         }
     }
 

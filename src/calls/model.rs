@@ -333,6 +333,10 @@ pub struct Attempt {
     /// The call's own cost cap, USD, when `place_call` gave one.
     #[serde(default)]
     pub max_cost_usd: Option<f64>,
+    /// Each move of the call to a new OpenAI Realtime session (the session limit, or a session OpenAI closed), once
+    /// the call ended: `{at_s, gap_ms, reason, attempts}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollovers: Vec<crate::calls::SessionRollover>,
 }
 
 impl CallView {
@@ -570,6 +574,7 @@ mod tests {
             recordings: Vec::new(),
             webhook_url: None,
             schedule: Schedule::default(),
+            rollovers: Vec::new(),
             usage: Usage {
                 total_tokens: 12,
                 ..Usage::default()

@@ -478,6 +478,7 @@ mod tests {
             recordings: Vec::new(),
             webhook_url: None,
             schedule: Default::default(),
+            rollovers: Vec::new(),
             usage: Default::default(),
             answering: Default::default(),
             outcome_schema: None,

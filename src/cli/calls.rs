@@ -261,6 +261,22 @@ pub fn render_call(call: &CallView) -> String {
     );
 
     render_schedule(&mut out, call);
+    field(
+        "Rollovers",
+        (!call.rollovers.is_empty()).then(|| {
+            call.rollovers
+                .iter()
+                .map(|r| {
+                    let gap = r
+                        .gap_ms
+                        .map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms"));
+                    format!("at {} s ({}, gap {gap})", r.at_s, printable(&r.reason))
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        }),
+    );
+
     out.push_str("\nStatus timeline:\n");
     for change in &call.status_timeline {
         let _ = writeln!(out, "  {}  {}", format_time(change.at), change.status);
@@ -601,6 +617,7 @@ mod tests {
             recordings: Vec::new(),
             webhook_url: None,
             schedule: Default::default(),
+            rollovers: Vec::new(),
             usage: Usage {
                 total_tokens: 900,
                 input_tokens: 600,
@@ -776,5 +793,30 @@ mod tests {
             report.contains("Outcome:      {\"booked\":true}\n"),
             "{report}"
         );
+    }
+
+    #[test]
+    fn a_report_shows_each_move_to_a_new_realtime_session_with_its_gap() {
+        let mut call: CallView = serde_json::from_value(serde_json::json!({
+            "id": "call_r", "direction": "inbound", "from": "+15550100", "to": "+15550199",
+            "status": "completed", "created_at": "2025-03-04T05:06:07Z", "status_timeline": [], "transcript": [],
+            "rollovers": [
+                {"at_s": 3300, "gap_ms": 18, "reason": "session_limit", "attempts": 1},
+                {"at_s": 3400, "gap_ms": null, "reason": "session_closed", "attempts": 2}
+            ]
+        }))
+        .expect("a stored call's JSON");
+
+        let report = render_call(&call);
+        call.rollovers.clear();
+        let without = render_call(&call);
+
+        assert!(
+            report.contains(
+                "Rollovers:    at 3300 s (session_limit, gap 18 ms); at 3400 s (session_closed, gap -)\n"
+            ),
+            "{report}"
+        );
+        assert!(!without.contains("Rollovers:"), "{without}");
     }
 }

@@ -168,6 +168,28 @@ impl Settings {
         );
         line("goodbye_phrases", rt.goodbye_phrases.join(", "));
         line(
+            "realtime_session_limit_s",
+            rt.sessions.session_limit.as_secs().to_string(),
+        );
+        line(
+            "realtime_reconnect_attempts",
+            rt.sessions.reconnect_attempts.to_string(),
+        );
+        line("truncation", rt.truncation.kind().to_owned());
+        let (ratio, max_tokens) = match rt.truncation {
+            crate::realtime::truncation::Truncation::RetentionRatio {
+                retention_ratio,
+                post_instructions_tokens,
+            } => (
+                retention_ratio.to_string(),
+                post_instructions_tokens
+                    .map_or("(the model's limit)".to_owned(), |t| t.to_string()),
+            ),
+            _ => ("(unused)".to_owned(), "(unused)".to_owned()),
+        };
+        line("truncation_retention_ratio", ratio);
+        line("truncation_max_tokens", max_tokens);
+        line(
             "max_call_duration_s",
             self.calls.max_call_duration.as_secs().to_string(),
         );

@@ -324,6 +324,31 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         None,
         "remote MCP servers the voice may use: a JSON array of {label, url, allowed_tools, headers (secret), \
          require_approval, default} (or [[voice_mcp_servers]] tables in callbridge.toml); calls name them by label",
+        "realtime_session_limit_s",
+        None,
+        "open a fresh Realtime session and switch the call over to it after this long, seconds (OpenAI ends a \
+         session at 60 minutes)",
+    ),
+    (
+        "realtime_reconnect_attempts",
+        None,
+        "times a call reopens a Realtime session OpenAI closed unexpectedly before it ends; 0 ends the call at once",
+    ),
+    (
+        "truncation",
+        None,
+        "what OpenAI drops when the conversation outgrows its limit: retention_ratio, auto or disabled",
+    ),
+    (
+        "truncation_retention_ratio",
+        None,
+        "retention_ratio: fraction of the conversation kept when truncating, 0.0 to 1.0",
+    ),
+    (
+        "truncation_max_tokens",
+        None,
+        "retention_ratio: conversation tokens (after the instructions) that trigger a truncation; empty: the \
+         model's limit",
     ),
 ];
 
@@ -471,6 +496,11 @@ pub(super) enum JsonOrTables {
     Tables(Vec<serde_json::Value>),
     /// A JSON array, as the environment gives it.
     Json(String),
+    pub(super) realtime_session_limit_s: Option<String>,
+    pub(super) realtime_reconnect_attempts: Option<String>,
+    pub(super) truncation: Option<String>,
+    pub(super) truncation_retention_ratio: Option<String>,
+    pub(super) truncation_max_tokens: Option<String>,
 }
 
 /// A list setting: a TOML array, or a comma-separated string (environment).

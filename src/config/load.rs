@@ -184,6 +184,8 @@ fn realtime(
                 .map(|&p| p.to_owned())
                 .collect()
         });
+    let sessions = sessions::session_lifetime(errors, raw);
+    let truncation = sessions::truncation(errors, raw);
     let realtime = RealtimeSettings {
         url,
         model: nonempty(raw.openai_model.take()).unwrap_or_else(|| DEFAULT_OPENAI_MODEL.to_owned()),
@@ -197,6 +199,8 @@ fn realtime(
         noise_reduction,
         transcription_model,
         goodbye_phrases,
+        sessions,
+        truncation,
     };
     (
         SecretString::from(openai_api_key.unwrap_or_default()),
@@ -809,3 +813,6 @@ fn is_loopback(url: &Url) -> bool {
         None => false,
     }
 }
+
+#[path = "load_sessions.rs"]
+mod sessions;

@@ -110,6 +110,21 @@ pub struct RealtimeSettings {
     pub transcription_model: Option<String>,
     /// Phrases that end the call when the assistant's last sentence contains one.
     pub goodbye_phrases: Vec<String>,
+    /// Session rollover and recovery (`realtime_session_limit_s`, `realtime_reconnect_attempts`).
+    pub sessions: SessionLifetime,
+    /// `session.truncation` (`truncation`, `truncation_retention_ratio`, `truncation_max_tokens`).
+    pub truncation: crate::realtime::truncation::Truncation,
+}
+
+/// How long a call keeps one Realtime session, and how hard it tries to get a new one when OpenAI drops it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLifetime {
+    /// After this long the call opens a fresh session and switches to it at a quiet moment (default 55 minutes:
+    /// OpenAI closes a session at 60).
+    pub session_limit: Duration,
+    /// How many times a session OpenAI closed mid-call is reopened before the call ends
+    /// (`error:openai_reconnect_failed`); 0 ends the call at once (`error:openai_closed`).
+    pub reconnect_attempts: u32,
 }
 
 /// Twilio settings.
@@ -397,6 +412,7 @@ impl Settings {
             turn_detection: rt.turn_detection.clone(),
             noise_reduction: rt.noise_reduction,
             transcription_model: rt.transcription_model.clone(),
+            truncation: rt.truncation,
             tools: {
                 let mut tools = vec![
                     crate::realtime::session::end_call_tool(false),
@@ -664,3 +680,7 @@ mod tests {
         assert_eq!(settings.realtime.goodbye_phrases, vec!["see ya", "so long"]);
     }
 }
+
+#[cfg(test)]
+#[path = "lifetime_tests.rs"]
+mod lifetime_tests;

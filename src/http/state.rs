@@ -67,6 +67,7 @@ impl AppState {
             goodbye: self.goodbye.clone(),
             shutdown: self.shutdown.goodbye_token(),
             tokens: self.tokens.clone(),
+            realtime_endpoint: self.realtime_endpoint.clone(),
             attachments: self.attachments.clone(),
             transfers: self.transfers.clone(),
         }

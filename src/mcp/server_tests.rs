@@ -184,6 +184,7 @@ fn sample_call(id: &str, status: CallStatus) -> CallView {
         recordings: Vec::new(),
         webhook_url: None,
         schedule: Default::default(),
+        rollovers: Vec::new(),
         usage: Usage::default(),
         answering: Default::default(),
         outcome_schema: None,

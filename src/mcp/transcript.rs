@@ -179,6 +179,7 @@ mod tests {
             recordings: Vec::new(),
             webhook_url: None,
             schedule: Default::default(),
+            rollovers: Vec::new(),
             usage: Usage::default(),
             answering: Default::default(),
             outcome_schema: None,

@@ -511,6 +511,15 @@ impl Preconnect {
     pub async fn ready(self) -> Result<RealtimeLink, RealtimeError> {
         self.ready.await.unwrap_or(Err(RealtimeError::Lost))
     }
+
+    /// Waits for the session without giving the handle up: cancel-safe (a `select!` branch may drop the wait and
+    /// call it again). Call it until it returns once; after that it reports [`RealtimeError::Lost`].
+    ///
+    /// # Errors
+    /// As [`Preconnect::ready`].
+    pub async fn wait(&mut self) -> Result<RealtimeLink, RealtimeError> {
+        (&mut self.ready).await.unwrap_or(Err(RealtimeError::Lost))
+    }
 }
 
 /// Starts opening a session on `runtime` now, so it is ready by the time Twilio opens the media stream. Dropping the

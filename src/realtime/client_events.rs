@@ -130,6 +130,17 @@ pub enum ConversationItem {
         /// The text parts.
         content: Vec<InputText>,
     },
+    /// `{"type":"message","role":"assistant","content":[{"type":"output_text","text":..}]}`: something the assistant
+    /// said earlier, as text (a new session seeded with the conversation so far). Follows
+    /// `RealtimeConversationItemAssistantMessage` of the `openai` SDK
+    /// (<https://platform.openai.com/docs/api-reference/realtime-client-events/conversation/item/create>).
+    #[serde(rename = "message")]
+    AssistantMessage {
+        /// Always [`MessageRole::Assistant`].
+        role: MessageRole,
+        /// The text parts.
+        content: Vec<OutputText>,
+    },
 }
 
 impl ConversationItem {
@@ -157,6 +168,14 @@ impl ConversationItem {
         }
     }
 
+    /// An assistant message with one `output_text` part: a reply the assistant gave earlier in the call.
+    pub fn assistant_text(text: impl Into<String>) -> Self {
+        ConversationItem::AssistantMessage {
+            role: MessageRole::Assistant,
+            content: vec![OutputText { text: text.into() }],
+        }
+    }
+
     /// Bytes of the free text the item carries (to size the output buffer).
     fn text_len(&self) -> usize {
         match self {
@@ -164,6 +183,9 @@ impl ConversationItem {
                 call_id.len() + output.len()
             }
             ConversationItem::Message { content, .. } => {
+                content.iter().map(|part| part.text.len()).sum()
+            }
+            ConversationItem::AssistantMessage { content, .. } => {
                 content.iter().map(|part| part.text.len()).sum()
             }
         }
@@ -178,6 +200,16 @@ pub enum MessageRole {
     User,
     /// `"system"`: context or instructions for the model.
     System,
+    /// `"assistant"`: what the model said (only in [`ConversationItem::AssistantMessage`]).
+    Assistant,
+}
+
+/// One `{"type":"output_text","text":..}` content part of an assistant message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename = "output_text")]
+pub struct OutputText {
+    /// The text.
+    pub text: String,
 }
 
 /// One `{"type":"input_text","text":..}` content part.

@@ -8,4 +8,5 @@ pub mod models;
 pub mod rebind;
 pub mod server_events;
 pub mod session;
+pub mod truncation;
 pub mod usage;

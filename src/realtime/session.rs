@@ -71,6 +71,8 @@ pub struct SessionConfig {
     /// Remote MCP servers' `{"type":"mcp",...}` tool entries, sent after the function tools
     /// ([`crate::realtime::mcp_tools`]).
     pub mcp_servers: Vec<serde_json::Value>,
+    /// What OpenAI drops once the conversation outgrows the input limit (`session.truncation`).
+    pub truncation: super::truncation::Truncation,
 }
 
 /// Room for the fixed keys of a `session.update` (audio formats, turn detection, ...), tools excluded.
@@ -89,7 +91,8 @@ impl SessionConfig {
     ///
     /// Shape: `session` = `{type:"realtime", model, output_modalities:["audio"], instructions,
     /// audio:{input:{format:{type:"audio/pcmu"}, noise_reduction:{type}|null, transcription:{model}|null,
-    /// turn_detection:{...}}, output:{format:{type:"audio/pcmu"}, voice, speed}}, tools:[...], tool_choice:"auto"}`.
+    /// turn_detection:{...}}, output:{format:{type:"audio/pcmu"}, voice, speed}}, tools:[...], tool_choice:"auto",
+    /// truncation}` (truncation as [`super::truncation::Truncation`] writes it).
     /// `noise_reduction` and `transcription` are sent as `null` when off, so that the update is authoritative (an
     /// omitted key would leave the server's current setting unchanged).
     pub fn to_json(&self) -> String {
@@ -490,6 +493,7 @@ struct WireSession<'a> {
     audio: WireAudio<'a>,
     tools: WireTools<'a>,
     tool_choice: &'static str,
+    truncation: super::truncation::Truncation,
 }
 
 /// `session.tools`: the function tools, then the remote MCP servers' entries.
@@ -545,6 +549,7 @@ impl<'a> WireSession<'a> {
                 mcp: &config.mcp_servers,
             },
             tool_choice: "auto",
+            truncation: config.truncation,
         }
     }
 }
@@ -660,6 +665,7 @@ pub(crate) mod tests {
             transcription_model: Some("gpt-4o-mini-transcribe".into()),
             tools: vec![end_call_tool(false)],
             mcp_servers: Vec::new(),
+            truncation: crate::realtime::truncation::Truncation::default(),
         }
     }
 
@@ -761,6 +767,8 @@ pub(crate) mod tests {
                 },
                 "tools": [end_call_json()],
                 "tool_choice": "auto",
+                "truncation": {"type": "retention_ratio", "retention_ratio": 0.8,
+                               "token_limits": {"post_instructions": 16000}},
             }})
         );
     }

@@ -5,7 +5,7 @@
 //! skipped ones included, is reported to the conductor for its idle-stream timer. Every decision is the
 //! [`Conductor`]'s; the loop parses frames, hands them over and performs the returned [`Action`]s.
 //!
-//! **Nothing in the loop waits on a peer.** Sends are queued ([`TwilioWriter`], [`RealtimeLink::send`]) and written as
+//! **Nothing in the loop waits on a peer.** Sends are queued ([`TwilioWriter`], [`RealtimeLink::send`](crate::realtime::client::RealtimeLink::send)) and written as
 //! the sockets take them, several frames per write when several are ready; the loop never awaits a send. A side whose
 //! queued frames make no progress for the call's stall timeout is gone: the call ends with `error:twilio_stalled` or
 //! `error:openai_stalled`, and the stalled Twilio connection is dropped without a close frame. So the idle timeout,
@@ -29,12 +29,13 @@ use crate::calls::live::CallControl;
 use crate::calls::recorder::Persistence;
 use crate::calls::say::SayReplySlot;
 use crate::calls::{CallFailure, CallRecord, EndReason};
-use crate::realtime::client::{LinkEvent, RealtimeLink, SendError};
+use crate::realtime::client::{LinkEvent, SendError};
 use crate::realtime::server_events::parse_server_event;
 use crate::relay::budget::clip;
 use crate::relay::conductor::{Action, Conductor, say_report_at_end};
 use crate::relay::handover::{CallUpdate, HandoverDeps, StreamAttachment};
 use crate::relay::media_link::{MediaLink, close_writer};
+use crate::relay::sessions::RealtimeSessions;
 use crate::relay::twilio_socket::{
     CloseCode, CloseReason, Message, ReadError, TwilioReader, TwilioWriter, WriteError,
 };
@@ -47,8 +48,8 @@ pub struct Bridge {
     pub twilio: TwilioWriter,
     /// Frames from Twilio (limited to the maximum frame size: larger frames arrive as errors, from their header).
     pub twilio_frames: TwilioReader,
-    /// The OpenAI Realtime session.
-    pub link: RealtimeLink,
+    /// The OpenAI Realtime session, and the next one during a rollover or a reopening.
+    pub sessions: RealtimeSessions,
     /// The call's decisions.
     pub conductor: Conductor,
     /// REST client for the hang-up, when credentials are configured.
@@ -101,7 +102,7 @@ impl Bridge {
         let Bridge {
             twilio,
             twilio_frames,
-            mut link,
+            mut sessions,
             mut conductor,
             rest,
             mut control,
@@ -124,7 +125,12 @@ impl Bridge {
         let mut stream_sid_logged = false;
         // Where the agent's say under way (relay mode) is answered.
         let mut say_reply: Option<SayReplySlot> = None;
-        let mut deadline = next_deadline(&conductor, twilio.stalled_since(), &link, stall_timeout);
+        let mut deadline = next_deadline(
+            &conductor,
+            twilio.stalled_since(),
+            sessions.stalled_since(),
+            stall_timeout,
+        );
         let timer = tokio::time::sleep_until(deadline.into());
         tokio::pin!(timer);
 
@@ -199,7 +205,7 @@ impl Bridge {
                         }
                     }
                 },
-                event = link.next_event() => match event {
+                event = sessions.link.next_event() => match event {
                     LinkEvent::Text(text) => {
                         let now = Instant::now();
                         match parse_server_event(&text) {
@@ -212,10 +218,13 @@ impl Bridge {
                             }
                         }
                     }
-                    LinkEvent::Closed { code, reason } => {
-                        tracing::warn!(?code, reason = clip(&reason), "OpenAI Realtime closed the session");
-                        break EndReason::Error(CallFailure::OpenAiClosed);
-                    }
+                    // Not the end of the call: the conductor reopens the session, or ends the call if it cannot.
+                    LinkEvent::Closed { code, reason } =>
+                        conductor.on_session_closed(code, clip(&reason), Instant::now(), &mut actions),
+                },
+                opened = sessions.next.opened() => match opened {
+                    Ok(()) => conductor.on_session_opened(Instant::now(), &mut actions),
+                    Err(e) => conductor.on_session_open_failed(&e.to_string(), Instant::now(), &mut actions),
                 },
                 request = control.recv(), if control_open => match request {
                     Some(CallControl::HangUp) => conductor.on_hang_up_request(&mut actions),
@@ -260,7 +269,7 @@ impl Bridge {
                             "Twilio is not taking the media stream's frames; ending the call");
                         break EndReason::Error(CallFailure::TwilioStalled);
                     }
-                    if is_stalled(link.stalled_since(), stall_timeout, now) {
+                    if is_stalled(sessions.stalled_since(), stall_timeout, now) {
                         tracing::warn!(stall_timeout_ms = stall_timeout.as_millis() as u64,
                             "OpenAI Realtime is not taking client events; ending the call");
                         break EndReason::Error(CallFailure::OpenAiStalled);
@@ -289,7 +298,7 @@ impl Bridge {
             let end = perform(
                 &mut actions,
                 &mut twilio.0,
-                &mut link,
+                &mut sessions,
                 &mut say_reply,
                 &mut |update| {
                     request_update(
@@ -305,11 +314,16 @@ impl Bridge {
                 crate::metrics::barge_in_cleared(received.elapsed());
             }
             // What was queued leaves now, before the loop waits again.
-            link.write_ready();
+            sessions.link.write_ready();
             if let Some(reason) = end {
                 break reason;
             }
-            let next = next_deadline(&conductor, twilio.stalled_since(), &link, stall_timeout);
+            let next = next_deadline(
+                &conductor,
+                twilio.stalled_since(),
+                sessions.stalled_since(),
+                stall_timeout,
+            );
             if next != deadline {
                 deadline = next;
                 timer.as_mut().reset(deadline.into());
@@ -331,9 +345,9 @@ impl Bridge {
             persistence.finish(&record);
         }
         if matches!(reason, EndReason::Error(CallFailure::OpenAiStalled)) {
-            drop(link);
+            drop(sessions);
         } else {
-            link.close().await;
+            sessions.close().await;
         }
         // A transferred call goes on between the caller and the person: only the assistant leaves it.
         if reason != EndReason::CallerHungUp
@@ -351,10 +365,10 @@ impl Bridge {
 fn next_deadline(
     conductor: &Conductor,
     twilio_stalled_since: Option<Instant>,
-    link: &RealtimeLink,
+    openai_stalled_since: Option<Instant>,
     stall_timeout: Duration,
 ) -> Instant {
-    [twilio_stalled_since, link.stalled_since()]
+    [twilio_stalled_since, openai_stalled_since]
         .into_iter()
         .flatten()
         .map(|since| since + stall_timeout)
@@ -379,7 +393,7 @@ fn write_failed(e: WriteError) -> EndReason {
 fn perform(
     actions: &mut Vec<Action>,
     twilio: &mut Option<MediaLink>,
-    link: &mut RealtimeLink,
+    sessions: &mut RealtimeSessions,
     say_reply: &mut Option<SayReplySlot>,
     update_call: &mut dyn FnMut(CallUpdate),
 ) -> Option<EndReason> {
@@ -401,11 +415,11 @@ fn perform(
                     reply.send(Ok(report));
                 }
             }
-            Action::OpenAi(text) => match link.send(text) {
+            Action::OpenAi(text) => match sessions.link.send(text) {
                 Ok(()) => {}
+                // The link reports its close with its next event; the conductor decides then.
                 Err(SendError::Closed) => {
-                    end = Some(EndReason::Error(CallFailure::OpenAiClosed));
-                    break;
+                    tracing::debug!("client event for a closed Realtime session dropped")
                 }
                 Err(SendError::Full) => {
                     end = Some(EndReason::Error(CallFailure::OpenAiStalled));
@@ -415,6 +429,12 @@ fn perform(
             Action::HangUp(reason) => {
                 end = Some(reason);
                 break;
+            }
+            Action::OpenSession => sessions.next.open(),
+            Action::SwitchSession => {
+                if !sessions.switch() {
+                    tracing::warn!("no new Realtime session to switch to");
+                }
             }
         }
     }
@@ -469,6 +489,7 @@ pub fn close_reason(reason: &EndReason) -> Option<CloseReason> {
             CallFailure::StreamIdle => CloseCode::Normal,
             CallFailure::OpenAiUnavailable
             | CallFailure::OpenAiClosed
+            | CallFailure::OpenAiReconnectFailed
             | CallFailure::OpenAiStalled
             | CallFailure::OpenAiError
             | CallFailure::OpenAiFatal(_)
@@ -501,6 +522,7 @@ pub fn log_record(record: &CallRecord) {
         duration_ms = record.duration_ms,
         turns = record.turns.len(),
         transfers = record.transfers.len(),
+        rollovers = record.rollovers.len(),
         total_tokens = record.usage.total_tokens,
         cost_usd = record.cost.as_ref().map_or(0.0, |c| c.total_usd),
         record = %json,

@@ -20,6 +20,7 @@ use crate::relay::bridge::{Bridge, close_twilio, log_record};
 use crate::relay::conductor::{Conductor, ConductorConfig};
 use crate::relay::goodbye::GoodbyeMatcher;
 use crate::relay::handover::{HandoverDeps, StreamAttachments};
+use crate::relay::sessions::{RealtimeSessions, SessionOpener};
 use crate::relay::twilio_socket::{TwilioReader, TwilioWriter};
 use crate::security::tokens::StreamTokens;
 use crate::twilio::rest::TwilioRest;
@@ -84,6 +85,8 @@ pub struct CallDeps {
     pub shutdown: CancellationToken,
     /// Issues the handover tokens of a call's next streams.
     pub tokens: StreamTokens,
+    /// Where later Realtime sessions of a call are opened (a rollover, a reopening).
+    pub realtime_endpoint: crate::realtime::client::RealtimeEndpoint,
     /// Running calls that can take a new media stream (a handover).
     pub attachments: StreamAttachments,
     /// Transfers under way, read by the whisper and `<Dial action>` webhooks.
@@ -174,6 +177,8 @@ pub async fn run_call(
             crate::calls::Direction::OutboundApi => plan.from.clone(),
         },
     };
+    // A rollover or a reopened session starts with the same `session.update` as the first session.
+    let plan_session_update = plan.session_update.clone();
     let mut conductor = Conductor::new(
         ConductorConfig {
             call_sid,
@@ -195,11 +200,18 @@ pub async fn run_call(
     }
     conductor.set_cost_meter(cost_meter(&deps.settings, &plan_cost));
     let live_metric = crate::metrics::call_live();
+    conductor.set_session_lifetime(deps.settings.realtime.sessions);
     // The bridge stores and logs the finished record; the call is unregistered once it has.
     let record = Bridge {
         twilio,
         twilio_frames: frames,
-        link,
+        sessions: RealtimeSessions::new(
+            link,
+            SessionOpener {
+                endpoint: deps.realtime_endpoint.clone(),
+                first_events: vec![plan_session_update],
+            },
+        ),
         conductor,
         rest: deps.rest.clone(),
         control,

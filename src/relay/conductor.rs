@@ -70,6 +70,12 @@ pub enum Action {
     UpdateCall(CallUpdate),
     /// Answer the agent's `say` under way with this report (relay mode).
     SayDone(crate::calls::say::SayReport),
+    /// Open a new Realtime session in the background with the call's `session.update`; report the outcome with
+    /// [`Conductor::on_session_opened`] or [`Conductor::on_session_open_failed`].
+    OpenSession,
+    /// Make the session that opened the call's session and close the old one; the events after this action go to
+    /// the new session.
+    SwitchSession,
 }
 
 /// Settings of one call.
@@ -163,6 +169,8 @@ pub struct Conductor {
     wrap_up_reason: Option<EndReason>,
     /// Latency spans and frame counts for the metrics.
     probe: crate::relay::latency::LatencyProbe,
+    /// The Realtime session: its age, a rollover or a reopening under way.
+    session: rollover::SessionState,
 }
 
 impl Conductor {
@@ -197,6 +205,7 @@ impl Conductor {
             cost: None,
             wrap_up_reason: None,
             probe: Default::default(),
+            session: rollover::SessionState::new(now),
         }
     }
 
@@ -295,7 +304,9 @@ impl Conductor {
         if let Some(deadline) = self.say_deadline() {
             next = next.min(deadline);
         }
-        next
+        self.session
+            .deadline()
+            .map_or(next, |deadline| next.min(deadline))
     }
 
     /// Why the call ends when its goodbye has played: `shutdown` while the server shuts down, else `goodbye`.
@@ -345,6 +356,7 @@ impl Conductor {
         if let Some(step) = self.machine.as_mut().and_then(|m| m.on_tick(now, started)) {
             self.take_machine_step(step, out);
         }
+        self.on_session_tick(now, out);
         if now >= self.started + self.config.max_call_duration {
             tracing::info!("maximum call duration reached");
             out.push(Action::HangUp(EndReason::MaxDuration));
@@ -381,6 +393,7 @@ impl Conductor {
 
     /// Adds an instruction to the live conversation as a system message.
     pub fn on_instruction(&mut self, text: &str, out: &mut Vec<Action>) {
+        self.remember_instruction(text);
         out.push(Action::OpenAi(
             ClientEvent::ConversationItemCreate {
                 item: ConversationItem::system_text(text),
@@ -395,8 +408,10 @@ impl Conductor {
         match event {
             TwilioEvent::Media { media, .. } => {
                 self.on_handover_media(now);
-                if self.stream_sid.is_some() {
+                // While no Realtime session serves the call (reopening one), the caller's audio has nowhere to go.
+                if self.stream_sid.is_some() && !self.session.is_lost() {
                     self.probe.on_caller_frame();
+                    self.on_audio_forwarded(now);
                     out.push(Action::OpenAi(
                         ClientEvent::InputAudioBufferAppend {
                             audio: media.payload,
@@ -527,6 +542,7 @@ impl Conductor {
             } => self.on_audio_delta(response_id, item_id, delta, now, out),
             ServerEvent::SpeechStarted { item_id, .. } => {
                 self.probe.on_speech_started();
+                self.session.caller_speaking = true;
                 let say_ends = self.say_on_speech_started(&item_id, now);
                 self.on_speech_started(now, out);
                 if say_ends {
@@ -534,6 +550,7 @@ impl Conductor {
                 }
             }
             ServerEvent::SpeechStopped { .. } => {
+                self.session.caller_speaking = false;
                 self.probe.on_speech_stopped(now);
                 if let Some(hold) = &mut self.machine {
                     hold.on_speech_stopped();
@@ -849,6 +866,11 @@ pub use cost::{COST_CAP_GOODBYE_TIMEOUT, COST_CAP_INSTRUCTION, CostMeter};
 #[path = "conductor_transfer.rs"]
 mod transfer;
 pub use say::say_report_at_end;
+#[path = "conductor_rollover.rs"]
+mod rollover;
+#[path = "conductor_transfer.rs"]
+mod transfer;
+pub use rollover::{MAX_QUIET_WAIT, QUIET_CHECK_INTERVAL, RECONNECT_BACKOFF};
 pub use transfer::{ANSWERED_GRACE, TransferRefusal};
 
 #[cfg(test)]

@@ -12,6 +12,8 @@ pub mod media_link;
 pub mod playback;
 pub mod responses;
 pub mod say;
+pub mod session_seed;
+pub mod sessions;
 pub mod transcript;
 pub mod transfer;
 pub mod twilio_socket;

@@ -252,6 +252,19 @@ GOOD_EVENTS = [
         },
     },
     {"type": "response.create"},
+    {
+        "type": "conversation.item.create",
+        "item": {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "For when?"}]},
+    },
+]
+
+# Every `session.truncation` the relay can send (src/realtime/truncation.rs; CALLBRIDGE_TRUNCATION and its ratio and
+# token limit settings).
+TRUNCATIONS = [
+    "auto",
+    "disabled",
+    {"type": "retention_ratio", "retention_ratio": 0.8},
+    {"type": "retention_ratio", "retention_ratio": 0.8, "token_limits": {"post_instructions": 16000}},
 ]
 
 
@@ -272,6 +285,31 @@ def test_the_validator_rejects_an_unknown_key_in_a_remote_mcp_tool_entry():
     problems = client_event_problems(event)
 
     assert problems == ["session.update: unexpected key $.session.tools[0].default"]
+
+
+@pytest.mark.parametrize("truncation", TRUNCATIONS, ids=lambda t: t if isinstance(t, str) else json.dumps(t))
+def test_every_truncation_the_relay_can_send_conforms_to_the_sdk_session(truncation):
+    event = {"type": "session.update", "session": {"type": "realtime", "truncation": truncation}}
+
+    assert client_event_problems(event) == []
+
+
+def test_the_validator_rejects_a_truncation_the_sdk_does_not_know():
+    for truncation in ["sometimes", {"type": "retention_ratio", "retention_ratio": "0.8"}]:
+        event = {"type": "session.update", "session": {"type": "realtime", "truncation": truncation}}
+
+        assert client_event_problems(event), truncation
+
+
+def test_every_recorded_full_session_update_carries_the_truncation_setting():
+    full_updates = [
+        event["session"]
+        for _, event in load_events()
+        if isinstance(event, dict) and event.get("type") == "session.update" and "instructions" in event.get("session", {})
+    ]
+
+    assert full_updates, "no full session.update recorded"
+    assert all("truncation" in session for session in full_updates), [s.get("truncation") for s in full_updates]
 
 
 def test_the_validator_rejects_an_extra_top_level_key():

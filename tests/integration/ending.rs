@@ -60,12 +60,16 @@ async fn a_caller_hanging_up_mid_reply_ends_the_call_and_keeps_what_was_heard() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_closing_mid_call_ends_the_call_within_a_second_and_keeps_the_transcript() {
-    let app = spawn_app(Script {
-        responses: vec![ScriptedResponse::speak(500, "Hello there.")],
-        caller_transcripts: vec!["Hi.".into()],
-        close_after: Some(Duration::from_millis(4500)),
-        ..Script::default()
-    })
+    // Without reopening attempts (tests/integration/rollover.rs has the call that goes on).
+    let app = spawn_app_with(
+        Script {
+            responses: vec![ScriptedResponse::speak(500, "Hello there.")],
+            caller_transcripts: vec!["Hi.".into()],
+            close_after: Some(Duration::from_millis(4500)),
+            ..Script::default()
+        },
+        &[("CALLBRIDGE_REALTIME_RECONNECT_ATTEMPTS", "0")],
+    )
     .await;
     let call = app.call().await;
     call.stream.send_audio(&CALLER_HELLO);

@@ -32,6 +32,7 @@ mod reliability;
 mod rest_hangup;
 mod restart;
 mod schedule;
+mod rollover;
 mod security;
 mod shutdown;
 mod simulate_cli;

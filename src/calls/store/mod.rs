@@ -498,7 +498,7 @@ impl CallStore {
                  ended_at_ns = COALESCE(?7, ended_at_ns), call_sid = COALESCE(call_sid, ?8), skipped_frames = ?9, \
                  dropped = ?10, answered_by = COALESCE(answered_by, ?11), voicemail_left = ?12, \
                  voicemail_transcript = COALESCE(?13, voicemail_transcript), handovers = ?14, transfers = ?15, \
-                 cost = COALESCE(?16, cost), cost_usd = COALESCE(?17, cost_usd) WHERE id = ?1",
+                 cost = COALESCE(?16, cost), cost_usd = COALESCE(?17, cost_usd), rollovers = ?18 WHERE id = ?1",
                 params![
                     id,
                     record.outcome,
@@ -517,6 +517,7 @@ impl CallStore {
                     list_json(&record.transfers),
                     record.cost.as_ref().and_then(|c| serde_json::to_string(c).ok()),
                     record.cost.as_ref().map(|c| c.total_usd),
+                    list_json(&record.rollovers),
                 ],
             )
             .map_err(ctx(CONTEXT))?;

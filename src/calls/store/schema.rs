@@ -166,6 +166,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE calls ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0;
     ALTER TABLE calls ADD COLUMN max_cost_usd REAL;
     ",
+    // Next version: the call's moves to new OpenAI Realtime sessions (a JSON list; NULL for none).
+    "
+    ALTER TABLE calls ADD COLUMN rollovers TEXT;
+    ",
 ];
 
 /// Brings the schema up to the newest version, one migration at a time, each in its own transaction.

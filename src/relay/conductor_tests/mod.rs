@@ -279,6 +279,8 @@ fn kinds(actions: &[Action]) -> Vec<String> {
             Action::HangUp(reason) => format!("hang_up:{reason}"),
             Action::UpdateCall(update) => format!("update_call:{update:?}"),
             Action::SayDone(_) => "say_done".to_owned(),
+            Action::OpenSession => "open_session".to_owned(),
+            Action::SwitchSession => "switch_session".to_owned(),
         })
         .collect()
 }
@@ -495,5 +497,6 @@ mod idle_stream;
 mod outcome;
 mod relay_say;
 mod response_requests;
+mod rollover;
 mod stream_start;
 mod transfer;

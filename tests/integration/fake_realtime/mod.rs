@@ -63,7 +63,10 @@
 //! - **Error flood.** With [`Script::error_flood`] = N > 0, N non-fatal `error` events follow the connection's first
 //!   `session.updated`, back to back.
 //! - **Mid-call close.** With [`Script::close_after`], the socket is closed (code [`Script::close_code`]) that long
-//!   after the connection's first `session.update`.
+//!   after the connection's first `session.update` (every connection: the session limit, in seconds for the
+//!   tests; the real API closes at 60 minutes).
+//! - **Unreachable.** With [`Script::accept_connections`] = N, upgrades after the N-th accepted connection are
+//!   refused with HTTP 503 and a `server_error` body (no socket).
 //! - **Close tracking.** The instant each accepted connection ended is recorded, whichever side ended it: a client
 //!   close frame (on receipt), the socket's end or error, or the fake's scripted close (just before its close
 //!   frame is sent). Read it with [`FakeRealtime::connection_closed_at`] or wait for it with

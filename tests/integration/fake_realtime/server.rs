@@ -394,7 +394,16 @@ pub(super) async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     // The `Err` type is tungstenite's `ErrorResponse`, fixed by its `Callback` trait.
     #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-        let checked = check_upgrade(request);
+        let accepted = shared.record().connections;
+        let checked = check_upgrade(request).and_then(|model| {
+            match shared.script.accept_connections {
+                Some(limit) if accepted >= limit => Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    r#"{"error":{"message":"The server is overloaded.","type":"server_error","param":null,"code":null}}"#,
+                )),
+                _ => Ok(model),
+            }
+        });
         let upgrade = UpgradeRequest {
             path_and_query: request
                 .uri()

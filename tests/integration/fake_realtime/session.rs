@@ -84,6 +84,9 @@ pub struct Script {
     /// `error` events back to back (`invalid_request_error` / `conversation_already_has_active_response`, the
     /// real API's text), then plays the session as usual. Default 0.
     pub error_flood: u32,
+    /// Once this many connections were accepted, every further upgrade is refused with HTTP 503 and OpenAI's
+    /// error body (`server_error`): the API unreachable for a session reopened mid-call. `None` accepts all.
+    pub accept_connections: Option<usize>,
 }
 
 impl Default for Script {
@@ -103,6 +106,7 @@ impl Default for Script {
             late_deltas_after_cancel: 0,
             stop_reading_after_session_update: false,
             error_flood: 0,
+            accept_connections: None,
         }
     }
 }
