@@ -486,6 +486,11 @@ pub(super) struct Raw {
     pub(super) model_prices: Option<ListOrCsv>,
     pub(super) twilio_inbound_price_per_min_usd: Option<String>,
     pub(super) twilio_outbound_price_per_min_usd: Option<String>,
+    pub(super) realtime_session_limit_s: Option<String>,
+    pub(super) realtime_reconnect_attempts: Option<String>,
+    pub(super) truncation: Option<String>,
+    pub(super) truncation_retention_ratio: Option<String>,
+    pub(super) truncation_max_tokens: Option<String>,
 }
 
 /// A setting of JSON objects: a JSON array in one string (environment), or an array of TOML tables.
@@ -496,11 +501,6 @@ pub(super) enum JsonOrTables {
     Tables(Vec<serde_json::Value>),
     /// A JSON array, as the environment gives it.
     Json(String),
-    pub(super) realtime_session_limit_s: Option<String>,
-    pub(super) realtime_reconnect_attempts: Option<String>,
-    pub(super) truncation: Option<String>,
-    pub(super) truncation_retention_ratio: Option<String>,
-    pub(super) truncation_max_tokens: Option<String>,
 }
 
 /// A list setting: a TOML array, or a comma-separated string (environment).
