@@ -36,6 +36,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod live;
 pub mod mcp;
 pub mod phone;
 pub mod realtime;
