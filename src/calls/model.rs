@@ -226,6 +226,10 @@ pub struct CallView {
     /// the last one's target.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transfers: Vec<TransferAttempt>,
+    /// The OpenAI voice API the call used or will use (`realtime`, `live`); `null` for a call placed without one
+    /// before it connected (the server's default then applies) and for calls stored before engines existed.
+    #[serde(default)]
+    pub engine: Option<crate::config::Engine>,
 }
 
 impl CallView {
@@ -305,6 +309,9 @@ pub struct NewCall {
     /// The answering machine policy and voicemail message of an outbound call (the verdict fields stay empty).
     #[serde(default, flatten)]
     pub answering: Answering,
+    /// The OpenAI voice API the call uses; `None`: the server's `CALLBRIDGE_ENGINE` when the call connects.
+    #[serde(default)]
+    pub engine: Option<crate::config::Engine>,
 }
 
 /// Answering machine detection on one call: what was asked for and what happened. Every field is optional in JSON
@@ -394,6 +401,7 @@ mod tests {
 
     fn sample_view() -> CallView {
         CallView {
+            engine: None,
             id: "call_0123456789abcdefghjkmnpqrs".into(),
             direction: Direction::OutboundApi,
             from: "+15550100".into(),

@@ -74,6 +74,9 @@ pub struct PlaceCall {
     /// Twilio's `SendDigits`: `0-9`, `*`, `#`, `w` for a half-second pause.
     #[serde(default)]
     pub send_digits: Option<String>,
+    /// The OpenAI voice API for this call: `realtime` or `live` (default: the server's `CALLBRIDGE_ENGINE`).
+    #[serde(default)]
+    pub engine: Option<crate::config::Engine>,
 }
 
 #[path = "service_error.rs"]
@@ -441,6 +444,7 @@ impl CallService {
                 voicemail_message,
                 ..Answering::default()
             },
+            engine: request.engine,
         };
         let (stored, written) = tokio::sync::oneshot::channel();
         {
@@ -744,6 +748,7 @@ mod tests {
 
     fn new_outbound() -> NewCall {
         NewCall {
+            engine: None,
             direction: Direction::OutboundApi,
             from: "+14155550100".into(),
             to: "+14155552671".into(),

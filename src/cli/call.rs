@@ -78,6 +78,9 @@ pub struct CallArgs {
     /// for a half-second pause (e.g. ww123). The server refuses anything else (exit 2).
     #[arg(long = "send-digits", value_name = "KEYS")]
     pub send_digits: Option<String>,
+    /// The OpenAI voice API for this call: realtime or live (default: the server's CALLBRIDGE_ENGINE).
+    #[arg(long, value_name = "ENGINE", value_parser = parse_engine)]
+    pub engine: Option<crate::config::Engine>,
     /// Place the call, print its id and exit without following it.
     #[arg(long)]
     pub no_follow: bool,
@@ -145,7 +148,13 @@ fn place_request(args: &CallArgs) -> PlaceCall {
         answering_machine: args.answering_machine,
         voicemail_message: args.voicemail_message.clone(),
         send_digits: args.send_digits.clone(),
+        engine: args.engine,
     }
+}
+
+/// `--engine`: `realtime` or `live`.
+fn parse_engine(text: &str) -> Result<crate::config::Engine, String> {
+    text.parse()
 }
 
 async fn follow(client: &ApiClient, placed: CallView) -> ExitCode {
@@ -322,6 +331,7 @@ mod tests {
 
     fn call(status: CallStatus) -> CallView {
         CallView {
+            engine: None,
             id: "call_0123456789abcdefghjkmnpqrs".into(),
             direction: Direction::OutboundApi,
             from: "+15550100000".into(),

@@ -18,6 +18,7 @@
 mod describe;
 pub mod keys;
 mod load;
+pub use self::load::LIVE_VOICES;
 pub mod sources;
 #[cfg(test)]
 mod sources_tests;
@@ -31,7 +32,8 @@ use url::Url;
 
 use self::keys::Raw;
 pub use self::keys::{
-    DEFAULT_GOODBYE_PHRASES, DEFAULT_GREETING, DEFAULT_OPENAI_MODEL, DEFAULT_OPENAI_REALTIME_URL,
+    DEFAULT_GOODBYE_PHRASES, DEFAULT_GREETING, DEFAULT_LIVE_BACKEND_MODEL, DEFAULT_LIVE_MODEL,
+    DEFAULT_OPENAI_LIVE_URL, DEFAULT_OPENAI_MODEL, DEFAULT_OPENAI_REALTIME_URL,
     DEFAULT_SYSTEM_MESSAGE, DEFAULT_TWILIO_API_BASE_URL, SETTINGS,
 };
 use self::sources::Sources;
@@ -69,6 +71,10 @@ pub struct Settings {
     pub openai_api_key: SecretString,
     /// OpenAI Realtime connection and session settings.
     pub realtime: RealtimeSettings,
+    /// The voice API a call uses unless it names one (`CALLBRIDGE_ENGINE`).
+    pub engine: Engine,
+    /// GPT-Live connection and session settings.
+    pub live: LiveSettings,
     /// Twilio credentials and REST base URL.
     pub twilio: TwilioSettings,
     /// Call limits and timings.
@@ -102,6 +108,71 @@ pub struct RealtimeSettings {
     pub transcription_model: Option<String>,
     /// Phrases that end the call when the assistant's last sentence contains one.
     pub goodbye_phrases: Vec<String>,
+}
+
+/// Which OpenAI voice API carries a call: the Realtime API (billed per audio token) or GPT-Live (billed per active
+/// minute, full duplex). Spelled `realtime` / `live` in settings, `place_call` and the call record.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// `wss://api.openai.com/v1/realtime`.
+    #[default]
+    Realtime,
+    /// `wss://api.openai.com/v1/live/sessions`.
+    Live,
+}
+
+impl Engine {
+    /// `realtime` or `live`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Realtime => "realtime",
+            Engine::Live => "live",
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    /// `realtime` or `live` (case-insensitive, trimmed).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "realtime" => Ok(Engine::Realtime),
+            "live" => Ok(Engine::Live),
+            _ => Err(format!("{text:?} (use realtime or live)")),
+        }
+    }
+}
+
+/// GPT-Live settings: where to connect and which models and voice a session starts with.
+#[derive(Debug, Clone)]
+pub struct LiveSettings {
+    /// WebSocket URL, no query: `wss://api.openai.com/v1/live/sessions`.
+    pub url: Url,
+    /// The Live model (`gpt-live-1`, `gpt-live-1.1`).
+    pub model: String,
+    /// The voice (immutable after startup).
+    pub voice: String,
+    /// The Responses model the call's tools are delegated to.
+    pub backend_model: String,
 }
 
 /// Twilio settings.

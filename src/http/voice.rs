@@ -19,6 +19,7 @@ use crate::calls::service::STORE_DEADLINE;
 use crate::calls::store::new_call_id;
 use crate::calls::writer::Write;
 use crate::http::state::AppState;
+use crate::http::webhook::first_session_event;
 use crate::http::webhook::{
     SHUTTING_DOWN_APOLOGY, WebhookError, begin_stream, call_span, connect_twiml, param,
     request_public_base, required_call_sid, twiml_response, verify_form,
@@ -110,6 +111,7 @@ pub async fn incoming_call(
                         max_duration_s: None,
                         metadata: None,
                         answering: Default::default(),
+                        engine: Some(state.settings.engine),
                     }),
                     answered: true,
                 },
@@ -137,7 +139,14 @@ pub async fn incoming_call(
             assistant_speaks_first: realtime.assistant_speaks_first,
             greeting: realtime.greeting.clone(),
             max_call_duration: state.settings.calls.max_call_duration,
-            session_update: session.to_json(),
+            session_update: first_session_event(
+                &state.settings,
+                state.settings.engine,
+                &session,
+                None,
+                false,
+            ),
+            engine: state.settings.engine,
             machine: None,
             public_base: base.clone(),
         },

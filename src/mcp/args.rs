@@ -55,6 +55,11 @@ pub struct PlaceCallArgs {
     /// half a second (e.g. "ww123"). For menus you do not know, the voice model presses keys itself.
     #[serde(default)]
     pub send_digits: Option<String>,
+    /// The OpenAI voice API for this call: realtime (the Realtime API, billed per audio token, full tool set) or
+    /// live (GPT-Live: full duplex, handles interruptions itself, billed about $0.05 per active minute). Default:
+    /// the server's setting.
+    #[serde(default)]
+    pub engine: Option<crate::config::Engine>,
 }
 
 impl From<PlaceCallArgs> for PlaceCall {
@@ -70,6 +75,7 @@ impl From<PlaceCallArgs> for PlaceCall {
             answering_machine: args.answering_machine,
             voicemail_message: args.voicemail_message,
             send_digits: args.send_digits,
+            engine: args.engine,
         }
     }
 }

@@ -32,6 +32,7 @@ use crate::realtime::client::{LinkEvent, RealtimeLink, SendError};
 use crate::realtime::server_events::parse_server_event;
 use crate::relay::budget::clip;
 use crate::relay::conductor::{Action, Conductor};
+use crate::relay::engine;
 use crate::relay::handover::{CallUpdate, HandoverDeps, StreamAttachment};
 use crate::relay::media_link::{MediaLink, close_writer};
 use crate::relay::twilio_socket::{
@@ -64,6 +65,8 @@ pub struct Bridge {
     pub handover: HandoverDeps,
     /// New media streams of this call, from the media-stream route (a handover).
     pub new_streams: mpsc::Receiver<StreamAttachment>,
+    /// The GPT-Live mapping when the call runs on GPT-Live; `None` on the Realtime API.
+    pub live: Option<crate::live::translate::LiveTranslator>,
 }
 
 /// The Twilio side of the loop: the attached media stream, if any (none between two streams of a handover).
@@ -109,6 +112,7 @@ impl Bridge {
             stall_timeout,
             handover,
             mut new_streams,
+            mut live,
         } = self;
         let mut twilio = TwilioSide(Some(MediaLink::Local {
             writer: twilio,
@@ -121,7 +125,13 @@ impl Bridge {
         let mut shutting_down = false;
         let mut control_open = true;
         let mut stream_sid_logged = false;
-        let mut deadline = next_deadline(&conductor, twilio.stalled_since(), &link, stall_timeout);
+        let mut deadline = next_deadline(
+            &conductor,
+            twilio.stalled_since(),
+            &link,
+            stall_timeout,
+            live.as_ref(),
+        );
         let timer = tokio::time::sleep_until(deadline.into());
         tokio::pin!(timer);
 
@@ -197,6 +207,11 @@ impl Bridge {
                     }
                 },
                 event = link.next_event() => match event {
+                    LinkEvent::Text(text) if live.is_some() => {
+                        if let Some(translator) = &mut live {
+                            engine::on_live_text(translator, &text, Instant::now(), &mut conductor, &mut actions);
+                        }
+                    }
                     LinkEvent::Text(text) => {
                         let now = Instant::now();
                         match parse_server_event(&text) {
@@ -256,6 +271,9 @@ impl Bridge {
                             "OpenAI Realtime is not taking client events; ending the call");
                         break EndReason::Error(CallFailure::OpenAiStalled);
                     }
+                    if let Some(translator) = &mut live {
+                        engine::on_live_tick(translator, now, &mut conductor, &mut actions);
+                    }
                     if now >= conductor.next_deadline() {
                         conductor.on_tick(now, &mut actions);
                     }
@@ -277,6 +295,9 @@ impl Bridge {
                     stored_turns = turns.len();
                 }
             }
+            if let Some(translator) = &mut live {
+                engine::translate_actions(translator, &mut actions);
+            }
             let end = perform(&mut actions, &mut twilio.0, &mut link, &mut |update| {
                 request_update(
                     &call_sid,
@@ -291,7 +312,13 @@ impl Bridge {
             if let Some(reason) = end {
                 break reason;
             }
-            let next = next_deadline(&conductor, twilio.stalled_since(), &link, stall_timeout);
+            let next = next_deadline(
+                &conductor,
+                twilio.stalled_since(),
+                &link,
+                stall_timeout,
+                live.as_ref(),
+            );
             if next != deadline {
                 deadline = next;
                 timer.as_mut().reset(deadline.into());
@@ -311,6 +338,11 @@ impl Bridge {
         if matches!(reason, EndReason::Error(CallFailure::OpenAiStalled)) {
             drop(link);
         } else {
+            if live.is_some() {
+                // GPT-Live: ask the session to close (it finalizes its usage) ahead of the close frame.
+                let _ =
+                    link.send(crate::live::client_events::LiveClientEvent::SessionClose.to_json());
+            }
             link.close().await;
         }
         // A transferred call goes on between the caller and the person: only the assistant leaves it.
@@ -331,11 +363,13 @@ fn next_deadline(
     twilio_stalled_since: Option<Instant>,
     link: &RealtimeLink,
     stall_timeout: Duration,
+    live: Option<&crate::live::translate::LiveTranslator>,
 ) -> Instant {
     [twilio_stalled_since, link.stalled_since()]
         .into_iter()
         .flatten()
         .map(|since| since + stall_timeout)
+        .chain(live.and_then(crate::live::translate::LiveTranslator::deadline))
         .fold(conductor.next_deadline(), Instant::min)
 }
 

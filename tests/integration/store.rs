@@ -66,6 +66,7 @@ fn new_call(direction: Direction, from: &str, to: &str) -> NewCall {
         max_duration_s: Some(300),
         metadata: None,
         answering: Default::default(),
+        engine: None,
     }
 }
 

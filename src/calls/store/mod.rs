@@ -288,6 +288,13 @@ impl CallStore {
             ],
         )
         .map_err(ctx("store a new call"))?;
+        if let Some(engine) = call.engine {
+            tx.execute(
+                "UPDATE calls SET engine = ?2 WHERE id = ?1",
+                params![id, engine.as_str()],
+            )
+            .map_err(ctx("store a new call"))?;
+        }
         tx.execute(
             "INSERT INTO status_changes (call_id, seq, status, at_ns) VALUES (?1, 0, ?2, ?3)",
             params![id, CallStatus::Queued, created_at_ns],
@@ -755,6 +762,7 @@ mod tests {
 
     fn outbound(to: &str) -> NewCall {
         NewCall {
+            engine: None,
             direction: Direction::OutboundApi,
             from: "+15550100".into(),
             to: to.into(),
