@@ -342,6 +342,7 @@ impl Bridge {
                 // GPT-Live: ask the session to close (it finalizes its usage) ahead of the close frame.
                 let _ =
                     link.send(crate::live::client_events::LiveClientEvent::SessionClose.to_json());
+                link.write_ready();
             }
             link.close().await;
         }
