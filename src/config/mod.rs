@@ -522,6 +522,51 @@ mod tests {
     }
 
     #[test]
+    fn the_engine_defaults_to_realtime_and_the_live_settings_are_read() {
+        let defaults = Settings::load(&env(&minimal()), None, Requirement::Serve).expect("valid");
+        assert_eq!(defaults.engine, Engine::Realtime);
+        assert_eq!(defaults.live.model, "gpt-live-1");
+        assert_eq!(
+            defaults.live.url.as_str(),
+            "wss://api.openai.com/v1/live/sessions"
+        );
+
+        let mut pairs = minimal();
+        pairs.extend([
+            ("CALLBRIDGE_ENGINE", "Live"),
+            ("CALLBRIDGE_LIVE_MODEL", "gpt-live-1.1"),
+            ("CALLBRIDGE_LIVE_VOICE", "cinder"),
+        ]);
+        let live = Settings::load(&env(&pairs), None, Requirement::Serve).expect("valid");
+        assert_eq!(live.engine, Engine::Live);
+        assert_eq!(live.live.model, "gpt-live-1.1");
+        assert_eq!(live.live.voice, "cinder");
+        assert!(live.describe().contains("engine"));
+    }
+
+    #[test]
+    fn an_unknown_engine_or_live_voice_is_refused_each_on_its_line() {
+        let mut pairs = minimal();
+        pairs.extend([
+            ("CALLBRIDGE_ENGINE", "gemini"),
+            ("CALLBRIDGE_LIVE_VOICE", "bob"),
+        ]);
+        let text = Settings::load(&env(&pairs), None, Requirement::Serve)
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("CALLBRIDGE_ENGINE is invalid")),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("CALLBRIDGE_LIVE_VOICE is invalid")),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn nothing_is_required_for_commands_that_only_show_settings() {
         assert!(Settings::load(&env(&[]), None, Requirement::Nothing).is_ok());
     }

@@ -122,7 +122,6 @@ impl LiveTranslator {
                         delta,
                     });
                 }
-                return;
             }
             LiveServerEvent::OutputTranscriptDelta { delta } => {
                 self.close_caller(out);

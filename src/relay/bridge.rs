@@ -508,6 +508,9 @@ pub fn log_record(record: &CallRecord) {
         turns = record.turns.len(),
         transfers = record.transfers.len(),
         total_tokens = record.usage.total_tokens,
+        live_active_seconds = record.usage.live_active_seconds,
+        live_cost_usd = record.usage.live_active_seconds as f64 / 60.0
+            * crate::live::translate::LIVE_USD_PER_ACTIVE_MINUTE,
         record = %json,
         "call ended"
     );

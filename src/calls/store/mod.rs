@@ -1115,6 +1115,22 @@ mod tests {
     }
 
     #[test]
+    fn a_call_keeps_the_engine_it_was_placed_with() {
+        let store = store();
+        let mut call = outbound("+15550199");
+        call.engine = Some(crate::config::Engine::Live);
+        let live = store.create(&call).expect("stored");
+        let default = store.create(&outbound("+15550198")).expect("stored");
+
+        assert_eq!(live.engine, Some(crate::config::Engine::Live));
+        assert_eq!(
+            store.get(&live.id).expect("read").expect("there").engine,
+            Some(crate::config::Engine::Live)
+        );
+        assert_eq!(default.engine, None);
+    }
+
+    #[test]
     fn a_database_from_a_newer_callbridge_is_refused() {
         let dir = TempDir::new("newer");
         let path = dir.0.join("callbridge.db");
@@ -1131,8 +1147,8 @@ mod tests {
                 result,
                 Err(StoreError::SchemaTooNew {
                     found: 99,
-                    supported: 4
-                })
+                    supported
+                }) if supported == super::schema::MIGRATIONS.len() as i64
             ),
             "{result:?}"
         );

@@ -89,12 +89,15 @@ impl Default for LiveScript {
     }
 }
 
+/// One upgrade request: path and query, headers (names lowercased), whether it was accepted.
+pub type Upgrade = (String, Vec<(String, String)>, bool);
+
 /// What the fake observed.
 #[derive(Default)]
 struct Record {
     client_events: Vec<Value>,
     server_events: Vec<Value>,
-    upgrades: Vec<(String, Vec<(String, String)>, bool)>,
+    upgrades: Vec<Upgrade>,
     connections: usize,
     closed: usize,
 }
@@ -168,7 +171,7 @@ impl FakeLive {
     }
 
     /// Upgrade requests: (path and query, headers, accepted).
-    pub fn upgrades(&self) -> Vec<(String, Vec<(String, String)>, bool)> {
+    pub fn upgrades(&self) -> Vec<Upgrade> {
         self.shared.record().upgrades.clone()
     }
 
@@ -404,11 +407,9 @@ impl Session {
                 message = ws.next() => {
                     let Some(Ok(message)) = message else { return };
                     match message {
-                        Message::Text(text) => {
-                            if !self.on_client_text(ws, text.as_str()).await || self.closing {
-                                let _ = ws.close(None).await;
-                                return;
-                            }
+                        Message::Text(text) if !self.on_client_text(ws, text.as_str()).await || self.closing => {
+                            let _ = ws.close(None).await;
+                            return;
                         }
                         Message::Close(_) => return,
                         _ => {}
