@@ -174,3 +174,27 @@ fn client_events_become_live_events_or_nothing() {
         ]
     );
 }
+
+#[test]
+fn a_function_call_with_no_turn_open_comes_in_a_response_of_its_own() {
+    let mut t = LiveTranslator::new();
+    let mut out = Vec::new();
+    t.on_server_event(
+        LiveServerEvent::FunctionCall {
+            call_id: "c1".into(),
+            name: "end_call".into(),
+            arguments: "{}".into(),
+        },
+        Instant::now(),
+        &mut out,
+    );
+    let types: Vec<&str> = out.iter().map(|e| e.event_type()).collect();
+    assert_eq!(
+        types,
+        [
+            "response.created",
+            "response.function_call_arguments.done",
+            "response.done"
+        ]
+    );
+}

@@ -75,3 +75,65 @@ pub fn translate_actions(translator: &mut LiveTranslator, actions: &mut Vec<Acti
     rewritten.extend(texts.drain(..).map(Action::OpenAi));
     *actions = rewritten;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::realtime::client_events::{ClientEvent, ConversationItem};
+
+    fn kind(action: &Action) -> String {
+        match action {
+            Action::OpenAi(text) => serde_json::from_str::<serde_json::Value>(text).expect("json")
+                ["type"]
+                .as_str()
+                .expect("type")
+                .to_owned(),
+            Action::Twilio(_) => "twilio".to_owned(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_barge_in_batch_keeps_its_twilio_clear_and_loses_its_cancel_and_truncate() {
+        let mut translator = LiveTranslator::new();
+        let mut actions = vec![
+            Action::Twilio("{\"event\":\"clear\"}".into()),
+            Action::OpenAi(
+                ClientEvent::ResponseCancel {
+                    response_id: Some("r"),
+                }
+                .to_json(),
+            ),
+            Action::OpenAi(
+                ClientEvent::ConversationItemTruncate {
+                    item_id: "i",
+                    content_index: 0,
+                    audio_end_ms: 100,
+                }
+                .to_json(),
+            ),
+        ];
+
+        translate_actions(&mut translator, &mut actions);
+
+        assert_eq!(actions.iter().map(kind).collect::<Vec<_>>(), ["twilio"]);
+    }
+
+    #[test]
+    fn an_instruction_at_the_end_of_a_batch_is_flushed_as_silent_instructions() {
+        let mut translator = LiveTranslator::new();
+        let mut actions = vec![Action::OpenAi(
+            ClientEvent::ConversationItemCreate {
+                item: ConversationItem::system_text("Ask for a callback number."),
+            }
+            .to_json(),
+        )];
+
+        translate_actions(&mut translator, &mut actions);
+
+        assert_eq!(
+            actions.iter().map(kind).collect::<Vec<_>>(),
+            ["session.instructions.append"]
+        );
+    }
+}
