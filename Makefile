@@ -7,6 +7,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 # Where the integration tests write every client event the relay sent to the fake Realtime server (JSON lines).
 EVENTS_DIR := target/conformance/realtime-events
+# The same for the client events the relay sent to the fake GPT-Live server.
+LIVE_EVENTS_DIR := target/conformance/live-events
 
 # The port the server listens on, as `callbridge serve` picks it: CALLBRIDGE_PORT, else PORT, each from the environment
 # first and then from .env; 5050 if none. `make tunnel-quick PORT=6000` overrides it.
@@ -74,8 +76,9 @@ test-prerequisites:
 	exit $$missing
 
 test-rust:
-	rm -rf $(EVENTS_DIR) && mkdir -p $(EVENTS_DIR)
-	REALTIME_EVENTS_DIR=$(abspath $(EVENTS_DIR)) $(CARGO) nextest run --no-fail-fast
+	rm -rf $(EVENTS_DIR) $(LIVE_EVENTS_DIR) && mkdir -p $(EVENTS_DIR) $(LIVE_EVENTS_DIR)
+	REALTIME_EVENTS_DIR=$(abspath $(EVENTS_DIR)) LIVE_EVENTS_DIR=$(abspath $(LIVE_EVENTS_DIR)) \
+		$(CARGO) nextest run --no-fail-fast
 
 $(VENV)/.installed: tests/conformance/requirements.txt tests/deploy/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -87,7 +90,7 @@ venv: $(VENV)/.installed
 
 test-conformance: venv
 	CALLBRIDGE_BIN=$(abspath $(DEBUG_BIN)) REALTIME_EVENTS_DIR=$(abspath $(EVENTS_DIR)) \
-		$(PY) -m pytest -q tests/conformance
+		LIVE_EVENTS_DIR=$(abspath $(LIVE_EVENTS_DIR)) $(PY) -m pytest -q tests/conformance
 
 # Needs systemd-analyze (Debian: apt-get install systemd; .ci/run installs it).
 test-deploy: venv ## systemd unit, Dockerfile, compose and cloudflared files, tunnel scripts, these make targets

@@ -38,6 +38,7 @@ pub mod config;
 pub mod cost;
 pub mod demo;
 pub mod http;
+pub mod live;
 pub mod mcp;
 pub mod metrics;
 pub mod phone;

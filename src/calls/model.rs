@@ -337,6 +337,10 @@ pub struct Attempt {
     /// the call ended: `{at_s, gap_ms, reason, attempts}`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rollovers: Vec<crate::calls::SessionRollover>,
+    /// The OpenAI voice API the call used or will use (`realtime`, `live`); `null` for a call placed without one
+    /// before it connected (the server's default then applies) and for calls stored before engines existed.
+    #[serde(default)]
+    pub engine: Option<crate::config::Engine>,
 }
 
 impl CallView {
@@ -439,6 +443,9 @@ pub struct NewCall {
     /// The call's own cost cap, USD (the server's `max_call_cost_usd` still applies when lower).
     #[serde(default)]
     pub max_cost_usd: Option<f64>,
+    /// The OpenAI voice API the call uses; `None`: the server's `CALLBRIDGE_ENGINE` when the call connects.
+    #[serde(default)]
+    pub engine: Option<crate::config::Engine>,
 }
 
 /// Answering machine detection on one call: what was asked for and what happened. Every field is optional in JSON
@@ -530,6 +537,7 @@ mod tests {
 
     fn sample_view() -> CallView {
         CallView {
+            engine: None,
             id: "call_0123456789abcdefghjkmnpqrs".into(),
             direction: Direction::OutboundApi,
             from: "+15550100".into(),

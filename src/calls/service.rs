@@ -113,6 +113,9 @@ pub struct PlaceCall {
     /// the conversation.
     #[serde(default)]
     pub mode: Option<crate::calls::say::CallMode>,
+    /// The OpenAI voice API for this call: `realtime` or `live` (default: the server's `CALLBRIDGE_ENGINE`).
+    #[serde(default)]
+    pub engine: Option<crate::config::Engine>,
 }
 
 #[path = "service_error.rs"]
@@ -585,6 +588,7 @@ impl CallService {
             mcp_servers,
             mode: request.mode.unwrap_or_default(),
             max_cost_usd: request.max_cost_usd,
+            engine: request.engine,
         };
         if let Some(mut schedule) = schedule {
             schedule.send_digits = send_digits.map(|d| d.as_str().to_owned());
@@ -903,6 +907,7 @@ mod tests {
 
     fn new_outbound() -> NewCall {
         NewCall {
+            engine: None,
             direction: Direction::OutboundApi,
             from: "+14155550100".into(),
             to: "+14155552671".into(),

@@ -582,6 +582,7 @@ mod tests {
 
     fn inbound_call(call_sid: &str) -> NewCall {
         NewCall {
+            engine: None,
             direction: Direction::Inbound,
             from: "+15550100001".into(),
             to: "+15550100002".into(),

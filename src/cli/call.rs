@@ -119,6 +119,9 @@ pub struct CallArgs {
     /// The most the call may cost, US dollars (estimated); at it the assistant wraps up and says goodbye.
     #[arg(long = "max-cost", value_name = "USD")]
     pub max_cost_usd: Option<f64>,
+    /// The OpenAI voice API for this call: realtime or live (default: the server's CALLBRIDGE_ENGINE).
+    #[arg(long, value_name = "ENGINE", value_parser = parse_engine)]
+    pub engine: Option<crate::config::Engine>,
     /// Place the call, print its id and exit without following it.
     #[arg(long)]
     pub no_follow: bool,
@@ -221,6 +224,7 @@ fn place_request(args: &CallArgs) -> PlaceCall {
         mcp_servers: (!args.mcp_servers.is_empty()).then(|| args.mcp_servers.clone()),
         mode: args.mode,
         max_cost_usd: args.max_cost_usd,
+        engine: args.engine,
     }
 }
 
@@ -264,6 +268,12 @@ fn read_outcome_schema(arg: &str) -> Result<serde_json::Value, String> {
             .map_err(|e| format!("--outcome-schema: cannot read {arg:?}: {e}"))?
     };
     serde_json::from_str(&text).map_err(|e| format!("--outcome-schema: not JSON: {e}"))
+}
+
+
+/// `--engine`: `realtime` or `live`.
+fn parse_engine(text: &str) -> Result<crate::config::Engine, String> {
+    text.parse()
 }
 
 async fn follow(client: &ApiClient, placed: CallView) -> ExitCode {
@@ -445,6 +455,7 @@ mod tests {
 
     fn call(status: CallStatus) -> CallView {
         CallView {
+            engine: None,
             id: "call_0123456789abcdefghjkmnpqrs".into(),
             direction: Direction::OutboundApi,
             from: "+15550100000".into(),

@@ -557,6 +557,7 @@ mod tests {
     #[test]
     fn a_report_shows_the_timeline_the_transcript_and_the_tokens() {
         let call = CallView {
+            engine: None,
             id: "call_x".into(),
             direction: Direction::Inbound,
             from: "+15550100".into(),

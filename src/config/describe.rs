@@ -94,6 +94,11 @@ impl Settings {
         line("openai_api_key", mask(self.openai_api_key.expose_secret()));
         line("openai_model", rt.model.clone());
         line("openai_realtime_url", rt.url.to_string());
+        line("engine", self.engine.to_string());
+        line("live_model", self.live.model.clone());
+        line("live_voice", self.live.voice.clone());
+        line("live_backend_model", self.live.backend_model.clone());
+        line("live_url", self.live.url.to_string());
         line(
             "twilio_account_sid",
             self.twilio

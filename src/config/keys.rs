@@ -10,6 +10,14 @@ use serde::Deserialize;
 pub const DEFAULT_OPENAI_REALTIME_URL: &str = "wss://api.openai.com/v1/realtime";
 /// The default Twilio REST API base URL.
 pub const DEFAULT_TWILIO_API_BASE_URL: &str = "https://api.twilio.com";
+/// The default GPT-Live WebSocket URL (<https://developers.openai.com/api/docs/guides/voice-websockets?api=live>).
+pub const DEFAULT_OPENAI_LIVE_URL: &str = "wss://api.openai.com/v1/live/sessions";
+/// The default GPT-Live model (<https://developers.openai.com/api/docs/models/gpt-live-1>).
+pub const DEFAULT_LIVE_MODEL: &str = "gpt-live-1";
+/// The default Responses model GPT-Live delegates tool use to: the cost-sensitive choice the delegation guide names
+/// (<https://developers.openai.com/api/docs/guides/live-delegation>).
+pub const DEFAULT_LIVE_BACKEND_MODEL: &str = "gpt-5.6-luna";
+
 /// The default realtime model.
 pub const DEFAULT_OPENAI_MODEL: &str = "gpt-realtime-2.1";
 /// The default input transcription model: `gpt-transcribe`, OpenAI's model for the committed turns of a Realtime
@@ -150,6 +158,19 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         Some("OPENAI_REALTIME_URL"),
         "Realtime WebSocket URL",
     ),
+    (
+        "engine",
+        None,
+        "the OpenAI voice API calls use unless place_call names one: realtime or live",
+    ),
+    ("live_model", None, "GPT-Live model (engine live)"),
+    ("live_voice", None, "GPT-Live voice (engine live)"),
+    (
+        "live_backend_model",
+        None,
+        "Responses model GPT-Live delegates the call's tools to (engine live)",
+    ),
+    ("live_url", None, "GPT-Live WebSocket URL"),
     (
         "twilio_account_sid",
         Some("TWILIO_ACCOUNT_SID"),
@@ -446,6 +467,11 @@ pub(super) struct Raw {
     pub(super) openai_api_key: Option<String>,
     pub(super) openai_model: Option<String>,
     pub(super) openai_realtime_url: Option<String>,
+    pub(super) engine: Option<String>,
+    pub(super) live_model: Option<String>,
+    pub(super) live_voice: Option<String>,
+    pub(super) live_backend_model: Option<String>,
+    pub(super) live_url: Option<String>,
     pub(super) twilio_account_sid: Option<String>,
     pub(super) twilio_auth_token: Option<String>,
     pub(super) twilio_signing_keys: Option<ListOrCsv>,

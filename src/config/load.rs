@@ -30,6 +30,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
 
     let server = server(&mut errors, &mut raw, required);
     let (openai_api_key, realtime) = realtime(&mut errors, &mut raw, required);
+    let (engine, live) = live(&mut errors, &mut raw);
     let twilio = twilio(&mut errors, &mut raw, required);
     let security = security(&mut errors, &mut raw);
     let calls = calls(&mut errors, &mut raw);
@@ -66,6 +67,8 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
         log_format,
         openai_api_key,
         realtime,
+        engine,
+        live,
         twilio,
         calls,
         recording,
@@ -207,6 +210,47 @@ fn realtime(
         realtime,
     )
 }
+
+/// The default engine and the GPT-Live settings. The voice must be one of `openai.types.live.BuiltInVoice`.
+fn live(errors: &mut Vec<String>, raw: &mut Raw) -> (super::Engine, super::LiveSettings) {
+    let engine = match nonempty(raw.engine.take()) {
+        None => super::Engine::Realtime,
+        Some(text) => text.parse().unwrap_or_else(|e| {
+            errors.push(format!("CALLBRIDGE_ENGINE is invalid: {e}"));
+            super::Engine::Realtime
+        }),
+    };
+    let url = parse_url(
+        errors,
+        "CALLBRIDGE_LIVE_URL",
+        raw.live_url.take(),
+        super::keys::DEFAULT_OPENAI_LIVE_URL,
+        &["ws", "wss"],
+    );
+    let voice = nonempty(raw.live_voice.take()).unwrap_or_else(|| "marin".to_owned());
+    if !LIVE_VOICES.contains(&voice.as_str()) {
+        errors.push(format!(
+            "CALLBRIDGE_LIVE_VOICE is invalid: {voice:?} (GPT-Live's voices are {})",
+            LIVE_VOICES.join(", ")
+        ));
+    }
+    let live = super::LiveSettings {
+        url,
+        model: nonempty(raw.live_model.take())
+            .unwrap_or_else(|| super::keys::DEFAULT_LIVE_MODEL.to_owned()),
+        voice,
+        backend_model: nonempty(raw.live_backend_model.take())
+            .unwrap_or_else(|| super::keys::DEFAULT_LIVE_BACKEND_MODEL.to_owned()),
+    };
+    (engine, live)
+}
+
+/// GPT-Live's built-in voices, as `openai.types.live.BuiltInVoice` (openai 3.57) lists them.
+pub const LIVE_VOICES: [&str; 23] = [
+    "alloy", "ash", "ballad", "beacon", "bossa", "cedar", "cinder", "coral", "delta", "echo",
+    "gleam", "marin", "meridian", "quartz", "ripple", "sage", "shida", "shimmer", "stone", "tempo",
+    "verse", "vesper", "willow",
+];
 
 /// The built-in voices of the OpenAI Realtime API (`session.audio.output.voice`), as OpenAI's API reference lists
 /// them: <https://platform.openai.com/docs/api-reference/realtime-client-events/session/update> (mirrored in the

@@ -19,6 +19,7 @@ mod describe;
 pub mod keys;
 mod load;
 pub mod recording;
+pub use self::load::LIVE_VOICES;
 pub mod sources;
 #[cfg(test)]
 mod sources_tests;
@@ -33,7 +34,8 @@ use url::Url;
 
 use self::keys::Raw;
 pub use self::keys::{
-    DEFAULT_GOODBYE_PHRASES, DEFAULT_GREETING, DEFAULT_OPENAI_MODEL, DEFAULT_OPENAI_REALTIME_URL,
+    DEFAULT_GOODBYE_PHRASES, DEFAULT_GREETING, DEFAULT_LIVE_BACKEND_MODEL, DEFAULT_LIVE_MODEL,
+    DEFAULT_OPENAI_LIVE_URL, DEFAULT_OPENAI_MODEL, DEFAULT_OPENAI_REALTIME_URL,
     DEFAULT_SYSTEM_MESSAGE, DEFAULT_TWILIO_API_BASE_URL, SETTINGS,
 };
 use self::sources::Sources;
@@ -71,6 +73,10 @@ pub struct Settings {
     pub openai_api_key: SecretString,
     /// OpenAI Realtime connection and session settings.
     pub realtime: RealtimeSettings,
+    /// The voice API a call uses unless it names one (`CALLBRIDGE_ENGINE`).
+    pub engine: Engine,
+    /// GPT-Live connection and session settings.
+    pub live: LiveSettings,
     /// Twilio credentials and REST base URL.
     pub twilio: TwilioSettings,
     /// Call limits and timings.
@@ -125,6 +131,71 @@ pub struct SessionLifetime {
     /// How many times a session OpenAI closed mid-call is reopened before the call ends
     /// (`error:openai_reconnect_failed`); 0 ends the call at once (`error:openai_closed`).
     pub reconnect_attempts: u32,
+}
+
+/// Which OpenAI voice API carries a call: the Realtime API (billed per audio token) or GPT-Live (billed per active
+/// minute, full duplex). Spelled `realtime` / `live` in settings, `place_call` and the call record.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// `wss://api.openai.com/v1/realtime`.
+    #[default]
+    Realtime,
+    /// `wss://api.openai.com/v1/live/sessions`.
+    Live,
+}
+
+impl Engine {
+    /// `realtime` or `live`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Realtime => "realtime",
+            Engine::Live => "live",
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    /// `realtime` or `live` (case-insensitive, trimmed).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "realtime" => Ok(Engine::Realtime),
+            "live" => Ok(Engine::Live),
+            _ => Err(format!("{text:?} (use realtime or live)")),
+        }
+    }
+}
+
+/// GPT-Live settings: where to connect and which models and voice a session starts with.
+#[derive(Debug, Clone)]
+pub struct LiveSettings {
+    /// WebSocket URL, no query: `wss://api.openai.com/v1/live/sessions`.
+    pub url: Url,
+    /// The Live model (`gpt-live-1`, `gpt-live-1.1`).
+    pub model: String,
+    /// The voice (immutable after startup).
+    pub voice: String,
+    /// The Responses model the call's tools are delegated to.
+    pub backend_model: String,
 }
 
 /// Twilio settings.
@@ -507,6 +578,51 @@ mod tests {
                 .any(|l| l.starts_with("OPENAI_API_KEY is not set"))
         );
         assert!(lines.iter().any(|l| l.starts_with("PUBLIC_URL is not set")));
+    }
+
+    #[test]
+    fn the_engine_defaults_to_realtime_and_the_live_settings_are_read() {
+        let defaults = Settings::load(&env(&minimal()), None, Requirement::Serve).expect("valid");
+        assert_eq!(defaults.engine, Engine::Realtime);
+        assert_eq!(defaults.live.model, "gpt-live-1");
+        assert_eq!(
+            defaults.live.url.as_str(),
+            "wss://api.openai.com/v1/live/sessions"
+        );
+
+        let mut pairs = minimal();
+        pairs.extend([
+            ("CALLBRIDGE_ENGINE", "Live"),
+            ("CALLBRIDGE_LIVE_MODEL", "gpt-live-1.1"),
+            ("CALLBRIDGE_LIVE_VOICE", "cinder"),
+        ]);
+        let live = Settings::load(&env(&pairs), None, Requirement::Serve).expect("valid");
+        assert_eq!(live.engine, Engine::Live);
+        assert_eq!(live.live.model, "gpt-live-1.1");
+        assert_eq!(live.live.voice, "cinder");
+        assert!(live.describe().contains("engine"));
+    }
+
+    #[test]
+    fn an_unknown_engine_or_live_voice_is_refused_each_on_its_line() {
+        let mut pairs = minimal();
+        pairs.extend([
+            ("CALLBRIDGE_ENGINE", "gemini"),
+            ("CALLBRIDGE_LIVE_VOICE", "bob"),
+        ]);
+        let text = Settings::load(&env(&pairs), None, Requirement::Serve)
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("CALLBRIDGE_ENGINE is invalid")),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("CALLBRIDGE_LIVE_VOICE is invalid")),
+            "{text}"
+        );
     }
 
     #[test]

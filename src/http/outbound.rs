@@ -16,6 +16,7 @@ use crate::calls::service::STORE_DEADLINE;
 use crate::calls::writer::Write;
 use crate::http::recording::recording_prelude;
 use crate::http::state::AppState;
+use crate::http::webhook::first_session_event;
 use crate::http::webhook::{
     SHUTTING_DOWN_APOLOGY, WebhookError, begin_stream_after, call_span, param, request_public_base,
     required_call_sid, twiml_response, verify_form,
@@ -178,11 +179,14 @@ pub async fn outbound_call(
             },
         });
     // A relay-mode call never creates responses on its own: server VAD with `create_response: false`.
-    let session_update = if machine.is_some() || relay {
-        session.to_json_holding()
-    } else {
-        session.to_json()
-    };
+    let engine = call.engine.unwrap_or(state.settings.engine);
+    let session_update = first_session_event(
+        &state.settings,
+        engine,
+        &session,
+        call.voice.as_deref(),
+        machine.is_some() || relay,
+    );
     let max_call_duration = call
         .max_duration_s
         .map(std::time::Duration::from_secs)
@@ -206,6 +210,7 @@ pub async fn outbound_call(
             greeting: call.greeting.clone().unwrap_or_default(),
             max_call_duration,
             session_update,
+            engine,
             machine,
             public_base: base.clone(),
             outcome_schema,

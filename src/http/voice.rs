@@ -20,6 +20,7 @@ use crate::calls::store::new_call_id;
 use crate::calls::writer::Write;
 use crate::http::recording::recording_prelude;
 use crate::http::state::AppState;
+use crate::http::webhook::first_session_event;
 use crate::http::webhook::{
     SHUTTING_DOWN_APOLOGY, WebhookError, begin_stream_after, call_span, connect_twiml_after, param,
     request_public_base, required_call_sid, twiml_response, verify_form,
@@ -134,6 +135,7 @@ pub async fn incoming_call(
                         mcp_servers: None,
                         mode: Default::default(),
                         max_cost_usd: None,
+                        engine: Some(state.settings.engine),
                     }),
                     answered: true,
                 },
@@ -167,7 +169,14 @@ pub async fn incoming_call(
             assistant_speaks_first: realtime.assistant_speaks_first,
             greeting: realtime.greeting.clone(),
             max_call_duration: state.settings.calls.max_call_duration,
-            session_update: session.to_json(),
+            session_update: first_session_event(
+                &state.settings,
+                state.settings.engine,
+                &session,
+                None,
+                false,
+            ),
+            engine: state.settings.engine,
             machine: None,
             mode: Default::default(),
             public_base: base.clone(),

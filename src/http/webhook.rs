@@ -13,8 +13,9 @@ use tracing::Instrument as _;
 
 use crate::calls::writer::Write;
 use crate::calls::{CallFailure, EndReason};
+use crate::config::Engine;
 use crate::http::state::AppState;
-use crate::realtime::client::preconnect;
+use crate::realtime::client::{RealtimeEndpoint, preconnect};
 use crate::relay::call::{PendingCall, StreamPlan};
 use crate::twilio::signature::{
     RequestValidator, SIGNATURE_SETTINGS_HEADER, SignatureError, parse_form,
@@ -245,12 +246,20 @@ pub fn begin_stream_after(
     prelude: &twiml::Prelude<'_>,
 ) -> String {
     let token = state.tokens.issue(call_sid);
-    let preconnect = span.in_scope(|| {
-        preconnect(
+    let preconnect = span.in_scope(|| match plan.engine {
+        Engine::Realtime => preconnect(
             &state.realtime_runtime,
             state.realtime_endpoint.clone(),
             vec![plan.session_update.clone()],
-        )
+        ),
+        Engine::Live => crate::live::client::preconnect(
+            &state.realtime_runtime,
+            RealtimeEndpoint {
+                url: state.settings.live.url.clone(),
+                api_key: state.settings.openai_api_key.clone(),
+            },
+            plan.session_update.clone(),
+        ),
     });
     let twiml = connect_twiml_after(prelude, public_base, &token, &plan.from, &plan.to);
     state.calls.await_stream(call_sid, &token);
@@ -296,6 +305,37 @@ pub fn begin_stream_after(
         .instrument(span),
     );
     twiml
+}
+
+/// The first client event of a call's session on `engine`: Realtime's `session.update` for `session` (`holding`:
+/// with automatic responses off, for the answering machine hold), or GPT-Live's `session.start` with the same
+/// instructions and tools and the Live model, voice (`voice` when it is one of GPT-Live's, else the configured one)
+/// and backend.
+pub fn first_session_event(
+    settings: &crate::config::Settings,
+    engine: Engine,
+    session: &crate::realtime::session::SessionConfig,
+    voice: Option<&str>,
+    holding: bool,
+) -> String {
+    match engine {
+        Engine::Realtime if holding => session.to_json_holding(),
+        Engine::Realtime => session.to_json(),
+        Engine::Live => {
+            let live = &settings.live;
+            let voice = voice
+                .filter(|v| crate::config::LIVE_VOICES.contains(v))
+                .unwrap_or(&live.voice);
+            crate::live::session::session_start_json(
+                session,
+                &crate::live::session::LiveSession {
+                    model: live.model.clone(),
+                    voice: voice.to_owned(),
+                    backend_model: live.backend_model.clone(),
+                },
+            )
+        }
+    }
 }
 
 /// The `<Connect><Stream>` TwiML for a stream token, with the caller's and called numbers as `<Parameter>`s.

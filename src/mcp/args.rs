@@ -99,6 +99,11 @@ pub struct PlaceCallArgs {
     /// still applies when lower. get_call shows the call's cost.
     #[serde(default)]
     pub max_cost_usd: Option<f64>,
+    /// The OpenAI voice API for this call: realtime (the Realtime API, billed per audio token, full tool set) or
+    /// live (GPT-Live: full duplex, handles interruptions itself, billed about $0.05 per active minute). Default:
+    /// the server's setting.
+    #[serde(default)]
+    pub engine: Option<crate::config::Engine>,
 }
 
 impl From<PlaceCallArgs> for PlaceCall {
@@ -123,6 +128,7 @@ impl From<PlaceCallArgs> for PlaceCall {
             mcp_servers: args.mcp_servers,
             mode: args.mode,
             max_cost_usd: args.max_cost_usd,
+            engine: args.engine,
         }
     }
 }

@@ -154,6 +154,7 @@ impl CallBackend for FakeBackend {
 
 fn sample_call(id: &str, status: CallStatus) -> CallView {
     CallView {
+        engine: None,
         id: id.into(),
         direction: Direction::OutboundApi,
         from: "+15550100".into(),

@@ -149,6 +149,7 @@ mod tests {
 
     fn call(transcript: Vec<Turn>) -> CallView {
         CallView {
+            engine: None,
             id: "call_0123456789abcdefghjkmnpqrs".into(),
             direction: Direction::OutboundApi,
             from: "+15550100".into(),

@@ -529,21 +529,35 @@ pub fn preconnect(
     endpoint: RealtimeEndpoint,
     first_events: Vec<String>,
 ) -> Preconnect {
-    let (tx, rx) = oneshot::channel();
-    // The link task logs inside the caller's span (the call's CallSid).
-    let span = tracing::Span::current();
-    runtime.spawn(
-        async move {
-            let result = connect(&endpoint, first_events).await;
-            if let Err(e) = &result {
-                tracing::warn!(error = %e, "pre-connect to OpenAI Realtime failed");
+    Preconnect::spawn(
+        runtime,
+        async move { connect(&endpoint, first_events).await },
+    )
+}
+
+impl Preconnect {
+    /// Runs `open` (a connector: Realtime's [`connect`], or another engine's over the same socket type) on `runtime`
+    /// now, in the caller's span; [`Preconnect::ready`] waits for what it returns.
+    pub fn spawn<F>(runtime: &tokio::runtime::Handle, open: F) -> Preconnect
+    where
+        F: std::future::Future<Output = Result<RealtimeLink, RealtimeError>> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        // The link task logs inside the caller's span (the call's CallSid).
+        let span = tracing::Span::current();
+        runtime.spawn(
+            async move {
+                let result = open.await;
+                if let Err(e) = &result {
+                    tracing::warn!(error = %e, "pre-connect to OpenAI failed");
+                }
+                // If nobody waits any more, dropping the link closes the socket.
+                let _ = tx.send(result);
             }
-            // If nobody waits any more, dropping the link closes the socket.
-            let _ = tx.send(result);
-        }
-        .instrument(span),
-    );
-    Preconnect { ready: rx }
+            .instrument(span),
+        );
+        Preconnect { ready: rx }
+    }
 }
 
 #[cfg(test)]

@@ -795,6 +795,7 @@ mod tests {
                     status: "cancelled".into(),
                     status_details: Some(json!({"type": "cancelled", "reason": "turn_detected"})),
                     usage: Some(Usage {
+                        live_active_seconds: 0,
                         total_tokens: 1742,
                         input_tokens: 1418,
                         output_tokens: 324,

@@ -26,6 +26,16 @@ pub struct Usage {
     /// Output tokens by kind.
     #[serde(default, deserialize_with = "null_as_default")]
     pub output_token_details: OutputTokenDetails,
+    /// GPT-Live calls: billable (active) session seconds as GPT-Live reported them last (`session.usage.updated`,
+    /// `session.closed`); GPT-Live bills per active minute, per second, not by tokens
+    /// (<https://developers.openai.com/api/docs/models/gpt-live-1>). 0 and absent for Realtime calls.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub live_active_seconds: u64,
+}
+
+/// Serde's `skip_serializing_if` for an absent count.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Input tokens by kind (`usage.input_token_details`).
@@ -60,6 +70,9 @@ impl AddAssign for Usage {
         self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
         self.input_token_details += other.input_token_details;
         self.output_token_details += other.output_token_details;
+        self.live_active_seconds = self
+            .live_active_seconds
+            .saturating_add(other.live_active_seconds);
     }
 }
 
@@ -123,6 +136,7 @@ mod tests {
     #[test]
     fn usage_adds_every_count() {
         let one = Usage {
+            live_active_seconds: 0,
             total_tokens: 1,
             input_tokens: 2,
             output_tokens: 3,
@@ -143,6 +157,7 @@ mod tests {
         assert_eq!(
             sum,
             Usage {
+                live_active_seconds: 0,
                 total_tokens: 2,
                 input_tokens: 4,
                 output_tokens: 6,

@@ -33,6 +33,7 @@ use crate::realtime::client::{LinkEvent, SendError};
 use crate::realtime::server_events::parse_server_event;
 use crate::relay::budget::clip;
 use crate::relay::conductor::{Action, Conductor, say_report_at_end};
+use crate::relay::engine;
 use crate::relay::handover::{CallUpdate, HandoverDeps, StreamAttachment};
 use crate::relay::media_link::{MediaLink, close_writer};
 use crate::relay::sessions::RealtimeSessions;
@@ -66,6 +67,8 @@ pub struct Bridge {
     pub handover: HandoverDeps,
     /// New media streams of this call, from the media-stream route (a handover).
     pub new_streams: mpsc::Receiver<StreamAttachment>,
+    /// The GPT-Live mapping when the call runs on GPT-Live; `None` on the Realtime API.
+    pub live: Option<crate::live::translate::LiveTranslator>,
 }
 
 /// The Twilio side of the loop: the attached media stream, if any (none between two streams of a handover).
@@ -111,6 +114,7 @@ impl Bridge {
             stall_timeout,
             handover,
             mut new_streams,
+            mut live,
         } = self;
         let mut twilio = TwilioSide(Some(MediaLink::Local {
             writer: twilio,
@@ -130,6 +134,7 @@ impl Bridge {
             twilio.stalled_since(),
             sessions.stalled_since(),
             stall_timeout,
+            live.as_ref(),
         );
         let timer = tokio::time::sleep_until(deadline.into());
         tokio::pin!(timer);
@@ -206,6 +211,11 @@ impl Bridge {
                     }
                 },
                 event = sessions.link.next_event() => match event {
+                    LinkEvent::Text(text) if live.is_some() => {
+                        if let Some(translator) = &mut live {
+                            engine::on_live_text(translator, &text, Instant::now(), &mut conductor, &mut actions);
+                        }
+                    }
                     LinkEvent::Text(text) => {
                         let now = Instant::now();
                         match parse_server_event(&text) {
@@ -274,6 +284,9 @@ impl Bridge {
                             "OpenAI Realtime is not taking client events; ending the call");
                         break EndReason::Error(CallFailure::OpenAiStalled);
                     }
+                    if let Some(translator) = &mut live {
+                        engine::on_live_tick(translator, now, &mut conductor, &mut actions);
+                    }
                     if now >= conductor.next_deadline() {
                         conductor.on_tick(now, &mut actions);
                     }
@@ -294,6 +307,9 @@ impl Bridge {
                     persistence.append(&turns[stored_turns..]);
                     stored_turns = turns.len();
                 }
+            }
+            if let Some(translator) = &mut live {
+                engine::translate_actions(translator, &mut actions);
             }
             let end = perform(
                 &mut actions,
@@ -323,6 +339,7 @@ impl Bridge {
                 twilio.stalled_since(),
                 sessions.stalled_since(),
                 stall_timeout,
+                live.as_ref(),
             );
             if next != deadline {
                 deadline = next;
@@ -347,6 +364,13 @@ impl Bridge {
         if matches!(reason, EndReason::Error(CallFailure::OpenAiStalled)) {
             drop(sessions);
         } else {
+            if live.is_some() {
+                // GPT-Live: ask the session to close (it finalizes its usage) ahead of the close frame.
+                let _ = sessions
+                    .link
+                    .send(crate::live::client_events::LiveClientEvent::SessionClose.to_json());
+                sessions.link.write_ready();
+            }
             sessions.close().await;
         }
         // A transferred call goes on between the caller and the person: only the assistant leaves it.
@@ -367,11 +391,13 @@ fn next_deadline(
     twilio_stalled_since: Option<Instant>,
     openai_stalled_since: Option<Instant>,
     stall_timeout: Duration,
+    live: Option<&crate::live::translate::LiveTranslator>,
 ) -> Instant {
     [twilio_stalled_since, openai_stalled_since]
         .into_iter()
         .flatten()
         .map(|since| since + stall_timeout)
+        .chain(live.and_then(crate::live::translate::LiveTranslator::deadline))
         .fold(conductor.next_deadline(), Instant::min)
 }
 
@@ -525,6 +551,9 @@ pub fn log_record(record: &CallRecord) {
         rollovers = record.rollovers.len(),
         total_tokens = record.usage.total_tokens,
         cost_usd = record.cost.as_ref().map_or(0.0, |c| c.total_usd),
+        live_active_seconds = record.usage.live_active_seconds,
+        live_cost_usd = record.usage.live_active_seconds as f64 / 60.0
+            * crate::live::translate::LIVE_USD_PER_ACTIVE_MINUTE,
         record = %json,
         "call ended"
     );

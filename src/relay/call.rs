@@ -42,8 +42,10 @@ pub struct StreamPlan {
     pub greeting: String,
     /// The call's maximum duration.
     pub max_call_duration: std::time::Duration,
-    /// The `session.update` JSON for this call.
+    /// The first client event of this call's session: Realtime's `session.update`, or GPT-Live's `session.start`.
     pub session_update: String,
+    /// The OpenAI voice API the call uses.
+    pub engine: crate::config::Engine,
     /// Answering machine detection: the model is held back until the verdict (outbound calls that asked for it).
     pub machine: Option<crate::relay::machine::MachinePlan>,
     /// The public base URL the webhook was addressed to (`https://host`): the call's next streams connect there.
@@ -127,6 +129,7 @@ pub async fn run_call(
 ) {
     let PendingCall { plan, preconnect } = pending;
     let plan_cost = (plan.direction, plan.max_cost_usd);
+    let engine = plan.engine;
     let link = preconnect.ready().await;
     let persistence = plan.call_id.clone().map(|call_id| Persistence {
         calls: deps.calls.clone(),
@@ -220,6 +223,8 @@ pub async fn run_call(
         stall_timeout: deps.settings.calls.peer_stall_timeout,
         handover,
         new_streams,
+        live: (engine == crate::config::Engine::Live)
+            .then(crate::live::translate::LiveTranslator::new),
     }
     .run()
     .await;

@@ -214,6 +214,14 @@ impl Conductor {
         &self.record
     }
 
+    /// GPT-Live reported `seconds` of billable (active) session time so far (cumulative, not summed): the record
+    /// keeps the latest. `None` leaves the record as it is.
+    pub fn set_live_billable_seconds(&mut self, seconds: Option<f64>) {
+        if let Some(seconds) = seconds {
+            self.record.usage.live_active_seconds = seconds.max(0.0).round() as u64;
+        }
+    }
+
     /// A frame of any kind arrived from Twilio at `now` (parsed or skipped, a ping included): the stream is not
     /// idle. [`Conductor::on_twilio`] notes this itself; the bridge calls it for the frames it does not hand over.
     /// Costs one `Instant` copy.

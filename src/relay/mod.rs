@@ -4,6 +4,7 @@ pub mod bridge;
 pub mod budget;
 pub mod call;
 pub mod conductor;
+pub mod engine;
 pub mod goodbye;
 pub mod handover;
 pub mod latency;

@@ -2,6 +2,7 @@
 //! (`callbridge::simulate`). Run with `TEST_LOG=1` to see the server's logs.
 #![allow(dead_code)]
 
+pub mod fake_live;
 pub mod fake_realtime;
 mod fake_twilio;
 mod helpers;
@@ -18,6 +19,7 @@ mod goodbye;
 mod hostile;
 mod inbound_call;
 mod limits;
+mod live;
 mod logs;
 mod metering;
 mod module_graph;

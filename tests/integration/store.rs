@@ -72,6 +72,7 @@ fn new_call(direction: Direction, from: &str, to: &str) -> NewCall {
         mcp_servers: None,
         mode: Default::default(),
         max_cost_usd: None,
+        engine: None,
     }
 }
 

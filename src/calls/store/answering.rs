@@ -45,6 +45,7 @@ mod tests {
 
     fn outbound(answering: Answering) -> NewCall {
         NewCall {
+            engine: None,
             direction: Direction::OutboundApi,
             from: "+14155550100".into(),
             to: "+14155552671".into(),

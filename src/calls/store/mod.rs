@@ -321,6 +321,13 @@ impl CallStore {
             )
             .map_err(ctx("store a new call"))?;
         }
+        if let Some(engine) = call.engine {
+            tx.execute(
+                "UPDATE calls SET engine = ?2 WHERE id = ?1",
+                params![id, engine.as_str()],
+            )
+            .map_err(ctx("store a new call"))?;
+        }
         tx.execute(
             "INSERT INTO status_changes (call_id, seq, status, at_ns) VALUES (?1, 0, ?2, ?3)",
             params![id, CallStatus::Queued, created_at_ns],
@@ -856,6 +863,7 @@ mod tests {
 
     fn outbound(to: &str) -> NewCall {
         NewCall {
+            engine: None,
             direction: Direction::OutboundApi,
             from: "+15550100".into(),
             to: to.into(),
@@ -1252,6 +1260,22 @@ mod tests {
         assert!(path.is_file());
         assert_eq!(after, before);
         assert_eq!(after.transcript.len(), 2);
+    }
+
+    #[test]
+    fn a_call_keeps_the_engine_it_was_placed_with() {
+        let store = store();
+        let mut call = outbound("+15550199");
+        call.engine = Some(crate::config::Engine::Live);
+        let live = store.create(&call).expect("stored");
+        let default = store.create(&outbound("+15550198")).expect("stored");
+
+        assert_eq!(live.engine, Some(crate::config::Engine::Live));
+        assert_eq!(
+            store.get(&live.id).expect("read").expect("there").engine,
+            Some(crate::config::Engine::Live)
+        );
+        assert_eq!(default.engine, None);
     }
 
     #[test]

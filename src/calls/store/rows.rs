@@ -17,7 +17,7 @@ pub(super) const VIEW_COLUMNS: &str = "id, direction, from_number, to_number, ca
      language, max_duration_s, metadata, outcome, end_reason, error_code, error_message, created_at_ns, \
      answered_at_ns, ended_at_ns, duration_ms, usage, stream_sid, skipped_frames, dropped, answering_machine, \
      voicemail_message, answered_by, voicemail_left, voicemail_transcript, handovers, transfers, webhook_url, \
-     outcome_schema, structured_outcome, mcp_servers, mode, cost, max_cost_usd, rollovers";
+     outcome_schema, structured_outcome, mcp_servers, mode, cost, max_cost_usd, rollovers, engine";
 
 /// The columns of `calls` that make a [`CallSummary`], in [`summary_from_row`]'s order.
 pub(super) const SUMMARY_COLUMNS: &str = "id, direction, from_number, to_number, status, created_at_ns, outcome, end_reason, duration_ms, cost";
@@ -153,6 +153,9 @@ pub(super) fn view_from_row(row: &Row<'_>) -> rusqlite::Result<CallView> {
             .get::<_, Option<Json<Vec<crate::calls::SessionRollover>>>>("rollovers")?
             .map(|j| j.0)
             .unwrap_or_default(),
+        engine: row
+            .get::<_, Option<String>>("engine")?
+            .and_then(|text| text.parse().ok()),
     })
 }
 

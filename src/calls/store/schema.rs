@@ -170,6 +170,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE calls ADD COLUMN rollovers TEXT;
     ",
+    // The OpenAI voice API of a call (`realtime`, `live`); NULL for calls stored before engines were chosen.
+    "
+    ALTER TABLE calls ADD COLUMN engine TEXT;
+    ",
 ];
 
 /// Brings the schema up to the newest version, one migration at a time, each in its own transaction.
