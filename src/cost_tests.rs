@@ -17,6 +17,7 @@ fn usage(text_in: u64, audio_in: u64, cached: u64, text_out: u64, audio_out: u64
             text_tokens: text_out,
             audio_tokens: audio_out,
         },
+        live_active_seconds: 0,
     }
 }
 

@@ -272,6 +272,25 @@ pub struct CallView {
     /// `not_before`, `call_window`, `next_attempt_at`, `attempts`; absent for a call placed at once).
     #[serde(default, flatten)]
     pub schedule: Schedule,
+    /// Who decides what the voice says: `autonomous` (the voice model, the default) or `relay` (the agent, through
+    /// `say`).
+    #[serde(default)]
+    pub mode: crate::calls::say::CallMode,
+    /// The call's estimated cost (OpenAI tokens, transcription, Twilio minutes), once it ended; see
+    /// [`crate::cost`].
+    #[serde(default)]
+    pub cost: Option<CallCost>,
+    /// The call's own cost cap, USD, when `place_call` gave one.
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
+    /// Each move of the call to a new OpenAI Realtime session (the session limit, or a session OpenAI closed), once
+    /// the call ended: `{at_s, gap_ms, reason, attempts}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollovers: Vec<crate::calls::SessionRollover>,
+    /// The OpenAI voice API the call used or will use (`realtime`, `live`); `null` for a call placed without one
+    /// before it connected (the server's default then applies) and for calls stored before engines existed.
+    #[serde(default)]
+    pub engine: Option<crate::config::Engine>,
 }
 
 /// A scheduled or retried outbound call: what the request asked for and what happened so far. Every field is
@@ -322,25 +341,6 @@ pub struct Attempt {
     /// another attempt was scheduled, or `failed: <why>` when Twilio refused to place it.
     #[serde(default)]
     pub result: Option<String>,
-    /// Who decides what the voice says: `autonomous` (the voice model, the default) or `relay` (the agent, through
-    /// `say`).
-    #[serde(default)]
-    pub mode: crate::calls::say::CallMode,
-    /// The call's estimated cost (OpenAI tokens, transcription, Twilio minutes), once it ended; see
-    /// [`crate::cost`].
-    #[serde(default)]
-    pub cost: Option<CallCost>,
-    /// The call's own cost cap, USD, when `place_call` gave one.
-    #[serde(default)]
-    pub max_cost_usd: Option<f64>,
-    /// Each move of the call to a new OpenAI Realtime session (the session limit, or a session OpenAI closed), once
-    /// the call ended: `{at_s, gap_ms, reason, attempts}`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rollovers: Vec<crate::calls::SessionRollover>,
-    /// The OpenAI voice API the call used or will use (`realtime`, `live`); `null` for a call placed without one
-    /// before it connected (the server's default then applies) and for calls stored before engines existed.
-    #[serde(default)]
-    pub engine: Option<crate::config::Engine>,
 }
 
 impl CallView {

@@ -21,7 +21,9 @@ use crate::calls::store::NewSchedule;
 use crate::calls::writer::Write;
 use crate::twilio::amd::{MachineDetection, MachinePolicy};
 use crate::twilio::rest::CreateCall;
-use crate::urls::{CALL_STATUS_PATH, amd_status_path, outbound_call_path, public_endpoint};
+use crate::urls::{
+    CALL_STATUS_PATH, amd_status_path, outbound_call_path, public_endpoint, recording_status_path,
+};
 
 /// How long an attempt the concurrency cap refused waits before it is tried again.
 pub const CAP_RETRY_DELAY: Duration = Duration::from_secs(30);
@@ -264,6 +266,9 @@ impl CallService {
                     }
                 }),
                 send_digits: self.store().scheduled_send_digits(id)?,
+                recording_callback: call
+                    .record
+                    .then(|| public_endpoint(public_url, &recording_status_path(&call.id))),
             })
             .await;
         let attempt = call.schedule.attempts.len();

@@ -254,7 +254,6 @@ fn parse_retry_on(text: &str) -> Result<RetryOn, String> {
         .ok_or_else(|| format!("{text:?} is not one of busy, no-answer, failed"))
 }
 
-
 /// `--outcome-schema`: the JSON itself when it starts with `{`, else the file it names, parsed as JSON (the server
 /// checks that it is a valid JSON Schema).
 ///
@@ -269,7 +268,6 @@ fn read_outcome_schema(arg: &str) -> Result<serde_json::Value, String> {
     };
     serde_json::from_str(&text).map_err(|e| format!("--outcome-schema: not JSON: {e}"))
 }
-
 
 /// `--engine`: `realtime` or `live`.
 fn parse_engine(text: &str) -> Result<crate::config::Engine, String> {

@@ -260,7 +260,6 @@ pub fn render_call(call: &CallView) -> String {
         }),
     );
 
-    render_schedule(&mut out, call);
     field(
         "Rollovers",
         (!call.rollovers.is_empty()).then(|| {
@@ -276,6 +275,8 @@ pub fn render_call(call: &CallView) -> String {
                 .join("; ")
         }),
     );
+
+    render_schedule(&mut out, call);
 
     out.push_str("\nStatus timeline:\n");
     for change in &call.status_timeline {
@@ -680,6 +681,12 @@ mod tests {
                 metadata: None,
                 answering: Default::default(),
                 record: true,
+                webhook_url: None,
+                outcome_schema: None,
+                mcp_servers: None,
+                mode: Default::default(),
+                max_cost_usd: None,
+                engine: None,
             })
             .expect("stored");
         let before = render_call(&call);

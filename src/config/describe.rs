@@ -257,6 +257,7 @@ impl Settings {
         line(
             "recording_retention_s",
             retention_s.map_or("(not set)".to_owned(), |s| s.to_string()),
+        );
         let hooks = &self.webhooks;
         line(
             "webhook_url",

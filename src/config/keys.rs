@@ -323,6 +323,8 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "recording_retention_s",
         None,
         "the retention in seconds (tests); wins over recording_retention_days",
+    ),
+    (
         "webhook_url",
         None,
         "where every call's signed webhooks go unless the call names its own (https, or loopback http)",
@@ -341,10 +343,14 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "webhook_max_attempts",
         None,
         "attempts per webhook, the first included, before it is failed (1 to 20)",
+    ),
+    (
         "voice_mcp_servers",
         None,
         "remote MCP servers the voice may use: a JSON array of {label, url, allowed_tools, headers (secret), \
          require_approval, default} (or [[voice_mcp_servers]] tables in callbridge.toml); calls name them by label",
+    ),
+    (
         "realtime_session_limit_s",
         None,
         "open a fresh Realtime session and switch the call over to it after this long, seconds (OpenAI ends a \

@@ -22,8 +22,8 @@ use crate::http::webhook::{
     required_call_sid, twiml_response, verify_form,
 };
 use crate::realtime::session::{
-    end_call_tool, end_call_tool_with_schema, send_dtmf_tool, turn_detection_update,
-    end_call_tool, relay_instructions, send_dtmf_tool, turn_detection_update,
+    end_call_tool, end_call_tool_with_schema, relay_instructions, send_dtmf_tool,
+    turn_detection_update,
 };
 use crate::relay::call::StreamPlan;
 use crate::relay::machine::MachinePlan;

@@ -88,6 +88,8 @@ mod tests {
             noise_reduction: None,
             transcription_model: None,
             tools,
+            mcp_servers: Vec::new(),
+            truncation: Default::default(),
         }
     }
 

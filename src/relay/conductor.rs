@@ -864,15 +864,13 @@ mod conductor_machine;
 #[path = "conductor_handover.rs"]
 mod handover;
 pub use handover::{DTMF_OUT_BURST, DTMF_OUT_REFILL, DtmfRefusal, HANDOVER_TIMEOUT};
+#[path = "conductor_cost.rs"]
+mod cost;
 #[path = "conductor_outcome.rs"]
 mod outcome;
 #[path = "conductor_say.rs"]
 mod say;
-#[path = "conductor_cost.rs"]
-mod cost;
 pub use cost::{COST_CAP_GOODBYE_TIMEOUT, COST_CAP_INSTRUCTION, CostMeter};
-#[path = "conductor_transfer.rs"]
-mod transfer;
 pub use say::say_report_at_end;
 #[path = "conductor_rollover.rs"]
 mod rollover;

@@ -35,6 +35,12 @@ fn outbound(webhook_url: Option<&str>) -> NewCall {
         metadata: None,
         answering: Default::default(),
         webhook_url: webhook_url.map(str::to_owned),
+        record: false,
+        outcome_schema: None,
+        mcp_servers: None,
+        mode: Default::default(),
+        max_cost_usd: None,
+        engine: None,
     }
 }
 

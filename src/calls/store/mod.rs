@@ -26,8 +26,8 @@ use crate::realtime::usage::Usage;
 
 mod answering;
 mod closing;
-mod recordings;
 mod outbox;
+mod recordings;
 mod rows;
 mod scheduling;
 mod schema;
@@ -39,11 +39,11 @@ use rows::{
 use schema::migrate;
 
 pub use closing::Reconciled;
-pub use recordings::DueRecording;
 pub use outbox::{
     AttemptOutcome, DeliveryStatus, DueDelivery, OutboxWrite, UnknownDeliveryStatus,
     WebhookDelivery,
 };
+pub use recordings::DueRecording;
 pub use scheduling::{DUE_BATCH, NewSchedule};
 
 /// How long a write waits for another connection's lock before it fails with `SQLITE_BUSY` (the server's writer

@@ -28,6 +28,12 @@ fn store_with_call(record: bool) -> (CallStore, String) {
             metadata: None,
             answering: Default::default(),
             record,
+            webhook_url: None,
+            outcome_schema: None,
+            mcp_servers: None,
+            mode: Default::default(),
+            max_cost_usd: None,
+            engine: None,
         })
         .expect("stored");
     (store, call.id)
@@ -68,6 +74,12 @@ fn a_call_to_be_recorded_says_so_and_one_not_to_be_does_not() {
             metadata: None,
             answering: Default::default(),
             record: false,
+            webhook_url: None,
+            outcome_schema: None,
+            mcp_servers: None,
+            mode: Default::default(),
+            max_cost_usd: None,
+            engine: None,
         })
         .expect("stored");
 

@@ -24,6 +24,13 @@ fn outbound() -> NewCall {
         max_duration_s: None,
         metadata: None,
         answering: Default::default(),
+        record: false,
+        webhook_url: None,
+        outcome_schema: None,
+        mcp_servers: None,
+        mode: Default::default(),
+        max_cost_usd: None,
+        engine: None,
     }
 }
 
