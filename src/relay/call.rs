@@ -6,7 +6,7 @@
 //! greeting, `session.update`), kept under the stream token until Twilio opens the stream.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -41,7 +41,7 @@ pub struct StreamPlan {
     /// Its first words.
     pub greeting: String,
     /// The call's maximum duration.
-    pub max_call_duration: std::time::Duration,
+    pub max_call_duration: Duration,
     /// The first client event of this call's session: Realtime's `session.update`, or GPT-Live's `session.start`.
     pub session_update: String,
     /// The OpenAI voice API the call uses.
@@ -203,7 +203,16 @@ pub async fn run_call(
     }
     conductor.set_cost_meter(cost_meter(&deps.settings, &plan_cost));
     let live_metric = crate::metrics::call_live();
-    conductor.set_session_lifetime(deps.settings.realtime.sessions);
+    if engine == crate::config::Engine::Live {
+        // GPT-Live has no rollover here (the reopen path speaks the Realtime API): a Live session that closes ends
+        // the call, and no second session is opened before a limit.
+        conductor.set_session_lifetime(crate::config::SessionLifetime {
+            session_limit: Duration::from_secs(365 * 24 * 3600),
+            reconnect_attempts: 0,
+        });
+    } else {
+        conductor.set_session_lifetime(deps.settings.realtime.sessions);
+    }
     // The bridge stores and logs the finished record; the call is unregistered once it has.
     let record = Bridge {
         twilio,
