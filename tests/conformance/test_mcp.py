@@ -489,6 +489,7 @@ def test_a_bad_call_window_is_a_tool_error_and_a_later_call_is_scheduled_until_h
     assert [form for form in twilio.creates_to(GOOD_NUMBER) if form["Url"].endswith(call["id"])] == []
 
 
+@pytest.mark.parametrize("transport", ["stdio", "http"])
 def test_say_reaches_the_call_service_and_refuses_a_call_not_in_relay_mode_or_not_answered(server, transport):
     async def body(session):
         plain = await session.call_tool("place_call", {"to": GOOD_NUMBER, "instructions": "Say hello."})
