@@ -97,6 +97,9 @@ pub const DEFAULT_MODEL_PRICES: &[(&str, ModelPrice)] = &[
     ),
     ("gpt-transcribe", per_minute(0.0045)),
     ("gpt-live-transcribe", per_minute(0.017)),
+    // GPT-Live bills per active minute (about $0.05): <https://developers.openai.com/api/docs/models/gpt-live-1>.
+    ("gpt-live-1", per_minute(0.05)),
+    ("gpt-live-1.1", per_minute(0.05)),
 ];
 
 /// The prices in force: the models' and Twilio's per-minute prices.
@@ -237,8 +240,14 @@ impl CallRates {
     pub fn estimate(&self, usage: &Usage, duration_ms: u64) -> CallCost {
         let minutes = duration_ms as f64 / 60_000.0;
         let started_minutes = duration_ms.div_ceil(60_000) as f64;
+        // A per-minute model (GPT-Live) bills the active minutes it reported, else the call's minutes.
+        let model_minutes = if usage.live_active_seconds > 0 {
+            usage.live_active_seconds as f64 / 60.0
+        } else {
+            minutes
+        };
         let openai = self.model_price.map_or(0.0, |price| {
-            token_cost(&price, usage) + price.per_min * minutes
+            token_cost(&price, usage) + price.per_min * model_minutes
         });
         let transcription = self.transcription_per_min_usd * minutes;
         let twilio = self.twilio_per_min_usd * started_minutes;

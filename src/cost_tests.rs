@@ -114,3 +114,20 @@ fn a_malformed_override_is_refused_with_what_is_wrong() {
     assert!(negative.expect_err("negative").contains(">= 0"));
     assert_eq!(table, PriceTable::default(), "nothing changed");
 }
+
+#[test]
+fn a_gpt_live_call_is_priced_by_the_active_minutes_it_reported_not_the_call_length() {
+    let table = PriceTable::default();
+    let usage = Usage {
+        live_active_seconds: 90,
+        ..Usage::default()
+    };
+
+    let cost = table
+        .rates("gpt-live-1", None, true)
+        .estimate(&usage, 300_000);
+
+    assert!(cost.model_priced);
+    assert_eq!(cost.openai_usd, 0.075, "1.5 active minutes at $0.05");
+    assert_eq!(cost.transcription_usd, 0.0);
+}

@@ -99,19 +99,25 @@ pub struct CallDeps {
 /// model's prices, and the lower of the call's cap and `CALLBRIDGE_MAX_CALL_COST_USD`.
 fn cost_meter(
     settings: &Settings,
-    &(direction, max_cost_usd): &(Direction, Option<f64>),
+    &(direction, max_cost_usd, engine): &(Direction, Option<f64>, crate::config::Engine),
 ) -> crate::relay::conductor::CostMeter {
     let realtime = &settings.realtime;
+    // A GPT-Live call is priced by its Live model (per active minute); its transcripts come with it.
+    let (model, transcription) = match engine {
+        crate::config::Engine::Live => (&settings.live.model, None),
+        crate::config::Engine::Realtime => {
+            (&realtime.model, realtime.transcription_model.as_deref())
+        }
+    };
     let cap_usd = match (max_cost_usd, settings.cost.max_call_cost_usd) {
         (Some(own), Some(server)) => Some(own.min(server)),
         (own, server) => own.or(server),
     };
     crate::relay::conductor::CostMeter {
-        rates: settings.cost.prices.rates(
-            &realtime.model,
-            realtime.transcription_model.as_deref(),
-            direction == Direction::Inbound,
-        ),
+        rates: settings
+            .cost
+            .prices
+            .rates(model, transcription, direction == Direction::Inbound),
         cap_usd,
     }
 }
@@ -128,7 +134,7 @@ pub async fn run_call(
     pending: PendingCall,
 ) {
     let PendingCall { plan, preconnect } = pending;
-    let plan_cost = (plan.direction, plan.max_cost_usd);
+    let plan_cost = (plan.direction, plan.max_cost_usd, plan.engine);
     let engine = plan.engine;
     let link = preconnect.ready().await;
     let persistence = plan.call_id.clone().map(|call_id| Persistence {
