@@ -41,7 +41,7 @@ pub struct SayCall {
 impl CallService {
     /// Makes the voice of the relay-mode call `id` speak `request.text` verbatim, and returns what the callee heard
     /// and, with `wait_for_reply`, their next turn ([`SayReport`]). A call answered a moment ago is waited for up to
-    /// [`SAY_LIVE_WAIT`] while Twilio opens its media stream.
+    /// `SAY_LIVE_WAIT` (15 s) while Twilio opens its media stream.
     ///
     /// # Errors
     /// [`ServiceError::InvalidRequest`] for empty or too long text, a timeout over [`MAX_REPLY_TIMEOUT_S`], or a

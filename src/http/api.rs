@@ -10,7 +10,7 @@
 //! | `POST /api/calls/{id}/dtmf` | `{"digits":"1w2"}` | `202 {"ok":true}` |
 //! | `POST /api/calls/{id}/transfer` | `{"to":"+14155550100","summary":"..."}` | `202 {"ok":true}` |
 //! | `GET /api/webhooks`, `POST /api/webhooks/{id}/retry` | | the webhook outbox ([`super::webhooks_api`]) |
-//! | `POST /api/calls/{id}/say` | [`SayCall`] `{"text":"...","wait_for_reply":true,"timeout_s":30,"hang_up_after":false}` | `200` [`SayReport`] once spoken (and answered) |
+//! | `POST /api/calls/{id}/say` | [`SayCall`] `{"text":"...","wait_for_reply":true,"timeout_s":30,"hang_up_after":false}` | `200` [`SayReport`](crate::calls::say::SayReport) once spoken (and answered) |
 //!
 //! Errors are `{"error":{"code":"...","message":"..."}}` (see [`ServiceError::code`]): `invalid_number` and
 //! `invalid_request` 400, `unauthorized` 401, `destination_not_allowed` 403, `not_found` 404, `not_live` 409,
