@@ -16,12 +16,11 @@ use super::keys::{
     DEFAULT_SYSTEM_MESSAGE, DEFAULT_TWILIO_API_BASE_URL, ListOrCsv, Raw,
 };
 use super::{
-    AmdSettings, CallSettings, ConfigError, CostSettings, LogFormat, RealtimeSettings, Requirement,
-    SecuritySettings, Settings, TwilioSettings,
+    CallSettings, ConfigError, LogFormat, RealtimeSettings, Requirement, SecuritySettings,
+    Settings, TwilioSettings,
 };
 use crate::phone::{E164, is_e164_prefix};
 use crate::realtime::session::{Eagerness, NoiseReduction, TurnDetection};
-use crate::twilio::amd::{AmdTuning, MachinePolicy};
 
 /// Turns the raw values into [`Settings`], or every problem as one line each.
 pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Settings, ConfigError> {
@@ -35,10 +34,10 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
     let security = security(&mut errors, &mut raw);
     let calls = calls(&mut errors, &mut raw);
     let ring_timeout_s = ring_timeout_s(&mut errors, &mut raw);
-    let amd = amd(&mut errors, &mut raw);
+    let amd = amd::amd(&mut errors, &mut raw);
     let recording = super::recording::recording(&mut errors, &mut raw);
     let webhooks = super::webhooks::webhooks(&mut errors, &mut raw, required);
-    let cost = cost(&mut errors, &mut raw);
+    let cost = cost::cost(&mut errors, &mut raw);
 
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(errors));
@@ -597,56 +596,6 @@ fn calls(errors: &mut Vec<String>, raw: &mut Raw) -> CallSettings {
     }
 }
 
-/// The price table (built-in prices, `CALLBRIDGE_MODEL_PRICES` overrides, Twilio's per-minute prices), the per-call
-/// cost cap and the daily cost budget; every price and limit is a number of dollars, at least 0.
-fn cost(errors: &mut Vec<String>, raw: &mut Raw) -> CostSettings {
-    let mut prices = crate::cost::PriceTable::default();
-    for item in raw
-        .model_prices
-        .take()
-        .map(ListOrCsv::into_vec)
-        .unwrap_or_default()
-    {
-        if let Err(e) = prices.apply_override(&item) {
-            errors.push(format!("CALLBRIDGE_MODEL_PRICES is invalid: {e}"));
-        }
-    }
-    let mut usd = |name: &str, value: Option<String>| -> Option<f64> {
-        let text = nonempty(value)?;
-        match text.parse::<f64>() {
-            Ok(v) if v.is_finite() && v >= 0.0 => Some(v),
-            _ => {
-                errors.push(format!(
-                    "{name} is invalid: {text:?} (a number of US dollars, at least 0)"
-                ));
-                None
-            }
-        }
-    };
-    if let Some(v) = usd(
-        "CALLBRIDGE_TWILIO_INBOUND_PRICE_PER_MIN_USD",
-        raw.twilio_inbound_price_per_min_usd.take(),
-    ) {
-        prices.twilio_inbound_per_min_usd = v;
-    }
-    if let Some(v) = usd(
-        "CALLBRIDGE_TWILIO_OUTBOUND_PRICE_PER_MIN_USD",
-        raw.twilio_outbound_price_per_min_usd.take(),
-    ) {
-        prices.twilio_outbound_per_min_usd = v;
-    }
-    let max_call_cost_usd = usd("CALLBRIDGE_MAX_CALL_COST_USD", raw.max_call_cost_usd.take());
-    let daily_cost_budget_usd = usd(
-        "CALLBRIDGE_DAILY_COST_BUDGET_USD",
-        raw.daily_cost_budget_usd.take(),
-    );
-    CostSettings {
-        prices,
-        max_call_cost_usd,
-        daily_cost_budget_usd,
-    }
-}
-
 /// How long an outbound call rings: Twilio's `Timeout` takes 5 to 600 seconds.
 fn ring_timeout_s(errors: &mut Vec<String>, raw: &mut Raw) -> u32 {
     let ring_timeout_s = parse_or(
@@ -661,87 +610,6 @@ fn ring_timeout_s(errors: &mut Vec<String>, raw: &mut Raw) -> u32 {
         ));
     }
     ring_timeout_s
-}
-
-/// Answering machine detection: the default policy, Twilio's tuning (each within the range Twilio takes, see
-/// <https://www.twilio.com/docs/voice/answering-machine-detection>) and how long the assistant waits for a verdict.
-fn amd(errors: &mut Vec<String>, raw: &mut Raw) -> AmdSettings {
-    let policy = parse_or(
-        errors,
-        "CALLBRIDGE_ANSWERING_MACHINE",
-        raw.answering_machine.take(),
-        MachinePolicy::Ignore,
-    );
-    let timeout_s = in_range(
-        errors,
-        "CALLBRIDGE_AMD_TIMEOUT_S",
-        raw.amd_timeout_s.take(),
-        3..=59,
-    );
-    let speech_threshold_ms = in_range(
-        errors,
-        "CALLBRIDGE_AMD_SPEECH_THRESHOLD_MS",
-        raw.amd_speech_threshold_ms.take(),
-        1000..=6000,
-    );
-    let speech_end_threshold_ms = in_range(
-        errors,
-        "CALLBRIDGE_AMD_SPEECH_END_THRESHOLD_MS",
-        raw.amd_speech_end_threshold_ms.take(),
-        500..=5000,
-    );
-    let silence_timeout_ms = in_range(
-        errors,
-        "CALLBRIDGE_AMD_SILENCE_TIMEOUT_MS",
-        raw.amd_silence_timeout_ms.take(),
-        2000..=10000,
-    );
-    let verdict_wait_s = parse_at_least(
-        errors,
-        "CALLBRIDGE_AMD_VERDICT_WAIT_S",
-        raw.amd_verdict_wait_s.take(),
-        DEFAULT_AMD_VERDICT_WAIT_S,
-        1u64,
-    );
-    AmdSettings {
-        policy,
-        tuning: AmdTuning {
-            timeout_s: timeout_s.unwrap_or(AmdTuning::default().timeout_s),
-            speech_threshold_ms,
-            speech_end_threshold_ms,
-            silence_timeout_ms,
-        },
-        verdict_wait: Duration::from_secs(verdict_wait_s),
-    }
-}
-
-/// The default of `amd_verdict_wait_s`: Twilio's 30 s detection timeout and 10 s for a greeting's end and the
-/// callback's way to us.
-pub const DEFAULT_AMD_VERDICT_WAIT_S: u64 = 40;
-
-/// An optional number that Twilio takes only within `range`; `None` when unset.
-fn in_range(
-    errors: &mut Vec<String>,
-    name: &str,
-    raw: Option<String>,
-    range: std::ops::RangeInclusive<u32>,
-) -> Option<u32> {
-    let text = nonempty(raw)?;
-    match text.parse::<u32>() {
-        Ok(value) if range.contains(&value) => Some(value),
-        Ok(value) => {
-            errors.push(format!(
-                "{name} is invalid: {value} (Twilio takes {} to {})",
-                range.start(),
-                range.end()
-            ));
-            None
-        }
-        Err(e) => {
-            errors.push(format!("{name} is invalid: {text:?} ({e})"));
-            None
-        }
-    }
 }
 
 pub(super) fn nonempty(value: Option<String>) -> Option<String> {
@@ -858,5 +726,9 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
+#[path = "load_amd.rs"]
+mod amd;
+#[path = "load_cost.rs"]
+mod cost;
 #[path = "load_sessions.rs"]
 mod sessions;
