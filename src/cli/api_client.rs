@@ -19,12 +19,13 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::output::EXAMPLE_SERVER_URL;
+use super::output::{EXAMPLE_SERVER_URL, server_url};
 use crate::awc_worker::AwcWorker;
 use crate::calls::backend::{BackendError, CallBackend};
 use crate::calls::model::{CallSummary, CallView};
 use crate::calls::service::PlaceCall;
 use crate::calls::store::{DeliveryStatus, WebhookDelivery};
+use crate::config::{Requirement, Settings};
 use crate::http::webhooks_api::WebhookList;
 
 /// How long a request may take, answer body included, when it does not wait on purpose.
@@ -113,6 +114,29 @@ struct InstructBody<'a> {
 }
 
 impl ApiClient {
+    /// The client the CLI commands use: the server at `CALLBRIDGE_URL` (default: this machine's `PORT`, see
+    /// [`server_url`]) with `CALLBRIDGE_API_KEY`, from the usual settings (environment, `.env`, `callbridge.toml`).
+    ///
+    /// # Errors
+    ///
+    /// The message to print when the settings are invalid, `CALLBRIDGE_URL` is not an http(s) URL, or the API key is
+    /// not set (the caller exits with its own code).
+    pub fn from_settings() -> Result<Self, String> {
+        let settings = Settings::from_process(Requirement::Nothing)
+            .map_err(|e| format!("invalid settings:\n{e}"))?;
+        let base_url = server_url(
+            std::env::var("CALLBRIDGE_URL").ok().as_deref(),
+            settings.port,
+        )?;
+        if settings.api_key.expose_secret().is_empty() {
+            return Err(format!(
+                "CALLBRIDGE_API_KEY is not set: set it to the API key of the callbridge server at {}",
+                base_url.as_str().trim_end_matches('/')
+            ));
+        }
+        Ok(Self::new(base_url, settings.api_key.clone()))
+    }
+
     /// A client for the server at `base_url` (e.g. `http://127.0.0.1:5050`), sending `api_key` as the bearer key (an
     /// empty key sends none, and the server answers `unauthorized`). Starts the request thread.
     ///

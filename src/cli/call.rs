@@ -15,17 +15,15 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use secrecy::ExposeSecret as _;
 use time::OffsetDateTime;
 
 use super::api_client::ApiClient;
-use super::output::{emit, format_duration, printable, server_url};
+use super::output::{emit, format_duration, printable};
 use crate::calls::Speaker;
 use crate::calls::backend::BackendError;
 use crate::calls::model::{CallStatus, CallView};
 use crate::calls::schedule::{RetryOn, RetryPlan};
 use crate::calls::service::PlaceCall;
-use crate::config::{Requirement, Settings};
 use crate::twilio::amd::MachinePolicy;
 
 /// Exit code: the call ended without completing (busy, no-answer, failed, canceled).
@@ -129,30 +127,13 @@ pub struct CallArgs {
 
 /// Runs `callbridge call`: output on stdout, problems on stderr; see the module docs for the exit codes.
 pub async fn run(args: CallArgs) -> ExitCode {
-    let settings = match Settings::from_process(Requirement::Nothing) {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("invalid settings:\n{e}");
-            return ExitCode::from(EXIT_NOT_PLACED);
-        }
-    };
-    let base_url = match server_url(
-        std::env::var("CALLBRIDGE_URL").ok().as_deref(),
-        settings.port,
-    ) {
-        Ok(url) => url,
+    let client = match ApiClient::from_settings() {
+        Ok(client) => client,
         Err(message) => {
             eprintln!("{message}");
             return ExitCode::from(EXIT_NOT_PLACED);
         }
     };
-    if settings.api_key.expose_secret().is_empty() {
-        eprintln!(
-            "CALLBRIDGE_API_KEY is not set: set it to the API key of the callbridge server at {}",
-            base_url.as_str().trim_end_matches('/')
-        );
-        return ExitCode::from(EXIT_NOT_PLACED);
-    }
     let outcome_schema = match args
         .outcome_schema
         .as_deref()
@@ -165,7 +146,6 @@ pub async fn run(args: CallArgs) -> ExitCode {
             return ExitCode::from(EXIT_NOT_PLACED);
         }
     };
-    let client = ApiClient::new(base_url, settings.api_key.clone());
     let request = PlaceCall {
         outcome_schema,
         ..place_request(&args)

@@ -12,13 +12,11 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use secrecy::ExposeSecret as _;
 use time::OffsetDateTime;
 
 use super::api_client::ApiClient;
-use super::output::{emit, printable, server_url};
+use super::output::{emit, printable};
 use crate::calls::store::{DeliveryStatus, WebhookDelivery};
-use crate::config::{Requirement, Settings};
 
 /// Exit code: the server refused or could not be reached.
 const EXIT_FAILED: u8 = 1;
@@ -74,31 +72,13 @@ fn parse_status(text: &str) -> Result<DeliveryStatus, String> {
 
 /// Runs `callbridge webhooks ...`; see the module docs for the exit codes.
 pub async fn run(args: WebhooksArgs) -> ExitCode {
-    let settings = match Settings::from_process(Requirement::Nothing) {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("invalid settings:\n{e}");
-            return ExitCode::from(EXIT_CONFIGURATION);
-        }
-    };
-    let base_url = match server_url(
-        std::env::var("CALLBRIDGE_URL").ok().as_deref(),
-        settings.port,
-    ) {
-        Ok(url) => url,
+    let client = match ApiClient::from_settings() {
+        Ok(client) => client,
         Err(message) => {
             eprintln!("{message}");
             return ExitCode::from(EXIT_CONFIGURATION);
         }
     };
-    if settings.api_key.expose_secret().is_empty() {
-        eprintln!(
-            "CALLBRIDGE_API_KEY is not set: set it to the API key of the callbridge server at {}",
-            base_url.as_str().trim_end_matches('/')
-        );
-        return ExitCode::from(EXIT_CONFIGURATION);
-    }
-    let client = ApiClient::new(base_url, settings.api_key.clone());
     let text = match args.command {
         WebhooksCommand::List(list) => {
             client

@@ -8,19 +8,19 @@ use std::time::Duration;
 
 use callbridge::calls::model::CallView;
 use callbridge::calls::service::PlaceCall;
-use callbridge::simulate::{
-    MediaStreamClient, Observation, local_stream_url, parse_connect_stream,
-};
+use callbridge::simulate::{MediaStreamClient, Observation};
 use callbridge::twilio::amd::{AnsweredBy, MachinePolicy};
 use serde_json::Value;
 
 use crate::fake_realtime::{Script, ScriptedResponse};
-use crate::fake_twilio::{FakeTwilio, Route};
-use crate::helpers::{CALLER_HELLO, TestApp, fixture, post_signed, server_closed, spawn_app_with};
+use crate::fake_twilio::FakeTwilio;
+use crate::helpers::{
+    CALLER_HELLO, TestApp, answer_outbound, fixture, outbound_env, outbound_twilio, post_signed,
+    server_closed, spawn_app_with,
+};
 
 const CALL_SID: &str = "CA22223333444455556666777788889999";
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
-const OUR_NUMBER: &str = "+14155550100";
 const RESTAURANT: &str = "+14155552671";
 const VOICEMAIL_MESSAGE: &str =
     "This is Ada for Rivera: a table for four tonight at 7:30, please call back.";
@@ -33,28 +33,11 @@ static VOICEMAIL_GREETING: LazyLock<Vec<u8>> = LazyLock::new(|| {
 });
 
 fn fake_twilio() -> FakeTwilio {
-    FakeTwilio::start_routes(vec![
-        Route::new(
-            "POST",
-            "/Calls.json",
-            201,
-            &format!(r#"{{"sid":"{CALL_SID}","status":"queued"}}"#),
-        ),
-        Route::new(
-            "POST",
-            &format!("/Calls/{CALL_SID}.json"),
-            200,
-            r#"{"status":"completed"}"#,
-        ),
-    ])
+    outbound_twilio(CALL_SID)
 }
 
 async fn app(twilio: &FakeTwilio, script: Script, extra: &[(&str, &str)]) -> TestApp {
-    let mut env = vec![
-        ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
-        ("TWILIO_PHONE_NUMBER", OUR_NUMBER),
-        ("TWILIO_API_BASE_URL", twilio.url.as_str()),
-    ];
+    let mut env = outbound_env(twilio);
     env.extend_from_slice(extra);
     spawn_app_with(script, &env).await
 }
@@ -72,29 +55,7 @@ fn booking(policy: MachinePolicy, greeting: Option<&str>) -> PlaceCall {
 
 /// Twilio fetches the TwiML of the answered call and opens its stream; the stream has started.
 async fn answer(app: &TestApp, call: &CallView) -> MediaStreamClient {
-    let (code, twiml) = post_signed(
-        &app.address,
-        &format!("/outbound-call/{}", call.id),
-        &[
-            ("CallSid", CALL_SID),
-            ("AccountSid", ACCOUNT_SID),
-            ("CallStatus", "in-progress"),
-            ("Direction", "outbound-api"),
-        ],
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(code, 200, "{twiml}");
-    let url = parse_connect_stream(&twiml)
-        .expect("TwiML")
-        .expect("a stream")
-        .url;
-    let stream = MediaStreamClient::connect(&local_stream_url(&url, &app.address).expect("url"))
-        .await
-        .expect("stream");
-    stream.start(CALL_SID, &[]).await.expect("start");
-    stream
+    answer_outbound(app, &call.id, CALL_SID).await
 }
 
 /// Twilio's AMD callback for the call, signed with `token` (the test auth token when `None`).

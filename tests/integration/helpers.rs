@@ -13,12 +13,14 @@ use callbridge::calls::service::{CallService, MAX_WAIT_S, is_done};
 use callbridge::config::{Requirement, Settings};
 use callbridge::simulate::webhook::random_hex_id;
 use callbridge::simulate::{
-    MediaClientConfig, MediaStreamClient, Observation, ObservedEvent, WebhookCall, local_stream_url,
+    MediaClientConfig, MediaStreamClient, Observation, ObservedEvent, WebhookCall,
+    local_stream_url, parse_connect_stream,
 };
 use callbridge::startup::Application;
 use tokio_util::sync::CancellationToken;
 
 use crate::fake_realtime::{FakeRealtime, Script};
+use crate::fake_twilio::{FakeTwilio, Route};
 
 /// The auth token the test app checks signatures with.
 pub const AUTH_TOKEN: &str = "test-auth-token-0123456789abcdef";
@@ -565,4 +567,67 @@ pub async fn post_signed(
         response.status().as_u16(),
         String::from_utf8_lossy(&body).into_owned(),
     )
+}
+
+/// The Twilio account SID the outbound-call tests configure (`TWILIO_ACCOUNT_SID`) and sign webhooks with.
+pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+/// The E.164 number the outbound-call tests place calls from (`TWILIO_PHONE_NUMBER`).
+pub const OUR_NUMBER: &str = "+14155550100";
+
+/// A fake Twilio REST API for one outbound call: creating it answers 201 `queued` with `call_sid`, updating it
+/// (hang-up) answers 200 `completed`.
+pub fn outbound_twilio(call_sid: &str) -> FakeTwilio {
+    FakeTwilio::start_routes(vec![
+        Route::new(
+            "POST",
+            "/Calls.json",
+            201,
+            &format!(r#"{{"sid":"{call_sid}","status":"queued"}}"#),
+        ),
+        Route::new(
+            "POST",
+            &format!("/Calls/{call_sid}.json"),
+            200,
+            r#"{"status":"completed"}"#,
+        ),
+    ])
+}
+
+/// The settings that let the app place calls through `twilio`: `ACCOUNT_SID`, `OUR_NUMBER` and its base URL.
+pub fn outbound_env(twilio: &FakeTwilio) -> Vec<(&'static str, &str)> {
+    vec![
+        ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
+        ("TWILIO_PHONE_NUMBER", OUR_NUMBER),
+        ("TWILIO_API_BASE_URL", twilio.url.as_str()),
+    ]
+}
+
+/// Answers the placed call `id` as Twilio does: fetches its TwiML (signed `POST /outbound-call/{id}` for
+/// `call_sid`, `in-progress`), asserts it is a 200, opens the `<Connect><Stream>` it names and sends `start`.
+/// Returns the started media stream.
+pub async fn answer_outbound(app: &TestApp, id: &str, call_sid: &str) -> MediaStreamClient {
+    let (code, twiml) = post_signed(
+        &app.address,
+        &format!("/outbound-call/{id}"),
+        &[
+            ("CallSid", call_sid),
+            ("AccountSid", ACCOUNT_SID),
+            ("CallStatus", "in-progress"),
+            ("Direction", "outbound-api"),
+        ],
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{twiml}");
+    let stream_url = parse_connect_stream(&twiml)
+        .expect("TwiML")
+        .expect("a stream")
+        .url;
+    let stream =
+        MediaStreamClient::connect(&local_stream_url(&stream_url, &app.address).expect("url"))
+            .await
+            .expect("stream");
+    stream.start(call_sid, &[]).await.expect("start");
+    stream
 }

@@ -8,15 +8,13 @@ use callbridge::calls::Speaker;
 use callbridge::calls::model::CallStatus;
 use callbridge::calls::service::PlaceCall;
 use callbridge::config::Engine;
-use callbridge::simulate::{
-    MediaStreamClient, Observation, local_stream_url, parse_connect_stream,
-};
+use callbridge::simulate::Observation;
 
 use crate::fake_live::{FakeLive, LiveScript, LiveTurn};
 use crate::fake_realtime::Script;
-use crate::fake_twilio::{FakeTwilio, Route};
 use crate::helpers::{
-    CALLER_HELLO, CALLER_INTERRUPT, TestApp, post_signed, server_closed, spawn_app_with,
+    CALLER_HELLO, CALLER_INTERRUPT, TestApp, answer_outbound, outbound_env, outbound_twilio,
+    server_closed, spawn_app_with,
 };
 
 const HELLO: &str = "Hi, I'd like to book a table for four at seven tonight, please.";
@@ -328,44 +326,22 @@ async fn gpt_live_closing_mid_call_ends_the_call_as_openai_closed() {
 }
 
 const CALL_SID: &str = "CA11112222333344445555666677779999";
-const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
-const OUR_NUMBER: &str = "+14155550100";
 const RESTAURANT: &str = "+14155552671";
 
 #[actix_web::test]
 async fn an_outbound_call_placed_with_engine_live_runs_on_live_with_its_instructions_and_greeting()
 {
     // Arrange: Realtime is the server's default; the call asks for Live.
-    let twilio = FakeTwilio::start_routes(vec![
-        Route::new(
-            "POST",
-            "/Calls.json",
-            201,
-            &format!(r#"{{"sid":"{CALL_SID}","status":"queued"}}"#),
-        ),
-        Route::new(
-            "POST",
-            &format!("/Calls/{CALL_SID}.json"),
-            200,
-            r#"{"status":"completed"}"#,
-        ),
-    ]);
+    let twilio = outbound_twilio(CALL_SID);
     let live = FakeLive::start(LiveScript {
         turns: vec![LiveTurn::speak(800, "Hello, I'm calling to book a table.")],
         ..LiveScript::default()
     })
     .await;
     let url = live.url();
-    let app = spawn_app_with(
-        Script::default(),
-        &[
-            ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
-            ("TWILIO_PHONE_NUMBER", OUR_NUMBER),
-            ("TWILIO_API_BASE_URL", &twilio.url),
-            ("CALLBRIDGE_LIVE_URL", &url),
-        ],
-    )
-    .await;
+    let mut env = outbound_env(&twilio);
+    env.push(("CALLBRIDGE_LIVE_URL", &url));
+    let app = spawn_app_with(Script::default(), &env).await;
 
     // Act: place it, answer it as Twilio would, hear the greeting, hang up.
     let placed = app
@@ -380,29 +356,7 @@ async fn an_outbound_call_placed_with_engine_live_runs_on_live_with_its_instruct
         .await
         .expect("placed");
     assert_eq!(placed.engine, Some(Engine::Live));
-    let (code, twiml) = post_signed(
-        &app.address,
-        &format!("/outbound-call/{}", placed.id),
-        &[
-            ("CallSid", CALL_SID),
-            ("AccountSid", ACCOUNT_SID),
-            ("CallStatus", "in-progress"),
-            ("Direction", "outbound-api"),
-        ],
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(code, 200, "{twiml}");
-    let stream_url = parse_connect_stream(&twiml)
-        .expect("TwiML")
-        .expect("a stream")
-        .url;
-    let stream =
-        MediaStreamClient::connect(&local_stream_url(&stream_url, &app.address).expect("url"))
-            .await
-            .expect("stream");
-    stream.start(CALL_SID, &[]).await.expect("start");
+    let stream = answer_outbound(&app, &placed.id, CALL_SID).await;
     stream
         .wait_for(
             |e| matches!(e.kind, Observation::PlaybackIdle { played_ms } if played_ms >= 800),

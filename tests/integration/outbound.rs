@@ -11,7 +11,10 @@ use callbridge::simulate::{
 
 use crate::fake_realtime::{Script, ScriptedResponse};
 use crate::fake_twilio::{FakeTwilio, Route};
-use crate::helpers::{CALLER_HELLO, TestApp, post_signed, server_closed, spawn_app_with};
+use crate::helpers::{
+    CALLER_HELLO, TestApp, answer_outbound, outbound_env, outbound_twilio, post_signed,
+    server_closed, spawn_app_with,
+};
 
 const CALL_SID: &str = "CA11112222333344445555666677778888";
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -19,32 +22,11 @@ const OUR_NUMBER: &str = "+14155550100";
 const RESTAURANT: &str = "+14155552671";
 
 fn fake_twilio() -> FakeTwilio {
-    FakeTwilio::start_routes(vec![
-        Route::new(
-            "POST",
-            "/Calls.json",
-            201,
-            &format!(r#"{{"sid":"{CALL_SID}","status":"queued"}}"#),
-        ),
-        Route::new(
-            "POST",
-            &format!("/Calls/{CALL_SID}.json"),
-            200,
-            r#"{"status":"completed"}"#,
-        ),
-    ])
+    outbound_twilio(CALL_SID)
 }
 
 async fn app(twilio: &FakeTwilio, script: Script) -> TestApp {
-    spawn_app_with(
-        script,
-        &[
-            ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
-            ("TWILIO_PHONE_NUMBER", OUR_NUMBER),
-            ("TWILIO_API_BASE_URL", &twilio.url),
-        ],
-    )
-    .await
+    spawn_app_with(script, &outbound_env(twilio)).await
 }
 
 fn booking() -> PlaceCall {
@@ -126,30 +108,7 @@ async fn an_outbound_call_is_placed_answered_relayed_and_ends_with_its_outcome()
     // Twilio reports progress, then fetches the TwiML when the callee answers.
     assert_eq!(status(&app, "initiated", "idem-1").await, 204);
     assert_eq!(status(&app, "ringing", "idem-2").await, 204);
-    let path = format!("/outbound-call/{}", placed.id);
-    let (code, twiml) = post_signed(
-        &app.address,
-        &path,
-        &[
-            ("CallSid", CALL_SID),
-            ("AccountSid", ACCOUNT_SID),
-            ("CallStatus", "in-progress"),
-            ("Direction", "outbound-api"),
-        ],
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(code, 200, "{twiml}");
-    let stream_url = parse_connect_stream(&twiml)
-        .expect("TwiML")
-        .expect("a stream")
-        .url;
-    let stream =
-        MediaStreamClient::connect(&local_stream_url(&stream_url, &app.address).expect("url"))
-            .await
-            .expect("stream");
-    stream.start(CALL_SID, &[]).await.expect("start");
+    let stream = answer_outbound(&app, &placed.id, CALL_SID).await;
     stream.send_audio(&CALLER_HELLO);
     server_closed(&stream, Duration::from_secs(20))
         .await

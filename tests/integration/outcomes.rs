@@ -8,16 +8,16 @@ use std::time::Duration;
 
 use callbridge::calls::model::{CallStatus, CallView};
 use callbridge::calls::service::{PlaceCall, ServiceError};
-use callbridge::simulate::{MediaStreamClient, local_stream_url, parse_connect_stream};
 use serde_json::{Value, json};
 
 use crate::fake_realtime::{Script, ScriptedResponse};
-use crate::fake_twilio::{FakeTwilio, Route};
-use crate::helpers::{CALLER_HELLO, TestApp, post_signed, server_closed, spawn_app_with};
+use crate::fake_twilio::FakeTwilio;
+use crate::helpers::{
+    ACCOUNT_SID, CALLER_HELLO, TestApp, answer_outbound, outbound_env, outbound_twilio,
+    post_signed, server_closed, spawn_app_with,
+};
 
 const CALL_SID: &str = "CA99992222333344445555666677778888";
-const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
-const OUR_NUMBER: &str = "+14155550100";
 const RESTAURANT: &str = "+14155552671";
 
 /// Two remote MCP servers: `calendar` attached by default (with a secret header), `crm` only when a call names it.
@@ -28,34 +28,10 @@ const VOICE_MCP_SERVERS: &str = r#"[
    "require_approval": {"always": {"tool_names": ["delete_contact"]}}}
 ]"#;
 
-fn fake_twilio() -> FakeTwilio {
-    FakeTwilio::start_routes(vec![
-        Route::new(
-            "POST",
-            "/Calls.json",
-            201,
-            &format!(r#"{{"sid":"{CALL_SID}","status":"queued"}}"#),
-        ),
-        Route::new(
-            "POST",
-            &format!("/Calls/{CALL_SID}.json"),
-            200,
-            r#"{"status":"completed"}"#,
-        ),
-    ])
-}
-
 async fn app(twilio: &FakeTwilio, script: Script) -> TestApp {
-    spawn_app_with(
-        script,
-        &[
-            ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
-            ("TWILIO_PHONE_NUMBER", OUR_NUMBER),
-            ("TWILIO_API_BASE_URL", &twilio.url),
-            ("CALLBRIDGE_VOICE_MCP_SERVERS", VOICE_MCP_SERVERS),
-        ],
-    )
-    .await
+    let mut env = outbound_env(twilio);
+    env.push(("CALLBRIDGE_VOICE_MCP_SERVERS", VOICE_MCP_SERVERS));
+    spawn_app_with(script, &env).await
 }
 
 fn booking_schema() -> Value {
@@ -83,29 +59,7 @@ fn booking() -> PlaceCall {
 /// Answers the call as Twilio would, streams the callee's hello, and waits for the model to end the call; returns
 /// the finished record.
 async fn answer_and_talk(app: &TestApp, id: &str) -> CallView {
-    let (code, twiml) = post_signed(
-        &app.address,
-        &format!("/outbound-call/{id}"),
-        &[
-            ("CallSid", CALL_SID),
-            ("AccountSid", ACCOUNT_SID),
-            ("CallStatus", "in-progress"),
-            ("Direction", "outbound-api"),
-        ],
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(code, 200, "{twiml}");
-    let stream_url = parse_connect_stream(&twiml)
-        .expect("TwiML")
-        .expect("a stream")
-        .url;
-    let stream =
-        MediaStreamClient::connect(&local_stream_url(&stream_url, &app.address).expect("url"))
-            .await
-            .expect("stream");
-    stream.start(CALL_SID, &[]).await.expect("start");
+    let stream = answer_outbound(app, id, CALL_SID).await;
     stream.send_audio(&CALLER_HELLO);
     server_closed(&stream, Duration::from_secs(20))
         .await
@@ -129,7 +83,7 @@ async fn answer_and_talk(app: &TestApp, id: &str) -> CallView {
 #[actix_web::test]
 async fn an_outcome_that_breaks_the_schema_is_sent_back_with_its_errors_and_the_corrected_one_is_stored_as_json()
  {
-    let twilio = fake_twilio();
+    let twilio = outbound_twilio(CALL_SID);
     let app = app(
         &twilio,
         Script {
@@ -215,7 +169,7 @@ async fn an_outcome_that_breaks_the_schema_is_sent_back_with_its_errors_and_the_
 
 #[actix_web::test]
 async fn a_schema_that_is_not_a_json_schema_is_refused_when_the_call_is_placed() {
-    let twilio = fake_twilio();
+    let twilio = outbound_twilio(CALL_SID);
     let app = app(&twilio, Script::default()).await;
 
     let refused = app
@@ -236,7 +190,7 @@ async fn a_schema_that_is_not_a_json_schema_is_refused_when_the_call_is_placed()
 
 #[actix_web::test]
 async fn the_session_carries_the_named_mcp_servers_and_the_record_keeps_only_their_labels() {
-    let twilio = fake_twilio();
+    let twilio = outbound_twilio(CALL_SID);
     let app = app(
         &twilio,
         Script {
@@ -292,7 +246,7 @@ async fn the_session_carries_the_named_mcp_servers_and_the_record_keeps_only_the
 
 #[actix_web::test]
 async fn a_call_that_names_no_mcp_servers_gets_the_default_ones() {
-    let twilio = fake_twilio();
+    let twilio = outbound_twilio(CALL_SID);
     let app = app(
         &twilio,
         Script {
@@ -321,7 +275,7 @@ async fn a_call_that_names_no_mcp_servers_gets_the_default_ones() {
 
 #[actix_web::test]
 async fn an_mcp_server_url_not_in_the_setting_is_refused_when_the_call_is_placed() {
-    let twilio = fake_twilio();
+    let twilio = outbound_twilio(CALL_SID);
     let app = app(&twilio, Script::default()).await;
 
     let refused = app

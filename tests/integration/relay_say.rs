@@ -8,19 +8,16 @@ use callbridge::calls::Speaker;
 use callbridge::calls::model::CallStatus;
 use callbridge::calls::say::{CallMode, SayReport};
 use callbridge::calls::service::{PlaceCall, SayCall, ServiceError};
-use callbridge::simulate::{
-    MediaStreamClient, Observation, local_stream_url, parse_connect_stream,
-};
+use callbridge::simulate::{MediaStreamClient, Observation};
 
 use crate::fake_realtime::{Script, ScriptedResponse};
 use crate::fake_twilio::{FakeTwilio, Route};
 use crate::helpers::{
-    CALLER_HELLO, CALLER_INTERRUPT, TestApp, fixture, post_signed, spawn_app_with,
+    CALLER_HELLO, CALLER_INTERRUPT, TestApp, answer_outbound, fixture, outbound_env,
+    outbound_twilio, spawn_app_with,
 };
 
 const CALL_SID: &str = "CA5a1e2d3c4b5a69788796a5b4c3d2e1f0";
-const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
-const OUR_NUMBER: &str = "+14155550100";
 const RESTAURANT: &str = "+14155552671";
 /// The agent's line.
 const LINE: &str = "Hi, this is Sam calling to book a table for four at seven tonight.";
@@ -51,29 +48,8 @@ struct RelayCall {
 }
 
 async fn answered_relay_call(script: Script) -> RelayCall {
-    let twilio = FakeTwilio::start_routes(vec![
-        Route::new(
-            "POST",
-            "/Calls.json",
-            201,
-            &format!(r#"{{"sid":"{CALL_SID}","status":"queued"}}"#),
-        ),
-        Route::new(
-            "POST",
-            &format!("/Calls/{CALL_SID}.json"),
-            200,
-            r#"{"status":"completed"}"#,
-        ),
-    ]);
-    let app = spawn_app_with(
-        script,
-        &[
-            ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
-            ("TWILIO_PHONE_NUMBER", OUR_NUMBER),
-            ("TWILIO_API_BASE_URL", &twilio.url),
-        ],
-    )
-    .await;
+    let twilio = outbound_twilio(CALL_SID);
+    let app = spawn_app_with(script, &outbound_env(&twilio)).await;
     let placed = app
         .calls
         .place_call(PlaceCall {
@@ -85,29 +61,7 @@ async fn answered_relay_call(script: Script) -> RelayCall {
         .await
         .expect("placed");
     assert_eq!(placed.mode, CallMode::Relay);
-    let (code, twiml) = post_signed(
-        &app.address,
-        &format!("/outbound-call/{}", placed.id),
-        &[
-            ("CallSid", CALL_SID),
-            ("AccountSid", ACCOUNT_SID),
-            ("CallStatus", "in-progress"),
-            ("Direction", "outbound-api"),
-        ],
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(code, 200, "{twiml}");
-    let stream_url = parse_connect_stream(&twiml)
-        .expect("TwiML")
-        .expect("a stream")
-        .url;
-    let stream =
-        MediaStreamClient::connect(&local_stream_url(&stream_url, &app.address).expect("url"))
-            .await
-            .expect("stream");
-    stream.start(CALL_SID, &[]).await.expect("start");
+    let stream = answer_outbound(&app, &placed.id, CALL_SID).await;
     RelayCall {
         app,
         _twilio: twilio,
@@ -331,15 +285,7 @@ async fn say_on_a_call_not_placed_in_relay_mode_is_refused() {
         201,
         &format!(r#"{{"sid":"{CALL_SID}","status":"queued"}}"#),
     )]);
-    let app = spawn_app_with(
-        Script::default(),
-        &[
-            ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
-            ("TWILIO_PHONE_NUMBER", OUR_NUMBER),
-            ("TWILIO_API_BASE_URL", &twilio.url),
-        ],
-    )
-    .await;
+    let app = spawn_app_with(Script::default(), &outbound_env(&twilio)).await;
     let placed = app
         .calls
         .place_call(PlaceCall {

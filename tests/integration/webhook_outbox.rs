@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use callbridge::calls::model::{CallStatus, NewCall};
+use callbridge::calls::model::{CallStatus, CallView, NewCall};
 use callbridge::calls::store::{AttemptOutcome, CallStore, DeliveryStatus, StoreError};
 use callbridge::calls::{CallRecord, Direction, EndReason, Speaker};
 use callbridge::twilio::amd::AnsweredBy;
@@ -58,6 +58,26 @@ fn due_bodies(store: &CallStore, now: OffsetDateTime) -> Vec<Value> {
         .collect()
 }
 
+/// Stores a new outbound call that names `HOOK` as its webhook URL.
+fn hooked_call(store: &CallStore) -> CallView {
+    store.create(&outbound(Some(HOOK))).expect("stored")
+}
+
+/// Moves call `id` to `status` at `at(seconds)`; the store accepts it (or ignores it, without an error).
+fn update_status(store: &CallStore, id: &str, status: CallStatus, seconds: f64) {
+    store
+        .update_status(id, status, at(seconds))
+        .expect("updated");
+}
+
+/// The `call.completed` events among `bodies`.
+fn completed_bodies(bodies: &[Value]) -> Vec<&Value> {
+    bodies
+        .iter()
+        .filter(|b| b["type"] == "call.completed")
+        .collect()
+}
+
 fn types(bodies: &[Value]) -> Vec<String> {
     bodies
         .iter()
@@ -90,12 +110,8 @@ fn a_call_without_a_webhook_url_queues_nothing() {
     let store = store();
     let call = store.create(&outbound(None)).expect("stored");
 
-    store
-        .update_status(&call.id, CallStatus::Ringing, at(1.0))
-        .expect("updated");
-    store
-        .update_status(&call.id, CallStatus::Busy, at(5.0))
-        .expect("updated");
+    update_status(&store, &call.id, CallStatus::Ringing, 1.0);
+    update_status(&store, &call.id, CallStatus::Busy, 5.0);
 
     assert!(due_bodies(&store, at(60.0)).is_empty());
     assert!(store.list_webhooks(None, 10).expect("read").is_empty());
@@ -104,15 +120,11 @@ fn a_call_without_a_webhook_url_queues_nothing() {
 #[test]
 fn each_accepted_status_change_queues_one_status_changed_event_and_a_late_one_none() {
     let store = store();
-    let call = store.create(&outbound(Some(HOOK))).expect("stored");
+    let call = hooked_call(&store);
     store.set_call_sid(&call.id, "CA1").expect("stored");
 
-    store
-        .update_status(&call.id, CallStatus::Ringing, at(1.0))
-        .expect("updated");
-    store
-        .update_status(&call.id, CallStatus::InProgress, at(3.0))
-        .expect("updated");
+    update_status(&store, &call.id, CallStatus::Ringing, 1.0);
+    update_status(&store, &call.id, CallStatus::InProgress, 3.0);
     store
         .update_status(&call.id, CallStatus::Ringing, at(2.0))
         .expect("a late ringing is ignored");
@@ -135,15 +147,11 @@ fn each_accepted_status_change_queues_one_status_changed_event_and_a_late_one_no
 #[test]
 fn an_answered_call_sends_call_completed_only_once_its_record_is_written_with_get_calls_json() {
     let store = store();
-    let call = store.create(&outbound(Some(HOOK))).expect("stored");
+    let call = hooked_call(&store);
     store.set_call_sid(&call.id, "CA2").expect("stored");
-    store
-        .update_status(&call.id, CallStatus::InProgress, at(1.0))
-        .expect("updated");
+    update_status(&store, &call.id, CallStatus::InProgress, 1.0);
 
-    store
-        .update_status(&call.id, CallStatus::Completed, at(44.0))
-        .expect("Twilio's completed comes before the record");
+    update_status(&store, &call.id, CallStatus::Completed, 44.0);
     let before_record = types(&due_bodies(&store, at(60.0)));
     store
         .finish(&call.id, &finished_record("CA2"))
@@ -155,10 +163,7 @@ fn an_answered_call_sends_call_completed_only_once_its_record_is_written_with_ge
         !before_record.contains(&"call.completed".to_owned()),
         "{before_record:?}"
     );
-    let completed: Vec<&Value> = bodies
-        .iter()
-        .filter(|b| b["type"] == "call.completed")
-        .collect();
+    let completed = completed_bodies(&bodies);
     assert_eq!(completed.len(), 1);
     assert_eq!(
         completed[0]["data"],
@@ -175,27 +180,20 @@ fn an_answered_call_sends_call_completed_only_once_its_record_is_written_with_ge
 #[test]
 fn a_record_written_before_twilios_completed_sends_call_completed_with_the_terminal_status() {
     let store = store();
-    let call = store.create(&outbound(Some(HOOK))).expect("stored");
-    store
-        .update_status(&call.id, CallStatus::InProgress, at(1.0))
-        .expect("updated");
+    let call = hooked_call(&store);
+    update_status(&store, &call.id, CallStatus::InProgress, 1.0);
     store
         .finish(&call.id, &finished_record("CA3"))
         .expect("the record");
     let before_status = types(&due_bodies(&store, at(60.0)));
 
-    store
-        .update_status(&call.id, CallStatus::Completed, at(45.0))
-        .expect("updated");
+    update_status(&store, &call.id, CallStatus::Completed, 45.0);
     store
         .finish(&call.id, &finished_record("CA3"))
         .expect("the record written again");
 
     let bodies = due_bodies(&store, at(60.0));
-    let completed: Vec<&Value> = bodies
-        .iter()
-        .filter(|b| b["type"] == "call.completed")
-        .collect();
+    let completed = completed_bodies(&bodies);
     assert!(!before_status.contains(&"call.completed".to_owned()));
     assert_eq!(completed.len(), 1, "once per call");
     assert_eq!(completed[0]["data"]["status"], "completed");
@@ -204,11 +202,9 @@ fn a_record_written_before_twilios_completed_sends_call_completed_with_the_termi
 #[test]
 fn an_unanswered_call_sends_call_completed_with_its_status_at_once() {
     let store = store();
-    let call = store.create(&outbound(Some(HOOK))).expect("stored");
+    let call = hooked_call(&store);
 
-    store
-        .update_status(&call.id, CallStatus::NoAnswer, at(30.0))
-        .expect("updated");
+    update_status(&store, &call.id, CallStatus::NoAnswer, 30.0);
 
     let bodies = due_bodies(&store, at(30.0));
     assert_eq!(types(&bodies), ["call.status_changed", "call.completed"]);
@@ -219,7 +215,7 @@ fn an_unanswered_call_sends_call_completed_with_its_status_at_once() {
 #[test]
 fn the_first_answering_machine_verdict_queues_call_answered_by_and_a_second_does_not() {
     let store = store();
-    let call = store.create(&outbound(Some(HOOK))).expect("stored");
+    let call = hooked_call(&store);
 
     store
         .set_answered_by(&call.id, AnsweredBy::MachineEndBeep)
@@ -235,10 +231,8 @@ fn the_first_answering_machine_verdict_queues_call_answered_by_and_a_second_does
 
 /// A store with one pending `call.status_changed` queued at `at(0)`; returns its id.
 fn one_pending(store: &CallStore) -> String {
-    let call = store.create(&outbound(Some(HOOK))).expect("stored");
-    store
-        .update_status(&call.id, CallStatus::Ringing, at(0.0))
-        .expect("updated");
+    let call = hooked_call(store);
+    update_status(store, &call.id, CallStatus::Ringing, 0.0);
     store.list_webhooks(None, 1).expect("read")[0].id.clone()
 }
 
@@ -356,13 +350,9 @@ fn a_retry_makes_a_failed_delivery_pending_and_due_now_and_an_unknown_id_is_not_
 #[test]
 fn an_answered_call_whose_record_never_came_gets_call_completed_after_the_grace() {
     let store = store();
-    let call = store.create(&outbound(Some(HOOK))).expect("stored");
-    store
-        .update_status(&call.id, CallStatus::InProgress, at(1.0))
-        .expect("updated");
-    store
-        .update_status(&call.id, CallStatus::Completed, at(20.0))
-        .expect("updated");
+    let call = hooked_call(&store);
+    update_status(&store, &call.id, CallStatus::InProgress, 1.0);
+    update_status(&store, &call.id, CallStatus::Completed, 20.0);
 
     let too_soon = store.queue_overdue_completions(at(19.0)).expect("swept");
     let after = store.queue_overdue_completions(at(200.0)).expect("swept");
