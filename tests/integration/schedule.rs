@@ -354,7 +354,9 @@ async fn hang_up_cancels_a_pending_attempt() {
 #[actix_web::test]
 async fn an_attempt_over_the_daily_budget_ends_the_call_with_the_reason() {
     let twilio = twilio();
-    let clock = TestClock::starting_at(OffsetDateTime::now_utc());
+    // Midday UTC: the daily budget counts since UTC midnight, and the 11 minutes below must not cross it.
+    let clock =
+        TestClock::starting_at(OffsetDateTime::now_utc().replace_time(time::macros::time!(12:00)));
     let (app, _stop) = spawn_app_with_clock(
         Script::default(),
         &[
