@@ -133,6 +133,15 @@ pub struct SessionLifetime {
     pub reconnect_attempts: u32,
 }
 
+impl SessionLifetime {
+    /// One session for the whole call: no rollover before a limit (the limit is a year) and no reopening when the
+    /// session closes (`error:openai_closed`). For GPT-Live calls, whose sessions the Realtime rollover cannot reopen.
+    pub const WITHOUT_ROLLOVER: Self = Self {
+        session_limit: Duration::from_secs(365 * 24 * 3600),
+        reconnect_attempts: 0,
+    };
+}
+
 /// Which OpenAI voice API carries a call: the Realtime API (billed per audio token) or GPT-Live (billed per active
 /// minute, full duplex). Spelled `realtime` / `live` in settings, `place_call` and the call record.
 #[derive(

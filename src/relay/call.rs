@@ -212,10 +212,7 @@ pub async fn run_call(
     if engine == crate::config::Engine::Live {
         // GPT-Live has no rollover here (the reopen path speaks the Realtime API): a Live session that closes ends
         // the call, and no second session is opened before a limit.
-        conductor.set_session_lifetime(crate::config::SessionLifetime {
-            session_limit: Duration::from_secs(365 * 24 * 3600),
-            reconnect_attempts: 0,
-        });
+        conductor.set_session_lifetime(crate::config::SessionLifetime::WITHOUT_ROLLOVER);
     } else {
         conductor.set_session_lifetime(deps.settings.realtime.sessions);
     }
