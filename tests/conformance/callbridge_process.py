@@ -48,3 +48,18 @@ def wait_until_healthy(server):
             pass
         time.sleep(0.1)
     pytest.fail(f"callbridge was not healthy within {HEALTH_TIMEOUT_S} s:\n{server.log_tail()}")
+
+
+class Server:
+    """A running `callbridge serve` and where to reach it."""
+
+    def __init__(self, process, base_url, log_path):
+        self.process = process
+        self.base_url = base_url
+        self.log_path = log_path
+
+    def log_tail(self, lines=40):
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "<no log>"

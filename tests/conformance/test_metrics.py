@@ -15,25 +15,12 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from callbridge_process import REPO_ROOT, free_port, resolve_binary, wait_until_healthy
+from callbridge_process import REPO_ROOT, Server, free_port, resolve_binary, wait_until_healthy
 
 API_KEY = "metrics-test-key-0123456789abcdef"
 AUTH_TOKEN = "metrics-test-auth-token"
 SHUTDOWN_TIMEOUT_S = 15
 SIMULATE_TIMEOUT_S = 60
-
-
-class Server:
-    def __init__(self, process, base_url, log_path):
-        self.process = process
-        self.base_url = base_url
-        self.log_path = log_path
-
-    def log_tail(self, lines=40):
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "<no log>"
 
 
 @pytest.fixture(scope="module")

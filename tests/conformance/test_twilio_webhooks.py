@@ -32,7 +32,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 
 import pytest
-from callbridge_process import free_port, resolve_binary, wait_until_healthy
+from callbridge_process import Server, free_port, resolve_binary, wait_until_healthy
 from twilio.request_validator import (
     HMAC_SHA1,
     HMAC_SHA256,
@@ -132,21 +132,6 @@ def stream_url_of(response):
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The server under test
-
-
-class Server:
-    """A running `callbridge serve` and where to reach it."""
-
-    def __init__(self, process, base_url, log_path):
-        self.process = process
-        self.base_url = base_url
-        self.log_path = log_path
-
-    def log_tail(self, lines=40):
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "<no log>"
 
 
 @pytest.fixture(scope="module")
