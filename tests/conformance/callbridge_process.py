@@ -1,8 +1,10 @@
 """Helpers shared by the conformance tests that start the real `callbridge serve` binary."""
 
+import contextlib
 import os
 import pathlib
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -12,6 +14,8 @@ import pytest
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 DEFAULT_BIN = "target/debug/callbridge"
 HEALTH_TIMEOUT_S = 60.0
+# How long `callbridge serve` gets to stop after SIGTERM before it is killed.
+SHUTDOWN_TIMEOUT_S = 15.0
 
 
 def free_port():
@@ -63,3 +67,25 @@ class Server:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "<no log>"
+
+
+@contextlib.contextmanager
+def serving(binary, workdir, env, port, make_server=None):
+    """Runs `binary serve` in `workdir` with exactly `env`, its output in `workdir/callbridge.log`, and yields it once
+    `GET /health` answers on `port`: as a [`Server`], or as `make_server(process, base_url, log_path)` returns it.
+    On exit it is stopped with SIGTERM, and killed after `SHUTDOWN_TIMEOUT_S`."""
+    log_path = workdir / "callbridge.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([str(binary), "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    running = (make_server or Server)(process, base_url, log_path)
+    try:
+        wait_until_healthy(running)
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=SHUTDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -38,13 +38,10 @@ import base64
 import re
 
 import anyio
-import asyncio
-import base64
-import re
 import httpx2
 import websockets
 import pytest
-from callbridge_process import free_port, resolve_binary, wait_until_healthy
+from callbridge_process import free_port, resolve_binary, serving
 from mcp import ClientSession, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -193,6 +190,11 @@ class Server:
         return text or "<no log>"
 
 
+def server_in(workdir, binary):
+    """How `serving` makes this file's [`Server`] for a process started in `workdir` from `binary`."""
+    return lambda process, base_url, _log_path: Server(process, base_url, workdir, binary)
+
+
 @pytest.fixture(scope="module")
 def twilio():
     fake = FakeTwilio()
@@ -286,19 +288,8 @@ def server(tmp_path_factory, twilio, realtime):
         "CALLBRIDGE_DATA_DIR": str(workdir / "data"),
         "RUST_LOG": "info",
     }
-    with open(workdir / "callbridge.log", "wb") as log:
-        process = subprocess.Popen([str(binary), "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    running = Server(process, f"http://127.0.0.1:{port}", workdir, binary)
-    try:
-        wait_until_healthy(running)
+    with serving(binary, workdir, env, port, make_server=server_in(workdir, binary)) as running:
         yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=SHUTDOWN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextlib.asynccontextmanager
@@ -511,22 +502,6 @@ def test_say_reaches_the_call_service_and_refuses_a_call_not_in_relay_mode_or_no
     assert "relay" in text_of(on_plain)
     assert on_ringing.is_error is True
     assert on_ringing.structured_content["error"]["code"] == "not_live"
-
-
-def answer_outbound_call(server, call_id, call_sid):
-    """Posts Twilio's signed `/outbound-call/{id}` webhook (the callee answered); returns the stream URL on this
-    server (`ws://127.0.0.1:PORT/media-stream/TOKEN`) from the TwiML."""
-    form = {"AccountSid": ACCOUNT_SID, "CallSid": call_sid, "CallStatus": "in-progress", "Direction": "outbound-api"}
-    path = f"/outbound-call/{call_id}"
-    signature = RequestValidator(AUTH_TOKEN).compute_signature(PUBLIC_URL + path, form)
-    status, _, twiml = http_post(
-        server.base_url + path,
-        urllib.parse.urlencode(form).encode(),
-        {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature},
-    )
-    assert status == 200, (status, twiml)
-    stream_url = re.search(r'<Stream url="([^"]+)"', twiml.decode()).group(1)
-    return server.base_url.replace("http://", "ws://") + urllib.parse.urlparse(stream_url).path
 
 
 async def play_twilio_media_stream(url, call_sid, marks_echoed):
@@ -830,19 +805,8 @@ def talking_server(tmp_path_factory, twilio, model):
         "CALLBRIDGE_FAREWELL_GRACE_MS": "500",
         "RUST_LOG": "info",
     }
-    with open(workdir / "callbridge.log", "wb") as log:
-        process = subprocess.Popen([str(binary), "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    running = Server(process, f"http://127.0.0.1:{port}", workdir, binary)
-    try:
-        wait_until_healthy(running)
+    with serving(binary, workdir, env, port, make_server=server_in(workdir, binary)) as running:
         yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=SHUTDOWN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def answer_outbound_call(server, call_id, call_sid):

@@ -15,11 +15,10 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from callbridge_process import REPO_ROOT, Server, free_port, resolve_binary, wait_until_healthy
+from callbridge_process import REPO_ROOT, free_port, resolve_binary, serving
 
 API_KEY = "metrics-test-key-0123456789abcdef"
 AUTH_TOKEN = "metrics-test-auth-token"
-SHUTDOWN_TIMEOUT_S = 15
 SIMULATE_TIMEOUT_S = 60
 
 
@@ -40,22 +39,10 @@ def server(tmp_path_factory):
         "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/v1/realtime",  # nothing listens: every call ends openai_unavailable
         "RUST_LOG": "info",
     }
-    log_path = workdir / "callbridge.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([str(binary), "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    running = Server(process, f"http://127.0.0.1:{port}", log_path)
-    running.binary = binary
-    running.env = env
-    try:
-        wait_until_healthy(running)
+    with serving(binary, workdir, env, port) as running:
+        running.binary = binary
+        running.env = env
         yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=SHUTDOWN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def scrape(server, key=API_KEY):

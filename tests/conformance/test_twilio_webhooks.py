@@ -24,7 +24,6 @@ HTTP goes through urllib from the standard library; the only third-party package
 import json
 import os
 import secrets
-import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -32,7 +31,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 
 import pytest
-from callbridge_process import Server, free_port, resolve_binary, wait_until_healthy
+from callbridge_process import free_port, resolve_binary, serving
 from twilio.request_validator import (
     HMAC_SHA1,
     HMAC_SHA256,
@@ -150,22 +149,8 @@ def server(tmp_path_factory):
         "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/v1/realtime",  # nothing listens: the pre-connect fails harmlessly
         "RUST_LOG": "info",
     }
-    log_path = workdir / "callbridge.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [str(binary), "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    running = Server(process, f"http://127.0.0.1:{port}", log_path)
-    try:
-        wait_until_healthy(running)
+    with serving(binary, workdir, env, port) as running:
         yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=SHUTDOWN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -318,21 +303,11 @@ def outbound_server(tmp_path_factory):
         "CALLBRIDGE_DATA_DIR": str(workdir / "data"),
         "RUST_LOG": "info",
     }
-    log_path = workdir / "callbridge.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([str(binary), "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    running = Server(process, f"http://127.0.0.1:{port}", log_path)
-    running.twilio = twilio
     try:
-        wait_until_healthy(running)
-        yield running
+        with serving(binary, workdir, env, port) as running:
+            running.twilio = twilio
+            yield running
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=SHUTDOWN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
         twilio.close()
 
 
@@ -600,22 +575,8 @@ def recording_server(tmp_path_factory):
         "CALLBRIDGE_RECORDING_INBOUND": "on",
         "RUST_LOG": "info",
     }
-    log_path = workdir / "callbridge.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [str(resolve_binary()), "serve"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    running = Server(process, f"http://127.0.0.1:{port}", log_path)
-    try:
-        wait_until_healthy(running)
+    with serving(resolve_binary(), workdir, env, port) as running:
         yield running
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=SHUTDOWN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def shape(element):
