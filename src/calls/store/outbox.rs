@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 
 use super::rows::{Ns, Unsigned, read_view, to_ns};
 use super::{CallStore, StoreError, ctx};
-use crate::calls::model::CallStatus;
+use crate::calls::model::{CallStatus, CallView};
 use crate::twilio::amd::AnsweredBy;
 use crate::webhooks::schedule::RetrySchedule;
 use crate::webhooks::{WebhookEvent, envelope, new_message_id};
@@ -232,6 +232,119 @@ fn from_ns(at_ns: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// The body of `call.status_changed`: the call moved from `previous` to `status` at `at_ns`.
+pub(super) fn status_changed_body(
+    call_id: &str,
+    call_sid: Option<&str>,
+    previous: CallStatus,
+    status: CallStatus,
+    at_ns: i64,
+) -> String {
+    let at = from_ns(at_ns);
+    let data = serde_json::json!({
+        "call_id": call_id,
+        "call_sid": call_sid,
+        "status": status,
+        "previous_status": previous,
+        "at": at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+    });
+    envelope(WebhookEvent::StatusChanged, at, data)
+}
+
+/// The body of `call.answered_by`: the call's first answering machine verdict, stored at `at_ns`.
+pub(super) fn answered_by_body(
+    call_id: &str,
+    call_sid: Option<&str>,
+    answered_by: AnsweredBy,
+    at_ns: i64,
+) -> String {
+    let data = serde_json::json!({
+        "call_id": call_id,
+        "call_sid": call_sid,
+        "answered_by": answered_by,
+    });
+    envelope(WebhookEvent::AnsweredBy, from_ns(at_ns), data)
+}
+
+/// Whether the call is done for `call.completed`: its status is terminal and, if it was answered, its end reason is
+/// stored (or `force` says to send it anyway).
+pub(super) fn completion_due(view: &CallView, force: bool) -> bool {
+    view.status.is_terminal() && (force || view.end_reason.is_some() || view.answered_at.is_none())
+}
+
+/// The body of `call.completed`: the whole record, at the call's end (or `at_ns` when it has none).
+pub(super) fn completed_body(view: &CallView, at_ns: i64) -> String {
+    let data = serde_json::to_value(view).expect("a call record is plain data with string keys");
+    let at = view.ended_at.unwrap_or_else(|| from_ns(at_ns));
+    envelope(WebhookEvent::Completed, at, data)
+}
+
+/// What an attempt on a pending delivery writes to its row.
+pub(super) struct AttemptRecord<'a> {
+    /// The delivery's new status.
+    pub(super) status: DeliveryStatus,
+    /// Attempts made, this one included.
+    pub(super) attempts: u32,
+    /// The answer's HTTP status, when one came.
+    pub(super) status_code: Option<u16>,
+    /// Why the attempt failed, when it did.
+    pub(super) error: Option<&'a str>,
+    /// When the next attempt is due (the attempt's time when none follows), nanoseconds.
+    pub(super) next_ns: i64,
+    /// When it was delivered, nanoseconds.
+    pub(super) delivered_ns: Option<i64>,
+}
+
+impl<'a> AttemptRecord<'a> {
+    /// The row after an attempt at `at` that got `outcome`, `attempts_before` attempts having been made: delivered
+    /// on a 2xx; pending again after the schedule's next delay; failed when no attempt is left or on 410 Gone.
+    pub(super) fn after(
+        attempts_before: i64,
+        outcome: &'a AttemptOutcome,
+        at: OffsetDateTime,
+        schedule: RetrySchedule,
+    ) -> Result<Self, StoreError> {
+        let at_ns = to_ns(at, "attempt time")?;
+        let attempts = u32::try_from(attempts_before.saturating_add(1)).unwrap_or(u32::MAX);
+        let (status, status_code, error, next_ns, delivered_ns) = match outcome {
+            AttemptOutcome::Delivered { status_code } => (
+                DeliveryStatus::Delivered,
+                Some(*status_code),
+                None,
+                at_ns,
+                Some(at_ns),
+            ),
+            AttemptOutcome::Failed { status_code, error } => {
+                let gone = *status_code == Some(410);
+                match schedule.delay_after(attempts).filter(|_| !gone) {
+                    Some(delay) => (
+                        DeliveryStatus::Pending,
+                        *status_code,
+                        Some(error.as_str()),
+                        to_ns(at + delay, "next attempt time")?,
+                        None,
+                    ),
+                    None => (
+                        DeliveryStatus::Failed,
+                        *status_code,
+                        Some(error.as_str()),
+                        at_ns,
+                        None,
+                    ),
+                }
+            }
+        };
+        Ok(AttemptRecord {
+            status,
+            attempts,
+            status_code,
+            error,
+            next_ns,
+            delivered_ns,
+        })
+    }
+}
+
 /// Inside the transaction that moved the call from `previous` to `status` at `at_ns`: queues
 /// `call.status_changed`, and `call.completed` if the call is now done.
 pub(super) fn on_status_changed(
@@ -244,15 +357,7 @@ pub(super) fn on_status_changed(
     let Some((url, call_sid)) = webhook_target(conn, call_id)? else {
         return Ok(());
     };
-    let at = from_ns(at_ns);
-    let data = serde_json::json!({
-        "call_id": call_id,
-        "call_sid": call_sid,
-        "status": status,
-        "previous_status": previous,
-        "at": at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-    });
-    let body = envelope(WebhookEvent::StatusChanged, at, data);
+    let body = status_changed_body(call_id, call_sid.as_deref(), previous, status, at_ns);
     insert(
         conn,
         call_id,
@@ -277,12 +382,7 @@ pub(super) fn on_answered_by(
     let Some((url, call_sid)) = webhook_target(conn, call_id)? else {
         return Ok(());
     };
-    let data = serde_json::json!({
-        "call_id": call_id,
-        "call_sid": call_sid,
-        "answered_by": answered_by,
-    });
-    let body = envelope(WebhookEvent::AnsweredBy, from_ns(at_ns), data);
+    let body = answered_by_body(call_id, call_sid.as_deref(), answered_by, at_ns);
     insert(conn, call_id, WebhookEvent::AnsweredBy, &url, &body, at_ns)
 }
 
@@ -301,9 +401,7 @@ pub(super) fn queue_completed(
     let Some(view) = read_view(conn, call_id)? else {
         return Ok(());
     };
-    let done = view.status.is_terminal()
-        && (force || view.end_reason.is_some() || view.answered_at.is_none());
-    if !done {
+    if !completion_due(&view, force) {
         return Ok(());
     }
     let queued: bool = conn
@@ -316,9 +414,7 @@ pub(super) fn queue_completed(
     if queued {
         return Ok(());
     }
-    let data = serde_json::to_value(&view).expect("a call record is plain data with string keys");
-    let at = view.ended_at.unwrap_or_else(|| from_ns(at_ns));
-    let body = envelope(WebhookEvent::Completed, at, data);
+    let body = completed_body(&view, at_ns);
     insert(conn, call_id, WebhookEvent::Completed, &url, &body, at_ns)
 }
 
@@ -397,35 +493,14 @@ impl CallStore {
             let Some(attempts) = attempts else {
                 return Ok(None);
             };
-            let attempts = u32::try_from(attempts.saturating_add(1)).unwrap_or(u32::MAX);
-            let (status, status_code, error, next_ns, delivered_ns) = match outcome {
-                AttemptOutcome::Delivered { status_code } => (
-                    DeliveryStatus::Delivered,
-                    Some(*status_code),
-                    None,
-                    at_ns,
-                    Some(at_ns),
-                ),
-                AttemptOutcome::Failed { status_code, error } => {
-                    let gone = *status_code == Some(410);
-                    match schedule.delay_after(attempts).filter(|_| !gone) {
-                        Some(delay) => (
-                            DeliveryStatus::Pending,
-                            *status_code,
-                            Some(error.as_str()),
-                            to_ns(at + delay, "next attempt time")?,
-                            None,
-                        ),
-                        None => (
-                            DeliveryStatus::Failed,
-                            *status_code,
-                            Some(error.as_str()),
-                            at_ns,
-                            None,
-                        ),
-                    }
-                }
-            };
+            let AttemptRecord {
+                status,
+                attempts,
+                status_code,
+                error,
+                next_ns,
+                delivered_ns,
+            } = AttemptRecord::after(attempts, outcome, at, schedule)?;
             tx.execute(
                 "UPDATE webhook_deliveries SET status = ?2, attempts = ?3, last_attempt_at_ns = ?4, \
                  last_status_code = ?5, last_error = ?6, next_attempt_at_ns = ?7, \

@@ -52,10 +52,7 @@ impl CallStore {
             .not_before
             .map(|t| to_ns(t, "not_before"))
             .transpose()?;
-        let plan = schedule.retry.clone().unwrap_or_default();
-        let retry_on = serde_json::to_string(&plan.retry_on).expect("a list of names serializes");
-        let backoff_s = i64::try_from(plan.backoff_s)
-            .map_err(|_| StoreError::OutOfRange { what: "backoff_s" })?;
+        let (plan, retry_on, backoff_s) = stored_plan(schedule)?;
         self.create_with_id(id, call)?;
         self.write(CONTEXT, |tx| {
             tx.execute(
@@ -274,6 +271,16 @@ impl CallStore {
     }
 }
 
+/// The plan a scheduled call stores (one attempt when its request asked for no retry), its `retry_on` as JSON text
+/// and its backoff as a signed integer.
+pub(super) fn stored_plan(schedule: &NewSchedule) -> Result<(RetryPlan, String, i64), StoreError> {
+    let plan = schedule.retry.clone().unwrap_or_default();
+    let retry_on = serde_json::to_string(&plan.retry_on).expect("a list of names serializes");
+    let backoff_s =
+        i64::try_from(plan.backoff_s).map_err(|_| StoreError::OutOfRange { what: "backoff_s" })?;
+    Ok((plan, retry_on, backoff_s))
+}
+
 /// The call's status.
 fn current_status(conn: &Connection, id: &str) -> Result<CallStatus, StoreError> {
     conn.query_row("SELECT status FROM calls WHERE id = ?1", [id], |row| {
@@ -323,6 +330,42 @@ fn end_attempt(
     Ok(())
 }
 
+/// A call's retry plan as stored in `call_schedules`.
+pub(super) struct StoredPlan<'a> {
+    /// `max_attempts`.
+    pub(super) max_attempts: u32,
+    /// `backoff_s`.
+    pub(super) backoff_s: u64,
+    /// `retry_on`, a JSON list of names.
+    pub(super) retry_on: &'a str,
+    /// `call_window`, as given.
+    pub(super) window: Option<&'a str>,
+}
+
+impl StoredPlan<'_> {
+    /// When the next attempt is due (nanoseconds: the backoff from `at_ns`, then the call window) if the plan
+    /// retries an attempt that ended `status` at `at_ns`, `made` attempts having been made; `None` when it does not.
+    pub(super) fn retry_due_ns(
+        &self,
+        made: u32,
+        status: CallStatus,
+        at_ns: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let plan = RetryPlan {
+            max_attempts: self.max_attempts,
+            backoff_s: self.backoff_s,
+            retry_on: serde_json::from_str::<Vec<RetryOn>>(self.retry_on).unwrap_or_default(),
+        };
+        if !plan.retries(status.as_str(), made) {
+            return Ok(None);
+        }
+        let window = self.window.and_then(|w| CallWindow::parse(w).ok());
+        let ended_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ns))
+            .map_err(|_| StoreError::OutOfRange { what: "end time" })?;
+        to_ns(retry_at(ended_at, &plan, window.as_ref()), "retry time").map(Some)
+    }
+}
+
 /// If the call's `retry` counts its latest attempt's end `status` and attempts are left: marks that attempt
 /// retried, sets the next attempt's due time (the backoff from `at_ns`, then the call window) and moves the call to
 /// `retry-pending`. Returns whether it did.
@@ -344,12 +387,6 @@ fn schedule_retry(
     let Some((max_attempts, backoff_s, retry_on, window)) = plan else {
         return Ok(false);
     };
-    let retry_on: Vec<RetryOn> = serde_json::from_str(&retry_on).unwrap_or_default();
-    let plan = RetryPlan {
-        max_attempts,
-        backoff_s: backoff_s.0,
-        retry_on,
-    };
     let made: u32 = conn
         .query_row(
             "SELECT COUNT(*) FROM call_attempts WHERE call_id = ?1",
@@ -357,13 +394,15 @@ fn schedule_retry(
             |row| row.get(0),
         )
         .map_err(ctx(CONTEXT))?;
-    if !plan.retries(status.as_str(), made) {
+    let plan = StoredPlan {
+        max_attempts,
+        backoff_s: backoff_s.0,
+        retry_on: &retry_on,
+        window: window.as_deref(),
+    };
+    let Some(due_ns) = plan.retry_due_ns(made, status, at_ns)? else {
         return Ok(false);
-    }
-    let window = window.as_deref().and_then(|w| CallWindow::parse(w).ok());
-    let ended_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ns))
-        .map_err(|_| StoreError::OutOfRange { what: "end time" })?;
-    let due_ns = to_ns(retry_at(ended_at, &plan, window.as_ref()), "retry time")?;
+    };
     conn.execute(
         "UPDATE call_attempts SET result = COALESCE(result, ?2) || ', retried' \
          WHERE call_id = ?1 AND seq = (SELECT MAX(seq) FROM call_attempts WHERE call_id = ?1)",

@@ -1,0 +1,267 @@
+//! Call recordings in PostgreSQL: the same rows and rules as the SQLite store's `recordings.rs` (whether a call is
+//! to be recorded, one row per recording Twilio reported, which is also the durable deletion job of its
+//! retention). A recording status callback locks its call's row while it reads and writes, so two instances
+//! receiving Twilio's retries of one callback store it as one.
+
+use std::time::Duration;
+
+use postgres::GenericClient;
+use time::OffsetDateTime;
+
+use super::ctx;
+use crate::calls::recording::Recording;
+use crate::calls::store::rows::to_ns;
+use crate::calls::store::{DueRecording, StoreError};
+use crate::twilio::recording::{RecordingStatus, RecordingUpdate};
+
+/// The time of a nanosecond column.
+fn time_of(ns: i64, what: &'static str) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
+        .map_err(|_| StoreError::OutOfRange { what })
+}
+
+/// [`crate::calls::store::CallStore::apply_recording_update`].
+///
+/// # Errors
+/// [`StoreError::NotFound`] for an unknown call or a RecordingSid stored under another call,
+/// [`StoreError::Postgres`] when the write fails, [`StoreError::OutOfRange`] for a time outside 1677–2262.
+pub fn apply_recording_update(
+    conn: &mut impl GenericClient,
+    call_id: &str,
+    update: &RecordingUpdate,
+    at: OffsetDateTime,
+    retention: Option<Duration>,
+) -> Result<bool, StoreError> {
+    const CONTEXT: &str = "store a recording";
+    let at_ns = to_ns(at, "recording report time")?;
+    let due_ns = match (update.status, retention) {
+        (RecordingStatus::Completed, Some(retention)) => {
+            let due = time::Duration::try_from(retention)
+                .ok()
+                .and_then(|retention| at.checked_add(retention))
+                .ok_or(StoreError::OutOfRange {
+                    what: "recording deletion time",
+                })?;
+            Some(to_ns(due, "recording deletion time")?)
+        }
+        _ => None,
+    };
+    let duration_s = update.duration_s.and_then(|d| i64::try_from(d).ok());
+    let locked = conn
+        .execute("SELECT 1 FROM calls WHERE id = $1 FOR UPDATE", &[&call_id])
+        .map_err(ctx(CONTEXT))?;
+    if locked == 0 {
+        return Err(StoreError::NotFound(call_id.to_owned()));
+    }
+    let known: Option<String> = conn
+        .query_opt(
+            "SELECT call_id FROM recordings WHERE sid = $1",
+            &[&update.sid],
+        )
+        .and_then(|row| row.map(|row| row.try_get(0)).transpose())
+        .map_err(ctx(CONTEXT))?;
+    if known.as_deref().is_some_and(|known| known != call_id) {
+        return Err(StoreError::NotFound(update.sid.clone()));
+    }
+    conn.execute(
+        "INSERT INTO recordings AS r (sid, call_id, status, url, duration_s, channels, source, error_code, \
+         reported_at_ns, delete_due_at_ns) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (sid) DO UPDATE SET \
+           status = CASE WHEN r.status = 'completed' THEN r.status ELSE excluded.status END, \
+           url = COALESCE(excluded.url, r.url), \
+           duration_s = COALESCE(excluded.duration_s, r.duration_s), \
+           channels = COALESCE(excluded.channels, r.channels), \
+           source = COALESCE(excluded.source, r.source), \
+           error_code = COALESCE(excluded.error_code, r.error_code), \
+           reported_at_ns = excluded.reported_at_ns, \
+           delete_due_at_ns = COALESCE(r.delete_due_at_ns, excluded.delete_due_at_ns) \
+         WHERE r.deleted_at_ns IS NULL",
+        &[
+            &update.sid,
+            &call_id,
+            &update.status.as_str(),
+            &update.url,
+            &duration_s,
+            &update.channels.map(i64::from),
+            &update.source,
+            &update.error_code.map(i64::from),
+            &at_ns,
+            &due_ns,
+        ],
+    )
+    .map_err(ctx(CONTEXT))?;
+    Ok(known.is_none())
+}
+
+/// [`crate::calls::store::CallStore::recordings_due`]: up to `limit` recordings not deleted yet whose deletion was
+/// due at `now` or before, earliest first.
+///
+/// # Errors
+/// [`StoreError::Postgres`] when the read fails; [`StoreError::OutOfRange`] for a `now` outside 1677–2262.
+pub fn recordings_due(
+    conn: &mut impl GenericClient,
+    now: OffsetDateTime,
+    limit: usize,
+) -> Result<Vec<DueRecording>, StoreError> {
+    const CONTEXT: &str = "list the recordings due for deletion";
+    let now_ns = to_ns(now, "now")?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    conn.query(
+        "SELECT sid, call_id, delete_attempts FROM recordings \
+         WHERE deleted_at_ns IS NULL AND delete_due_at_ns IS NOT NULL AND delete_due_at_ns <= $1 \
+         ORDER BY delete_due_at_ns, sid LIMIT $2",
+        &[&now_ns, &limit],
+    )
+    .map_err(ctx(CONTEXT))?
+    .iter()
+    .map(|row| {
+        Ok(DueRecording {
+            sid: row.try_get(0)?,
+            call_id: row.try_get(1)?,
+            failed_attempts: u32::try_from(row.try_get::<_, i64>(2)?).unwrap_or(u32::MAX),
+        })
+    })
+    .collect::<Result<_, postgres::Error>>()
+    .map_err(ctx(CONTEXT))
+}
+
+/// [`crate::calls::store::CallStore::next_recording_due`].
+///
+/// # Errors
+/// [`StoreError::Postgres`] when the read fails.
+pub fn next_recording_due(
+    conn: &mut impl GenericClient,
+) -> Result<Option<OffsetDateTime>, StoreError> {
+    let ns: Option<i64> = conn
+        .query_one(
+            "SELECT MIN(delete_due_at_ns) FROM recordings \
+             WHERE deleted_at_ns IS NULL AND delete_due_at_ns IS NOT NULL",
+            &[],
+        )
+        .and_then(|row| row.try_get(0))
+        .map_err(ctx("find the next recording deletion"))?;
+    ns.map(|ns| time_of(ns, "recording deletion time"))
+        .transpose()
+}
+
+/// [`crate::calls::store::CallStore::mark_recording_deleted`].
+///
+/// # Errors
+/// [`StoreError::Postgres`] when the write fails; [`StoreError::OutOfRange`] for a time outside 1677–2262.
+pub fn mark_recording_deleted(
+    conn: &mut impl GenericClient,
+    sid: &str,
+    at: OffsetDateTime,
+) -> Result<bool, StoreError> {
+    let at_ns = to_ns(at, "recording deletion time")?;
+    let changed = conn
+        .execute(
+            "UPDATE recordings SET deleted_at_ns = $2, status = 'deleted', delete_error = NULL \
+             WHERE sid = $1 AND deleted_at_ns IS NULL",
+            &[&sid, &at_ns],
+        )
+        .map_err(ctx("record a recording's deletion"))?;
+    Ok(changed == 1)
+}
+
+/// [`crate::calls::store::CallStore::postpone_recording_deletion`].
+///
+/// # Errors
+/// [`StoreError::Postgres`] when the write fails; [`StoreError::OutOfRange`] for a time outside 1677–2262.
+pub fn postpone_recording_deletion(
+    conn: &mut impl GenericClient,
+    sid: &str,
+    retry_at: OffsetDateTime,
+    error: &str,
+) -> Result<(), StoreError> {
+    let retry_ns = to_ns(retry_at, "recording deletion retry time")?;
+    conn.execute(
+        "UPDATE recordings SET delete_due_at_ns = $2, delete_attempts = delete_attempts + 1, \
+         delete_error = $3 WHERE sid = $1 AND deleted_at_ns IS NULL",
+        &[&sid, &retry_ns, &error],
+    )
+    .map_err(ctx("postpone a recording's deletion"))?;
+    Ok(())
+}
+
+/// Stores whether the new call `id` is to be recorded (part of storing the call).
+///
+/// # Errors
+/// [`StoreError::Postgres`] when the write fails.
+pub(in crate::calls::store) fn store_record_flag(
+    conn: &mut impl GenericClient,
+    id: &str,
+    record: bool,
+) -> Result<(), StoreError> {
+    if record {
+        conn.execute("UPDATE calls SET record = TRUE WHERE id = $1", &[&id])
+            .map_err(ctx("store a new call"))?;
+    }
+    Ok(())
+}
+
+/// Whether the call `id` was to be recorded, and its recordings in the order Twilio reported them.
+///
+/// # Errors
+/// [`StoreError::Postgres`] when a read fails; [`StoreError::OutOfRange`] for an invalid stored value.
+pub(in crate::calls::store) fn read_recordings(
+    conn: &mut impl GenericClient,
+    id: &str,
+) -> Result<(bool, Vec<Recording>), StoreError> {
+    const CONTEXT: &str = "read a call's recordings";
+    let record: bool = conn
+        .query_opt("SELECT record FROM calls WHERE id = $1", &[&id])
+        .and_then(|row| row.map(|row| row.try_get(0)).transpose())
+        .map_err(ctx(CONTEXT))?
+        .unwrap_or(false);
+    let rows = conn
+        .query(
+            "SELECT sid, status, url, duration_s, channels, reported_at_ns, delete_due_at_ns, deleted_at_ns, \
+             delete_error FROM recordings WHERE call_id = $1 ORDER BY reported_at_ns, sid",
+            &[&id],
+        )
+        .map_err(ctx(CONTEXT))?;
+    let mut recordings = Vec::with_capacity(rows.len());
+    for row in &rows {
+        type RecordingRow = (
+            String,
+            String,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+        );
+        let read = || -> Result<RecordingRow, postgres::Error> {
+            Ok((
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+                row.try_get(4)?,
+                row.try_get(5)?,
+                row.try_get(6)?,
+                row.try_get(7)?,
+                row.try_get(8)?,
+            ))
+        };
+        let (sid, status, url, duration_s, channels, reported, due, deleted, delete_error) =
+            read().map_err(ctx(CONTEXT))?;
+        recordings.push(Recording {
+            sid,
+            status,
+            url,
+            duration_s: duration_s.and_then(|d| u64::try_from(d).ok()),
+            channels: channels.and_then(|c| u8::try_from(c).ok()),
+            reported_at: time_of(reported, "recording report time")?,
+            delete_due_at: due.map(|ns| time_of(ns, "recording deletion time")).transpose()?,
+            deleted_at: deleted
+                .map(|ns| time_of(ns, "recording deletion time"))
+                .transpose()?,
+            delete_error,
+        });
+    }
+    Ok((record, recordings))
+}
