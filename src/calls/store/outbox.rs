@@ -22,6 +22,7 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::pg;
 use super::rows::{Ns, Unsigned, read_view, to_ns};
 use super::{CallStore, StoreError, ctx};
 use crate::calls::model::{CallStatus, CallView};
@@ -428,10 +429,15 @@ impl CallStore {
         now: OffsetDateTime,
         limit: usize,
     ) -> Result<Vec<DueDelivery>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return pg.write("claim the webhooks due", move |tx| {
+                pg::outbox::due_webhooks(tx, now, limit)
+            });
+        }
         const CONTEXT: &str = "read the webhooks due";
         let now_ns = to_ns(now, "now")?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let conn = self.read();
+        let conn = self.read()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT id, call_id, url, body FROM webhook_deliveries WHERE status = ?1 \
@@ -456,7 +462,13 @@ impl CallStore {
     /// # Errors
     /// [`StoreError::Sqlite`] when the read fails.
     pub fn next_webhook_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
-        let conn = self.read();
+        if let Some(pg) = self.postgres() {
+            return pg.read(
+                "read when the next webhook is due",
+                pg::outbox::next_webhook_due,
+            );
+        }
+        let conn = self.read()?;
         conn.query_row(
             "SELECT MIN(next_attempt_at_ns) FROM webhook_deliveries WHERE status = ?1",
             [DeliveryStatus::Pending],
@@ -479,6 +491,12 @@ impl CallStore {
         at: OffsetDateTime,
         schedule: RetrySchedule,
     ) -> Result<Option<DeliveryStatus>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            let (id, outcome) = (id.to_owned(), outcome.clone());
+            return pg.write("record a webhook attempt", move |tx| {
+                pg::outbox::record_webhook_attempt(tx, &id, &outcome, at, schedule)
+            });
+        }
         const CONTEXT: &str = "record a webhook attempt";
         let at_ns = to_ns(at, "attempt time")?;
         self.write(CONTEXT, |tx| {
@@ -531,6 +549,12 @@ impl CallStore {
         id: &str,
         at: OffsetDateTime,
     ) -> Result<WebhookDelivery, StoreError> {
+        if let Some(pg) = self.postgres() {
+            let id = id.to_owned();
+            return pg.write("retry a webhook", move |tx| {
+                pg::outbox::retry_webhook(tx, &id, at)
+            });
+        }
         const CONTEXT: &str = "retry a webhook";
         let at_ns = to_ns(at, "retry time")?;
         self.write(CONTEXT, |tx| {
@@ -556,6 +580,11 @@ impl CallStore {
         &self,
         ended_before: OffsetDateTime,
     ) -> Result<usize, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return pg.write("queue overdue call.completed webhooks", move |tx| {
+                pg::outbox::queue_overdue_completions(tx, ended_before)
+            });
+        }
         const CONTEXT: &str = "queue overdue call.completed webhooks";
         let before_ns = to_ns(ended_before, "time")?;
         let since_ns = to_ns(ended_before - time::Duration::days(7), "time")?;
@@ -600,9 +629,14 @@ impl CallStore {
         status: Option<DeliveryStatus>,
         limit: usize,
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return pg.read("list webhooks", move |c| {
+                pg::outbox::list_webhooks(c, status, limit)
+            });
+        }
         const CONTEXT: &str = "list webhooks";
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let conn = self.read();
+        let conn = self.read()?;
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE ?1 IS NULL OR status = ?1 \
@@ -620,7 +654,11 @@ impl CallStore {
     /// # Errors
     /// [`StoreError::Sqlite`] when the read fails or a stored value is invalid.
     pub fn get_webhook(&self, id: &str) -> Result<Option<WebhookDelivery>, StoreError> {
-        read_delivery(&self.read(), id)
+        if let Some(pg) = self.postgres() {
+            let id = id.to_owned();
+            return pg.read("read a webhook", move |c| pg::outbox::get_webhook(c, &id));
+        }
+        read_delivery(&*self.read()?, id)
     }
 
     /// The exact body queued for the delivery `id`; `None` when there is none.
@@ -628,7 +666,13 @@ impl CallStore {
     /// # Errors
     /// [`StoreError::Sqlite`] when the read fails.
     pub fn webhook_body(&self, id: &str) -> Result<Option<String>, StoreError> {
-        self.read()
+        if let Some(pg) = self.postgres() {
+            let id = id.to_owned();
+            return pg.read("read a webhook's body", move |c| {
+                pg::outbox::webhook_body(c, &id)
+            });
+        }
+        self.read()?
             .query_row(
                 "SELECT body FROM webhook_deliveries WHERE id = ?1",
                 [id],
@@ -719,3 +763,7 @@ impl OutboxWrite {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "outbox_tests.rs"]
+mod tests;

@@ -11,6 +11,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
+use super::pg;
 use super::rows::{Ns, Unsigned, to_ns};
 use super::{CallStore, StoreError, advance_status, ctx, found, record_status};
 use crate::calls::model::{Attempt, CallError, CallStatus, CallView, NewCall, Schedule};
@@ -46,6 +47,16 @@ impl CallStore {
         call: &NewCall,
         schedule: &NewSchedule,
     ) -> Result<CallView, StoreError> {
+        if let Some(pg) = self.postgres() {
+            self.create_with_id(id, call)?;
+            let (owned_id, schedule) = (id.to_owned(), schedule.clone());
+            pg.write("store a scheduled call", move |tx| {
+                pg::scheduling::store_schedule(tx, &owned_id, &schedule)
+            })?;
+            return self
+                .get(id)?
+                .ok_or_else(|| StoreError::NotFound(id.to_owned()));
+        }
         const CONTEXT: &str = "store a scheduled call";
         let due_ns = to_ns(schedule.first_attempt_at, "first attempt time")?;
         let not_before_ns = schedule
@@ -93,9 +104,14 @@ impl CallStore {
     /// # Errors
     /// [`StoreError::Sqlite`] when the read fails.
     pub fn due_attempts(&self, now: OffsetDateTime) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return pg.write("claim the calls due for an attempt", move |tx| {
+                pg::scheduling::due_attempts(tx, now)
+            });
+        }
         const CONTEXT: &str = "find the calls due for an attempt";
         let now_ns = to_ns(now, "now")?;
-        let conn = self.read();
+        let conn = self.read()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT s.call_id FROM call_schedules s JOIN calls c ON c.id = s.call_id \
@@ -124,8 +140,14 @@ impl CallStore {
     /// # Errors
     /// [`StoreError::Sqlite`] when the read fails.
     pub fn next_attempt_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return pg.read(
+                "find the next attempt due",
+                pg::scheduling::next_attempt_due,
+            );
+        }
         const CONTEXT: &str = "find the next attempt due";
-        let conn = self.read();
+        let conn = self.read()?;
         conn.query_row(
             "SELECT MIN(s.next_attempt_at_ns) FROM call_schedules s JOIN calls c ON c.id = s.call_id \
              WHERE c.status IN (?1, ?2)",
@@ -141,7 +163,13 @@ impl CallStore {
     /// # Errors
     /// [`StoreError::Sqlite`] when the read fails.
     pub fn scheduled_send_digits(&self, id: &str) -> Result<Option<String>, StoreError> {
-        let conn = self.read();
+        if let Some(pg) = self.postgres() {
+            let id = id.to_owned();
+            return pg.read("read a scheduled call's keypresses", move |c| {
+                pg::scheduling::scheduled_send_digits(c, &id)
+            });
+        }
+        let conn = self.read()?;
         conn.query_row(
             "SELECT send_digits FROM call_schedules WHERE call_id = ?1",
             [id],
@@ -158,6 +186,12 @@ impl CallStore {
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown id; [`StoreError::Sqlite`] when the write fails.
     pub fn begin_attempt(&self, id: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            let id = id.to_owned();
+            return pg.write("start a call's attempt", move |tx| {
+                pg::scheduling::begin_attempt(tx, &id, at)
+            });
+        }
         const CONTEXT: &str = "start a call's attempt";
         let at_ns = to_ns(at, "attempt time")?;
         self.write(CONTEXT, |tx| {
@@ -188,6 +222,12 @@ impl CallStore {
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown id; [`StoreError::Sqlite`] when the write fails.
     pub fn defer_attempt(&self, id: &str, until: OffsetDateTime) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            let id = id.to_owned();
+            return pg.write("defer a call's attempt", move |tx| {
+                pg::scheduling::defer_attempt(tx, &id, until)
+            });
+        }
         const CONTEXT: &str = "defer a call's attempt";
         let until_ns = to_ns(until, "attempt time")?;
         self.write(CONTEXT, |tx| {
@@ -216,6 +256,12 @@ impl CallStore {
         error: Option<&CallError>,
         at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            let (id, error) = (id.to_owned(), error.cloned());
+            return pg.write("end a waiting call", move |tx| {
+                pg::scheduling::end_waiting(tx, &id, status, error.as_ref(), at)
+            });
+        }
         const CONTEXT: &str = "end a waiting call";
         let at_ns = to_ns(at, "end time")?;
         self.write(CONTEXT, |tx| {
@@ -247,6 +293,12 @@ impl CallStore {
         error: &CallError,
         at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            let (id, error) = (id.to_owned(), error.clone());
+            return pg.write("record a refused attempt", move |tx| {
+                pg::scheduling::attempt_refused(tx, &id, &error, at)
+            });
+        }
         const CONTEXT: &str = "record a refused attempt";
         let at_ns = to_ns(at, "end time")?;
         self.write(CONTEXT, |tx| {

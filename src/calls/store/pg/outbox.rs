@@ -14,12 +14,12 @@ use time::OffsetDateTime;
 
 use super::ctx;
 use crate::calls::model::CallStatus;
+use crate::calls::store::StoreError;
 use crate::calls::store::outbox::{
-    AttemptOutcome, AttemptRecord, DeliveryStatus, DueDelivery, WebhookDelivery,
-    answered_by_body, completed_body, completion_due, status_changed_body,
+    AttemptOutcome, AttemptRecord, DeliveryStatus, DueDelivery, WebhookDelivery, answered_by_body,
+    completed_body, completion_due, status_changed_body,
 };
 use crate::calls::store::rows::to_ns;
-use crate::calls::store::StoreError;
 use crate::twilio::amd::AnsweredBy;
 use crate::webhooks::schedule::RetrySchedule;
 use crate::webhooks::{WebhookEvent, new_message_id};
@@ -144,7 +144,14 @@ pub(in crate::calls::store) fn on_status_changed(
         return Ok(());
     };
     let body = status_changed_body(call_id, call_sid.as_deref(), previous, status, at_ns);
-    insert(conn, call_id, WebhookEvent::StatusChanged, &url, &body, at_ns)?;
+    insert(
+        conn,
+        call_id,
+        WebhookEvent::StatusChanged,
+        &url,
+        &body,
+        at_ns,
+    )?;
     if status.is_terminal() {
         queue_completed(conn, call_id, at_ns, false)?;
     }
@@ -194,8 +201,7 @@ fn try_queue_completed(
     if webhook_target(conn, call_id)?.is_none() {
         return Ok(false);
     }
-    conn.execute("SELECT 1 FROM calls WHERE id = $1 FOR UPDATE", &[&call_id])
-        .map_err(ctx(CONTEXT))?;
+    super::calls::lock_call(conn, call_id)?;
     let Some(view) = super::rows::read_view(conn, call_id)? else {
         return Ok(false);
     };
@@ -278,7 +284,9 @@ pub fn due_webhooks(
 ///
 /// # Errors
 /// [`StoreError::Postgres`] when the read fails; [`StoreError::OutOfRange`] for a stored time out of range.
-pub fn next_webhook_due(conn: &mut impl GenericClient) -> Result<Option<OffsetDateTime>, StoreError> {
+pub fn next_webhook_due(
+    conn: &mut impl GenericClient,
+) -> Result<Option<OffsetDateTime>, StoreError> {
     const CONTEXT: &str = "read when the next webhook is due";
     let ns: Option<i64> = conn
         .query_one(
@@ -387,7 +395,12 @@ pub fn queue_overdue_completions(
              AND ended_at_ns < $2 AND end_reason IS NULL AND answered_at_ns IS NOT NULL \
              AND status = ANY($3) AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
              WHERE d.call_id = calls.id AND d.event = $4)",
-            &[&since_ns, &before_ns, &terminal, &WebhookEvent::Completed.as_str()],
+            &[
+                &since_ns,
+                &before_ns,
+                &terminal,
+                &WebhookEvent::Completed.as_str(),
+            ],
         )
         .map_err(ctx(CONTEXT))?;
     let ids = rows

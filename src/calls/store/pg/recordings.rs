@@ -47,12 +47,7 @@ pub fn apply_recording_update(
         _ => None,
     };
     let duration_s = update.duration_s.and_then(|d| i64::try_from(d).ok());
-    let locked = conn
-        .execute("SELECT 1 FROM calls WHERE id = $1 FOR UPDATE", &[&call_id])
-        .map_err(ctx(CONTEXT))?;
-    if locked == 0 {
-        return Err(StoreError::NotFound(call_id.to_owned()));
-    }
+    super::calls::lock_call(conn, call_id)?;
     let known: Option<String> = conn
         .query_opt(
             "SELECT call_id FROM recordings WHERE sid = $1",
@@ -184,36 +179,16 @@ pub fn postpone_recording_deletion(
     Ok(())
 }
 
-/// Stores whether the new call `id` is to be recorded (part of storing the call).
-///
-/// # Errors
-/// [`StoreError::Postgres`] when the write fails.
-pub(in crate::calls::store) fn store_record_flag(
-    conn: &mut impl GenericClient,
-    id: &str,
-    record: bool,
-) -> Result<(), StoreError> {
-    if record {
-        conn.execute("UPDATE calls SET record = TRUE WHERE id = $1", &[&id])
-            .map_err(ctx("store a new call"))?;
-    }
-    Ok(())
-}
-
-/// Whether the call `id` was to be recorded, and its recordings in the order Twilio reported them.
+/// The call's recordings in the order Twilio reported them (whether it was to be recorded is a column of `calls`,
+/// read with the call).
 ///
 /// # Errors
 /// [`StoreError::Postgres`] when a read fails; [`StoreError::OutOfRange`] for an invalid stored value.
 pub(in crate::calls::store) fn read_recordings(
     conn: &mut impl GenericClient,
     id: &str,
-) -> Result<(bool, Vec<Recording>), StoreError> {
+) -> Result<Vec<Recording>, StoreError> {
     const CONTEXT: &str = "read a call's recordings";
-    let record: bool = conn
-        .query_opt("SELECT record FROM calls WHERE id = $1", &[&id])
-        .and_then(|row| row.map(|row| row.try_get(0)).transpose())
-        .map_err(ctx(CONTEXT))?
-        .unwrap_or(false);
     let rows = conn
         .query(
             "SELECT sid, status, url, duration_s, channels, reported_at_ns, delete_due_at_ns, deleted_at_ns, \
@@ -256,12 +231,14 @@ pub(in crate::calls::store) fn read_recordings(
             duration_s: duration_s.and_then(|d| u64::try_from(d).ok()),
             channels: channels.and_then(|c| u8::try_from(c).ok()),
             reported_at: time_of(reported, "recording report time")?,
-            delete_due_at: due.map(|ns| time_of(ns, "recording deletion time")).transpose()?,
+            delete_due_at: due
+                .map(|ns| time_of(ns, "recording deletion time"))
+                .transpose()?,
             deleted_at: deleted
                 .map(|ns| time_of(ns, "recording deletion time"))
                 .transpose()?,
             delete_error,
         });
     }
-    Ok((record, recordings))
+    Ok(recordings)
 }

@@ -13,9 +13,19 @@ use time::OffsetDateTime;
 use super::ctx;
 use crate::calls::model::{Attempt, CallError, CallStatus, Schedule};
 use crate::calls::schedule::RetryPlan;
+use crate::calls::store::StoreError;
 use crate::calls::store::rows::to_ns;
 use crate::calls::store::scheduling::{DUE_BATCH, NewSchedule, StoredPlan, stored_plan};
-use crate::calls::store::StoreError;
+
+/// A condition on a `calls` row (SQL, no parameters): true for a call placed at once, without a schedule (the
+/// daily outbound budget counts such a call by its creation, a scheduled one by its attempts).
+pub(in crate::calls::store) const PLACED_AT_ONCE: &str =
+    "NOT EXISTS (SELECT 1 FROM call_schedules s WHERE s.call_id = calls.id)";
+
+/// An expression on a `calls` row (SQL, no parameters): when its latest attempt started, or when it was created
+/// (nanoseconds since the Unix epoch).
+pub(in crate::calls::store) const LATEST_START_NS: &str = "COALESCE((SELECT MAX(a.started_at_ns) FROM call_attempts a \
+     WHERE a.call_id = calls.id), created_at_ns)";
 
 /// How long a call returned by [`due_attempts`] stays claimed by the instance that read it: longer than the checks
 /// and the write that start its attempt.
@@ -29,13 +39,17 @@ fn time_of(ns: i64, what: &'static str) -> Result<OffsetDateTime, StoreError> {
 
 /// A call status column.
 fn status_of(text: &str) -> Result<CallStatus, StoreError> {
-    text.parse()
-        .map_err(|_| StoreError::OutOfRange { what: "call status" })
+    text.parse().map_err(|_| StoreError::OutOfRange {
+        what: "call status",
+    })
 }
 
 /// The statuses of a call waiting for its next attempt.
 fn waiting() -> [&'static str; 2] {
-    [CallStatus::Scheduled.as_str(), CallStatus::RetryPending.as_str()]
+    [
+        CallStatus::Scheduled.as_str(),
+        CallStatus::RetryPending.as_str(),
+    ]
 }
 
 /// The plan part of [`crate::calls::store::CallStore::create_scheduled`], after the call itself was stored: the
@@ -128,7 +142,9 @@ pub fn due_attempts(
 ///
 /// # Errors
 /// [`StoreError::Postgres`] when the read fails.
-pub fn next_attempt_due(conn: &mut impl GenericClient) -> Result<Option<OffsetDateTime>, StoreError> {
+pub fn next_attempt_due(
+    conn: &mut impl GenericClient,
+) -> Result<Option<OffsetDateTime>, StoreError> {
     const CONTEXT: &str = "find the next attempt due";
     let ns: Option<i64> = conn
         .query_one(
@@ -153,7 +169,10 @@ pub fn scheduled_send_digits(
         "SELECT send_digits FROM call_schedules WHERE call_id = $1",
         &[&id],
     )
-    .and_then(|row| row.map(|row| row.try_get::<_, Option<String>>(0)).transpose())
+    .and_then(|row| {
+        row.map(|row| row.try_get::<_, Option<String>>(0))
+            .transpose()
+    })
     .map(Option::flatten)
     .map_err(ctx("read a scheduled call's keypresses"))
 }
@@ -169,7 +188,7 @@ pub fn begin_attempt(
 ) -> Result<bool, StoreError> {
     const CONTEXT: &str = "start a call's attempt";
     let at_ns = to_ns(at, "attempt time")?;
-    if !locked_status(conn, id)?.is_waiting() {
+    if !super::calls::lock_call(conn, id)?.is_waiting() {
         return Ok(false);
     }
     conn.execute(
@@ -185,7 +204,7 @@ pub fn begin_attempt(
     .map_err(ctx(CONTEXT))?;
     conn.execute("UPDATE calls SET call_sid = NULL WHERE id = $1", &[&id])
         .map_err(ctx(CONTEXT))?;
-    super::record_status(conn, id, CallStatus::Queued, at_ns)?;
+    super::calls::record_status(conn, id, CallStatus::Queued, at_ns)?;
     Ok(true)
 }
 
@@ -200,7 +219,7 @@ pub fn defer_attempt(
 ) -> Result<bool, StoreError> {
     const CONTEXT: &str = "defer a call's attempt";
     let until_ns = to_ns(until, "attempt time")?;
-    if !locked_status(conn, id)?.is_waiting() {
+    if !super::calls::lock_call(conn, id)?.is_waiting() {
         return Ok(false);
     }
     conn.execute(
@@ -224,7 +243,7 @@ pub fn end_waiting(
 ) -> Result<bool, StoreError> {
     const CONTEXT: &str = "end a waiting call";
     let at_ns = to_ns(at, "end time")?;
-    if !locked_status(conn, id)?.is_waiting() {
+    if !super::calls::lock_call(conn, id)?.is_waiting() {
         return Ok(false);
     }
     if let Some(error) = error {
@@ -235,7 +254,7 @@ pub fn end_waiting(
         &[&id],
     )
     .map_err(ctx(CONTEXT))?;
-    super::record_status(conn, id, status, at_ns)?;
+    super::calls::record_status(conn, id, status, at_ns)?;
     Ok(true)
 }
 
@@ -250,7 +269,7 @@ pub fn attempt_refused(
     at: OffsetDateTime,
 ) -> Result<bool, StoreError> {
     let at_ns = to_ns(at, "end time")?;
-    locked_status(conn, id)?;
+    super::calls::lock_call(conn, id)?;
     set_error(conn, id, error)?;
     if let Some(seq) = latest_attempt(conn, id)? {
         end_attempt(
@@ -265,18 +284,8 @@ pub fn attempt_refused(
     if schedule_retry(conn, id, CallStatus::Failed, at_ns)? {
         return Ok(true);
     }
-    super::advance_status(conn, id, CallStatus::Failed, at_ns)?;
+    super::calls::advance_status(conn, id, CallStatus::Failed, at_ns)?;
     Ok(false)
-}
-
-/// The call's status, its row locked until the transaction ends.
-fn locked_status(conn: &mut impl GenericClient, id: &str) -> Result<CallStatus, StoreError> {
-    let status: String = conn
-        .query_opt("SELECT status FROM calls WHERE id = $1 FOR UPDATE", &[&id])
-        .and_then(|row| row.map(|row| row.try_get(0)).transpose())
-        .map_err(ctx("read a call's status"))?
-        .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
-    status_of(&status)
 }
 
 /// Records the call's error.
@@ -372,7 +381,7 @@ fn schedule_retry(
         &[&id, &due_ns],
     )
     .map_err(ctx(CONTEXT))?;
-    super::record_status(conn, id, CallStatus::RetryPending, at_ns)?;
+    super::calls::record_status(conn, id, CallStatus::RetryPending, at_ns)?;
     Ok(true)
 }
 
@@ -406,7 +415,7 @@ pub(in crate::calls::store) fn on_attempt_status(
     at_ns: i64,
 ) -> Result<Option<bool>, StoreError> {
     const CONTEXT: &str = "apply a status callback to an attempt";
-    let call_status = locked_status(conn, id)?;
+    let call_status = super::calls::lock_call(conn, id)?;
     let attempt = conn
         .query_opt(
             "SELECT seq, status FROM call_attempts WHERE call_id = $1 AND call_sid = $2 \
@@ -502,7 +511,15 @@ pub(in crate::calls::store) fn read_schedule(
     else {
         return Ok(Schedule::default());
     };
-    type PlanRow = (i64, i64, String, bool, Option<i64>, Option<String>, Option<i64>);
+    type PlanRow = (
+        i64,
+        i64,
+        String,
+        bool,
+        Option<i64>,
+        Option<String>,
+        Option<i64>,
+    );
     let read = || -> Result<PlanRow, postgres::Error> {
         Ok((
             row.try_get(0)?,
@@ -525,7 +542,14 @@ pub(in crate::calls::store) fn read_schedule(
         .map_err(ctx(CONTEXT))?
         .iter()
         .map(|row| {
-            type AttemptRow = (i64, Option<String>, String, i64, Option<i64>, Option<String>);
+            type AttemptRow = (
+                i64,
+                Option<String>,
+                String,
+                i64,
+                Option<i64>,
+                Option<String>,
+            );
             let read = || -> Result<AttemptRow, postgres::Error> {
                 Ok((
                     row.try_get(0)?,
@@ -553,11 +577,11 @@ pub(in crate::calls::store) fn read_schedule(
             backoff_s: u64::try_from(backoff_s).unwrap_or(0),
             retry_on: serde_json::from_str(&retry_on).unwrap_or_default(),
         }),
-        not_before: not_before
-            .map(|ns| time_of(ns, "not_before"))
-            .transpose()?,
+        not_before: not_before.map(|ns| time_of(ns, "not_before")).transpose()?,
         call_window,
-        next_attempt_at: next.map(|ns| time_of(ns, "next attempt time")).transpose()?,
+        next_attempt_at: next
+            .map(|ns| time_of(ns, "next attempt time"))
+            .transpose()?,
         attempts,
     })
 }
