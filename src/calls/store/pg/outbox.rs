@@ -19,7 +19,7 @@ use crate::calls::store::outbox::{
     AttemptOutcome, AttemptRecord, DeliveryStatus, DueDelivery, WebhookDelivery, answered_by_body,
     completed_body, completion_due, status_changed_body,
 };
-use crate::calls::store::rows::to_ns;
+use crate::calls::store::rows::{Ns, Parsed, Unsigned, to_ns};
 use crate::twilio::amd::AnsweredBy;
 use crate::webhooks::schedule::RetrySchedule;
 use crate::webhooks::{WebhookEvent, new_message_id};
@@ -32,54 +32,32 @@ pub const WEBHOOK_CLAIM: time::Duration = time::Duration::seconds(60);
 const DELIVERY_COLUMNS: &str = "id, call_id, event, url, status, attempts, created_at_ns, next_attempt_at_ns, \
      last_attempt_at_ns, last_status_code, last_error, delivered_at_ns";
 
-/// The time of a nanosecond column.
-fn time_of(ns: i64, what: &'static str) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
-        .map_err(|_| StoreError::OutOfRange { what })
-}
-
-/// A [`WebhookDelivery`] from a row of [`DELIVERY_COLUMNS`].
-fn delivery_from_row(row: &postgres::Row) -> Result<WebhookDelivery, StoreError> {
-    const CONTEXT: &str = "read a webhook";
-    let get_err = ctx(CONTEXT);
-    let read = || -> Result<_, postgres::Error> {
-        Ok((
-            row.try_get::<_, String>(0)?,
-            row.try_get::<_, String>(1)?,
-            row.try_get::<_, String>(2)?,
-            row.try_get::<_, String>(3)?,
-            row.try_get::<_, String>(4)?,
-            row.try_get::<_, i64>(5)?,
-            row.try_get::<_, i64>(6)?,
-            row.try_get::<_, i64>(7)?,
-            row.try_get::<_, Option<i64>>(8)?,
-            row.try_get::<_, Option<i64>>(9)?,
-            row.try_get::<_, Option<String>>(10)?,
-            row.try_get::<_, Option<i64>>(11)?,
-        ))
+/// A [`WebhookDelivery`] from a row of [`DELIVERY_COLUMNS`], read by column name.
+fn delivery_from_row(row: &postgres::Row) -> Result<WebhookDelivery, postgres::Error> {
+    let status = row.try_get::<_, Parsed<DeliveryStatus>>("status")?.0;
+    let time = |column: &str| {
+        row.try_get::<_, Option<Ns>>(column)
+            .map(|ns| ns.map(|ns| ns.0))
     };
-    let (id, call_id, event, url, status, attempts, created, next, last, code, error, delivered) =
-        read().map_err(get_err)?;
-    let status: DeliveryStatus = status.parse().map_err(|_| StoreError::OutOfRange {
-        what: "webhook delivery status",
-    })?;
-    let opt_time = |ns: Option<i64>, what| ns.map(|ns| time_of(ns, what)).transpose();
     Ok(WebhookDelivery {
-        id,
-        call_id,
-        event,
-        url,
+        id: row.try_get("id")?,
+        call_id: row.try_get("call_id")?,
+        event: row.try_get("event")?,
+        url: row.try_get("url")?,
         status,
-        attempts: u32::try_from(attempts.max(0)).unwrap_or(u32::MAX),
-        created_at: time_of(created, "created_at")?,
-        next_attempt_at: opt_time(
-            (status == DeliveryStatus::Pending).then_some(next),
-            "next_attempt_at",
-        )?,
-        last_attempt_at: opt_time(last, "last_attempt_at")?,
-        last_status_code: code.and_then(|c| u16::try_from(c).ok()),
-        last_error: error,
-        delivered_at: opt_time(delivered, "delivered_at")?,
+        attempts: u32::try_from(row.try_get::<_, Unsigned>("attempts")?.0).unwrap_or(u32::MAX),
+        created_at: row.try_get::<_, Ns>("created_at_ns")?.0,
+        next_attempt_at: if status == DeliveryStatus::Pending {
+            time("next_attempt_at_ns")?
+        } else {
+            None
+        },
+        last_attempt_at: time("last_attempt_at_ns")?,
+        last_status_code: row
+            .try_get::<_, Option<i64>>("last_status_code")?
+            .and_then(|code| u16::try_from(code).ok()),
+        last_error: row.try_get("last_error")?,
+        delivered_at: time("delivered_at_ns")?,
     })
 }
 
@@ -261,10 +239,10 @@ pub fn due_webhooks(
         .iter()
         .map(|row| {
             Ok(DueDelivery {
-                id: row.try_get(0)?,
-                call_id: row.try_get(1)?,
-                url: row.try_get(2)?,
-                body: row.try_get(3)?,
+                id: row.try_get("id")?,
+                call_id: row.try_get("call_id")?,
+                url: row.try_get("url")?,
+                body: row.try_get("body")?,
             })
         })
         .collect::<Result<Vec<_>, postgres::Error>>()
@@ -288,15 +266,14 @@ pub fn next_webhook_due(
     conn: &mut impl GenericClient,
 ) -> Result<Option<OffsetDateTime>, StoreError> {
     const CONTEXT: &str = "read when the next webhook is due";
-    let ns: Option<i64> = conn
-        .query_one(
-            "SELECT MIN(GREATEST(next_attempt_at_ns, claimed_until_ns)) FROM webhook_deliveries \
-             WHERE status = $1",
-            &[&DeliveryStatus::Pending.as_str()],
-        )
-        .and_then(|row| row.try_get(0))
-        .map_err(ctx(CONTEXT))?;
-    ns.map(|ns| time_of(ns, "next webhook time")).transpose()
+    conn.query_one(
+        "SELECT MIN(GREATEST(next_attempt_at_ns, claimed_until_ns)) AS due_ns FROM webhook_deliveries \
+         WHERE status = $1",
+        &[&DeliveryStatus::Pending.as_str()],
+    )
+    .and_then(|row| row.try_get::<_, Option<Ns>>("due_ns"))
+    .map(|due| due.map(|ns| ns.0))
+    .map_err(ctx(CONTEXT))
 }
 
 /// [`crate::calls::store::CallStore::record_webhook_attempt`]: the pending row is locked while it is read and
@@ -439,7 +416,8 @@ pub fn list_webhooks(
     .map_err(ctx(CONTEXT))?
     .iter()
     .map(delivery_from_row)
-    .collect()
+    .collect::<Result<_, _>>()
+    .map_err(ctx(CONTEXT))
 }
 
 /// [`crate::calls::store::CallStore::get_webhook`].
@@ -454,10 +432,8 @@ pub fn get_webhook(
         &format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"),
         &[&id],
     )
-    .map_err(ctx("read a webhook"))?
-    .as_ref()
-    .map(delivery_from_row)
-    .transpose()
+    .and_then(|row| row.as_ref().map(delivery_from_row).transpose())
+    .map_err(ctx("read a webhook"))
 }
 
 /// [`crate::calls::store::CallStore::webhook_body`].

@@ -10,15 +10,9 @@ use time::OffsetDateTime;
 
 use super::ctx;
 use crate::calls::recording::Recording;
-use crate::calls::store::rows::to_ns;
+use crate::calls::store::rows::{Ns, Unsigned, to_ns};
 use crate::calls::store::{DueRecording, StoreError};
 use crate::twilio::recording::{RecordingStatus, RecordingUpdate};
-
-/// The time of a nanosecond column.
-fn time_of(ns: i64, what: &'static str) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
-        .map_err(|_| StoreError::OutOfRange { what })
-}
 
 /// [`crate::calls::store::CallStore::apply_recording_update`].
 ///
@@ -111,9 +105,10 @@ pub fn recordings_due(
     .iter()
     .map(|row| {
         Ok(DueRecording {
-            sid: row.try_get(0)?,
-            call_id: row.try_get(1)?,
-            failed_attempts: u32::try_from(row.try_get::<_, i64>(2)?).unwrap_or(u32::MAX),
+            sid: row.try_get("sid")?,
+            call_id: row.try_get("call_id")?,
+            failed_attempts: u32::try_from(row.try_get::<_, Unsigned>("delete_attempts")?.0)
+                .unwrap_or(u32::MAX),
         })
     })
     .collect::<Result<_, postgres::Error>>()
@@ -127,16 +122,14 @@ pub fn recordings_due(
 pub fn next_recording_due(
     conn: &mut impl GenericClient,
 ) -> Result<Option<OffsetDateTime>, StoreError> {
-    let ns: Option<i64> = conn
-        .query_one(
-            "SELECT MIN(delete_due_at_ns) FROM recordings \
-             WHERE deleted_at_ns IS NULL AND delete_due_at_ns IS NOT NULL",
-            &[],
-        )
-        .and_then(|row| row.try_get(0))
-        .map_err(ctx("find the next recording deletion"))?;
-    ns.map(|ns| time_of(ns, "recording deletion time"))
-        .transpose()
+    conn.query_one(
+        "SELECT MIN(delete_due_at_ns) AS due_ns FROM recordings \
+         WHERE deleted_at_ns IS NULL AND delete_due_at_ns IS NOT NULL",
+        &[],
+    )
+    .and_then(|row| row.try_get::<_, Option<Ns>>("due_ns"))
+    .map(|due| due.map(|ns| ns.0))
+    .map_err(ctx("find the next recording deletion"))
 }
 
 /// [`crate::calls::store::CallStore::mark_recording_deleted`].
@@ -189,56 +182,33 @@ pub(in crate::calls::store) fn read_recordings(
     id: &str,
 ) -> Result<Vec<Recording>, StoreError> {
     const CONTEXT: &str = "read a call's recordings";
-    let rows = conn
-        .query(
-            "SELECT sid, status, url, duration_s, channels, reported_at_ns, delete_due_at_ns, deleted_at_ns, \
-             delete_error FROM recordings WHERE call_id = $1 ORDER BY reported_at_ns, sid",
-            &[&id],
-        )
-        .map_err(ctx(CONTEXT))?;
-    let mut recordings = Vec::with_capacity(rows.len());
-    for row in &rows {
-        type RecordingRow = (
-            String,
-            String,
-            Option<String>,
-            Option<i64>,
-            Option<i64>,
-            i64,
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-        );
-        let read = || -> Result<RecordingRow, postgres::Error> {
-            Ok((
-                row.try_get(0)?,
-                row.try_get(1)?,
-                row.try_get(2)?,
-                row.try_get(3)?,
-                row.try_get(4)?,
-                row.try_get(5)?,
-                row.try_get(6)?,
-                row.try_get(7)?,
-                row.try_get(8)?,
-            ))
-        };
-        let (sid, status, url, duration_s, channels, reported, due, deleted, delete_error) =
-            read().map_err(ctx(CONTEXT))?;
-        recordings.push(Recording {
-            sid,
-            status,
-            url,
-            duration_s: duration_s.and_then(|d| u64::try_from(d).ok()),
-            channels: channels.and_then(|c| u8::try_from(c).ok()),
-            reported_at: time_of(reported, "recording report time")?,
-            delete_due_at: due
-                .map(|ns| time_of(ns, "recording deletion time"))
-                .transpose()?,
-            deleted_at: deleted
-                .map(|ns| time_of(ns, "recording deletion time"))
-                .transpose()?,
-            delete_error,
-        });
-    }
-    Ok(recordings)
+    conn.query(
+        "SELECT sid, status, url, duration_s, channels, reported_at_ns, delete_due_at_ns, deleted_at_ns, \
+         delete_error FROM recordings WHERE call_id = $1 ORDER BY reported_at_ns, sid",
+        &[&id],
+    )
+    .and_then(|rows| {
+        rows.iter()
+            .map(|row| {
+                let time = |column: &str| {
+                    row.try_get::<_, Option<Ns>>(column)
+                        .map(|ns| ns.map(|ns| ns.0))
+                };
+                Ok(Recording {
+                    sid: row.try_get("sid")?,
+                    status: row.try_get("status")?,
+                    url: row.try_get("url")?,
+                    duration_s: row.try_get::<_, Option<Unsigned>>("duration_s")?.map(|d| d.0),
+                    channels: row
+                        .try_get::<_, Option<i64>>("channels")?
+                        .and_then(|c| u8::try_from(c).ok()),
+                    reported_at: row.try_get::<_, Ns>("reported_at_ns")?.0,
+                    delete_due_at: time("delete_due_at_ns")?,
+                    deleted_at: time("deleted_at_ns")?,
+                    delete_error: row.try_get("delete_error")?,
+                })
+            })
+            .collect()
+    })
+    .map_err(ctx(CONTEXT))
 }

@@ -14,7 +14,7 @@ use super::ctx;
 use crate::calls::model::{Attempt, CallError, CallStatus, Schedule};
 use crate::calls::schedule::RetryPlan;
 use crate::calls::store::StoreError;
-use crate::calls::store::rows::to_ns;
+use crate::calls::store::rows::{Ns, Unsigned, to_ns};
 use crate::calls::store::scheduling::{DUE_BATCH, NewSchedule, StoredPlan, stored_plan};
 
 /// A condition on a `calls` row (SQL, no parameters): true for a call placed at once, without a schedule (the
@@ -30,19 +30,6 @@ pub(in crate::calls::store) const LATEST_START_NS: &str = "COALESCE((SELECT MAX(
 /// How long a call returned by [`due_attempts`] stays claimed by the instance that read it: longer than the checks
 /// and the write that start its attempt.
 pub const ATTEMPT_CLAIM: time::Duration = time::Duration::seconds(60);
-
-/// The time of a nanosecond column.
-fn time_of(ns: i64, what: &'static str) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
-        .map_err(|_| StoreError::OutOfRange { what })
-}
-
-/// A call status column.
-fn status_of(text: &str) -> Result<CallStatus, StoreError> {
-    text.parse().map_err(|_| StoreError::OutOfRange {
-        what: "call status",
-    })
-}
 
 /// The statuses of a call waiting for its next attempt.
 fn waiting() -> [&'static str; 2] {
@@ -146,15 +133,14 @@ pub fn next_attempt_due(
     conn: &mut impl GenericClient,
 ) -> Result<Option<OffsetDateTime>, StoreError> {
     const CONTEXT: &str = "find the next attempt due";
-    let ns: Option<i64> = conn
-        .query_one(
-            "SELECT MIN(GREATEST(s.next_attempt_at_ns, s.claimed_until_ns)) FROM call_schedules s \
-             JOIN calls c ON c.id = s.call_id WHERE c.status = ANY($1)",
-            &[&waiting().as_slice()],
-        )
-        .and_then(|row| row.try_get(0))
-        .map_err(ctx(CONTEXT))?;
-    ns.map(|ns| time_of(ns, "next attempt time")).transpose()
+    conn.query_one(
+        "SELECT MIN(GREATEST(s.next_attempt_at_ns, s.claimed_until_ns)) AS due_ns FROM call_schedules s \
+         JOIN calls c ON c.id = s.call_id WHERE c.status = ANY($1)",
+        &[&waiting().as_slice()],
+    )
+    .and_then(|row| row.try_get::<_, Option<Ns>>("due_ns"))
+    .map(|due| due.map(|ns| ns.0))
+    .map_err(ctx(CONTEXT))
 }
 
 /// [`crate::calls::store::CallStore::scheduled_send_digits`].
@@ -343,26 +329,27 @@ fn schedule_retry(
     let Some(row) = conn
         .query_opt(
             "SELECT max_attempts, backoff_s, retry_on, call_window, \
-             (SELECT COUNT(*) FROM call_attempts WHERE call_id = $1) FROM call_schedules WHERE call_id = $1",
+             (SELECT COUNT(*) FROM call_attempts WHERE call_id = $1) AS made \
+             FROM call_schedules WHERE call_id = $1",
             &[&id],
         )
         .map_err(ctx(CONTEXT))?
     else {
         return Ok(false);
     };
-    let read = || -> Result<(i64, i64, String, Option<String>, i64), postgres::Error> {
+    let read = || -> Result<(u64, u64, String, Option<String>, u64), postgres::Error> {
         Ok((
-            row.try_get(0)?,
-            row.try_get(1)?,
-            row.try_get(2)?,
-            row.try_get(3)?,
-            row.try_get(4)?,
+            row.try_get::<_, Unsigned>("max_attempts")?.0,
+            row.try_get::<_, Unsigned>("backoff_s")?.0,
+            row.try_get("retry_on")?,
+            row.try_get("call_window")?,
+            row.try_get::<_, Unsigned>("made")?.0,
         ))
     };
     let (max_attempts, backoff_s, retry_on, window, made) = read().map_err(ctx(CONTEXT))?;
     let plan = StoredPlan {
-        max_attempts: u32::try_from(max_attempts).unwrap_or(0),
-        backoff_s: u64::try_from(backoff_s).unwrap_or(0),
+        max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
+        backoff_s,
         retry_on: &retry_on,
         window: window.as_deref(),
     };
@@ -423,14 +410,19 @@ pub(in crate::calls::store) fn on_attempt_status(
             &[&id, &call_sid],
         )
         .and_then(|row| {
-            row.map(|row| Ok((row.try_get::<_, i64>(0)?, row.try_get::<_, String>(1)?)))
-                .transpose()
+            row.map(|row| {
+                Ok((
+                    row.try_get::<_, i64>("seq")?,
+                    row.try_get::<_, CallStatus>("status")?,
+                ))
+            })
+            .transpose()
         })
         .map_err(ctx(CONTEXT))?;
     let Some((seq, attempt_status)) = attempt else {
         return Ok(None);
     };
-    if status.rank() > status_of(&attempt_status)?.rank() {
+    if status.rank() > attempt_status.rank() {
         if status.is_terminal() {
             end_attempt(conn, id, seq, status, at_ns, status.as_str())?;
         } else {
@@ -495,13 +487,13 @@ pub(in crate::calls::store) fn count_attempts_since(
 /// The call's plan and attempts ([`Schedule::default`] for a call placed at once).
 ///
 /// # Errors
-/// [`StoreError::Postgres`] when a read fails; [`StoreError::OutOfRange`] for an invalid stored value.
+/// [`StoreError::Postgres`] when a read fails or a stored value is invalid.
 pub(in crate::calls::store) fn read_schedule(
     conn: &mut impl GenericClient,
     id: &str,
 ) -> Result<Schedule, StoreError> {
     const CONTEXT: &str = "read a call's schedule";
-    let Some(row) = conn
+    let Some(plan) = conn
         .query_opt(
             "SELECT max_attempts, backoff_s, retry_on, retry_asked, not_before_ns, call_window, \
              next_attempt_at_ns FROM call_schedules WHERE call_id = $1",
@@ -511,77 +503,51 @@ pub(in crate::calls::store) fn read_schedule(
     else {
         return Ok(Schedule::default());
     };
-    type PlanRow = (
-        i64,
-        i64,
-        String,
-        bool,
-        Option<i64>,
-        Option<String>,
-        Option<i64>,
-    );
-    let read = || -> Result<PlanRow, postgres::Error> {
-        Ok((
-            row.try_get(0)?,
-            row.try_get(1)?,
-            row.try_get(2)?,
-            row.try_get(3)?,
-            row.try_get(4)?,
-            row.try_get(5)?,
-            row.try_get(6)?,
-        ))
-    };
-    let (max_attempts, backoff_s, retry_on, retry_asked, not_before, call_window, next) =
-        read().map_err(ctx(CONTEXT))?;
     let attempts = conn
         .query(
             "SELECT seq, call_sid, status, started_at_ns, ended_at_ns, result FROM call_attempts \
              WHERE call_id = $1 ORDER BY seq",
             &[&id],
         )
-        .map_err(ctx(CONTEXT))?
-        .iter()
-        .map(|row| {
-            type AttemptRow = (
-                i64,
-                Option<String>,
-                String,
-                i64,
-                Option<i64>,
-                Option<String>,
-            );
-            let read = || -> Result<AttemptRow, postgres::Error> {
-                Ok((
-                    row.try_get(0)?,
-                    row.try_get(1)?,
-                    row.try_get(2)?,
-                    row.try_get(3)?,
-                    row.try_get(4)?,
-                    row.try_get(5)?,
-                ))
-            };
-            let (seq, call_sid, status, started, ended, result) = read().map_err(ctx(CONTEXT))?;
-            Ok(Attempt {
-                number: u32::try_from(seq).unwrap_or(u32::MAX).saturating_add(1),
-                call_sid,
-                status: status_of(&status)?,
-                started_at: time_of(started, "attempt start")?,
-                ended_at: ended.map(|ns| time_of(ns, "attempt end")).transpose()?,
-                result,
+        .map_err(ctx(CONTEXT))?;
+    let read = || -> Result<Schedule, postgres::Error> {
+        let retry = plan
+            .try_get::<_, bool>("retry_asked")?
+            .then(|| -> Result<RetryPlan, postgres::Error> {
+                Ok(RetryPlan {
+                    max_attempts: u32::try_from(plan.try_get::<_, Unsigned>("max_attempts")?.0)
+                        .unwrap_or(u32::MAX),
+                    backoff_s: plan.try_get::<_, Unsigned>("backoff_s")?.0,
+                    retry_on: serde_json::from_str(plan.try_get("retry_on")?).unwrap_or_default(),
+                })
             })
+            .transpose()?;
+        let attempts = attempts
+            .iter()
+            .map(|row| {
+                Ok(Attempt {
+                    number: u32::try_from(row.try_get::<_, Unsigned>("seq")?.0)
+                        .unwrap_or(u32::MAX)
+                        .saturating_add(1),
+                    call_sid: row.try_get("call_sid")?,
+                    status: row.try_get("status")?,
+                    started_at: row.try_get::<_, Ns>("started_at_ns")?.0,
+                    ended_at: row.try_get::<_, Option<Ns>>("ended_at_ns")?.map(|ns| ns.0),
+                    result: row.try_get("result")?,
+                })
+            })
+            .collect::<Result<_, postgres::Error>>()?;
+        Ok(Schedule {
+            retry,
+            not_before: plan
+                .try_get::<_, Option<Ns>>("not_before_ns")?
+                .map(|ns| ns.0),
+            call_window: plan.try_get("call_window")?,
+            next_attempt_at: plan
+                .try_get::<_, Option<Ns>>("next_attempt_at_ns")?
+                .map(|ns| ns.0),
+            attempts,
         })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(Schedule {
-        retry: retry_asked.then(|| RetryPlan {
-            max_attempts: u32::try_from(max_attempts).unwrap_or(0),
-            backoff_s: u64::try_from(backoff_s).unwrap_or(0),
-            retry_on: serde_json::from_str(&retry_on).unwrap_or_default(),
-        }),
-        not_before: not_before.map(|ns| time_of(ns, "not_before")).transpose()?,
-        call_window,
-        next_attempt_at: next
-            .map(|ns| time_of(ns, "next attempt time"))
-            .transpose()?,
-        attempts,
-    })
+    };
+    read().map_err(ctx(CONTEXT))
 }
