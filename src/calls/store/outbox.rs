@@ -420,7 +420,10 @@ pub(super) fn queue_completed(
 }
 
 impl CallStore {
-    /// Up to `limit` pending deliveries due at `now`, the longest due first (oldest queued first among equals).
+    /// Up to `limit` pending deliveries due at `now`, the longest due first (oldest queued first among equals). On
+    /// PostgreSQL (several instances, each with its delivery task) reading them claims them for this instance until
+    /// their attempt is recorded or a minute passes, and at most one per call is returned, none of a call with a
+    /// delivery claimed (`pg/outbox.rs`): ask for no more than can be sent at once.
     ///
     /// # Errors
     /// [`StoreError::Sqlite`] when the read fails; [`StoreError::OutOfRange`] for a time outside 1677–2262.

@@ -107,7 +107,9 @@ impl CallStore {
         })
     }
 
-    /// Up to `limit` recordings not deleted yet whose deletion was due at `now` or before, earliest first.
+    /// Up to `limit` recordings not deleted yet whose deletion was due at `now` or before, earliest first. On
+    /// PostgreSQL reading them claims them for this instance for a while (several instances run the retention
+    /// worker).
     ///
     /// # Errors
     ///
@@ -118,8 +120,8 @@ impl CallStore {
         limit: usize,
     ) -> Result<Vec<DueRecording>, StoreError> {
         if let Some(pg) = self.postgres() {
-            return pg.read("list the recordings due for deletion", move |c| {
-                pg::recordings::recordings_due(c, now, limit)
+            return pg.write("claim the recordings due for deletion", move |tx| {
+                pg::recordings::recordings_due(tx, now, limit)
             });
         }
         const CONTEXT: &str = "list the recordings due for deletion";

@@ -191,12 +191,12 @@ both_backends! {
             .expect("written");
         let view = store.get(&id).expect("reads").expect("exists");
 
+        assert_eq!(store.next_recording_due().expect("reads"), Some(at(90)));
         assert!(store.recordings_due(at(60), 10).expect("reads").is_empty());
         assert_eq!(
             store.recordings_due(at(90), 10).expect("reads")[0].failed_attempts,
             1
         );
-        assert_eq!(store.next_recording_due().expect("reads"), Some(at(90)));
         assert_eq!(
             view.recordings[0].delete_error.as_deref(),
             Some("Twilio did not answer in time")
@@ -215,4 +215,72 @@ both_backends! {
             "{refused:?}"
         );
     }
+}
+
+#[test]
+fn two_instances_claim_each_due_recording_exactly_once() {
+    let a = crate::calls::store::test_db::TestStore::postgres();
+    let b = a.reopen();
+    let id = with_call(&a, true);
+    let sids: std::collections::HashSet<String> = (0..30)
+        .map(|n| {
+            let update = RecordingUpdate {
+                sid: format!("RE{n:032x}"),
+                ..completed(5)
+            };
+            a.apply_recording_update(&id, &update, at(0), Some(Duration::from_secs(30)))
+                .expect("stored");
+            update.sid
+        })
+        .collect();
+
+    let claimed: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = [&*a, &b]
+            .into_iter()
+            .map(|store| {
+                scope.spawn(move || {
+                    let mut claimed = Vec::new();
+                    loop {
+                        let due = store.recordings_due(at(30), 4).expect("claimed");
+                        if due.is_empty() {
+                            return claimed;
+                        }
+                        for recording in &due {
+                            store
+                                .mark_recording_deleted(&recording.sid, at(31))
+                                .expect("written");
+                        }
+                        claimed.extend(due.into_iter().map(|r| r.sid));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("no worker panicked"))
+            .collect()
+    });
+    let unique: std::collections::HashSet<String> = claimed.iter().cloned().collect();
+
+    assert_eq!(claimed.len(), unique.len(), "a recording was claimed twice");
+    assert_eq!(unique, sids);
+    assert_eq!(a.next_recording_due().expect("reads"), None);
+}
+
+#[test]
+fn a_claimed_recording_is_due_for_another_instance_only_once_its_claim_expires() {
+    let a = crate::calls::store::test_db::TestStore::postgres();
+    let b = a.reopen();
+    let id = with_call(&a, true);
+    a.apply_recording_update(&id, &completed(5), at(0), Some(Duration::from_secs(30)))
+        .expect("stored");
+    let claim = crate::calls::store::pg::recordings::RECORDING_CLAIM;
+
+    let claimed = a.recordings_due(at(30), 10).expect("claimed");
+    let meanwhile = b.recordings_due(at(31), 10).expect("read");
+    let after_expiry = b.recordings_due(at(30) + claim, 10).expect("claimed");
+
+    assert_eq!(claimed.len(), 1);
+    assert!(meanwhile.is_empty(), "{meanwhile:?}");
+    assert_eq!(after_expiry, claimed, "the claiming instance died");
 }

@@ -100,6 +100,8 @@ impl CallStore {
     }
 
     /// The ids of up to [`DUE_BATCH`] calls waiting for an attempt due at or before `now`, the longest due first.
+    /// On PostgreSQL (several instances, each with its scheduler) reading them claims them for this instance until
+    /// their attempt starts, is deferred or ends, or a minute passes (`pg/scheduling.rs`).
     ///
     /// # Errors
     /// [`StoreError::Sqlite`] when the read fails.

@@ -2,6 +2,10 @@
 //! to be recorded, one row per recording Twilio reported, which is also the durable deletion job of its
 //! retention). A recording status callback locks its call's row while it reads and writes, so two instances
 //! receiving Twilio's retries of one callback store it as one.
+//!
+//! Every instance runs the retention worker, so [`recordings_due`] claims the recordings it returns (`FOR UPDATE
+//! SKIP LOCKED`, then `claimed_until_ns` = now + [`RECORDING_CLAIM`]): no other instance deletes them until the
+//! outcome is recorded or the claim expires (the claiming instance died).
 
 use std::time::Duration;
 
@@ -13,6 +17,10 @@ use crate::calls::recording::Recording;
 use crate::calls::store::rows::{Ns, Unsigned, to_ns};
 use crate::calls::store::{DueRecording, StoreError};
 use crate::twilio::recording::{RecordingStatus, RecordingUpdate};
+
+/// How long recordings returned by [`recordings_due`] stay claimed by the instance that read them: longer than the
+/// retention worker's batch of deletions at Twilio, each within its request timeout.
+pub const RECORDING_CLAIM: time::Duration = time::Duration::minutes(10);
 
 /// [`crate::calls::store::CallStore::apply_recording_update`].
 ///
@@ -82,40 +90,57 @@ pub fn apply_recording_update(
     Ok(known.is_none())
 }
 
-/// [`crate::calls::store::CallStore::recordings_due`]: up to `limit` recordings not deleted yet whose deletion was
-/// due at `now` or before, earliest first.
+/// [`crate::calls::store::CallStore::recordings_due`], claiming what it returns (see the module docs): up to
+/// `limit` recordings not deleted yet whose deletion was due at `now` or before and that no one claimed, earliest
+/// first.
 ///
 /// # Errors
-/// [`StoreError::Postgres`] when the read fails; [`StoreError::OutOfRange`] for a `now` outside 1677–2262.
+/// [`StoreError::Postgres`] when the read or the claim fails; [`StoreError::OutOfRange`] for a `now` outside
+/// 1677–2262.
 pub fn recordings_due(
     conn: &mut impl GenericClient,
     now: OffsetDateTime,
     limit: usize,
 ) -> Result<Vec<DueRecording>, StoreError> {
-    const CONTEXT: &str = "list the recordings due for deletion";
+    const CONTEXT: &str = "claim the recordings due for deletion";
     let now_ns = to_ns(now, "now")?;
+    let until_ns = to_ns(now + RECORDING_CLAIM, "claim time")?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    conn.query(
-        "SELECT sid, call_id, delete_attempts FROM recordings \
-         WHERE deleted_at_ns IS NULL AND delete_due_at_ns IS NOT NULL AND delete_due_at_ns <= $1 \
-         ORDER BY delete_due_at_ns, sid LIMIT $2",
-        &[&now_ns, &limit],
-    )
-    .map_err(ctx(CONTEXT))?
-    .iter()
-    .map(|row| {
-        Ok(DueRecording {
-            sid: row.try_get("sid")?,
-            call_id: row.try_get("call_id")?,
-            failed_attempts: u32::try_from(row.try_get::<_, Unsigned>("delete_attempts")?.0)
-                .unwrap_or(u32::MAX),
+    let due = conn
+        .query(
+            "SELECT sid, call_id, delete_attempts FROM recordings \
+             WHERE deleted_at_ns IS NULL AND delete_due_at_ns IS NOT NULL AND delete_due_at_ns <= $1 \
+             AND (claimed_until_ns IS NULL OR claimed_until_ns <= $1) \
+             ORDER BY delete_due_at_ns, sid LIMIT $2 FOR UPDATE SKIP LOCKED",
+            &[&now_ns, &limit],
+        )
+        .and_then(|rows| {
+            rows.iter()
+                .map(|row| {
+                    Ok(DueRecording {
+                        sid: row.try_get("sid")?,
+                        call_id: row.try_get("call_id")?,
+                        failed_attempts: u32::try_from(
+                            row.try_get::<_, Unsigned>("delete_attempts")?.0,
+                        )
+                        .unwrap_or(u32::MAX),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
         })
-    })
-    .collect::<Result<_, postgres::Error>>()
-    .map_err(ctx(CONTEXT))
+        .map_err(ctx(CONTEXT))?;
+    if !due.is_empty() {
+        let sids: Vec<&str> = due.iter().map(|d| d.sid.as_str()).collect();
+        conn.execute(
+            "UPDATE recordings SET claimed_until_ns = $2 WHERE sid = ANY($1)",
+            &[&sids, &until_ns],
+        )
+        .map_err(ctx(CONTEXT))?;
+    }
+    Ok(due)
 }
 
-/// [`crate::calls::store::CallStore::next_recording_due`].
+/// [`crate::calls::store::CallStore::next_recording_due`] (or when its claim expires, for a claimed one).
 ///
 /// # Errors
 /// [`StoreError::Postgres`] when the read fails.
@@ -123,7 +148,7 @@ pub fn next_recording_due(
     conn: &mut impl GenericClient,
 ) -> Result<Option<OffsetDateTime>, StoreError> {
     conn.query_one(
-        "SELECT MIN(delete_due_at_ns) AS due_ns FROM recordings \
+        "SELECT MIN(GREATEST(delete_due_at_ns, claimed_until_ns)) AS due_ns FROM recordings \
          WHERE deleted_at_ns IS NULL AND delete_due_at_ns IS NOT NULL",
         &[],
     )
@@ -152,7 +177,7 @@ pub fn mark_recording_deleted(
     Ok(changed == 1)
 }
 
-/// [`crate::calls::store::CallStore::postpone_recording_deletion`].
+/// [`crate::calls::store::CallStore::postpone_recording_deletion`]; also releases the recording's claim.
 ///
 /// # Errors
 /// [`StoreError::Postgres`] when the write fails; [`StoreError::OutOfRange`] for a time outside 1677–2262.
@@ -165,7 +190,7 @@ pub fn postpone_recording_deletion(
     let retry_ns = to_ns(retry_at, "recording deletion retry time")?;
     conn.execute(
         "UPDATE recordings SET delete_due_at_ns = $2, delete_attempts = delete_attempts + 1, \
-         delete_error = $3 WHERE sid = $1 AND deleted_at_ns IS NULL",
+         delete_error = $3, claimed_until_ns = NULL WHERE sid = $1 AND deleted_at_ns IS NULL",
         &[&sid, &retry_ns, &error],
     )
     .map_err(ctx("postpone a recording's deletion"))?;

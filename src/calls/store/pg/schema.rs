@@ -94,8 +94,8 @@ pub(in crate::calls::store) const MIGRATIONS: &[&str] = &[
     // Version 2: recordings (each one Twilio reported, with its deletion at Twilio as a durable job), the webhook
     // outbox, and the plans and attempts of scheduled and retried calls: the tables of the SQLite store's migrations
     // of the same names. `webhook_deliveries.seq` orders deliveries queued in the same nanosecond, as SQLite's rowid
-    // does. `claimed_until_ns` (deliveries, schedules) is PostgreSQL's own: until then, the instance that claimed the
-    // row is sending the delivery or starting the attempt, and no other instance takes it.
+    // does. `claimed_until_ns` (recordings, deliveries, schedules) is PostgreSQL's own: until then, the instance that claimed the
+    // row is deleting the recording, sending the delivery or starting the attempt, and no other instance takes it.
     "
     CREATE TABLE recordings (
         sid              TEXT PRIMARY KEY NOT NULL,
@@ -110,7 +110,8 @@ pub(in crate::calls::store) const MIGRATIONS: &[&str] = &[
         delete_due_at_ns BIGINT,
         delete_attempts  BIGINT NOT NULL DEFAULT 0,
         delete_error     TEXT,
-        deleted_at_ns    BIGINT
+        deleted_at_ns    BIGINT,
+        claimed_until_ns BIGINT
     );
     CREATE INDEX recordings_by_call ON recordings (call_id, reported_at_ns);
     CREATE INDEX recordings_by_due ON recordings (delete_due_at_ns)
