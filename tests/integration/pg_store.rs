@@ -15,7 +15,7 @@ use crate::fake_realtime::{Script, ScriptedResponse};
 use crate::helpers::{ACCOUNT_SID, CALLER_HELLO, post_signed, spawn_app_with_clock, temp_data_dir};
 
 /// A fresh schema `t_<random>` in the PostgreSQL test database, dropped when this is.
-struct Schema {
+pub(crate) struct Schema {
     /// `CALLBRIDGE_TEST_DATABASE_URL`.
     base_url: String,
     /// The schema's name.
@@ -23,7 +23,8 @@ struct Schema {
 }
 
 impl Schema {
-    fn create() -> Schema {
+    /// Creates the schema.
+    pub(crate) fn create() -> Schema {
         let base_url = std::env::var("CALLBRIDGE_TEST_DATABASE_URL").unwrap_or_else(|_| {
             panic!(
                 "CALLBRIDGE_TEST_DATABASE_URL is not set: this test needs a PostgreSQL database it may create \
@@ -39,7 +40,7 @@ impl Schema {
     }
 
     /// The database URL with this schema on the `search_path`, as `CALLBRIDGE_DATABASE_URL`.
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         let separator = if self.base_url.contains('?') {
             '&'
         } else {
