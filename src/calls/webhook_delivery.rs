@@ -145,12 +145,13 @@ async fn run(
                 Vec::new()
             })
         };
+        // Held back: its call has a delivery in flight (whose attempt is recorded but not yet noted here), or the
+        // cap is reached. On PostgreSQL reading it claimed it, so the claim is given back.
+        let mut held = Vec::new();
         for delivery in due {
             let mut calls = in_flight.borrow_mut();
-            if calls.len() >= MAX_IN_FLIGHT {
-                break;
-            }
-            if !calls.insert(delivery.call_id.clone()) {
+            if calls.len() >= MAX_IN_FLIGHT || !calls.insert(delivery.call_id.clone()) {
+                held.push(delivery.id);
                 continue;
             }
             drop(calls);
@@ -162,6 +163,11 @@ async fn run(
                 in_flight.clone(),
                 finished.clone(),
             ));
+        }
+        for id in held {
+            if let Err(error) = store.release_webhook(&id) {
+                tracing::warn!(webhook_id = %id, %error, "cannot give back a webhook's claim; it is sent after the claim expires");
+            }
         }
         let wait = match store.next_webhook_due() {
             Ok(Some(next)) if next > now => {

@@ -460,6 +460,22 @@ impl CallStore {
         rows.collect::<Result<_, _>>().map_err(ctx(CONTEXT))
     }
 
+    /// Gives back the claim on the delivery `id`, which [`CallStore::due_webhooks`] returned but this instance will
+    /// not send now (its call has a delivery in flight): it is due again at once, for any instance. Nothing to do on
+    /// SQLite, which does not claim.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`] when the write fails.
+    pub fn release_webhook(&self, id: &str) -> Result<(), StoreError> {
+        if let Some(pg) = self.postgres() {
+            let id = id.to_owned();
+            return pg.write("release a webhook", move |tx| {
+                pg::outbox::release_webhook(tx, &id)
+            });
+        }
+        Ok(())
+    }
+
     /// When the next pending delivery is due; `None` when none is pending.
     ///
     /// # Errors

@@ -342,3 +342,17 @@ fn one_calls_deliveries_go_out_one_at_a_time_oldest_first_across_instances() {
     assert_eq!(second.len(), 1);
     assert_ne!(second[0].id, first[0].id);
 }
+
+#[test]
+fn a_released_delivery_is_due_again_at_once_for_any_instance() {
+    let (a, b) = two_instances();
+    let id = call(&a, true);
+    a.update_status(&id, CallStatus::Ringing, T0)
+        .expect("updated");
+
+    let claimed = a.due_webhooks(T0, 10).expect("claimed");
+    a.release_webhook(&claimed[0].id).expect("released");
+    let again = b.due_webhooks(T0, 10).expect("claimed");
+
+    assert_eq!(again, claimed);
+}

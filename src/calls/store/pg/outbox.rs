@@ -258,6 +258,19 @@ pub fn due_webhooks(
     Ok(due)
 }
 
+/// [`crate::calls::store::CallStore::release_webhook`]: the delivery is claimed by no one.
+///
+/// # Errors
+/// [`StoreError::Postgres`] when the write fails.
+pub fn release_webhook(conn: &mut impl GenericClient, id: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE webhook_deliveries SET claimed_until_ns = NULL WHERE id = $1",
+        &[&id],
+    )
+    .map_err(ctx("release a webhook"))?;
+    Ok(())
+}
+
 /// When the next pending delivery is due, or its claim expires when it is claimed; `None` when none is pending.
 ///
 /// # Errors
