@@ -137,6 +137,22 @@ impl CallStore {
             .map_err(ctx(CONTEXT))
     }
 
+    /// Gives back the claim on the waiting call `id`, which [`CallStore::due_attempts`] returned but this instance
+    /// did not get to start (the store was busy): it is due again at once, for any instance. Nothing to do on
+    /// SQLite, which does not claim.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`] when the write fails.
+    pub fn release_attempt(&self, id: &str) -> Result<(), StoreError> {
+        if let Some(pg) = self.postgres() {
+            let id = id.to_owned();
+            return pg.write("release a call's attempt", move |tx| {
+                pg::scheduling::release_attempt(tx, &id)
+            });
+        }
+        Ok(())
+    }
+
     /// When the next waiting call's attempt is due; `None` when no call waits.
     ///
     /// # Errors

@@ -417,3 +417,16 @@ fn a_claimed_attempt_is_due_for_another_instance_only_once_its_claim_expires() {
     assert!(before_new_time.is_empty());
     assert_eq!(at_new_time, [id], "deferring released the claim");
 }
+
+#[test]
+fn a_released_attempt_is_due_again_at_once_for_any_instance() {
+    let (a, b) = two_instances();
+    let id = scheduled(&a, None, None);
+
+    let claimed = a.due_attempts(T0).expect("claimed");
+    a.release_attempt(&id).expect("released");
+    let again = b.due_attempts(T0).expect("claimed");
+
+    assert_eq!(claimed, std::slice::from_ref(&id));
+    assert_eq!(again, [id]);
+}

@@ -124,6 +124,19 @@ pub fn due_attempts(
     Ok(ids)
 }
 
+/// [`crate::calls::store::CallStore::release_attempt`]: the call is claimed by no one.
+///
+/// # Errors
+/// [`StoreError::Postgres`] when the write fails.
+pub fn release_attempt(conn: &mut impl GenericClient, id: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE call_schedules SET claimed_until_ns = NULL WHERE call_id = $1",
+        &[&id],
+    )
+    .map_err(ctx("release a call's attempt"))?;
+    Ok(())
+}
+
 /// When the next waiting call's attempt is due, or its claim expires when it is claimed; `None` when no call
 /// waits.
 ///
