@@ -9,6 +9,10 @@
 //! store writer ([`crate::calls::writer`]), off the relay's threads. At start-up, [`CallStore::reconcile`] closes
 //! every record an earlier process left open.
 //!
+//! With `CALLBRIDGE_DATABASE_URL` the records are in PostgreSQL instead ([`CallStore::open_url`], `pg/`), for
+//! several instances sharing them: the same methods and rules, two connections on store threads of their own,
+//! every wait bounded (`backend.rs` says which database a store uses).
+//!
 //! Timestamps are stored as integer nanoseconds since the Unix epoch, in UTC: they round-trip exactly.
 
 use std::path::{Path, PathBuf};
