@@ -177,3 +177,19 @@ fn parts_not_ported_yet_report_unsupported() {
         "{result:?}"
     );
 }
+
+#[test]
+fn a_job_that_panics_fails_alone_and_the_store_goes_on() {
+    let store = TestStore::postgres();
+
+    let panicked: Result<(), StoreError> = pg(&store).write("panic on purpose", |_| {
+        panic!("a bug in a job");
+    });
+    let next = store.create(&crate::calls::store::tests::outbound("+15550199"));
+
+    assert!(
+        matches!(panicked, Err(StoreError::PostgresGone { .. })),
+        "{panicked:?}"
+    );
+    assert!(next.is_ok(), "{next:?}");
+}
