@@ -36,9 +36,9 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
     let ring_timeout_s = ring_timeout_s(&mut errors, &mut raw);
     let amd = amd::amd(&mut errors, &mut raw);
     let recording = super::recording::recording(&mut errors, &mut raw);
-    let database_url = super::database::database_url(&mut errors, &mut raw);
     let webhooks = super::webhooks::webhooks(&mut errors, &mut raw, required);
     let cost = cost::cost(&mut errors, &mut raw);
+    let database_url = super::database::database_url(&mut errors, &mut raw);
 
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(errors));
