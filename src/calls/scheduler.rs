@@ -28,6 +28,10 @@ pub async fn run(service: CallService, stop: CancellationToken) {
                     }
                     if let Err(error) = service.place_due_attempt(&id).await {
                         tracing::warn!(call_id = %id, %error, "scheduled attempt not placed; tried again shortly");
+                        // On PostgreSQL reading it claimed it: give the claim back so it is tried again at once.
+                        if let Err(error) = service.store().release_attempt(&id) {
+                            tracing::warn!(call_id = %id, %error, "cannot give back a call's claim; tried again when it expires");
+                        }
                     }
                 }
             }

@@ -33,8 +33,6 @@ use crate::webhooks::signing::{
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Most deliveries in flight at once.
 pub const MAX_IN_FLIGHT: usize = 16;
-/// Most due deliveries read at once.
-const BATCH: usize = 64;
 /// The longest the task sleeps without looking at the store.
 pub const MAX_IDLE: Duration = Duration::from_secs(30);
 /// How long after its end an answered call whose record never came gets its `call.completed` anyway.
@@ -137,16 +135,23 @@ async fn run(
             }));
             last_sweep = Some(now);
         }
-        let due = store.due_webhooks(now, BATCH).unwrap_or_else(|error| {
-            tracing::error!(%error, "cannot read the webhooks due");
+        // As many as there are free slots: on PostgreSQL reading them claims them for this instance.
+        let free = MAX_IN_FLIGHT.saturating_sub(in_flight.borrow().len());
+        let due = if free == 0 {
             Vec::new()
-        });
+        } else {
+            store.due_webhooks(now, free).unwrap_or_else(|error| {
+                tracing::error!(%error, "cannot read the webhooks due");
+                Vec::new()
+            })
+        };
+        // Held back: its call has a delivery in flight (whose attempt is recorded but not yet noted here), or the
+        // cap is reached. On PostgreSQL reading it claimed it, so the claim is given back.
+        let mut held = Vec::new();
         for delivery in due {
             let mut calls = in_flight.borrow_mut();
-            if calls.len() >= MAX_IN_FLIGHT {
-                break;
-            }
-            if !calls.insert(delivery.call_id.clone()) {
+            if calls.len() >= MAX_IN_FLIGHT || !calls.insert(delivery.call_id.clone()) {
+                held.push(delivery.id);
                 continue;
             }
             drop(calls);
@@ -158,6 +163,11 @@ async fn run(
                 in_flight.clone(),
                 finished.clone(),
             ));
+        }
+        for id in held {
+            if let Err(error) = store.release_webhook(&id) {
+                tracing::warn!(webhook_id = %id, %error, "cannot give back a webhook's claim; it is sent after the claim expires");
+            }
         }
         let wait = match store.next_webhook_due() {
             Ok(Some(next)) if next > now => {

@@ -43,18 +43,25 @@ fn twilio() -> FakeTwilio {
 }
 
 async fn app(twilio: &FakeTwilio, clock: &TestClock, data_dir: &str) -> (TestApp, StopApp) {
-    spawn_app_with_clock(
-        Script::default(),
-        &[
-            ("CALLBRIDGE_API_KEY", API_KEY),
-            ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
-            ("TWILIO_PHONE_NUMBER", OUR_NUMBER),
-            ("TWILIO_API_BASE_URL", &twilio.url),
-            ("CALLBRIDGE_DATA_DIR", data_dir),
-        ],
-        Arc::new(clock.clone()),
-    )
-    .await
+    app_on(twilio, clock, data_dir, None).await
+}
+
+/// [`app`] with its records in PostgreSQL at `database_url` when given.
+async fn app_on(
+    twilio: &FakeTwilio,
+    clock: &TestClock,
+    data_dir: &str,
+    database_url: Option<&str>,
+) -> (TestApp, StopApp) {
+    let mut env = vec![
+        ("CALLBRIDGE_API_KEY", API_KEY),
+        ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
+        ("TWILIO_PHONE_NUMBER", OUR_NUMBER),
+        ("TWILIO_API_BASE_URL", twilio.url.as_str()),
+        ("CALLBRIDGE_DATA_DIR", data_dir),
+    ];
+    env.extend(database_url.map(|url| ("CALLBRIDGE_DATABASE_URL", url)));
+    spawn_app_with_clock(Script::default(), &env, Arc::new(clock.clone())).await
 }
 
 fn fresh_dir() -> String {
@@ -149,9 +156,21 @@ fn form_value(request: &RecordedRequest, name: &str) -> Option<String> {
 
 #[actix_web::test]
 async fn a_busy_line_is_tried_again_after_the_backoff_and_both_callsids_stay_on_the_one_record() {
+    busy_line_is_tried_again(None).await;
+}
+
+#[actix_web::test]
+async fn with_the_records_in_postgresql_a_busy_line_is_tried_again_after_the_backoff() {
+    let schema = crate::pg_store::Schema::create();
+    busy_line_is_tried_again(Some(&schema.url())).await;
+}
+
+/// A busy first attempt, retried after the backoff, both CallSids on the one record; the records in PostgreSQL
+/// at `database_url` when given, else in SQLite.
+async fn busy_line_is_tried_again(database_url: Option<&str>) {
     let twilio = twilio();
     let clock = TestClock::starting_at(OffsetDateTime::now_utc());
-    let (app, _stop) = app(&twilio, &clock, &fresh_dir()).await;
+    let (app, _stop) = app_on(&twilio, &clock, &fresh_dir(), database_url).await;
 
     let placed = app
         .calls

@@ -99,17 +99,31 @@ impl Receiver {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inbound_call_sends_its_status_changes_then_call_completed_with_the_record_get_call_returns()
  {
+    inbound_call_sends_its_webhooks(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_records_in_postgresql_an_inbound_call_sends_the_same_webhooks() {
+    let schema = crate::pg_store::Schema::create();
+    inbound_call_sends_its_webhooks(Some(&schema.url())).await;
+}
+
+/// An inbound call's signed webhooks, end to end: its status changes, then `call.completed` with the record
+/// `get_call` returns; the records in PostgreSQL at `database_url` when given, else in SQLite.
+async fn inbound_call_sends_its_webhooks(database_url: Option<&str>) {
     let receiver = Receiver::start();
+    let mut env = vec![
+        ("CALLBRIDGE_WEBHOOK_URL", receiver.url.as_str()),
+        ("CALLBRIDGE_WEBHOOK_SECRET", SECRET),
+    ];
+    env.extend(database_url.map(|url| ("CALLBRIDGE_DATABASE_URL", url)));
     let app = spawn_app_with(
         Script {
             responses: vec![ScriptedResponse::speak(1000, REPLY)],
             caller_transcripts: vec!["A table for four, please.".into()],
             ..Script::default()
         },
-        &[
-            ("CALLBRIDGE_WEBHOOK_URL", receiver.url.as_str()),
-            ("CALLBRIDGE_WEBHOOK_SECRET", SECRET),
-        ],
+        &env,
     )
     .await;
 

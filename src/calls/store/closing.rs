@@ -6,7 +6,7 @@ use rusqlite::{TransactionBehavior, params};
 use time::OffsetDateTime;
 
 use super::rows::to_ns;
-use super::{CallStore, StoreError, advance_status, ctx, found};
+use super::{CallStore, StoreError, advance_status, ctx, found, pg};
 use crate::calls::model::CallStatus;
 use crate::calls::{CallFailure, Direction, EndReason};
 
@@ -41,6 +41,12 @@ impl CallStore {
         const CONTEXT: &str = "close a call whose stream never opened";
         let at_ns = to_ns(at, "end time")?;
         let end_reason = end_reason.to_string();
+        let id = id.to_owned();
+        if let Some(pg) = self.postgres() {
+            return pg.write(CONTEXT, move |tx| {
+                pg::closing::close_unopened(tx, &id, &end_reason, at_ns)
+            });
+        }
         self.write(CONTEXT, |tx| {
             let changed = tx
                 .execute(
@@ -49,8 +55,8 @@ impl CallStore {
                     params![id, end_reason],
                 )
                 .map_err(ctx(CONTEXT))?;
-            found(changed, id)?;
-            advance_status(tx, id, CallStatus::Completed, at_ns)
+            found(changed, &id)?;
+            advance_status(tx, &id, CallStatus::Completed, at_ns)
         })
     }
 
@@ -64,13 +70,20 @@ impl CallStore {
     /// Each gets the end reason `error:server_stopped` ([`CallFailure::ServerStopped`]) unless it has one, and keeps its stored turns; its
     /// `ended_at` is `now` (when it was closed) unless set. Returns the closed calls.
     ///
+    /// On a PostgreSQL database several instances share, this closes the records of calls live on the other
+    /// instances too: call it at start-up only when this instance is the only one writing the database (a fleet
+    /// closes a lost instance's calls by their lease instead).
+    ///
     /// # Errors
     ///
     /// [`StoreError::Sqlite`] when the read or a write fails (nothing is changed then).
     pub fn reconcile(&self, now: OffsetDateTime) -> Result<Vec<Reconciled>, StoreError> {
         const CONTEXT: &str = "close the calls an earlier process left open";
         let now_ns = to_ns(now, "now")?;
-        let mut conn = self.lock();
+        if let Some(pg) = self.postgres() {
+            return pg.write(CONTEXT, move |tx| pg::closing::reconcile(tx, now_ns));
+        }
+        let mut conn = self.lock()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(ctx(CONTEXT))?;

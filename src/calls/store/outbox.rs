@@ -22,9 +22,10 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::pg;
 use super::rows::{Ns, Unsigned, read_view, to_ns};
 use super::{CallStore, StoreError, ctx};
-use crate::calls::model::CallStatus;
+use crate::calls::model::{CallStatus, CallView};
 use crate::twilio::amd::AnsweredBy;
 use crate::webhooks::schedule::RetrySchedule;
 use crate::webhooks::{WebhookEvent, envelope, new_message_id};
@@ -232,6 +233,119 @@ fn from_ns(at_ns: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// The body of `call.status_changed`: the call moved from `previous` to `status` at `at_ns`.
+pub(super) fn status_changed_body(
+    call_id: &str,
+    call_sid: Option<&str>,
+    previous: CallStatus,
+    status: CallStatus,
+    at_ns: i64,
+) -> String {
+    let at = from_ns(at_ns);
+    let data = serde_json::json!({
+        "call_id": call_id,
+        "call_sid": call_sid,
+        "status": status,
+        "previous_status": previous,
+        "at": at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+    });
+    envelope(WebhookEvent::StatusChanged, at, data)
+}
+
+/// The body of `call.answered_by`: the call's first answering machine verdict, stored at `at_ns`.
+pub(super) fn answered_by_body(
+    call_id: &str,
+    call_sid: Option<&str>,
+    answered_by: AnsweredBy,
+    at_ns: i64,
+) -> String {
+    let data = serde_json::json!({
+        "call_id": call_id,
+        "call_sid": call_sid,
+        "answered_by": answered_by,
+    });
+    envelope(WebhookEvent::AnsweredBy, from_ns(at_ns), data)
+}
+
+/// Whether the call is done for `call.completed`: its status is terminal and, if it was answered, its end reason is
+/// stored (or `force` says to send it anyway).
+pub(super) fn completion_due(view: &CallView, force: bool) -> bool {
+    view.status.is_terminal() && (force || view.end_reason.is_some() || view.answered_at.is_none())
+}
+
+/// The body of `call.completed`: the whole record, at the call's end (or `at_ns` when it has none).
+pub(super) fn completed_body(view: &CallView, at_ns: i64) -> String {
+    let data = serde_json::to_value(view).expect("a call record is plain data with string keys");
+    let at = view.ended_at.unwrap_or_else(|| from_ns(at_ns));
+    envelope(WebhookEvent::Completed, at, data)
+}
+
+/// What an attempt on a pending delivery writes to its row.
+pub(super) struct AttemptRecord<'a> {
+    /// The delivery's new status.
+    pub(super) status: DeliveryStatus,
+    /// Attempts made, this one included.
+    pub(super) attempts: u32,
+    /// The answer's HTTP status, when one came.
+    pub(super) status_code: Option<u16>,
+    /// Why the attempt failed, when it did.
+    pub(super) error: Option<&'a str>,
+    /// When the next attempt is due (the attempt's time when none follows), nanoseconds.
+    pub(super) next_ns: i64,
+    /// When it was delivered, nanoseconds.
+    pub(super) delivered_ns: Option<i64>,
+}
+
+impl<'a> AttemptRecord<'a> {
+    /// The row after an attempt at `at` that got `outcome`, `attempts_before` attempts having been made: delivered
+    /// on a 2xx; pending again after the schedule's next delay; failed when no attempt is left or on 410 Gone.
+    pub(super) fn after(
+        attempts_before: i64,
+        outcome: &'a AttemptOutcome,
+        at: OffsetDateTime,
+        schedule: RetrySchedule,
+    ) -> Result<Self, StoreError> {
+        let at_ns = to_ns(at, "attempt time")?;
+        let attempts = u32::try_from(attempts_before.saturating_add(1)).unwrap_or(u32::MAX);
+        let (status, status_code, error, next_ns, delivered_ns) = match outcome {
+            AttemptOutcome::Delivered { status_code } => (
+                DeliveryStatus::Delivered,
+                Some(*status_code),
+                None,
+                at_ns,
+                Some(at_ns),
+            ),
+            AttemptOutcome::Failed { status_code, error } => {
+                let gone = *status_code == Some(410);
+                match schedule.delay_after(attempts).filter(|_| !gone) {
+                    Some(delay) => (
+                        DeliveryStatus::Pending,
+                        *status_code,
+                        Some(error.as_str()),
+                        to_ns(at + delay, "next attempt time")?,
+                        None,
+                    ),
+                    None => (
+                        DeliveryStatus::Failed,
+                        *status_code,
+                        Some(error.as_str()),
+                        at_ns,
+                        None,
+                    ),
+                }
+            }
+        };
+        Ok(AttemptRecord {
+            status,
+            attempts,
+            status_code,
+            error,
+            next_ns,
+            delivered_ns,
+        })
+    }
+}
+
 /// Inside the transaction that moved the call from `previous` to `status` at `at_ns`: queues
 /// `call.status_changed`, and `call.completed` if the call is now done.
 pub(super) fn on_status_changed(
@@ -244,15 +358,7 @@ pub(super) fn on_status_changed(
     let Some((url, call_sid)) = webhook_target(conn, call_id)? else {
         return Ok(());
     };
-    let at = from_ns(at_ns);
-    let data = serde_json::json!({
-        "call_id": call_id,
-        "call_sid": call_sid,
-        "status": status,
-        "previous_status": previous,
-        "at": at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-    });
-    let body = envelope(WebhookEvent::StatusChanged, at, data);
+    let body = status_changed_body(call_id, call_sid.as_deref(), previous, status, at_ns);
     insert(
         conn,
         call_id,
@@ -277,12 +383,7 @@ pub(super) fn on_answered_by(
     let Some((url, call_sid)) = webhook_target(conn, call_id)? else {
         return Ok(());
     };
-    let data = serde_json::json!({
-        "call_id": call_id,
-        "call_sid": call_sid,
-        "answered_by": answered_by,
-    });
-    let body = envelope(WebhookEvent::AnsweredBy, from_ns(at_ns), data);
+    let body = answered_by_body(call_id, call_sid.as_deref(), answered_by, at_ns);
     insert(conn, call_id, WebhookEvent::AnsweredBy, &url, &body, at_ns)
 }
 
@@ -301,9 +402,7 @@ pub(super) fn queue_completed(
     let Some(view) = read_view(conn, call_id)? else {
         return Ok(());
     };
-    let done = view.status.is_terminal()
-        && (force || view.end_reason.is_some() || view.answered_at.is_none());
-    if !done {
+    if !completion_due(&view, force) {
         return Ok(());
     }
     let queued: bool = conn
@@ -316,14 +415,15 @@ pub(super) fn queue_completed(
     if queued {
         return Ok(());
     }
-    let data = serde_json::to_value(&view).expect("a call record is plain data with string keys");
-    let at = view.ended_at.unwrap_or_else(|| from_ns(at_ns));
-    let body = envelope(WebhookEvent::Completed, at, data);
+    let body = completed_body(&view, at_ns);
     insert(conn, call_id, WebhookEvent::Completed, &url, &body, at_ns)
 }
 
 impl CallStore {
-    /// Up to `limit` pending deliveries due at `now`, the longest due first (oldest queued first among equals).
+    /// Up to `limit` pending deliveries due at `now`, the longest due first (oldest queued first among equals). On
+    /// PostgreSQL (several instances, each with its delivery task) reading them claims them for this instance until
+    /// their attempt is recorded or a minute passes, and at most one per call is returned, none of a call with a
+    /// delivery claimed (`pg/outbox.rs`): ask for no more than can be sent at once.
     ///
     /// # Errors
     /// [`StoreError::Sqlite`] when the read fails; [`StoreError::OutOfRange`] for a time outside 1677–2262.
@@ -332,10 +432,15 @@ impl CallStore {
         now: OffsetDateTime,
         limit: usize,
     ) -> Result<Vec<DueDelivery>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return pg.write("claim the webhooks due", move |tx| {
+                pg::outbox::due_webhooks(tx, now, limit)
+            });
+        }
         const CONTEXT: &str = "read the webhooks due";
         let now_ns = to_ns(now, "now")?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let conn = self.read();
+        let conn = self.read()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT id, call_id, url, body FROM webhook_deliveries WHERE status = ?1 \
@@ -355,12 +460,34 @@ impl CallStore {
         rows.collect::<Result<_, _>>().map_err(ctx(CONTEXT))
     }
 
+    /// Gives back the claim on the delivery `id`, which [`CallStore::due_webhooks`] returned but this instance will
+    /// not send now (its call has a delivery in flight): it is due again at once, for any instance. Nothing to do on
+    /// SQLite, which does not claim.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`] when the write fails.
+    pub fn release_webhook(&self, id: &str) -> Result<(), StoreError> {
+        if let Some(pg) = self.postgres() {
+            let id = id.to_owned();
+            return pg.write("release a webhook", move |tx| {
+                pg::outbox::release_webhook(tx, &id)
+            });
+        }
+        Ok(())
+    }
+
     /// When the next pending delivery is due; `None` when none is pending.
     ///
     /// # Errors
     /// [`StoreError::Sqlite`] when the read fails.
     pub fn next_webhook_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
-        let conn = self.read();
+        if let Some(pg) = self.postgres() {
+            return pg.read(
+                "read when the next webhook is due",
+                pg::outbox::next_webhook_due,
+            );
+        }
+        let conn = self.read()?;
         conn.query_row(
             "SELECT MIN(next_attempt_at_ns) FROM webhook_deliveries WHERE status = ?1",
             [DeliveryStatus::Pending],
@@ -383,6 +510,12 @@ impl CallStore {
         at: OffsetDateTime,
         schedule: RetrySchedule,
     ) -> Result<Option<DeliveryStatus>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            let (id, outcome) = (id.to_owned(), outcome.clone());
+            return pg.write("record a webhook attempt", move |tx| {
+                pg::outbox::record_webhook_attempt(tx, &id, &outcome, at, schedule)
+            });
+        }
         const CONTEXT: &str = "record a webhook attempt";
         let at_ns = to_ns(at, "attempt time")?;
         self.write(CONTEXT, |tx| {
@@ -397,35 +530,14 @@ impl CallStore {
             let Some(attempts) = attempts else {
                 return Ok(None);
             };
-            let attempts = u32::try_from(attempts.saturating_add(1)).unwrap_or(u32::MAX);
-            let (status, status_code, error, next_ns, delivered_ns) = match outcome {
-                AttemptOutcome::Delivered { status_code } => (
-                    DeliveryStatus::Delivered,
-                    Some(*status_code),
-                    None,
-                    at_ns,
-                    Some(at_ns),
-                ),
-                AttemptOutcome::Failed { status_code, error } => {
-                    let gone = *status_code == Some(410);
-                    match schedule.delay_after(attempts).filter(|_| !gone) {
-                        Some(delay) => (
-                            DeliveryStatus::Pending,
-                            *status_code,
-                            Some(error.as_str()),
-                            to_ns(at + delay, "next attempt time")?,
-                            None,
-                        ),
-                        None => (
-                            DeliveryStatus::Failed,
-                            *status_code,
-                            Some(error.as_str()),
-                            at_ns,
-                            None,
-                        ),
-                    }
-                }
-            };
+            let AttemptRecord {
+                status,
+                attempts,
+                status_code,
+                error,
+                next_ns,
+                delivered_ns,
+            } = AttemptRecord::after(attempts, outcome, at, schedule)?;
             tx.execute(
                 "UPDATE webhook_deliveries SET status = ?2, attempts = ?3, last_attempt_at_ns = ?4, \
                  last_status_code = ?5, last_error = ?6, next_attempt_at_ns = ?7, \
@@ -456,6 +568,12 @@ impl CallStore {
         id: &str,
         at: OffsetDateTime,
     ) -> Result<WebhookDelivery, StoreError> {
+        if let Some(pg) = self.postgres() {
+            let id = id.to_owned();
+            return pg.write("retry a webhook", move |tx| {
+                pg::outbox::retry_webhook(tx, &id, at)
+            });
+        }
         const CONTEXT: &str = "retry a webhook";
         let at_ns = to_ns(at, "retry time")?;
         self.write(CONTEXT, |tx| {
@@ -481,6 +599,11 @@ impl CallStore {
         &self,
         ended_before: OffsetDateTime,
     ) -> Result<usize, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return pg.write("queue overdue call.completed webhooks", move |tx| {
+                pg::outbox::queue_overdue_completions(tx, ended_before)
+            });
+        }
         const CONTEXT: &str = "queue overdue call.completed webhooks";
         let before_ns = to_ns(ended_before, "time")?;
         let since_ns = to_ns(ended_before - time::Duration::days(7), "time")?;
@@ -525,9 +648,14 @@ impl CallStore {
         status: Option<DeliveryStatus>,
         limit: usize,
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return pg.read("list webhooks", move |c| {
+                pg::outbox::list_webhooks(c, status, limit)
+            });
+        }
         const CONTEXT: &str = "list webhooks";
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let conn = self.read();
+        let conn = self.read()?;
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE ?1 IS NULL OR status = ?1 \
@@ -545,7 +673,11 @@ impl CallStore {
     /// # Errors
     /// [`StoreError::Sqlite`] when the read fails or a stored value is invalid.
     pub fn get_webhook(&self, id: &str) -> Result<Option<WebhookDelivery>, StoreError> {
-        read_delivery(&self.read(), id)
+        if let Some(pg) = self.postgres() {
+            let id = id.to_owned();
+            return pg.read("read a webhook", move |c| pg::outbox::get_webhook(c, &id));
+        }
+        read_delivery(&*self.read()?, id)
     }
 
     /// The exact body queued for the delivery `id`; `None` when there is none.
@@ -553,7 +685,13 @@ impl CallStore {
     /// # Errors
     /// [`StoreError::Sqlite`] when the read fails.
     pub fn webhook_body(&self, id: &str) -> Result<Option<String>, StoreError> {
-        self.read()
+        if let Some(pg) = self.postgres() {
+            let id = id.to_owned();
+            return pg.read("read a webhook's body", move |c| {
+                pg::outbox::webhook_body(c, &id)
+            });
+        }
+        self.read()?
             .query_row(
                 "SELECT body FROM webhook_deliveries WHERE id = ?1",
                 [id],
@@ -644,3 +782,7 @@ impl OutboxWrite {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "outbox_tests.rs"]
+mod tests;

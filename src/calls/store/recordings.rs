@@ -8,6 +8,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
+use super::pg;
 use super::rows::{Ns, Unsigned, to_ns};
 use super::{CallStore, StoreError, ctx};
 use crate::calls::recording::Recording;
@@ -41,6 +42,12 @@ impl CallStore {
         at: OffsetDateTime,
         retention: Option<Duration>,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            let (call_id, update) = (call_id.to_owned(), update.clone());
+            return pg.write("store a recording", move |tx| {
+                pg::recordings::apply_recording_update(tx, &call_id, &update, at, retention)
+            });
+        }
         const CONTEXT: &str = "store a recording";
         let at_ns = to_ns(at, "recording report time")?;
         let due_ns = match (update.status, retention) {
@@ -100,7 +107,9 @@ impl CallStore {
         })
     }
 
-    /// Up to `limit` recordings not deleted yet whose deletion was due at `now` or before, earliest first.
+    /// Up to `limit` recordings not deleted yet whose deletion was due at `now` or before, earliest first. On
+    /// PostgreSQL reading them claims them for this instance for a while (several instances run the retention
+    /// worker).
     ///
     /// # Errors
     ///
@@ -110,10 +119,15 @@ impl CallStore {
         now: OffsetDateTime,
         limit: usize,
     ) -> Result<Vec<DueRecording>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return pg.write("claim the recordings due for deletion", move |tx| {
+                pg::recordings::recordings_due(tx, now, limit)
+            });
+        }
         const CONTEXT: &str = "list the recordings due for deletion";
         let now_ns = to_ns(now, "now")?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let conn = self.read();
+        let conn = self.read()?;
         conn.prepare_cached(
             "SELECT sid, call_id, delete_attempts FROM recordings \
              WHERE deleted_at_ns IS NULL AND delete_due_at_ns IS NOT NULL AND delete_due_at_ns <= ?1 \
@@ -138,7 +152,13 @@ impl CallStore {
     ///
     /// [`StoreError::Sqlite`] when the read fails.
     pub fn next_recording_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
-        let conn = self.read();
+        if let Some(pg) = self.postgres() {
+            return pg.read(
+                "find the next recording deletion",
+                pg::recordings::next_recording_due,
+            );
+        }
+        let conn = self.read()?;
         conn.query_row(
             "SELECT MIN(delete_due_at_ns) FROM recordings \
              WHERE deleted_at_ns IS NULL AND delete_due_at_ns IS NOT NULL",
@@ -160,6 +180,12 @@ impl CallStore {
         sid: &str,
         at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            let sid = sid.to_owned();
+            return pg.write("record a recording's deletion", move |tx| {
+                pg::recordings::mark_recording_deleted(tx, &sid, at)
+            });
+        }
         const CONTEXT: &str = "record a recording's deletion";
         let at_ns = to_ns(at, "recording deletion time")?;
         self.write(CONTEXT, |tx| {
@@ -185,6 +211,12 @@ impl CallStore {
         retry_at: OffsetDateTime,
         error: &str,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.postgres() {
+            let (sid, error) = (sid.to_owned(), error.to_owned());
+            return pg.write("postpone a recording's deletion", move |tx| {
+                pg::recordings::postpone_recording_deletion(tx, &sid, retry_at, &error)
+            });
+        }
         const CONTEXT: &str = "postpone a recording's deletion";
         let retry_ns = to_ns(retry_at, "recording deletion retry time")?;
         self.write(CONTEXT, |tx| {

@@ -11,6 +11,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
+use super::pg;
 use super::rows::{Ns, Unsigned, to_ns};
 use super::{CallStore, StoreError, advance_status, ctx, found, record_status};
 use crate::calls::model::{Attempt, CallError, CallStatus, CallView, NewCall, Schedule};
@@ -46,16 +47,23 @@ impl CallStore {
         call: &NewCall,
         schedule: &NewSchedule,
     ) -> Result<CallView, StoreError> {
+        if let Some(pg) = self.postgres() {
+            self.create_with_id(id, call)?;
+            let (owned_id, schedule) = (id.to_owned(), schedule.clone());
+            pg.write("store a scheduled call", move |tx| {
+                pg::scheduling::store_schedule(tx, &owned_id, &schedule)
+            })?;
+            return self
+                .get(id)?
+                .ok_or_else(|| StoreError::NotFound(id.to_owned()));
+        }
         const CONTEXT: &str = "store a scheduled call";
         let due_ns = to_ns(schedule.first_attempt_at, "first attempt time")?;
         let not_before_ns = schedule
             .not_before
             .map(|t| to_ns(t, "not_before"))
             .transpose()?;
-        let plan = schedule.retry.clone().unwrap_or_default();
-        let retry_on = serde_json::to_string(&plan.retry_on).expect("a list of names serializes");
-        let backoff_s = i64::try_from(plan.backoff_s)
-            .map_err(|_| StoreError::OutOfRange { what: "backoff_s" })?;
+        let (plan, retry_on, backoff_s) = stored_plan(schedule)?;
         self.create_with_id(id, call)?;
         self.write(CONTEXT, |tx| {
             tx.execute(
@@ -92,13 +100,20 @@ impl CallStore {
     }
 
     /// The ids of up to [`DUE_BATCH`] calls waiting for an attempt due at or before `now`, the longest due first.
+    /// On PostgreSQL (several instances, each with its scheduler) reading them claims them for this instance until
+    /// their attempt starts, is deferred or ends, or a minute passes (`pg/scheduling.rs`).
     ///
     /// # Errors
     /// [`StoreError::Sqlite`] when the read fails.
     pub fn due_attempts(&self, now: OffsetDateTime) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return pg.write("claim the calls due for an attempt", move |tx| {
+                pg::scheduling::due_attempts(tx, now)
+            });
+        }
         const CONTEXT: &str = "find the calls due for an attempt";
         let now_ns = to_ns(now, "now")?;
-        let conn = self.read();
+        let conn = self.read()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT s.call_id FROM call_schedules s JOIN calls c ON c.id = s.call_id \
@@ -122,13 +137,35 @@ impl CallStore {
             .map_err(ctx(CONTEXT))
     }
 
+    /// Gives back the claim on the waiting call `id`, which [`CallStore::due_attempts`] returned but this instance
+    /// did not get to start (the store was busy): it is due again at once, for any instance. Nothing to do on
+    /// SQLite, which does not claim.
+    ///
+    /// # Errors
+    /// [`StoreError::Postgres`] when the write fails.
+    pub fn release_attempt(&self, id: &str) -> Result<(), StoreError> {
+        if let Some(pg) = self.postgres() {
+            let id = id.to_owned();
+            return pg.write("release a call's attempt", move |tx| {
+                pg::scheduling::release_attempt(tx, &id)
+            });
+        }
+        Ok(())
+    }
+
     /// When the next waiting call's attempt is due; `None` when no call waits.
     ///
     /// # Errors
     /// [`StoreError::Sqlite`] when the read fails.
     pub fn next_attempt_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+        if let Some(pg) = self.postgres() {
+            return pg.read(
+                "find the next attempt due",
+                pg::scheduling::next_attempt_due,
+            );
+        }
         const CONTEXT: &str = "find the next attempt due";
-        let conn = self.read();
+        let conn = self.read()?;
         conn.query_row(
             "SELECT MIN(s.next_attempt_at_ns) FROM call_schedules s JOIN calls c ON c.id = s.call_id \
              WHERE c.status IN (?1, ?2)",
@@ -144,7 +181,13 @@ impl CallStore {
     /// # Errors
     /// [`StoreError::Sqlite`] when the read fails.
     pub fn scheduled_send_digits(&self, id: &str) -> Result<Option<String>, StoreError> {
-        let conn = self.read();
+        if let Some(pg) = self.postgres() {
+            let id = id.to_owned();
+            return pg.read("read a scheduled call's keypresses", move |c| {
+                pg::scheduling::scheduled_send_digits(c, &id)
+            });
+        }
+        let conn = self.read()?;
         conn.query_row(
             "SELECT send_digits FROM call_schedules WHERE call_id = ?1",
             [id],
@@ -161,6 +204,12 @@ impl CallStore {
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown id; [`StoreError::Sqlite`] when the write fails.
     pub fn begin_attempt(&self, id: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            let id = id.to_owned();
+            return pg.write("start a call's attempt", move |tx| {
+                pg::scheduling::begin_attempt(tx, &id, at)
+            });
+        }
         const CONTEXT: &str = "start a call's attempt";
         let at_ns = to_ns(at, "attempt time")?;
         self.write(CONTEXT, |tx| {
@@ -191,6 +240,12 @@ impl CallStore {
     /// # Errors
     /// [`StoreError::NotFound`] for an unknown id; [`StoreError::Sqlite`] when the write fails.
     pub fn defer_attempt(&self, id: &str, until: OffsetDateTime) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            let id = id.to_owned();
+            return pg.write("defer a call's attempt", move |tx| {
+                pg::scheduling::defer_attempt(tx, &id, until)
+            });
+        }
         const CONTEXT: &str = "defer a call's attempt";
         let until_ns = to_ns(until, "attempt time")?;
         self.write(CONTEXT, |tx| {
@@ -219,6 +274,12 @@ impl CallStore {
         error: Option<&CallError>,
         at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            let (id, error) = (id.to_owned(), error.cloned());
+            return pg.write("end a waiting call", move |tx| {
+                pg::scheduling::end_waiting(tx, &id, status, error.as_ref(), at)
+            });
+        }
         const CONTEXT: &str = "end a waiting call";
         let at_ns = to_ns(at, "end time")?;
         self.write(CONTEXT, |tx| {
@@ -250,6 +311,12 @@ impl CallStore {
         error: &CallError,
         at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.postgres() {
+            let (id, error) = (id.to_owned(), error.clone());
+            return pg.write("record a refused attempt", move |tx| {
+                pg::scheduling::attempt_refused(tx, &id, &error, at)
+            });
+        }
         const CONTEXT: &str = "record a refused attempt";
         let at_ns = to_ns(at, "end time")?;
         self.write(CONTEXT, |tx| {
@@ -272,6 +339,16 @@ impl CallStore {
             Ok(false)
         })
     }
+}
+
+/// The plan a scheduled call stores (one attempt when its request asked for no retry), its `retry_on` as JSON text
+/// and its backoff as a signed integer.
+pub(super) fn stored_plan(schedule: &NewSchedule) -> Result<(RetryPlan, String, i64), StoreError> {
+    let plan = schedule.retry.clone().unwrap_or_default();
+    let retry_on = serde_json::to_string(&plan.retry_on).expect("a list of names serializes");
+    let backoff_s =
+        i64::try_from(plan.backoff_s).map_err(|_| StoreError::OutOfRange { what: "backoff_s" })?;
+    Ok((plan, retry_on, backoff_s))
 }
 
 /// The call's status.
@@ -323,6 +400,42 @@ fn end_attempt(
     Ok(())
 }
 
+/// A call's retry plan as stored in `call_schedules`.
+pub(super) struct StoredPlan<'a> {
+    /// `max_attempts`.
+    pub(super) max_attempts: u32,
+    /// `backoff_s`.
+    pub(super) backoff_s: u64,
+    /// `retry_on`, a JSON list of names.
+    pub(super) retry_on: &'a str,
+    /// `call_window`, as given.
+    pub(super) window: Option<&'a str>,
+}
+
+impl StoredPlan<'_> {
+    /// When the next attempt is due (nanoseconds: the backoff from `at_ns`, then the call window) if the plan
+    /// retries an attempt that ended `status` at `at_ns`, `made` attempts having been made; `None` when it does not.
+    pub(super) fn retry_due_ns(
+        &self,
+        made: u32,
+        status: CallStatus,
+        at_ns: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let plan = RetryPlan {
+            max_attempts: self.max_attempts,
+            backoff_s: self.backoff_s,
+            retry_on: serde_json::from_str::<Vec<RetryOn>>(self.retry_on).unwrap_or_default(),
+        };
+        if !plan.retries(status.as_str(), made) {
+            return Ok(None);
+        }
+        let window = self.window.and_then(|w| CallWindow::parse(w).ok());
+        let ended_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ns))
+            .map_err(|_| StoreError::OutOfRange { what: "end time" })?;
+        to_ns(retry_at(ended_at, &plan, window.as_ref()), "retry time").map(Some)
+    }
+}
+
 /// If the call's `retry` counts its latest attempt's end `status` and attempts are left: marks that attempt
 /// retried, sets the next attempt's due time (the backoff from `at_ns`, then the call window) and moves the call to
 /// `retry-pending`. Returns whether it did.
@@ -344,12 +457,6 @@ fn schedule_retry(
     let Some((max_attempts, backoff_s, retry_on, window)) = plan else {
         return Ok(false);
     };
-    let retry_on: Vec<RetryOn> = serde_json::from_str(&retry_on).unwrap_or_default();
-    let plan = RetryPlan {
-        max_attempts,
-        backoff_s: backoff_s.0,
-        retry_on,
-    };
     let made: u32 = conn
         .query_row(
             "SELECT COUNT(*) FROM call_attempts WHERE call_id = ?1",
@@ -357,13 +464,15 @@ fn schedule_retry(
             |row| row.get(0),
         )
         .map_err(ctx(CONTEXT))?;
-    if !plan.retries(status.as_str(), made) {
+    let plan = StoredPlan {
+        max_attempts,
+        backoff_s: backoff_s.0,
+        retry_on: &retry_on,
+        window: window.as_deref(),
+    };
+    let Some(due_ns) = plan.retry_due_ns(made, status, at_ns)? else {
         return Ok(false);
-    }
-    let window = window.as_deref().and_then(|w| CallWindow::parse(w).ok());
-    let ended_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ns))
-        .map_err(|_| StoreError::OutOfRange { what: "end time" })?;
-    let due_ns = to_ns(retry_at(ended_at, &plan, window.as_ref()), "retry time")?;
+    };
     conn.execute(
         "UPDATE call_attempts SET result = COALESCE(result, ?2) || ', retried' \
          WHERE call_id = ?1 AND seq = (SELECT MAX(seq) FROM call_attempts WHERE call_id = ?1)",
