@@ -83,3 +83,7 @@ pub async fn reap_lost(calls: &CallService, fleet: &Fleet) -> usize {
     }
     closed
 }
+
+#[cfg(test)]
+#[path = "fleet_lease_tests.rs"]
+mod tests;
