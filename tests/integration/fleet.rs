@@ -1,10 +1,11 @@
 //! Two in-process servers sharing one real redis-server (`CALLBRIDGE_TEST_REDIS_URL`, a key prefix per test): the
 //! concurrency cap counted once for both, and a stream token used once across both.
 
+use callbridge::calls::service::{PlaceCall, ServiceError};
 use callbridge::simulate::{MediaStreamClient, SimulateError};
 
 use crate::fake_realtime::Script;
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, outbound_env, outbound_twilio, spawn_app_with};
 
 /// `CALLBRIDGE_TEST_REDIS_URL`; the test fails (never skips) when it is unset.
 fn redis_url() -> String {
@@ -87,5 +88,52 @@ async fn a_stream_token_issued_on_one_server_is_accepted_once_by_the_other_and_t
     assert!(
         matches!(again_on_b, Err(SimulateError::Rejected(403))),
         "{again_on_b:?}"
+    );
+}
+
+fn call_to_the_restaurant() -> PlaceCall {
+    PlaceCall {
+        to: "+14155552671".into(),
+        instructions: "Ask whether they are open on Sunday.".into(),
+        ..PlaceCall::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_outbound_budget_is_counted_once_for_both_servers() {
+    let twilio = outbound_twilio("CA11112222333344445555666677778888");
+    let mut extra = outbound_env(&twilio);
+    extra.push(("CALLBRIDGE_DAILY_OUTBOUND_BUDGET", "2"));
+    let (a, b) = two_servers(&extra).await;
+
+    let first = a.calls.place_call(call_to_the_restaurant()).await;
+    let second = b.calls.place_call(call_to_the_restaurant()).await;
+    let third_on_a = a.calls.place_call(call_to_the_restaurant()).await;
+    let third_on_b = b.calls.place_call(call_to_the_restaurant()).await;
+
+    assert!(first.is_ok() && second.is_ok(), "{first:?} {second:?}");
+    for third in [third_on_a, third_on_b] {
+        assert!(
+            matches!(third, Err(ServiceError::DailyBudgetExhausted { budget: 2 })),
+            "{third:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbound_call_over_the_fleet_cap_is_refused_on_the_other_server_before_twilio_is_asked()
+{
+    let twilio = outbound_twilio("CA11112222333344445555666677778888");
+    let mut extra = outbound_env(&twilio);
+    extra.push(("CALLBRIDGE_MAX_CONCURRENT_CALLS", "1"));
+    let (a, b) = two_servers(&extra).await;
+    let ringing = a.calls.place_call(call_to_the_restaurant()).await;
+
+    let refused = b.calls.place_call(call_to_the_restaurant()).await;
+
+    assert!(ringing.is_ok(), "{ringing:?}");
+    assert!(
+        matches!(refused, Err(ServiceError::TooManyCalls { max: 1 })),
+        "{refused:?}"
     );
 }
