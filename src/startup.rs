@@ -34,6 +34,7 @@ use crate::calls::scheduler;
 use crate::calls::service::{CallService, OutboundSettings};
 use crate::calls::store::CallStore;
 use crate::config::Settings;
+use crate::fleet::Fleet;
 use crate::http::{self, state::AppState};
 use crate::realtime::client::RealtimeEndpoint;
 use crate::relay::goodbye::GoodbyeMatcher;
@@ -90,28 +91,33 @@ pub struct Application {
     calls: CallService,
     /// Stops the webhook delivery thread (cancelled as the server stops; pending deliveries wait for the next start).
     webhooks_stop: CancellationToken,
+    /// The fleet's Redis, when `CALLBRIDGE_REDIS_URL` is set: the lease is held while the server runs.
+    fleet: Option<Fleet>,
 }
 
 impl Application {
     /// Binds `settings.host:settings.port` and builds the server.
     ///
     /// # Errors
-    /// When the address cannot be bound or the public URL cannot be known.
-    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+    /// When the address cannot be bound, the public URL cannot be known or Redis (when set) cannot be reached.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let address = format!("{}:{}", settings.host, settings.port);
         let listener =
             TcpListener::bind(&address).with_context(|| format!("cannot listen on {address}"))?;
-        Self::build_with_listener(settings, listener)
+        Self::build_with_listener(settings, listener).await
     }
 
     /// Builds the server on an already bound listener. Must be called inside a tokio runtime: that runtime owns the
     /// OpenAI Realtime sockets.
     ///
     /// # Errors
-    /// When neither `PUBLIC_URL` nor trusted forwarded headers can tell the public URL, or the listener cannot be
-    /// used.
-    pub fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
-        Self::build_with_clock(settings, listener, Arc::new(SystemClock))
+    /// When neither `PUBLIC_URL` nor trusted forwarded headers can tell the public URL, the listener cannot be
+    /// used, or `CALLBRIDGE_REDIS_URL` is set and Redis cannot be reached within [`crate::fleet::CONNECT_DEADLINE`].
+    pub async fn build_with_listener(
+        settings: Settings,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, listener, Arc::new(SystemClock)).await
     }
 
     /// [`Application::build_with_listener`] with the clock scheduled and retried calls are due by (tests move it
@@ -119,7 +125,7 @@ impl Application {
     ///
     /// # Errors
     /// As [`Application::build_with_listener`].
-    pub fn build_with_clock(
+    pub async fn build_with_clock(
         settings: Settings,
         listener: TcpListener,
         clock: SharedClock,
@@ -129,6 +135,10 @@ impl Application {
         if settings.public_url.is_none() && !settings.trust_forwarded_headers {
             anyhow::bail!("PUBLIC_URL is not set: Twilio webhooks cannot be verified");
         }
+        // Connected on this runtime, which lives as long as the server: the connection's driver task runs here.
+        let fleet = Fleet::connect(&settings.fleet)
+            .await
+            .context("CALLBRIDGE_REDIS_URL is set but Redis cannot be used")?;
         match &settings.public_url {
             Some(url) => tracing::info!(
                 port,
@@ -181,13 +191,26 @@ impl Application {
                 store
             }
         };
-        // Records an earlier process left open (it crashed, was killed or got a second signal mid-call).
-        let reconciled = store
-            .reconcile(time::OffsetDateTime::now_utc())
-            .unwrap_or_else(|error| {
-                tracing::error!(%error, "cannot close the call records an earlier run left open; they stay open");
-                Vec::new()
-            });
+        // Records an earlier process left open (it crashed, was killed or got a second signal mid-call). A fleet
+        // sharing one PostgreSQL database must not do this: the open records include the other instances' live
+        // calls. There, the lease reaper closes a lost instance's calls (`instance_lost`), and a restarted instance
+        // closes the calls its earlier run held (`crate::calls::fleet_lease`).
+        let shared_database =
+            settings.fleet.redis_url.is_some() && store.postgres_target().is_some();
+        let reconciled = if shared_database {
+            tracing::info!(
+                "start-up reconcile skipped: the call records database is shared by the fleet (records of lost \
+                 instances are closed through their lease)"
+            );
+            Vec::new()
+        } else {
+            store
+                .reconcile(time::OffsetDateTime::now_utc())
+                .unwrap_or_else(|error| {
+                    tracing::error!(%error, "cannot close the call records an earlier run left open; they stay open");
+                    Vec::new()
+                })
+        };
         for call in &reconciled {
             tracing::warn!(
                 call_id = %call.id,
@@ -254,6 +277,9 @@ impl Application {
                 });
             }
         }
+        if let Some(fleet) = &fleet {
+            calls.join_fleet(fleet.clone());
+        }
         let recording_retention =
             start_recording_retention(&settings, &calls, retention_rest, &shutdown);
         let webhooks_stop = CancellationToken::new();
@@ -283,7 +309,7 @@ impl Application {
                     .map(|(id, secret)| (id.clone(), secret.expose_secret().to_owned()))
                     .collect::<Vec<_>>(),
             ),
-            tokens: StreamTokens::new(ttl, MAX_PENDING_CALLS),
+            tokens: StreamTokens::shared(ttl, MAX_PENDING_CALLS, fleet.clone()),
             pending,
             realtime_endpoint: RealtimeEndpoint::new(
                 &settings.realtime.url,
@@ -303,6 +329,7 @@ impl Application {
             attachments: Default::default(),
             transfers: Default::default(),
             recording_retention,
+            fleet: fleet.clone(),
             settings: Arc::new(settings),
         });
         let max_body_bytes = state.settings.security.max_body_bytes;
@@ -345,6 +372,7 @@ impl Application {
             drain_timeout,
             calls,
             webhooks_stop,
+            fleet,
         })
     }
 
@@ -399,12 +427,22 @@ impl Application {
             drain_timeout,
             calls,
             webhooks_stop,
+            fleet,
             ..
         } = self;
         let handle = server.handle();
         // Scheduled and retried calls are placed while the server runs, and no longer once it drains.
         let scheduler_stop = CancellationToken::new();
         tokio::spawn(scheduler::run(calls.clone(), scheduler_stop.clone()));
+        // With a fleet: the instance lease, its heartbeat and the reaper of lost instances.
+        let lease_stop = CancellationToken::new();
+        let lease = fleet.clone().map(|fleet| {
+            tokio::spawn(crate::calls::fleet_lease::run(
+                calls.clone(),
+                fleet,
+                lease_stop.clone(),
+            ))
+        });
         tokio::spawn(async move {
             stop.await;
             scheduler_stop.cancel();
@@ -441,6 +479,19 @@ impl Application {
                 );
             }
             webhooks_stop.cancel();
+            if let Some(fleet) = &fleet {
+                // Drained: no call is held here any more. Leave the fleet now rather than when the lease expires.
+                lease_stop.cancel();
+                if let Some(lease) = lease {
+                    let _ = lease.await;
+                }
+                match fleet.leave().await {
+                    Ok(()) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot remove the instance lease; it expires by itself")
+                    }
+                }
+            }
             tracing::info!("stopping the server");
             handle.stop(true).await;
         });

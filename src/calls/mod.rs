@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod clock;
 pub mod end_reason;
+pub mod fleet_lease;
 pub mod live;
 pub mod model;
 pub mod outcome;
