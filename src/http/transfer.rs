@@ -22,7 +22,7 @@ use crate::http::webhook::{
 };
 use crate::twilio::dial::{DialStatus, TransferEvent};
 use crate::twilio::twiml;
-use crate::urls::{stream_url, transfer_action_path, transfer_whisper_path};
+use crate::urls::{stream_base, stream_url, transfer_action_path, transfer_whisper_path};
 
 /// What the caller hears when the transfer failed and the call has already left this server.
 const TRANSFER_LOST_APOLOGY: &str =
@@ -92,7 +92,8 @@ pub async fn action(
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            twiml::connect_stream(&stream_url(&base, &token), &parameters)
+            let stream_base = stream_base(state.settings.stream_public_url.as_ref(), &base);
+            twiml::connect_stream(&stream_url(&stream_base, &token), &parameters)
         } else {
             twiml::say_and_hang_up(TRANSFER_LOST_APOLOGY)
         }
