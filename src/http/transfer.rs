@@ -57,10 +57,7 @@ pub async fn whisper(
         call_span(&answer.call_sid).in_scope(|| {
             tracing::info!("the transfer's person answered; whispering the summary");
         });
-        state.live_calls.send(
-            &answer.call_sid,
-            CallControl::TransferEvent(TransferEvent::Answered),
-        );
+        route_event(&state, &answer.call_sid, TransferEvent::Answered).await;
     }
     Ok(twiml_response(answer.twiml))
 }
@@ -104,12 +101,27 @@ pub async fn action(
     let span = call_span(&answer.call_sid);
     if answer.first {
         span.in_scope(|| tracing::info!(status = status.as_str(), "transfer dial ended"));
-        state.live_calls.send(
-            &answer.call_sid,
-            CallControl::TransferEvent(TransferEvent::Ended(status)),
-        );
+        route_event(&state, &answer.call_sid, TransferEvent::Ended(status)).await;
     } else {
         span.in_scope(|| tracing::info!("retried transfer action answered again"));
     }
     Ok(twiml_response(answer.twiml))
+}
+
+/// Hands a transfer event to the call `call_sid` wherever it runs; a failure is logged (the call's own transfer
+/// deadline then ends the wait).
+async fn route_event(state: &AppState, call_sid: &str, event: TransferEvent) {
+    match state
+        .live_calls
+        .route(call_sid, CallControl::TransferEvent(event))
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(%call_sid, "transfer event for a call no instance holds; dropped")
+        }
+        Err(e) => {
+            tracing::warn!(%call_sid, error = %e, "transfer event could not be routed; dropped")
+        }
+    }
 }
