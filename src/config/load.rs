@@ -38,6 +38,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
     let recording = super::recording::recording(&mut errors, &mut raw);
     let webhooks = super::webhooks::webhooks(&mut errors, &mut raw, required);
     let cost = cost::cost(&mut errors, &mut raw);
+    let fleet = super::fleet::fleet(&mut errors, &mut raw);
 
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(errors));
@@ -75,6 +76,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
         recording,
         webhooks,
         cost,
+        fleet,
         sources: Default::default(),
     })
 }

@@ -16,6 +16,7 @@
 //! [`crate::realtime::session`].
 
 mod describe;
+pub mod fleet;
 pub mod keys;
 mod load;
 pub mod recording;
@@ -92,6 +93,8 @@ pub struct Settings {
     pub webhooks: webhooks::WebhookSettings,
     /// Prices, the per-call cost cap and the daily cost budget.
     pub cost: CostSettings,
+    /// Several instances sharing one Redis: the URL, the key prefix, this instance's id and lease.
+    pub fleet: fleet::FleetSettings,
     /// Where each value came from (default, `.env`, environment, `callbridge.toml`), for `check-config`.
     pub sources: Sources,
 }
