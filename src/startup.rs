@@ -91,6 +91,8 @@ pub struct Application {
     calls: CallService,
     /// Stops the webhook delivery thread (cancelled as the server stops; pending deliveries wait for the next start).
     webhooks_stop: CancellationToken,
+    /// The fleet's Redis, when `CALLBRIDGE_REDIS_URL` is set: the lease is held while the server runs.
+    fleet: Option<Fleet>,
 }
 
 impl Application {
@@ -243,9 +245,17 @@ impl Application {
                 });
             }
         }
+        if let Some(fleet) = &fleet {
+            calls.join_fleet(fleet.clone());
+        }
         let recording_retention =
             start_recording_retention(&settings, &calls, retention_rest, &shutdown);
         let webhooks_stop = CancellationToken::new();
+        if let Some(fleet) = &fleet {
+            // Controls for calls held by other instances go through Redis; ours come in on our channel, until the
+            // server stops (the same moment the webhook delivery stops: after the drain).
+            start_control_routing(&settings, fleet, &live_calls, webhooks_stop.clone()).await?;
+        }
         if let Some(secret) = settings.webhooks.secret.clone() {
             crate::calls::webhook_delivery::spawn(
                 calls.store().clone(),
@@ -272,7 +282,7 @@ impl Application {
                     .map(|(id, secret)| (id.clone(), secret.expose_secret().to_owned()))
                     .collect::<Vec<_>>(),
             ),
-            tokens: StreamTokens::new(ttl, MAX_PENDING_CALLS),
+            tokens: StreamTokens::shared(ttl, MAX_PENDING_CALLS, fleet.clone()),
             pending,
             realtime_endpoint: RealtimeEndpoint::new(
                 &settings.realtime.url,
@@ -335,6 +345,7 @@ impl Application {
             drain_timeout,
             calls,
             webhooks_stop,
+            fleet,
         })
     }
 
@@ -389,12 +400,22 @@ impl Application {
             drain_timeout,
             calls,
             webhooks_stop,
+            fleet,
             ..
         } = self;
         let handle = server.handle();
         // Scheduled and retried calls are placed while the server runs, and no longer once it drains.
         let scheduler_stop = CancellationToken::new();
         tokio::spawn(scheduler::run(calls.clone(), scheduler_stop.clone()));
+        // With a fleet: the instance lease, its heartbeat and the reaper of lost instances.
+        let lease_stop = CancellationToken::new();
+        let lease = fleet.clone().map(|fleet| {
+            tokio::spawn(crate::calls::fleet_lease::run(
+                calls.clone(),
+                fleet,
+                lease_stop.clone(),
+            ))
+        });
         tokio::spawn(async move {
             stop.await;
             scheduler_stop.cancel();
@@ -431,6 +452,19 @@ impl Application {
                 );
             }
             webhooks_stop.cancel();
+            if let Some(fleet) = &fleet {
+                // Drained: no call is held here any more. Leave the fleet now rather than when the lease expires.
+                lease_stop.cancel();
+                if let Some(lease) = lease {
+                    let _ = lease.await;
+                }
+                match fleet.leave().await {
+                    Ok(()) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot remove the instance lease; it expires by itself")
+                    }
+                }
+            }
             tracing::info!("stopping the server");
             handle.stop(true).await;
         });
@@ -487,4 +521,27 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Routes live-call controls across the fleet: installs [`crate::calls::control_route::FleetRemote`] in `live_calls`
+/// and subscribes to this instance's control channel until `stop`.
+///
+/// # Errors
+/// When the Redis URL cannot be used for a pub/sub connection.
+async fn start_control_routing(
+    settings: &Settings,
+    fleet: &Fleet,
+    live_calls: &LiveCalls,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    use crate::calls::control_route::{FleetRemote, spawn_subscriber};
+    let Some(url) = settings.fleet.redis_url.as_ref() else {
+        return Ok(());
+    };
+    let client = redis::Client::open(url.expose_secret())
+        .context("CALLBRIDGE_REDIS_URL cannot be used for the live-call control channel")?;
+    let remote = Arc::new(FleetRemote::new(fleet.clone(), client));
+    live_calls.set_remote(remote.clone());
+    spawn_subscriber(remote, live_calls.clone(), stop).await;
+    Ok(())
 }

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod control_route;
 pub mod control_wire;
 pub mod end_reason;
+pub mod fleet_lease;
 pub mod live;
 pub mod model;
 pub mod outcome;
