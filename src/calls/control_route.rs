@@ -280,3 +280,7 @@ fn handle(remote: &Arc<FleetRemote>, live: &LiveCalls, payload: &[u8]) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "control_route_tests.rs"]
+mod tests;
