@@ -20,7 +20,7 @@
 pub mod admission;
 pub mod lease;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::future::Future;
 use std::sync::Arc;

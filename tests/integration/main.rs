@@ -13,6 +13,7 @@ mod barge_in;
 mod demo;
 mod dtmf;
 mod ending;
+mod fleet;
 mod fleet_control;
 mod floods;
 mod frames;
