@@ -88,7 +88,8 @@ pub enum ServiceError {
         end_reason: Option<String>,
     },
     /// The fleet's Redis (`CALLBRIDGE_REDIS_URL`) failed or did not answer in time, so the fleet-wide cap and
-    /// budget could not be checked: the call is refused. Retryable.
+    /// budget could not be checked (the call is refused), or a control for a call held by another instance could
+    /// not be routed there. Retryable.
     #[error("the fleet's shared state (Redis) is unavailable: {0}; try again in a few seconds")]
     FleetUnavailable(String),
     /// The live call did not take the `say` (another one under way, the call ending, ...), or did not answer it.

@@ -27,6 +27,12 @@ impl Settings {
                 .map_or("(not set)".to_owned(), |u| u.to_string()),
         );
         line(
+            "stream_public_url",
+            self.stream_public_url
+                .as_ref()
+                .map_or("(not set: public_url)".to_owned(), |u| u.to_string()),
+        );
+        line(
             "trust_forwarded_headers",
             self.trust_forwarded_headers.to_string(),
         );

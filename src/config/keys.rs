@@ -42,6 +42,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "public https base URL Twilio reaches (the tunnel URL)",
     ),
     (
+        "stream_public_url",
+        None,
+        "base URL of this instance's media streams (TwiML <Stream url>), when a fleet's instances can be addressed; unset = public_url",
+    ),
+    (
         "trust_forwarded_headers",
         None,
         "derive the public URL from X-Forwarded-Proto/-Host when PUBLIC_URL is not set (only behind your own proxy)",
@@ -474,6 +479,7 @@ pub(super) struct Raw {
     pub(super) host: Option<String>,
     pub(super) port: Option<String>,
     pub(super) public_url: Option<String>,
+    pub(super) stream_public_url: Option<String>,
     pub(super) trust_forwarded_headers: Option<String>,
     pub(super) drain_timeout_s: Option<String>,
     pub(super) data_dir: Option<String>,

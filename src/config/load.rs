@@ -48,6 +48,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
         host,
         port,
         public_url,
+        stream_public_url,
         trust_forwarded_headers,
         drain_timeout,
         data_dir,
@@ -58,6 +59,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
         host,
         port,
         public_url,
+        stream_public_url,
         trust_forwarded_headers,
         drain_timeout,
         data_dir,
@@ -86,6 +88,7 @@ struct Server {
     host: String,
     port: u16,
     public_url: Option<Url>,
+    stream_public_url: Option<Url>,
     trust_forwarded_headers: bool,
     drain_timeout: Duration,
     data_dir: PathBuf,
@@ -111,6 +114,17 @@ fn server(errors: &mut Vec<String>, raw: &mut Raw, required: bool) -> Server {
             None
         }
     };
+    let stream_public_url = nonempty(raw.stream_public_url.take()).and_then(|text| {
+        parse_public_url(&text)
+            .map_err(|e| {
+                errors.push(e.replacen(
+                    "PUBLIC_URL is invalid",
+                    "CALLBRIDGE_STREAM_PUBLIC_URL is invalid",
+                    1,
+                ))
+            })
+            .ok()
+    });
     let port = parse_or(errors, "PORT", raw.port.take(), 5050u16);
     let log_format = match nonempty(raw.log_format.take()).as_deref() {
         None | Some("text") => LogFormat::Text,
@@ -132,6 +146,7 @@ fn server(errors: &mut Vec<String>, raw: &mut Raw, required: bool) -> Server {
         host: nonempty(raw.host.take()).unwrap_or_else(|| "0.0.0.0".to_owned()),
         port,
         public_url,
+        stream_public_url,
         trust_forwarded_headers,
         drain_timeout: Duration::from_secs(drain_timeout_s),
         data_dir: nonempty(raw.data_dir.take())
