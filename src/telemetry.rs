@@ -11,8 +11,8 @@
 use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::{LevelFilter, Targets};
-use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::filter::{FilterExt as _, LevelFilter, Targets};
+use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::LogFormat;
@@ -40,18 +40,21 @@ pub fn init(format: LogFormat, default_filter: &str) {
         .with_writer(std::io::stderr)
         // Colours only on a terminal: journald, files and pipes get plain text.
         .with_ansi(std::io::stderr().is_terminal());
-    let registry = tracing_subscriber::registry()
-        .with(filter)
-        .with(secret_safe_targets());
+    // One filter made of both (`and`): its level hint is the lower of the two, so the `log` crate's maximum level
+    // (which `try_init` sets from it) is `RUST_LOG`'s. As two separate layers the hint was the caps' `trace`, and
+    // every `log` line of tungstenite (several per WebSocket frame) went through the subscriber to be refused.
+    let filter = filter.and(secret_safe_targets());
+    let registry = tracing_subscriber::registry();
     let _ = match format {
-        LogFormat::Text => registry.with(layer).try_init(),
+        LogFormat::Text => registry.with(layer.with_filter(filter)).try_init(),
         LogFormat::Json => registry
             .with(
                 layer
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    .with_filter(filter),
             )
             .try_init(),
     };

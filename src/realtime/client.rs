@@ -42,8 +42,9 @@ pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 /// Most bytes of client events queued and not yet taken by the socket before a send fails at once.
 pub const MAX_QUEUED_BYTES: usize = 1024 * 1024;
 /// Bytes read from the socket per read. tungstenite zero-fills its read chunk before each read, so a large chunk
-/// costs CPU and memory on every call; 8 KiB holds several audio deltas.
-const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// costs CPU and memory on every call; 4 KiB holds a few audio deltas of 100 ms (about 1.1 KiB of base64 each), and
+/// a larger event is read on into a buffer grown for it.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Events are gathered up to this size before tungstenite writes them; the link flushes after each batch anyway.
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 /// tungstenite's own write buffer may not grow past this (the link only feeds it when it is ready).

@@ -101,7 +101,10 @@ impl TwilioSide {
 
 impl Bridge {
     /// Runs the call to its end and returns the finished record (also logged).
-    pub async fn run(self) -> CallRecord {
+    ///
+    /// `self` comes boxed: an `async fn` keeps its arguments in its future next to the locals they are moved into,
+    /// and the call's task holds that future for the whole call, so a `Bridge` by value would be stored twice.
+    pub async fn run(self: Box<Self>) -> CallRecord {
         let Bridge {
             twilio,
             twilio_frames,
@@ -115,7 +118,7 @@ impl Bridge {
             handover,
             mut new_streams,
             mut live,
-        } = self;
+        } = *self;
         let mut twilio = TwilioSide(Some(MediaLink::Local {
             writer: twilio,
             frames: twilio_frames,
@@ -371,13 +374,14 @@ impl Bridge {
                     .send(crate::live::client_events::LiveClientEvent::SessionClose.to_json());
                 sessions.link.write_ready();
             }
-            sessions.close().await;
+            // Boxed, as the hang-up below: the end of the call should not size the task for the whole call.
+            Box::pin(sessions.close()).await;
         }
         // A transferred call goes on between the caller and the person: only the assistant leaves it.
         if reason != EndReason::CallerHungUp
             && reason != EndReason::Transferred
             && let Some(rest) = rest
-            && let Err(e) = rest.hang_up(&record.call_sid).await
+            && let Err(e) = Box::pin(rest.hang_up(&record.call_sid)).await
         {
             tracing::warn!(error = %e, call_sid = %record.call_sid, "REST hang-up failed");
         }

@@ -244,7 +244,7 @@ pub async fn run_call(
         conductor.set_session_lifetime(deps.settings.realtime.sessions);
     }
     // The bridge stores and logs the finished record; the call is unregistered once it has.
-    let record = Bridge {
+    let record = Box::new(Bridge {
         twilio,
         twilio_frames: frames,
         sessions: RealtimeSessions::new(
@@ -264,7 +264,7 @@ pub async fn run_call(
         new_streams,
         live: (engine == crate::config::Engine::Live)
             .then(crate::live::translate::LiveTranslator::new),
-    }
+    })
     .run()
     .await;
     crate::metrics::call_ended(&record);

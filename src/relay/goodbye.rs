@@ -53,8 +53,9 @@ impl Phrase {
 /// run of whole words.
 #[derive(Debug, Clone)]
 pub struct GoodbyeMatcher {
-    /// The phrases with at least one word; phrases made only of punctuation are dropped at construction.
-    phrases: Vec<Phrase>,
+    /// The phrases with at least one word; phrases made only of punctuation are dropped at construction. Shared: every
+    /// call holds the server's matcher, and a clone is a reference count, not a copy of every phrase.
+    phrases: std::sync::Arc<[Phrase]>,
 }
 
 impl Default for GoodbyeMatcher {

@@ -36,8 +36,9 @@ pub struct NextSession {
     opener: SessionOpener,
     /// The session being opened, on this call's runtime.
     opening: Option<Preconnect>,
-    /// The session that opened and waits for the switch.
-    ready: Option<RealtimeLink>,
+    /// The session that opened and waits for the switch (boxed: the call's task holds this slot for the whole
+    /// call, and it is empty but for the moments of a rollover).
+    ready: Option<Box<RealtimeLink>>,
 }
 
 impl RealtimeSessions {
@@ -59,7 +60,7 @@ impl RealtimeSessions {
         let Some(new) = self.next.ready.take() else {
             return false;
         };
-        let old = std::mem::replace(&mut self.link, new);
+        let old = std::mem::replace(&mut self.link, *new);
         actix_web::rt::spawn(old.close());
         true
     }
@@ -99,7 +100,7 @@ impl NextSession {
         };
         let result = opening.wait().await;
         self.opening = None;
-        self.ready = Some(result?);
+        self.ready = Some(Box::new(result?));
         Ok(())
     }
 }

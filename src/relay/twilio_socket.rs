@@ -9,7 +9,8 @@
 //! - [`TwilioReader`] reads the frame header first. A frame over `max_frame_bytes` is discarded as its bytes arrive,
 //!   never buffered, and reported as [`ReadError::Oversized`] (the call goes on); one that declares more than
 //!   [`DISCARD_LIMIT_BYTES`] is refused at once ([`ReadError::TooLarge`]; the bridge closes with 1009). The reader
-//!   pulls from the connection only when it holds no complete frame, so it buffers at most one frame plus one read.
+//!   pulls from the connection only when it holds no complete frame, so it buffers at most one frame plus one read,
+//!   in one buffer of its own that is reused from read to read.
 //! - [`TwilioWriter`] encodes each frame straight into an outbox that the connection drains as the response body:
 //!   every frame queued while the connection was busy leaves in one write. Queuing is synchronous and cannot block.
 //!   When the outbox has data that the connection has not taken for a while, [`TwilioWriter::stalled_since`] says
@@ -227,13 +228,10 @@ impl Stream for TwilioReader {
                 return Poll::Ready(None);
             }
             match Pin::new(&mut this.payload).poll_next(cx) {
-                Poll::Ready(Some(Ok(bytes))) => {
-                    if this.buf.is_empty() && this.discarding == 0 {
-                        this.buf = BytesMut::from(bytes);
-                    } else {
-                        this.buf.extend_from_slice(&bytes);
-                    }
-                }
+                // Copied into the reader's own buffer, which is reused read after read: the chunk shares the
+                // connection's read buffer, so taking it over would copy it anyway (a fresh allocation per read),
+                // or keep that whole buffer alive with the call.
+                Poll::Ready(Some(Ok(bytes))) => this.buf.extend_from_slice(&bytes),
                 Poll::Ready(Some(Err(e))) => {
                     this.ended = true;
                     return Poll::Ready(Some(Err(ReadError::Connection(e.to_string()))));
