@@ -5,6 +5,7 @@
 pub mod fake_live;
 pub mod fake_realtime;
 mod fake_twilio;
+mod fleet_harness;
 mod helpers;
 
 mod answering_machine;
@@ -13,6 +14,7 @@ mod barge_in;
 mod demo;
 mod dtmf;
 mod ending;
+mod fleet;
 mod floods;
 mod frames;
 mod goodbye;
