@@ -34,7 +34,10 @@ command -v redis-server >/dev/null 2>&1 || die "redis-server is missing: apt-get
 command -v redis-cli >/dev/null 2>&1 || die "redis-cli is missing: apt-get install redis-tools"
 redis_dir="$dir/redis"
 mkdir -p "$redis_dir"
-if pid_alive "$redis_dir/redis.pid" && redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null | grep -q PONG; then
+# A redis-server already started from this directory keeps its port (the one it was started with).
+if pid_alive "$redis_dir/redis.pid" && [ -s "$redis_dir/port" ] \
+  && redis-cli -h 127.0.0.1 -p "$(cat "$redis_dir/port")" ping 2>/dev/null | grep -q PONG; then
+  redis_port="$(cat "$redis_dir/port")"
   echo "redis-server already running on 127.0.0.1:$redis_port (pid $(cat "$redis_dir/redis.pid"))"
 else
   port_free "$redis_port" || die "port $redis_port is taken by another process; set CALLBRIDGE_SERVICES_REDIS_PORT"
@@ -47,6 +50,7 @@ else
   done
   redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null | grep -q PONG \
     || die "redis-server did not answer on 127.0.0.1:$redis_port; see $redis_dir/redis.log"
+  echo "$redis_port" >"$redis_dir/port"
   echo "redis-server started on 127.0.0.1:$redis_port"
 fi
 
@@ -70,7 +74,9 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 
 if as_pg "$pg_bin/pg_ctl" status -D "$data" >/dev/null 2>&1; then
-  echo "PostgreSQL already running from $data"
+  # It keeps the port it was started with: the fourth line of postmaster.pid.
+  pg_port="$(sed -n 4p "$data/postmaster.pid")"
+  echo "PostgreSQL already running on 127.0.0.1:$pg_port from $data"
 else
   if [ ! -s "$data/PG_VERSION" ]; then
     rm -rf "$data"
