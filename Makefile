@@ -156,3 +156,10 @@ bench-load: ## Many-call load benchmark: relay CPU and RSS per call, round trip,
 	$(CARGO) build --release --bin callbridge
 	mkdir -p $(dir $(BENCH_LOAD_BIN)) && cp $(RELEASE_BIN) $(BENCH_LOAD_BIN)
 	BENCH_LOAD_BIN=$(abspath $(BENCH_LOAD_BIN)) $(CARGO) test --bench load
+
+# Not part of `make test`: about a minute once built; figures depend on what else the machine is doing. Two instances
+# on the tests' Redis and PostgreSQL (make services) behind HAProxy: accepted calls per second, and webhook → TwiML
+# latency with and without Redis. Runs the debug build (`cargo test --bench`); BENCH_FLEET_BIN=... measures another
+# binary. BENCH_FLEET_REQUESTS, BENCH_FLEET_CONCURRENCY, BENCH_FLEET_SECONDS: see benches/fleet.rs.
+bench-fleet: services ## Several instances: calls/s through HAProxy, the latency Redis adds to webhook → TwiML
+	. ./$(SERVICES_ENV) && $(CARGO) test --bench fleet
