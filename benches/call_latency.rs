@@ -97,7 +97,9 @@ async fn spawn_app(assistant_speaks_first: bool) -> BenchApp {
     let settings =
         Settings::load(&env, None, Requirement::Serve).expect("the bench settings are valid");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    let app = Application::build_with_listener(settings, listener).expect("build the app");
+    let app = Application::build_with_listener(settings, listener)
+        .await
+        .expect("build the app");
     let address = format!("http://127.0.0.1:{}", app.port());
     let shutdown = app.shutdown_token();
     tokio::spawn(app.run_until_stopped());

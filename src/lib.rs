@@ -18,6 +18,8 @@
 //! - [`simulate`] plays Twilio against a running server: used by `callbridge simulate` and by the integration tests.
 //! - [`demo`] runs `callbridge demo`: the server, a local stand-in for the OpenAI Realtime API and a simulated call,
 //!   all on loopback.
+//! - [`fleet`] is what several instances share through Redis (`CALLBRIDGE_REDIS_URL`): the connection, stream
+//!   tokens, the call registry, the fleet-wide cap and budgets, the instance leases.
 //! - [`shutdown`] is the server's shutdown: draining, the goodbye token and the call tasks it waits for.
 //! - Leaves every layer may use: [`phone`] (the [`phone::E164`] number, parsed once), [`urls`] (public URLs and route
 //!   paths), [`awc_worker`] (awc on a thread of its own, for `Send` futures), [`webhooks`] (the signature, the
@@ -37,6 +39,7 @@ pub mod cli;
 pub mod config;
 pub mod cost;
 pub mod demo;
+pub mod fleet;
 pub mod http;
 pub mod live;
 pub mod mcp;

@@ -34,6 +34,7 @@ use crate::calls::scheduler;
 use crate::calls::service::{CallService, OutboundSettings};
 use crate::calls::store::CallStore;
 use crate::config::Settings;
+use crate::fleet::Fleet;
 use crate::http::{self, state::AppState};
 use crate::realtime::client::RealtimeEndpoint;
 use crate::relay::goodbye::GoodbyeMatcher;
@@ -96,22 +97,25 @@ impl Application {
     /// Binds `settings.host:settings.port` and builds the server.
     ///
     /// # Errors
-    /// When the address cannot be bound or the public URL cannot be known.
-    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+    /// When the address cannot be bound, the public URL cannot be known or Redis (when set) cannot be reached.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let address = format!("{}:{}", settings.host, settings.port);
         let listener =
             TcpListener::bind(&address).with_context(|| format!("cannot listen on {address}"))?;
-        Self::build_with_listener(settings, listener)
+        Self::build_with_listener(settings, listener).await
     }
 
     /// Builds the server on an already bound listener. Must be called inside a tokio runtime: that runtime owns the
     /// OpenAI Realtime sockets.
     ///
     /// # Errors
-    /// When neither `PUBLIC_URL` nor trusted forwarded headers can tell the public URL, or the listener cannot be
-    /// used.
-    pub fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
-        Self::build_with_clock(settings, listener, Arc::new(SystemClock))
+    /// When neither `PUBLIC_URL` nor trusted forwarded headers can tell the public URL, the listener cannot be
+    /// used, or `CALLBRIDGE_REDIS_URL` is set and Redis cannot be reached within [`crate::fleet::CONNECT_DEADLINE`].
+    pub async fn build_with_listener(
+        settings: Settings,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, listener, Arc::new(SystemClock)).await
     }
 
     /// [`Application::build_with_listener`] with the clock scheduled and retried calls are due by (tests move it
@@ -119,7 +123,7 @@ impl Application {
     ///
     /// # Errors
     /// As [`Application::build_with_listener`].
-    pub fn build_with_clock(
+    pub async fn build_with_clock(
         settings: Settings,
         listener: TcpListener,
         clock: SharedClock,
@@ -129,6 +133,10 @@ impl Application {
         if settings.public_url.is_none() && !settings.trust_forwarded_headers {
             anyhow::bail!("PUBLIC_URL is not set: Twilio webhooks cannot be verified");
         }
+        // Connected on this runtime, which lives as long as the server: the connection's driver task runs here.
+        let fleet = Fleet::connect(&settings.fleet)
+            .await
+            .context("CALLBRIDGE_REDIS_URL is set but Redis cannot be used")?;
         match &settings.public_url {
             Some(url) => tracing::info!(
                 port,
@@ -284,6 +292,7 @@ impl Application {
             attachments: Default::default(),
             transfers: Default::default(),
             recording_retention,
+            fleet: fleet.clone(),
             settings: Arc::new(settings),
         });
         let max_body_bytes = state.settings.security.max_body_bytes;

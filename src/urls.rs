@@ -73,6 +73,15 @@ pub fn stream_url(public_base: &str, token: &str) -> String {
     }
 }
 
+/// The base URL media streams are given (see [`stream_url`]): the per-instance `CALLBRIDGE_STREAM_PUBLIC_URL` when
+/// configured (no trailing slash), else `public_base`, the public URL the webhook was addressed to.
+pub fn stream_base(stream_public_url: Option<&Url>, public_base: &str) -> String {
+    match stream_public_url {
+        Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+        None => public_base.to_owned(),
+    }
+}
+
 /// Joins a route path onto the public base URL, keeping any path prefix: `https://h/p` + `/incoming-call` →
 /// `https://h/p/incoming-call`. `path` starts with `/`.
 pub fn public_endpoint(public_url: &Url, path: &str) -> String {
@@ -154,6 +163,19 @@ mod tests {
         assert_eq!(
             public_endpoint(&bare, "/call-status"),
             "https://x.example/call-status"
+        );
+    }
+
+    #[test]
+    fn the_stream_base_is_the_stream_public_url_when_set_else_the_public_base() {
+        let instance = Url::parse("https://cb-a.example/voice/").expect("url");
+        assert_eq!(
+            stream_base(Some(&instance), "https://cb.example"),
+            "https://cb-a.example/voice"
+        );
+        assert_eq!(
+            stream_base(None, "https://cb.example"),
+            "https://cb.example"
         );
     }
 

@@ -97,11 +97,11 @@ impl CallBackend for CallService {
     }
 
     async fn instruct_call(&self, id: String, text: String) -> Result<(), BackendError> {
-        Ok(CallService::instruct(self, &id, &text)?)
+        Ok(CallService::instruct(self, &id, &text).await?)
     }
 
     async fn send_dtmf(&self, id: String, digits: String) -> Result<(), BackendError> {
-        Ok(CallService::send_dtmf(self, &id, &digits)?)
+        Ok(CallService::send_dtmf(self, &id, &digits).await?)
     }
 
     async fn say(
@@ -118,6 +118,6 @@ impl CallBackend for CallService {
         to: String,
         summary: String,
     ) -> Result<(), BackendError> {
-        Ok(CallService::transfer(self, &id, &to, &summary)?)
+        Ok(CallService::transfer(self, &id, &to, &summary).await?)
     }
 }

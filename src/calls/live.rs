@@ -6,7 +6,9 @@
 //! as the first control message when it registers, so none is lost.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -59,9 +61,34 @@ pub enum VerdictDelivery {
     Dropped,
 }
 
+/// A boxed future of [`RemoteCalls`].
+pub type RemoteFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a control could not be routed to the instance holding the call (Redis failed or did not answer in time).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the control could not reach the instance holding the call: {0}")]
+pub struct RemoteError(pub String);
+
+/// Where controls for calls that do not run on this instance go: the fleet's routing to the instance that holds
+/// them ([`crate::calls::control_route`]). Set once at start-up when a fleet is configured.
+pub trait RemoteCalls: Send + Sync + std::fmt::Debug {
+    /// Sends `control` to the instance holding the call `call_sid`: `Ok(true)` when an instance received it,
+    /// `Ok(false)` when no instance holds the call. A `say`'s answer arrives through its reply slot.
+    fn send<'a>(
+        &'a self,
+        call_sid: &'a str,
+        control: CallControl,
+    ) -> RemoteFuture<'a, Result<bool, RemoteError>>;
+
+    /// True when another instance holds the call `call_sid` (its live call runs there).
+    fn is_held<'a>(&'a self, call_sid: &'a str) -> RemoteFuture<'a, Result<bool, RemoteError>>;
+}
+
 /// The live calls by CallSid. Cheap to clone; all clones share one table.
 #[derive(Debug, Clone, Default)]
 pub struct LiveCalls {
+    /// Controls for calls held by other instances go there (set once, with a fleet).
+    remote: Arc<OnceLock<Arc<dyn RemoteCalls>>>,
     /// CallSid → the bridge's control sender.
     calls: Arc<Mutex<HashMap<String, mpsc::Sender<CallControl>>>>,
     /// Verdicts for calls not registered yet: CallSid → the verdict and when it came. Locked before `calls`
@@ -162,10 +189,52 @@ impl LiveCalls {
         VerdictDelivery::Kept
     }
 
-    /// Sends `control` to the call `call_sid`; false when no such call is live.
+    /// Sends `control` to the call `call_sid` on this instance; false when no such call is live here.
     pub fn send(&self, call_sid: &str, control: CallControl) -> bool {
         let sender = self.lock().get(call_sid).cloned();
         sender.is_some_and(|tx| tx.try_send(control).is_ok())
+    }
+
+    /// Routes controls for calls held by other instances through `remote` from now on (the first one set stays).
+    pub fn set_remote(&self, remote: Arc<dyn RemoteCalls>) {
+        let _ = self.remote.set(remote);
+    }
+
+    /// Sends `control` to the call `call_sid` wherever it runs: here ([`LiveCalls::send`]), else through the fleet
+    /// to the instance that holds it. `Ok(false)` when no instance holds the call (or, without a fleet, it is not
+    /// live here).
+    ///
+    /// # Errors
+    /// [`RemoteError`] when the call is not here and the fleet's routing failed.
+    pub async fn route(&self, call_sid: &str, control: CallControl) -> Result<bool, RemoteError> {
+        let sender = self.lock().get(call_sid).cloned();
+        let control = match sender {
+            Some(tx) => match tx.try_send(control) {
+                Ok(()) => return Ok(true),
+                // The call ended (or is ending) here meanwhile: another instance cannot hold it either.
+                Err(mpsc::error::TrySendError::Closed(_)) => return Ok(false),
+                Err(mpsc::error::TrySendError::Full(_)) => return Ok(false),
+            },
+            None => control,
+        };
+        match self.remote.get() {
+            Some(remote) => remote.send(call_sid, control).await,
+            None => Ok(false),
+        }
+    }
+
+    /// True when the call `call_sid` runs here or, with a fleet, on another instance.
+    ///
+    /// # Errors
+    /// [`RemoteError`] when it is not here and the fleet's registry cannot be read.
+    pub async fn is_held_anywhere(&self, call_sid: &str) -> Result<bool, RemoteError> {
+        if self.is_live(call_sid) {
+            return Ok(true);
+        }
+        match self.remote.get() {
+            Some(remote) => remote.is_held(call_sid).await,
+            None => Ok(false),
+        }
     }
 }
 

@@ -659,7 +659,7 @@ impl CallService {
         let Some(call_sid) = call.call_sid.clone() else {
             return Ok(call);
         };
-        if self.inner.live.send(&call_sid, CallControl::HangUp) {
+        if self.route(&call_sid, CallControl::HangUp).await? {
             tracing::info!(call_id = %id, "hang-up requested through the API");
         } else if self.inner.rest.is_none() {
             return Err(ServiceError::NotLive(id.to_owned()));
@@ -679,7 +679,7 @@ impl CallService {
     /// # Errors
     /// [`ServiceError::NotFound`]; [`ServiceError::NotLive`] when the call is not in progress on this server;
     /// [`ServiceError::InvalidRequest`] for empty text.
-    pub fn instruct(&self, id: &str, text: &str) -> Result<(), ServiceError> {
+    pub async fn instruct(&self, id: &str, text: &str) -> Result<(), ServiceError> {
         let text = text.trim();
         if text.is_empty() {
             return Err(ServiceError::InvalidRequest(
@@ -687,15 +687,38 @@ impl CallService {
             ));
         }
         let call = self.get(id)?;
-        let live = call.call_sid.as_deref().is_some_and(|sid| {
-            self.inner
-                .live
-                .send(sid, CallControl::Instruct(text.to_owned()))
-        });
-        if live {
-            Ok(())
-        } else {
-            Err(ServiceError::NotLive(id.to_owned()))
+        self.route_to_live(
+            id,
+            call.call_sid.as_deref(),
+            CallControl::Instruct(text.to_owned()),
+        )
+        .await
+    }
+
+    /// Sends `control` to the live call `call_sid` wherever it runs ([`LiveCalls::route`]); false when no instance
+    /// holds it.
+    ///
+    /// # Errors
+    /// [`ServiceError::ControlUnreachable`] when the fleet's routing failed.
+    async fn route(&self, call_sid: &str, control: CallControl) -> Result<bool, ServiceError> {
+        self.inner
+            .live
+            .route(call_sid, control)
+            .await
+            .map_err(|e| ServiceError::ControlUnreachable(e.to_string()))
+    }
+
+    /// [`CallService::route`] for the call `id` with CallSid `call_sid`: [`ServiceError::NotLive`] when it has none
+    /// or no instance holds it.
+    async fn route_to_live(
+        &self,
+        id: &str,
+        call_sid: Option<&str>,
+        control: CallControl,
+    ) -> Result<(), ServiceError> {
+        match call_sid {
+            Some(sid) if self.route(sid, control).await? => Ok(()),
+            _ => Err(ServiceError::NotLive(id.to_owned())),
         }
     }
 
@@ -706,19 +729,16 @@ impl CallService {
     /// # Errors
     /// [`ServiceError::InvalidRequest`] for digits outside `0-9*#w`, none, or too many; [`ServiceError::NotFound`];
     /// [`ServiceError::NotLive`] when the call is not in progress on this server.
-    pub fn send_dtmf(&self, id: &str, digits: &str) -> Result<(), ServiceError> {
+    pub async fn send_dtmf(&self, id: &str, digits: &str) -> Result<(), ServiceError> {
         let digits = crate::twilio::dtmf::DtmfDigits::parse(digits)
             .map_err(|e| ServiceError::InvalidRequest(e.to_string()))?;
         let call = self.get(id)?;
-        let live = call
-            .call_sid
-            .as_deref()
-            .is_some_and(|sid| self.inner.live.send(sid, CallControl::SendDigits(digits)));
-        if live {
-            Ok(())
-        } else {
-            Err(ServiceError::NotLive(id.to_owned()))
-        }
+        self.route_to_live(
+            id,
+            call.call_sid.as_deref(),
+            CallControl::SendDigits(digits),
+        )
+        .await
     }
 
     /// Transfers a live call to a person at `to` (E.164), who hears `summary` first (cut to
@@ -729,7 +749,7 @@ impl CallService {
     /// # Errors
     /// [`ServiceError::InvalidNumber`] for a `to` that is not E.164; [`ServiceError::DestinationNotAllowed`] when the
     /// policy refuses it; [`ServiceError::NotFound`]; [`ServiceError::NotLive`] when the call is not in progress here.
-    pub fn transfer(&self, id: &str, to: &str, summary: &str) -> Result<(), ServiceError> {
+    pub async fn transfer(&self, id: &str, to: &str, summary: &str) -> Result<(), ServiceError> {
         let number =
             E164::parse(to).map_err(|e| ServiceError::InvalidNumber(format!("{to:?}: {e}")))?;
         if let Err(refused) = self.inner.outbound.destinations.check(number.as_str()) {
@@ -741,15 +761,8 @@ impl CallService {
             target: crate::twilio::dial::TransferTarget { name: None, number },
             summary: summary.to_owned(),
         };
-        let live = call
-            .call_sid
-            .as_deref()
-            .is_some_and(|sid| self.inner.live.send(sid, control));
-        if live {
-            Ok(())
-        } else {
-            Err(ServiceError::NotLive(id.to_owned()))
-        }
+        self.route_to_live(id, call.call_sid.as_deref(), control)
+            .await
     }
 }
 

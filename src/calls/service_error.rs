@@ -90,12 +90,16 @@ pub enum ServiceError {
     /// The live call did not take the `say` (another one under way, the call ending, ...), or did not answer it.
     #[error("{0}")]
     SayRefused(String),
+    /// The call runs on another instance of the fleet and the control could not be routed there (Redis failed or
+    /// did not answer in time). Retryable.
+    #[error("{0}")]
+    ControlUnreachable(String),
 }
 
 impl ServiceError {
     /// A stable machine-readable code: `invalid_number`, `invalid_request`, `not_found`, `not_live`,
     /// `not_configured`, `twilio_error`, `destination_not_allowed`, `daily_budget_exhausted`, `too_many_calls`,
-    /// `call_ended`, `store_busy`, `say_refused`, `internal`.
+    /// `call_ended`, `store_busy`, `say_refused`, `control_unreachable`, `internal`.
     pub fn code(&self) -> &'static str {
         match self {
             ServiceError::DestinationNotAllowed(_) => "destination_not_allowed",
@@ -113,6 +117,7 @@ impl ServiceError {
             ServiceError::StoreBusy => "store_busy",
             ServiceError::AlreadyEnded { .. } => "call_ended",
             ServiceError::SayRefused(_) => "say_refused",
+            ServiceError::ControlUnreachable(_) => "control_unreachable",
         }
     }
 }

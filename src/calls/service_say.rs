@@ -79,13 +79,19 @@ impl CallService {
             hang_up_after: request.hang_up_after,
         };
         let (reply, report) = SayReplySlot::new();
-        if !self.inner.live.send(
-            &call_sid,
-            CallControl::Say {
-                request: say,
-                reply,
-            },
-        ) {
+        let routed = self
+            .inner
+            .live
+            .route(
+                &call_sid,
+                CallControl::Say {
+                    request: say,
+                    reply,
+                },
+            )
+            .await
+            .map_err(|e| ServiceError::ControlUnreachable(e.to_string()))?;
+        if !routed {
             return Err(ServiceError::NotLive(id.to_owned()));
         }
         let deadline = SAY_SPEAKING_TIMEOUT
@@ -113,7 +119,12 @@ impl CallService {
         loop {
             let call = self.get(id)?;
             if let Some(call_sid) = call.call_sid.as_deref()
-                && self.inner.live.is_live(call_sid)
+                && self
+                    .inner
+                    .live
+                    .is_held_anywhere(call_sid)
+                    .await
+                    .map_err(|e| ServiceError::ControlUnreachable(e.to_string()))?
             {
                 return Ok(call_sid.to_owned());
             }

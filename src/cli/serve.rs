@@ -28,7 +28,7 @@ pub async fn run() -> ExitCode {
         Ok(fds) => tracing::info!(fds, "open file descriptor limit (RLIMIT_NOFILE)"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open file descriptor limit"),
     }
-    let app = match Application::build(settings) {
+    let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {
             tracing::error!("callbridge cannot start: {e:#}");

@@ -27,6 +27,12 @@ impl Settings {
                 .map_or("(not set)".to_owned(), |u| u.to_string()),
         );
         line(
+            "stream_public_url",
+            self.stream_public_url
+                .as_ref()
+                .map_or("(not set: public_url)".to_owned(), |u| u.to_string()),
+        );
+        line(
             "trust_forwarded_headers",
             self.trust_forwarded_headers.to_string(),
         );
@@ -310,6 +316,11 @@ impl Settings {
             "voice_mcp_servers",
             list_or(&mcp, "(none: the voice has no remote MCP tools)"),
         );
+        let fleet = &self.fleet;
+        line("redis_url", fleet.describe_redis_url());
+        line("redis_key_prefix", fleet.key_prefix.clone());
+        line("instance_id", fleet.instance_id.clone());
+        line("instance_lease_s", fleet.lease_s.to_string());
         out
     }
 }

@@ -42,6 +42,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "public https base URL Twilio reaches (the tunnel URL)",
     ),
     (
+        "stream_public_url",
+        None,
+        "base URL of this instance's media streams (TwiML <Stream url>), when a fleet's instances can be addressed; unset = public_url",
+    ),
+    (
         "trust_forwarded_headers",
         None,
         "derive the public URL from X-Forwarded-Proto/-Host when PUBLIC_URL is not set (only behind your own proxy)",
@@ -377,6 +382,27 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "retention_ratio: conversation tokens (after the instructions) that trigger a truncation; empty: the \
          model's limit",
     ),
+    (
+        "redis_url",
+        None,
+        "Redis shared by several instances (secret: it may hold a password), redis://host:port; unset: one \
+         instance, state in process",
+    ),
+    (
+        "redis_key_prefix",
+        None,
+        "prefix of every Redis key callbridge writes (several fleets can share one Redis)",
+    ),
+    (
+        "instance_id",
+        None,
+        "this instance's name in the fleet ([A-Za-z0-9._-], at most 64); default: hostname-8 random hex digits",
+    ),
+    (
+        "instance_lease_s",
+        None,
+        "an instance not heard from for this long is taken for dead and its calls marked failed, seconds (3 to 3600)",
+    ),
 ];
 
 /// The default `goodbye_phrases`: farewell phrases in English, Spanish, French, German, Italian, Portuguese and Dutch. Chosen for precision: words that
@@ -448,6 +474,7 @@ pub(super) struct Raw {
     pub(super) host: Option<String>,
     pub(super) port: Option<String>,
     pub(super) public_url: Option<String>,
+    pub(super) stream_public_url: Option<String>,
     pub(super) trust_forwarded_headers: Option<String>,
     pub(super) drain_timeout_s: Option<String>,
     pub(super) data_dir: Option<String>,
@@ -523,6 +550,10 @@ pub(super) struct Raw {
     pub(super) truncation: Option<String>,
     pub(super) truncation_retention_ratio: Option<String>,
     pub(super) truncation_max_tokens: Option<String>,
+    pub(super) redis_url: Option<String>,
+    pub(super) redis_key_prefix: Option<String>,
+    pub(super) instance_id: Option<String>,
+    pub(super) instance_lease_s: Option<String>,
 }
 
 /// A setting of JSON objects: a JSON array in one string (environment), or an array of TOML tables.

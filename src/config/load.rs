@@ -38,6 +38,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
     let recording = super::recording::recording(&mut errors, &mut raw);
     let webhooks = super::webhooks::webhooks(&mut errors, &mut raw, required);
     let cost = cost::cost(&mut errors, &mut raw);
+    let fleet = super::fleet::fleet(&mut errors, &mut raw);
 
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(errors));
@@ -46,6 +47,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
         host,
         port,
         public_url,
+        stream_public_url,
         trust_forwarded_headers,
         drain_timeout,
         data_dir,
@@ -56,6 +58,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
         host,
         port,
         public_url,
+        stream_public_url,
         trust_forwarded_headers,
         drain_timeout,
         data_dir,
@@ -73,6 +76,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
         recording,
         webhooks,
         cost,
+        fleet,
         sources: Default::default(),
     })
 }
@@ -82,6 +86,7 @@ struct Server {
     host: String,
     port: u16,
     public_url: Option<Url>,
+    stream_public_url: Option<Url>,
     trust_forwarded_headers: bool,
     drain_timeout: Duration,
     data_dir: PathBuf,
@@ -107,6 +112,17 @@ fn server(errors: &mut Vec<String>, raw: &mut Raw, required: bool) -> Server {
             None
         }
     };
+    let stream_public_url = nonempty(raw.stream_public_url.take()).and_then(|text| {
+        parse_public_url(&text)
+            .map_err(|e| {
+                errors.push(e.replacen(
+                    "PUBLIC_URL is invalid",
+                    "CALLBRIDGE_STREAM_PUBLIC_URL is invalid",
+                    1,
+                ))
+            })
+            .ok()
+    });
     let port = parse_or(errors, "PORT", raw.port.take(), 5050u16);
     let log_format = match nonempty(raw.log_format.take()).as_deref() {
         None | Some("text") => LogFormat::Text,
@@ -128,6 +144,7 @@ fn server(errors: &mut Vec<String>, raw: &mut Raw, required: bool) -> Server {
         host: nonempty(raw.host.take()).unwrap_or_else(|| "0.0.0.0".to_owned()),
         port,
         public_url,
+        stream_public_url,
         trust_forwarded_headers,
         drain_timeout: Duration::from_secs(drain_timeout_s),
         data_dir: nonempty(raw.data_dir.take())

@@ -16,6 +16,7 @@
 //! [`crate::realtime::session`].
 
 mod describe;
+pub mod fleet;
 pub mod keys;
 mod load;
 pub mod recording;
@@ -52,6 +53,11 @@ pub struct Settings {
     /// Public base URL Twilio reaches (scheme, host, optional port and path prefix; no trailing slash, no query).
     /// Webhook signatures are checked against it and the TwiML stream URL is built from it.
     pub public_url: Option<Url>,
+    /// Base URL of this instance's media streams (`CALLBRIDGE_STREAM_PUBLIC_URL`, same form as `public_url`): the
+    /// TwiML `<Stream url>` is built from it instead of `public_url`, so that the stream reaches the instance that
+    /// answered the webhook (and pre-connected the OpenAI session) in a fleet whose instances can be addressed one
+    /// by one. Webhook signatures are still checked against `public_url`. `None`: streams use `public_url`.
+    pub stream_public_url: Option<Url>,
     /// Whether `X-Forwarded-Proto` / `X-Forwarded-Host` (else `Host`) may be trusted to tell the public URL. Only
     /// used when `public_url` is not set; only safe behind a proxy or tunnel you run (cloudflared).
     pub trust_forwarded_headers: bool,
@@ -87,6 +93,8 @@ pub struct Settings {
     pub webhooks: webhooks::WebhookSettings,
     /// Prices, the per-call cost cap and the daily cost budget.
     pub cost: CostSettings,
+    /// Several instances sharing one Redis: the URL, the key prefix, this instance's id and lease.
+    pub fleet: fleet::FleetSettings,
     /// Where each value came from (default, `.env`, environment, `callbridge.toml`), for `check-config`.
     pub sources: Sources,
 }
@@ -746,6 +754,29 @@ mod tests {
                 "{bad} should be refused"
             );
         }
+    }
+
+    #[test]
+    fn the_stream_public_url_is_optional_and_checked_like_the_public_url() {
+        let unset = Settings::load(&env(&minimal()), None, Requirement::Serve).expect("valid");
+        let mut pairs = minimal();
+        pairs.push(("CALLBRIDGE_STREAM_PUBLIC_URL", "https://cb-a.example/"));
+        let set = Settings::load(&env(&pairs), None, Requirement::Serve).expect("valid");
+        let mut bad = minimal();
+        bad.push(("CALLBRIDGE_STREAM_PUBLIC_URL", "http://cb-a.example"));
+        let text = Settings::load(&env(&bad), None, Requirement::Serve)
+            .expect_err("plain http to a remote host is refused")
+            .to_string();
+
+        assert!(unset.stream_public_url.is_none());
+        assert_eq!(
+            set.stream_public_url.map(|u| u.to_string()).as_deref(),
+            Some("https://cb-a.example/")
+        );
+        assert!(
+            text.contains("CALLBRIDGE_STREAM_PUBLIC_URL is invalid: \"http://cb-a.example\""),
+            "{text}"
+        );
     }
 
     #[test]

@@ -159,7 +159,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
     let settings = Settings::load(&env, None, Requirement::Serve)
         .map_err(|e| anyhow::anyhow!("the demo's settings are invalid: {e}"))?;
     let database = settings.database_path();
-    let app = Application::build_with_listener(settings, listener)?;
+    let app = Application::build_with_listener(settings, listener).await?;
     let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;

@@ -118,6 +118,8 @@ impl ResponseError for ApiError {
                 ServiceError::StoreBusy => StatusCode::SERVICE_UNAVAILABLE,
                 ServiceError::AlreadyEnded { .. } => StatusCode::CONFLICT,
                 ServiceError::SayRefused(_) => StatusCode::CONFLICT,
+                // The fleet's Redis failed on the way to the instance holding the call: retry shortly.
+                ServiceError::ControlUnreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
             },
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -283,7 +285,7 @@ pub async fn instruct(
     id: web::Path<String>,
     body: web::Json<InstructBody>,
 ) -> Result<HttpResponse, ApiError> {
-    state.calls.instruct(&id, &body.text)?;
+    state.calls.instruct(&id, &body.text).await?;
     Ok(HttpResponse::Accepted().json(Accepted { ok: true }))
 }
 
@@ -296,7 +298,7 @@ pub async fn send_dtmf(
     id: web::Path<String>,
     body: web::Json<DtmfBody>,
 ) -> Result<HttpResponse, ApiError> {
-    state.calls.send_dtmf(&id, &body.digits)?;
+    state.calls.send_dtmf(&id, &body.digits).await?;
     Ok(HttpResponse::Accepted().json(Accepted { ok: true }))
 }
 
@@ -310,7 +312,7 @@ pub async fn transfer(
     id: web::Path<String>,
     body: web::Json<TransferBody>,
 ) -> Result<HttpResponse, ApiError> {
-    state.calls.transfer(&id, &body.to, &body.summary)?;
+    state.calls.transfer(&id, &body.to, &body.summary).await?;
     Ok(HttpResponse::Accepted().json(Accepted { ok: true }))
 }
 

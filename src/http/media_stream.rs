@@ -16,7 +16,9 @@ use tracing::Instrument as _;
 
 use crate::calls::{CallFailure, EndReason};
 use crate::http::state::AppState;
-use crate::http::webhook::{call_span, request_public_base, request_validator, stream_url};
+use crate::http::webhook::{
+    call_span, request_public_base, request_validator, stream_base, stream_url,
+};
 use crate::relay::bridge::{close_reason, close_twilio};
 use crate::relay::call::run_call;
 use crate::relay::handover::StreamAttachment;
@@ -39,7 +41,8 @@ pub enum UpgradeSignatureError {
 }
 
 /// Checks the upgrade's `X-Twilio-Signature`, when it has one, against the stream URL Twilio was given
-/// (`wss://PUBLIC/media-stream/TOKEN`: the public base with `https` → `wss`, no query, no parameters).
+/// (`wss://PUBLIC/media-stream/TOKEN`: the stream base — `CALLBRIDGE_STREAM_PUBLIC_URL`, else the public base — with
+/// `https` → `wss`, no query, no parameters).
 ///
 /// `Ok` when the header is absent (the token alone decides) or matches (with or without the default port), under
 /// the auth token or the SharedKey its `X-Twilio-Webhooks-Signature-Settings` names.
@@ -58,7 +61,10 @@ pub fn verify_upgrade_signature(
     let signature = header
         .to_str()
         .map_err(|_| UpgradeSignatureError::NotText)?;
-    let base = request_public_base(state, req).map_err(|_| UpgradeSignatureError::NoPublicUrl)?;
+    let base = match &state.settings.stream_public_url {
+        Some(url) => stream_base(Some(url), ""),
+        None => request_public_base(state, req).map_err(|_| UpgradeSignatureError::NoPublicUrl)?,
+    };
     request_validator(state, req)?.validate(&stream_url(&base, token), &[], signature)?;
     Ok(())
 }

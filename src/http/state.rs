@@ -54,6 +54,8 @@ pub struct AppState {
     pub transfers: crate::relay::transfer::Transfers,
     /// The recording retention task, woken when a recording is stored.
     pub recording_retention: crate::calls::retention::RecordingRetention,
+    /// The fleet's Redis when `CALLBRIDGE_REDIS_URL` is set (several instances); `None` for one instance.
+    pub fleet: Option<crate::fleet::Fleet>,
 }
 
 impl AppState {

@@ -22,7 +22,7 @@ use crate::http::webhook::{
 };
 use crate::twilio::dial::{DialStatus, TransferEvent};
 use crate::twilio::twiml;
-use crate::urls::{stream_url, transfer_action_path, transfer_whisper_path};
+use crate::urls::{stream_base, stream_url, transfer_action_path, transfer_whisper_path};
 
 /// What the caller hears when the transfer failed and the call has already left this server.
 const TRANSFER_LOST_APOLOGY: &str =
@@ -57,10 +57,7 @@ pub async fn whisper(
         call_span(&answer.call_sid).in_scope(|| {
             tracing::info!("the transfer's person answered; whispering the summary");
         });
-        state.live_calls.send(
-            &answer.call_sid,
-            CallControl::TransferEvent(TransferEvent::Answered),
-        );
+        route_event(&state, &answer.call_sid, TransferEvent::Answered).await;
     }
     Ok(twiml_response(answer.twiml))
 }
@@ -92,7 +89,8 @@ pub async fn action(
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            twiml::connect_stream(&stream_url(&base, &token), &parameters)
+            let stream_base = stream_base(state.settings.stream_public_url.as_ref(), &base);
+            twiml::connect_stream(&stream_url(&stream_base, &token), &parameters)
         } else {
             twiml::say_and_hang_up(TRANSFER_LOST_APOLOGY)
         }
@@ -103,12 +101,27 @@ pub async fn action(
     let span = call_span(&answer.call_sid);
     if answer.first {
         span.in_scope(|| tracing::info!(status = status.as_str(), "transfer dial ended"));
-        state.live_calls.send(
-            &answer.call_sid,
-            CallControl::TransferEvent(TransferEvent::Ended(status)),
-        );
+        route_event(&state, &answer.call_sid, TransferEvent::Ended(status)).await;
     } else {
         span.in_scope(|| tracing::info!("retried transfer action answered again"));
     }
     Ok(twiml_response(answer.twiml))
+}
+
+/// Hands a transfer event to the call `call_sid` wherever it runs; a failure is logged (the call's own transfer
+/// deadline then ends the wait).
+async fn route_event(state: &AppState, call_sid: &str, event: TransferEvent) {
+    match state
+        .live_calls
+        .route(call_sid, CallControl::TransferEvent(event))
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(%call_sid, "transfer event for a call no instance holds; dropped")
+        }
+        Err(e) => {
+            tracing::warn!(%call_sid, error = %e, "transfer event could not be routed; dropped")
+        }
+    }
 }

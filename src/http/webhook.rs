@@ -209,7 +209,7 @@ pub fn is_call_sid(text: &str) -> bool {
     text.len() == 34 && text.starts_with("CA") && text[2..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-pub use crate::urls::stream_url;
+pub use crate::urls::{stream_base, stream_url};
 
 /// The span every log line of a call carries: its CallSid, and its StreamSid once the stream started.
 pub fn call_span(call_sid: &str) -> tracing::Span {
@@ -261,7 +261,9 @@ pub fn begin_stream_after(
             plan.session_update.clone(),
         ),
     });
-    let twiml = connect_twiml_after(prelude, public_base, &token, &plan.from, &plan.to);
+    // The stream goes to this instance's own address when it has one; signatures stay on the public URL.
+    let stream_base = stream_base(state.settings.stream_public_url.as_ref(), public_base);
+    let twiml = connect_twiml_after(prelude, &stream_base, &token, &plan.from, &plan.to);
     state.calls.await_stream(call_sid, &token);
     state.pending.insert(
         token.clone(),

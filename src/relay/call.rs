@@ -174,6 +174,10 @@ pub async fn run_call(
     let (new_streams, attachment_guard) = deps.attachments.register(&call_sid);
     let handover = HandoverDeps {
         tokens: deps.tokens.clone(),
+        stream_base: crate::urls::stream_base(
+            deps.settings.stream_public_url.as_ref(),
+            &plan.public_base,
+        ),
         public_base: plan.public_base.clone(),
         parameters: vec![
             ("caller".to_owned(), plan.from.clone()),

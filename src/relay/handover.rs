@@ -137,8 +137,10 @@ impl StreamAttachments {
 pub struct HandoverDeps {
     /// Issues the handover tokens.
     pub tokens: StreamTokens,
-    /// The public base URL the call's first stream was given (`https://host`), for the new stream URL.
+    /// The public base URL the call's webhooks are addressed to (`https://host`), for the transfer's webhook URLs.
     pub public_base: String,
+    /// The base URL of this instance's streams ([`crate::urls::stream_base`]), for the new stream URL.
+    pub stream_base: String,
     /// The `<Parameter>`s of the call's stream (`caller`, `called`).
     pub parameters: Vec<(String, String)>,
     /// The transfer legs the whisper and action webhooks read.
@@ -162,7 +164,7 @@ impl HandoverDeps {
                     .collect();
                 twiml::play_digits_then_connect(
                     digits.as_str(),
-                    &stream_url(&self.public_base, &token),
+                    &stream_url(&self.stream_base, &token),
                     &parameters,
                 )
             }
@@ -195,6 +197,7 @@ mod tests {
         let deps = HandoverDeps {
             tokens: tokens.clone(),
             public_base: "https://cb.test".into(),
+            stream_base: "https://cb.test".into(),
             parameters: vec![("caller".into(), "+15550100001".into())],
             transfers: Transfers::default(),
             twilio_number: "+15550100002".into(),
@@ -223,6 +226,7 @@ mod tests {
         let deps = HandoverDeps {
             tokens: StreamTokens::new(std::time::Duration::from_secs(60), 100),
             public_base: "https://cb.test".into(),
+            stream_base: "https://cb.test".into(),
             parameters: Vec::new(),
             transfers: transfers.clone(),
             twilio_number: "+15550100002".into(),

@@ -15,6 +15,7 @@ pub mod responses;
 pub mod say;
 pub mod session_seed;
 pub mod sessions;
+pub mod shared_plan;
 pub mod transcript;
 pub mod transfer;
 pub mod twilio_socket;

@@ -137,7 +137,9 @@ pub async fn spawn_app_with_clock(
     }
     let settings = Settings::load(&env, None, Requirement::Serve).expect("test settings are valid");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    let app = Application::build_with_clock(settings, listener, clock).expect("build the app");
+    let app = Application::build_with_clock(settings, listener, clock)
+        .await
+        .expect("build the app");
     let port = app.port();
     let live_calls = app.live_calls();
     let shutdown = app.shutdown_token();

@@ -42,6 +42,7 @@ mod shutdown;
 mod simulate_cli;
 mod slow_bodies;
 mod store;
+mod stream_url;
 mod transfer;
 mod twilio_cli;
 mod webhook_outbox;
