@@ -20,7 +20,7 @@ use crate::helpers::{AUTH_TOKEN, PUBLIC_URL, RunningBinary, get_status, spawn_bi
 /// The bearer key both instances accept on `/api`.
 pub const FLEET_API_KEY: &str = "fleet-test-api-key-0123456789";
 /// The lease the instances take, seconds: short, so a lost instance's calls are closed soon.
-pub const LEASE_S: u64 = 2;
+pub const LEASE_S: u64 = 3;
 /// Time between two HAProxy health checks of an instance, ms.
 pub const CHECK_INTER_MS: u64 = 200;
 
