@@ -91,6 +91,8 @@ pub struct Application {
     calls: CallService,
     /// Stops the webhook delivery thread (cancelled as the server stops; pending deliveries wait for the next start).
     webhooks_stop: CancellationToken,
+    /// The fleet's Redis, when `CALLBRIDGE_REDIS_URL` is set: the lease is held while the server runs.
+    fleet: Option<Fleet>,
 }
 
 impl Application {
@@ -243,6 +245,9 @@ impl Application {
                 });
             }
         }
+        if let Some(fleet) = &fleet {
+            calls.join_fleet(fleet.clone());
+        }
         let recording_retention =
             start_recording_retention(&settings, &calls, retention_rest, &shutdown);
         let webhooks_stop = CancellationToken::new();
@@ -272,7 +277,7 @@ impl Application {
                     .map(|(id, secret)| (id.clone(), secret.expose_secret().to_owned()))
                     .collect::<Vec<_>>(),
             ),
-            tokens: StreamTokens::new(ttl, MAX_PENDING_CALLS),
+            tokens: StreamTokens::shared(ttl, MAX_PENDING_CALLS, fleet.clone()),
             pending,
             realtime_endpoint: RealtimeEndpoint::new(
                 &settings.realtime.url,
@@ -335,6 +340,7 @@ impl Application {
             drain_timeout,
             calls,
             webhooks_stop,
+            fleet,
         })
     }
 
@@ -389,12 +395,22 @@ impl Application {
             drain_timeout,
             calls,
             webhooks_stop,
+            fleet,
             ..
         } = self;
         let handle = server.handle();
         // Scheduled and retried calls are placed while the server runs, and no longer once it drains.
         let scheduler_stop = CancellationToken::new();
         tokio::spawn(scheduler::run(calls.clone(), scheduler_stop.clone()));
+        // With a fleet: the instance lease, its heartbeat and the reaper of lost instances.
+        let lease_stop = CancellationToken::new();
+        let lease = fleet.clone().map(|fleet| {
+            tokio::spawn(crate::calls::fleet_lease::run(
+                calls.clone(),
+                fleet,
+                lease_stop.clone(),
+            ))
+        });
         tokio::spawn(async move {
             stop.await;
             scheduler_stop.cancel();
@@ -431,6 +447,19 @@ impl Application {
                 );
             }
             webhooks_stop.cancel();
+            if let Some(fleet) = &fleet {
+                // Drained: no call is held here any more. Leave the fleet now rather than when the lease expires.
+                lease_stop.cancel();
+                if let Some(lease) = lease {
+                    let _ = lease.await;
+                }
+                match fleet.leave().await {
+                    Ok(()) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot remove the instance lease; it expires by itself")
+                    }
+                }
+            }
             tracing::info!("stopping the server");
             handle.stop(true).await;
         });

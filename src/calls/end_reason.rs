@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 /// Why a call ended. Serialized as `caller_hung_up`, `goodbye`, `max_duration`, `hung_up_by_api`, `shutdown`,
-/// `voicemail_left`, `machine_hung_up`, `stream_handover_timeout`, `transferred`, `cost_cap`, or `error:<what>` (see
+/// `voicemail_left`, `machine_hung_up`, `stream_handover_timeout`, `transferred`, `cost_cap`, `instance_lost`, or `error:<what>` (see
 /// [`CallFailure`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndReason {
@@ -32,6 +32,9 @@ pub enum EndReason {
     /// The call reached its estimated cost cap (`max_call_cost_usd`, or the call's own `max_cost_usd`): the assistant
     /// was asked to wrap up, and the call ended after its goodbye.
     CostCap,
+    /// The instance that held the call stopped renewing its fleet lease (it died or lost Redis): another instance
+    /// of the fleet closed the record as `failed` (see `fleet::lease`). The turns stored until then are kept.
+    InstanceLost,
     /// Something failed; printed `error:<what>`.
     Error(CallFailure),
 }
@@ -125,6 +128,7 @@ impl std::fmt::Display for EndReason {
             EndReason::StreamHandoverTimeout => f.write_str("stream_handover_timeout"),
             EndReason::Transferred => f.write_str("transferred"),
             EndReason::CostCap => f.write_str("cost_cap"),
+            EndReason::InstanceLost => f.write_str("instance_lost"),
             EndReason::Error(failure) => write!(f, "error:{failure}"),
         }
     }

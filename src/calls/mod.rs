@@ -6,6 +6,7 @@ pub mod backend;
 pub mod clock;
 pub mod control_wire;
 pub mod end_reason;
+pub mod fleet_lease;
 pub mod live;
 pub mod model;
 pub mod outcome;

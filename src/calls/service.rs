@@ -203,6 +203,9 @@ struct Inner {
     clock: SharedClock,
     /// Woken when a call is scheduled, so the scheduler looks at once.
     scheduled: Arc<Notify>,
+    /// The fleet's Redis, set once at start-up when `CALLBRIDGE_REDIS_URL` is: the cap and the budgets are then
+    /// counted for the whole fleet (see `service_admission.rs`).
+    fleet: std::sync::OnceLock<crate::fleet::Fleet>,
 }
 
 impl std::fmt::Debug for CallService {
@@ -256,6 +259,7 @@ impl CallService {
                 admission: Mutex::new(()),
                 clock,
                 scheduled: Arc::new(Notify::new()),
+                fleet: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -472,7 +476,21 @@ impl CallService {
             return self.place_scheduled(id, new_call, schedule).await;
         }
         let (stored, written) = tokio::sync::oneshot::channel();
-        {
+        if self.fleet().is_some() {
+            // The fleet counts the cap and the budget in Redis, atomically for every instance.
+            self.check_fleet_cost_budget().await?;
+            self.admit_in_fleet(&id, true).await?;
+            self.inner.writer.submit_then(
+                Write::Create {
+                    id: id.clone(),
+                    call: Box::new(new_call),
+                    answered: false,
+                },
+                Box::new(move |result| {
+                    let _ = stored.send(result);
+                }),
+            );
+        } else {
             // Counting and queueing under one admission: the reserved call counts until its record is written,
             // and from then on as a stored `queued` call.
             let _admission = self.lock_admission();
@@ -512,6 +530,7 @@ impl CallService {
                     at: time::OffsetDateTime::now_utc(),
                 });
                 tracing::warn!(call_id = %id, %to, "outbound call not placed: the call store is busy");
+                self.release_fleet_slots(&[&id]).await;
                 return Err(ServiceError::StoreBusy);
             }
         }
@@ -554,6 +573,7 @@ impl CallService {
             }
             Err(error) => {
                 let error = ServiceError::from(error);
+                self.release_fleet_slots(&[&call.id]).await;
                 if let ServiceError::Twilio { code, message } = &error {
                     self.inner.writer.submit(Write::SetError {
                         id: call.id.clone(),

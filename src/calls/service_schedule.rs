@@ -197,7 +197,34 @@ impl CallService {
         };
         let now = self.now();
         let (begun_tx, begun) = tokio::sync::oneshot::channel();
-        {
+        if self.fleet().is_some() {
+            // The fleet counts the cap and the budget in Redis, as for a call placed at once.
+            match self.admit_in_fleet(id, true).await {
+                Ok(()) => {}
+                Err(refused @ ServiceError::DailyBudgetExhausted { .. }) => {
+                    return self.refuse(id, &refused).await;
+                }
+                Err(ServiceError::TooManyCalls { .. }) => {
+                    let until = now + CAP_RETRY_DELAY;
+                    tracing::info!(call_id = %id, %until, "attempt deferred: the fleet's concurrency cap is reached");
+                    self.inner.writer.submit(Write::DeferAttempt {
+                        id: id.to_owned(),
+                        until,
+                    });
+                    return Ok(());
+                }
+                Err(other) => return Err(other),
+            }
+            self.inner.writer.submit_then(
+                Write::BeginAttempt {
+                    id: id.to_owned(),
+                    at: now,
+                },
+                Box::new(move |result| {
+                    let _ = begun_tx.send(result);
+                }),
+            );
+        } else {
             // Counting and starting the attempt under one admission, as for a call placed at once.
             let _admission = self.lock_admission();
             match self.check_daily_budget() {

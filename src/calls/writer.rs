@@ -151,6 +151,13 @@ pub enum Write {
         /// When the token expired.
         at: OffsetDateTime,
     },
+    /// Close a call whose instance was lost ([`CallStore::close_lost`]): `failed`, `instance_lost`.
+    CloseLost {
+        /// The call's id.
+        id: String,
+        /// When the lost instance's lease was found expired.
+        at: OffsetDateTime,
+    },
     /// Store a recording status callback ([`CallStore::apply_recording_update`]).
     Recording {
         /// The call's id.
@@ -195,6 +202,7 @@ impl Write {
             Write::AppendTurn { .. } => "append a transcript turn",
             Write::Finish { .. } => "store a call's final record",
             Write::CloseUnopened { .. } => "close a call whose stream never opened",
+            Write::CloseLost { .. } => "close a call whose instance was lost",
             Write::AnsweredBy { .. } => "record an answering machine verdict",
             Write::Recording { .. } => "store a recording",
             Write::RecordingDeleted { .. } => "record a recording's deletion",
@@ -259,6 +267,11 @@ impl Write {
             }
             Write::CloseUnopened { id, end_reason, at } => {
                 store.close_unopened(id, end_reason, *at)?;
+            }
+            Write::CloseLost { id, at } => {
+                if store.close_lost(id, *at)? {
+                    tracing::warn!(call_id = %id, status = %CallStatus::Failed, end_reason = "instance_lost", "call of a lost instance closed");
+                }
             }
             Write::CreateScheduled { id, call, schedule } => {
                 store.create_scheduled(id, call, schedule)?;

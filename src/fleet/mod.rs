@@ -17,8 +17,10 @@
 //! or later (`GETDEL`), checked at start-up. Every command runs under a deadline ([`OP_DEADLINE`]) and fails with a
 //! [`FleetError`] naming what it was doing.
 
+pub mod admission;
+pub mod lease;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -216,22 +218,16 @@ impl Fleet {
     /// # Errors
     /// [`FleetError`] when Redis fails or does not answer in time.
     pub async fn register_call(&self, call_sid: &str, call_id: &str) -> Result<(), FleetError> {
-        let ttl_ms = millis(self.holding_ttl());
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("SET")
-            .arg(self.key(&format!("call:{call_sid}")))
+        let script = redis::Script::new(REGISTER_CALL);
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .arg(&*self.prefix)
             .arg(&*self.instance_id)
-            .arg("PX")
-            .arg(ttl_ms)
-            .ignore()
-            .cmd("HSET")
-            .arg(self.key(&format!("instance:{}:calls", self.instance_id)))
-            .arg(call_id)
             .arg(call_sid)
-            .ignore();
+            .arg(call_id)
+            .arg(millis(self.holding_ttl()));
         let mut redis = self.connection();
-        self.deadline("register a call", pipe.query_async::<()>(&mut redis))
+        self.deadline("register a call", invocation.invoke_async::<()>(&mut redis))
             .await?;
         tracing::debug!(call_sid, call_id, instance_id = %self.instance_id, "call registered in the fleet");
         Ok(())
@@ -257,6 +253,49 @@ impl Fleet {
         Ok(())
     }
 
+    /// Stores a stream token's grant (`grant_json`) under `P token:{token}` for `ttl`, unless the key exists
+    /// (`SET NX PX`). `false` when it existed (a token drawn twice: never in practice with 256 random bits).
+    ///
+    /// # Errors
+    /// [`FleetError`] when Redis fails or does not answer in time.
+    pub async fn put_token(
+        &self,
+        token: &str,
+        grant_json: &str,
+        ttl: Duration,
+    ) -> Result<bool, FleetError> {
+        let mut redis = self.connection();
+        let set: Option<String> = self
+            .deadline(
+                "store a stream token",
+                redis::cmd("SET")
+                    .arg(self.key(&format!("token:{token}")))
+                    .arg(grant_json)
+                    .arg("PX")
+                    .arg(millis(ttl))
+                    .arg("NX")
+                    .query_async(&mut redis),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Takes a stream token's grant out of Redis atomically (`GETDEL`): of many instances consuming one token at
+    /// once exactly one gets it. `None` when it was never stored, was taken already or has expired.
+    ///
+    /// # Errors
+    /// [`FleetError`] when Redis fails or does not answer in time.
+    pub async fn take_token(&self, token: &str) -> Result<Option<String>, FleetError> {
+        let mut redis = self.connection();
+        self.deadline(
+            "consume a stream token",
+            redis::cmd("GETDEL")
+                .arg(self.key(&format!("token:{token}")))
+                .query_async(&mut redis),
+        )
+        .await
+    }
+
     /// The id of the instance that holds the call `call_sid`, if one does (its media stream runs there).
     ///
     /// # Errors
@@ -272,6 +311,19 @@ impl Fleet {
     }
 }
 
+/// Registers a call held by an instance. ARGV: prefix, instance id, CallSid, call id, ttl ms. Its slot (keyed by the
+/// call id or the CallSid) now expires a ttl from now, unless renewed by the heartbeat.
+const REGISTER_CALL: &str = r"
+local prefix, instance, call_sid, call_id, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+redis.call('SET', prefix .. 'call:' .. call_sid, instance, 'PX', ttl)
+redis.call('HSET', prefix .. 'instance:' .. instance .. ':calls', call_id, call_sid)
+local t = redis.call('TIME')
+local until_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ttl
+redis.call('ZADD', prefix .. 'slots', 'XX', until_ms, call_id)
+redis.call('ZADD', prefix .. 'slots', 'XX', until_ms, call_sid)
+return 1
+";
+
 /// Releases a call held by an instance. ARGV: prefix, instance id, CallSid, call id. Deletes `call:{CallSid}` only
 /// if it names this instance, removes the call from the instance's hash and its slot.
 const RELEASE_CALL: &str = r"
@@ -279,7 +331,7 @@ local prefix, instance, call_sid, call_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local key = prefix .. 'call:' .. call_sid
 if redis.call('GET', key) == instance then redis.call('DEL', key) end
 redis.call('HDEL', prefix .. 'instance:' .. instance .. ':calls', call_id)
-redis.call('ZREM', prefix .. 'slots', call_id)
+redis.call('ZREM', prefix .. 'slots', call_id, call_sid)
 return 1
 ";
 

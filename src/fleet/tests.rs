@@ -144,3 +144,227 @@ fn the_redis_version_is_read_from_info_and_compared_by_major_and_minor() {
     assert!(!version_at_least("6.0.16", (6, 2)));
     assert!(!version_at_least("", (6, 2)));
 }
+
+mod shared_tokens {
+    use std::time::Duration;
+
+    use super::{fleet, random_prefix};
+    use crate::security::tokens::{GrantRecord, StreamTokens, TokenError};
+
+    const CALL_SID: &str = "CA0123456789abcdef0123456789abcdef";
+
+    async fn two_instances(ttl: Duration) -> (StreamTokens, StreamTokens) {
+        let prefix = random_prefix();
+        (
+            StreamTokens::shared(ttl, 100, Some(fleet(&prefix, "node-a").await)),
+            StreamTokens::shared(ttl, 100, Some(fleet(&prefix, "node-b").await)),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_token_issued_by_one_instance_works_once_on_another() {
+        let (a, b) = two_instances(Duration::from_secs(60)).await;
+        let token = a.issue(CALL_SID);
+        a.published(&token).await.expect("shared through Redis");
+
+        let first = b.consume(&token).await;
+        let again_on_b = b.consume(&token).await;
+        let again_on_a = a.consume(&token).await;
+
+        let grant = first.expect("the first consume works");
+        assert_eq!(grant.call_sid, CALL_SID);
+        assert!(!grant.handover);
+        assert_eq!(grant.issued_by.as_deref(), Some("node-a"));
+        assert_eq!(again_on_b, Err(TokenError::Unknown));
+        assert_eq!(again_on_a, Err(TokenError::Unknown));
+    }
+
+    #[tokio::test]
+    async fn a_handover_token_stays_a_handover_token_across_instances() {
+        let (a, b) = two_instances(Duration::from_secs(60)).await;
+        let token = a.issue_handover(CALL_SID);
+        a.all_published().await.expect("shared through Redis");
+
+        let grant = b.consume(&token).await.expect("works");
+
+        assert!(grant.handover);
+    }
+
+    #[tokio::test]
+    async fn a_token_consumed_at_once_on_its_own_instance_waits_for_its_write() {
+        let (a, _b) = two_instances(Duration::from_secs(60)).await;
+        let token = a.issue(CALL_SID);
+
+        let grant = a.consume(&token).await;
+
+        assert_eq!(grant.map(|g| g.call_sid), Ok(CALL_SID.to_owned()));
+    }
+
+    #[tokio::test]
+    async fn an_expired_shared_token_is_refused() {
+        let (a, b) = two_instances(Duration::from_millis(200)).await;
+        let token = a.issue(CALL_SID);
+        a.published(&token).await.expect("shared through Redis");
+
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let result = b.consume(&token).await;
+
+        assert_eq!(result, Err(TokenError::Unknown));
+    }
+
+    #[tokio::test]
+    async fn unknown_and_malformed_tokens_are_refused_like_used_ones() {
+        let (a, b) = two_instances(Duration::from_secs(60)).await;
+        let token = a.issue(CALL_SID);
+        a.published(&token).await.expect("shared through Redis");
+
+        let unknown = b
+            .consume("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+            .await;
+        let malformed = b.consume(&format!("{token}x")).await;
+
+        assert_eq!(unknown, Err(TokenError::Unknown));
+        assert_eq!(malformed, Err(TokenError::Unknown));
+        assert!(
+            b.consume(&token).await.is_ok(),
+            "near misses must not burn the real token"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_consumes_on_two_instances_succeed_exactly_once() {
+        let (a, b) = two_instances(Duration::from_secs(60)).await;
+        let token = a.issue(CALL_SID);
+        a.published(&token).await.expect("shared through Redis");
+
+        let results = futures_util::future::join_all((0..16).map(|i| {
+            let tokens = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let token = token.clone();
+            async move { tokens.consume(&token).await.is_ok() }
+        }))
+        .await;
+
+        assert_eq!(results.iter().filter(|ok| **ok).count(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_grant_in_redis_is_json_bound_to_the_call_sid_with_a_ttl() {
+        let prefix = random_prefix();
+        let fleet = fleet(&prefix, "node-a").await;
+        let tokens = StreamTokens::shared(Duration::from_secs(60), 100, Some(fleet.clone()));
+        let token = tokens.issue(CALL_SID);
+        tokens
+            .published(&token)
+            .await
+            .expect("shared through Redis");
+
+        let mut redis = fleet.connection();
+        let json: String = redis::cmd("GET")
+            .arg(fleet.key(&format!("token:{token}")))
+            .query_async(&mut redis)
+            .await
+            .expect("GET");
+        let ttl_ms: i64 = redis::cmd("PTTL")
+            .arg(fleet.key(&format!("token:{token}")))
+            .query_async(&mut redis)
+            .await
+            .expect("PTTL");
+
+        let record: GrantRecord = serde_json::from_str(&json).expect("a grant");
+        assert_eq!(record.call_sid, CALL_SID);
+        assert_eq!(record.issued_by, "node-a");
+        assert!(
+            !json.contains("plan"),
+            "no plan field when there is none: {json}"
+        );
+        assert!(ttl_ms > 0 && ttl_ms <= 60_000, "{ttl_ms}");
+    }
+}
+
+#[test]
+fn a_grant_with_fields_it_does_not_know_still_reads() {
+    let json = r#"{"call_sid":"CA01","handover":false,"issued_at_unix_ms":1,"issued_by":"node-a",
+                   "plan":{"from":"+15550100"},"future_field":true}"#;
+
+    let record: crate::security::tokens::GrantRecord = serde_json::from_str(json).expect("reads");
+
+    assert_eq!(record.plan, Some(serde_json::json!({"from": "+15550100"})));
+}
+
+mod fleet_admission {
+    use std::time::Duration;
+
+    use super::{fleet, random_prefix};
+    use crate::fleet::admission::{FleetAdmission, SlotRequest};
+
+    fn inbound(call_id: &str, max_calls: u32, slot_ttl: Duration) -> SlotRequest<'_> {
+        SlotRequest {
+            call_id,
+            max_calls,
+            slot_ttl,
+            budget: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_expired_slot_no_longer_counts() {
+        let prefix = random_prefix();
+        let a = fleet(&prefix, "node-a").await;
+        a.admit(&inbound("c1", 1, Duration::from_millis(100)))
+            .await
+            .expect("asked");
+
+        let at_once = a
+            .admit(&inbound("c2", 1, Duration::from_secs(60)))
+            .await
+            .expect("asked");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let later = a
+            .admit(&inbound("c2", 1, Duration::from_secs(60)))
+            .await
+            .expect("asked");
+
+        assert_eq!(at_once, FleetAdmission::AtCap { calls: 1 });
+        assert_eq!(later, FleetAdmission::Admitted { calls: 1 });
+    }
+
+    #[tokio::test]
+    async fn concurrent_admissions_never_take_more_slots_than_the_cap() {
+        let prefix = random_prefix();
+        let a = fleet(&prefix, "node-a").await;
+        let b = fleet(&prefix, "node-b").await;
+        let ids: Vec<String> = (0..20).map(|i| format!("call-{i}")).collect();
+
+        let verdicts = futures_util::future::join_all(ids.iter().enumerate().map(|(i, id)| {
+            let fleet = if i % 2 == 0 { a.clone() } else { b.clone() };
+            async move {
+                fleet
+                    .admit(&inbound(id, 5, Duration::from_secs(60)))
+                    .await
+                    .expect("asked")
+            }
+        }))
+        .await;
+
+        let admitted = verdicts
+            .iter()
+            .filter(|v| matches!(v, FleetAdmission::Admitted { .. }))
+            .count();
+        assert_eq!(admitted, 5, "{verdicts:?}");
+        assert_eq!(a.calls_in_progress().await.expect("counted"), 5);
+    }
+
+    #[tokio::test]
+    async fn the_days_spend_adds_up_every_instances_costs() {
+        let prefix = random_prefix();
+        let a = fleet(&prefix, "node-a").await;
+        let b = fleet(&prefix, "node-b").await;
+
+        a.add_cost("2026-12-01", 0.25).await.expect("added");
+        b.add_cost("2026-12-01", 0.5).await.expect("added");
+        b.add_cost("2026-12-02", 9.0).await.expect("added");
+
+        let spent = a.cost_spent_usd("2026-12-01").await.expect("read");
+        assert!((spent - 0.75).abs() < 1e-9, "{spent}");
+    }
+}

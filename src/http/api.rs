@@ -116,6 +116,8 @@ impl ResponseError for ApiError {
                 ServiceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 // Another process holds the database locked: retry shortly.
                 ServiceError::StoreBusy => StatusCode::SERVICE_UNAVAILABLE,
+                // The fleet's Redis is down or slow: retry shortly.
+                ServiceError::FleetUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 ServiceError::AlreadyEnded { .. } => StatusCode::CONFLICT,
                 ServiceError::SayRefused(_) => StatusCode::CONFLICT,
                 // The fleet's Redis failed on the way to the instance holding the call: retry shortly.

@@ -88,10 +88,11 @@ pub async fn media_stream(
         tracing::warn!(error = %e, "media-stream upgrade with a bad X-Twilio-Signature refused; its token stays unused");
         return Ok(HttpResponse::Forbidden().body("invalid Twilio signature"));
     }
-    let grant = match state.tokens.consume(&token) {
+    // With a fleet this asks Redis (under its deadline); a token that cannot be checked is refused like a bad one.
+    let grant = match state.tokens.consume(&token).await {
         Ok(grant) => grant,
-        Err(_) => {
-            tracing::warn!("media-stream upgrade with an unknown, used or expired token refused");
+        Err(e) => {
+            tracing::warn!(error = %e, "media-stream upgrade with an unknown, used or expired token refused");
             return Ok(HttpResponse::Forbidden().body("invalid stream token"));
         }
     };

@@ -8,6 +8,7 @@ use std::str::FromStr as _;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use time::OffsetDateTime;
+use tracing::Instrument as _;
 
 use crate::calls::model::{CallStatus, CallView};
 use crate::calls::outcome::OutcomeSchema;
@@ -19,7 +20,7 @@ use crate::http::state::AppState;
 use crate::http::webhook::first_session_event;
 use crate::http::webhook::{
     SHUTTING_DOWN_APOLOGY, WebhookError, begin_stream_after, call_span, param, request_public_base,
-    required_call_sid, twiml_response, verify_form,
+    required_call_sid, stream_token_published, twiml_response, verify_form,
 };
 use crate::realtime::session::{
     end_call_tool, end_call_tool_with_schema, relay_instructions, send_dtmf_tool,
@@ -220,6 +221,9 @@ pub async fn outbound_call(
         &prelude,
     );
     drop(_entered);
+    stream_token_published(&state, &call_sid)
+        .instrument(span.clone())
+        .await;
     if tokio::time::timeout(STORE_DEADLINE, answered)
         .await
         .is_err()
@@ -267,7 +271,7 @@ pub async fn call_status(
         .writer()
         .write(
             Write::StatusCallback {
-                call_sid,
+                call_sid: call_sid.clone(),
                 status,
                 idempotency_token,
                 // The service's clock: a retry's due time counts from here.
@@ -281,6 +285,23 @@ pub async fn call_status(
         span.in_scope(|| {
             tracing::warn!(%status, "status callback queued: the call records database is locked");
         });
+    }
+    if status.is_terminal() && state.calls.fleet().is_some() {
+        // The call is over: its fleet slot (keyed by its id when outbound, its CallSid when inbound) is free.
+        let call_id = state
+            .calls
+            .store()
+            .get_by_call_sid(&call_sid)
+            .ok()
+            .flatten()
+            .map(|c| c.id);
+        let mut members = vec![call_sid.as_str()];
+        members.extend(call_id.as_deref());
+        state
+            .calls
+            .release_fleet_slots(&members)
+            .instrument(span)
+            .await;
     }
     Ok(HttpResponse::NoContent().finish())
 }

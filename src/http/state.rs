@@ -72,6 +72,7 @@ impl AppState {
             realtime_endpoint: self.realtime_endpoint.clone(),
             attachments: self.attachments.clone(),
             transfers: self.transfers.clone(),
+            fleet: self.fleet.clone(),
         }
     }
 }

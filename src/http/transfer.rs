@@ -105,6 +105,10 @@ pub async fn action(
     } else {
         span.in_scope(|| tracing::info!("retried transfer action answered again"));
     }
+    // With a fleet, a stream that brings the caller back carries a token that must be in Redis first.
+    if let Err(error) = state.tokens.all_published().await {
+        span.in_scope(|| tracing::error!(%error, "the caller's return stream token is not shared through Redis"));
+    }
     Ok(twiml_response(answer.twiml))
 }
 

@@ -12,6 +12,7 @@
 //! <https://www.twilio.com/docs/voice/twiml/stream>.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use tracing::Instrument as _;
 
 use crate::calls::Direction;
 use crate::calls::model::NewCall;
@@ -23,7 +24,7 @@ use crate::http::state::AppState;
 use crate::http::webhook::first_session_event;
 use crate::http::webhook::{
     SHUTTING_DOWN_APOLOGY, WebhookError, begin_stream_after, call_span, connect_twiml_after, param,
-    request_public_base, required_call_sid, twiml_response, verify_form,
+    request_public_base, required_call_sid, stream_token_published, twiml_response, verify_form,
 };
 use crate::relay::call::StreamPlan;
 use crate::security::policy::CallerAllowlist;
@@ -58,6 +59,16 @@ pub async fn incoming_call(
             SHUTTING_DOWN_APOLOGY,
         )));
     }
+    if state.calls.fleet().is_some() {
+        drop(_entered);
+        let refused = admit_in_fleet(&state, &call_sid)
+            .instrument(span.clone())
+            .await;
+        if refused {
+            return Ok(twiml_response(twiml::reject(twiml::RejectReason::Busy)));
+        }
+    }
+    let _entered = span.enter();
     // Held until the call's stream token is pending, so it counts before another call is admitted, and so that
     // two deliveries of one webhook cannot both start a stream.
     let admission = state.calls.lock_admission();
@@ -92,7 +103,8 @@ pub async fn incoming_call(
         tracing::warn!(call_id = %call.id, status = %call.status, "incoming-call webhook for a call that has ended; hung up");
         return Ok(twiml_response(twiml::say_and_hang_up("")));
     }
-    if known.is_none() && state.calls.check_capacity().is_err() {
+    // With a fleet the cap was counted in Redis above.
+    if known.is_none() && state.calls.fleet().is_none() && state.calls.check_capacity().is_err() {
         tracing::info!(%from, %to, "incoming call rejected busy: the concurrency cap is reached");
         return Ok(twiml_response(twiml::reject(twiml::RejectReason::Busy)));
     }
@@ -187,6 +199,9 @@ pub async fn incoming_call(
     );
     drop(admission);
     drop(_entered);
+    stream_token_published(&state, &call_sid)
+        .instrument(span.clone())
+        .await;
     if let Some(written) = stored
         && tokio::time::timeout(STORE_DEADLINE, written).await.is_err()
     {
@@ -196,4 +211,25 @@ pub async fn incoming_call(
         });
     }
     Ok(twiml_response(twiml))
+}
+
+/// With a fleet: takes the call's slot under the fleet-wide cap (keyed by the CallSid, so a replayed webhook finds
+/// its slot again) and checks the fleet's cost budget, for a call not stored yet. Returns true when the call is to be
+/// rejected busy (logged); a call already stored (a replay) is never refused here.
+async fn admit_in_fleet(state: &AppState, call_sid: &str) -> bool {
+    match state.calls.store().get_by_call_sid(call_sid) {
+        Ok(Some(_)) => return false,
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "cannot look the call up by CallSid"),
+    }
+    if let Err(refused) = state.calls.admit_in_fleet(call_sid, false).await {
+        tracing::info!(reason = %refused, "incoming call rejected busy by the fleet's admission");
+        return true;
+    }
+    if let Err(refused) = state.calls.check_fleet_cost_budget().await {
+        tracing::info!(reason = %refused, "incoming call rejected busy: the fleet's daily cost budget is spent");
+        state.calls.release_fleet_slots(&[call_sid]).await;
+        return true;
+    }
+    false
 }

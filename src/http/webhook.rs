@@ -236,6 +236,19 @@ pub fn begin_stream(
     )
 }
 
+/// Waits until the stream token of the call `call_sid` (issued by [`begin_stream_after`]) is shared through the
+/// fleet's Redis, so the TwiML that carries it goes out only then; at once without a fleet. A failure is logged:
+/// the TwiML is answered anyway, its stream is then refused at the upgrade and the record closed when the token
+/// expires.
+pub async fn stream_token_published(state: &AppState, call_sid: &str) {
+    let Some(token) = state.calls.awaited_stream(call_sid) else {
+        return;
+    };
+    if let Err(error) = state.tokens.published(&token).await {
+        tracing::error!(%error, "the call's stream token is not shared through Redis; its stream will be refused");
+    }
+}
+
 /// [`begin_stream`], with `prelude` (start a recording, say the recording notice) before the `<Connect><Stream>`.
 pub fn begin_stream_after(
     state: &AppState,

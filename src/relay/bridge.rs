@@ -484,7 +484,13 @@ fn request_update(
     let twiml = handover.update_twiml(call_sid, &update);
     let call_sid = call_sid.to_owned();
     let failed = failed.clone();
+    let tokens = handover.tokens.clone();
     actix_web::rt::spawn(async move {
+        // With a fleet, the handover token's grant must be in Redis before Twilio can open the new stream.
+        if let Err(e) = tokens.all_published().await {
+            let _ = failed.try_send(format!("the handover token cannot be shared: {e}"));
+            return;
+        }
         // The REST client's own timeout bounds this request.
         if let Err(e) = rest.update_twiml(&call_sid, &twiml).await {
             let _ = failed.try_send(e.to_string());
@@ -506,7 +512,8 @@ pub fn close_reason(reason: &EndReason) -> Option<CloseReason> {
         | EndReason::MachineHungUp
         | EndReason::StreamHandoverTimeout
         | EndReason::Transferred
-        | EndReason::CostCap => CloseCode::Normal,
+        | EndReason::CostCap
+        | EndReason::InstanceLost => CloseCode::Normal,
         EndReason::Error(failure) => match failure {
             CallFailure::TwilioStalled => return None,
             CallFailure::FrameTooLarge => CloseCode::Size,

@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::calls::live::LiveCalls;
 use crate::calls::recorder::Persistence;
 use crate::calls::service::CallService;
+use tracing::Instrument as _;
+
 use crate::calls::{CallFailure, CallRecord, Direction, EndReason};
 use crate::config::Settings;
 use crate::realtime::client::Preconnect;
@@ -93,6 +95,8 @@ pub struct CallDeps {
     pub attachments: StreamAttachments,
     /// Transfers under way, read by the whisper and `<Dial action>` webhooks.
     pub transfers: crate::relay::transfer::Transfers,
+    /// The fleet's Redis, when there is one: the call is registered there as held by this instance while it runs.
+    pub fleet: Option<crate::fleet::Fleet>,
 }
 
 /// The cost meter of a call of `direction` with its own cap `max_cost_usd`: the configured model's and transcription
@@ -167,10 +171,29 @@ pub async fn run_call(
                 persistence.finish(&record);
             }
             crate::metrics::call_ended(&record);
+            release_in_fleet(
+                deps.fleet.as_ref(),
+                &call_sid,
+                plan.call_id.as_deref(),
+                None,
+            );
             return;
         }
     };
     let (control, guard) = deps.live_calls.register(&call_sid);
+    if let (Some(fleet), Some(call_id)) = (deps.fleet.clone(), plan.call_id.clone()) {
+        // In the background: the call does not wait on Redis (the command has its own deadline).
+        let call_sid = call_sid.clone();
+        tokio::spawn(
+            async move {
+                if let Err(error) = fleet.register_call(&call_sid, &call_id).await {
+                    tracing::warn!(%error, "call not registered in the fleet: other instances cannot route to it");
+                }
+            }
+            .in_current_span(),
+        );
+    }
+    let fleet_call = (deps.fleet.clone(), call_sid.clone(), plan.call_id.clone());
     let (new_streams, attachment_guard) = deps.attachments.register(&call_sid);
     let handover = HandoverDeps {
         tokens: deps.tokens.clone(),
@@ -245,7 +268,43 @@ pub async fn run_call(
     .run()
     .await;
     crate::metrics::call_ended(&record);
+    release_in_fleet(
+        fleet_call.0.as_ref(),
+        &fleet_call.1,
+        fleet_call.2.as_deref(),
+        record.cost.as_ref().map(|c| c.total_usd),
+    );
     drop(live_metric);
     drop(attachment_guard);
     drop(guard);
+}
+
+/// Tells the fleet (when there is one) that the call has ended here: its registry entry and slot are freed and its
+/// estimated cost is added to the UTC day's fleet-wide spend, in the background (each command has its own deadline;
+/// a failure is logged and the entries expire by themselves).
+fn release_in_fleet(
+    fleet: Option<&crate::fleet::Fleet>,
+    call_sid: &str,
+    call_id: Option<&str>,
+    cost_usd: Option<f64>,
+) {
+    let Some(fleet) = fleet.cloned() else {
+        return;
+    };
+    let call_sid = call_sid.to_owned();
+    let call_id = call_id.unwrap_or_default().to_owned();
+    tokio::spawn(
+        async move {
+            if let Err(error) = fleet.release_call(&call_sid, &call_id).await {
+                tracing::warn!(%error, "call not released in the fleet; its entries expire by themselves");
+            }
+            if let Some(cost_usd) = cost_usd {
+                let today = crate::fleet::admission::utc_day(time::OffsetDateTime::now_utc());
+                if let Err(error) = fleet.add_cost(&today, cost_usd).await {
+                    tracing::warn!(%error, cost_usd, "call's cost not added to the fleet's daily spend");
+                }
+            }
+        }
+        .in_current_span(),
+    );
 }

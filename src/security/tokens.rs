@@ -5,8 +5,11 @@
 //! works once, for a short time (60 s by default), and only for the call it was issued to (the caller compares
 //! [`StreamGrant::call_sid`] with the `start` message). Unknown, used and expired tokens are indistinguishable.
 //!
-//! Tokens live in an in-process moka cache. Several instances behind a load balancer would need a shared store
-//! (Redis) instead.
+//! Tokens live in an in-process moka cache. With a fleet (`CALLBRIDGE_REDIS_URL`) each grant is also written to
+//! Redis (`SET P token:{token} <grant JSON> PX ttl NX`, see [`GrantRecord`]) and consuming takes it from there with
+//! an atomic `GETDEL`, so a token issued by one instance works once on any instance of the fleet. Issuing stays
+//! synchronous (the webhooks issue under their admission lock): the Redis write starts at once in a task of its
+//! own, and [`StreamTokens::published`] waits for it, so a webhook answers its TwiML only once the grant is shared.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +18,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use moka::sync::Cache;
 use rand::TryRng as _;
 use rand::rngs::SysRng;
+use tokio::sync::watch;
+
+use crate::fleet::{Fleet, OP_DEADLINE};
 
 /// Bytes of OS randomness in a token: 256 bits, twice the 128-bit floor the design sets.
 const TOKEN_RANDOM_BYTES: usize = 32;
@@ -35,6 +41,29 @@ pub struct StreamGrant {
     /// True for a token a running call issued for its next stream (a stream handover: keypad tones, a transfer
     /// that came back): the upgrade hands the socket to that call instead of starting one.
     pub handover: bool,
+    /// The instance that issued the token (`CALLBRIDGE_INSTANCE_ID`), when it came through the fleet's Redis;
+    /// `None` for an in-process token.
+    pub issued_by: Option<String>,
+}
+
+/// A grant as stored in Redis: JSON, `{"call_sid":"CA…","handover":false,"issued_at_unix_ms":1767225600000,
+/// "issued_by":"node-a"}`. Unknown fields are ignored, so a newer instance may add optional ones (the stream plan,
+/// for a stream that lands on another instance) without breaking an older one.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GrantRecord {
+    /// The CallSid the token is bound to.
+    pub call_sid: String,
+    /// A handover token (see [`StreamGrant::handover`]).
+    #[serde(default)]
+    pub handover: bool,
+    /// When it was issued, ms since the Unix epoch (wall clock of the issuing instance).
+    pub issued_at_unix_ms: u64,
+    /// The issuing instance's id.
+    pub issued_by: String,
+    /// Optional data the issuing instance shares with the one that takes the stream (the stream plan); absent
+    /// when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<serde_json::Value>,
 }
 
 /// Why a token was refused.
@@ -44,7 +73,14 @@ pub enum TokenError {
     /// purpose: a prober learns nothing. Maps to HTTP 403 at the WebSocket upgrade.
     #[error("unknown stream token")]
     Unknown,
+    /// The fleet's Redis failed or did not answer in time, so the token could not be shared or checked (logged
+    /// with the cause). Also a 403 at the upgrade: a token that cannot be checked is not accepted.
+    #[error("the stream token store (Redis) is unavailable")]
+    StoreUnavailable,
 }
+
+/// Where a token's grant is on its way to Redis: `None` while the write runs, then whether it landed.
+type Publishing = watch::Receiver<Option<bool>>;
 
 /// The store of outstanding stream tokens.
 ///
@@ -56,6 +92,10 @@ pub struct StreamTokens {
     cache: Cache<String, StreamGrant>,
     /// How long a token stays valid after it is issued.
     ttl: Duration,
+    /// The fleet's Redis, where grants are shared when set.
+    fleet: Option<Fleet>,
+    /// Tokens whose grant is being written to Redis (fleet only), so the webhook can wait for the write.
+    publishing: Cache<String, Publishing>,
 }
 
 impl std::fmt::Debug for StreamTokens {
@@ -64,6 +104,7 @@ impl std::fmt::Debug for StreamTokens {
         f.debug_struct("StreamTokens")
             .field("outstanding", &self.cache.entry_count())
             .field("ttl", &self.ttl)
+            .field("shared", &self.fleet.is_some())
             .finish()
     }
 }
@@ -73,17 +114,32 @@ impl StreamTokens {
     /// `max_capacity` outstanding tokens; past that, moka evicts the least useful entries (those calls then fail
     /// to open their stream, which beats unbounded memory under a flood of webhooks).
     pub fn new(ttl: Duration, max_capacity: u64) -> Self {
+        Self::shared(ttl, max_capacity, None)
+    }
+
+    /// [`StreamTokens::new`], sharing the tokens through the fleet's Redis when `fleet` is set.
+    pub fn shared(ttl: Duration, max_capacity: u64, fleet: Option<Fleet>) -> Self {
         let cache = Cache::builder()
             .max_capacity(max_capacity)
             .time_to_live(ttl)
             .build();
-        Self { cache, ttl }
+        let publishing = Cache::builder()
+            .max_capacity(max_capacity)
+            .time_to_live(ttl)
+            .build();
+        Self {
+            cache,
+            ttl,
+            fleet,
+            publishing,
+        }
     }
 
     /// Issues a fresh token for the call `call_sid` and returns it.
     ///
     /// The token is 32 bytes from the operating system's random source, encoded as unpadded base64url:
-    /// [`TOKEN_LEN`] characters of `[A-Za-z0-9_-]`, safe in a URL path segment as is.
+    /// [`TOKEN_LEN`] characters of `[A-Za-z0-9_-]`, safe in a URL path segment as is. With a fleet, the grant's
+    /// write to Redis starts now; await [`StreamTokens::published`] before handing the token to Twilio.
     ///
     /// # Panics
     ///
@@ -109,25 +165,146 @@ impl StreamTokens {
             .try_fill_bytes(&mut random)
             .expect("the operating system's random source is available");
         let token = URL_SAFE_NO_PAD.encode(random);
-        self.cache.insert(
-            token.clone(),
-            StreamGrant {
-                call_sid: call_sid.to_owned(),
-                issued_at: Instant::now(),
-                handover,
-            },
-        );
+        let grant = StreamGrant {
+            call_sid: call_sid.to_owned(),
+            issued_at: Instant::now(),
+            handover,
+            issued_by: self.fleet.as_ref().map(|f| f.instance_id().to_owned()),
+        };
+        if let Some(fleet) = &self.fleet {
+            self.start_publishing(fleet, &token, &grant);
+        }
+        self.cache.insert(token.clone(), grant);
         token
     }
 
-    /// Consumes `token`: removes it atomically (so of many concurrent callers exactly one can succeed) and returns
-    /// its grant if it has not expired.
+    /// Starts writing `grant` to Redis in a task of its own (on the current tokio runtime).
+    fn start_publishing(&self, fleet: &Fleet, token: &str, grant: &StreamGrant) {
+        let (done, publishing) = watch::channel(None);
+        self.publishing.insert(token.to_owned(), publishing);
+        let record = GrantRecord {
+            call_sid: grant.call_sid.clone(),
+            handover: grant.handover,
+            issued_at_unix_ms: unix_ms(),
+            issued_by: fleet.instance_id().to_owned(),
+            plan: None,
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(call_sid = %grant.call_sid, "stream token not shared: no tokio runtime to write it to Redis");
+            let _ = done.send(Some(false));
+            return;
+        };
+        let fleet = fleet.clone();
+        let token = token.to_owned();
+        let ttl = self.ttl;
+        runtime.spawn(async move {
+            let json = serde_json::to_string(&record).expect("a grant serializes");
+            let stored = match fleet.put_token(&token, &json, ttl).await {
+                Ok(true) => true,
+                Ok(false) => {
+                    tracing::error!(call_sid = %record.call_sid, "stream token already in Redis; not shared");
+                    false
+                }
+                Err(error) => {
+                    tracing::error!(call_sid = %record.call_sid, %error, "stream token not shared through Redis");
+                    false
+                }
+            };
+            let _ = done.send(Some(stored));
+        });
+    }
+
+    /// Waits until the grant of `token` is in the fleet's Redis (at most [`OP_DEADLINE`]); at once without a
+    /// fleet. Await it before the token leaves this instance (in TwiML or a call update), so that no instance can
+    /// be asked for the token before it is shared.
+    ///
+    /// # Errors
+    /// [`TokenError::StoreUnavailable`] when the write failed or did not finish in time (logged).
+    pub async fn published(&self, token: &str) -> Result<(), TokenError> {
+        let Some(mut publishing) = self.publishing.get(token) else {
+            return Ok(());
+        };
+        let landed = tokio::time::timeout(OP_DEADLINE, publishing.wait_for(Option::is_some)).await;
+        match landed {
+            Ok(Ok(state)) if *state == Some(true) => Ok(()),
+            _ => Err(TokenError::StoreUnavailable),
+        }
+    }
+
+    /// Waits until every grant this instance is writing to Redis has landed (at most [`OP_DEADLINE`] in all), for
+    /// a caller that issued a token without keeping it (a stream handover's TwiML); at once without a fleet.
+    ///
+    /// # Errors
+    /// [`TokenError::StoreUnavailable`] when a write failed or did not finish in time.
+    pub async fn all_published(&self) -> Result<(), TokenError> {
+        let in_flight: Vec<Publishing> = self.publishing.iter().map(|(_, p)| p).collect();
+        let all = async {
+            for mut publishing in in_flight {
+                if publishing.wait_for(Option::is_some).await.map(|s| *s).ok() != Some(Some(true)) {
+                    return Err(TokenError::StoreUnavailable);
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(OP_DEADLINE, all)
+            .await
+            .unwrap_or(Err(TokenError::StoreUnavailable))
+    }
+
+    /// Consumes `token`: removes it atomically (so of many concurrent callers, on this instance or, with a fleet,
+    /// on any instance, exactly one can succeed) and returns its grant if it has not expired. With a fleet the
+    /// grant is taken from Redis (`GETDEL`, under [`OP_DEADLINE`]); without one, from this instance's cache.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::Unknown`] when the token was never issued, was already consumed, or is at least `ttl` old;
+    /// [`TokenError::StoreUnavailable`] when the fleet's Redis cannot be asked (logged).
+    pub async fn consume(&self, token: &str) -> Result<StreamGrant, TokenError> {
+        let Some(fleet) = &self.fleet else {
+            return self.consume_in_process(token);
+        };
+        if token.len() != TOKEN_LEN {
+            return Err(TokenError::Unknown);
+        }
+        // This instance's copy is only a staging place for the write: Redis decides.
+        self.cache.remove(token);
+        if self.publishing.contains_key(token) {
+            // Issued here a moment ago: make sure the write has landed before asking for it.
+            let _ = self.published(token).await;
+            self.publishing.remove(token);
+        }
+        let json = match fleet.take_token(token).await {
+            Ok(Some(json)) => json,
+            Ok(None) => return Err(TokenError::Unknown),
+            Err(error) => {
+                tracing::error!(%error, "stream token cannot be checked: Redis is unavailable");
+                return Err(TokenError::StoreUnavailable);
+            }
+        };
+        let record: GrantRecord = serde_json::from_str(&json).map_err(|error| {
+            tracing::error!(%error, "stream token in Redis is not a grant; refused");
+            TokenError::Unknown
+        })?;
+        let age_ms = unix_ms().saturating_sub(record.issued_at_unix_ms);
+        let age = Duration::from_millis(age_ms);
+        if age >= self.ttl {
+            return Err(TokenError::Unknown);
+        }
+        Ok(StreamGrant {
+            call_sid: record.call_sid,
+            issued_at: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
+            handover: record.handover,
+            issued_by: Some(record.issued_by),
+        })
+    }
+
+    /// Consumes `token` from this instance's cache alone (the path without a fleet): as [`StreamTokens::consume`].
     ///
     /// # Errors
     ///
     /// [`TokenError::Unknown`] when the token was never issued, was already consumed, or is at least `ttl` old
     /// (checked here against `issued_at`, whatever moka's eviction has or has not done yet).
-    pub fn consume(&self, token: &str) -> Result<StreamGrant, TokenError> {
+    pub fn consume_in_process(&self, token: &str) -> Result<StreamGrant, TokenError> {
         if token.len() != TOKEN_LEN {
             // Cannot have been issued; skip hashing an arbitrarily long attacker string.
             return Err(TokenError::Unknown);
@@ -138,6 +315,13 @@ impl StreamTokens {
         }
         Ok(grant)
     }
+}
+
+/// Milliseconds since the Unix epoch, by this host's clock.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -157,13 +341,17 @@ mod tests {
         let first = tokens.issue(CALL_SID);
         let next = tokens.issue_handover(CALL_SID);
 
-        let first_grant = tokens.consume(&first).expect("the first token works");
-        let next_grant = tokens.consume(&next).expect("the handover token works");
+        let first_grant = tokens
+            .consume_in_process(&first)
+            .expect("the first token works");
+        let next_grant = tokens
+            .consume_in_process(&next)
+            .expect("the handover token works");
 
         assert!(!first_grant.handover);
         assert!(next_grant.handover);
         assert_eq!(next_grant.call_sid, CALL_SID);
-        assert_eq!(tokens.consume(&next), Err(TokenError::Unknown));
+        assert_eq!(tokens.consume_in_process(&next), Err(TokenError::Unknown));
     }
 
     #[test]
@@ -171,8 +359,8 @@ mod tests {
         let tokens = tokens();
         let token = tokens.issue(CALL_SID);
 
-        let first = tokens.consume(&token);
-        let second = tokens.consume(&token);
+        let first = tokens.consume_in_process(&token);
+        let second = tokens.consume_in_process(&token);
 
         assert!(first.is_ok(), "{first:?}");
         assert_eq!(second, Err(TokenError::Unknown));
@@ -183,7 +371,7 @@ mod tests {
         let tokens = tokens();
         let _issued = tokens.issue(CALL_SID);
 
-        let result = tokens.consume("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+        let result = tokens.consume_in_process("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
 
         assert_eq!(result, Err(TokenError::Unknown));
     }
@@ -194,10 +382,10 @@ mod tests {
         let token = tokens.issue(CALL_SID);
 
         let results = [
-            tokens.consume(""),
-            tokens.consume(&token[1..]),
-            tokens.consume(&format!("{token}x")),
-            tokens.consume(&"a".repeat(10_000)),
+            tokens.consume_in_process(""),
+            tokens.consume_in_process(&token[1..]),
+            tokens.consume_in_process(&format!("{token}x")),
+            tokens.consume_in_process(&"a".repeat(10_000)),
         ];
 
         assert!(
@@ -207,7 +395,7 @@ mod tests {
             "{results:?}"
         );
         assert!(
-            tokens.consume(&token).is_ok(),
+            tokens.consume_in_process(&token).is_ok(),
             "near misses must not burn the real token"
         );
     }
@@ -218,7 +406,7 @@ mod tests {
         let token = tokens.issue(CALL_SID);
 
         std::thread::sleep(Duration::from_millis(80));
-        let result = tokens.consume(&token);
+        let result = tokens.consume_in_process(&token);
 
         assert_eq!(result, Err(TokenError::Unknown));
     }
@@ -229,7 +417,7 @@ mod tests {
         let token = tokens.issue(CALL_SID);
 
         std::thread::sleep(Duration::from_millis(20));
-        let result = tokens.consume(&token);
+        let result = tokens.consume_in_process(&token);
 
         assert!(result.is_ok(), "{result:?}");
     }
@@ -240,8 +428,8 @@ mod tests {
         let other = tokens.issue("CAffffffffffffffffffffffffffffffff");
         let token = tokens.issue(CALL_SID);
 
-        let grant = tokens.consume(&token).expect("fresh token");
-        let other_grant = tokens.consume(&other).expect("fresh token");
+        let grant = tokens.consume_in_process(&token).expect("fresh token");
+        let other_grant = tokens.consume_in_process(&other).expect("fresh token");
 
         assert_eq!(grant.call_sid, CALL_SID);
         assert_eq!(other_grant.call_sid, "CAffffffffffffffffffffffffffffffff");
@@ -254,7 +442,7 @@ mod tests {
         let token = tokens.issue(CALL_SID);
         let after = Instant::now();
 
-        let grant = tokens.consume(&token).expect("fresh token");
+        let grant = tokens.consume_in_process(&token).expect("fresh token");
 
         assert!(before <= grant.issued_at && grant.issued_at <= after);
     }
@@ -292,8 +480,8 @@ mod tests {
         let clone = tokens.clone();
         let token = tokens.issue(CALL_SID);
 
-        let via_clone = clone.consume(&token);
-        let via_original = tokens.consume(&token);
+        let via_clone = clone.consume_in_process(&token);
+        let via_original = tokens.consume_in_process(&token);
 
         assert!(via_clone.is_ok(), "{via_clone:?}");
         assert_eq!(via_original, Err(TokenError::Unknown));
@@ -323,7 +511,7 @@ mod tests {
                 let start = Arc::clone(&start);
                 std::thread::spawn(move || {
                     start.wait();
-                    tokens.consume(&token).is_ok()
+                    tokens.consume_in_process(&token).is_ok()
                 })
             })
             .collect();

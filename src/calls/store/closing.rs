@@ -1,8 +1,9 @@
 //! Closing records the call itself never finished: a call answered whose media stream never opened
 //! ([`CallStore::close_unopened`]), and at start-up every record an earlier process left open
-//! ([`CallStore::reconcile`], which returns what it closed as [`Reconciled`]).
+//! ([`CallStore::reconcile`], which returns what it closed as [`Reconciled`]), and a call whose fleet instance was lost
+//! ([`CallStore::close_lost`]).
 
-use rusqlite::{TransactionBehavior, params};
+use rusqlite::{OptionalExtension as _, TransactionBehavior, params};
 use time::OffsetDateTime;
 
 use super::rows::to_ns;
@@ -51,6 +52,37 @@ impl CallStore {
                 .map_err(ctx(CONTEXT))?;
             found(changed, id)?;
             advance_status(tx, id, CallStatus::Completed, at_ns)
+        })
+    }
+
+    /// Closes a call whose instance was lost (its fleet lease expired while it held the call): a call not over yet
+    /// moves to `failed` with the end reason `instance_lost` (unless one is stored); its turns are kept as they
+    /// were written. Returns whether it changed (false for a call already over).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown id, [`StoreError::Sqlite`] when the write fails.
+    pub fn close_lost(&self, id: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
+        const CONTEXT: &str = "close a call whose instance was lost";
+        let at_ns = to_ns(at, "end time")?;
+        let end_reason = EndReason::InstanceLost.to_string();
+        self.write(CONTEXT, |tx| {
+            let status: Option<CallStatus> = tx
+                .query_row("SELECT status FROM calls WHERE id = ?1", [id], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .map_err(ctx(CONTEXT))?;
+            let status = status.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+            if status.is_terminal() {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE calls SET end_reason = COALESCE(end_reason, ?2) WHERE id = ?1",
+                params![id, end_reason],
+            )
+            .map_err(ctx(CONTEXT))?;
+            advance_status(tx, id, CallStatus::Failed, at_ns)
         })
     }
 
