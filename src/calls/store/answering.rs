@@ -5,7 +5,7 @@
 
 use rusqlite::params;
 
-use super::{CallStore, StoreError, ctx};
+use super::{CallStore, StoreError, ctx, pg};
 use crate::twilio::amd::AnsweredBy;
 
 impl CallStore {
@@ -16,6 +16,12 @@ impl CallStore {
     /// [`StoreError::NotFound`] for an unknown id, [`StoreError::Sqlite`] when the write fails.
     pub fn set_answered_by(&self, id: &str, answered_by: AnsweredBy) -> Result<bool, StoreError> {
         const CONTEXT: &str = "record an answering machine verdict";
+        if let Some(pg) = self.postgres() {
+            let id = id.to_owned();
+            return pg.write(CONTEXT, move |tx| {
+                pg::answering::set_answered_by(tx, &id, answered_by)
+            });
+        }
         self.write(CONTEXT, |tx| {
             super::ensure_exists(tx, id)?;
             let changed = tx
@@ -40,6 +46,7 @@ mod tests {
     use super::super::schema::MIGRATIONS;
     use super::*;
     use crate::calls::model::{Answering, NewCall};
+    use crate::calls::store::test_db::both_backends;
     use crate::calls::{CallRecord, Direction};
     use crate::twilio::amd::MachinePolicy;
 
@@ -66,75 +73,75 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_policy_and_message_are_stored_with_the_call_and_the_first_verdict_stays() {
-        let store = CallStore::open_in_memory().expect("opens");
-        let call = store
-            .create(&outbound(Answering {
-                answering_machine: Some(MachinePolicy::LeaveMessage),
-                voicemail_message: Some("Please call back.".into()),
-                ..Answering::default()
-            }))
-            .expect("stored");
+    both_backends! {
+        fn the_policy_and_message_are_stored_with_the_call_and_the_first_verdict_stays(store) {
+            let call = store
+                .create(&outbound(Answering {
+                    answering_machine: Some(MachinePolicy::LeaveMessage),
+                    voicemail_message: Some("Please call back.".into()),
+                    ..Answering::default()
+                }))
+                .expect("stored");
 
-        let first = store
-            .set_answered_by(&call.id, AnsweredBy::MachineEndBeep)
-            .expect("written");
-        let again = store
-            .set_answered_by(&call.id, AnsweredBy::Human)
-            .expect("written");
+            let first = store
+                .set_answered_by(&call.id, AnsweredBy::MachineEndBeep)
+                .expect("written");
+            let again = store
+                .set_answered_by(&call.id, AnsweredBy::Human)
+                .expect("written");
 
-        let read = store.get(&call.id).expect("read").expect("found");
-        assert!(first);
-        assert!(!again, "a second verdict changes nothing");
-        assert_eq!(
-            read.answering,
-            Answering {
-                answering_machine: Some(MachinePolicy::LeaveMessage),
-                voicemail_message: Some("Please call back.".into()),
-                answered_by: Some(AnsweredBy::MachineEndBeep),
-                voicemail_left: false,
-                voicemail_transcript: None,
-            }
-        );
+            let read = store.get(&call.id).expect("read").expect("found");
+            assert!(first);
+            assert!(!again, "a second verdict changes nothing");
+            assert_eq!(
+                read.answering,
+                Answering {
+                    answering_machine: Some(MachinePolicy::LeaveMessage),
+                    voicemail_message: Some("Please call back.".into()),
+                    answered_by: Some(AnsweredBy::MachineEndBeep),
+                    voicemail_left: false,
+                    voicemail_transcript: None,
+                }
+            );
+        }
     }
 
-    #[test]
-    fn a_verdict_for_an_unknown_call_is_not_found() {
-        let store = CallStore::open_in_memory().expect("opens");
+    both_backends! {
+        fn a_verdict_for_an_unknown_call_is_not_found(store) {
 
-        let result = store.set_answered_by("call_nope", AnsweredBy::Human);
+            let result = store.set_answered_by("call_nope", AnsweredBy::Human);
 
-        assert!(matches!(result, Err(StoreError::NotFound(_))), "{result:?}");
+            assert!(matches!(result, Err(StoreError::NotFound(_))), "{result:?}");
+        }
     }
 
-    #[test]
-    fn the_finished_record_stores_the_voicemail() {
-        let store = CallStore::open_in_memory().expect("opens");
-        let call = store
-            .create(&outbound(Answering::default()))
-            .expect("stored");
-        let mut record = CallRecord::new(
-            "CA1".into(),
-            Direction::OutboundApi,
-            "+14155550100".into(),
-            "+14155552671".into(),
-        );
-        record.answered_by = Some(AnsweredBy::MachineEndBeep);
-        record.voicemail_left = true;
-        record.voicemail_transcript = Some("Hi, this is Sam for Rivera.".into());
-        record.finish(crate::calls::EndReason::VoicemailLeft, 9000);
+    both_backends! {
+        fn the_finished_record_stores_the_voicemail(store) {
+            let call = store
+                .create(&outbound(Answering::default()))
+                .expect("stored");
+            let mut record = CallRecord::new(
+                "CA1".into(),
+                Direction::OutboundApi,
+                "+14155550100".into(),
+                "+14155552671".into(),
+            );
+            record.answered_by = Some(AnsweredBy::MachineEndBeep);
+            record.voicemail_left = true;
+            record.voicemail_transcript = Some("Hi, this is Sam for Rivera.".into());
+            record.finish(crate::calls::EndReason::VoicemailLeft, 9000);
 
-        store.finish(&call.id, &record).expect("finished");
+            store.finish(&call.id, &record).expect("finished");
 
-        let read = store.get(&call.id).expect("read").expect("found");
-        assert_eq!(read.end_reason.as_deref(), Some("voicemail_left"));
-        assert_eq!(read.answering.answered_by, Some(AnsweredBy::MachineEndBeep));
-        assert!(read.answering.voicemail_left);
-        assert_eq!(
-            read.answering.voicemail_transcript.as_deref(),
-            Some("Hi, this is Sam for Rivera.")
-        );
+            let read = store.get(&call.id).expect("read").expect("found");
+            assert_eq!(read.end_reason.as_deref(), Some("voicemail_left"));
+            assert_eq!(read.answering.answered_by, Some(AnsweredBy::MachineEndBeep));
+            assert!(read.answering.voicemail_left);
+            assert_eq!(
+                read.answering.voicemail_transcript.as_deref(),
+                Some("Hi, this is Sam for Rivera.")
+            );
+        }
     }
 
     #[test]

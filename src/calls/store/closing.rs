@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension as _, TransactionBehavior, params};
 use time::OffsetDateTime;
 
 use super::rows::to_ns;
-use super::{CallStore, StoreError, advance_status, ctx, found};
+use super::{CallStore, StoreError, advance_status, ctx, found, pg};
 use crate::calls::model::CallStatus;
 use crate::calls::{CallFailure, Direction, EndReason};
 
@@ -42,6 +42,12 @@ impl CallStore {
         const CONTEXT: &str = "close a call whose stream never opened";
         let at_ns = to_ns(at, "end time")?;
         let end_reason = end_reason.to_string();
+        let id = id.to_owned();
+        if let Some(pg) = self.postgres() {
+            return pg.write(CONTEXT, move |tx| {
+                pg::closing::close_unopened(tx, &id, &end_reason, at_ns)
+            });
+        }
         self.write(CONTEXT, |tx| {
             let changed = tx
                 .execute(
@@ -50,8 +56,8 @@ impl CallStore {
                     params![id, end_reason],
                 )
                 .map_err(ctx(CONTEXT))?;
-            found(changed, id)?;
-            advance_status(tx, id, CallStatus::Completed, at_ns)
+            found(changed, &id)?;
+            advance_status(tx, &id, CallStatus::Completed, at_ns)
         })
     }
 
@@ -102,7 +108,10 @@ impl CallStore {
     pub fn reconcile(&self, now: OffsetDateTime) -> Result<Vec<Reconciled>, StoreError> {
         const CONTEXT: &str = "close the calls an earlier process left open";
         let now_ns = to_ns(now, "now")?;
-        let mut conn = self.lock();
+        if let Some(pg) = self.postgres() {
+            return pg.write(CONTEXT, move |tx| pg::closing::reconcile(tx, now_ns));
+        }
+        let mut conn = self.lock()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(ctx(CONTEXT))?;

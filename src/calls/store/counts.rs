@@ -5,7 +5,7 @@ use rusqlite::params;
 use time::OffsetDateTime;
 
 use super::rows::{Unsigned, to_ns};
-use super::{CallStore, StoreError, ctx, scheduling};
+use super::{CallStore, StoreError, ctx, pg, scheduling};
 use crate::calls::Direction;
 use crate::calls::model::CallStatus;
 
@@ -20,7 +20,12 @@ impl CallStore {
     pub fn count_outbound_created_since(&self, since: OffsetDateTime) -> Result<u64, StoreError> {
         const CONTEXT: &str = "count outbound calls";
         let since_ns = to_ns(since, "since")?;
-        let conn = self.read();
+        if let Some(pg) = self.postgres() {
+            return pg.read(CONTEXT, move |c| {
+                pg::counts::count_outbound_created_since(c, since_ns)
+            });
+        }
+        let conn = self.read()?;
         let placed = conn
             .query_row(
                 "SELECT COUNT(*) FROM calls WHERE direction = ?1 AND created_at_ns >= ?2 \
@@ -41,7 +46,12 @@ impl CallStore {
     /// [`StoreError::Sqlite`] when the read fails, [`StoreError::OutOfRange`] for a time outside 1677–2262.
     pub fn cost_since(&self, since: OffsetDateTime) -> Result<f64, StoreError> {
         let since_ns = to_ns(since, "since")?;
-        let conn = self.read();
+        if let Some(pg) = self.postgres() {
+            return pg.read("add up the cost of calls", move |c| {
+                pg::counts::cost_since(c, since_ns)
+            });
+        }
+        let conn = self.read()?;
         conn.query_row(
             "SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE created_at_ns >= ?1",
             params![since_ns],
@@ -61,7 +71,12 @@ impl CallStore {
     pub fn count_outbound_ringing_since(&self, since: OffsetDateTime) -> Result<u64, StoreError> {
         const CONTEXT: &str = "count ringing outbound calls";
         let since_ns = to_ns(since, "since")?;
-        let conn = self.read();
+        if let Some(pg) = self.postgres() {
+            return pg.read(CONTEXT, move |c| {
+                pg::counts::count_outbound_ringing_since(c, since_ns)
+            });
+        }
+        let conn = self.read()?;
         conn.query_row(
             "SELECT COUNT(*) FROM calls WHERE direction = ?1 AND status IN (?3, ?4, ?5) \
              AND COALESCE((SELECT MAX(a.started_at_ns) FROM call_attempts a WHERE a.call_id = calls.id), \

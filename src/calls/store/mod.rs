@@ -12,12 +12,9 @@
 //! Timestamps are stored as integer nanoseconds since the Unix epoch, in UTC: they round-trip exactly.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{
-    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
-};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use time::OffsetDateTime;
 
 use crate::calls::model::{CallError, CallStatus, CallSummary, CallView, NewCall};
@@ -25,18 +22,27 @@ use crate::calls::{CallRecord, Turn};
 use crate::realtime::usage::Usage;
 
 mod answering;
+mod backend;
 mod closing;
 mod counts;
+mod error;
 mod outbox;
+mod pg;
 mod recordings;
 mod rows;
 mod scheduling;
 mod schema;
+#[cfg(test)]
+pub(crate) mod test_db;
 
+use backend::Backend;
+use error::ctx;
 use rows::{
     SUMMARY_COLUMNS, dropped_json, list_json, read_view, summary_from_row, to_ns, usage_json,
 };
 use schema::migrate;
+
+pub use error::StoreError;
 
 pub use closing::Reconciled;
 pub use outbox::{
@@ -63,83 +69,12 @@ const CALL_ID_RANDOM_CHARS: usize = 26;
 /// them, so a random byte maps to one without bias.
 const CALL_ID_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
-/// What went wrong in the call store.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The data directory could not be created.
-    #[error("cannot create the data directory {path}: {source}")]
-    CreateDir {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The database file could not be opened or set up.
-    #[error("cannot open the call database {path}: {source}")]
-    Open {
-        /// The database file.
-        path: PathBuf,
-        /// Why.
-        source: rusqlite::Error,
-    },
-    /// The database was written by a newer callbridge whose schema this one does not know.
-    #[error(
-        "the call database has schema version {found}, newer than this callbridge understands ({supported}); \
-         upgrade callbridge"
-    )]
-    SchemaTooNew {
-        /// `PRAGMA user_version` of the file.
-        found: i64,
-        /// The newest version this build knows.
-        supported: i64,
-    },
-    /// A query failed.
-    #[error("call store: cannot {context}: {source}")]
-    Sqlite {
-        /// What the store was doing (`"store a new call"`, `"append a turn"`, ...).
-        context: &'static str,
-        /// The SQLite error.
-        source: rusqlite::Error,
-    },
-    /// No call has this id.
-    #[error("no call with id {0}")]
-    NotFound(String),
-    /// A value cannot be stored: a timestamp outside 1677–2262, a number above `i64::MAX`.
-    #[error("call store: {what} is out of the storable range")]
-    OutOfRange {
-        /// Which value.
-        what: &'static str,
-    },
-}
-
-/// Wraps a rusqlite error with what the store was doing.
-fn ctx(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Sqlite { context, source }
-}
-
-/// The call records, in one SQLite database. Cloning shares the connections.
+/// The call records, in one SQLite database or in PostgreSQL ([`CallStore::open_url`]). Cloning shares the
+/// connections.
 #[derive(Debug, Clone)]
 pub struct CallStore {
-    /// The connection that writes; every method holds the lock for one transaction and never across an `.await`.
-    conn: Arc<Mutex<Connection>>,
-    /// The connection that reads, so reads never queue behind a write waiting for a lock (the same connection as
-    /// `conn` for a database in memory).
-    reader: Arc<Mutex<Connection>>,
-}
-
-impl StoreError {
-    /// Whether the error is another connection's lock (`SQLITE_BUSY`, `SQLITE_LOCKED`): the same write may succeed
-    /// later, so the writer retries it.
-    pub fn is_busy(&self) -> bool {
-        let source = match self {
-            StoreError::Sqlite { source, .. } | StoreError::Open { source, .. } => source,
-            _ => return false,
-        };
-        matches!(
-            source.sqlite_error_code(),
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-        )
-    }
+    /// Which database holds the records, and its connections.
+    backend: Backend,
 }
 
 impl CallStore {
@@ -172,10 +107,7 @@ impl CallStore {
         let store = CallStore::set_up(conn, Some(path))?;
         let reader = Connection::open(path).map_err(open_error)?;
         reader.busy_timeout(READ_BUSY_TIMEOUT).map_err(open_error)?;
-        Ok(CallStore {
-            reader: Arc::new(Mutex::new(reader)),
-            ..store
-        })
+        Ok(store.with_sqlite_reader(reader))
     }
 
     /// Opens a fresh, empty database in memory (tests, or a server run without a data directory).
@@ -203,39 +135,7 @@ impl CallStore {
             StoreError::Sqlite { source, .. } => open_error(source),
             other => other,
         })?;
-        let conn = Arc::new(Mutex::new(conn));
-        Ok(CallStore {
-            reader: conn.clone(),
-            conn,
-        })
-    }
-
-    /// The connection. A panic while it was held cannot leave it half-written (an open transaction rolls back when
-    /// dropped), so a poisoned lock is taken over.
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The read connection (poisoning taken over as for [`CallStore::lock`]).
-    fn read(&self) -> MutexGuard<'_, Connection> {
-        self.reader.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Runs `body` in one write transaction (`BEGIN IMMEDIATE`, so a busy database is reported at once rather than
-    /// when a read is upgraded) and commits it; an error from `body` rolls it back. `context` names the write in
-    /// errors.
-    fn write<T>(
-        &self,
-        context: &'static str,
-        body: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(ctx(context))?;
-        let value = body(&tx)?;
-        tx.commit().map_err(ctx(context))?;
-        Ok(value)
+        Ok(CallStore::sqlite(conn))
     }
 
     /// Stores a new call: a fresh id (`call_` + 26 random characters), status `queued`, the timeline `[queued]`,
@@ -256,6 +156,12 @@ impl CallStore {
     ///
     /// As [`CallStore::create`]; [`StoreError::Sqlite`] also when the id is taken.
     pub fn create_with_id(&self, id: &str, call: &NewCall) -> Result<CallView, StoreError> {
+        if let Some(pg) = self.postgres() {
+            let (id, call) = (id.to_owned(), call.clone());
+            return pg.write("store a new call", move |tx| {
+                pg::calls::create(tx, &id, &call)
+            });
+        }
         let id = id.to_owned();
         let created_at = OffsetDateTime::now_utc();
         let created_at_ns = to_ns(created_at, "created_at")?;
@@ -269,7 +175,7 @@ impl CallStore {
             .transpose()?;
         let metadata = call.metadata.as_ref().map(serde_json::Value::to_string);
         let usage = usage_json(&Usage::default());
-        let mut conn = self.lock();
+        let mut conn = self.lock()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(ctx("store a new call"))?;
@@ -345,6 +251,12 @@ impl CallStore {
     ///
     /// [`StoreError::NotFound`] for an unknown id, [`StoreError::Sqlite`] when the write fails.
     pub fn set_call_sid(&self, id: &str, call_sid: &str) -> Result<(), StoreError> {
+        if let Some(pg) = self.postgres() {
+            let (id, call_sid) = (id.to_owned(), call_sid.to_owned());
+            return pg.write("record a CallSid", move |tx| {
+                pg::calls::set_call_sid(tx, &id, &call_sid)
+            });
+        }
         self.write("record a CallSid", |tx| {
             let changed = tx
                 .execute(
@@ -375,6 +287,12 @@ impl CallStore {
         at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let at_ns = to_ns(at, "status time")?;
+        if let Some(pg) = self.postgres() {
+            let id = id.to_owned();
+            return pg.write("update a call's status", move |tx| {
+                pg::calls::advance_status(tx, &id, status, at_ns)
+            });
+        }
         self.write("update a call's status", |tx| {
             advance_status(tx, id, status, at_ns)
         })
@@ -396,9 +314,16 @@ impl CallStore {
         at: OffsetDateTime,
     ) -> Result<Option<(String, bool)>, StoreError> {
         const CONTEXT: &str = "apply a status callback";
+        if let Some(pg) = self.postgres() {
+            let call_sid = call_sid.to_owned();
+            let token = idempotency_token.map(str::to_owned);
+            return pg.write(CONTEXT, move |tx| {
+                pg::calls::apply_status_callback(tx, &call_sid, status, token.as_deref(), at)
+            });
+        }
         let at_ns = to_ns(at, "status time")?;
         let cutoff_ns = to_ns(at - IDEMPOTENCY_TOKEN_TTL, "status time")?;
-        let mut conn = self.lock();
+        let mut conn = self.lock()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(ctx(CONTEXT))?;
@@ -437,7 +362,13 @@ impl CallStore {
     ///
     /// [`StoreError::NotFound`] for an unknown id, [`StoreError::Sqlite`] when the write fails.
     pub fn set_error(&self, id: &str, error: &CallError) -> Result<(), StoreError> {
-        let conn = self.lock();
+        if let Some(pg) = self.postgres() {
+            let (id, error) = (id.to_owned(), error.clone());
+            return pg.write("record a call's error", move |tx| {
+                pg::calls::set_error(tx, &id, &error)
+            });
+        }
+        let conn = self.lock()?;
         let changed = conn
             .execute(
                 "UPDATE calls SET error_code = ?2, error_message = ?3 WHERE id = ?1",
@@ -456,6 +387,10 @@ impl CallStore {
     /// [`StoreError::OutOfRange`] for a timestamp outside 1677–2262 or an offset above `i64::MAX` ms.
     pub fn append_turn(&self, id: &str, turn: &Turn) -> Result<(), StoreError> {
         const CONTEXT: &str = "append a turn";
+        if let Some(pg) = self.postgres() {
+            let (id, turn) = (id.to_owned(), turn.clone());
+            return pg.write(CONTEXT, move |tx| pg::calls::append_turn(tx, &id, &turn));
+        }
         self.write(CONTEXT, |tx| {
             ensure_exists(tx, id)?;
             let seq: i64 = tx
@@ -480,6 +415,10 @@ impl CallStore {
     /// [`StoreError::OutOfRange`] for a timestamp outside 1677–2262 or a number above `i64::MAX`.
     pub fn finish(&self, id: &str, record: &CallRecord) -> Result<(), StoreError> {
         const CONTEXT: &str = "store the end of a call";
+        if let Some(pg) = self.postgres() {
+            let (id, record) = (id.to_owned(), record.clone());
+            return pg.write(CONTEXT, move |tx| pg::calls::finish(tx, &id, &record));
+        }
         let ended_at_ns = record
             .ended_at
             .map(|at| to_ns(at, "ended_at"))
@@ -494,7 +433,7 @@ impl CallStore {
             i64::try_from(record.skipped_frames).map_err(|_| StoreError::OutOfRange {
                 what: "skipped_frames",
             })?;
-        let mut conn = self.lock();
+        let mut conn = self.lock()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(ctx(CONTEXT))?;
@@ -552,7 +491,11 @@ impl CallStore {
     ///
     /// [`StoreError::Sqlite`] when the read fails or a stored value is invalid.
     pub fn get(&self, id: &str) -> Result<Option<CallView>, StoreError> {
-        let conn = self.read();
+        if let Some(pg) = self.postgres() {
+            let id = id.to_owned();
+            return pg.read("read a call", move |c| pg::rows::read_view(c, &id));
+        }
+        let conn = self.read()?;
         read_view(&conn, id)
     }
 
@@ -562,7 +505,13 @@ impl CallStore {
     ///
     /// [`StoreError::Sqlite`] when the read fails or a stored value is invalid.
     pub fn get_by_call_sid(&self, call_sid: &str) -> Result<Option<CallView>, StoreError> {
-        let conn = self.read();
+        if let Some(pg) = self.postgres() {
+            let call_sid = call_sid.to_owned();
+            return pg.read("find a call by CallSid", move |c| {
+                pg::calls::get_by_call_sid(c, &call_sid)
+            });
+        }
+        let conn = self.read()?;
         let id: Option<String> = conn
             .query_row(
                 "SELECT id FROM calls WHERE call_sid = ?1 ORDER BY created_at_ns DESC, rowid DESC LIMIT 1",
@@ -584,8 +533,11 @@ impl CallStore {
     /// [`StoreError::Sqlite`] when the read fails or a stored value is invalid.
     pub fn list(&self, limit: usize) -> Result<Vec<CallSummary>, StoreError> {
         const CONTEXT: &str = "list calls";
+        if let Some(pg) = self.postgres() {
+            return pg.read(CONTEXT, move |c| pg::calls::list(c, limit));
+        }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let conn = self.read();
+        let conn = self.read()?;
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT {SUMMARY_COLUMNS} FROM calls ORDER BY created_at_ns DESC, rowid DESC LIMIT ?1"
@@ -616,6 +568,12 @@ impl CallStore {
         const CONTEXT: &str = "remember an idempotency token";
         let now_ns = to_ns(now, "now")?;
         let cutoff_ns = to_ns(now - IDEMPOTENCY_TOKEN_TTL, "now")?;
+        if let Some(pg) = self.postgres() {
+            let token = token.to_owned();
+            return pg.write(CONTEXT, move |tx| {
+                pg::calls::remember_token(tx, &token, now_ns, cutoff_ns)
+            });
+        }
         self.write(CONTEXT, |tx| remember_token(tx, token, now_ns, cutoff_ns))
     }
 }
@@ -768,6 +726,7 @@ mod tests {
     use super::*;
     use crate::calls::model::CallError;
     use crate::calls::model::StatusChange;
+    use crate::calls::store::test_db::both_backends;
     use crate::calls::{CallFailure, Direction, DroppedInput, EndReason, Speaker};
     use proptest::prelude::*;
     use time::macros::datetime;
@@ -792,7 +751,8 @@ mod tests {
         }
     }
 
-    fn outbound(to: &str) -> NewCall {
+    /// An outbound call to `to` with instructions, a greeting, a voice and metadata.
+    pub(super) fn outbound(to: &str) -> NewCall {
         NewCall {
             engine: None,
             direction: Direction::OutboundApi,
@@ -827,335 +787,331 @@ mod tests {
         }
     }
 
-    fn store() -> CallStore {
-        CallStore::open_in_memory().expect("an in-memory database opens")
-    }
+    both_backends! {
+        fn a_created_call_is_queued_and_reads_back_exactly(store) {
 
-    #[test]
-    fn a_created_call_is_queued_and_reads_back_exactly() {
-        let store = store();
+            let created = store.create(&outbound("+15550199")).expect("stored");
+            let read = store.get(&created.id).expect("read").expect("present");
 
-        let created = store.create(&outbound("+15550199")).expect("stored");
-        let read = store.get(&created.id).expect("read").expect("present");
-
-        assert_eq!(read, created);
-        assert!(created.id.starts_with("call_"), "{}", created.id);
-        assert_eq!(created.id.len(), 5 + 26);
-        assert!(
-            created.id[5..]
-                .bytes()
-                .all(|b| CALL_ID_ALPHABET.contains(&b))
-        );
-        assert_eq!(created.status, CallStatus::Queued);
-        assert_eq!(
-            created.status_timeline,
-            [StatusChange {
-                status: CallStatus::Queued,
-                at: created.created_at
-            }]
-        );
-        assert_eq!(
-            created.instructions.as_deref(),
-            Some("Book a table for 4 tonight at 7:30 under Rivera")
-        );
-        assert_eq!(
-            created.metadata,
-            Some(serde_json::json!({"ticket": 42, "tags": ["dinner"]}))
-        );
-        assert_eq!(created.max_duration_s, Some(300));
-        assert_eq!(created.direction, Direction::OutboundApi);
-        assert!(created.transcript.is_empty());
-        assert_eq!(created.usage, Usage::default());
-    }
-
-    #[test]
-    fn two_calls_get_different_ids() {
-        let store = store();
-
-        let a = store.create(&outbound("+15550199")).expect("stored");
-        let b = store.create(&outbound("+15550199")).expect("stored");
-
-        assert_ne!(a.id, b.id);
-    }
-
-    #[test]
-    fn an_unknown_id_reads_as_none_and_cannot_be_updated() {
-        let store = store();
-        let record = CallRecord::new("CA1".into(), Direction::Inbound, "+1".into(), "+2".into());
-        let at = OffsetDateTime::now_utc();
-
-        assert!(store.get("call_nope").expect("read").is_none());
-        assert!(
-            matches!(store.set_call_sid("call_nope", "CA1"), Err(StoreError::NotFound(id)) if id == "call_nope")
-        );
-        assert!(matches!(
-            store.update_status("call_nope", CallStatus::Ringing, at),
-            Err(StoreError::NotFound(_))
-        ));
-        assert!(matches!(
-            store.set_error(
-                "call_nope",
-                &CallError {
-                    code: None,
-                    message: "x".into()
-                }
-            ),
-            Err(StoreError::NotFound(_))
-        ));
-        assert!(matches!(
-            store.append_turn("call_nope", &turn(Speaker::Caller, "hi", 1)),
-            Err(StoreError::NotFound(_))
-        ));
-        assert!(matches!(
-            store.finish("call_nope", &record),
-            Err(StoreError::NotFound(_))
-        ));
-    }
-
-    #[test]
-    fn a_late_ringing_after_in_progress_is_ignored_and_a_terminal_status_is_final() {
-        let store = store();
-        let call = store.create(&outbound("+15550199")).expect("stored");
-        let t0 = datetime!(2025-03-04 05:06:00 UTC);
-        let at = |s: i64| t0 + time::Duration::seconds(s);
-
-        let initiated = store
-            .update_status(&call.id, CallStatus::Initiated, at(1))
-            .expect("updated");
-        let in_progress = store
-            .update_status(&call.id, CallStatus::InProgress, at(3))
-            .expect("updated");
-        let late_ringing = store
-            .update_status(&call.id, CallStatus::Ringing, at(2))
-            .expect("updated");
-        let completed = store
-            .update_status(&call.id, CallStatus::Completed, at(60))
-            .expect("updated");
-        let busy_after_end = store
-            .update_status(&call.id, CallStatus::Busy, at(61))
-            .expect("updated");
-        let view = store.get(&call.id).expect("read").expect("present");
-
-        assert_eq!(
-            [
-                initiated,
-                in_progress,
-                late_ringing,
-                completed,
-                busy_after_end
-            ],
-            [true, true, false, true, false]
-        );
-        assert_eq!(view.status, CallStatus::Completed);
-        assert_eq!(
-            view.status_timeline,
-            [
-                StatusChange {
+            assert_eq!(read, created);
+            assert!(created.id.starts_with("call_"), "{}", created.id);
+            assert_eq!(created.id.len(), 5 + 26);
+            assert!(
+                created.id[5..]
+                    .bytes()
+                    .all(|b| CALL_ID_ALPHABET.contains(&b))
+            );
+            assert_eq!(created.status, CallStatus::Queued);
+            assert_eq!(
+                created.status_timeline,
+                [StatusChange {
                     status: CallStatus::Queued,
-                    at: call.created_at
-                },
-                StatusChange {
-                    status: CallStatus::Initiated,
-                    at: at(1)
-                },
-                StatusChange {
-                    status: CallStatus::InProgress,
-                    at: at(3)
-                },
-                StatusChange {
-                    status: CallStatus::Completed,
-                    at: at(60)
-                },
-            ]
-        );
-        assert_eq!(view.answered_at, Some(at(3)));
-        assert_eq!(view.ended_at, Some(at(60)));
+                    at: created.created_at
+                }]
+            );
+            assert_eq!(
+                created.instructions.as_deref(),
+                Some("Book a table for 4 tonight at 7:30 under Rivera")
+            );
+            assert_eq!(
+                created.metadata,
+                Some(serde_json::json!({"ticket": 42, "tags": ["dinner"]}))
+            );
+            assert_eq!(created.max_duration_s, Some(300));
+            assert_eq!(created.direction, Direction::OutboundApi);
+            assert!(created.transcript.is_empty());
+            assert_eq!(created.usage, Usage::default());
+        }
     }
 
-    #[test]
-    fn a_busy_call_ends_without_being_answered() {
-        let store = store();
-        let call = store.create(&outbound("+15550199")).expect("stored");
-        let at = datetime!(2025-03-04 05:06:00 UTC);
+    both_backends! {
+        fn two_calls_get_different_ids(store) {
 
-        store
-            .update_status(&call.id, CallStatus::Busy, at)
-            .expect("updated");
-        let view = store.get(&call.id).expect("read").expect("present");
+            let a = store.create(&outbound("+15550199")).expect("stored");
+            let b = store.create(&outbound("+15550199")).expect("stored");
 
-        assert_eq!(view.status, CallStatus::Busy);
-        assert_eq!(view.answered_at, None);
-        assert_eq!(view.ended_at, Some(at));
+            assert_ne!(a.id, b.id);
+        }
     }
 
-    #[test]
-    fn turns_appended_during_the_call_are_replaced_by_the_finished_record() {
-        let store = store();
-        let call = store.create(&outbound("+15550199")).expect("stored");
-        store.set_call_sid(&call.id, "CA0123").expect("stored");
-        store
-            .update_status(&call.id, CallStatus::InProgress, OffsetDateTime::now_utc())
-            .expect("updated");
-        let caller = turn(Speaker::Caller, "Hello, Trattoria Rivera.", 1_000);
-        let assistant = turn(
-            Speaker::Assistant,
-            "Hi! I'd like to book a table for four tonight.",
-            3_000,
-        );
-        store.append_turn(&call.id, &caller).expect("appended");
-        store.append_turn(&call.id, &assistant).expect("appended");
-        let during = store.get(&call.id).expect("read").expect("present");
-        let mut record = CallRecord::new(
-            "CA0123".into(),
-            Direction::OutboundApi,
-            call.from.clone(),
-            call.to.clone(),
-        );
-        record.stream_sid = Some("MZ0123".into());
-        let mut cut = assistant.clone();
-        cut.text = "Hi! I'd like".into();
-        cut.interrupted = true;
-        record.turns = vec![caller.clone(), cut.clone()];
-        record.outcome = Some("Booked 4 people at 19:30 under Rivera".into());
-        record.usage = Usage {
-            total_tokens: 900,
-            input_tokens: 600,
-            output_tokens: 300,
-            ..Usage::default()
-        };
-        record.finish(EndReason::Goodbye, 42_000);
+    both_backends! {
+        fn an_unknown_id_reads_as_none_and_cannot_be_updated(store) {
+            let record = CallRecord::new("CA1".into(), Direction::Inbound, "+1".into(), "+2".into());
+            let at = OffsetDateTime::now_utc();
 
-        store.finish(&call.id, &record).expect("finished");
-        let after = store.get(&call.id).expect("read").expect("present");
-
-        assert_eq!(during.transcript, [caller.clone(), assistant]);
-        assert_eq!(after.transcript, [caller, cut]);
-        assert_eq!(
-            after.outcome.as_deref(),
-            Some("Booked 4 people at 19:30 under Rivera")
-        );
-        assert_eq!(after.end_reason.as_deref(), Some("goodbye"));
-        assert_eq!(after.duration_ms, Some(42_000));
-        assert_eq!(after.usage, record.usage);
-        assert_eq!(after.ended_at, record.ended_at);
-        assert_eq!(
-            after.status,
-            CallStatus::InProgress,
-            "status callbacks own the status"
-        );
+            assert!(store.get("call_nope").expect("read").is_none());
+            assert!(
+                matches!(store.set_call_sid("call_nope", "CA1"), Err(StoreError::NotFound(id)) if id == "call_nope")
+            );
+            assert!(matches!(
+                store.update_status("call_nope", CallStatus::Ringing, at),
+                Err(StoreError::NotFound(_))
+            ));
+            assert!(matches!(
+                store.set_error(
+                    "call_nope",
+                    &CallError {
+                        code: None,
+                        message: "x".into()
+                    }
+                ),
+                Err(StoreError::NotFound(_))
+            ));
+            assert!(matches!(
+                store.append_turn("call_nope", &turn(Speaker::Caller, "hi", 1)),
+                Err(StoreError::NotFound(_))
+            ));
+            assert!(matches!(
+                store.finish("call_nope", &record),
+                Err(StoreError::NotFound(_))
+            ));
+        }
     }
 
-    #[test]
-    fn the_outcome_schema_mcp_servers_and_structured_outcome_are_stored_and_read_back_as_json() {
-        let store = store();
-        let schema = serde_json::json!({"type": "object", "required": ["booked"]});
-        let call = store
-            .create(&NewCall {
-                outcome_schema: Some(schema.clone()),
-                mcp_servers: Some(vec!["calendar".into()]),
-                ..outbound("+15550199")
-            })
-            .expect("stored");
-        let mut record = CallRecord::new(
-            "CA7".into(),
-            Direction::OutboundApi,
-            call.from.clone(),
-            call.to.clone(),
-        );
-        record.structured_outcome = Some(serde_json::json!({"booked": true}));
-        record.finish(EndReason::Goodbye, 10);
+    both_backends! {
+        fn a_late_ringing_after_in_progress_is_ignored_and_a_terminal_status_is_final(store) {
+            let call = store.create(&outbound("+15550199")).expect("stored");
+            let t0 = datetime!(2025-03-04 05:06:00 UTC);
+            let at = |s: i64| t0 + time::Duration::seconds(s);
 
-        store.finish(&call.id, &record).expect("finished");
-        let view = store.get(&call.id).expect("read").expect("present");
-        let plain = store.create(&outbound("+15550198")).expect("stored");
+            let initiated = store
+                .update_status(&call.id, CallStatus::Initiated, at(1))
+                .expect("updated");
+            let in_progress = store
+                .update_status(&call.id, CallStatus::InProgress, at(3))
+                .expect("updated");
+            let late_ringing = store
+                .update_status(&call.id, CallStatus::Ringing, at(2))
+                .expect("updated");
+            let completed = store
+                .update_status(&call.id, CallStatus::Completed, at(60))
+                .expect("updated");
+            let busy_after_end = store
+                .update_status(&call.id, CallStatus::Busy, at(61))
+                .expect("updated");
+            let view = store.get(&call.id).expect("read").expect("present");
 
-        assert_eq!(call.outcome_schema, Some(schema.clone()));
-        assert_eq!(view.outcome_schema, Some(schema));
-        assert_eq!(view.mcp_servers, Some(vec!["calendar".to_owned()]));
-        assert_eq!(
-            view.structured_outcome,
-            Some(serde_json::json!({"booked": true}))
-        );
-        assert_eq!(
-            (
-                plain.outcome_schema,
-                plain.mcp_servers,
-                plain.structured_outcome
-            ),
-            (None, None, None)
-        );
+            assert_eq!(
+                [
+                    initiated,
+                    in_progress,
+                    late_ringing,
+                    completed,
+                    busy_after_end
+                ],
+                [true, true, false, true, false]
+            );
+            assert_eq!(view.status, CallStatus::Completed);
+            assert_eq!(
+                view.status_timeline,
+                [
+                    StatusChange {
+                        status: CallStatus::Queued,
+                        at: call.created_at
+                    },
+                    StatusChange {
+                        status: CallStatus::Initiated,
+                        at: at(1)
+                    },
+                    StatusChange {
+                        status: CallStatus::InProgress,
+                        at: at(3)
+                    },
+                    StatusChange {
+                        status: CallStatus::Completed,
+                        at: at(60)
+                    },
+                ]
+            );
+            assert_eq!(view.answered_at, Some(at(3)));
+            assert_eq!(view.ended_at, Some(at(60)));
+        }
     }
 
-    #[test]
-    fn a_finished_record_without_an_outcome_keeps_the_stored_one_and_fills_a_missing_call_sid() {
-        let store = store();
-        let call = store.create(&outbound("+15550199")).expect("stored");
-        let mut first = CallRecord::new(
-            "CA9".into(),
-            Direction::OutboundApi,
-            call.from.clone(),
-            call.to.clone(),
-        );
-        first.outcome = Some("Booked".into());
-        first.finish(EndReason::Goodbye, 10);
-        store.finish(&call.id, &first).expect("finished");
-        let second = CallRecord::new(
-            "CA9".into(),
-            Direction::OutboundApi,
-            call.from.clone(),
-            call.to.clone(),
-        );
+    both_backends! {
+        fn a_busy_call_ends_without_being_answered(store) {
+            let call = store.create(&outbound("+15550199")).expect("stored");
+            let at = datetime!(2025-03-04 05:06:00 UTC);
 
-        store.finish(&call.id, &second).expect("finished");
-        let view = store.get(&call.id).expect("read").expect("present");
+            store
+                .update_status(&call.id, CallStatus::Busy, at)
+                .expect("updated");
+            let view = store.get(&call.id).expect("read").expect("present");
 
-        assert_eq!(view.outcome.as_deref(), Some("Booked"));
-        assert_eq!(view.end_reason.as_deref(), Some("goodbye"));
-        assert_eq!(view.call_sid.as_deref(), Some("CA9"));
+            assert_eq!(view.status, CallStatus::Busy);
+            assert_eq!(view.answered_at, None);
+            assert_eq!(view.ended_at, Some(at));
+        }
     }
 
-    #[test]
-    fn a_finished_record_stores_its_stream_sid_and_what_the_peers_sent_that_was_dropped() {
-        let store = store();
-        let call = store.create(&outbound("+15550199")).expect("stored");
-        let before = store.get(&call.id).expect("read").expect("present");
-        let mut record = CallRecord::new(
-            "CA9".into(),
-            Direction::OutboundApi,
-            call.from.clone(),
-            call.to.clone(),
-        );
-        record.stream_sid = Some("MZ1".into());
-        record.skipped_frames = 5;
-        record.dropped.dtmf_digits = 2;
-        record.dropped.openai_errors = 1;
-        record.finish(EndReason::CallerHungUp, 10);
+    both_backends! {
+        fn turns_appended_during_the_call_are_replaced_by_the_finished_record(store) {
+            let call = store.create(&outbound("+15550199")).expect("stored");
+            store.set_call_sid(&call.id, "CA0123").expect("stored");
+            store
+                .update_status(&call.id, CallStatus::InProgress, OffsetDateTime::now_utc())
+                .expect("updated");
+            let caller = turn(Speaker::Caller, "Hello, Trattoria Rivera.", 1_000);
+            let assistant = turn(
+                Speaker::Assistant,
+                "Hi! I'd like to book a table for four tonight.",
+                3_000,
+            );
+            store.append_turn(&call.id, &caller).expect("appended");
+            store.append_turn(&call.id, &assistant).expect("appended");
+            let during = store.get(&call.id).expect("read").expect("present");
+            let mut record = CallRecord::new(
+                "CA0123".into(),
+                Direction::OutboundApi,
+                call.from.clone(),
+                call.to.clone(),
+            );
+            record.stream_sid = Some("MZ0123".into());
+            let mut cut = assistant.clone();
+            cut.text = "Hi! I'd like".into();
+            cut.interrupted = true;
+            record.turns = vec![caller.clone(), cut.clone()];
+            record.outcome = Some("Booked 4 people at 19:30 under Rivera".into());
+            record.usage = Usage {
+                total_tokens: 900,
+                input_tokens: 600,
+                output_tokens: 300,
+                ..Usage::default()
+            };
+            record.finish(EndReason::Goodbye, 42_000);
 
-        store.finish(&call.id, &record).expect("finished");
-        let view = store.get(&call.id).expect("read").expect("present");
+            store.finish(&call.id, &record).expect("finished");
+            let after = store.get(&call.id).expect("read").expect("present");
 
-        assert_eq!(
-            (before.skipped_frames, before.dropped),
-            (0, DroppedInput::default())
-        );
-        assert_eq!(view.stream_sid.as_deref(), Some("MZ1"));
-        assert_eq!(view.skipped_frames, 5);
-        assert_eq!(view.dropped, record.dropped);
+            assert_eq!(during.transcript, [caller.clone(), assistant]);
+            assert_eq!(after.transcript, [caller, cut]);
+            assert_eq!(
+                after.outcome.as_deref(),
+                Some("Booked 4 people at 19:30 under Rivera")
+            );
+            assert_eq!(after.end_reason.as_deref(), Some("goodbye"));
+            assert_eq!(after.duration_ms, Some(42_000));
+            assert_eq!(after.usage, record.usage);
+            assert_eq!(after.ended_at, record.ended_at);
+            assert_eq!(
+                after.status,
+                CallStatus::InProgress,
+                "status callbacks own the status"
+            );
+        }
     }
 
-    #[test]
-    fn an_error_is_stored_with_twilios_code() {
-        let store = store();
-        let call = store.create(&outbound("+1555")).expect("stored");
-        let error = CallError {
-            code: Some(21211),
-            message: "Invalid 'To' Phone Number".into(),
-        };
+    both_backends! {
+        fn the_outcome_schema_mcp_servers_and_structured_outcome_are_stored_and_read_back_as_json(store) {
+            let schema = serde_json::json!({"type": "object", "required": ["booked"]});
+            let call = store
+                .create(&NewCall {
+                    outcome_schema: Some(schema.clone()),
+                    mcp_servers: Some(vec!["calendar".into()]),
+                    ..outbound("+15550199")
+                })
+                .expect("stored");
+            let mut record = CallRecord::new(
+                "CA7".into(),
+                Direction::OutboundApi,
+                call.from.clone(),
+                call.to.clone(),
+            );
+            record.structured_outcome = Some(serde_json::json!({"booked": true}));
+            record.finish(EndReason::Goodbye, 10);
 
-        store.set_error(&call.id, &error).expect("stored");
-        let view = store.get(&call.id).expect("read").expect("present");
+            store.finish(&call.id, &record).expect("finished");
+            let view = store.get(&call.id).expect("read").expect("present");
+            let plain = store.create(&outbound("+15550198")).expect("stored");
 
-        assert_eq!(view.error, Some(error));
+            assert_eq!(call.outcome_schema, Some(schema.clone()));
+            assert_eq!(view.outcome_schema, Some(schema));
+            assert_eq!(view.mcp_servers, Some(vec!["calendar".to_owned()]));
+            assert_eq!(
+                view.structured_outcome,
+                Some(serde_json::json!({"booked": true}))
+            );
+            assert_eq!(
+                (
+                    plain.outcome_schema,
+                    plain.mcp_servers,
+                    plain.structured_outcome
+                ),
+                (None, None, None)
+            );
+        }
+    }
+
+    both_backends! {
+        fn a_finished_record_without_an_outcome_keeps_the_stored_one_and_fills_a_missing_call_sid(store) {
+            let call = store.create(&outbound("+15550199")).expect("stored");
+            let mut first = CallRecord::new(
+                "CA9".into(),
+                Direction::OutboundApi,
+                call.from.clone(),
+                call.to.clone(),
+            );
+            first.outcome = Some("Booked".into());
+            first.finish(EndReason::Goodbye, 10);
+            store.finish(&call.id, &first).expect("finished");
+            let second = CallRecord::new(
+                "CA9".into(),
+                Direction::OutboundApi,
+                call.from.clone(),
+                call.to.clone(),
+            );
+
+            store.finish(&call.id, &second).expect("finished");
+            let view = store.get(&call.id).expect("read").expect("present");
+
+            assert_eq!(view.outcome.as_deref(), Some("Booked"));
+            assert_eq!(view.end_reason.as_deref(), Some("goodbye"));
+            assert_eq!(view.call_sid.as_deref(), Some("CA9"));
+        }
+    }
+
+    both_backends! {
+        fn a_finished_record_stores_its_stream_sid_and_what_the_peers_sent_that_was_dropped(store) {
+            let call = store.create(&outbound("+15550199")).expect("stored");
+            let before = store.get(&call.id).expect("read").expect("present");
+            let mut record = CallRecord::new(
+                "CA9".into(),
+                Direction::OutboundApi,
+                call.from.clone(),
+                call.to.clone(),
+            );
+            record.stream_sid = Some("MZ1".into());
+            record.skipped_frames = 5;
+            record.dropped.dtmf_digits = 2;
+            record.dropped.openai_errors = 1;
+            record.finish(EndReason::CallerHungUp, 10);
+
+            store.finish(&call.id, &record).expect("finished");
+            let view = store.get(&call.id).expect("read").expect("present");
+
+            assert_eq!(
+                (before.skipped_frames, before.dropped),
+                (0, DroppedInput::default())
+            );
+            assert_eq!(view.stream_sid.as_deref(), Some("MZ1"));
+            assert_eq!(view.skipped_frames, 5);
+            assert_eq!(view.dropped, record.dropped);
+        }
+    }
+
+    both_backends! {
+        fn an_error_is_stored_with_twilios_code(store) {
+            let call = store.create(&outbound("+1555")).expect("stored");
+            let error = CallError {
+                code: Some(21211),
+                message: "Invalid 'To' Phone Number".into(),
+            };
+
+            store.set_error(&call.id, &error).expect("stored");
+            let view = store.get(&call.id).expect("read").expect("present");
+
+            assert_eq!(view.error, Some(error));
+        }
     }
 
     #[test]
@@ -1193,20 +1149,20 @@ mod tests {
         assert_eq!(after.transcript.len(), 2);
     }
 
-    #[test]
-    fn a_call_keeps_the_engine_it_was_placed_with() {
-        let store = store();
-        let mut call = outbound("+15550199");
-        call.engine = Some(crate::config::Engine::Live);
-        let live = store.create(&call).expect("stored");
-        let default = store.create(&outbound("+15550198")).expect("stored");
+    both_backends! {
+        fn a_call_keeps_the_engine_it_was_placed_with(store) {
+            let mut call = outbound("+15550199");
+            call.engine = Some(crate::config::Engine::Live);
+            let live = store.create(&call).expect("stored");
+            let default = store.create(&outbound("+15550198")).expect("stored");
 
-        assert_eq!(live.engine, Some(crate::config::Engine::Live));
-        assert_eq!(
-            store.get(&live.id).expect("read").expect("there").engine,
-            Some(crate::config::Engine::Live)
-        );
-        assert_eq!(default.engine, None);
+            assert_eq!(live.engine, Some(crate::config::Engine::Live));
+            assert_eq!(
+                store.get(&live.id).expect("read").expect("there").engine,
+                Some(crate::config::Engine::Live)
+            );
+            assert_eq!(default.engine, None);
+        }
     }
 
     #[test]
@@ -1234,352 +1190,369 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_list_is_newest_first_and_limited() {
-        let store = store();
-        let ids: Vec<String> = (0..5)
-            .map(|i| {
-                store
-                    .create(&outbound(&format!("+1555010{i}")))
-                    .expect("stored")
-                    .id
-            })
-            .collect();
-
-        let listed = store.list(3).expect("listed");
-
-        let listed_ids: Vec<&str> = listed.iter().map(|s| s.id.as_str()).collect();
-        assert_eq!(
-            listed_ids,
-            [ids[4].as_str(), ids[3].as_str(), ids[2].as_str()]
-        );
-        assert_eq!(listed[0].to, "+15550104");
-        assert_eq!(
-            listed[0],
-            store
-                .get(&ids[4])
-                .expect("read")
-                .expect("present")
-                .summary()
-        );
-    }
-
-    #[test]
-    fn outbound_calls_created_since_a_time_are_counted_whatever_their_status() {
-        let store = store();
-        let before = OffsetDateTime::now_utc() - time::Duration::seconds(1);
-        let placed = store.create(&outbound("+15550199")).expect("stored");
-        let refused = store.create(&outbound("+15550198")).expect("stored");
-        store
-            .update_status(&refused.id, CallStatus::Failed, OffsetDateTime::now_utc())
-            .expect("updated");
-        let mut inbound = outbound("+15550100");
-        inbound.direction = Direction::Inbound;
-        store.create(&inbound).expect("stored");
-        let after = OffsetDateTime::now_utc() + time::Duration::seconds(1);
-
-        let since_before = store.count_outbound_created_since(before).expect("counted");
-        let since_after = store.count_outbound_created_since(after).expect("counted");
-
-        assert_eq!(
-            since_before, 2,
-            "both outbound calls, not the inbound one ({placed:?})"
-        );
-        assert_eq!(since_after, 0);
-    }
-
-    #[test]
-    fn only_unanswered_outbound_calls_count_as_ringing() {
-        let store = store();
-        let before = OffsetDateTime::now_utc() - time::Duration::seconds(1);
-        let now = OffsetDateTime::now_utc();
-        let _queued = store.create(&outbound("+15550101")).expect("stored");
-        let ringing = store.create(&outbound("+15550102")).expect("stored");
-        store
-            .update_status(&ringing.id, CallStatus::Ringing, now)
-            .expect("updated");
-        let answered = store.create(&outbound("+15550103")).expect("stored");
-        store
-            .update_status(&answered.id, CallStatus::InProgress, now)
-            .expect("updated");
-        let busy = store.create(&outbound("+15550104")).expect("stored");
-        store
-            .update_status(&busy.id, CallStatus::Busy, now)
-            .expect("updated");
-        let mut inbound = outbound("+15550100");
-        inbound.direction = Direction::Inbound;
-        store.create(&inbound).expect("stored");
-        let after = OffsetDateTime::now_utc() + time::Duration::seconds(1);
-
-        let since_before = store.count_outbound_ringing_since(before).expect("counted");
-        let since_after = store.count_outbound_ringing_since(after).expect("counted");
-
-        assert_eq!(since_before, 2, "the queued and the ringing call");
-        assert_eq!(since_after, 0, "calls created before `since` do not count");
-    }
-
-    #[test]
-    fn a_call_is_found_by_its_call_sid() {
-        let store = store();
-        let call = store.create(&outbound("+15550199")).expect("stored");
-        store.create(&outbound("+15550198")).expect("stored");
-        store.set_call_sid(&call.id, "CAabc").expect("stored");
-
-        let found = store.get_by_call_sid("CAabc").expect("read");
-        let missing = store.get_by_call_sid("CAzzz").expect("read");
-
-        assert_eq!(found.map(|v| v.id), Some(call.id));
-        assert!(missing.is_none());
-    }
-
-    #[test]
-    fn an_idempotency_token_is_new_once_and_forgotten_after_a_day() {
-        let store = store();
-        let now = datetime!(2025-03-04 05:06:00 UTC);
-
-        let first = store
-            .remember_idempotency_token_at("tok-1", now)
-            .expect("stored");
-        let retry = store
-            .remember_idempotency_token_at("tok-1", now)
-            .expect("stored");
-        let other = store
-            .remember_idempotency_token_at("tok-2", now)
-            .expect("stored");
-        let much_later = store
-            .remember_idempotency_token_at("tok-1", now + time::Duration::hours(25))
-            .expect("stored");
-
-        assert_eq!([first, retry, other, much_later], [true, false, true, true]);
-        assert!(
-            store
-                .remember_idempotency_token("tok-live")
-                .expect("stored")
-        );
-        assert!(
-            !store
-                .remember_idempotency_token("tok-live")
-                .expect("stored")
-        );
-    }
-
-    #[test]
-    fn threads_appending_turns_to_different_calls_keep_every_turn_in_order() {
-        let dir = TempDir::new("threads");
-        let store = CallStore::open(&dir.0.join("callbridge.db")).expect("opens");
-        let ids: Vec<String> = (0..4)
-            .map(|i| {
-                store
-                    .create(&outbound(&format!("+1555020{i}")))
-                    .expect("stored")
-                    .id
-            })
-            .collect();
-
-        let handles: Vec<_> = ids
-            .iter()
-            .cloned()
-            .map(|id| {
-                let store = store.clone();
-                std::thread::spawn(move || {
-                    for n in 0..25_u64 {
-                        store
-                            .append_turn(&id, &turn(Speaker::Caller, &format!("{id} turn {n}"), n))
-                            .expect("appended");
-                    }
+    both_backends! {
+        fn a_list_is_newest_first_and_limited(store) {
+            let ids: Vec<String> = (0..5)
+                .map(|i| {
+                    store
+                        .create(&outbound(&format!("+1555010{i}")))
+                        .expect("stored")
+                        .id
                 })
-            })
-            .collect();
-        for handle in handles {
-            handle.join().expect("no thread panicked");
-        }
-
-        for id in &ids {
-            let texts: Vec<String> = store
-                .get(id)
-                .expect("read")
-                .expect("present")
-                .transcript
-                .into_iter()
-                .map(|t| t.text)
                 .collect();
-            let expected: Vec<String> = (0..25).map(|n| format!("{id} turn {n}")).collect();
-            assert_eq!(texts, expected);
+
+            let listed = store.list(3).expect("listed");
+
+            let listed_ids: Vec<&str> = listed.iter().map(|s| s.id.as_str()).collect();
+            assert_eq!(
+                listed_ids,
+                [ids[4].as_str(), ids[3].as_str(), ids[2].as_str()]
+            );
+            assert_eq!(listed[0].to, "+15550104");
+            assert_eq!(
+                listed[0],
+                store
+                    .get(&ids[4])
+                    .expect("read")
+                    .expect("present")
+                    .summary()
+            );
         }
     }
 
-    #[test]
-    fn reconciliation_closes_every_open_record_and_keeps_its_turns() {
-        let store = store();
-        let now = datetime!(2025-03-04 06:00:00 UTC);
-        let earlier = datetime!(2025-03-04 05:00:00 UTC);
-        let mut inbound = outbound("+15550100");
-        inbound.direction = Direction::Inbound;
-        inbound.call_sid = Some("CAin".into());
-        let live_inbound = store.create(&inbound).expect("stored");
-        store
-            .update_status(&live_inbound.id, CallStatus::InProgress, earlier)
-            .expect("updated");
-        store
-            .append_turn(&live_inbound.id, &turn(Speaker::Caller, "Hello?", 500))
-            .expect("appended");
-        let answered = store.create(&outbound("+15550101")).expect("stored");
-        store
-            .update_status(&answered.id, CallStatus::InProgress, earlier)
-            .expect("updated");
-        let ringing = store.create(&outbound("+15550102")).expect("stored");
-        store.set_call_sid(&ringing.id, "CAring").expect("stored");
-        store
-            .update_status(&ringing.id, CallStatus::Ringing, earlier)
-            .expect("updated");
-        let done = store.create(&outbound("+15550103")).expect("stored");
-        store
-            .update_status(&done.id, CallStatus::Busy, earlier)
-            .expect("updated");
+    both_backends! {
+        fn outbound_calls_created_since_a_time_are_counted_whatever_their_status(store) {
+            let before = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+            let placed = store.create(&outbound("+15550199")).expect("stored");
+            let refused = store.create(&outbound("+15550198")).expect("stored");
+            store
+                .update_status(&refused.id, CallStatus::Failed, OffsetDateTime::now_utc())
+                .expect("updated");
+            let mut inbound = outbound("+15550100");
+            inbound.direction = Direction::Inbound;
+            store.create(&inbound).expect("stored");
+            let after = OffsetDateTime::now_utc() + time::Duration::seconds(1);
 
-        let closed = store.reconcile(now).expect("reconciled");
-        let again = store.reconcile(now).expect("reconciled twice");
+            let since_before = store.count_outbound_created_since(before).expect("counted");
+            let since_after = store.count_outbound_created_since(after).expect("counted");
 
-        let summary: Vec<(&str, CallStatus, CallStatus)> = closed
-            .iter()
-            .map(|c| (c.id.as_str(), c.was, c.now))
-            .collect();
-        assert_eq!(
-            summary,
-            [
-                (
-                    live_inbound.id.as_str(),
-                    CallStatus::InProgress,
-                    CallStatus::Completed
-                ),
-                (
-                    answered.id.as_str(),
-                    CallStatus::InProgress,
-                    CallStatus::Completed
-                ),
-                (
-                    ringing.id.as_str(),
-                    CallStatus::Ringing,
-                    CallStatus::Canceled
-                ),
-            ]
-        );
-        assert_eq!(closed[2].call_sid.as_deref(), Some("CAring"));
-        assert!(again.is_empty(), "nothing is left open");
-        let inbound_after = store.get(&live_inbound.id).expect("read").expect("present");
-        assert_eq!(inbound_after.status, CallStatus::Completed);
-        assert_eq!(
-            inbound_after.end_reason.as_deref(),
-            Some("error:server_stopped")
-        );
-        assert_eq!(inbound_after.ended_at, Some(now));
-        assert_eq!(inbound_after.transcript.len(), 1, "its turns are kept");
-        let done_after = store.get(&done.id).expect("read").expect("present");
-        assert_eq!(done_after.status, CallStatus::Busy);
-        assert_eq!(done_after.end_reason, None, "a finished call is left alone");
+            assert_eq!(
+                since_before, 2,
+                "both outbound calls, not the inbound one ({placed:?})"
+            );
+            assert_eq!(since_after, 0);
+        }
     }
 
-    #[test]
-    fn reconciliation_keeps_an_end_reason_already_written() {
-        let store = store();
-        let mut inbound = outbound("+15550100");
-        inbound.direction = Direction::Inbound;
-        let call = store.create(&inbound).expect("stored");
-        let mut record = CallRecord::new(
-            "CA1".into(),
-            Direction::Inbound,
-            call.from.clone(),
-            call.to.clone(),
-        );
-        record.finish(EndReason::Goodbye, 1_000);
-        store.finish(&call.id, &record).expect("finished");
+    both_backends! {
+        fn only_unanswered_outbound_calls_count_as_ringing(store) {
+            let before = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+            let now = OffsetDateTime::now_utc();
+            let _queued = store.create(&outbound("+15550101")).expect("stored");
+            let ringing = store.create(&outbound("+15550102")).expect("stored");
+            store
+                .update_status(&ringing.id, CallStatus::Ringing, now)
+                .expect("updated");
+            let answered = store.create(&outbound("+15550103")).expect("stored");
+            store
+                .update_status(&answered.id, CallStatus::InProgress, now)
+                .expect("updated");
+            let busy = store.create(&outbound("+15550104")).expect("stored");
+            store
+                .update_status(&busy.id, CallStatus::Busy, now)
+                .expect("updated");
+            let mut inbound = outbound("+15550100");
+            inbound.direction = Direction::Inbound;
+            store.create(&inbound).expect("stored");
+            let after = OffsetDateTime::now_utc() + time::Duration::seconds(1);
 
-        store
-            .reconcile(OffsetDateTime::now_utc())
-            .expect("reconciled");
-        let view = store.get(&call.id).expect("read").expect("present");
+            let since_before = store.count_outbound_ringing_since(before).expect("counted");
+            let since_after = store.count_outbound_ringing_since(after).expect("counted");
 
-        assert_eq!(view.status, CallStatus::Completed);
-        assert_eq!(view.end_reason.as_deref(), Some("goodbye"));
+            assert_eq!(since_before, 2, "the queued and the ringing call");
+            assert_eq!(since_after, 0, "calls created before `since` do not count");
+        }
     }
 
-    #[test]
-    fn a_call_whose_stream_never_opened_is_closed_with_its_reason() {
-        let store = store();
-        let call = store.create(&outbound("+15550199")).expect("stored");
-        store
-            .update_status(&call.id, CallStatus::InProgress, OffsetDateTime::now_utc())
-            .expect("updated");
-
-        let changed = store
-            .close_unopened(
-                &call.id,
-                &EndReason::Error(CallFailure::StreamNeverOpened),
-                OffsetDateTime::now_utc(),
-            )
-            .expect("closed");
-        let view = store.get(&call.id).expect("read").expect("present");
-
-        assert!(changed);
-        assert_eq!(view.status, CallStatus::Completed);
-        assert_eq!(
-            view.end_reason.as_deref(),
-            Some("error:stream_never_opened")
-        );
-        assert!(crate::calls::service::is_done(&view));
-    }
-
-    #[test]
-    fn a_status_callback_is_applied_once_per_idempotency_token() {
-        let store = store();
-        let call = store.create(&outbound("+15550199")).expect("stored");
-        store.set_call_sid(&call.id, "CAcb").expect("stored");
-        let now = OffsetDateTime::now_utc();
-
-        let first = store
-            .apply_status_callback("CAcb", CallStatus::Ringing, Some("tok"), now)
-            .expect("applied");
-        let retried = store
-            .apply_status_callback("CAcb", CallStatus::InProgress, Some("tok"), now)
-            .expect("applied");
-        let unknown = store
-            .apply_status_callback("CAzz", CallStatus::Ringing, None, now)
-            .expect("applied");
-
-        assert_eq!(first, Some((call.id.clone(), true)));
-        assert_eq!(retried, None);
-        assert_eq!(unknown, None);
-        assert_eq!(
-            store.get(&call.id).expect("read").expect("present").status,
-            CallStatus::Ringing
-        );
-    }
-
-    proptest! {
-        #[test]
-        fn random_status_sequences_never_move_a_call_back(
-            steps in proptest::collection::vec(proptest::sample::select(CallStatus::ALL.to_vec()), 0..12)
-        ) {
-            let store = store();
+    both_backends! {
+        fn a_call_is_found_by_its_call_sid(store) {
             let call = store.create(&outbound("+15550199")).expect("stored");
-            let t0 = datetime!(2025-03-04 05:06:00 UTC);
-            let mut highest = CallStatus::Queued;
+            store.create(&outbound("+15550198")).expect("stored");
+            store.set_call_sid(&call.id, "CAabc").expect("stored");
 
-            for (i, status) in steps.iter().enumerate() {
-                let changed = store
-                    .update_status(&call.id, *status, t0 + time::Duration::seconds(i as i64))
-                    .expect("updated");
-                prop_assert_eq!(changed, status.rank() > highest.rank());
-                if changed {
-                    highest = *status;
-                }
+            let found = store.get_by_call_sid("CAabc").expect("read");
+            let missing = store.get_by_call_sid("CAzzz").expect("read");
+
+            assert_eq!(found.map(|v| v.id), Some(call.id));
+            assert!(missing.is_none());
+        }
+    }
+
+    both_backends! {
+        fn an_idempotency_token_is_new_once_and_forgotten_after_a_day(store) {
+            let now = datetime!(2025-03-04 05:06:00 UTC);
+
+            let first = store
+                .remember_idempotency_token_at("tok-1", now)
+                .expect("stored");
+            let retry = store
+                .remember_idempotency_token_at("tok-1", now)
+                .expect("stored");
+            let other = store
+                .remember_idempotency_token_at("tok-2", now)
+                .expect("stored");
+            let much_later = store
+                .remember_idempotency_token_at("tok-1", now + time::Duration::hours(25))
+                .expect("stored");
+
+            assert_eq!([first, retry, other, much_later], [true, false, true, true]);
+            assert!(
+                store
+                    .remember_idempotency_token("tok-live")
+                    .expect("stored")
+            );
+            assert!(
+                !store
+                    .remember_idempotency_token("tok-live")
+                    .expect("stored")
+            );
+        }
+    }
+
+    both_backends! {
+        file fn threads_appending_turns_to_different_calls_keep_every_turn_in_order(store) {
+            let ids: Vec<String> = (0..4)
+                .map(|i| {
+                    store
+                        .create(&outbound(&format!("+1555020{i}")))
+                        .expect("stored")
+                        .id
+                })
+                .collect();
+
+            let handles: Vec<_> = ids
+                .iter()
+                .cloned()
+                .map(|id| {
+                    let store = store.clone();
+                    std::thread::spawn(move || {
+                        for n in 0..25_u64 {
+                            store
+                                .append_turn(&id, &turn(Speaker::Caller, &format!("{id} turn {n}"), n))
+                                .expect("appended");
+                        }
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle.join().expect("no thread panicked");
             }
+
+            for id in &ids {
+                let texts: Vec<String> = store
+                    .get(id)
+                    .expect("read")
+                    .expect("present")
+                    .transcript
+                    .into_iter()
+                    .map(|t| t.text)
+                    .collect();
+                let expected: Vec<String> = (0..25).map(|n| format!("{id} turn {n}")).collect();
+                assert_eq!(texts, expected);
+            }
+        }
+    }
+
+    both_backends! {
+        fn reconciliation_closes_every_open_record_and_keeps_its_turns(store) {
+            let now = datetime!(2025-03-04 06:00:00 UTC);
+            let earlier = datetime!(2025-03-04 05:00:00 UTC);
+            let mut inbound = outbound("+15550100");
+            inbound.direction = Direction::Inbound;
+            inbound.call_sid = Some("CAin".into());
+            let live_inbound = store.create(&inbound).expect("stored");
+            store
+                .update_status(&live_inbound.id, CallStatus::InProgress, earlier)
+                .expect("updated");
+            store
+                .append_turn(&live_inbound.id, &turn(Speaker::Caller, "Hello?", 500))
+                .expect("appended");
+            let answered = store.create(&outbound("+15550101")).expect("stored");
+            store
+                .update_status(&answered.id, CallStatus::InProgress, earlier)
+                .expect("updated");
+            let ringing = store.create(&outbound("+15550102")).expect("stored");
+            store.set_call_sid(&ringing.id, "CAring").expect("stored");
+            store
+                .update_status(&ringing.id, CallStatus::Ringing, earlier)
+                .expect("updated");
+            let done = store.create(&outbound("+15550103")).expect("stored");
+            store
+                .update_status(&done.id, CallStatus::Busy, earlier)
+                .expect("updated");
+
+            let closed = store.reconcile(now).expect("reconciled");
+            let again = store.reconcile(now).expect("reconciled twice");
+
+            let summary: Vec<(&str, CallStatus, CallStatus)> = closed
+                .iter()
+                .map(|c| (c.id.as_str(), c.was, c.now))
+                .collect();
+            assert_eq!(
+                summary,
+                [
+                    (
+                        live_inbound.id.as_str(),
+                        CallStatus::InProgress,
+                        CallStatus::Completed
+                    ),
+                    (
+                        answered.id.as_str(),
+                        CallStatus::InProgress,
+                        CallStatus::Completed
+                    ),
+                    (
+                        ringing.id.as_str(),
+                        CallStatus::Ringing,
+                        CallStatus::Canceled
+                    ),
+                ]
+            );
+            assert_eq!(closed[2].call_sid.as_deref(), Some("CAring"));
+            assert!(again.is_empty(), "nothing is left open");
+            let inbound_after = store.get(&live_inbound.id).expect("read").expect("present");
+            assert_eq!(inbound_after.status, CallStatus::Completed);
+            assert_eq!(
+                inbound_after.end_reason.as_deref(),
+                Some("error:server_stopped")
+            );
+            assert_eq!(inbound_after.ended_at, Some(now));
+            assert_eq!(inbound_after.transcript.len(), 1, "its turns are kept");
+            let done_after = store.get(&done.id).expect("read").expect("present");
+            assert_eq!(done_after.status, CallStatus::Busy);
+            assert_eq!(done_after.end_reason, None, "a finished call is left alone");
+        }
+    }
+
+    both_backends! {
+        fn reconciliation_keeps_an_end_reason_already_written(store) {
+            let mut inbound = outbound("+15550100");
+            inbound.direction = Direction::Inbound;
+            let call = store.create(&inbound).expect("stored");
+            let mut record = CallRecord::new(
+                "CA1".into(),
+                Direction::Inbound,
+                call.from.clone(),
+                call.to.clone(),
+            );
+            record.finish(EndReason::Goodbye, 1_000);
+            store.finish(&call.id, &record).expect("finished");
+
+            store
+                .reconcile(OffsetDateTime::now_utc())
+                .expect("reconciled");
             let view = store.get(&call.id).expect("read").expect("present");
 
-            prop_assert_eq!(view.status, highest);
-            let ranks: Vec<u8> = view.status_timeline.iter().map(|c| c.status.rank()).collect();
-            prop_assert!(ranks.windows(2).all(|w| w[0] < w[1]), "timeline ranks {:?}", ranks);
-            prop_assert_eq!(view.status_timeline.last().map(|c| c.status), Some(highest));
+            assert_eq!(view.status, CallStatus::Completed);
+            assert_eq!(view.end_reason.as_deref(), Some("goodbye"));
+        }
+    }
+
+    both_backends! {
+        fn a_call_whose_stream_never_opened_is_closed_with_its_reason(store) {
+            let call = store.create(&outbound("+15550199")).expect("stored");
+            store
+                .update_status(&call.id, CallStatus::InProgress, OffsetDateTime::now_utc())
+                .expect("updated");
+
+            let changed = store
+                .close_unopened(
+                    &call.id,
+                    &EndReason::Error(CallFailure::StreamNeverOpened),
+                    OffsetDateTime::now_utc(),
+                )
+                .expect("closed");
+            let view = store.get(&call.id).expect("read").expect("present");
+
+            assert!(changed);
+            assert_eq!(view.status, CallStatus::Completed);
+            assert_eq!(
+                view.end_reason.as_deref(),
+                Some("error:stream_never_opened")
+            );
+            assert!(crate::calls::service::is_done(&view));
+        }
+    }
+
+    both_backends! {
+        fn a_status_callback_is_applied_once_per_idempotency_token(store) {
+            let call = store.create(&outbound("+15550199")).expect("stored");
+            store.set_call_sid(&call.id, "CAcb").expect("stored");
+            let now = OffsetDateTime::now_utc();
+
+            let first = store
+                .apply_status_callback("CAcb", CallStatus::Ringing, Some("tok"), now)
+                .expect("applied");
+            let retried = store
+                .apply_status_callback("CAcb", CallStatus::InProgress, Some("tok"), now)
+                .expect("applied");
+            let unknown = store
+                .apply_status_callback("CAzz", CallStatus::Ringing, None, now)
+                .expect("applied");
+
+            assert_eq!(first, Some((call.id.clone(), true)));
+            assert_eq!(retried, None);
+            assert_eq!(unknown, None);
+            assert_eq!(
+                store.get(&call.id).expect("read").expect("present").status,
+                CallStatus::Ringing
+            );
+        }
+    }
+
+    both_backends! {
+        fn random_status_sequences_never_move_a_call_back(store) {
+            proptest!(|(steps in proptest::collection::vec(proptest::sample::select(CallStatus::ALL.to_vec()), 0..12))| {
+                let call = store.create(&outbound("+15550199")).expect("stored");
+                let t0 = datetime!(2025-03-04 05:06:00 UTC);
+                let mut highest = CallStatus::Queued;
+
+                for (i, status) in steps.iter().enumerate() {
+                    let changed = store
+                        .update_status(&call.id, *status, t0 + time::Duration::seconds(i as i64))
+                        .expect("updated");
+                    prop_assert_eq!(changed, status.rank() > highest.rank());
+                    if changed {
+                        highest = *status;
+                    }
+                }
+                let view = store.get(&call.id).expect("read").expect("present");
+
+                prop_assert_eq!(view.status, highest);
+                let ranks: Vec<u8> = view.status_timeline.iter().map(|c| c.status.rank()).collect();
+                prop_assert!(ranks.windows(2).all(|w| w[0] < w[1]), "timeline ranks {:?}", ranks);
+                prop_assert_eq!(view.status_timeline.last().map(|c| c.status), Some(highest));
+            });
+        }
+    }
+
+    both_backends! {
+        file fn a_reopened_store_reads_every_record_as_it_was(store) {
+            let call = store.create(&outbound("+15550199")).expect("stored");
+            store.set_call_sid(&call.id, "CA0123").expect("stored");
+            store
+                .update_status(&call.id, CallStatus::InProgress, datetime!(2025-03-04 05:06:00.5 UTC))
+                .expect("updated");
+            store
+                .append_turn(&call.id, &turn(Speaker::Caller, "Hello?", 500))
+                .expect("appended");
+            let before = store.get(&call.id).expect("read").expect("present");
+
+            let reopened = store.reopen();
+            let after = reopened.get(&call.id).expect("read").expect("still there");
+
+            assert_eq!(after, before);
+            assert_eq!(reopened.list(10).expect("listed"), store.list(10).expect("listed"));
         }
     }
 }

@@ -335,7 +335,7 @@ impl CallStore {
         const CONTEXT: &str = "read the webhooks due";
         let now_ns = to_ns(now, "now")?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let conn = self.read();
+        let conn = self.read()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT id, call_id, url, body FROM webhook_deliveries WHERE status = ?1 \
@@ -360,7 +360,7 @@ impl CallStore {
     /// # Errors
     /// [`StoreError::Sqlite`] when the read fails.
     pub fn next_webhook_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
-        let conn = self.read();
+        let conn = self.read()?;
         conn.query_row(
             "SELECT MIN(next_attempt_at_ns) FROM webhook_deliveries WHERE status = ?1",
             [DeliveryStatus::Pending],
@@ -527,7 +527,7 @@ impl CallStore {
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
         const CONTEXT: &str = "list webhooks";
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let conn = self.read();
+        let conn = self.read()?;
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE ?1 IS NULL OR status = ?1 \
@@ -545,7 +545,7 @@ impl CallStore {
     /// # Errors
     /// [`StoreError::Sqlite`] when the read fails or a stored value is invalid.
     pub fn get_webhook(&self, id: &str) -> Result<Option<WebhookDelivery>, StoreError> {
-        read_delivery(&self.read(), id)
+        read_delivery(&*self.read()?, id)
     }
 
     /// The exact body queued for the delivery `id`; `None` when there is none.
@@ -553,7 +553,7 @@ impl CallStore {
     /// # Errors
     /// [`StoreError::Sqlite`] when the read fails.
     pub fn webhook_body(&self, id: &str) -> Result<Option<String>, StoreError> {
-        self.read()
+        self.read()?
             .query_row(
                 "SELECT body FROM webhook_deliveries WHERE id = ?1",
                 [id],

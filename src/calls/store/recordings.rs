@@ -113,7 +113,7 @@ impl CallStore {
         const CONTEXT: &str = "list the recordings due for deletion";
         let now_ns = to_ns(now, "now")?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let conn = self.read();
+        let conn = self.read()?;
         conn.prepare_cached(
             "SELECT sid, call_id, delete_attempts FROM recordings \
              WHERE deleted_at_ns IS NULL AND delete_due_at_ns IS NOT NULL AND delete_due_at_ns <= ?1 \
@@ -138,7 +138,7 @@ impl CallStore {
     ///
     /// [`StoreError::Sqlite`] when the read fails.
     pub fn next_recording_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
-        let conn = self.read();
+        let conn = self.read()?;
         conn.query_row(
             "SELECT MIN(delete_due_at_ns) FROM recordings \
              WHERE deleted_at_ns IS NULL AND delete_due_at_ns IS NOT NULL",

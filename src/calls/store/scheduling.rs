@@ -98,7 +98,7 @@ impl CallStore {
     pub fn due_attempts(&self, now: OffsetDateTime) -> Result<Vec<String>, StoreError> {
         const CONTEXT: &str = "find the calls due for an attempt";
         let now_ns = to_ns(now, "now")?;
-        let conn = self.read();
+        let conn = self.read()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT s.call_id FROM call_schedules s JOIN calls c ON c.id = s.call_id \
@@ -128,7 +128,7 @@ impl CallStore {
     /// [`StoreError::Sqlite`] when the read fails.
     pub fn next_attempt_due(&self) -> Result<Option<OffsetDateTime>, StoreError> {
         const CONTEXT: &str = "find the next attempt due";
-        let conn = self.read();
+        let conn = self.read()?;
         conn.query_row(
             "SELECT MIN(s.next_attempt_at_ns) FROM call_schedules s JOIN calls c ON c.id = s.call_id \
              WHERE c.status IN (?1, ?2)",
@@ -144,7 +144,7 @@ impl CallStore {
     /// # Errors
     /// [`StoreError::Sqlite`] when the read fails.
     pub fn scheduled_send_digits(&self, id: &str) -> Result<Option<String>, StoreError> {
-        let conn = self.read();
+        let conn = self.read()?;
         conn.query_row(
             "SELECT send_digits FROM call_schedules WHERE call_id = ?1",
             [id],
