@@ -231,7 +231,7 @@ async fn a_concurrency_cap_of_two_refuses_the_third_call_whichever_instance_gets
     // Once a call ends, its slot is free again for the fleet: B takes the next call.
     stream_a.stop().await;
     wait_for_call(
-        &fleet.b.address,
+        &fleet.a.address,
         &on_a.call_sid,
         Duration::from_secs(15),
         "the first call's end",
