@@ -17,6 +17,7 @@ const MAX_REAPED_PER_ROUND: usize = 16;
 /// command's, the store's); a failed heartbeat is logged and tried again a third of a lease later.
 pub async fn run(calls: CallService, fleet: Fleet, stop: CancellationToken) {
     let period = fleet.lease() / 3;
+    reap_previous_run(&calls, &fleet).await;
     loop {
         match fleet.heartbeat().await {
             Ok(held) => tracing::debug!(held, "instance lease renewed"),
@@ -29,6 +30,34 @@ pub async fn run(calls: CallService, fleet: Fleet, stop: CancellationToken) {
         }
     }
     tracing::debug!("instance heartbeat stopped");
+}
+
+/// Closes the calls an earlier run of this instance (same `CALLBRIDGE_INSTANCE_ID`, killed before its lease ran out)
+/// left in its calls hash, as a survivor would have, and clears the hash; called once at start, before this run
+/// holds any call.
+pub async fn reap_previous_run(calls: &CallService, fleet: &Fleet) {
+    let left = match fleet.held_calls(fleet.instance_id()).await {
+        Ok(left) => left,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the calls an earlier run of this instance held");
+            return;
+        }
+    };
+    if left.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        calls = left.len(),
+        "an earlier run of this instance left calls in the fleet; closing them"
+    );
+    let lost = crate::fleet::lease::LostInstance {
+        instance_id: fleet.instance_id().to_owned(),
+        calls: left,
+    };
+    close_calls_of(calls, &lost).await;
+    if let Err(error) = fleet.forget_instance(fleet.instance_id()).await {
+        tracing::warn!(%error, "cannot clear the calls an earlier run of this instance held");
+    }
 }
 
 /// Claims each instance whose lease expired (one survivor per instance) and closes its calls: every call it held
@@ -46,41 +75,49 @@ pub async fn reap_lost(calls: &CallService, fleet: &Fleet) -> usize {
                 break;
             }
         };
-        for (call_id, call_sid) in &lost.calls {
-            let known = match calls.store().get(call_id) {
-                Ok(known) => known,
-                Err(error) => {
-                    tracing::error!(%call_id, %call_sid, %error, "cannot read a lost instance's call");
-                    continue;
-                }
-            };
-            let Some(call) = known else {
-                tracing::info!(%call_id, %call_sid, lost_instance = %lost.instance_id,
-                    "call of a lost instance is not in this instance's call store (each has its own database)");
-                continue;
-            };
-            if call.status.is_terminal() {
-                continue;
-            }
-            let write = Write::CloseLost {
-                id: call_id.clone(),
-                at: time::OffsetDateTime::now_utc(),
-            };
-            match calls.writer().write(write, STORE_DEADLINE).await {
-                Ok(()) => {
-                    closed += 1;
-                    tracing::warn!(%call_id, %call_sid, lost_instance = %lost.instance_id, was = %call.status,
-                        "call of a lost instance marked failed (instance_lost)");
-                }
-                Err(error) => tracing::error!(%call_id, %call_sid, error = ?error,
-                    "call of a lost instance not closed yet (the write stays queued)"),
-            }
-        }
-        calls.notify_changed();
+        closed += close_calls_of(calls, &lost).await;
         if let Err(error) = fleet.forget_instance(&lost.instance_id).await {
             tracing::warn!(%error, lost_instance = %lost.instance_id, "lost instance not removed; its claim expires and it is tried again");
         }
     }
+    closed
+}
+
+/// Marks each call of `lost` still open in the call store `failed` / `instance_lost` (turns untouched); a call the
+/// store does not have is logged. Returns how many were closed.
+async fn close_calls_of(calls: &CallService, lost: &crate::fleet::lease::LostInstance) -> usize {
+    let mut closed = 0;
+    for (call_id, call_sid) in &lost.calls {
+        let known = match calls.store().get(call_id) {
+            Ok(known) => known,
+            Err(error) => {
+                tracing::error!(%call_id, %call_sid, %error, "cannot read a lost instance's call");
+                continue;
+            }
+        };
+        let Some(call) = known else {
+            tracing::info!(%call_id, %call_sid, lost_instance = %lost.instance_id,
+                "call of a lost instance is not in this instance's call store (each has its own database)");
+            continue;
+        };
+        if call.status.is_terminal() {
+            continue;
+        }
+        let write = Write::CloseLost {
+            id: call_id.clone(),
+            at: time::OffsetDateTime::now_utc(),
+        };
+        match calls.writer().write(write, STORE_DEADLINE).await {
+            Ok(()) => {
+                closed += 1;
+                tracing::warn!(%call_id, %call_sid, lost_instance = %lost.instance_id, was = %call.status,
+                    "call of a lost instance marked failed (instance_lost)");
+            }
+            Err(error) => tracing::error!(%call_id, %call_sid, error = ?error,
+                "call of a lost instance not closed yet (the write stays queued)"),
+        }
+    }
+    calls.notify_changed();
     closed
 }
 

@@ -386,3 +386,39 @@ async fn the_heartbeat_renews_the_lease_and_the_held_calls() {
     assert!(lease_ms > 0 && lease_ms <= 3_000, "{lease_ms}");
     assert!(entry_ms > 3_000 && entry_ms <= 6_000, "{entry_ms}");
 }
+
+#[tokio::test]
+async fn a_restarted_instance_closes_the_calls_its_earlier_run_left_held() {
+    let prefix = random_prefix();
+    let store = CallStore::open_in_memory().expect("an in-memory database opens");
+    let earlier = fleet(&prefix, "node-a").await;
+    let call = store
+        .create(&inbound("CA0123456789abcdef0123456789abcdef"))
+        .expect("stored");
+    store
+        .update_status(
+            &call.id,
+            CallStatus::InProgress,
+            time::OffsetDateTime::now_utc(),
+        )
+        .expect("answered");
+    earlier
+        .register_call("CA0123456789abcdef0123456789abcdef", &call.id)
+        .await
+        .expect("held");
+    let restarted = fleet(&prefix, "node-a").await;
+    let service = service_on(store.clone(), restarted.clone(), 10, 10);
+
+    crate::calls::fleet_lease::reap_previous_run(&service, &restarted).await;
+
+    let closed = store.get(&call.id).expect("read").expect("found");
+    assert_eq!(closed.status, CallStatus::Failed);
+    assert_eq!(closed.end_reason.as_deref(), Some("instance_lost"));
+    assert!(
+        restarted
+            .held_calls("node-a")
+            .await
+            .expect("read")
+            .is_empty()
+    );
+}

@@ -130,14 +130,7 @@ impl Fleet {
                 tracing::debug!(lost_instance = %id, "lost instance already claimed by another instance");
                 continue;
             }
-            let calls: HashMap<String, String> = self
-                .deadline(
-                    "read a lost instance's calls",
-                    redis::cmd("HGETALL")
-                        .arg(self.key(&format!("instance:{id}:calls")))
-                        .query_async(&mut redis),
-                )
-                .await?;
+            let calls = self.held_calls(&id).await?;
             tracing::warn!(lost_instance = %id, calls = calls.len(), "instance lease expired: claimed to close its calls");
             return Ok(Some(LostInstance {
                 instance_id: id,
@@ -145,6 +138,24 @@ impl Fleet {
             }));
         }
         Ok(None)
+    }
+
+    /// The calls the instance `instance_id` holds (or held, if it died): call id → CallSid.
+    ///
+    /// # Errors
+    /// [`FleetError`] when Redis fails or does not answer in time.
+    pub async fn held_calls(
+        &self,
+        instance_id: &str,
+    ) -> Result<HashMap<String, String>, FleetError> {
+        let mut redis = self.connection();
+        self.deadline(
+            "read an instance's calls",
+            redis::cmd("HGETALL")
+                .arg(self.key(&format!("instance:{instance_id}:calls")))
+                .query_async(&mut redis),
+        )
+        .await
     }
 
     /// Frees what the lost instance `instance_id` held (its calls' slots and registry entries, its calls hash) and

@@ -309,10 +309,12 @@ pub fn begin_stream_after(
             };
             // The call was answered but its stream never opened: its record must not stay in progress.
             calls.writer().submit(Write::CloseUnopened {
-                id: call_id,
+                id: call_id.clone(),
                 end_reason: EndReason::Error(CallFailure::StreamNeverOpened),
                 at: OffsetDateTime::now_utc(),
             });
+            // With a fleet, its slot (keyed by its CallSid when inbound, its id when outbound) is free now.
+            calls.release_fleet_slots(&[&call_sid, &call_id]).await;
             if let Err(e) = calls.end_at_twilio(&call_sid).await {
                 tracing::warn!(error = %e, "REST hang-up of a call whose stream never opened failed");
             }

@@ -5,7 +5,7 @@ No Docker engine is available where the tests run, so the compose file is read a
 resolved, as compose resolves them) and checked for what a fleet relies on: every instance gets the same Redis and
 PostgreSQL, an instance id of its own, and no port of its own; HAProxy balances over exactly those instances. The
 HAProxy configuration is checked by `haproxy -c` itself, with the addresses compose gives it and with the loopback
-ones the integration tests (tests/integration/fleet.rs) run it with.
+ones the integration tests (tests/integration/load_balancer.rs) run it with.
 """
 
 import re

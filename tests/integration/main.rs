@@ -22,6 +22,7 @@ mod hostile;
 mod inbound_call;
 mod limits;
 mod live;
+mod load_balancer;
 mod logs;
 mod metering;
 mod module_graph;
