@@ -251,6 +251,11 @@ impl Application {
         let recording_retention =
             start_recording_retention(&settings, &calls, retention_rest, &shutdown);
         let webhooks_stop = CancellationToken::new();
+        if let Some(fleet) = &fleet {
+            // Controls for calls held by other instances go through Redis; ours come in on our channel, until the
+            // server stops (the same moment the webhook delivery stops: after the drain).
+            start_control_routing(&settings, fleet, &live_calls, webhooks_stop.clone()).await?;
+        }
         if let Some(secret) = settings.webhooks.secret.clone() {
             crate::calls::webhook_delivery::spawn(
                 calls.store().clone(),
@@ -516,4 +521,27 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Routes live-call controls across the fleet: installs [`crate::calls::control_route::FleetRemote`] in `live_calls`
+/// and subscribes to this instance's control channel until `stop`.
+///
+/// # Errors
+/// When the Redis URL cannot be used for a pub/sub connection.
+async fn start_control_routing(
+    settings: &Settings,
+    fleet: &Fleet,
+    live_calls: &LiveCalls,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    use crate::calls::control_route::{FleetRemote, spawn_subscriber};
+    let Some(url) = settings.fleet.redis_url.as_ref() else {
+        return Ok(());
+    };
+    let client = redis::Client::open(url.expose_secret())
+        .context("CALLBRIDGE_REDIS_URL cannot be used for the live-call control channel")?;
+    let remote = Arc::new(FleetRemote::new(fleet.clone(), client));
+    live_calls.set_remote(remote.clone());
+    spawn_subscriber(remote, live_calls.clone(), stop).await;
+    Ok(())
 }

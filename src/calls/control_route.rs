@@ -112,7 +112,8 @@ impl FleetRemote {
     ) -> Result<bool, RemoteError> {
         let channel = control_channel(self.fleet.prefix(), instance);
         let CallControl::Say { request, reply } = &control else {
-            let payload = encode(call_sid, &control, None).map_err(|e| remote_error("encode", e))?;
+            let payload =
+                encode(call_sid, &control, None).map_err(|e| remote_error("encode", e))?;
             return Ok(self.publish(&channel, &payload).await? > 0);
         };
         let reply_to = reply_channel(self.fleet.prefix(), &random_id());
@@ -135,7 +136,9 @@ async fn forward_reply(pubsub: redis::aio::PubSub, reply: SayReplySlot, deadline
     match tokio::time::timeout(deadline, messages.next()).await {
         Ok(Some(message)) => match decode_reply(message.get_payload_bytes()) {
             Ok(answer) => reply.send(answer),
-            Err(e) => tracing::warn!(error = %e, "malformed say answer from another instance skipped"),
+            Err(e) => {
+                tracing::warn!(error = %e, "malformed say answer from another instance skipped")
+            }
         },
         Ok(None) => tracing::warn!("the say's reply channel closed before its answer came"),
         Err(_) => tracing::warn!("no answer to the say from the instance holding the call in time"),
@@ -184,7 +187,11 @@ impl RemoteCalls for FleetRemote {
 /// `shutdown`; a lost connection is reopened (waiting [`FIRST_RESUBSCRIBE_DELAY`], doubling up to
 /// [`MAX_RESUBSCRIBE_DELAY`]). Returns once the first subscription holds (or failed within [`OP_DEADLINE`]: it is
 /// retried in the background), so that controls published after start-up are received.
-pub async fn spawn_subscriber(remote: Arc<FleetRemote>, live: LiveCalls, shutdown: CancellationToken) {
+pub async fn spawn_subscriber(
+    remote: Arc<FleetRemote>,
+    live: LiveCalls,
+    shutdown: CancellationToken,
+) {
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(subscribe_loop(remote, live, shutdown, ready_tx));
     let _ = tokio::time::timeout(OP_DEADLINE, ready_rx).await;
@@ -219,7 +226,9 @@ async fn subscribe_loop(
                 }
                 tracing::warn!(%channel, "control subscription lost; resubscribing");
             }
-            Err(e) => tracing::warn!(%channel, error = %e, "cannot subscribe to the control channel; retrying"),
+            Err(e) => {
+                tracing::warn!(%channel, error = %e, "cannot subscribe to the control channel; retrying")
+            }
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -271,3 +280,7 @@ fn handle(remote: &Arc<FleetRemote>, live: &LiveCalls, payload: &[u8]) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "control_route_tests.rs"]
+mod tests;

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod clock;
+pub mod control_route;
 pub mod control_wire;
 pub mod end_reason;
 pub mod fleet_lease;

@@ -719,13 +719,13 @@ impl CallService {
     /// holds it.
     ///
     /// # Errors
-    /// [`ServiceError::ControlUnreachable`] when the fleet's routing failed.
+    /// [`ServiceError::FleetUnavailable`] when the fleet's routing failed.
     async fn route(&self, call_sid: &str, control: CallControl) -> Result<bool, ServiceError> {
         self.inner
             .live
             .route(call_sid, control)
             .await
-            .map_err(|e| ServiceError::ControlUnreachable(e.to_string()))
+            .map_err(|e| ServiceError::FleetUnavailable(e.to_string()))
     }
 
     /// [`CallService::route`] for the call `id` with CallSid `call_sid`: [`ServiceError::NotLive`] when it has none

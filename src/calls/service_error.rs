@@ -88,22 +88,19 @@ pub enum ServiceError {
         end_reason: Option<String>,
     },
     /// The fleet's Redis (`CALLBRIDGE_REDIS_URL`) failed or did not answer in time, so the fleet-wide cap and
-    /// budget could not be checked: the call is refused. Retryable.
+    /// budget could not be checked (the call is refused), or a control for a call held by another instance could
+    /// not be routed there. Retryable.
     #[error("the fleet's shared state (Redis) is unavailable: {0}; try again in a few seconds")]
     FleetUnavailable(String),
     /// The live call did not take the `say` (another one under way, the call ending, ...), or did not answer it.
     #[error("{0}")]
     SayRefused(String),
-    /// The call runs on another instance of the fleet and the control could not be routed there (Redis failed or
-    /// did not answer in time). Retryable.
-    #[error("{0}")]
-    ControlUnreachable(String),
 }
 
 impl ServiceError {
     /// A stable machine-readable code: `invalid_number`, `invalid_request`, `not_found`, `not_live`,
     /// `not_configured`, `twilio_error`, `destination_not_allowed`, `daily_budget_exhausted`, `too_many_calls`,
-    /// `call_ended`, `store_busy`, `say_refused`, `control_unreachable`, `fleet_unavailable`, `internal`.
+    /// `call_ended`, `store_busy`, `say_refused`, `fleet_unavailable`, `internal`.
     pub fn code(&self) -> &'static str {
         match self {
             ServiceError::DestinationNotAllowed(_) => "destination_not_allowed",
@@ -121,7 +118,6 @@ impl ServiceError {
             ServiceError::StoreBusy => "store_busy",
             ServiceError::AlreadyEnded { .. } => "call_ended",
             ServiceError::SayRefused(_) => "say_refused",
-            ServiceError::ControlUnreachable(_) => "control_unreachable",
             ServiceError::FleetUnavailable(_) => "fleet_unavailable",
         }
     }

@@ -90,7 +90,7 @@ impl CallService {
                 },
             )
             .await
-            .map_err(|e| ServiceError::ControlUnreachable(e.to_string()))?;
+            .map_err(|e| ServiceError::FleetUnavailable(e.to_string()))?;
         if !routed {
             return Err(ServiceError::NotLive(id.to_owned()));
         }
@@ -124,7 +124,7 @@ impl CallService {
                     .live
                     .is_held_anywhere(call_sid)
                     .await
-                    .map_err(|e| ServiceError::ControlUnreachable(e.to_string()))?
+                    .map_err(|e| ServiceError::FleetUnavailable(e.to_string()))?
             {
                 return Ok(call_sid.to_owned());
             }

@@ -120,8 +120,6 @@ impl ResponseError for ApiError {
                 ServiceError::FleetUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 ServiceError::AlreadyEnded { .. } => StatusCode::CONFLICT,
                 ServiceError::SayRefused(_) => StatusCode::CONFLICT,
-                // The fleet's Redis failed on the way to the instance holding the call: retry shortly.
-                ServiceError::ControlUnreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
             },
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -17,12 +17,13 @@ use tracing::Instrument as _;
 use crate::calls::{CallFailure, EndReason};
 use crate::http::state::AppState;
 use crate::http::webhook::{
-    call_span, request_public_base, request_validator, stream_base, stream_url,
+    call_span, preconnect_plan, request_public_base, request_validator, stream_base, stream_url,
 };
 use crate::relay::bridge::{close_reason, close_twilio};
-use crate::relay::call::run_call;
+use crate::relay::call::{PendingCall, run_call};
 use crate::relay::handover::StreamAttachment;
 use crate::relay::media_link::{MediaLink, pump};
+use crate::relay::shared_plan::SharedPlan;
 use crate::relay::twilio_socket;
 
 /// Why a media-stream upgrade's `X-Twilio-Signature` was refused (answered 403; the stream token stays unused).
@@ -118,7 +119,11 @@ pub async fn media_stream(
         .remove(&token)
         .and_then(|slot| slot.lock().ok().and_then(|mut p| p.take()));
     let call_sid = grant.call_sid;
+    let (grant_plan, issued_by) = (grant.plan, grant.issued_by);
     let span = call_span(&call_sid);
+    // A stream whose webhook another instance answered: run it from the plan shared with the token.
+    let pending =
+        pending.or_else(|| span.in_scope(|| adopt_shared_plan(&state, &grant_plan, issued_by)));
     let Some(pending) = pending else {
         // The token outlived its pending call (its expiry raced the upgrade): nothing to run the stream with.
         span.in_scope(|| tracing::warn!("media stream whose pending call has expired; closing it"));
@@ -131,4 +136,33 @@ pub async fn media_stream(
             .track(run_call(state.call_deps(), twilio, frames, call_sid, pending).instrument(span)),
     );
     Ok(response)
+}
+
+/// The pending call of a stream whose webhook another instance answered: its plan, rebuilt from the grant's `plan`,
+/// and an OpenAI session of its own opened now (the other instance's pre-connected one goes unused). `None` when the
+/// grant carries no plan or one this instance cannot read (logged).
+fn adopt_shared_plan(
+    state: &AppState,
+    plan: &Option<serde_json::Value>,
+    issued_by: Option<String>,
+) -> Option<PendingCall> {
+    let plan = plan.as_ref()?;
+    let plan = serde_json::from_value::<SharedPlan>(plan.clone())
+        .map_err(|e| e.to_string())
+        .and_then(|shared| shared.into_plan().map_err(|e| e.to_string()));
+    match plan {
+        Ok(plan) => {
+            tracing::info!(
+                issued_by = issued_by.as_deref().unwrap_or("?"),
+                engine = ?plan.engine,
+                "stream answered by another instance: opening an OpenAI session here"
+            );
+            let preconnect = preconnect_plan(state, &plan);
+            Some(PendingCall { plan, preconnect })
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the stream plan shared with the token cannot be used");
+            None
+        }
+    }
 }

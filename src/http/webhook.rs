@@ -17,6 +17,7 @@ use crate::config::Engine;
 use crate::http::state::AppState;
 use crate::realtime::client::{RealtimeEndpoint, preconnect};
 use crate::relay::call::{PendingCall, StreamPlan};
+use crate::relay::shared_plan::SharedPlan;
 use crate::twilio::signature::{
     RequestValidator, SIGNATURE_SETTINGS_HEADER, SignatureError, parse_form,
 };
@@ -258,22 +259,13 @@ pub fn begin_stream_after(
     plan: StreamPlan,
     prelude: &twiml::Prelude<'_>,
 ) -> String {
-    let token = state.tokens.issue(call_sid);
-    let preconnect = span.in_scope(|| match plan.engine {
-        Engine::Realtime => preconnect(
-            &state.realtime_runtime,
-            state.realtime_endpoint.clone(),
-            vec![plan.session_update.clone()],
-        ),
-        Engine::Live => crate::live::client::preconnect(
-            &state.realtime_runtime,
-            RealtimeEndpoint {
-                url: state.settings.live.url.clone(),
-                api_key: state.settings.openai_api_key.clone(),
-            },
-            plan.session_update.clone(),
-        ),
-    });
+    // With a fleet the plan travels with the token, so that any instance can run the stream.
+    let shared = state
+        .fleet
+        .as_ref()
+        .and_then(|_| serde_json::to_value(SharedPlan::from_plan(&plan)).ok());
+    let token = state.tokens.issue_with_plan(call_sid, shared);
+    let preconnect = span.in_scope(|| preconnect_plan(state, &plan));
     // The stream goes to this instance's own address when it has one; signatures stay on the public URL.
     let stream_base = stream_base(state.settings.stream_public_url.as_ref(), public_base);
     let twiml = connect_twiml_after(prelude, &stream_base, &token, &plan.from, &plan.to);
@@ -287,6 +279,7 @@ pub fn begin_stream_after(
     // expiry only runs when the cache is next used, which on a quiet server may be never.
     let pending = state.pending.clone();
     let calls = state.calls.clone();
+    let fleet = state.fleet.clone();
     let call_sid = call_sid.to_owned();
     let expired_token = token;
     let ttl = state.settings.calls.stream_token_ttl;
@@ -307,6 +300,9 @@ pub fn begin_stream_after(
             let Some(call_id) = call_id else {
                 return;
             };
+            if opened_elsewhere(fleet.as_ref(), &calls, &call_sid, &call_id).await {
+                return;
+            }
             // The call was answered but its stream never opened: its record must not stay in progress.
             calls.writer().submit(Write::CloseUnopened {
                 id: call_id.clone(),
@@ -322,6 +318,51 @@ pub fn begin_stream_after(
         .instrument(span),
     );
     twiml
+}
+
+/// Starts opening the OpenAI session of `plan`'s engine (Realtime or GPT-Live) with its first event, on the
+/// Realtime runtime.
+pub fn preconnect_plan(state: &AppState, plan: &StreamPlan) -> crate::realtime::client::Preconnect {
+    match plan.engine {
+        Engine::Realtime => preconnect(
+            &state.realtime_runtime,
+            state.realtime_endpoint.clone(),
+            vec![plan.session_update.clone()],
+        ),
+        Engine::Live => crate::live::client::preconnect(
+            &state.realtime_runtime,
+            RealtimeEndpoint {
+                url: state.settings.live.url.clone(),
+                api_key: state.settings.openai_api_key.clone(),
+            },
+            plan.session_update.clone(),
+        ),
+    }
+}
+
+/// With a fleet, whether the call's stream opened on another instance (the token was taken there): an instance
+/// holds the call, or its record has ended. Then the unused pre-connected session here is all there is to close.
+async fn opened_elsewhere(
+    fleet: Option<&crate::fleet::Fleet>,
+    calls: &crate::calls::service::CallService,
+    call_sid: &str,
+    call_id: &str,
+) -> bool {
+    let Some(fleet) = fleet else {
+        return false;
+    };
+    match fleet.instance_of(call_sid).await {
+        Ok(Some(instance)) => {
+            tracing::info!(%instance, "the call's stream opened on another instance");
+            return true;
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot tell whether another instance holds the call"),
+    }
+    calls
+        .get_call(call_id, None)
+        .await
+        .is_ok_and(|view| view.end_reason.is_some())
 }
 
 /// The first client event of a call's session on `engine`: Realtime's `session.update` for `session` (`holding`:

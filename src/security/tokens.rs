@@ -44,6 +44,9 @@ pub struct StreamGrant {
     /// The instance that issued the token (`CALLBRIDGE_INSTANCE_ID`), when it came through the fleet's Redis;
     /// `None` for an in-process token.
     pub issued_by: Option<String>,
+    /// The stream plan the issuing instance shared with the token (fleet only, [`StreamTokens::issue_with_plan`]),
+    /// so that another instance can run the stream; `None` otherwise.
+    pub plan: Option<serde_json::Value>,
 }
 
 /// A grant as stored in Redis: JSON, `{"call_sid":"CA…","handover":false,"issued_at_unix_ms":1767225600000,
@@ -146,7 +149,18 @@ impl StreamTokens {
     /// If the operating system cannot provide randomness (`getrandom` fails). That is a broken host, not
     /// something a peer can cause, and issuing a guessable token instead would be worse.
     pub fn issue(&self, call_sid: &str) -> String {
-        self.issue_grant(call_sid, false)
+        self.issue_grant(call_sid, false, None)
+    }
+
+    /// [`StreamTokens::issue`], with the call's stream plan (JSON) shared in the grant's `plan` field when the
+    /// token goes through the fleet's Redis (without a fleet the plan stays with the instance: it is dropped here).
+    ///
+    /// # Panics
+    ///
+    /// As [`StreamTokens::issue`].
+    pub fn issue_with_plan(&self, call_sid: &str, plan: Option<serde_json::Value>) -> String {
+        let plan = plan.filter(|_| self.fleet.is_some());
+        self.issue_grant(call_sid, false, plan)
     }
 
     /// Issues a fresh token for the next media stream of the running call `call_sid` (a stream handover); its grant
@@ -156,10 +170,15 @@ impl StreamTokens {
     ///
     /// As [`StreamTokens::issue`].
     pub fn issue_handover(&self, call_sid: &str) -> String {
-        self.issue_grant(call_sid, true)
+        self.issue_grant(call_sid, true, None)
     }
 
-    fn issue_grant(&self, call_sid: &str, handover: bool) -> String {
+    fn issue_grant(
+        &self,
+        call_sid: &str,
+        handover: bool,
+        plan: Option<serde_json::Value>,
+    ) -> String {
         let mut random = [0_u8; TOKEN_RANDOM_BYTES];
         SysRng
             .try_fill_bytes(&mut random)
@@ -170,6 +189,7 @@ impl StreamTokens {
             issued_at: Instant::now(),
             handover,
             issued_by: self.fleet.as_ref().map(|f| f.instance_id().to_owned()),
+            plan,
         };
         if let Some(fleet) = &self.fleet {
             self.start_publishing(fleet, &token, &grant);
@@ -187,7 +207,7 @@ impl StreamTokens {
             handover: grant.handover,
             issued_at_unix_ms: unix_ms(),
             issued_by: fleet.instance_id().to_owned(),
-            plan: None,
+            plan: grant.plan.clone(),
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::error!(call_sid = %grant.call_sid, "stream token not shared: no tokio runtime to write it to Redis");
@@ -295,6 +315,7 @@ impl StreamTokens {
             issued_at: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
             handover: record.handover,
             issued_by: Some(record.issued_by),
+            plan: record.plan,
         })
     }
 

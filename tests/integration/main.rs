@@ -15,6 +15,7 @@ mod demo;
 mod dtmf;
 mod ending;
 mod fleet;
+mod fleet_control;
 mod floods;
 mod frames;
 mod goodbye;
