@@ -164,14 +164,33 @@ impl Application {
                     settings.twilio.auth_token.clone(),
                 )
             });
-        let database = settings.database_path();
-        let store = CallStore::open(&database).with_context(|| {
-            format!(
-                "cannot open the call records database {}",
-                database.display()
-            )
-        })?;
-        tracing::info!(database = %database.display(), "call records database open");
+        let store = match &settings.database_url {
+            Some(url) => {
+                let store = CallStore::open_url(url.expose_secret()).with_context(|| {
+                    format!(
+                        "cannot open the call records database {} (CALLBRIDGE_DATABASE_URL)",
+                        crate::config::database::redacted(url)
+                    )
+                })?;
+                tracing::info!(
+                    store = "postgresql",
+                    database = store.postgres_target().unwrap_or_default(),
+                    "call records database open (schema migrated)"
+                );
+                store
+            }
+            None => {
+                let database = settings.database_path();
+                let store = CallStore::open(&database).with_context(|| {
+                    format!(
+                        "cannot open the call records database {}",
+                        database.display()
+                    )
+                })?;
+                tracing::info!(store = "sqlite", database = %database.display(), "call records database open");
+                store
+            }
+        };
         // Records an earlier process left open (it crashed, was killed or got a second signal mid-call).
         let reconciled = store
             .reconcile(time::OffsetDateTime::now_utc())

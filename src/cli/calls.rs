@@ -1,6 +1,7 @@
 //! `callbridge calls list` and `callbridge calls show ID`: print the stored call records, read straight from the
 //! database file (`data_dir/callbridge.db`; `data_dir` comes from the usual settings: `CALLBRIDGE_DATA_DIR`,
-//! `callbridge.toml`, default `./data`). A running server may keep writing meanwhile: the database is in WAL mode.
+//! `callbridge.toml`, default `./data`), or from PostgreSQL when `CALLBRIDGE_DATABASE_URL` is set. A running server may
+//! keep writing meanwhile: the SQLite database is in WAL mode.
 //!
 //! Human output is a table (`list`) or a report (`show`: header fields, status timeline, transcript, outcome, end
 //! reason, tokens); `--json` prints the API's JSON ([`CallSummary`] list, [`CallView`]). Text that came from a peer
@@ -15,7 +16,7 @@ use time::OffsetDateTime;
 
 use crate::calls::model::{CallSummary, CallView};
 use crate::calls::schedule::RetryOn;
-use crate::calls::store::CallStore;
+use crate::calls::store::{CallStore, StoreError};
 use crate::calls::{Direction, Speaker};
 use crate::config::{Requirement, Settings};
 
@@ -76,16 +77,14 @@ pub fn run(args: CallsArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIGURATION);
         }
     };
-    let path = settings.database_path();
-    if !path.is_file() {
-        eprintln!(
-            "No call records yet: {} does not exist. `callbridge serve` creates it when it starts; set \
-             CALLBRIDGE_DATA_DIR (or data_dir in callbridge.toml) if the server keeps its data elsewhere.",
-            path.display()
-        );
-        return ExitCode::from(EXIT_NOT_FOUND);
-    }
-    let store = match CallStore::open(&path) {
+    let store = match &settings.database_url {
+        Some(url) => CallStore::open_url(secrecy::ExposeSecret::expose_secret(url)),
+        None => match open_sqlite(&settings) {
+            Ok(opened) => opened,
+            Err(code) => return code,
+        },
+    };
+    let store = match store {
         Ok(store) => store,
         Err(e) => {
             eprintln!("{e}");
@@ -103,6 +102,20 @@ pub fn run(args: CallsArgs) -> ExitCode {
             ExitCode::from(EXIT_NOT_FOUND)
         }
     }
+}
+
+/// The SQLite call store of the data directory, or the exit code when there is none yet.
+fn open_sqlite(settings: &Settings) -> Result<Result<CallStore, StoreError>, ExitCode> {
+    let path = settings.database_path();
+    if !path.is_file() {
+        eprintln!(
+            "No call records yet: {} does not exist. `callbridge serve` creates it when it starts; set \
+             CALLBRIDGE_DATA_DIR (or data_dir in callbridge.toml) if the server keeps its data elsewhere.",
+            path.display()
+        );
+        return Err(ExitCode::from(EXIT_NOT_FOUND));
+    }
+    Ok(CallStore::open(&path))
 }
 
 /// `callbridge calls list`.

@@ -38,6 +38,13 @@ impl Settings {
         );
         line("drain_timeout_s", self.drain_timeout.as_secs().to_string());
         line("data_dir", self.data_dir.display().to_string());
+        line(
+            "database_url",
+            self.database_url.as_ref().map_or(
+                "(not set: SQLite in data_dir)".to_owned(),
+                super::database::redacted,
+            ),
+        );
         line("api_key", mask(self.api_key.expose_secret()));
         line("ring_timeout_s", self.ring_timeout_s.to_string());
         let amd = &self.amd;

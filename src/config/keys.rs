@@ -57,6 +57,11 @@ pub const SETTINGS: &[(&str, Option<&str>, &str)] = &[
         "where the call records database (callbridge.db) lives",
     ),
     (
+        "database_url",
+        None,
+        "postgres://user:password@host:5432/dbname (secret): call records in PostgreSQL, shared by instances; unset: SQLite in data_dir",
+    ),
+    (
         "api_key",
         None,
         "bearer key for /api and /mcp (secret); unset disables them",
@@ -478,6 +483,7 @@ pub(super) struct Raw {
     pub(super) trust_forwarded_headers: Option<String>,
     pub(super) drain_timeout_s: Option<String>,
     pub(super) data_dir: Option<String>,
+    pub(super) database_url: Option<String>,
     pub(super) api_key: Option<String>,
     pub(super) ring_timeout_s: Option<String>,
     pub(super) answering_machine: Option<String>,

@@ -39,6 +39,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
     let webhooks = super::webhooks::webhooks(&mut errors, &mut raw, required);
     let cost = cost::cost(&mut errors, &mut raw);
     let fleet = super::fleet::fleet(&mut errors, &mut raw);
+    let database_url = super::database::database_url(&mut errors, &mut raw);
 
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(errors));
@@ -62,6 +63,7 @@ pub(super) fn from_raw(mut raw: Raw, requirement: Requirement) -> Result<Setting
         trust_forwarded_headers,
         drain_timeout,
         data_dir,
+        database_url,
         api_key,
         ring_timeout_s,
         amd,

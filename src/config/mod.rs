@@ -15,6 +15,7 @@
 //! This module depends only on leaves: [`crate::phone`] for E.164 numbers and the session types of
 //! [`crate::realtime::session`].
 
+pub mod database;
 mod describe;
 pub mod fleet;
 pub mod keys;
@@ -65,6 +66,9 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// Directory of the call records database (`callbridge.db`); created on first run.
     pub data_dir: std::path::PathBuf,
+    /// `CALLBRIDGE_DATABASE_URL`: the PostgreSQL database of the call records (`postgres://…`, a secret: it holds
+    /// the password); `None` keeps them in SQLite under `data_dir`.
+    pub database_url: Option<SecretString>,
     /// Bearer key for `/api` and `/mcp`; empty disables them.
     pub api_key: SecretString,
     /// How long an outbound call rings before Twilio gives up (no-answer), seconds.

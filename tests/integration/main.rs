@@ -29,6 +29,7 @@ mod metering;
 mod module_graph;
 mod outbound;
 mod outcomes;
+mod pg_store;
 mod policy;
 mod public_url;
 mod recording;

@@ -98,7 +98,8 @@ impl CallStore {
     ///
     /// [`StoreError::Unsupported`] on PostgreSQL.
     pub(super) fn lock(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
-        let (conn, _) = self.sqlite_connections("this write")?;
+        let (conn, _) = self
+            .sqlite_connections("this write (scheduled calls, the webhook outbox, recordings)")?;
         Ok(conn.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
@@ -108,7 +109,8 @@ impl CallStore {
     ///
     /// [`StoreError::Unsupported`] on PostgreSQL.
     pub(super) fn read(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
-        let (_, reader) = self.sqlite_connections("this read")?;
+        let (_, reader) =
+            self.sqlite_connections("this read (scheduled calls, the webhook outbox, recordings)")?;
         Ok(reader.lock().unwrap_or_else(PoisonError::into_inner))
     }
 

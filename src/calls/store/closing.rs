@@ -102,6 +102,10 @@ impl CallStore {
     /// Each gets the end reason `error:server_stopped` ([`CallFailure::ServerStopped`]) unless it has one, and keeps its stored turns; its
     /// `ended_at` is `now` (when it was closed) unless set. Returns the closed calls.
     ///
+    /// On a PostgreSQL database several instances share, this closes the records of calls live on the other
+    /// instances too: call it at start-up only when this instance is the only one writing the database (a fleet
+    /// closes a lost instance's calls by their lease instead).
+    ///
     /// # Errors
     ///
     /// [`StoreError::Sqlite`] when the read or a write fails (nothing is changed then).

@@ -9,6 +9,10 @@
 //! store writer ([`crate::calls::writer`]), off the relay's threads. At start-up, [`CallStore::reconcile`] closes
 //! every record an earlier process left open.
 //!
+//! With `CALLBRIDGE_DATABASE_URL` the records are in PostgreSQL instead ([`CallStore::open_url`], `pg/`), for
+//! several instances sharing them: the same methods and rules, two connections on store threads of their own,
+//! every wait bounded (`backend.rs` says which database a store uses).
+//!
 //! Timestamps are stored as integer nanoseconds since the Unix epoch, in UTC: they round-trip exactly.
 
 use std::path::{Path, PathBuf};
@@ -1533,6 +1537,66 @@ mod tests {
                 prop_assert!(ranks.windows(2).all(|w| w[0] < w[1]), "timeline ranks {:?}", ranks);
                 prop_assert_eq!(view.status_timeline.last().map(|c| c.status), Some(highest));
             });
+        }
+    }
+
+    both_backends! {
+        file fn two_instances_appending_turns_and_moving_one_call_at_once_lose_nothing(store) {
+            let call = store.create(&outbound("+15550199")).expect("stored");
+            let other = store.reopen();
+            let t0 = datetime!(2025-03-04 05:06:00 UTC);
+
+            std::thread::scope(|scope| {
+                for (instance, writer) in [&*store, &other].into_iter().enumerate() {
+                    let id = call.id.clone();
+                    scope.spawn(move || {
+                        for n in 0..20_u64 {
+                            writer
+                                .append_turn(&id, &turn(Speaker::Caller, &format!("{instance}:{n}"), n))
+                                .expect("appended");
+                            let status = [CallStatus::Initiated, CallStatus::Ringing, CallStatus::InProgress]
+                                [usize::try_from(n % 3).expect("small")];
+                            writer
+                                .update_status(&id, status, t0 + time::Duration::seconds(n as i64))
+                                .expect("updated");
+                        }
+                    });
+                }
+            });
+            let view = store.get(&call.id).expect("read").expect("present");
+
+            assert_eq!(view.transcript.len(), 40, "every turn of both instances is kept");
+            for instance in 0..2 {
+                let mine: Vec<String> = view
+                    .transcript
+                    .iter()
+                    .filter(|t| t.text.starts_with(&format!("{instance}:")))
+                    .map(|t| t.text.clone())
+                    .collect();
+                let expected: Vec<String> = (0..20).map(|n| format!("{instance}:{n}")).collect();
+                assert_eq!(mine, expected, "each instance's turns stay in its order");
+            }
+            let ranks: Vec<u8> = view.status_timeline.iter().map(|c| c.status.rank()).collect();
+            assert!(ranks.windows(2).all(|w| w[0] < w[1]), "timeline ranks {ranks:?}");
+            assert_eq!(view.status, CallStatus::InProgress);
+        }
+    }
+
+    both_backends! {
+        file fn one_idempotency_token_sent_to_two_instances_at_once_is_new_exactly_once(store) {
+            let other = store.reopen();
+
+            let firsts: Vec<bool> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8)
+                    .map(|i| {
+                        let writer: &CallStore = if i % 2 == 0 { &store } else { &other };
+                        scope.spawn(move || writer.remember_idempotency_token("tok-shared").expect("stored"))
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().expect("no panic")).collect()
+            });
+
+            assert_eq!(firsts.iter().filter(|&&first| first).count(), 1, "{firsts:?}");
         }
     }
 

@@ -232,9 +232,9 @@ fn speaker_str(speaker: Speaker) -> &'static str {
 }
 
 /// Reads a text column naming an enum value, via `parse`.
-fn text_value<'a, T>(
+fn text_value<T>(
     ty: &Type,
-    raw: &'a [u8],
+    raw: &[u8],
     parse: impl FnOnce(&str) -> Option<T>,
 ) -> Result<T, BoxError> {
     let text = <&str as FromSql>::from_sql(ty, raw)?;
