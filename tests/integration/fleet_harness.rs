@@ -320,6 +320,19 @@ impl Fleet {
     }
 }
 
+impl Drop for Fleet {
+    /// A failing test shows what both instances logged (the tail of each).
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (name, instance) in [("A", &self.a), ("B", &self.b)] {
+                let lines = instance.log_lines();
+                let tail = &lines[lines.len().saturating_sub(200)..];
+                eprintln!("--- instance {name} logged ---\n{}", tail.join("\n"));
+            }
+        }
+    }
+}
+
 /// A webhook for a fresh inbound call, to be posted at `address` (an instance or the balancer), signed for
 /// `PUBLIC_URL` as Twilio signs it.
 pub fn webhook_at(address: &str) -> WebhookCall {
