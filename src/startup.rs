@@ -191,13 +191,21 @@ impl Application {
                 store
             }
         };
-        // Records an earlier process left open (it crashed, was killed or got a second signal mid-call).
-        let reconciled = store
-            .reconcile(time::OffsetDateTime::now_utc())
-            .unwrap_or_else(|error| {
-                tracing::error!(%error, "cannot close the call records an earlier run left open; they stay open");
-                Vec::new()
-            });
+        // Records an earlier process left open (it crashed, was killed or got a second signal mid-call). A fleet on a
+        // shared PostgreSQL database does not: the open records there are mostly other instances' live calls; the
+        // instance leases close a lost instance's calls instead (and an earlier run's of this instance id).
+        let shared_by_a_fleet =
+            settings.database_url.is_some() && settings.fleet.redis_url.is_some();
+        let reconciled = if shared_by_a_fleet {
+            Vec::new()
+        } else {
+            store
+                .reconcile(time::OffsetDateTime::now_utc())
+                .unwrap_or_else(|error| {
+                    tracing::error!(%error, "cannot close the call records an earlier run left open; they stay open");
+                    Vec::new()
+                })
+        };
         for call in &reconciled {
             tracing::warn!(
                 call_id = %call.id,

@@ -275,6 +275,8 @@ pub struct Fleet {
     pub database: TestDatabase,
     /// The Redis key prefix of this fleet (`callbridge-test:<random>:`).
     pub redis_prefix: String,
+    /// B's settings, for [`Fleet::restart_b`].
+    env_b: Vec<(String, String)>,
 }
 
 impl Fleet {
@@ -309,6 +311,10 @@ impl Fleet {
             &format!("127.0.0.1:{}", b.port),
         )
         .await;
+        let env_b = env_of("fleet-b")
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
         Fleet {
             a,
             b,
@@ -316,7 +322,21 @@ impl Fleet {
             fake,
             database,
             redis_prefix,
+            env_b,
         }
+    }
+
+    /// Restarts B as a deploy does: SIGTERM, wait for it to exit (asserting exit 0), then a new process with the same
+    /// settings and instance id (on a port of its own: HAProxy keeps the old address, so reach it directly).
+    pub async fn restart_b(&mut self) {
+        let (status, logs) = self.b.stop().await;
+        assert!(status.success(), "B exits 0 on SIGTERM: {status:?}\n{logs}");
+        let env: Vec<(&str, &str)> = self
+            .env_b
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.b = spawn_binary(&self.fake.url(), &env).await;
     }
 }
 

@@ -364,3 +364,39 @@ async fn sigterm_of_one_instance_drains_its_calls_while_the_other_takes_new_ones
     let (status, logs) = fleet.b.wait_with_logs().await;
     assert!(status.success(), "B exits 0: {status:?}\n{logs}");
 }
+
+#[actix_web::test]
+async fn restarting_one_instance_leaves_the_calls_live_on_the_other_in_progress() {
+    // Arrange: a call on A, the caller heard.
+    let mut fleet = Fleet::start(Script::default(), &[]).await;
+    let (webhook, stream) = call_via(&fleet.a.address, &fleet.a.address).await;
+    stream.send_audio(&CALLER_HELLO);
+    expect_assistant_audio(&stream, "A's call").await;
+
+    // Act: a rolling restart of B (SIGTERM, then a new process with the same settings).
+    fleet.restart_b().await;
+
+    // Assert: A's call is still in progress for the new B and for A, and still relays: it ends as the caller hangs up.
+    let on_new_b = call_of(&fleet.b.address, &webhook.call_sid)
+        .await
+        .expect("the new B reads A's call");
+    assert_eq!(on_new_b["status"], "in-progress", "{on_new_b}");
+    assert!(on_new_b["end_reason"].is_null(), "{on_new_b}");
+    assert!(
+        !stream
+            .events()
+            .iter()
+            .any(|e| matches!(e.kind, Observation::Closed { .. })),
+        "A's call is still up"
+    );
+    stream.stop().await;
+    let ended = wait_for_call(
+        &fleet.a.address,
+        &webhook.call_sid,
+        Duration::from_secs(15),
+        "A's call ended by its caller",
+        |call| call["end_reason"].is_string(),
+    )
+    .await;
+    assert_eq!(ended["end_reason"], "caller_hung_up", "{ended}");
+}
