@@ -1,5 +1,5 @@
-//! Closing records on PostgreSQL, mirroring `store/closing.rs`: a call whose media stream never opened, and at
-//! start-up every record left open.
+//! Closing records on PostgreSQL, mirroring `store/closing.rs`: a call whose media stream never opened, a call whose
+//! instance was lost, and at start-up every record left open.
 
 use postgres::GenericClient;
 
@@ -30,6 +30,30 @@ pub(in crate::calls::store) fn close_unopened(
     )
     .map_err(ctx(CONTEXT))?;
     advance_status(c, id, CallStatus::Completed, at_ns)
+}
+
+/// Closes a call whose instance was lost (see `CallStore::close_lost`): `failed` with `end_reason` unless one is
+/// stored, turns untouched; false for a call already over.
+///
+/// # Errors
+///
+/// [`StoreError::NotFound`] for an unknown id, [`StoreError::Postgres`] when the write fails.
+pub(in crate::calls::store) fn close_lost(
+    c: &mut impl GenericClient,
+    id: &str,
+    end_reason: &str,
+    at_ns: i64,
+) -> Result<bool, StoreError> {
+    const CONTEXT: &str = "close a call whose instance was lost";
+    if lock_call(c, id)?.is_terminal() {
+        return Ok(false);
+    }
+    c.execute(
+        "UPDATE calls SET end_reason = COALESCE(end_reason, $2) WHERE id = $1",
+        &[&id, &end_reason],
+    )
+    .map_err(ctx(CONTEXT))?;
+    advance_status(c, id, CallStatus::Failed, at_ns)
 }
 
 /// Closes every record left non-terminal (see `CallStore::reconcile`), locking them first: a record another
