@@ -76,8 +76,11 @@ pub async fn reap_lost(calls: &CallService, fleet: &Fleet) -> usize {
             }
         };
         closed += close_calls_of(calls, &lost).await;
-        if let Err(error) = fleet.forget_instance(&lost.instance_id).await {
-            tracing::warn!(%error, lost_instance = %lost.instance_id, "lost instance not removed; its claim expires and it is tried again");
+        match fleet.forget_instance(&lost.instance_id).await {
+            Ok(freed) => tracing::info!(lost_instance = %lost.instance_id, calls = freed,
+                "lost instance removed from the fleet; its slots and registry entries freed"),
+            Err(error) => tracing::warn!(%error, lost_instance = %lost.instance_id,
+                "lost instance not removed; its claim expires and it is tried again"),
         }
     }
     closed

@@ -175,7 +175,6 @@ impl Fleet {
                 invocation.invoke_async(&mut redis),
             )
             .await?;
-        tracing::info!(lost_instance = %instance_id, calls = freed, "lost instance removed from the fleet");
         Ok(freed)
     }
 

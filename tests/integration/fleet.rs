@@ -5,7 +5,10 @@ use callbridge::calls::service::{PlaceCall, ServiceError};
 use callbridge::simulate::{MediaStreamClient, SimulateError};
 
 use crate::fake_realtime::Script;
-use crate::helpers::{TestApp, outbound_env, outbound_twilio, spawn_app_with};
+use crate::helpers::{
+    AUTH_TOKEN, PUBLIC_URL, TestApp, outbound_env, outbound_twilio, spawn_app_with,
+    spawn_app_with_clock, temp_data_dir,
+};
 
 /// `CALLBRIDGE_TEST_REDIS_URL`; the test fails (never skips) when it is unset.
 fn redis_url() -> String {
@@ -136,4 +139,85 @@ async fn an_outbound_call_over_the_fleet_cap_is_refused_on_the_other_server_befo
         matches!(refused, Err(ServiceError::TooManyCalls { max: 1 })),
         "{refused:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_redis_cannot_be_reached_does_not_start_and_names_the_url_without_its_password()
+ {
+    let data_dir = temp_data_dir().display().to_string();
+    let env: std::collections::HashMap<String, String> = [
+        ("TWILIO_AUTH_TOKEN", AUTH_TOKEN),
+        ("OPENAI_API_KEY", "sk-test-key"),
+        ("PUBLIC_URL", PUBLIC_URL),
+        ("CALLBRIDGE_DATA_DIR", data_dir.as_str()),
+        // Nothing listens on port 1 of loopback.
+        ("CALLBRIDGE_REDIS_URL", "redis://:hunter2pass@127.0.0.1:1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let settings =
+        callbridge::config::Settings::load(&env, None, callbridge::config::Requirement::Serve)
+            .expect("valid settings");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+
+    let built = callbridge::startup::Application::build_with_listener(settings, listener).await;
+
+    let error = format!("{:#}", built.err().expect("no server without its Redis"));
+    assert!(
+        error.contains("CALLBRIDGE_REDIS_URL is set but Redis cannot be used"),
+        "{error}"
+    );
+    assert!(error.contains("redis://:********@127.0.0.1:1"), "{error}");
+    assert!(!error.contains("hunter2pass"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stopped_gracefully_removes_its_lease_from_the_fleet() {
+    let url = redis_url();
+    let prefix = format!("cbtest:{}:", uuid_like());
+    let env = [
+        ("CALLBRIDGE_REDIS_URL", url.as_str()),
+        ("CALLBRIDGE_REDIS_KEY_PREFIX", prefix.as_str()),
+        ("CALLBRIDGE_INSTANCE_ID", "leaving"),
+    ];
+    let (_app, stop) = spawn_app_with_clock(
+        Script::default(),
+        &env,
+        std::sync::Arc::new(callbridge::calls::clock::SystemClock),
+    )
+    .await;
+    let client = redis::Client::open(url.as_str()).expect("a Redis URL");
+    let mut redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test Redis is reachable");
+    let lease_key = format!("{prefix}instance:leaving");
+    let listed = async |redis: &mut redis::aio::MultiplexedConnection| -> bool {
+        redis::cmd("SISMEMBER")
+            .arg(format!("{prefix}instances"))
+            .arg("leaving")
+            .query_async(redis)
+            .await
+            .expect("SISMEMBER")
+    };
+    let mut joined = false;
+    for _ in 0..100 {
+        if listed(&mut redis).await {
+            joined = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    stop.stop().await;
+
+    let lease: bool = redis::cmd("EXISTS")
+        .arg(&lease_key)
+        .query_async(&mut redis)
+        .await
+        .expect("EXISTS");
+    assert!(joined, "the running server holds a lease and is listed");
+    assert!(!lease, "its lease is removed after draining");
+    assert!(!listed(&mut redis).await, "it is no longer listed");
 }
