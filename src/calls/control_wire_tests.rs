@@ -78,9 +78,12 @@ fn the_message_is_versioned_json_tagged_by_kind() {
     assert_eq!(json["control"]["text"], "hi");
 }
 
+/// A payload and the check of the error it must give.
+type Case = (&'static str, fn(&WireError) -> bool);
+
 #[test]
 fn malformed_messages_of_other_versions_and_invalid_values_are_refused() {
-    let cases: [(&str, fn(&WireError) -> bool); 7] = [
+    let cases: [Case; 7] = [
         ("not json", |e| matches!(e, WireError::Malformed(_))),
         (r#"{"v":2,"call_sid":"x"}"#, |e| {
             matches!(e, WireError::Version(2))

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::calls::live::VerdictDelivery;
+use crate::calls::live::{CallControl, VerdictDelivery};
 use crate::calls::writer::Write;
 use crate::http::state::AppState;
 use crate::http::webhook::{
@@ -65,6 +65,21 @@ pub async fn amd_status(
         id: call_id,
         answered_by,
     });
+    // The call's stream may run on another instance of the fleet: hand the verdict there.
+    if !state.live_calls.is_live(&call_sid) {
+        match state
+            .live_calls
+            .route(&call_sid, CallControl::AnsweredBy(answered_by))
+            .await
+        {
+            Ok(true) => {
+                tracing::info!("verdict handed to the instance holding the call");
+                return Ok(HttpResponse::NoContent().finish());
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "verdict could not be routed; kept here"),
+        }
+    }
     match state
         .live_calls
         .deliver_verdict(&call_sid, answered_by, Instant::now())
