@@ -185,3 +185,57 @@ async fn a_call_made_with_a_database_url_is_stored_in_postgresql_and_a_second_st
     );
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+#[test]
+fn callbridge_calls_reads_the_records_from_the_database_url() {
+    let schema = Schema::create();
+    let url = schema.url();
+    let store = CallStore::open_url(&url).expect("the database opens");
+    let call = store
+        .create(&callbridge::calls::model::NewCall {
+            direction: callbridge::calls::Direction::OutboundApi,
+            from: "+14155550100".into(),
+            to: "+14155552671".into(),
+            call_sid: None,
+            instructions: Some("Book a table.".into()),
+            greeting: None,
+            voice: None,
+            language: None,
+            max_duration_s: None,
+            metadata: None,
+            answering: Default::default(),
+            record: false,
+            webhook_url: None,
+            outcome_schema: None,
+            mcp_servers: None,
+            mode: Default::default(),
+            max_cost_usd: None,
+            engine: None,
+        })
+        .expect("stored");
+    let empty_data_dir = temp_data_dir();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_callbridge"))
+            .arg("calls")
+            .args(args)
+            .env_clear()
+            .env("CALLBRIDGE_CONFIG", "/nonexistent/callbridge.toml")
+            .env("CALLBRIDGE_DATA_DIR", &empty_data_dir)
+            .env("CALLBRIDGE_DATABASE_URL", &url)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .expect("the binary runs")
+    };
+
+    let listed = run(&["list", "--json"]);
+    let shown = run(&["show", &call.id, "--json"]);
+
+    assert!(listed.status.success(), "{listed:?}");
+    let summaries: Vec<callbridge::calls::model::CallSummary> =
+        serde_json::from_slice(&listed.stdout).expect("a JSON list");
+    assert_eq!(summaries, [call.summary()]);
+    assert!(shown.status.success(), "{shown:?}");
+    let view: callbridge::calls::model::CallView =
+        serde_json::from_slice(&shown.stdout).expect("a JSON call");
+    assert_eq!(view, call);
+}

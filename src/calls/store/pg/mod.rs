@@ -34,6 +34,7 @@
 //! SQLite columns mean them.
 
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -350,10 +351,14 @@ fn spawn_thread(name: &str, config: Config) -> Sender<Job> {
                         }
                     }
                 }
-                if let Some(client) = connection.as_mut()
-                    && job(Ok(client))
-                {
-                    connection = None;
+                if let Some(client) = connection.as_mut() {
+                    // A job that panics (a bug) loses its answer, not the thread: its caller gets
+                    // `PostgresGone`, and the connection, maybe mid-transaction, is dropped.
+                    let lost = std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(client))))
+                        .unwrap_or(true);
+                    if lost {
+                        connection = None;
+                    }
                 }
             }
         });

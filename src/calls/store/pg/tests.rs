@@ -89,6 +89,22 @@ fn a_write_whose_body_fails_is_rolled_back() {
 }
 
 #[test]
+fn a_job_that_panics_fails_alone_and_the_store_goes_on() {
+    let store = TestStore::postgres();
+
+    let panicked: Result<(), StoreError> = pg(&store).write("panic on purpose", |_| {
+        panic!("a bug in a job");
+    });
+    let next = store.create(&crate::calls::store::tests::outbound("+15550199"));
+
+    assert!(
+        matches!(panicked, Err(StoreError::PostgresGone { .. })),
+        "{panicked:?}"
+    );
+    assert!(next.is_ok(), "{next:?}");
+}
+
+#[test]
 fn a_connection_closed_by_the_server_is_opened_again_for_the_next_job() {
     let store = TestStore::postgres();
     let backend_pid = |store: &TestStore| {
