@@ -29,7 +29,7 @@ BINDIR ?= $(PREFIX)/bin
 # Plain `make` runs the server, as it always has.
 .DEFAULT_GOAL := dev
 
-.PHONY: help bench bench-load dev test test-rust test-conformance test-deploy test-functions test-prerequisites lint simulate venv \
+.PHONY: help bench bench-load bench-fleet services services-stop dev test test-rust test-conformance test-deploy test-functions test-prerequisites lint simulate venv \
 	build install release tunnel-quick tunnel clean-venv
 
 help: ## List the targets
@@ -57,7 +57,18 @@ release: ## Optimised binary for deployment: target/release/callbridge
 		printf 'Built %s: %s bytes (%s MiB)\n' "$(abspath $(RELEASE_BIN))" "$$bytes" \
 			"$$(awk -v b="$$bytes" 'BEGIN { printf "%.1f", b / 1048576 }')"
 
-test: test-prerequisites build test-rust test-conformance test-deploy test-functions ## Everything: unit, integration, conformance, deployment and Function tests
+test: test-prerequisites services build test-rust test-conformance test-deploy test-functions ## Everything: unit, integration, conformance, deployment and Function tests
+
+# The Redis and PostgreSQL the tests run against: private to this checkout, on loopback, under target/services
+# (tests/services/start.sh; ports: CALLBRIDGE_SERVICES_REDIS_PORT, default 6479, and CALLBRIDGE_SERVICES_PG_PORT,
+# default 5479). Already running is fine. The test steps source SERVICES_ENV for CALLBRIDGE_TEST_DATABASE_URL and
+# CALLBRIDGE_TEST_REDIS_URL.
+SERVICES_ENV := target/services/env
+services: ## Start the tests' private redis-server and PostgreSQL (target/services); writes target/services/env
+	bash tests/services/start.sh
+
+services-stop: ## Stop what `make services` started
+	bash tests/services/stop.sh
 
 # What `make test` needs beside Rust; each missing one is named with how to install it (Debian/Ubuntu).
 test-prerequisites:
@@ -73,11 +84,17 @@ test-prerequisites:
 		echo "make test needs systemd-analyze: apt-get install systemd"; missing=1; fi; \
 	if ! command -v strace >/dev/null 2>&1; then \
 		echo "make test needs strace (the demo's test watches its sockets): apt-get install strace"; missing=1; fi; \
+	if ! command -v redis-server >/dev/null 2>&1; then \
+		echo "make test needs redis-server (make services starts one): apt-get install redis-server"; missing=1; fi; \
+	if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then \
+		echo "make test needs the PostgreSQL server binaries (make services starts a cluster): apt-get install postgresql"; missing=1; fi; \
+	if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then \
+		echo "make test needs haproxy (the fleet tests run two instances behind it): apt-get install haproxy"; missing=1; fi; \
 	exit $$missing
 
-test-rust:
+test-rust: services
 	rm -rf $(EVENTS_DIR) $(LIVE_EVENTS_DIR) && mkdir -p $(EVENTS_DIR) $(LIVE_EVENTS_DIR)
-	REALTIME_EVENTS_DIR=$(abspath $(EVENTS_DIR)) LIVE_EVENTS_DIR=$(abspath $(LIVE_EVENTS_DIR)) \
+	. ./$(SERVICES_ENV) && REALTIME_EVENTS_DIR=$(abspath $(EVENTS_DIR)) LIVE_EVENTS_DIR=$(abspath $(LIVE_EVENTS_DIR)) \
 		$(CARGO) nextest run --no-fail-fast
 
 $(VENV)/.installed: tests/conformance/requirements.txt tests/deploy/requirements.txt
@@ -88,8 +105,8 @@ $(VENV)/.installed: tests/conformance/requirements.txt tests/deploy/requirements
 
 venv: $(VENV)/.installed
 
-test-conformance: venv
-	CALLBRIDGE_BIN=$(abspath $(DEBUG_BIN)) REALTIME_EVENTS_DIR=$(abspath $(EVENTS_DIR)) \
+test-conformance: venv services
+	. ./$(SERVICES_ENV) && CALLBRIDGE_BIN=$(abspath $(DEBUG_BIN)) REALTIME_EVENTS_DIR=$(abspath $(EVENTS_DIR)) \
 		LIVE_EVENTS_DIR=$(abspath $(LIVE_EVENTS_DIR)) $(PY) -m pytest -q tests/conformance
 
 # Needs systemd-analyze (Debian: apt-get install systemd; .ci/run installs it).
@@ -139,3 +156,10 @@ bench-load: ## Many-call load benchmark: relay CPU and RSS per call, round trip,
 	$(CARGO) build --release --bin callbridge
 	mkdir -p $(dir $(BENCH_LOAD_BIN)) && cp $(RELEASE_BIN) $(BENCH_LOAD_BIN)
 	BENCH_LOAD_BIN=$(abspath $(BENCH_LOAD_BIN)) $(CARGO) test --bench load
+
+# Not part of `make test`: about a minute once built; figures depend on what else the machine is doing. Two instances
+# on the tests' Redis and PostgreSQL (make services) behind HAProxy: accepted calls per second, and webhook → TwiML
+# latency with and without Redis. Runs the debug build (`cargo test --bench`); BENCH_FLEET_BIN=... measures another
+# binary. BENCH_FLEET_REQUESTS, BENCH_FLEET_CONCURRENCY, BENCH_FLEET_SECONDS: see benches/fleet.rs.
+bench-fleet: services ## Several instances: calls/s through HAProxy, the latency Redis adds to webhook → TwiML
+	. ./$(SERVICES_ENV) && $(CARGO) test --bench fleet

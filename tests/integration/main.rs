@@ -5,6 +5,7 @@
 pub mod fake_live;
 pub mod fake_realtime;
 mod fake_twilio;
+mod fleet_harness;
 mod helpers;
 
 mod answering_machine;
@@ -22,6 +23,7 @@ mod hostile;
 mod inbound_call;
 mod limits;
 mod live;
+mod load_balancer;
 mod logs;
 mod metering;
 mod module_graph;

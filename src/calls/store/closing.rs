@@ -67,7 +67,7 @@ impl CallStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError::NotFound`] for an unknown id, [`StoreError::Sqlite`] when the write fails.
+    /// [`StoreError::NotFound`] for an unknown id, [`StoreError::Sqlite`] or [`StoreError::Postgres`] when the write fails.
     pub fn close_lost(&self, id: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
         const CONTEXT: &str = "close a call whose instance was lost";
         let at_ns = to_ns(at, "end time")?;
@@ -167,5 +167,74 @@ impl CallStore {
         }
         tx.commit().map_err(ctx(CONTEXT))?;
         Ok(closed)
+    }
+}
+
+#[cfg(test)]
+mod lost_instance_tests {
+    use time::OffsetDateTime;
+
+    use crate::calls::model::{CallStatus, NewCall};
+    use crate::calls::store::StoreError;
+    use crate::calls::store::test_db::both_backends;
+    use crate::calls::{Direction, EndReason, Speaker, Turn};
+
+    fn inbound() -> NewCall {
+        NewCall {
+            engine: None,
+            direction: Direction::Inbound,
+            from: "+14155550100".into(),
+            to: "+14155552671".into(),
+            call_sid: Some("CA0123".into()),
+            instructions: None,
+            greeting: None,
+            voice: None,
+            language: None,
+            max_duration_s: None,
+            metadata: None,
+            answering: Default::default(),
+            record: false,
+            webhook_url: None,
+            outcome_schema: None,
+            mcp_servers: None,
+            mode: Default::default(),
+            max_cost_usd: None,
+        }
+    }
+
+    both_backends! {
+        fn a_lost_call_in_progress_becomes_failed_instance_lost_keeping_its_turns(store) {
+            let now = OffsetDateTime::now_utc();
+            let call = store.create(&inbound()).expect("stored");
+            store.update_status(&call.id, CallStatus::InProgress, now).expect("answered");
+            let turn = Turn {
+                speaker: Speaker::Caller,
+                text: "Hi, I'd like to book a table.".into(),
+                at: now,
+                offset_ms: 1200,
+                interrupted: false,
+                item_id: None,
+            };
+            store.append_turn(&call.id, &turn).expect("turn stored");
+
+            let changed = store.close_lost(&call.id, now).expect("closed");
+            let again = store.close_lost(&call.id, now).expect("a second close is harmless");
+
+            let read = store.get(&call.id).expect("read").expect("found");
+            assert!(changed);
+            assert!(!again, "a call already over is left as it is");
+            assert_eq!(read.status, CallStatus::Failed);
+            assert_eq!(read.end_reason, Some(EndReason::InstanceLost.to_string()));
+            assert_eq!(read.transcript.len(), 1);
+            assert_eq!(read.transcript[0].text, turn.text);
+        }
+    }
+
+    both_backends! {
+        fn closing_an_unknown_lost_call_is_not_found(store) {
+            let result = store.close_lost("call_nope", OffsetDateTime::now_utc());
+
+            assert!(matches!(result, Err(StoreError::NotFound(_))), "{result:?}");
+        }
     }
 }

@@ -1489,32 +1489,6 @@ mod tests {
     }
 
     both_backends! {
-        fn a_call_of_a_lost_instance_fails_with_instance_lost_and_keeps_its_turns(store) {
-            let call = store.create(&outbound("+15550199")).expect("stored");
-            store
-                .update_status(&call.id, CallStatus::InProgress, OffsetDateTime::now_utc())
-                .expect("updated");
-            store
-                .append_turn(&call.id, &turn(Speaker::Caller, "hello?", 0))
-                .expect("turn stored");
-
-            let changed = store
-                .close_lost(&call.id, OffsetDateTime::now_utc())
-                .expect("closed");
-            let again = store
-                .close_lost(&call.id, OffsetDateTime::now_utc())
-                .expect("read");
-            let view = store.get(&call.id).expect("read").expect("present");
-
-            assert!(changed);
-            assert!(!again, "a call already over is left as it is");
-            assert_eq!(view.status, CallStatus::Failed);
-            assert_eq!(view.end_reason.as_deref(), Some("instance_lost"));
-            assert_eq!(view.transcript.len(), 1);
-        }
-    }
-
-    both_backends! {
         fn a_status_callback_is_applied_once_per_idempotency_token(store) {
             let call = store.create(&outbound("+15550199")).expect("stored");
             store.set_call_sid(&call.id, "CAcb").expect("stored");

@@ -1,5 +1,5 @@
-//! Closing records on PostgreSQL, mirroring `store/closing.rs`: a call whose media stream never opened, and at
-//! start-up every record left open.
+//! Closing records on PostgreSQL, mirroring `store/closing.rs`: a call whose media stream never opened, a call whose
+//! instance was lost, and at start-up every record left open.
 
 use postgres::GenericClient;
 
