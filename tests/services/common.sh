@@ -39,3 +39,14 @@ as_pg() {
     "$@"
   fi
 }
+
+# Where the PostgreSQL cluster lives: $1/pg, unless we are root and the `postgres` user cannot reach $1 (a checkout
+# under /root, whose mode is 0700): then a directory of its own under /tmp, named after $1 so that each checkout keeps
+# its one cluster and stop.sh finds it again.
+pg_home() {
+  if [ "$(id -u)" -ne 0 ] || runuser -u postgres -- test -x "$1" 2>/dev/null; then
+    echo "$1/pg"
+  else
+    echo "${TMPDIR:-/tmp}/callbridge-services-pg-$(printf '%s' "$1" | cksum | cut -d' ' -f1)"
+  fi
+}

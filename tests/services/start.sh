@@ -57,7 +57,7 @@ fi
 # --- PostgreSQL -----------------------------------------------------------------------------------------------------
 pg_bin="$(find_pg_bin)" || die "the PostgreSQL server binaries (initdb, pg_ctl) are missing: apt-get install postgresql"
 command -v psql >/dev/null 2>&1 || die "psql is missing: apt-get install postgresql-client"
-pg_dir="$dir/pg"
+pg_dir="$(pg_home "$dir")"
 data="$pg_dir/data"
 password_file="$pg_dir/password"
 mkdir -p "$pg_dir"
@@ -71,6 +71,7 @@ if [ "$(id -u)" -eq 0 ]; then
   chown postgres "$pg_dir"
   runuser -u postgres -- test -x "$pg_dir" \
     || die "the postgres user cannot reach $pg_dir (a directory above it is not searchable); set CALLBRIDGE_SERVICES_DIR"
+  [ "$pg_dir" = "$dir/pg" ] || echo "PostgreSQL's cluster is in $pg_dir: the postgres user cannot reach $dir"
 fi
 
 if as_pg "$pg_bin/pg_ctl" status -D "$data" >/dev/null 2>&1; then

@@ -18,7 +18,7 @@ else
   echo "redis-server was not running"
 fi
 
-data="$dir/pg/data"
+data="$(pg_home "$dir")/data"
 if pg_bin="$(find_pg_bin)" && [ -d "$data" ] && as_pg "$pg_bin/pg_ctl" status -D "$data" >/dev/null 2>&1; then
   as_pg "$pg_bin/pg_ctl" stop -D "$data" -m fast -w >/dev/null
   echo "PostgreSQL stopped"
