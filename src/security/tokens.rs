@@ -551,3 +551,7 @@ mod tests {
         assert_send_sync_clone::<StreamTokens>();
     };
 }
+
+#[cfg(test)]
+#[path = "tokens_shared_tests.rs"]
+mod shared_tests;
