@@ -260,9 +260,10 @@ impl Write {
             },
             Write::AppendTurn { id, turn } => store.append_turn(id, turn)?,
             Write::Finish { id, record } => {
-                store.finish(id, record)?;
                 if record.direction == Direction::Inbound {
-                    store.update_status(id, CallStatus::Completed, OffsetDateTime::now_utc())?;
+                    store.finish_completed(id, record, OffsetDateTime::now_utc())?;
+                } else {
+                    store.finish(id, record)?;
                 }
             }
             Write::CloseUnopened { id, end_reason, at } => {

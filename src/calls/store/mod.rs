@@ -418,10 +418,41 @@ impl CallStore {
     /// [`StoreError::NotFound`] for an unknown id, [`StoreError::Sqlite`] when the write fails,
     /// [`StoreError::OutOfRange`] for a timestamp outside 1677–2262 or a number above `i64::MAX`.
     pub fn finish(&self, id: &str, record: &CallRecord) -> Result<(), StoreError> {
+        self.finish_then(id, record, None)
+    }
+
+    /// [`CallStore::finish`] and, in the same transaction, the call's move to `completed` at `at`: the end of an
+    /// inbound call, which no status callback closes. A reader never sees the record finished but still in progress.
+    ///
+    /// # Errors
+    ///
+    /// As [`CallStore::finish`].
+    pub fn finish_completed(
+        &self,
+        id: &str,
+        record: &CallRecord,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.finish_then(id, record, Some(to_ns(at, "completed at")?))
+    }
+
+    /// [`CallStore::finish`], then the move to `completed` at `completed_at_ns` when given, in one transaction.
+    fn finish_then(
+        &self,
+        id: &str,
+        record: &CallRecord,
+        completed_at_ns: Option<i64>,
+    ) -> Result<(), StoreError> {
         const CONTEXT: &str = "store the end of a call";
         if let Some(pg) = self.postgres() {
             let (id, record) = (id.to_owned(), record.clone());
-            return pg.write(CONTEXT, move |tx| pg::calls::finish(tx, &id, &record));
+            return pg.write(CONTEXT, move |tx| {
+                pg::calls::finish(tx, &id, &record)?;
+                if let Some(at_ns) = completed_at_ns {
+                    pg::calls::advance_status(tx, &id, CallStatus::Completed, at_ns)?;
+                }
+                Ok(())
+            });
         }
         let ended_at_ns = record
             .ended_at
@@ -486,6 +517,9 @@ impl CallStore {
         }
         let now_ns = to_ns(OffsetDateTime::now_utc(), "now")?;
         outbox::queue_completed(&tx, id, ended_at_ns.unwrap_or(now_ns), false)?;
+        if let Some(at_ns) = completed_at_ns {
+            advance_status(&tx, id, CallStatus::Completed, at_ns)?;
+        }
         tx.commit().map_err(ctx(CONTEXT))
     }
 
@@ -1485,6 +1519,29 @@ mod tests {
                 Some("error:stream_never_opened")
             );
             assert!(crate::calls::service::is_done(&view));
+        }
+    }
+
+    both_backends! {
+        fn a_finished_and_completed_call_has_its_end_and_its_completed_status_together(store) {
+            let call = store.create(&outbound("+15550199")).expect("stored");
+            store
+                .update_status(&call.id, CallStatus::InProgress, OffsetDateTime::now_utc())
+                .expect("answered");
+            let mut record = CallRecord::new("CAfin".into(), Direction::Inbound, "+1".into(), "+2".into());
+            record.end_reason = Some(EndReason::CallerHungUp);
+
+            store
+                .finish_completed(&call.id, &record, OffsetDateTime::now_utc())
+                .expect("finished");
+            let view = store.get(&call.id).expect("read").expect("present");
+
+            assert_eq!(view.status, CallStatus::Completed);
+            assert_eq!(view.end_reason.as_deref(), Some("caller_hung_up"));
+            assert_eq!(
+                view.status_timeline.last().map(|change| change.status),
+                Some(CallStatus::Completed)
+            );
         }
     }
 
