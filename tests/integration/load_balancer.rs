@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use callbridge::simulate::{MediaStreamClient, Observation, SimulateError};
+use callbridge::simulate::{MediaStreamClient, Observation, SimulateError, WebhookCall};
 use serde_json::json;
 
 use crate::fake_realtime::{Script, ScriptedResponse};
@@ -109,9 +109,9 @@ async fn a_stream_token_used_on_one_instance_is_refused_on_the_other() {
     );
 }
 
-#[actix_web::test]
-async fn hang_up_sent_to_one_instance_ends_a_call_held_by_the_other() {
-    let fleet = Fleet::start(Script::default(), &[]).await;
+/// A call whose webhook and stream both reached B, once B relays it: its webhook, its stream and its call id (read on
+/// A, from the shared records).
+async fn call_held_by_b(fleet: &Fleet) -> (WebhookCall, MediaStreamClient, String) {
     let (webhook, stream) = call_via(&fleet.b.address, &fleet.b.address).await;
     assert!(
         wait_until_held(&fleet.b, &webhook.call_sid, Duration::from_secs(10)).await,
@@ -123,6 +123,13 @@ async fn hang_up_sent_to_one_instance_ends_a_call_held_by_the_other() {
         .as_str()
         .expect("an id")
         .to_owned();
+    (webhook, stream, id)
+}
+
+#[actix_web::test]
+async fn hang_up_sent_to_one_instance_ends_a_call_held_by_the_other() {
+    let fleet = Fleet::start(Script::default(), &[]).await;
+    let (webhook, stream, id) = call_held_by_b(&fleet).await;
 
     // Act: the hang-up reaches A (no Twilio REST configured: only B can end it).
     let (status, answer) = api(
@@ -153,17 +160,7 @@ async fn hang_up_sent_to_one_instance_ends_a_call_held_by_the_other() {
 async fn instruct_call_sent_to_one_instance_reaches_a_call_held_by_the_other() {
     const INSTRUCTION: &str = "Offer the caller a window seat.";
     let fleet = Fleet::start(Script::default(), &[]).await;
-    let (webhook, stream) = call_via(&fleet.b.address, &fleet.b.address).await;
-    assert!(
-        wait_until_held(&fleet.b, &webhook.call_sid, Duration::from_secs(10)).await,
-        "B relays the call"
-    );
-    let id = call_of(&fleet.a.address, &webhook.call_sid)
-        .await
-        .expect("A reads the call B stored")["id"]
-        .as_str()
-        .expect("an id")
-        .to_owned();
+    let (_webhook, stream, id) = call_held_by_b(&fleet).await;
 
     // Act
     let (status, answer) = api(
