@@ -1,5 +1,5 @@
 //! The messages of live-call control across a fleet, and the routing decision, as plain functions: what
-//! [`crate::fleet::control`] publishes on Redis pub/sub and reads back, tested without Redis.
+//! [`crate::calls::control_route`] publishes on Redis pub/sub and reads back, tested without Redis.
 //!
 //! A control for a call held by another instance is published, as JSON, on that instance's channel
 //! `PREFIX control:{instance}`; a `say`'s answer comes back on a channel of its own, `PREFIX reply:{uuid}`, named in

@@ -22,7 +22,7 @@ impl std::fmt::Debug for Admission<'_> {
 
 impl CallService {
     /// The calls this server counts against `CALLBRIDGE_MAX_CONCURRENT_CALLS`, inbound and outbound alike:
-    /// - calls bridged now ([`LiveCalls::count`]);
+    /// - calls bridged now ([`crate::calls::live::LiveCalls::count`]);
     /// - calls answered whose media stream has not opened yet (pending stream tokens, from `pending_streams`);
     /// - outbound calls placed but not answered yet (`queued`, `initiated`, `ringing` in the store), created within
     ///   the ring timeout + [`RINGING_GRACE`]: they become calls if answered.
