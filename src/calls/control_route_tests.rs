@@ -77,18 +77,31 @@ fn prefix() -> String {
     format!("cbtest:{}:", random_id())
 }
 
-#[tokio::test]
-async fn a_control_for_a_call_held_by_another_instance_reaches_it_there() {
+/// Two instances, `node-a` and `node-b`, under a fresh key prefix, B holding `CALL_SID` (as `call_1`) live and in the
+/// fleet's registry: the prefix, A, B, and B's control receiver for the call with its registration guard.
+async fn b_holding_the_call() -> (
+    String,
+    Instance,
+    Instance,
+    tokio::sync::mpsc::Receiver<CallControl>,
+    crate::calls::live::LiveCallGuard,
+) {
     let prefix = prefix();
     let (a, b) = (
         instance(&prefix, "node-a").await,
         instance(&prefix, "node-b").await,
     );
-    let (mut control, _guard) = b.live.register(CALL_SID);
+    let (control, guard) = b.live.register(CALL_SID);
     b.fleet
         .register_call(CALL_SID, "call_1")
         .await
         .expect("held");
+    (prefix, a, b, control, guard)
+}
+
+#[tokio::test]
+async fn a_control_for_a_call_held_by_another_instance_reaches_it_there() {
+    let (_prefix, a, _b, mut control, _guard) = b_holding_the_call().await;
 
     let routed = a
         .live
@@ -137,16 +150,7 @@ async fn a_control_for_a_call_no_instance_holds_is_not_delivered() {
 
 #[tokio::test]
 async fn a_say_goes_to_the_holder_and_its_answer_comes_back() {
-    let prefix = prefix();
-    let (a, b) = (
-        instance(&prefix, "node-a").await,
-        instance(&prefix, "node-b").await,
-    );
-    let (mut control, _guard) = b.live.register(CALL_SID);
-    b.fleet
-        .register_call(CALL_SID, "call_1")
-        .await
-        .expect("held");
+    let (_prefix, a, _b, mut control, _guard) = b_holding_the_call().await;
     let request = SayRequest {
         text: "Your table is booked.".into(),
         wait_for_reply: false,
@@ -190,16 +194,7 @@ async fn a_say_goes_to_the_holder_and_its_answer_comes_back() {
 
 #[tokio::test]
 async fn a_malformed_message_is_skipped_and_the_next_one_delivered() {
-    let prefix = prefix();
-    let (a, b) = (
-        instance(&prefix, "node-a").await,
-        instance(&prefix, "node-b").await,
-    );
-    let (mut control, _guard) = b.live.register(CALL_SID);
-    b.fleet
-        .register_call(CALL_SID, "call_1")
-        .await
-        .expect("held");
+    let (prefix, a, _b, mut control, _guard) = b_holding_the_call().await;
     let channel = control_channel(&prefix, "node-b");
 
     let receivers = a.remote.publish(&channel, "{not json").await;

@@ -77,6 +77,19 @@ fn inbound(call_sid: &str) -> NewCall {
     }
 }
 
+/// An inbound call from Twilio's `call_sid`, stored and moved to `status` now.
+fn inbound_at(
+    store: &CallStore,
+    call_sid: &str,
+    status: CallStatus,
+) -> crate::calls::model::CallView {
+    let call = store.create(&inbound(call_sid)).expect("stored");
+    store
+        .update_status(&call.id, status, time::OffsetDateTime::now_utc())
+        .expect("status stored");
+    call
+}
+
 #[tokio::test]
 async fn two_instances_with_a_cap_of_two_refuse_the_third_call_whichever_gets_it() {
     let prefix = random_prefix();
@@ -227,16 +240,11 @@ async fn the_calls_of_an_instance_whose_lease_expired_are_marked_failed_instance
         .expect("set");
     let survivor_fleet = fleet(&prefix, "node-b").await;
     let survivor = service_on(store.clone(), survivor_fleet.clone(), 10, 10);
-    let call = store
-        .create(&inbound("CA0123456789abcdef0123456789abcdef"))
-        .expect("stored");
-    store
-        .update_status(
-            &call.id,
-            CallStatus::InProgress,
-            time::OffsetDateTime::now_utc(),
-        )
-        .expect("answered");
+    let call = inbound_at(
+        &store,
+        "CA0123456789abcdef0123456789abcdef",
+        CallStatus::InProgress,
+    );
     let turn = Turn {
         speaker: Speaker::Caller,
         text: "Hello, is anyone there?".into(),
@@ -246,16 +254,11 @@ async fn the_calls_of_an_instance_whose_lease_expired_are_marked_failed_instance
         item_id: None,
     };
     store.append_turn(&call.id, &turn).expect("turn stored");
-    let ended = store
-        .create(&inbound("CAffffffffffffffffffffffffffffffff"))
-        .expect("stored");
-    store
-        .update_status(
-            &ended.id,
-            CallStatus::Completed,
-            time::OffsetDateTime::now_utc(),
-        )
-        .expect("ended");
+    let ended = inbound_at(
+        &store,
+        "CAffffffffffffffffffffffffffffffff",
+        CallStatus::Completed,
+    );
     dead.heartbeat().await.expect("lease taken");
     dead.admit(&crate::fleet::admission::SlotRequest {
         call_id: "CA0123456789abcdef0123456789abcdef",
@@ -392,16 +395,11 @@ async fn a_restarted_instance_closes_the_calls_its_earlier_run_left_held() {
     let prefix = random_prefix();
     let store = CallStore::open_in_memory().expect("an in-memory database opens");
     let earlier = fleet(&prefix, "node-a").await;
-    let call = store
-        .create(&inbound("CA0123456789abcdef0123456789abcdef"))
-        .expect("stored");
-    store
-        .update_status(
-            &call.id,
-            CallStatus::InProgress,
-            time::OffsetDateTime::now_utc(),
-        )
-        .expect("answered");
+    let call = inbound_at(
+        &store,
+        "CA0123456789abcdef0123456789abcdef",
+        CallStatus::InProgress,
+    );
     earlier
         .register_call("CA0123456789abcdef0123456789abcdef", &call.id)
         .await
