@@ -332,6 +332,7 @@ impl Application {
             derived_public_url: Default::default(),
             limits: Limits::new(&settings),
             attachments: Default::default(),
+            session_updates: Default::default(),
             transfers: Default::default(),
             recording_retention,
             fleet: fleet.clone(),

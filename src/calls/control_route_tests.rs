@@ -83,7 +83,7 @@ async fn b_holding_the_call() -> (
     String,
     Instance,
     Instance,
-    tokio::sync::mpsc::Receiver<CallControl>,
+    crate::calls::live::ControlReceiver,
     crate::calls::live::LiveCallGuard,
 ) {
     let prefix = prefix();
@@ -107,7 +107,9 @@ async fn a_control_for_a_call_held_by_another_instance_reaches_it_there() {
         .live
         .route(CALL_SID, CallControl::Instruct("Offer 8 pm.".into()))
         .await;
-    let received = tokio::time::timeout(Duration::from_secs(5), control.recv()).await;
+    let received = tokio::time::timeout(Duration::from_secs(5), control.recv())
+        .await
+        .map(|control| control.map(|c| *c));
 
     assert_eq!(routed, Ok(true));
     assert_eq!(
@@ -176,7 +178,8 @@ async fn a_say_goes_to_the_holder_and_its_answer_comes_back() {
         .await;
     let at_b = tokio::time::timeout(Duration::from_secs(5), control.recv())
         .await
-        .expect("in time");
+        .expect("in time")
+        .map(|c| *c);
     let Some(CallControl::Say {
         request: seen,
         reply: b_reply,
@@ -206,7 +209,9 @@ async fn a_malformed_message_is_skipped_and_the_next_one_delivered() {
         )
         .await;
     let routed = a.live.route(CALL_SID, CallControl::HangUp).await;
-    let received = tokio::time::timeout(Duration::from_secs(5), control.recv()).await;
+    let received = tokio::time::timeout(Duration::from_secs(5), control.recv())
+        .await
+        .map(|control| control.map(|c| *c));
 
     assert_eq!(receivers, Ok(1), "B's subscriber read it");
     assert_eq!(newer, Ok(1));
@@ -265,7 +270,9 @@ async fn the_subscriber_comes_back_after_its_connection_is_killed() {
     tokio::time::timeout(Duration::from_secs(10), delivered)
         .await
         .expect("B resubscribes and takes controls again");
-    let received = tokio::time::timeout(Duration::from_secs(5), control.recv()).await;
+    let received = tokio::time::timeout(Duration::from_secs(5), control.recv())
+        .await
+        .map(|control| control.map(|c| *c));
 
     assert_eq!(
         ids.len(),

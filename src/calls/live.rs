@@ -84,13 +84,17 @@ pub trait RemoteCalls: Send + Sync + std::fmt::Debug {
     fn is_held<'a>(&'a self, call_sid: &'a str) -> RemoteFuture<'a, Result<bool, RemoteError>>;
 }
 
+/// A call's control receiver. Controls come boxed: a channel preallocates a block of slots, and a slot the size of
+/// the largest control would cost every call about 2 KiB for messages that seldom come.
+pub type ControlReceiver = mpsc::Receiver<Box<CallControl>>;
+
 /// The live calls by CallSid. Cheap to clone; all clones share one table.
 #[derive(Debug, Clone, Default)]
 pub struct LiveCalls {
     /// Controls for calls held by other instances go there (set once, with a fleet).
     remote: Arc<OnceLock<Arc<dyn RemoteCalls>>>,
     /// CallSid → the bridge's control sender.
-    calls: Arc<Mutex<HashMap<String, mpsc::Sender<CallControl>>>>,
+    calls: Arc<Mutex<HashMap<String, mpsc::Sender<Box<CallControl>>>>>,
     /// Verdicts for calls not registered yet: CallSid → the verdict and when it came. Locked before `calls`
     /// whenever both are held.
     verdicts: Arc<Mutex<HashMap<String, (AnsweredBy, Instant)>>>,
@@ -102,7 +106,7 @@ pub struct LiveCallGuard {
     calls: LiveCalls,
     call_sid: String,
     /// The sender this registration put in the table, to remove only its own entry.
-    sender: mpsc::Sender<CallControl>,
+    sender: mpsc::Sender<Box<CallControl>>,
 }
 
 impl Drop for LiveCallGuard {
@@ -119,7 +123,7 @@ impl Drop for LiveCallGuard {
 }
 
 impl LiveCalls {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<CallControl>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Box<CallControl>>>> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts/removes).
         self.calls
             .lock()
@@ -135,11 +139,11 @@ impl LiveCalls {
 
     /// Registers a call; returns its control receiver and the guard that unregisters it. A verdict kept for the
     /// CallSid is the receiver's first message.
-    pub fn register(&self, call_sid: &str) -> (mpsc::Receiver<CallControl>, LiveCallGuard) {
+    pub fn register(&self, call_sid: &str) -> (ControlReceiver, LiveCallGuard) {
         let (tx, rx) = mpsc::channel(16);
         let mut verdicts = self.lock_verdicts();
         if let Some((answered_by, _)) = verdicts.remove(call_sid) {
-            let _ = tx.try_send(CallControl::AnsweredBy(answered_by));
+            let _ = tx.try_send(Box::new(CallControl::AnsweredBy(answered_by)));
         }
         self.lock().insert(call_sid.to_owned(), tx.clone());
         drop(verdicts);
@@ -174,7 +178,7 @@ impl LiveCalls {
         let mut verdicts = self.lock_verdicts();
         let sender = self.lock().get(call_sid).cloned();
         if let Some(sender) = sender {
-            return match sender.try_send(CallControl::AnsweredBy(answered_by)) {
+            return match sender.try_send(Box::new(CallControl::AnsweredBy(answered_by))) {
                 Ok(()) => VerdictDelivery::Delivered,
                 Err(_) => VerdictDelivery::Dropped,
             };
@@ -192,7 +196,7 @@ impl LiveCalls {
     /// Sends `control` to the call `call_sid` on this instance; false when no such call is live here.
     pub fn send(&self, call_sid: &str, control: CallControl) -> bool {
         let sender = self.lock().get(call_sid).cloned();
-        sender.is_some_and(|tx| tx.try_send(control).is_ok())
+        sender.is_some_and(|tx| tx.try_send(Box::new(control)).is_ok())
     }
 
     /// Routes controls for calls held by other instances through `remote` from now on (the first one set stays).
@@ -209,7 +213,7 @@ impl LiveCalls {
     pub async fn route(&self, call_sid: &str, control: CallControl) -> Result<bool, RemoteError> {
         let sender = self.lock().get(call_sid).cloned();
         let control = match sender {
-            Some(tx) => match tx.try_send(control) {
+            Some(tx) => match tx.try_send(Box::new(control)) {
                 Ok(()) => return Ok(true),
                 // The call ended (or is ending) here meanwhile: another instance cannot hold it either.
                 Err(mpsc::error::TrySendError::Closed(_)) => return Ok(false),
@@ -263,7 +267,10 @@ mod tests {
 
         assert_eq!(live.count(), 1, "the second registration stays");
         assert!(live.send("CA1", CallControl::HangUp));
-        assert_eq!(second_rx.try_recv().ok(), Some(CallControl::HangUp));
+        assert_eq!(
+            second_rx.try_recv().ok().map(|c| *c),
+            Some(CallControl::HangUp)
+        );
     }
 
     #[test]
@@ -275,7 +282,7 @@ mod tests {
 
         assert_eq!(delivery, VerdictDelivery::Delivered);
         assert_eq!(
-            rx.try_recv().ok(),
+            rx.try_recv().ok().map(|c| *c),
             Some(CallControl::AnsweredBy(AnsweredBy::Human))
         );
     }
@@ -292,7 +299,7 @@ mod tests {
         assert_eq!(delivery, VerdictDelivery::Kept);
         assert_eq!(repeated, VerdictDelivery::Kept);
         assert_eq!(
-            rx.try_recv().ok(),
+            rx.try_recv().ok().map(|c| *c),
             Some(CallControl::AnsweredBy(AnsweredBy::MachineEndBeep)),
             "the first verdict is kept"
         );
@@ -328,6 +335,6 @@ mod tests {
         let (mut rx, _guard) = live.register("CA1");
         assert!(live.send("CA1", CallControl::HangUp));
         assert!(!live.send("CA2", CallControl::HangUp));
-        assert_eq!(rx.try_recv().ok(), Some(CallControl::HangUp));
+        assert_eq!(rx.try_recv().ok().map(|c| *c), Some(CallControl::HangUp));
     }
 }

@@ -119,6 +119,11 @@ pub async fn media_stream(
         .remove(&token)
         .and_then(|slot| slot.lock().ok().and_then(|mut p| p.take()));
     let call_sid = grant.call_sid;
+    if let Some(expiry) = pending.as_ref().and_then(|p| p.expiry.as_ref()) {
+        // The stream opened: the call's expiry has nothing left to do.
+        expiry.abort();
+        state.calls.forget_stream(&call_sid, &token);
+    }
     let (grant_plan, issued_by) = (grant.plan, grant.issued_by);
     let span = call_span(&call_sid);
     // A stream whose webhook another instance answered: run it from the plan shared with the token.
@@ -158,7 +163,11 @@ fn adopt_shared_plan(
                 "stream answered by another instance: opening an OpenAI session here"
             );
             let preconnect = preconnect_plan(state, &plan);
-            Some(PendingCall { plan, preconnect })
+            Some(PendingCall {
+                plan,
+                preconnect,
+                expiry: None,
+            })
         }
         Err(e) => {
             tracing::warn!(error = %e, "the stream plan shared with the token cannot be used");

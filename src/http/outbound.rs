@@ -210,7 +210,7 @@ pub async fn outbound_call(
             assistant_speaks_first: call.greeting.is_some() && !relay,
             greeting: call.greeting.clone().unwrap_or_default(),
             max_call_duration,
-            session_update,
+            session_update: state.session_updates.share(session_update),
             engine,
             machine,
             public_base: base.clone(),

@@ -50,6 +50,8 @@ pub struct AppState {
     pub limits: crate::security::rate_limit::Limits,
     /// Running calls that can take a new media stream (a stream handover).
     pub attachments: crate::relay::handover::StreamAttachments,
+    /// The `session.update` texts calls share (see [`crate::relay::call::SessionUpdates`]).
+    pub session_updates: crate::relay::call::SessionUpdates,
     /// Transfers under way, by id (the whisper and `<Dial action>` webhooks).
     pub transfers: crate::relay::transfer::Transfers,
     /// The recording retention task, woken when a recording is stored.

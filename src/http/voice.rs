@@ -181,13 +181,13 @@ pub async fn incoming_call(
             assistant_speaks_first: realtime.assistant_speaks_first,
             greeting: realtime.greeting.clone(),
             max_call_duration: state.settings.calls.max_call_duration,
-            session_update: first_session_event(
+            session_update: state.session_updates.share(first_session_event(
                 &state.settings,
                 state.settings.engine,
                 &session,
                 None,
                 false,
-            ),
+            )),
             engine: state.settings.engine,
             machine: None,
             mode: Default::default(),

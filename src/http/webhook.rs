@@ -270,54 +270,80 @@ pub fn begin_stream_after(
     let stream_base = stream_base(state.settings.stream_public_url.as_ref(), public_base);
     let twiml = connect_twiml_after(prelude, &stream_base, &token, &plan.from, &plan.to);
     state.calls.await_stream(call_sid, &token);
-    state.pending.insert(
-        token.clone(),
-        Arc::new(Mutex::new(Some(PendingCall { plan, preconnect }))),
-    );
 
     // If Twilio never opens the stream, close the pre-connected session when the token expires; the cache's own
-    // expiry only runs when the cache is next used, which on a quiet server may be never.
+    // expiry only runs when the cache is next used, which on a quiet server may be never. The media-stream route
+    // aborts this task when the stream opens.
     let pending = state.pending.clone();
     let calls = state.calls.clone();
     let fleet = state.fleet.clone();
-    let call_sid = call_sid.to_owned();
-    let expired_token = token;
+    let expired_call_sid = call_sid.to_owned();
+    let expired_token = token.clone();
     let ttl = state.settings.calls.stream_token_ttl;
-    state.realtime_runtime.spawn(
+    let expiry = state.realtime_runtime.spawn(
         async move {
             tokio::time::sleep(ttl).await;
-            calls.forget_stream(&call_sid, &expired_token);
-            // Take the call out of its slot: moka may hold the slot itself a while longer (until its maintenance).
-            let unused = pending
-                .remove(&expired_token)
-                .and_then(|slot| slot.lock().ok().and_then(|mut call| call.take()));
-            let Some(unused) = unused else {
-                return;
-            };
-            let call_id = unused.plan.call_id.clone();
-            drop(unused);
-            tracing::info!("stream token expired unused; pre-connected OpenAI session closed");
-            let Some(call_id) = call_id else {
-                return;
-            };
-            if opened_elsewhere(fleet.as_ref(), &calls, &call_sid, &call_id).await {
-                return;
-            }
-            // The call was answered but its stream never opened: its record must not stay in progress.
-            calls.writer().submit(Write::CloseUnopened {
-                id: call_id.clone(),
-                end_reason: EndReason::Error(CallFailure::StreamNeverOpened),
-                at: OffsetDateTime::now_utc(),
-            });
-            // With a fleet, its slot (keyed by its CallSid when inbound, its id when outbound) is free now.
-            calls.release_fleet_slots(&[&call_sid, &call_id]).await;
-            if let Err(e) = calls.end_at_twilio(&call_sid).await {
-                tracing::warn!(error = %e, "REST hang-up of a call whose stream never opened failed");
-            }
+            // Boxed: while it sleeps, the task holds only what it captured.
+            Box::pin(expire_unused_stream(
+                pending,
+                calls,
+                fleet,
+                expired_call_sid,
+                expired_token,
+            ))
+            .await;
         }
         .instrument(span),
     );
+    state.pending.insert(
+        token,
+        Arc::new(Mutex::new(Some(PendingCall {
+            plan,
+            preconnect,
+            expiry: Some(expiry.abort_handle()),
+        }))),
+    );
     twiml
+}
+
+/// A stream token expired: forgets it, and when its pending call was never taken by a media stream, closes the
+/// pre-connected session and the call's record (`error:stream_never_opened`), frees its fleet slots and hangs the call
+/// up at Twilio.
+async fn expire_unused_stream(
+    pending: moka::sync::Cache<String, crate::relay::call::PendingSlot>,
+    calls: crate::calls::service::CallService,
+    fleet: Option<crate::fleet::Fleet>,
+    call_sid: String,
+    expired_token: String,
+) {
+    calls.forget_stream(&call_sid, &expired_token);
+    // Take the call out of its slot: moka may hold the slot itself a while longer (until its maintenance).
+    let unused = pending
+        .remove(&expired_token)
+        .and_then(|slot| slot.lock().ok().and_then(|mut call| call.take()));
+    let Some(unused) = unused else {
+        return;
+    };
+    let call_id = unused.plan.call_id.clone();
+    drop(unused);
+    tracing::info!("stream token expired unused; pre-connected OpenAI session closed");
+    let Some(call_id) = call_id else {
+        return;
+    };
+    if opened_elsewhere(fleet.as_ref(), &calls, &call_sid, &call_id).await {
+        return;
+    }
+    // The call was answered but its stream never opened: its record must not stay in progress.
+    calls.writer().submit(Write::CloseUnopened {
+        id: call_id.clone(),
+        end_reason: EndReason::Error(CallFailure::StreamNeverOpened),
+        at: OffsetDateTime::now_utc(),
+    });
+    // With a fleet, its slot (keyed by its CallSid when inbound, its id when outbound) is free now.
+    calls.release_fleet_slots(&[&call_sid, &call_id]).await;
+    if let Err(e) = calls.end_at_twilio(&call_sid).await {
+        tracing::warn!(error = %e, "REST hang-up of a call whose stream never opened failed");
+    }
 }
 
 /// Starts opening the OpenAI session of `plan`'s engine (Realtime or GPT-Live) with its first event, on the
@@ -327,7 +353,7 @@ pub fn preconnect_plan(state: &AppState, plan: &StreamPlan) -> crate::realtime::
         Engine::Realtime => preconnect(
             &state.realtime_runtime,
             state.realtime_endpoint.clone(),
-            vec![plan.session_update.clone()],
+            vec![plan.session_update.to_string()],
         ),
         Engine::Live => crate::live::client::preconnect(
             &state.realtime_runtime,
@@ -335,7 +361,7 @@ pub fn preconnect_plan(state: &AppState, plan: &StreamPlan) -> crate::realtime::
                 url: state.settings.live.url.clone(),
                 api_key: state.settings.openai_api_key.clone(),
             },
-            plan.session_update.clone(),
+            plan.session_update.to_string(),
         ),
     }
 }

@@ -34,7 +34,7 @@ use crate::realtime::server_events::parse_server_event;
 use crate::relay::budget::clip;
 use crate::relay::conductor::{Action, Conductor, say_report_at_end};
 use crate::relay::engine;
-use crate::relay::handover::{CallUpdate, HandoverDeps, StreamAttachment};
+use crate::relay::handover::{CallUpdate, HandoverDeps};
 use crate::relay::media_link::{MediaLink, close_writer};
 use crate::relay::sessions::RealtimeSessions;
 use crate::relay::twilio_socket::{
@@ -56,7 +56,7 @@ pub struct Bridge {
     /// REST client for the hang-up, when credentials are configured.
     pub rest: Option<TwilioRest>,
     /// Requests from outside the call.
-    pub control: mpsc::Receiver<CallControl>,
+    pub control: crate::calls::live::ControlReceiver,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
     /// Where the call's record is stored as it grows, when it is stored.
@@ -66,7 +66,7 @@ pub struct Bridge {
     /// What the call needs to move to a new media stream (keypad tones).
     pub handover: HandoverDeps,
     /// New media streams of this call, from the media-stream route (a handover).
-    pub new_streams: mpsc::Receiver<StreamAttachment>,
+    pub new_streams: crate::relay::handover::AttachmentReceiver,
     /// The GPT-Live mapping when the call runs on GPT-Live; `None` on the Realtime API.
     pub live: Option<crate::live::translate::LiveTranslator>,
 }
@@ -103,7 +103,8 @@ impl Bridge {
     /// Runs the call to its end and returns the finished record (also logged).
     ///
     /// `self` comes boxed: an `async fn` keeps its arguments in its future next to the locals they are moved into,
-    /// and the call's task holds that future for the whole call, so a `Bridge` by value would be stored twice.
+    /// and the call's task holds that future for the whole call, so a `Bridge` by value would be stored twice. The
+    /// box is freed as soon as its fields are taken out.
     pub async fn run(self: Box<Self>) -> CallRecord {
         let Bridge {
             twilio,
@@ -118,7 +119,11 @@ impl Bridge {
             handover,
             mut new_streams,
             mut live,
-        } = *self;
+        } = {
+            // Moved out of the box in a block of its own, so that the box is freed here, not when the call ends.
+            let this = self;
+            *this
+        };
         let mut twilio = TwilioSide(Some(MediaLink::Local {
             writer: twilio,
             frames: twilio_frames,
@@ -141,9 +146,16 @@ impl Bridge {
         );
         let timer = tokio::time::sleep_until(deadline.into());
         tokio::pin!(timer);
+        // One shutdown future for the whole call: a fresh `cancelled()` per turn of the loop would register with (and
+        // leave) the token's waiter list every time.
+        let shutdown_signal = shutdown.cancelled();
+        tokio::pin!(shutdown_signal);
 
         let reason = loop {
             tokio::select! {
+                // The two sockets first: they are ready on almost every turn, the other branches seldom. Neither can
+                // starve the rest: each returns pending once what its connection delivered has been read.
+                biased;
                 frame = twilio.recv() => {
                     let now = Instant::now();
                     if frame.is_some() {
@@ -239,7 +251,7 @@ impl Bridge {
                     Ok(()) => conductor.on_session_opened(Instant::now(), &mut actions),
                     Err(e) => conductor.on_session_open_failed(&e.to_string(), Instant::now(), &mut actions),
                 },
-                request = control.recv(), if control_open => match request {
+                request = control.recv(), if control_open => match request.map(|control| *control) {
                     Some(CallControl::HangUp) => conductor.on_hang_up_request(&mut actions),
                     Some(CallControl::Instruct(text)) => conductor.on_instruction(&text, &mut actions),
                     Some(CallControl::AnsweredBy(answered_by)) =>
@@ -294,7 +306,7 @@ impl Bridge {
                         conductor.on_tick(now, &mut actions);
                     }
                 }
-                () = shutdown.cancelled(), if !shutting_down => {
+                () = &mut shutdown_signal, if !shutting_down => {
                     shutting_down = true;
                     conductor.on_shutdown(Instant::now(), &mut actions);
                 }

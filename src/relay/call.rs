@@ -45,7 +45,7 @@ pub struct StreamPlan {
     /// The call's maximum duration.
     pub max_call_duration: Duration,
     /// The first client event of this call's session: Realtime's `session.update`, or GPT-Live's `session.start`.
-    pub session_update: String,
+    pub session_update: Arc<str>,
     /// The OpenAI voice API the call uses.
     pub engine: crate::config::Engine,
     /// Answering machine detection: the model is held back until the verdict (outbound calls that asked for it).
@@ -60,6 +60,31 @@ pub struct StreamPlan {
     pub max_cost_usd: Option<f64>,
 }
 
+/// Shares one `session.update` text between the calls that send the same one (every inbound call of a server, as a
+/// rule), instead of keeping a copy per call for the sessions it may reopen: the last text seen is kept, and a new
+/// call whose text equals it gets the same `Arc`. Cheap to clone; clones share the last text.
+#[derive(Debug, Clone, Default)]
+pub struct SessionUpdates(Arc<Mutex<Option<Arc<str>>>>);
+
+impl SessionUpdates {
+    /// `text` as a shared string: the one kept when it is equal, else `text` itself, kept from now on.
+    pub fn share(&self, text: String) -> Arc<str> {
+        // A compare and a swap under the lock: it cannot be left inconsistent by a panic.
+        let mut last = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(kept) = last.as_ref()
+            && **kept == *text
+        {
+            return Arc::clone(kept);
+        }
+        let shared: Arc<str> = text.into();
+        *last = Some(Arc::clone(&shared));
+        shared
+    }
+}
+
 /// A call between its webhook and its media stream: what its stream needs, and its Realtime session being opened.
 #[derive(Debug)]
 pub struct PendingCall {
@@ -67,6 +92,10 @@ pub struct PendingCall {
     pub plan: StreamPlan,
     /// The session opening in the background.
     pub preconnect: Preconnect,
+    /// The task that closes the call if its stream never opens (see `begin_stream_after`); aborted when the stream
+    /// opens here, so a call does not keep a sleeping task for the token's lifetime. `None` for a plan adopted from
+    /// another instance.
+    pub expiry: Option<tokio::task::AbortHandle>,
 }
 
 /// A pending call shared with the token cache; taken out once by the media-stream upgrade.
@@ -130,57 +159,131 @@ fn cost_meter(
 /// (a failure ends the call with close code 1011 and `error:` + OpenAI's refusal code, e.g. `error:invalid_api_key`,
 /// or `error:openai_unavailable` when OpenAI could not be reached or gave no code), then bridges the two until either
 /// side ends, and stores and logs the record.
-pub async fn run_call(
+///
+/// Not an `async fn`: an `async fn` keeps its arguments in its future for good, beside the locals they are moved
+/// into, and the call's task holds this future for the whole call. Here they travel in one box, freed once unpacked.
+pub fn run_call(
     deps: CallDeps,
     twilio: TwilioWriter,
     frames: TwilioReader,
     call_sid: String,
     pending: PendingCall,
+) -> impl std::future::Future<Output = ()> {
+    let start = Box::new((deps, twilio, frames, call_sid, pending));
+    async move {
+        let (deps, twilio, frames, call_sid, pending) = {
+            let start = start;
+            *start
+        };
+        let PendingCall {
+            plan,
+            preconnect,
+            expiry,
+        } = pending;
+        drop(expiry);
+        let opened = preconnect.ready().await;
+        // Everything else is done in plain functions that take their inputs by value: what an `async` block borrows
+        // stays in its future even once it has been moved on.
+        let (bridge, running) = match opened {
+            Ok(link) => bridge_for(deps, twilio, frames, call_sid, plan, link),
+            Err(e) => return session_not_opened(deps, twilio, call_sid, plan, &e),
+        };
+        // The bridge stores and logs the finished record; the call is unregistered once it has.
+        let record = bridge.run().await;
+        running.ended(&record);
+    }
+}
+
+/// Ends the call whose pre-connected Realtime session failed to open, before it was bridged: close code 1011 to
+/// Twilio, and a record ended with `error:` + OpenAI's refusal code (or `error:openai_unavailable`), stored and logged.
+fn session_not_opened(
+    deps: CallDeps,
+    twilio: TwilioWriter,
+    call_sid: String,
+    plan: StreamPlan,
+    e: &crate::realtime::client::RealtimeError,
 ) {
-    let PendingCall { plan, preconnect } = pending;
+    tracing::error!(error = %e, "cannot open the OpenAI Realtime session; ending the call");
+    let failure = match e.end_reason() {
+        "openai_unavailable" => CallFailure::OpenAiUnavailable,
+        code => CallFailure::OpenAiFatal(code.to_owned()),
+    };
+    let reason = EndReason::Error(failure);
+    close_twilio(twilio, &reason);
+    let mut record = CallRecord::new(call_sid.clone(), plan.direction, plan.from, plan.to);
+    record.finish(reason, 0);
+    log_record(&record);
+    if let Some(call_id) = plan.call_id.clone() {
+        Persistence {
+            calls: deps.calls.clone(),
+            call_id,
+        }
+        .finish(&record);
+    }
+    crate::metrics::call_ended(&record);
+    release_in_fleet(
+        deps.fleet.as_ref(),
+        &call_sid,
+        plan.call_id.as_deref(),
+        None,
+    );
+}
+
+/// What a bridged call holds until its record is stored: its live registrations and what the fleet needs to hear of
+/// its end.
+struct RunningCall {
+    /// Keeps the call in `LiveCalls` (hang-up, instructions, verdicts reach it).
+    _live: crate::calls::live::LiveCallGuard,
+    /// Keeps the call able to take a new stream.
+    _attachments: crate::relay::handover::AttachmentGuard,
+    /// Counts the call in the live-calls gauge.
+    live_metric: crate::metrics::LiveCall,
+    fleet: Option<crate::fleet::Fleet>,
+    call_sid: String,
+    call_id: Option<String>,
+}
+
+impl RunningCall {
+    /// The call's record is stored: counted in the metrics and released in the fleet; then the call is unregistered.
+    fn ended(self, record: &CallRecord) {
+        crate::metrics::call_ended(record);
+        release_in_fleet(
+            self.fleet.as_ref(),
+            &self.call_sid,
+            self.call_id.as_deref(),
+            record.cost.as_ref().map(|c| c.total_usd),
+        );
+        drop(self.live_metric);
+    }
+}
+
+/// The bridge of the call `call_sid` on its open Realtime `link`, registered as live (and as able to take a new
+/// stream) until the returned guards are dropped.
+fn bridge_for(
+    deps: CallDeps,
+    twilio: TwilioWriter,
+    frames: TwilioReader,
+    call_sid: String,
+    plan: StreamPlan,
+    mut link: crate::realtime::client::RealtimeLink,
+) -> (Box<Bridge>, RunningCall) {
+    // The session was opened on the main runtime; from now on this task is its only user.
+    link.adopt_current_runtime();
+    let live_metric = crate::metrics::call_live();
     let plan_cost = (plan.direction, plan.max_cost_usd, plan.engine);
     let engine = plan.engine;
-    let link = preconnect.ready().await;
     let persistence = plan.call_id.clone().map(|call_id| Persistence {
         calls: deps.calls.clone(),
         call_id,
     });
-    let mut record = CallRecord::new(
+    let record = CallRecord::new(
         call_sid.clone(),
         plan.direction,
         plan.from.clone(),
         plan.to.clone(),
     );
-    let link = match link {
-        Ok(mut link) => {
-            // The session was opened on the main runtime; from now on this task is its only user.
-            link.adopt_current_runtime();
-            link
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the OpenAI Realtime session; ending the call");
-            let failure = match e.end_reason() {
-                "openai_unavailable" => CallFailure::OpenAiUnavailable,
-                code => CallFailure::OpenAiFatal(code.to_owned()),
-            };
-            let reason = EndReason::Error(failure);
-            close_twilio(twilio, &reason);
-            record.finish(reason, 0);
-            log_record(&record);
-            if let Some(persistence) = &persistence {
-                persistence.finish(&record);
-            }
-            crate::metrics::call_ended(&record);
-            release_in_fleet(
-                deps.fleet.as_ref(),
-                &call_sid,
-                plan.call_id.as_deref(),
-                None,
-            );
-            return;
-        }
-    };
     let (control, guard) = deps.live_calls.register(&call_sid);
+    let fleet_call_sid = call_sid.clone();
     if let (Some(fleet), Some(call_id)) = (deps.fleet.clone(), plan.call_id.clone()) {
         // In the background: the call does not wait on Redis (the command has its own deadline).
         let call_sid = call_sid.clone();
@@ -193,7 +296,6 @@ pub async fn run_call(
             .in_current_span(),
         );
     }
-    let fleet_call = (deps.fleet.clone(), call_sid.clone(), plan.call_id.clone());
     let (new_streams, attachment_guard) = deps.attachments.register(&call_sid);
     let handover = HandoverDeps {
         tokens: deps.tokens.clone(),
@@ -214,7 +316,7 @@ pub async fn run_call(
         },
     };
     // A rollover or a reopened session starts with the same `session.update` as the first session.
-    let plan_session_update = plan.session_update.clone();
+    let plan_session_update = plan.session_update;
     let mut conductor = Conductor::new(
         ConductorConfig {
             call_sid,
@@ -235,7 +337,6 @@ pub async fn run_call(
         conductor.set_relay_mode();
     }
     conductor.set_cost_meter(cost_meter(&deps.settings, &plan_cost));
-    let live_metric = crate::metrics::call_live();
     if engine == crate::config::Engine::Live {
         // GPT-Live has no rollover here (the reopen path speaks the Realtime API): a Live session that closes ends
         // the call, and no second session is opened before a limit.
@@ -243,15 +344,14 @@ pub async fn run_call(
     } else {
         conductor.set_session_lifetime(deps.settings.realtime.sessions);
     }
-    // The bridge stores and logs the finished record; the call is unregistered once it has.
-    let record = Box::new(Bridge {
+    let bridge = Box::new(Bridge {
         twilio,
         twilio_frames: frames,
         sessions: RealtimeSessions::new(
             link,
             SessionOpener {
                 endpoint: deps.realtime_endpoint.clone(),
-                first_events: vec![plan_session_update],
+                session_update: plan_session_update,
             },
         ),
         conductor,
@@ -264,19 +364,16 @@ pub async fn run_call(
         new_streams,
         live: (engine == crate::config::Engine::Live)
             .then(crate::live::translate::LiveTranslator::new),
-    })
-    .run()
-    .await;
-    crate::metrics::call_ended(&record);
-    release_in_fleet(
-        fleet_call.0.as_ref(),
-        &fleet_call.1,
-        fleet_call.2.as_deref(),
-        record.cost.as_ref().map(|c| c.total_usd),
-    );
-    drop(live_metric);
-    drop(attachment_guard);
-    drop(guard);
+    });
+    let running = RunningCall {
+        _live: guard,
+        _attachments: attachment_guard,
+        live_metric,
+        fleet: deps.fleet,
+        call_sid: fleet_call_sid,
+        call_id: plan.call_id,
+    };
+    (bridge, running)
 }
 
 /// Tells the fleet (when there is one) that the call has ended here: its registry entry and slot are freed and its
@@ -307,4 +404,27 @@ fn release_in_fleet(
         }
         .in_current_span(),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_with_the_same_session_update_share_one_copy_and_a_different_one_gets_its_own() {
+        let updates = SessionUpdates::default();
+        let first = updates.share(r#"{"type":"session.update","n":1}"#.to_owned());
+        let same = updates.share(r#"{"type":"session.update","n":1}"#.to_owned());
+        let other = updates.share(r#"{"type":"session.update","n":2}"#.to_owned());
+        let other_again = updates.share(r#"{"type":"session.update","n":2}"#.to_owned());
+
+        assert!(Arc::ptr_eq(&first, &same));
+        assert_eq!(&*other, r#"{"type":"session.update","n":2}"#);
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert!(Arc::ptr_eq(&other, &other_again));
+        assert_eq!(
+            &*first, r#"{"type":"session.update","n":1}"#,
+            "a shared text is never changed"
+        );
+    }
 }

@@ -62,11 +62,15 @@ impl CallUpdate {
     }
 }
 
+/// The new streams of a running call, as its bridge receives them. Boxed, as the call's controls: the channel
+/// preallocates its slots for every call, and a new stream seldom comes.
+pub type AttachmentReceiver = mpsc::Receiver<Box<StreamAttachment>>;
+
 /// The running calls that can take a new stream, by CallSid. Cheap to clone; all clones share one table.
 #[derive(Debug, Clone, Default)]
 pub struct StreamAttachments {
     /// CallSid → the running call's attachment sender.
-    calls: Arc<Mutex<HashMap<String, mpsc::Sender<StreamAttachment>>>>,
+    calls: Arc<Mutex<HashMap<String, mpsc::Sender<Box<StreamAttachment>>>>>,
 }
 
 /// Removes its call from [`StreamAttachments`] when dropped.
@@ -74,7 +78,7 @@ pub struct StreamAttachments {
 pub struct AttachmentGuard {
     attachments: StreamAttachments,
     call_sid: String,
-    sender: mpsc::Sender<StreamAttachment>,
+    sender: mpsc::Sender<Box<StreamAttachment>>,
 }
 
 impl Drop for AttachmentGuard {
@@ -90,7 +94,9 @@ impl Drop for AttachmentGuard {
 }
 
 impl StreamAttachments {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<StreamAttachment>>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Box<StreamAttachment>>>> {
         // Single inserts and removes: a panic under the lock cannot leave the map inconsistent.
         self.calls
             .lock()
@@ -98,7 +104,7 @@ impl StreamAttachments {
     }
 
     /// Registers the running call `call_sid`; returns the receiver its bridge polls and the guard that unregisters it.
-    pub fn register(&self, call_sid: &str) -> (mpsc::Receiver<StreamAttachment>, AttachmentGuard) {
+    pub fn register(&self, call_sid: &str) -> (AttachmentReceiver, AttachmentGuard) {
         let (tx, rx) = mpsc::channel(2);
         self.lock().insert(call_sid.to_owned(), tx.clone());
         (
@@ -122,10 +128,8 @@ impl StreamAttachments {
     ) -> Result<(), Box<StreamAttachment>> {
         let sender = self.lock().get(call_sid).cloned();
         match sender {
-            Some(tx) => tx.try_send(attachment).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(a) | mpsc::error::TrySendError::Closed(a) => {
-                    Box::new(a)
-                }
+            Some(tx) => tx.try_send(Box::new(attachment)).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(a) | mpsc::error::TrySendError::Closed(a) => a,
             }),
             None => Err(Box::new(attachment)),
         }

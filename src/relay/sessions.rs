@@ -4,6 +4,8 @@
 //! [`crate::relay::conductor::Action::SwitchSession`]); this type does the I/O, reusing the pre-connect of
 //! [`crate::realtime::client`] with the call's own `session.update`, so the new session has the same settings.
 
+use std::sync::Arc;
+
 use std::time::Instant;
 
 use crate::realtime::client::{
@@ -15,8 +17,9 @@ use crate::realtime::client::{
 pub struct SessionOpener {
     /// Where to connect.
     pub endpoint: RealtimeEndpoint,
-    /// The events sent first on the new socket: the call's `session.update`.
-    pub first_events: Vec<String>,
+    /// The event sent first on the new socket: the call's `session.update` (shared with other calls that have the
+    /// same one, see [`crate::relay::call::SessionUpdates`]).
+    pub session_update: Arc<str>,
 }
 
 /// The call's serving session and the one being opened or ready to take over. The two are separate fields so that
@@ -85,7 +88,7 @@ impl NextSession {
         self.opening = Some(preconnect(
             &tokio::runtime::Handle::current(),
             self.opener.endpoint.clone(),
-            self.opener.first_events.clone(),
+            vec![self.opener.session_update.to_string()],
         ));
     }
 

@@ -94,7 +94,7 @@ impl SharedPlan {
             assistant_speaks_first: plan.assistant_speaks_first,
             greeting: plan.greeting.clone(),
             max_call_duration_ms: millis(plan.max_call_duration),
-            session_update: plan.session_update.clone(),
+            session_update: plan.session_update.to_string(),
             engine: plan.engine,
             machine: plan.machine.as_ref().map(|m| SharedMachinePlan {
                 policy: m.policy,
@@ -133,7 +133,7 @@ impl SharedPlan {
             assistant_speaks_first: self.assistant_speaks_first,
             greeting: self.greeting,
             max_call_duration: Duration::from_millis(self.max_call_duration_ms),
-            session_update: self.session_update,
+            session_update: self.session_update.into(),
             engine: self.engine,
             machine: self.machine.map(|m| MachinePlan {
                 policy: m.policy,

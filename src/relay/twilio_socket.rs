@@ -10,7 +10,7 @@
 //!   never buffered, and reported as [`ReadError::Oversized`] (the call goes on); one that declares more than
 //!   [`DISCARD_LIMIT_BYTES`] is refused at once ([`ReadError::TooLarge`]; the bridge closes with 1009). The reader
 //!   pulls from the connection only when it holds no complete frame, so it buffers at most one frame plus one read,
-//!   in one buffer of its own that is reused from read to read.
+//!   in a buffer of its own sized for what each read brought.
 //! - [`TwilioWriter`] encodes each frame straight into an outbox that the connection drains as the response body:
 //!   every frame queued while the connection was busy leaves in one write. Queuing is synchronous and cannot block.
 //!   When the outbox has data that the connection has not taken for a while, [`TwilioWriter::stalled_since`] says
@@ -228,9 +228,13 @@ impl Stream for TwilioReader {
                 return Poll::Ready(None);
             }
             match Pin::new(&mut this.payload).poll_next(cx) {
-                // Copied into the reader's own buffer, which is reused read after read: the chunk shares the
-                // connection's read buffer, so taking it over would copy it anyway (a fresh allocation per read),
-                // or keep that whole buffer alive with the call.
+                // Copied: the chunk shares the connection's read buffer, and keeping it would keep that whole
+                // buffer alive with the call. Into a buffer of the chunk's size when nothing is left over from the
+                // last read (as a rule: one frame per read), so that a burst (frames that piled up while the call
+                // was set up) does not leave the reader holding a buffer of its size for the rest of the call.
+                Poll::Ready(Some(Ok(bytes))) if this.buf.is_empty() => {
+                    this.buf = BytesMut::from(&bytes[..]);
+                }
                 Poll::Ready(Some(Ok(bytes))) => this.buf.extend_from_slice(&bytes),
                 Poll::Ready(Some(Err(e))) => {
                     this.ended = true;
@@ -559,6 +563,33 @@ mod tests {
             Message::Ping(Bytes::from_static(b"p"))
         );
         assert!(reader.recv().await.is_none());
+    }
+
+    #[actix_web::test]
+    async fn after_a_burst_of_frames_the_reader_keeps_a_buffer_of_one_frame_not_of_the_burst() {
+        let frame = |n: u8| masked_frame(OpCode::Text, &[b'0' + n; 300]);
+        // Twenty frames that piled up while the call was setting up arrive in one read, then one frame at a time.
+        let mut burst = BytesMut::new();
+        for n in 0..20 {
+            burst.extend_from_slice(&frame(n % 10));
+        }
+        let chunks = vec![burst.freeze(), frame(1).freeze(), frame(2).freeze()];
+        let (mut reader, _) = reader_over(chunks, 1024);
+
+        for _ in 0..20 {
+            reader.recv().await.expect("item").expect("text");
+        }
+        let next = reader.recv().await.expect("item").expect("text");
+
+        assert_eq!(
+            next,
+            Message::Text(String::from_utf8(vec![b'1'; 300]).unwrap().into())
+        );
+        assert!(
+            reader.buf.capacity() < 2 * frame(1).len(),
+            "the burst's buffer was given back: {} bytes kept",
+            reader.buf.capacity()
+        );
     }
 
     #[actix_web::test]

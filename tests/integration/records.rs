@@ -54,6 +54,31 @@ async fn a_stream_token_that_expires_unused_finishes_its_record() {
 }
 
 #[actix_web::test]
+async fn a_stream_that_opened_forgets_its_token_at_once_and_outlives_the_token_ttl() {
+    let app = spawn_app_with(Script::default(), &[("CALLBRIDGE_STREAM_TOKEN_TTL_S", "1")]).await;
+
+    let call = app.call().await;
+    let call_sid = call.webhook.call_sid.clone();
+
+    assert_eq!(
+        app.calls.awaited_stream(&call_sid),
+        None,
+        "the upgrade forgot the token (and stopped its expiry) as the stream opened"
+    );
+    // Past the token's lifetime: its expiry would have closed a call whose stream never opened.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let view = app
+        .calls
+        .store()
+        .get_by_call_sid(&call_sid)
+        .expect("reads")
+        .expect("the call was stored");
+    assert!(!view.status.is_terminal(), "{view:?}");
+    assert_eq!(view.end_reason, None);
+    drop(call);
+}
+
+#[actix_web::test]
 async fn two_hundred_replays_of_one_signed_webhook_give_one_record_and_one_realtime_session() {
     let app = spawn_app_with(
         Script::default(),
