@@ -129,7 +129,9 @@ impl Bridge {
             frames: twilio_frames,
         }));
         let call_sid = conductor.record().call_sid.clone();
-        let (update_results_tx, mut update_results) = mpsc::channel::<String>(4);
+        // Failed call updates come back here; the channel is made with the call's first update (most calls have
+        // none, and a channel preallocates its slots).
+        let mut update_results = UpdateResults::default();
         let mut stored_turns = 0;
         let mut actions: Vec<Action> = Vec::with_capacity(8);
         let mut shutting_down = false;
@@ -286,7 +288,7 @@ impl Bridge {
                             .close(close_reason(&EndReason::Error(CallFailure::StreamNotAwaited)));
                     }
                 }
-                Some(error) = update_results.recv() => conductor.on_call_update_failed(&error, &mut actions),
+                error = update_results.failed() => conductor.on_call_update_failed(&error, &mut actions),
                 () = &mut timer => {
                     let now = Instant::now();
                     if is_stalled(twilio.stalled_since(), stall_timeout, now) {
@@ -337,7 +339,7 @@ impl Bridge {
                         &handover,
                         rest.as_ref(),
                         update,
-                        &update_results_tx,
+                        update_results.sender(),
                     )
                 },
             );
@@ -398,6 +400,29 @@ impl Bridge {
             tracing::warn!(error = %e, call_sid = %record.call_sid, "REST hang-up failed");
         }
         record
+    }
+}
+
+/// Where the tasks that send call updates report a failure, as text: a channel made when the first update is sent.
+#[derive(Default)]
+struct UpdateResults(Option<(mpsc::Sender<String>, mpsc::Receiver<String>)>);
+
+impl UpdateResults {
+    /// The sender for a new update's task (the channel is made now if it is the call's first update).
+    fn sender(&mut self) -> &mpsc::Sender<String> {
+        &self.0.get_or_insert_with(|| mpsc::channel(4)).0
+    }
+
+    /// The next failure; pending for ever while no update was sent (the channel holds a sender of its own, so it never
+    /// closes).
+    async fn failed(&mut self) -> String {
+        match &mut self.0 {
+            Some((_, failures)) => match failures.recv().await {
+                Some(error) => error,
+                None => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
     }
 }
 

@@ -152,3 +152,61 @@ async fn the_old_streams_stop_does_not_end_a_call_that_awaits_its_next_stream() 
     );
     app.shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_twilio_refuses_the_keypad_update_the_model_is_told_and_the_call_stays_on_its_stream()
+{
+    let twilio = FakeTwilio::start(
+        400,
+        r#"{"code":21220,"message":"Invalid call state for the update","status":400}"#,
+    );
+    let app = spawn_app_with(
+        Script {
+            responses: vec![ScriptedResponse::call_tool(
+                "send_dtmf",
+                r#"{"digits":"1"}"#,
+            )],
+            ..Script::default()
+        },
+        &[
+            ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
+            ("TWILIO_API_BASE_URL", &twilio.url),
+        ],
+    )
+    .await;
+    let menu =
+        std::fs::read(fixture("menu-press-1.ulaw")).expect("tests/fixtures/menu-press-1.ulaw");
+    let webhook = app.webhook();
+    let url = app.answer(&webhook).await;
+    let stream = MediaStreamClient::connect(&url)
+        .await
+        .expect("the stream opens");
+    stream
+        .start(&webhook.call_sid, &[])
+        .await
+        .expect("start is sent");
+
+    stream.send_audio(&menu);
+    twilio
+        .wait_for_call_update(0, Duration::from_secs(20))
+        .await
+        .expect("the relay asked Twilio to press the key");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let told = loop {
+        let told = app
+            .fake
+            .events_of_type("conversation.item.create")
+            .into_iter()
+            .any(|e| e.to_string().contains("keypad tones could not be sent"));
+        if told || tokio::time::Instant::now() >= deadline {
+            break told;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(told, "the model was told the key was not pressed");
+    stream.stop().await;
+    let record = app.record(&webhook.call_sid, Duration::from_secs(10)).await;
+
+    assert!(record.handovers.is_empty(), "{:?}", record.handovers);
+    assert_eq!(record.end_reason, Some(EndReason::CallerHungUp.to_string()));
+}
