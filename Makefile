@@ -29,7 +29,7 @@ BINDIR ?= $(PREFIX)/bin
 # Plain `make` runs the server, as it always has.
 .DEFAULT_GOAL := dev
 
-.PHONY: help bench bench-load bench-fleet services services-stop dev test test-rust test-conformance test-deploy test-functions test-prerequisites lint simulate venv \
+.PHONY: help bench bench-load bench-load-floor bench-fleet services services-stop dev test test-rust test-conformance test-deploy test-functions test-prerequisites lint simulate venv \
 	build install release tunnel-quick tunnel clean-venv
 
 help: ## List the targets
@@ -156,6 +156,14 @@ bench-load: ## Many-call load benchmark: relay CPU and RSS per call, round trip,
 	$(CARGO) build --release --bin callbridge
 	mkdir -p $(dir $(BENCH_LOAD_BIN)) && cp $(RELEASE_BIN) $(BENCH_LOAD_BIN)
 	BENCH_LOAD_BIN=$(abspath $(BENCH_LOAD_BIN)) $(CARGO) test --bench load
+
+# The same load benchmark run against examples/floor_relay.rs instead of callbridge: a relay that only moves the
+# bench's frames (tokio, tungstenite, serde_json, no checks or call logic). Its figures are the floor of this machine
+# for that traffic: read `make bench-load`'s against them. FLOOR_RELAY_WORKERS is not passed through (the bench clears
+# the relay's environment); the floor uses one thread per CPU, as actix-web does.
+bench-load-floor: ## The load benchmark against a relay that only moves frames: this machine's floor for the traffic
+	$(CARGO) build --release --example floor_relay
+	BENCH_LOAD_BIN=$(abspath target/release/examples/floor_relay) $(CARGO) test --bench load
 
 # Not part of `make test`: about a minute once built; figures depend on what else the machine is doing. Two instances
 # on the tests' Redis and PostgreSQL (make services) behind HAProxy: accepted calls per second, and webhook → TwiML

@@ -13,6 +13,9 @@
 //! as a `response.output_audio.delta` of that response. So each call-second carries about 300 WebSocket messages
 //! through the relay: 50 caller frames in, 50 appends out, 50 deltas in, 50 media and 50 marks out, 50 mark echoes in.
 //!
+//! `make bench-load-floor` runs this bench against `examples/floor_relay.rs` instead, a relay that only moves these
+//! messages: its figures are the machine's floor for this traffic, to read the relay's against.
+//!
 //! Each caller frame's payload carries its send time, its call and its number, so when the same bytes come back as a
 //! Twilio `media` frame the round trip is known. For each N a fresh relay process is started; after every call is
 //! streaming and a warm-up, a steady window is measured; then the calls stop and the relay is killed.
