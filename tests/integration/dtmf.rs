@@ -8,20 +8,15 @@ use callbridge::simulate::{MediaStreamClient, Observation};
 
 use crate::fake_realtime::{Script, ScriptedResponse};
 use crate::fake_twilio::FakeTwilio;
-use crate::helpers::{CALLER_HELLO, fixture, spawn_app_with};
+use crate::helpers::{CALLER_HELLO, TestApp, fixture, spawn_app_with};
 
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_model_presses_1_in_a_menu_and_the_conversation_goes_on_on_a_new_stream_of_the_same_session()
- {
-    let twilio = FakeTwilio::start(200, r#"{"sid":"CA","status":"in-progress"}"#);
-    let app = spawn_app_with(
+/// A server whose model answers with `responses` and whose Twilio REST API is `twilio`.
+async fn dtmf_app(twilio: &FakeTwilio, responses: Vec<ScriptedResponse>) -> TestApp {
+    spawn_app_with(
         Script {
-            responses: vec![
-                ScriptedResponse::call_tool("send_dtmf", r#"{"digits":"1"}"#),
-                ScriptedResponse::speak(600, "Hello, I'd like to book a table for four at seven."),
-            ],
+            responses,
             ..Script::default()
         },
         &[
@@ -29,9 +24,27 @@ async fn the_model_presses_1_in_a_menu_and_the_conversation_goes_on_on_a_new_str
             ("TWILIO_API_BASE_URL", &twilio.url),
         ],
     )
+    .await
+}
+
+/// The recorded phone menu that asks the caller to press 1 (μ-law, 8 kHz).
+fn menu_audio() -> Vec<u8> {
+    std::fs::read(fixture("menu-press-1.ulaw")).expect("tests/fixtures/menu-press-1.ulaw")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_presses_1_in_a_menu_and_the_conversation_goes_on_on_a_new_stream_of_the_same_session()
+ {
+    let twilio = FakeTwilio::start(200, r#"{"sid":"CA","status":"in-progress"}"#);
+    let app = dtmf_app(
+        &twilio,
+        vec![
+            ScriptedResponse::call_tool("send_dtmf", r#"{"digits":"1"}"#),
+            ScriptedResponse::speak(600, "Hello, I'd like to book a table for four at seven."),
+        ],
+    )
     .await;
-    let menu =
-        std::fs::read(fixture("menu-press-1.ulaw")).expect("tests/fixtures/menu-press-1.ulaw");
+    let menu = menu_audio();
     let webhook = app.webhook();
     let old_url = app.answer(&webhook).await;
     let old = MediaStreamClient::connect(&old_url)
@@ -121,18 +134,12 @@ async fn the_model_presses_1_in_a_menu_and_the_conversation_goes_on_on_a_new_str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_old_streams_stop_does_not_end_a_call_that_awaits_its_next_stream() {
     let twilio = FakeTwilio::start(200, r#"{"sid":"CA","status":"in-progress"}"#);
-    let app = spawn_app_with(
-        Script {
-            responses: vec![ScriptedResponse::call_tool(
-                "send_dtmf",
-                r#"{"digits":"1"}"#,
-            )],
-            ..Script::default()
-        },
-        &[
-            ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
-            ("TWILIO_API_BASE_URL", &twilio.url),
-        ],
+    let app = dtmf_app(
+        &twilio,
+        vec![ScriptedResponse::call_tool(
+            "send_dtmf",
+            r#"{"digits":"1"}"#,
+        )],
     )
     .await;
     let call = app.call().await;
@@ -160,33 +167,17 @@ async fn when_twilio_refuses_the_keypad_update_the_model_is_told_and_the_call_st
         400,
         r#"{"code":21220,"message":"Invalid call state for the update","status":400}"#,
     );
-    let app = spawn_app_with(
-        Script {
-            responses: vec![ScriptedResponse::call_tool(
-                "send_dtmf",
-                r#"{"digits":"1"}"#,
-            )],
-            ..Script::default()
-        },
-        &[
-            ("TWILIO_ACCOUNT_SID", ACCOUNT_SID),
-            ("TWILIO_API_BASE_URL", &twilio.url),
-        ],
+    let app = dtmf_app(
+        &twilio,
+        vec![ScriptedResponse::call_tool(
+            "send_dtmf",
+            r#"{"digits":"1"}"#,
+        )],
     )
     .await;
-    let menu =
-        std::fs::read(fixture("menu-press-1.ulaw")).expect("tests/fixtures/menu-press-1.ulaw");
-    let webhook = app.webhook();
-    let url = app.answer(&webhook).await;
-    let stream = MediaStreamClient::connect(&url)
-        .await
-        .expect("the stream opens");
-    stream
-        .start(&webhook.call_sid, &[])
-        .await
-        .expect("start is sent");
+    let call = app.call().await;
 
-    stream.send_audio(&menu);
+    call.stream.send_audio(&menu_audio());
     twilio
         .wait_for_call_update(0, Duration::from_secs(20))
         .await
@@ -204,8 +195,10 @@ async fn when_twilio_refuses_the_keypad_update_the_model_is_told_and_the_call_st
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(told, "the model was told the key was not pressed");
-    stream.stop().await;
-    let record = app.record(&webhook.call_sid, Duration::from_secs(10)).await;
+    call.stream.stop().await;
+    let record = app
+        .record(&call.webhook.call_sid, Duration::from_secs(10))
+        .await;
 
     assert!(record.handovers.is_empty(), "{:?}", record.handovers);
     assert_eq!(record.end_reason, Some(EndReason::CallerHungUp.to_string()));
