@@ -27,6 +27,11 @@ async fn dtmf_app(twilio: &FakeTwilio, responses: Vec<ScriptedResponse>) -> Test
     .await
 }
 
+/// The model's answer to a phone menu: the `send_dtmf` tool with the digit 1.
+fn press_1() -> ScriptedResponse {
+    ScriptedResponse::call_tool("send_dtmf", r#"{"digits":"1"}"#)
+}
+
 /// The recorded phone menu that asks the caller to press 1 (μ-law, 8 kHz).
 fn menu_audio() -> Vec<u8> {
     std::fs::read(fixture("menu-press-1.ulaw")).expect("tests/fixtures/menu-press-1.ulaw")
@@ -39,7 +44,7 @@ async fn the_model_presses_1_in_a_menu_and_the_conversation_goes_on_on_a_new_str
     let app = dtmf_app(
         &twilio,
         vec![
-            ScriptedResponse::call_tool("send_dtmf", r#"{"digits":"1"}"#),
+            press_1(),
             ScriptedResponse::speak(600, "Hello, I'd like to book a table for four at seven."),
         ],
     )
@@ -134,14 +139,7 @@ async fn the_model_presses_1_in_a_menu_and_the_conversation_goes_on_on_a_new_str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_old_streams_stop_does_not_end_a_call_that_awaits_its_next_stream() {
     let twilio = FakeTwilio::start(200, r#"{"sid":"CA","status":"in-progress"}"#);
-    let app = dtmf_app(
-        &twilio,
-        vec![ScriptedResponse::call_tool(
-            "send_dtmf",
-            r#"{"digits":"1"}"#,
-        )],
-    )
-    .await;
+    let app = dtmf_app(&twilio, vec![press_1()]).await;
     let call = app.call().await;
     call.stream.send_audio(&CALLER_HELLO);
     twilio
@@ -167,14 +165,7 @@ async fn when_twilio_refuses_the_keypad_update_the_model_is_told_and_the_call_st
         400,
         r#"{"code":21220,"message":"Invalid call state for the update","status":400}"#,
     );
-    let app = dtmf_app(
-        &twilio,
-        vec![ScriptedResponse::call_tool(
-            "send_dtmf",
-            r#"{"digits":"1"}"#,
-        )],
-    )
-    .await;
+    let app = dtmf_app(&twilio, vec![press_1()]).await;
     let call = app.call().await;
 
     call.stream.send_audio(&menu_audio());
